@@ -1,0 +1,1 @@
+"""The ``jupyter qsecure`` command line (also installed as ``jupyter-qsecure``)."""

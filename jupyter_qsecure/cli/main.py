@@ -1,0 +1,71 @@
+"""Entry point of ``jupyter qsecure`` / ``jupyter-qsecure``.
+
+Each subcommand lives in its own module exposing ``register(subparsers)``; the
+module adds its parser and sets ``handler=callable(args, settings) -> int``.
+Exit status (design.md): 0 success or clean, 1 findings or failed verification,
+2 usage or environment error. Errors print one message (what is wrong and what
+to do), never a traceback, and never a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .._version import __version__
+from ..errors import QSecureError
+
+#: Modules that contribute subcommands, in the order ``--help`` lists them.
+COMMAND_MODULES: tuple[str, ...] = (
+    "jupyter_qsecure.cli.scan_cmd",
+    "jupyter_qsecure.cli.audit_cmd",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyter qsecure",
+        description="jupyter-qsecure: secret scanning, audit ledger, credentials and signed "
+        "quantum jobs for Jupyter.",
+    )
+    parser.add_argument("--version", action="version", version=f"jupyter-qsecure {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # a command not built yet
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        from ..config import load_settings
+
+        settings = load_settings()
+        return int(handler(args, settings))
+    except QSecureError as exc:
+        print(f"jupyter qsecure {args.command}: error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""The ``QSecure`` configuration class every feature reads.
+
+Settings come from Jupyter config files (``c.QSecure.<name> = ...`` in
+``jupyter_qsecure_config.py``/``.json`` or ``jupyter_server_config.py``/``.json``
+on the Jupyter config path); the environment variables named in each help text
+override the files, so a deployment can pin a value without editing them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.paths import jupyter_config_path, jupyter_data_dir
+from traitlets import Bool, Dict, Enum, Float, Integer, Unicode, default
+from traitlets.config import Configurable
+from traitlets.config.loader import Config, JSONFileConfigLoader, PyFileConfigLoader
+
+#: Environment variables that override a trait, first one set wins.
+ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
+    "ledger_url": ("QSECURE_LEDGER",),
+    "vault_addr": ("BAO_ADDR", "VAULT_ADDR"),
+    "vault_token": ("BAO_TOKEN", "VAULT_TOKEN"),
+    "vault_namespace": ("BAO_NAMESPACE", "VAULT_NAMESPACE"),
+    "environment": ("QSECURE_ENVIRONMENT",),
+    "policy_file": ("QSECURE_POLICY_FILE",),
+    "save_mode": ("QSECURE_SAVE_MODE",),
+    "data_dir": ("QSECURE_DATA_DIR",),
+}
+
+CONFIG_FILE_STEMS = ("jupyter_qsecure_config", "jupyter_server_config")
+
+
+def default_data_dir() -> Path:
+    """Where jupyter-qsecure keeps its local state: ``<jupyter data dir>/qsecure``."""
+    return Path(jupyter_data_dir()) / "qsecure"
+
+
+class QSecure(Configurable):
+    """Settings shared by the server extension, the kernel extension and the CLI."""
+
+    data_dir = Unicode(
+        help="Folder for local state: the SQLite ledger, local signing keys, the local "
+        "OpenBao's storage and recovery copies. Default: <jupyter data dir>/qsecure. "
+        "Env: QSECURE_DATA_DIR.",
+    ).tag(config=True)
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return str(default_data_dir())
+
+    ledger_url = Unicode(
+        "",
+        help="Where the audit ledger lives: sqlite:///ABS/PATH.db or "
+        "postgresql://USER@HOST:PORT/DB. Empty means a SQLite file ledger.db in data_dir. "
+        "Env: QSECURE_LEDGER.",
+    ).tag(config=True)
+
+    ledger_signer = Enum(
+        ["auto", "local", "transit"],
+        default_value="auto",
+        help="Who signs ledger checkpoints: 'transit' (a key that stays in OpenBao/Vault), "
+        "'local' (an Ed25519 key file in data_dir, mode 0600), or 'auto' (transit when "
+        "vault_addr is set, else local).",
+    ).tag(config=True)
+
+    ledger_signing_key_file = Unicode(
+        "",
+        help="Path of the local Ed25519 checkpoint-signing key (PEM, created 0600 on first "
+        "use). Default: <data_dir>/keys/ledger-ed25519.pem.",
+    ).tag(config=True)
+
+    ledger_transit_mount = Unicode(
+        "transit", help="Mount path of the OpenBao/Vault transit engine used for signing."
+    ).tag(config=True)
+
+    ledger_transit_key = Unicode(
+        "qsecure-ledger",
+        help="Name of the transit key (type ed25519) that signs ledger checkpoints; created "
+        "if missing.",
+    ).tag(config=True)
+
+    ledger_pq_cosign = Bool(
+        True,
+        help="Also co-sign every checkpoint with ML-DSA-65 (FIPS 204) from a local key file, "
+        "so archived audit evidence stays verifiable against a quantum adversary.",
+    ).tag(config=True)
+
+    ledger_keyring_file = Unicode(
+        "",
+        help="JSON file of trusted public keys used by `audit verify`. Every key that signs "
+        "a checkpoint is added to it. Default: <data_dir>/keys/ledger-keyring.json.",
+    ).tag(config=True)
+
+    checkpoint_every_entries = Integer(
+        1000,
+        help="Sign a checkpoint automatically once this many entries follow the last one.",
+    ).tag(config=True)
+
+    checkpoint_every_seconds = Float(
+        60.0,
+        help="Sign a checkpoint automatically when the oldest unsigned entry is this old "
+        "(checked on append and by the server's periodic timer).",
+    ).tag(config=True)
+
+    vault_addr = Unicode(
+        "",
+        help="Address of the OpenBao/Vault server, e.g. http://127.0.0.1:8200. Empty means "
+        "the embedded local OpenBao (where a feature needs one) or none. "
+        "Env: BAO_ADDR or VAULT_ADDR.",
+    ).tag(config=True)
+
+    vault_token = Unicode(
+        "",
+        help="Token the server uses with OpenBao/Vault (prefer AppRole or JWT in "
+        "production). Env: BAO_TOKEN or VAULT_TOKEN.",
+    ).tag(config=True)
+
+    vault_namespace = Unicode(
+        "", help="OpenBao/Vault namespace. Env: BAO_NAMESPACE or VAULT_NAMESPACE."
+    ).tag(config=True)
+
+    vault_auth_method = Enum(
+        ["token", "approle", "jwt"],
+        default_value="token",
+        help="How the server authenticates to OpenBao/Vault.",
+    ).tag(config=True)
+
+    vault_approle_role_id = Unicode("", help="AppRole role_id (vault_auth_method='approle').").tag(
+        config=True
+    )
+
+    vault_approle_secret_id_file = Unicode(
+        "", help="File holding the AppRole secret_id (read at start, never logged)."
+    ).tag(config=True)
+
+    vault_jwt_role = Unicode("", help="JWT auth role (vault_auth_method='jwt').").tag(config=True)
+
+    vault_jwt_file = Unicode(
+        "", help="File holding the JWT presented to OpenBao/Vault (e.g. from JupyterHub)."
+    ).tag(config=True)
+
+    environment = Enum(
+        ["dev", "test", "prod"],
+        default_value="dev",
+        help="Deployment environment; selects OpenBao policies, roles, secret paths and the "
+        "job policy. Env: QSECURE_ENVIRONMENT.",
+    ).tag(config=True)
+
+    policy_file = Unicode(
+        "", help="Job policy file (TOML/JSON) for %qsubmit. Env: QSECURE_POLICY_FILE."
+    ).tag(config=True)
+
+    save_mode = Enum(
+        ["block", "redact", "warn"],
+        default_value="block",
+        help="What the save gate does with a secret: refuse the save (block), save with the "
+        "secret replaced by a placeholder (redact), or save and report (warn). "
+        "Env: QSECURE_SAVE_MODE.",
+    ).tag(config=True)
+
+    secrets = Dict(
+        value_trait=Unicode(),
+        default_value={},
+        help="Secrets a kernel may obtain: name -> 'kv-mount/path#field' (KV v2) or "
+        "'database/creds/ROLE' (dynamic credentials).",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._apply_environment(os.environ)
+
+    def _apply_environment(self, environ: os._Environ[str] | dict[str, str]) -> None:
+        for trait_name, variables in ENV_OVERRIDES.items():
+            for variable in variables:
+                value = environ.get(variable)
+                if value:
+                    setattr(self, trait_name, value)
+                    break
+
+    # ---- derived locations -------------------------------------------------------------
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    def resolved_ledger_url(self) -> str:
+        """The ledger URL, defaulting to the SQLite file in ``data_dir``."""
+        if self.ledger_url:
+            return str(self.ledger_url)
+        return f"sqlite:///{(self.data_path / 'ledger.db').resolve()}"
+
+    def resolved_signing_key_file(self) -> Path:
+        if self.ledger_signing_key_file:
+            return Path(self.ledger_signing_key_file).expanduser()
+        return self.data_path / "keys" / "ledger-ed25519.pem"
+
+    def resolved_pq_key_file(self) -> Path:
+        return self.resolved_signing_key_file().with_name("ledger-mldsa65.key")
+
+    def resolved_keyring_file(self) -> Path:
+        if self.ledger_keyring_file:
+            return Path(self.ledger_keyring_file).expanduser()
+        return self.data_path / "keys" / "ledger-keyring.json"
+
+
+def load_jupyter_config(extra_paths: list[str] | None = None) -> Config:
+    """Read ``jupyter_qsecure_config`` and ``jupyter_server_config`` files (py and json).
+
+    Later paths in the Jupyter config path take precedence, as in Jupyter itself.
+    """
+    merged = Config()
+    paths = list(reversed(jupyter_config_path())) + list(extra_paths or [])
+    for directory in paths:
+        for stem in CONFIG_FILE_STEMS:
+            for loader_class, suffix in ((JSONFileConfigLoader, ".json"), (PyFileConfigLoader, ".py")):
+                if not (Path(directory) / f"{stem}{suffix}").is_file():
+                    continue
+                loader = loader_class(f"{stem}{suffix}", path=directory)
+                try:
+                    merged.merge(loader.load_config())
+                except Exception as exc:  # a broken config file must name itself
+                    from .errors import ConfigError
+
+                    raise ConfigError(
+                        f"cannot read config file {Path(directory) / (stem + suffix)}: {exc}",
+                        hint="fix or remove that file",
+                    ) from exc
+    return merged
+
+
+def load_settings(config: Config | None = None) -> QSecure:
+    """``QSecure`` from Jupyter config files (or ``config``), with environment overrides."""
+    return QSecure(config=config if config is not None else load_jupyter_config())

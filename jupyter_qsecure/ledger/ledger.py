@@ -1,0 +1,457 @@
+"""The append-only, Merkle-tree audit ledger.
+
+Appends from many threads are group-committed: the first waiting thread becomes
+the leader, drains every pending append into one transaction (one fsync) and
+wakes the others. Across processes the store's write lock serialises writers;
+each writer re-reads the tree's right edge when another process moved it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidEntry, LedgerConflict, SigningError
+from .canonical import canonical_json
+from .kinds import validate_body
+from .merkle import (
+    EMPTY_ROOT,
+    Frontier,
+    complete_subtrees,
+    consistency_path,
+    fold_subtrees,
+    inclusion_path,
+    leaf_hash,
+)
+from .models import Checkpoint, CheckpointBody, ConsistencyProof, Entry, InclusionProof
+from .signing import KeyRing, PublicKeyRecord, SignatureRecord, Signer
+from .store import CheckpointRow, EntryFilter, EntryRow, LedgerStore, NodeRow, ReadTx, open_store
+
+log = logging.getLogger("jupyter_qsecure.ledger")
+
+
+def utc_now() -> str:
+    """RFC 3339 UTC timestamp with microseconds, e.g. 2026-11-22T01:02:03.456789Z."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class _Pending:
+    kind: str
+    actor: bytes  # canonical JSON of each field, so the entry bytes are a concatenation
+    body: bytes
+    correlation_id: bytes
+    actor_text: str
+    done: bool = False
+    entry: Entry | None = None
+    error: BaseException | None = None
+
+
+def _entry_bytes(p: _Pending, index: int, timestamp: str) -> bytes:
+    # Keys in RFC 8785 order: actor, body, correlation_id, index, kind, timestamp.
+    return b"".join(
+        (
+            b'{"actor":', p.actor,
+            b',"body":', p.body,
+            b',"correlation_id":', p.correlation_id,
+            b',"index":', str(index).encode(),
+            b',"kind":', canonical_json(p.kind),
+            b',"timestamp":', canonical_json(timestamp),
+            b"}",
+        )
+    )
+
+
+@dataclass
+class CheckpointPolicy:
+    every_entries: int = 1000
+    every_seconds: float = 60.0
+
+
+@dataclass
+class _Head:
+    """What this process knows of the tree's right edge and the last checkpoint."""
+
+    frontier: Frontier = field(default_factory=Frontier)
+    checkpoint_size: int = 0
+    checkpoint_time: float = field(default_factory=time.time)
+
+
+class Ledger:
+    """An append-only audit log with signed checkpoints; see :meth:`open`."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        *,
+        signers: Sequence[Signer] = (),
+        keyring: KeyRing | None = None,
+        keyring_path: Path | None = None,
+        actor: str | None = None,
+        checkpoint_policy: CheckpointPolicy | None = None,
+    ) -> None:
+        self.store = store
+        self.signers = list(signers)
+        self.keyring = keyring if keyring is not None else KeyRing()
+        self.keyring_path = keyring_path
+        self.default_actor = actor or f"local:{getpass.getuser()}"
+        self.checkpoint_policy = checkpoint_policy or CheckpointPolicy()
+        self.last_checkpoint_error: str | None = None
+        with store.read() as tx:
+            self.origin = tx.meta()["origin"]
+        self._head = _Head()
+        self._cv = threading.Condition()
+        self._queue: list[_Pending] = []
+        self._committing = False
+        self._checkpoint_lock = threading.Lock()
+        if self.signers:
+            self._trust_own_keys()
+
+    # ---- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        settings: Any | None = None,
+        signers: Sequence[Signer] | None = None,
+        create: bool = True,
+        actor: str | None = None,
+    ) -> Ledger:
+        """Open (or create) the ledger at ``url``; signers and keyring from ``settings``.
+
+        ``settings`` is a :class:`jupyter_qsecure.config.QSecure`; by default it is read
+        from the Jupyter config files and environment.
+        """
+        from ..config import load_settings
+        from .keys import keyring_from_settings, signers_from_settings
+
+        settings = settings if settings is not None else load_settings()
+        store = open_store(url or settings.resolved_ledger_url(), create=create)
+        try:
+            chosen = list(signers) if signers is not None else signers_from_settings(settings)
+            return cls(
+                store,
+                signers=chosen,
+                keyring=keyring_from_settings(settings),
+                keyring_path=settings.resolved_keyring_file(),
+                actor=actor,
+                checkpoint_policy=CheckpointPolicy(
+                    settings.checkpoint_every_entries, settings.checkpoint_every_seconds
+                ),
+            )
+        except BaseException:
+            store.close()
+            raise
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _trust_own_keys(self) -> None:
+        added = False
+        records: list[PublicKeyRecord] = []
+        for signer in self.signers:
+            records.extend(signer.public_keys())
+        for record in records:
+            added |= self.keyring.add(record)
+        if added and self.keyring_path is not None:
+            on_disk = KeyRing.load(self.keyring_path)
+            for record in records:
+                on_disk.add(record)
+            on_disk.save(self.keyring_path)
+        with self.store.write() as tx:
+            for record in records:
+                tx.put_public_key(record.key_id, record.key_version, record.model_dump_json())
+
+    # ---- appending ---------------------------------------------------------------------------
+    def _prepare(
+        self, kind: str, body: Any, actor: str | None, correlation_id: str | None
+    ) -> _Pending:
+        if not isinstance(kind, str) or not kind:
+            raise InvalidEntry("ledger entry kind must be a non-empty string")
+        data = validate_body(kind, body)
+        actor_text = actor or self.default_actor
+        cid = correlation_id or uuid.uuid4().hex
+        return _Pending(
+            kind=kind,
+            actor=canonical_json(actor_text),
+            body=canonical_json(data),
+            correlation_id=canonical_json(cid),
+            actor_text=actor_text,
+        )
+
+    def append(
+        self,
+        kind: str,
+        body: dict[str, Any],
+        *,
+        actor: str | None = None,
+        correlation_id: str | None = None,
+    ) -> Entry:
+        """Append one entry; returns once it is durably committed."""
+        pending = self._prepare(kind, body, actor, correlation_id)
+        self._submit([pending])
+        if pending.error is not None:
+            raise pending.error
+        assert pending.entry is not None
+        return pending.entry
+
+    def append_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> list[Entry]:
+        """Append several entries atomically, in order, with one durable commit."""
+        batch = [self._prepare(kind, body, None, None) for kind, body in items]
+        self._submit(batch)
+        for pending in batch:
+            if pending.error is not None:
+                raise pending.error
+        return [p.entry for p in batch if p.entry is not None]
+
+    def _submit(self, mine: list[_Pending]) -> None:
+        with self._cv:
+            self._queue.extend(mine)
+            while not all(p.done for p in mine):
+                if not self._committing:
+                    self._committing = True
+                    batch, self._queue = self._queue, []
+                    break
+                self._cv.wait()
+            else:
+                return
+        try:
+            self._commit(batch)
+        except BaseException as exc:  # every waiter in the batch learns the same failure
+            for pending in batch:
+                pending.error = exc
+        finally:
+            with self._cv:
+                for pending in batch:
+                    pending.done = True
+                self._committing = False
+                self._cv.notify_all()
+        if not any(p.error for p in batch):
+            self.checkpoint_if_due()
+
+    def _load_frontier(self, tx: ReadTx, size: int) -> Frontier:
+        keys = complete_subtrees(0, size)
+        found = tx.get_nodes(keys)
+        missing = [k for k in keys if k not in found]
+        if missing:
+            raise LedgerConflict(
+                f"the ledger's stored tree is incomplete at size {size} (node {missing[0]} missing)",
+                hint="run `jupyter qsecure audit verify` to find the damage",
+            )
+        frontier = Frontier(size=size)
+        frontier.nodes = [(level, found[(level, idx)]) for level, idx in keys]
+        return frontier
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        with self.store.write() as tx:
+            size = tx.size()
+            frontier = self._head.frontier
+            if frontier.size != size:  # another process appended since we last wrote
+                frontier = self._load_frontier(tx, size)
+            else:
+                frontier = frontier.copy()
+            timestamp = utc_now()
+            entries: list[EntryRow] = []
+            nodes: list[NodeRow] = []
+            for offset, pending in enumerate(batch):
+                index = size + offset
+                data = _entry_bytes(pending, index, timestamp)
+                leaf = leaf_hash(data)
+                entries.append(EntryRow(index, leaf, data, pending.kind, pending.actor_text, timestamp))
+                for level, idx, digest in frontier.push(leaf):
+                    nodes.append(NodeRow(level, idx, digest))
+            tx.insert(entries, nodes)
+            last = tx.last_checkpoint()
+        self._head.frontier = frontier
+        if last is not None:
+            self._head.checkpoint_size = last.tree_size
+        for pending, row in zip(batch, entries):
+            pending.entry = Entry(
+                index=row.idx,
+                timestamp=row.ts,
+                kind=row.kind,
+                actor=row.actor,
+                correlation_id=json.loads(pending.correlation_id),
+                body=json.loads(pending.body),
+                leaf_hash=row.leaf_hash.hex(),
+            )
+
+    # ---- checkpoints -----------------------------------------------------------------------
+    def checkpoint_if_due(self) -> Checkpoint | None:
+        """Sign a checkpoint if N entries or T seconds have passed since the last one.
+
+        A signer failure (e.g. OpenBao unreachable) never loses an append: the entry is
+        already committed; the error is logged and kept in ``last_checkpoint_error``.
+        """
+        if not self.signers:
+            return None
+        head = self._head
+        unsigned = head.frontier.size - head.checkpoint_size
+        if unsigned <= 0:
+            return None
+        policy = self.checkpoint_policy
+        if unsigned < policy.every_entries and time.time() - head.checkpoint_time < policy.every_seconds:
+            return None
+        if not self._checkpoint_lock.acquire(blocking=False):
+            return None  # another thread is signing right now
+        try:
+            return self._checkpoint()
+        except SigningError as exc:
+            self.last_checkpoint_error = exc.message
+            log.warning("could not sign a ledger checkpoint: %s", exc.message)
+            return None
+        finally:
+            self._checkpoint_lock.release()
+
+    def checkpoint(self) -> Checkpoint:
+        """Sign a checkpoint of the current tree now (returns the latest if nothing changed)."""
+        if not self.signers:
+            raise SigningError(
+                "this ledger has no signer configured, so it cannot sign checkpoints",
+                hint="open it with settings (local key or OpenBao transit) or pass signers=",
+            )
+        with self._checkpoint_lock:
+            return self._checkpoint()
+
+    def _checkpoint(self) -> Checkpoint:
+        with self.store.read() as tx:
+            size = tx.size()
+            frontier = self._load_frontier(tx, size) if size else Frontier()
+            last = tx.last_checkpoint()
+        if last is not None and last.tree_size >= size:
+            return _checkpoint_from_row(last)
+        body = CheckpointBody(
+            origin=self.origin,
+            tree_size=size,
+            root_hash=(frontier.root() if size else EMPTY_ROOT).hex(),
+            timestamp=utc_now(),
+        )
+        message = body.signed_bytes()
+        signatures = [signer.sign(message) for signer in self.signers]
+        with self.store.write() as tx:
+            latest = tx.last_checkpoint()
+            if latest is not None and latest.tree_size >= size:
+                chosen = latest  # another writer signed a newer head meanwhile
+            else:
+                chosen = CheckpointRow(
+                    seq=0 if latest is None else latest.seq + 1,
+                    tree_size=size,
+                    root_hash=bytes.fromhex(body.root_hash),
+                    ts=body.timestamp,
+                    body=message,
+                    signatures=json.dumps([s.model_dump() for s in signatures]),
+                )
+                tx.insert_checkpoint(chosen)
+        self._head.checkpoint_size = chosen.tree_size
+        self._head.checkpoint_time = time.time()
+        self.last_checkpoint_error = None
+        return _checkpoint_from_row(chosen)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        with self.store.read() as tx:
+            return [_checkpoint_from_row(row) for row in tx.checkpoints()]
+
+    # ---- reading and proofs ------------------------------------------------------------------
+    def size(self) -> int:
+        with self.store.read() as tx:
+            return tx.size()
+
+    def entries(self, where: EntryFilter | None = None) -> list[Entry]:
+        with self.store.read() as tx:
+            rows = tx.query_entries(where or EntryFilter())
+        return [Entry.from_bytes(row.entry, row.leaf_hash) for row in rows]
+
+    def get(self, index: int) -> Entry:
+        with self.store.read() as tx:
+            row = tx.get_entry(index)
+        if row is None:
+            raise InvalidEntry(f"the ledger has no entry {index}")
+        return Entry.from_bytes(row.entry, row.leaf_hash)
+
+    def _subtree_oracle(self, tx: ReadTx, ranges_end: int) -> Any:
+        cache: dict[tuple[int, int], bytes] = {}
+
+        def subtree(start: int, end: int) -> bytes:
+            keys = complete_subtrees(start, end)
+            wanted = [k for k in keys if k not in cache]
+            if wanted:
+                cache.update(tx.get_nodes(wanted))
+            try:
+                return fold_subtrees([cache[k] for k in keys])
+            except KeyError as exc:
+                raise LedgerConflict(
+                    f"the ledger's stored tree is missing node {exc.args[0]}",
+                    hint="run `jupyter qsecure audit verify`",
+                ) from None
+
+        return subtree
+
+    def prove(self, index: int, *, checkpoint: Checkpoint | None = None) -> InclusionProof:
+        """Inclusion proof of entry ``index`` against a signed checkpoint.
+
+        Uses the first checkpoint that covers the entry unless one is given; signs a new
+        checkpoint if none covers it yet.
+        """
+        if checkpoint is None:
+            covering = [c for c in self.checkpoints() if c.tree_size > index]
+            checkpoint = covering[0] if covering else None
+        if checkpoint is None:
+            if index >= self.size():
+                raise InvalidEntry(f"the ledger has no entry {index} (size {self.size()})")
+            checkpoint = self.checkpoint()
+        size = checkpoint.tree_size
+        if not 0 <= index < size:
+            raise InvalidEntry(f"entry {index} is not covered by a checkpoint of size {size}")
+        with self.store.read() as tx:
+            row = tx.get_entry(index)
+            if row is None:
+                raise InvalidEntry(f"the ledger has no entry {index}")
+            path = inclusion_path(index, size, self._subtree_oracle(tx, size))
+            keys = [PublicKeyRecord.model_validate_json(r) for r in tx.public_key_records()]
+        return InclusionProof(
+            index=index,
+            entry=row.entry.decode("utf-8"),
+            leaf_hash=row.leaf_hash.hex(),
+            tree_size=size,
+            path=[p.hex() for p in path],
+            checkpoint=checkpoint,
+            public_keys=keys,
+        )
+
+    def prove_consistency(self, old: Checkpoint, new: Checkpoint) -> ConsistencyProof:
+        """RFC 9162 consistency proof that ``new``'s tree extends ``old``'s."""
+        with self.store.read() as tx:
+            path = consistency_path(
+                old.tree_size, new.tree_size, self._subtree_oracle(tx, new.tree_size)
+            )
+        return ConsistencyProof(old=old, new=new, path=[p.hex() for p in path])
+
+    def verify(self, *, keyring: KeyRing | None = None, progress: Any = None) -> Any:
+        """Recompute every leaf, node and checkpoint root; see :mod:`.verify`."""
+        from .verify import verify_ledger
+
+        return verify_ledger(self.store, keyring or self.keyring, progress=progress)
+
+
+def _checkpoint_from_row(row: CheckpointRow) -> Checkpoint:
+    return Checkpoint(
+        seq=row.seq,
+        body=CheckpointBody.model_validate_json(row.body),
+        signatures=[SignatureRecord.model_validate(s) for s in json.loads(row.signatures)],
+    )

@@ -1,0 +1,70 @@
+"""Refuse ledger bodies that look like they carry a secret value.
+
+Entries carry hashes, lease ids and accessors, never secrets. This guard is a
+fast, dependency-free first line (a handful of anchored patterns and field
+names), deliberately narrower than the notebook scanner: it must never refuse
+a SHA-256 hex digest, a UUID, a lease id or an accessor.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import InvalidEntry
+
+#: Value patterns: (type name, compiled regex). Matched with ``search``.
+_VALUE_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("PEM private key", re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")),
+    ("Vault/OpenBao token", re.compile(r"\b(?:hv[sbr]|s|b|r)\.[A-Za-z0-9_-]{20,}")),
+    ("AWS access key", re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b")),
+    ("OpenAI-style key", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}")),
+    ("GitHub token", re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}")),
+    ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}")),
+    ("JSON Web Token", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    ("URL with password", re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:[^/\s@]+@")),
+    ("Authorization header", re.compile(r"(?i)\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{16,}")),
+    ("Azure storage key", re.compile(r"(?i)AccountKey=[A-Za-z0-9+/=]{20,}")),
+)
+
+_SECRET_FIELD = re.compile(
+    r"(?i)(?:^|_)(?:pass(?:word|wd|phrase)?|secret|token|api_?key|private_?key|"
+    r"credential|client_secret|secret_id|access_key|auth)(?:$|_)"
+)
+_SAFE_FIELD = re.compile(
+    r"(?i)(?:hash|hashed|digest|sha256|accessor|lease|_id$|_ids$|ttl|type|types|kind|name|"
+    r"names|count|policies|policy|path|version|expires|expiry|renewable|issued|mount|role)"
+)
+
+
+def _walk(value: Any, path: str) -> Iterator[tuple[str, str, Any]]:
+    """Yield (dotted path, last key, value) for every scalar in a JSON-like value."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _walk(item, f"{path}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for position, item in enumerate(value):
+            yield from _walk(item, f"{path}[{position}]")
+    else:
+        yield path, path.rsplit(".", 1)[-1].split("[", 1)[0], value
+
+
+def check_no_secrets(body: dict[str, Any], *, kind: str) -> None:
+    """Raise :class:`InvalidEntry` naming the field if any value looks like a secret."""
+    for path, key, value in _walk(body, "body"):
+        if not isinstance(value, str) or not value:
+            continue
+        if _SECRET_FIELD.search(key) and not _SAFE_FIELD.search(key):
+            raise InvalidEntry(
+                f"ledger entry of kind {kind!r}: field {path!r} is named like a secret",
+                hint="record the secret's SHA-256 hash, lease id or accessor, never its value "
+                "(e.g. name the field 'token_accessor' or 'secret_sha256')",
+            )
+        for type_name, pattern in _VALUE_PATTERNS:
+            if pattern.search(value):
+                raise InvalidEntry(
+                    f"ledger entry of kind {kind!r}: field {path!r} looks like a secret value "
+                    f"({type_name})",
+                    hint="record the secret's SHA-256 hash, lease id or accessor instead",
+                )

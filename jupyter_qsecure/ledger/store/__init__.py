@@ -1,0 +1,37 @@
+"""Ledger storage backends: SQLite (embedded default) and PostgreSQL (multi-user)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from ...errors import ConfigError
+from .base import CheckpointRow, EntryFilter, EntryRow, LedgerStore, NodeRow, ReadTx, WriteTx
+
+
+def open_store(url: str, *, create: bool) -> LedgerStore:
+    """Open the store a ledger URL names: ``sqlite:///ABS/PATH`` or ``postgresql://...``."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore.from_url(url, create=create)
+    if scheme in ("postgresql", "postgres"):
+        from .postgres import PostgresStore
+
+        return PostgresStore.from_url(url, create=create)
+    raise ConfigError(
+        f"unsupported ledger URL scheme {scheme or '(none)'!r}",
+        hint="use sqlite:///ABSOLUTE/PATH.db or postgresql://USER@HOST:PORT/DB",
+    )
+
+
+__all__ = [
+    "CheckpointRow",
+    "EntryFilter",
+    "EntryRow",
+    "LedgerStore",
+    "NodeRow",
+    "ReadTx",
+    "WriteTx",
+    "open_store",
+]

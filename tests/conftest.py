@@ -1,0 +1,3 @@
+"""Shared test configuration: fixtures for real services live in jupyter_qsecure.testing."""
+
+pytest_plugins = ["jupyter_qsecure.testing.pytest_plugin"]

@@ -1,0 +1,53 @@
+"""Notebook-aware secret scanner (no Jupyter Server imports).
+
+Public API (what the save gate and the CLI call)::
+
+    from jupyter_qsecure.scan import Scanner, redact_notebook
+
+    scanner = Scanner()                       # share one: it owns the content-hash cache
+    result = scanner.scan_notebook(nb, path="a.ipynb", exact_values={"s3cr3t…"})
+    result.findings                           # list[Finding]; result.clean
+    result.to_json()                          # design.md contract, never the secret
+    safe = redact_notebook(nb, result, scanner=scanner)   # «secret:TYPE» placeholders
+    scanner.scan_text(text, path="x.env")     # non-notebook text
+    scanner.scan_paths(["dir/"], baseline=Baseline.load(".secrets.baseline"))
+    ExactMatcher(values).find(text)           # injected values and their encodings
+"""
+
+from .baseline import Baseline
+from .engine import (
+    Scanner,
+    ScanResult,
+    ScanStats,
+    as_notebook,
+    default_scanner,
+    scan_notebook,
+    scan_paths,
+    scan_text,
+)
+from .errors import InvalidNotebook, ScanError
+from .exact import ExactMatcher, encoded_forms
+from .models import Finding, ScanReport, sha256_hex
+from .redact import placeholder_for, redact_notebook, redact_text
+
+__all__ = [
+    "Baseline",
+    "ExactMatcher",
+    "Finding",
+    "InvalidNotebook",
+    "ScanError",
+    "ScanReport",
+    "ScanResult",
+    "ScanStats",
+    "Scanner",
+    "as_notebook",
+    "default_scanner",
+    "encoded_forms",
+    "placeholder_for",
+    "redact_notebook",
+    "redact_text",
+    "scan_notebook",
+    "scan_paths",
+    "scan_text",
+    "sha256_hex",
+]

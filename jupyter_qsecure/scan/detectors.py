@@ -1,0 +1,547 @@
+"""Secret detectors: detect-secrets' plugins and filters used as a library, plus ours.
+
+detect-secrets is used as a library, never re-implemented and never through its
+process-global settings: the plugin classes are instantiated directly (one set per
+thread, because ``HighEntropyStringsPlugin`` swaps its regex in eager mode) and
+its heuristic filters are called as plain functions. Nothing here mutates
+``detect_secrets.settings``, so concurrent scans from many threads are safe, and a
+caller that does use detect-secrets' settings elsewhere in the process does not
+change what we find.
+
+Bounded cost on pathological input:
+
+- each plugin first runs its own regexes over the whole text in one pass (C
+  speed); only lines that hit are analysed line by line;
+- lines longer than :data:`MAX_LINE` are analysed in overlapping windows;
+- line filters that backtrack (``is_indirect_reference``) only see candidate lines,
+  with whitespace runs collapsed and at most 1000 characters.
+
+Families detect-secrets lacks (ours): Vault/OpenBao tokens, IBM Quantum API
+tokens, connection strings/URLs with a password (any scheme), Azure storage
+connection strings, OpenAI-style keys, HTTP Basic/Bearer authorization values and
+PEM private keys across lines (also JSON-escaped ``\\n``-joined ones).
+
+Precision (no false alarm on real notebooks): the entropy plugins only report a
+string that stands next to a secret-sounding word on its line, or one assigned to
+a name; see :func:`_entropy_in_context`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+from detect_secrets.filters import allowlist as ds_allowlist
+from detect_secrets.filters import heuristic as ds_heuristic
+from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
+from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
+from detect_secrets.plugins.keyword import DENYLIST_REGEX, KeywordDetector
+from detect_secrets.util.code_snippet import get_code_snippet
+
+from .models import Detection
+
+#: Lines longer than this are analysed by detect-secrets' plugins in windows.
+MAX_LINE = 4096
+#: Overlap between windows, so a secret on a window edge is seen whole in one window.
+WINDOW_OVERLAP = 512
+
+_lock = threading.Lock()
+_plugin_classes: list[type[BasePlugin]] | None = None
+_local = threading.local()
+
+
+def plugin_classes() -> list[type[BasePlugin]]:
+    """detect-secrets' built-in plugin classes (resolved once, under a lock)."""
+    global _plugin_classes
+    if _plugin_classes is None:
+        with _lock:
+            if _plugin_classes is None:
+                mapping = get_mapping_from_secret_type_to_class()
+                _plugin_classes = sorted(
+                    (
+                        cls
+                        for cls in mapping.values()
+                        if cls.__module__.startswith("detect_secrets.")
+                    ),
+                    key=lambda c: c.__name__,
+                )
+    return _plugin_classes
+
+
+def _plugins() -> list[BasePlugin]:
+    plugins: list[BasePlugin] | None = getattr(_local, "plugins", None)
+    if plugins is None:
+        plugins = [cls() for cls in plugin_classes()]
+        _local.plugins = plugins
+    return plugins
+
+
+# ------------------------------------------------------------------ line helpers
+class Lines:
+    """Line index of a text: offsets of line starts, line text by index."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        starts = [0]
+        find = text.find
+        pos = find("\n")
+        while pos != -1:
+            starts.append(pos + 1)
+            pos = find("\n", pos + 1)
+        self.starts = starts
+
+    def index_of(self, offset: int) -> int:
+        return bisect.bisect_right(self.starts, offset) - 1
+
+    def span(self, index: int) -> tuple[int, int]:
+        start = self.starts[index]
+        end = self.starts[index + 1] - 1 if index + 1 < len(self.starts) else len(self.text)
+        return start, end
+
+    def line(self, index: int) -> str:
+        start, end = self.span(index)
+        return self.text[start:end]
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def _windows(start: int, end: int) -> Iterator[tuple[int, int]]:
+    if end - start <= MAX_LINE:
+        yield start, end
+        return
+    pos = start
+    while pos < end:
+        yield pos, min(end, pos + MAX_LINE)
+        if pos + MAX_LINE >= end:
+            break
+        pos += MAX_LINE - WINDOW_OVERLAP
+
+
+# ------------------------------------------------------------------ filters
+_WS_RUN = re.compile(r"\s{2,}")
+_SECRETISH = re.compile(
+    r"(?i)(?:api[_-]?key|apikey|secret|passw(?:or)?d|passwd|pwd|token|auth|credential|"
+    r"access[_-]?key|private[_-]?key|client[_-]?key|sig(?:nature)?\b)"
+)
+_ASSIGNED = re.compile(r"""[\w\]'")]\s*(?::=|=|:)\s*[bru]{0,2}['"]?$""")
+_PLACEHOLDER = re.compile(
+    r"(?i)^(?:x{3,}.*|\*{3,}.*|\.{3,}.*|<[^>]*>|\{[^}]*\}|\$\{?\w+\}?|%\(?\w*\)?s|"
+    r"(?:your|my|the|some|example|sample|dummy|fake|test|changeme|placeholder|redacted|"
+    r"secret|password|passwd|token|none|null|undefined|string|str|value|foo|bar)"
+    r"(?:[_-]?\w*)?)$"
+)
+
+
+def is_line_allowlisted(line: str, previous_line: str) -> bool:
+    """detect-secrets' inline ``pragma: allowlist secret`` (and ``nextline``) check."""
+    if "pragma" not in line and "pragma" not in previous_line:
+        return False
+    context = get_code_snippet([previous_line, line], 2)
+    return bool(ds_allowlist.is_line_allowlisted(filename="", line=line, context=context))
+
+
+def _indirect_reference(line: str) -> bool:
+    if len(line) > 1000:  # detect-secrets' own bound, applied to the original line
+        return False
+    return bool(ds_heuristic.is_indirect_reference(_WS_RUN.sub(" ", line)))
+
+
+def is_filtered_secret(secret: str, line: str, plugin: BasePlugin | None) -> bool:
+    """detect-secrets' default heuristic filters, called as functions."""
+    return bool(
+        ds_heuristic.is_templated_secret(secret)
+        or ds_heuristic.is_prefixed_with_dollar_sign(secret)
+        or ds_heuristic.is_sequential_string(secret)
+        or ds_heuristic.is_potential_uuid(secret)
+        or ds_heuristic.is_not_alphanumeric_string(secret)
+        or ds_heuristic.is_likely_id_string(secret, line, plugin)
+    )
+
+
+def looks_like_placeholder(secret: str) -> bool:
+    s = secret.strip("'\"` ")
+    if len(s) < 6 or _PLACEHOLDER.match(s):
+        return True
+    return len(set(s.lower())) <= 3
+
+
+def shannon(data: str) -> float:
+    if not data:
+        return 0.0
+    counts: dict[str, int] = {}
+    for ch in data:
+        counts[ch] = counts.get(ch, 0) + 1
+    n = len(data)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def _entropy_in_context(secret: str, line: str, index: int) -> bool:
+    """An entropy hit counts only next to a secret-sounding word (key, token, password…).
+
+    Quoted high-entropy strings in notebooks are overwhelmingly hashes, job and
+    circuit ids, base64 plot payloads and transpiler output. A real credential in a
+    quoted string sits next to a telling name (``API_KEY = "…"``, ``{'token': '…'}``,
+    ``headers={'Authorization': …}``); keyword-less ones are left to the
+    fixed-format detectors and to exact-value matching.
+    """
+    before = line[max(0, index - 80) : index]
+    return bool(_SECRETISH.search(before))
+
+
+# ------------------------------------------------------------------ detect-secrets
+_KEYWORD_TRIGGER = re.compile(DENYLIST_REGEX, re.IGNORECASE)
+
+#: Literal gates: a plugin whose regexes all need one of these (lower-cased) words
+#: cannot fire on a text that has none of them, so its regexes are not run at all.
+#: Case-insensitive alternations are the slowest regexes in detect-secrets; these
+#: checks are plain substring searches.
+_GATES: dict[str, tuple[str, ...]] = {
+    "KeywordDetector": ("key", "pass", "pwd", "secret", "contrase"),
+    "IbmCloudIamDetector": ("key", "pwd", "pass", "token"),
+    "IbmCosHmacDetector": ("secret",),
+    "CloudantDetector": ("cloudant", "key", "pwd", "pass", "token"),
+    "SoftlayerDetector": ("softlayer", "key", "pwd", "pass", "token"),
+    "MailchimpDetector": ("-us",),
+    "AWSKeyDetector": ("a3t", "abia", "acca", "akia", "asia", "aws"),
+    "SlackDetector": ("xox", "hooks.slack.com"),
+    "StripeDetector": ("k_live_",),
+    "SquareOAuthDetector": ("sq0csp-",),
+    "PypiTokenDetector": ("pypi-",),
+    "NpmDetector": ("_authtoken",),
+    "GitHubTokenDetector": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    "SendGridDetector": ("sg.",),
+    "JwtTokenDetector": ("eyj",),
+    "PrivateKeyDetector": ("private key", "putty-user-key"),
+    "OpenAIDetector": ("t3blbkfj",),
+    "AzureStorageKeyDetector": ("accountkey=",),
+    "TwilioKeyDetector": ("ac", "sk"),
+    "ArtifactoryDetector": ("akc", "ap"),
+    "GitLabTokenDetector": ("gl", "gr1348941"),
+}
+#: Words an entropy hit must follow (see :func:`_entropy_in_context`); lower-cased gate.
+_SECRETISH_GATE = ("key", "secret", "pass", "pwd", "token", "auth", "credential", "sig")
+_IP_GATE = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
+
+
+def _gated_out(name: str, lower: str, text: str) -> bool:
+    words = _GATES.get(name)
+    if words is not None:
+        return not any(w in lower for w in words)
+    if name == "IPPublicDetector":
+        return _IP_GATE.search(text) is None
+    return False
+
+
+def _line_set(regex: re.Pattern[str], text: str, lines: Lines) -> set[int]:
+    hit: set[int] = set()
+    for m in regex.finditer(text):
+        first = lines.index_of(m.start())
+        last = lines.index_of(max(m.start(), m.end() - 1))
+        hit.update(range(first, last + 1))
+    return hit
+
+
+class _Context:
+    """Per-text state shared by the plugins: lower-cased text, line index, lazy line sets."""
+
+    def __init__(self, text: str, profile: str) -> None:
+        self.text = text
+        self.profile = profile
+        self.lower = text.lower()
+        self.lines = Lines(text)
+        self._secretish: set[int] | None = None
+
+    def secretish_lines(self) -> set[int]:
+        if self._secretish is None:
+            if any(w in self.lower for w in _SECRETISH_GATE):
+                self._secretish = _line_set(_SECRETISH, self.text, self.lines)
+            else:
+                self._secretish = set()
+        return self._secretish
+
+
+def _trigger_lines(plugin: BasePlugin, ctx: _Context) -> Iterable[int]:
+    """Indices of lines where the plugin could fire (one C-speed pass over the text)."""
+    name = type(plugin).__name__
+    if _gated_out(name, ctx.lower, ctx.text):
+        return ()
+    if isinstance(plugin, KeywordDetector):
+        return sorted(_line_set(_KEYWORD_TRIGGER, ctx.text, ctx.lines))
+    if isinstance(plugin, HighEntropyStringsPlugin):
+        # An entropy hit is only kept next to a secret-sounding word on its line.
+        candidates = ctx.secretish_lines()
+        if not candidates:
+            return ()
+        return sorted(candidates & _line_set(plugin.regex, ctx.text, ctx.lines))
+    if isinstance(plugin, RegexBasedDetector):
+        hit: set[int] = set()
+        for regex in plugin.denylist:
+            hit |= _line_set(regex, ctx.text, ctx.lines)
+        return sorted(hit)
+    return range(len(ctx.lines))  # pragma: no cover - every built-in plugin is one of the above
+
+
+def _detect_secrets_hits(ctx: _Context) -> Iterator[Detection]:
+    text, profile, lines = ctx.text, ctx.profile, ctx.lines
+    for plugin in _plugins():
+        for li in _trigger_lines(plugin, ctx):
+            lstart, lend = lines.span(li)
+            for wstart, wend in _windows(lstart, lend):
+                line = text[wstart:wend].rstrip()
+                previous = lines.line(li - 1) if li > 0 and wstart == lstart else ""
+                if is_line_allowlisted(line, previous):
+                    break
+                found = plugin.analyze_line(filename=profile, line=line, line_number=li + 1)
+                if not found:
+                    continue
+                for potential in found:
+                    secret = potential.secret_value
+                    if not secret or is_filtered_secret(secret, line, plugin):
+                        continue
+                    if _indirect_reference(text[lstart:lend]):
+                        continue
+                    for m in re.finditer(re.escape(secret), line):
+                        if isinstance(plugin, HighEntropyStringsPlugin) and not (
+                            _entropy_in_context(secret, line, m.start())
+                        ):
+                            continue
+                        if isinstance(plugin, KeywordDetector) and looks_like_placeholder(secret):
+                            continue
+                        yield Detection(
+                            plugin.secret_type, secret, wstart + m.start(), wstart + m.end()
+                        )
+
+
+# ------------------------------------------------------------------ our families
+@dataclass(frozen=True)
+class Family:
+    """One of our regex families: ``group`` is the secret, ``check`` a final sanity test."""
+
+    type: str
+    regex: re.Pattern[str]
+    group: int = 1
+    check: Callable[[str, re.Match[str]], bool] | None = None
+    placeholder_filter: bool = True
+    #: Lower-cased words one of which must be in the text for the regex to run.
+    gate: tuple[str, ...] = ()
+
+
+def _mixed(secret: str, *, min_entropy: float = 3.0) -> bool:
+    has_digit = any(c.isdigit() for c in secret)
+    has_alpha = any(c.isalpha() for c in secret)
+    return has_digit and has_alpha and shannon(secret) >= min_entropy
+
+
+def _vault_ok(secret: str, m: re.Match[str]) -> bool:
+    body = secret.split(".", 1)[1]
+    if secret.startswith("hv"):
+        return _mixed(body, min_entropy=3.5)
+    return (
+        _mixed(body, min_entropy=3.5)
+        and any(c.isupper() for c in body)
+        and any(c.islower() for c in body)
+    )
+
+
+def _hex128_ok(secret: str, m: re.Match[str]) -> bool:
+    return shannon(secret) >= 3.0
+
+
+def _password_ok(secret: str, m: re.Match[str]) -> bool:
+    s = secret
+    if len(s) < 3 or s.startswith(("$", "%", "{", "<", "[")) or s.endswith(("}", ">")):
+        return False
+    if re.fullmatch(
+        r"(?i)(?:x+|\*+|\.+|pass(?:word)?|passwd|pwd|secret|changeme|"
+        r"your[_-]?\w*|<\w+>|\w*placeholder\w*|null|none|password\d?)",
+        s,
+    ):
+        return False
+    return len(set(s)) > 2
+
+
+def _bearer_ok(secret: str, m: re.Match[str]) -> bool:
+    return len(secret) >= 16 and _mixed(secret, min_entropy=3.3)
+
+
+def _basic_ok(secret: str, m: re.Match[str]) -> bool:
+    import base64
+    import binascii
+
+    try:
+        decoded = base64.b64decode(secret + "=" * (-len(secret) % 4), validate=True).decode()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        return False
+    return ":" in decoded and len(decoded.split(":", 1)[1]) >= 3
+
+
+def _openai_ok(secret: str, m: re.Match[str]) -> bool:
+    body = secret.rsplit("-", 1)[-1] if secret.count("-") > 1 else secret[3:]
+    return _mixed(secret[3:], min_entropy=3.5) and len(body) >= 16
+
+
+def _azure_ok(secret: str, m: re.Match[str]) -> bool:
+    return _mixed(secret, min_entropy=3.5)
+
+
+_PEM_BODY = r"(?:[A-Za-z0-9+/=:,\- \t\r\n]|\\[rn]){64,20000}?"
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        "PEM Private Key",
+        re.compile(
+            r"(-----BEGIN ((?:[A-Z0-9]+ ){0,3})PRIVATE KEY(?: BLOCK)?-----"
+            + _PEM_BODY
+            + r"-----END \2PRIVATE KEY(?: BLOCK)?-----)"
+        ),
+        placeholder_filter=False,
+        gate=("private key",),
+    ),
+    Family(
+        "Vault Token",
+        re.compile(
+            r"(?<![\w.\-/])((?:hv[sbr]\.[A-Za-z0-9_-]{24,256})|(?:[sbr]\.[A-Za-z0-9]{24}))"
+            r"(?![\w.\-/])"
+        ),
+        check=_vault_ok,
+    ),
+    Family(
+        "IBM Quantum API Token",
+        re.compile(
+            r"(?i)(?:token|api[_-]?key|save_account|enable_account|QiskitRuntimeService|IBMQ|"
+            r"ibm_quantum|IBMProvider|QISKIT_IBM)[^\n]{0,120}?(?<![0-9a-fA-F])([0-9a-fA-F]{128})"
+            r"(?![0-9a-fA-F])"
+        ),
+        check=_hex128_ok,
+        gate=("token", "api", "account", "qiskit", "ibm"),
+    ),
+    Family(
+        "Azure Storage Connection String",
+        re.compile(r"(?i)(?:AccountKey|SharedAccessKey)\s*=\s*([A-Za-z0-9+/]{30,}={0,2})"),
+        check=_azure_ok,
+        gate=("accountkey", "sharedaccesskey"),
+    ),
+    Family(
+        "OpenAI API Key",
+        re.compile(
+            r"(?<![\w-])(sk-(?:(?:proj|svcacct|admin|None|ant-api\d\d)-)?[A-Za-z0-9_-]{20,200})"
+            r"(?![\w-])"
+        ),
+        check=_openai_ok,
+        gate=("sk-",),
+    ),
+    Family(
+        "HTTP Authorization",
+        re.compile(r"(?i)\bBearer\s+([A-Za-z0-9\-._~+/]{16,4096}=*)(?![\w\-.~+/=])"),
+        check=_bearer_ok,
+        gate=("bearer",),
+    ),
+    Family(
+        "HTTP Authorization",
+        re.compile(r"(?i)\bBasic\s+([A-Za-z0-9+/]{8,1024}={0,2})(?![\w+/=])"),
+        check=_basic_ok,
+        gate=("basic",),
+    ),
+    Family(
+        "Connection String Password",
+        re.compile(
+            r"(?i)\b[a-z][a-z0-9+.\-]{1,30}://[^\s:/@'\"<>]{1,256}:([^\s@/'\"<>]{1,256})@"
+            r"[\w.\-\[\]]"
+        ),
+        check=_password_ok,
+        gate=("://",),
+    ),
+    Family(
+        "Connection String Password",
+        re.compile(
+            r"(?i)(?:^|[;\"'\s])(?:password|pwd)\s*=\s*([^;'\"\s]{1,256})\s*;"
+            r"(?=[^\n]{0,200}?(?:server|host|data source|user id|uid|database|initial catalog)"
+            r"\s*=)|(?:server|host|data source|user id|uid|database|initial catalog)"
+            r"\s*=[^;\n]{0,200};"
+            r"[^\n]{0,200}?\b(?:password|pwd)\s*=\s*([^;'\"\s]{1,256})"
+        ),
+        group=0,
+        check=_password_ok,
+        gate=("password", "pwd"),
+    ),
+)
+
+
+def _family_hits(ctx: _Context) -> Iterator[Detection]:
+    text, lines = ctx.text, ctx.lines
+    for family in FAMILIES:
+        if family.gate and not any(w in ctx.lower for w in family.gate):
+            continue
+        for m in family.regex.finditer(text):
+            if family.group == 0:
+                g = 1 if m.group(1) is not None else 2
+            else:
+                g = family.group
+            secret = m.group(g)
+            if not secret:
+                continue
+            start, end = m.start(g), m.end(g)
+            if family.check is not None and not family.check(secret, m):
+                continue
+            li = lines.index_of(start)
+            lstart, lend = lines.span(li)
+            line = (
+                text[lstart : min(lend, lstart + MAX_LINE)]
+                if start - lstart < MAX_LINE
+                else (text[max(lstart, start - 256) : min(lend, end + 256)])
+            )
+            if is_line_allowlisted(line, lines.line(li - 1) if li > 0 else ""):
+                continue
+            if family.placeholder_filter and (
+                ds_heuristic.is_templated_secret(secret)
+                or ds_heuristic.is_prefixed_with_dollar_sign(secret)
+                or ds_heuristic.is_sequential_string(secret)
+            ):
+                continue
+            yield Detection(family.type, secret, start, end)
+
+
+# ------------------------------------------------------------------ entry point
+#: Preference when two detections cover the same text (lower wins).
+_PRIORITY = {f.type: i for i, f in enumerate(FAMILIES)}
+
+
+def _priority(d: Detection) -> int:
+    if d.type in _PRIORITY:
+        return _PRIORITY[d.type]
+    if d.type in ("Secret Keyword", "Base64 High Entropy String", "Hex High Entropy String"):
+        return 200
+    return 100
+
+
+def dedupe(detections: Iterable[Detection]) -> list[Detection]:
+    """Drop a detection whose span lies inside another one (keep the outer, specific one)."""
+    ordered = sorted(set(detections), key=lambda d: (d.start, -(d.end - d.start), _priority(d)))
+    kept: list[Detection] = []
+    max_end = -1
+    for d in ordered:
+        if kept and d.end <= max_end:
+            continue
+        kept.append(d)
+        max_end = max(max_end, d.end)
+    return kept
+
+
+def detect(text: str, profile: str) -> list[Detection]:
+    """All secrets in ``text``; ``profile`` is a file-name hint for keyword syntax."""
+    if not text or not text.strip():
+        return []
+    ctx = _Context(text, profile)
+    found = list(_family_hits(ctx))
+    found.extend(_detect_secrets_hits(ctx))
+    # A redaction placeholder (``«secret:TYPE»``) is not a secret.
+    found = [d for d in found if "«secret:" not in d.secret]
+    # detect-secrets' Private Key plugin reports only the "BEGIN … PRIVATE KEY" header;
+    # ours covers the whole block, so the header hit inside it is dropped by dedupe().
+    return dedupe(found)

@@ -1,0 +1,354 @@
+"""The scanner: notebooks, texts and files in, findings out, with a content-hash cache.
+
+Each text unit (see :mod:`.extract`) is scanned once per distinct content: results
+are cached under a hash of ``(detector profile, text)``, so re-scanning a notebook
+after one cell changed runs the detectors on that cell's texts only (everything
+else is a cache hit). :attr:`Scanner.stats` counts both, for tests and benchmarks.
+
+Thread safety: a :class:`Scanner` may be shared by any number of threads (the
+server saves many notebooks at once). The cache is guarded by a lock; detectors
+keep no shared mutable state (see :mod:`.detectors`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+from .baseline import Baseline
+from .detectors import detect
+from .errors import InvalidNotebook, ScanError
+from .exact import ExactMatcher
+from .extract import TextUnit, notebook_units, text_file_unit
+from .models import Detection, Finding, Match, ScanReport, sha256_hex
+
+#: Folders never descended into by a folder scan.
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "__pycache__",
+        "node_modules",
+        ".venv",
+        "venv",
+        ".tox",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+    }
+)
+#: Files bigger than this are reported as not scanned rather than read into memory.
+MAX_FILE_BYTES = 512 * 1024 * 1024
+
+ExactValues = ExactMatcher | Iterable[str] | None
+
+
+@dataclass
+class ScanStats:
+    """How much work scans did: units run through the detectors vs served from cache."""
+
+    units_scanned: int = 0
+    units_cached: int = 0
+
+
+@dataclass
+class ScanResult:
+    """Findings of one notebook or text, plus what redaction needs (internal)."""
+
+    path: str
+    findings: list[Finding]
+    matches: list[Match] = field(default_factory=list, repr=False)
+    units: list[TextUnit] = field(default_factory=list, repr=False)
+    is_notebook: bool = True
+
+    @property
+    def clean(self) -> bool:
+        return not self.findings
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """Findings as JSON-ready dicts (the design.md contract; no secret values)."""
+        return [f.model_dump(mode="json") for f in self.findings]
+
+
+def _matcher(exact_values: ExactValues) -> ExactMatcher | None:
+    if exact_values is None:
+        return None
+    if isinstance(exact_values, ExactMatcher):
+        return exact_values if exact_values else None
+    matcher = ExactMatcher(exact_values)
+    return matcher if matcher else None
+
+
+def as_notebook(nb: Any, *, path: str = "") -> Mapping[str, Any]:
+    """A v4 notebook mapping from a NotebookNode, dict, JSON text or bytes (v3 converted).
+
+    Raises :class:`InvalidNotebook` (naming ``path``) when it is not a notebook.
+    """
+    where = path or "notebook"
+    try:
+        if isinstance(nb, (bytes, bytearray)):
+            nb = nb.decode("utf-8")
+        if isinstance(nb, str):
+            nb = json.loads(nb)
+        if not isinstance(nb, Mapping) or "cells" not in nb and "worksheets" not in nb:
+            raise ValueError("no 'cells' list: this is JSON but not a notebook")
+        major = int(nb.get("nbformat", 4))
+        if major == 4:
+            # Used as it is (multi-line strings may still be lists: the extractor joins
+            # them); converting half a million nodes to NotebookNode costs more than the scan.
+            return nb
+        node = nbformat.convert(nbformat.from_dict(nb), 4)
+        nbformat.v4.rwbase.rejoin_lines(node)
+        return node
+    except InvalidNotebook:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as exc:
+        raise InvalidNotebook(
+            f"{where} is not a valid notebook: {exc}",
+            hint="open it in Jupyter to repair it, or exclude it from the scan",
+        ) from exc
+
+
+class Scanner:
+    """Scans notebooks and texts for secrets. Share one instance: it owns the cache.
+
+    ``exact_values`` given here are searched in every scan (and per call, more).
+    """
+
+    def __init__(self, *, cache_entries: int = 200_000, exact_values: Iterable[str] = ()) -> None:
+        self._cache: OrderedDict[bytes, tuple[Detection, ...]] = OrderedDict()
+        self._cache_entries = cache_entries
+        self._lock = threading.Lock()
+        self.stats = ScanStats()
+        self._exact = ExactMatcher(exact_values)
+
+    # ---------------------------------------------------------------- cache
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def _detect_cached(self, unit: TextUnit) -> tuple[Detection, ...]:
+        key = hashlib.blake2b(
+            unit.profile.encode() + b"\0" + unit.text.encode("utf-8", "surrogatepass"),
+            digest_size=20,
+        ).digest()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                self.stats.units_cached += 1
+                return hit
+        found = tuple(detect(unit.text, unit.profile))
+        with self._lock:
+            self.stats.units_scanned += 1
+            self._cache[key] = found
+            if len(self._cache) > self._cache_entries:
+                self._cache.popitem(last=False)
+        return found
+
+    # ---------------------------------------------------------------- scanning
+    def _scan_units(
+        self, units: list[TextUnit], path: str, exact: ExactMatcher | None, *, is_notebook: bool
+    ) -> ScanResult:
+        matchers = [m for m in (self._exact if self._exact else None, exact) if m is not None]
+        matches: list[Match] = []
+        seen: set[tuple[Any, ...]] = set()
+        for index, unit in enumerate(units):
+            detections = list(self._detect_cached(unit))
+            for matcher in matchers:
+                detections.extend(matcher.find(unit.text))
+            for d in detections:
+                piece = unit.piece_at(d.start)
+                finding = Finding(
+                    path=path,
+                    cell=unit.cell,
+                    cell_id=unit.cell_id,
+                    where=unit.where,
+                    output=piece.output if piece is not None else unit.output,
+                    mime=unit.mime,
+                    line=unit.line_of(d.start),
+                    type=d.type,
+                    hashed_secret=d.hashed_secret or sha256_hex(d.secret),
+                )
+                matches.append(Match(finding, index, d.start, d.end, d.secret))
+        findings: list[Finding] = []
+        for m in matches:
+            key = tuple(m.finding.model_dump().values())
+            if key not in seen:
+                seen.add(key)
+                findings.append(m.finding)
+        return ScanResult(path, findings, matches, units, is_notebook)
+
+    def scan_notebook(
+        self, nb: Any, *, path: str = "", exact_values: ExactValues = None
+    ) -> ScanResult:
+        """Scan a notebook (``NotebookNode``, dict, JSON text or bytes).
+
+        ``exact_values``: extra values to find with their encodings (e.g. what the
+        server injected into this notebook's kernel), or a prepared :class:`ExactMatcher`.
+        Raises :class:`InvalidNotebook` if ``nb`` is not a notebook.
+        """
+        node = as_notebook(nb, path=path)
+        return self._scan_units(
+            notebook_units(node), path, _matcher(exact_values), is_notebook=True
+        )
+
+    def scan_text(
+        self, text: str, *, path: str = "", exact_values: ExactValues = None
+    ) -> ScanResult:
+        """Scan a non-notebook text (a ``.py``, ``.env``, ``.yaml`` … file's content).
+
+        ``path``'s suffix selects the keyword syntax (e.g. ``.py`` needs quotes,
+        ``.yaml``/``.cfg`` accept ``password: value``).
+        """
+        unit = text_file_unit(text, path or "text.txt")
+        units = [unit] if unit is not None else []
+        return self._scan_units(units, path, _matcher(exact_values), is_notebook=False)
+
+    def scan_file(
+        self, path: str | os.PathLike[str], *, exact_values: ExactValues = None
+    ) -> ScanResult | None:
+        """Scan one file: ``.ipynb`` as a notebook, other text line by line.
+
+        Returns ``None`` for a binary file (skipped). Raises :class:`ScanError` if the
+        file cannot be read, :class:`InvalidNotebook` if a ``.ipynb`` is not a notebook.
+        """
+        name = os.fspath(path)
+        try:
+            size = os.path.getsize(name)
+            if size > MAX_FILE_BYTES:
+                raise ScanError(
+                    f"{name} is {size} bytes, more than the scanner reads ({MAX_FILE_BYTES})",
+                    hint="split the file or scan it with a dedicated tool",
+                )
+            with open(name, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            raise ScanError(
+                f"cannot read {name}: {exc.strerror or exc}",
+                hint="check the path and its permissions",
+            ) from exc
+        if name.endswith(".ipynb"):
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidNotebook(
+                    f"{name} is not a valid notebook: not UTF-8 text",
+                    hint="open it in Jupyter to repair it, or exclude it from the scan",
+                ) from exc
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise InvalidNotebook(
+                    f"{name} is not a valid notebook: invalid JSON at line {exc.lineno} "
+                    f"column {exc.colno}",
+                    hint="open it in Jupyter to repair it, or exclude it from the scan",
+                ) from exc
+            return self.scan_notebook(obj, path=name, exact_values=exact_values)
+        if b"\0" in data[:8192]:
+            return None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return self.scan_text(text, path=name, exact_values=exact_values)
+
+    def scan_paths(
+        self,
+        paths: Iterable[str | os.PathLike[str]],
+        *,
+        baseline: Baseline | None = None,
+        exact_values: ExactValues = None,
+    ) -> ScanReport:
+        """Scan files and folders (recursed). Unreadable files go to ``report.errors``."""
+        started = time.perf_counter()
+        matcher = _matcher(exact_values)
+        report = ScanReport()
+        for name in iter_files(paths, report.errors):
+            try:
+                result = self.scan_file(name, exact_values=matcher)
+            except ScanError as exc:
+                report.errors.append(exc.message)
+                continue
+            if result is None:
+                continue
+            report.files += 1
+            report.findings.extend(_apply_baseline(result, baseline))
+        report.seconds = round(time.perf_counter() - started, 4)
+        return report
+
+
+def _apply_baseline(result: ScanResult, baseline: Baseline | None) -> list[Finding]:
+    if baseline is None:
+        return result.findings
+    known = {
+        tuple(m.finding.model_dump().values())
+        for m in result.matches
+        if baseline.is_known(result.path, m.finding.type, m.sha1)
+    }
+    return [f for f in result.findings if tuple(f.model_dump().values()) not in known]
+
+
+def iter_files(paths: Iterable[str | os.PathLike[str]], errors: list[str]) -> Iterator[str]:
+    """Files named by ``paths``, folders walked in sorted order (skipping :data:`SKIP_DIRS`)."""
+    for raw in paths:
+        name = os.fspath(raw)
+        if os.path.isdir(name):
+            for root, dirs, files in os.walk(name):
+                dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
+                for fname in sorted(files):
+                    full = os.path.join(root, fname)
+                    if os.path.isfile(full):
+                        yield full
+        elif os.path.isfile(name):
+            yield name
+        elif os.path.exists(name):
+            errors.append(f"{name} is not a regular file; skipped")
+        else:
+            errors.append(f"{name} does not exist")
+
+
+_default: Scanner | None = None
+_default_lock = threading.Lock()
+
+
+def default_scanner() -> Scanner:
+    """The process-wide scanner (one cache shared by every caller)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Scanner()
+    return _default
+
+
+def scan_notebook(nb: Any, *, path: str = "", exact_values: ExactValues = None) -> ScanResult:
+    """Scan a notebook with the process-wide :func:`default_scanner`."""
+    return default_scanner().scan_notebook(nb, path=path, exact_values=exact_values)
+
+
+def scan_text(text: str, *, path: str = "", exact_values: ExactValues = None) -> ScanResult:
+    """Scan a text with the process-wide :func:`default_scanner`."""
+    return default_scanner().scan_text(text, path=path, exact_values=exact_values)
+
+
+def scan_paths(
+    paths: Iterable[str | os.PathLike[str]], *, baseline: Baseline | None = None
+) -> ScanReport:
+    """Scan files and folders with the process-wide :func:`default_scanner`."""
+    return default_scanner().scan_paths(paths, baseline=baseline)
+
+
+def path_of(p: str | Path) -> str:
+    return os.fspath(p)

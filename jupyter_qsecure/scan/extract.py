@@ -1,0 +1,522 @@
+"""Turn a notebook into the texts it holds, each with its location ("text units").
+
+What is extracted, and how (issue 3):
+
+- cell sources (code, markdown, raw), as they are;
+- stream outputs, consecutive ones of the same name joined first so a secret
+  split across two outputs is found; ANSI escape codes stripped;
+- ``execute_result``/``display_data``: every text-like MIME type. ``text/html`` and
+  SVG have tags removed and entities unescaped (link targets are kept as extra
+  lines); JSON bundles (``application/json``, ``*+json``) are walked value by value;
+  everything else textual (``text/*``, JavaScript) is scanned as it is;
+- ``error`` outputs: ename, evalue and the traceback with ANSI codes stripped;
+- cell, output and notebook metadata (widget state included), walked value by value;
+- text attachments.
+
+Deliberately skipped: binary payloads (``image/png`` and other base64 MIME data,
+``data:`` URI payloads inside texts, long base64 JSON values that decode to binary,
+such as widget buffers). They are not text; scanning them only produces noise.
+
+JSON values are rendered one per line as ``"key": "value"`` so keyword detectors
+see the key next to the value, with the value *decoded* (no JSON escaping: the
+escaped quotes of the raw ``.ipynb`` hide keyword secrets from raw-JSON scanners).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .models import Where
+
+PathKey = str | int
+
+#: Detector profiles: a file-name hint that selects detect-secrets' keyword syntax.
+PROFILE_CODE = "cell.py"
+PROFILE_MARKDOWN = "cell.md"
+PROFILE_OUTPUT = "output.txt"
+PROFILE_JSON = "values.json"
+
+_ANSI_RE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+_DATA_URI_RE = re.compile(
+    r"data:[\w.+-]*/[\w.+-]*(?:;[\w.+-]+=[\w.+-]+)*;base64,([A-Za-z0-9+/=\s]{16,})"
+)
+_TAG_RE = re.compile(r"<(/?)([A-Za-z][\w:-]*)?[^>]*>|<!--.*?-->", re.S)
+_BLOCK_TAGS = frozenset(
+    "br p div tr li ul ol table thead tbody h1 h2 h3 h4 h5 h6 pre hr dt dd section "
+    "text tspan title desc".split()
+)
+_LINK_ATTR_RE = re.compile(
+    r"""(?:href|src|action|data-url|content|HREF|SRC)=\s*(?!["']#)(?:"([^"]*)"|'([^']*)')"""
+)
+_B64_CHARS_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+#: A JSON string value at least this long, pure base64 and decoding to non-text, is a
+#: binary payload (e.g. widget state buffers) and is skipped.
+BINARY_B64_MIN = 256
+
+
+def strip_ansi(text: str) -> str:
+    """Remove ANSI escape sequences (colours, cursor moves) from a traceback or log."""
+    if "\x1b" not in text:
+        return text
+    return _ANSI_RE.sub("", text)
+
+
+def mask_data_uris(text: str) -> str:
+    """Replace the payload of ``data:…;base64,`` URIs with ``*`` (same length, newlines kept)."""
+    if "base64," not in text:
+        return text
+
+    def _mask(match: re.Match[str]) -> str:
+        whole = match.group(0)
+        cut = match.start(1) - match.start(0)
+        return whole[:cut] + re.sub(r"[^\n]", "*", whole[cut:])
+
+    return _DATA_URI_RE.sub(_mask, text)
+
+
+def html_to_text(markup: str, *, keep_text: bool = True) -> str:
+    """Text of an HTML/SVG fragment: tags removed, entities unescaped, link targets kept.
+
+    Block-level tags become line breaks, inline tags a space; ``href``/``src`` values
+    (other than ``data:`` URIs and ``#fragments``) are appended one per line.
+    """
+    links = [
+        value
+        for m in _LINK_ATTR_RE.finditer(markup)
+        for value in (m.group(1) if m.group(1) is not None else m.group(2),)
+        if value and not value.startswith(("data:", "#"))
+    ]
+
+    def _tag(match: re.Match[str]) -> str:
+        name = (match.group(2) or "").lower()
+        return "\n" if name in _BLOCK_TAGS else " "
+
+    text = html.unescape(_TAG_RE.sub(_tag, markup)) if keep_text else ""
+    if links:
+        text = text + "\n" + "\n".join(html.unescape(v) for v in links)
+    return text
+
+
+def is_binary_base64(value: str) -> bool:
+    """True for a long pure-base64 string whose decoded bytes are not UTF-8 text."""
+    if len(value) < BINARY_B64_MIN:
+        return False
+    compact = value.replace("\n", "").replace("\r", "")
+    if not _B64_CHARS_RE.fullmatch(compact):
+        return False
+    try:
+        raw = base64.b64decode(compact[: (len(compact) // 4) * 4], validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    try:
+        raw[:4096].decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Where a stretch ``[start, end)`` of a unit's text came from in the notebook.
+
+    ``path`` leads from the notebook dict to a ``str``. When ``exact`` is true the unit
+    text over the range equals that string, so a span maps back character for
+    character; otherwise the text was transformed (ANSI, HTML) and redaction falls
+    back to replacing the secret's literal forms in the raw string.
+    """
+
+    path: tuple[PathKey, ...]
+    start: int
+    end: int
+    exact: bool
+    output: int | None = None
+
+
+@dataclass
+class TextUnit:
+    """One text to scan, with its location in the notebook (or file)."""
+
+    text: str
+    profile: str
+    cell: int | None
+    cell_id: str | None
+    where: Where | None
+    mime: str | None = None
+    output: int | None = None
+    pieces: tuple[Piece, ...] = field(default_factory=tuple)
+    #: Count ``line`` from the start of the piece (stream output), not of the unit.
+    line_per_piece: bool = False
+
+    def piece_at(self, offset: int) -> Piece | None:
+        for piece in self.pieces:
+            if piece.start <= offset < piece.end or (piece.start == piece.end == offset):
+                return piece
+        return self.pieces[-1] if self.pieces else None
+
+    def line_of(self, offset: int) -> int:
+        base = 0
+        if self.line_per_piece:
+            piece = self.piece_at(offset)
+            if piece is not None:
+                base = piece.start
+        return self.text.count("\n", base, offset) + 1
+
+
+def as_text(value: Any) -> str:
+    """nbformat multiline string (``str`` or list of ``str``) → ``str``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "".join(v for v in value if isinstance(v, str))
+    return ""
+
+
+def _is_textual_mime(mime: str) -> bool:
+    if mime.startswith("image/"):
+        return mime == "image/svg+xml"
+    if mime.startswith("text/"):
+        return True
+    return mime.endswith(("json", "javascript", "ecmascript", "xml", "latex", "yaml", "toml"))
+
+
+def _is_json_mime(mime: str) -> bool:
+    return mime == "application/json" or mime.endswith("+json")
+
+
+# ---------------------------------------------------------------- JSON walking
+def walk_json(
+    value: Any, path: tuple[PathKey, ...], key: str = ""
+) -> Iterator[tuple[tuple[PathKey, ...], str, str]]:
+    """Yield ``(path, key, string)`` for every string leaf (iteratively: deep nesting is safe)."""
+    stack: list[tuple[Any, tuple[PathKey, ...], str]] = [(value, path, key)]
+    while stack:
+        node, node_path, node_key = stack.pop()
+        if isinstance(node, str):
+            yield node_path, node_key, node
+        elif isinstance(node, Mapping):
+            items = list(node.items())
+            for k, v in reversed(items):
+                stack.append((v, (*node_path, k), str(k)))
+        elif isinstance(node, (list, tuple)):
+            for i in range(len(node) - 1, -1, -1):
+                stack.append((node[i], (*node_path, i), node_key))
+
+
+def json_unit(
+    value: Any,
+    path: tuple[PathKey, ...],
+    *,
+    cell: int | None,
+    cell_id: str | None,
+    where: Where,
+    mime: str | None = None,
+    output: int | None = None,
+) -> TextUnit | None:
+    """Render the string leaves of a JSON value as ``"key": "value"`` lines."""
+    parts: list[str] = []
+    pieces: list[Piece] = []
+    pos = 0
+    for leaf_path, key, text in walk_json(value, path):
+        if not text or is_binary_base64(text):
+            continue
+        masked = mask_data_uris(text)
+        prefix = f'"{key}": "' if key else '"'
+        start = pos + len(prefix)
+        parts.append(prefix + masked + '"\n')
+        pieces.append(Piece(leaf_path, start, start + len(masked), masked == text, output))
+        pos = start + len(masked) + 2
+    if not parts:
+        return None
+    return TextUnit(
+        text="".join(parts),
+        profile=PROFILE_JSON,
+        cell=cell,
+        cell_id=cell_id,
+        where=where,
+        mime=mime,
+        output=output,
+        pieces=tuple(pieces),
+    )
+
+
+def _plain_unit(
+    text: str,
+    path: tuple[PathKey, ...],
+    profile: str,
+    *,
+    cell: int | None,
+    cell_id: str | None,
+    where: Where,
+    mime: str | None = None,
+    output: int | None = None,
+) -> TextUnit | None:
+    if not text:
+        return None
+    masked = mask_data_uris(text)
+    return TextUnit(
+        text=masked,
+        profile=profile,
+        cell=cell,
+        cell_id=cell_id,
+        where=where,
+        mime=mime,
+        output=output,
+        pieces=(Piece(path, 0, len(masked), masked == text, output),),
+    )
+
+
+def _transformed_unit(
+    raw: str,
+    text: str,
+    path: tuple[PathKey, ...],
+    *,
+    cell: int | None,
+    cell_id: str | None,
+    where: Where,
+    mime: str | None,
+    output: int | None,
+) -> TextUnit | None:
+    if not text.strip():
+        return None
+    masked = mask_data_uris(text)
+    exact = masked == raw
+    return TextUnit(
+        text=masked,
+        profile=PROFILE_OUTPUT,
+        cell=cell,
+        cell_id=cell_id,
+        where=where,
+        mime=mime,
+        output=output,
+        pieces=(Piece(path, 0, len(masked), exact, output),),
+    )
+
+
+def mime_units(
+    bundle: Mapping[str, Any],
+    path: tuple[PathKey, ...],
+    *,
+    cell: int | None,
+    cell_id: str | None,
+    where: Where,
+    output: int | None,
+) -> Iterator[TextUnit]:
+    """Units of a MIME bundle (output data or attachment); binary MIME types skipped."""
+    for mime, value in bundle.items():
+        if not isinstance(mime, str) or not _is_textual_mime(mime):
+            continue
+        mpath = (*path, mime)
+        unit: TextUnit | None
+        if _is_json_mime(mime) and not isinstance(value, (str, list)):
+            unit = json_unit(
+                value, mpath, cell=cell, cell_id=cell_id, where=where, mime=mime, output=output
+            )
+        else:
+            raw = as_text(value)
+            if not raw:
+                continue
+            if where == "attachments" and is_binary_base64(raw):
+                continue
+            if mime in ("text/html", "image/svg+xml", "application/xhtml+xml"):
+                text = html_to_text(raw)
+                unit = _transformed_unit(
+                    raw,
+                    text,
+                    mpath,
+                    cell=cell,
+                    cell_id=cell_id,
+                    where=where,
+                    mime=mime,
+                    output=output,
+                )
+            else:
+                text = strip_ansi(raw)
+                unit = _transformed_unit(
+                    raw,
+                    text,
+                    mpath,
+                    cell=cell,
+                    cell_id=cell_id,
+                    where=where,
+                    mime=mime,
+                    output=output,
+                )
+        if unit is not None:
+            yield unit
+
+
+def _stream_unit(
+    group: Sequence[tuple[int, Mapping[str, Any]]],
+    cell_path: tuple[PathKey, ...],
+    *,
+    cell: int,
+    cell_id: str | None,
+) -> TextUnit | None:
+    parts: list[str] = []
+    pieces: list[Piece] = []
+    pos = 0
+    for index, out in group:
+        raw = as_text(out.get("text"))
+        text = mask_data_uris(strip_ansi(raw))
+        parts.append(text)
+        pieces.append(
+            Piece((*cell_path, "outputs", index, "text"), pos, pos + len(text), text == raw, index)
+        )
+        pos += len(text)
+    joined = "".join(parts)
+    if not joined:
+        return None
+    first = group[0][0]
+    return TextUnit(
+        text=joined,
+        profile=PROFILE_OUTPUT,
+        cell=cell,
+        cell_id=cell_id,
+        where="outputs",
+        mime=None,
+        output=first,
+        pieces=tuple(pieces),
+        line_per_piece=True,
+    )
+
+
+def _error_unit(
+    out: Mapping[str, Any], path: tuple[PathKey, ...], *, cell: int, cell_id: str | None, index: int
+) -> TextUnit | None:
+    parts: list[str] = []
+    pieces: list[Piece] = []
+    pos = 0
+    fields: list[tuple[tuple[PathKey, ...], str]] = [
+        ((*path, "ename"), as_text(out.get("ename"))),
+        ((*path, "evalue"), as_text(out.get("evalue"))),
+    ]
+    traceback = out.get("traceback") or []
+    if isinstance(traceback, list):
+        fields += [((*path, "traceback", i), as_text(t)) for i, t in enumerate(traceback)]
+    for fpath, raw in fields:
+        text = mask_data_uris(strip_ansi(raw))
+        parts.append(text + "\n")
+        pieces.append(Piece(fpath, pos, pos + len(text), text == raw, index))
+        pos += len(text) + 1
+    joined = "".join(parts)
+    if not joined.strip():
+        return None
+    return TextUnit(
+        text=joined,
+        profile=PROFILE_OUTPUT,
+        cell=cell,
+        cell_id=cell_id,
+        where="outputs",
+        output=index,
+        pieces=tuple(pieces),
+    )
+
+
+def _flush_streams(
+    group: list[tuple[int, Mapping[str, Any]]],
+    units: list[TextUnit],
+    cpath: tuple[PathKey, ...],
+    kw: dict[str, Any],
+) -> None:
+    if group:
+        unit = _stream_unit(group, cpath, **kw)
+        if unit is not None:
+            units.append(unit)
+        group.clear()
+
+
+def notebook_units(nb: Mapping[str, Any]) -> list[TextUnit]:
+    """Every text unit of a (v4) notebook, in document order, notebook metadata last."""
+    units: list[TextUnit] = []
+    cells = nb.get("cells") or []
+    for ci, cell in enumerate(cells):
+        if not isinstance(cell, Mapping):
+            continue
+        cell_id = cell.get("id") if isinstance(cell.get("id"), str) else None
+        cpath: tuple[PathKey, ...] = ("cells", ci)
+        kw: dict[str, Any] = {"cell": ci, "cell_id": cell_id}
+        ctype = cell.get("cell_type")
+        profile = PROFILE_CODE if ctype == "code" else PROFILE_MARKDOWN
+        unit = _plain_unit(
+            as_text(cell.get("source")), (*cpath, "source"), profile, where="source", **kw
+        )
+        if unit is not None:
+            units.append(unit)
+        outputs = cell.get("outputs") or []
+        group: list[tuple[int, Mapping[str, Any]]] = []
+
+        for oi, out in enumerate(outputs if isinstance(outputs, list) else []):
+            if not isinstance(out, Mapping):
+                continue
+            otype = out.get("output_type")
+            if otype == "stream":
+                if group and group[-1][1].get("name") != out.get("name"):
+                    _flush_streams(group, units, cpath, kw)
+                group.append((oi, out))
+                continue
+            _flush_streams(group, units, cpath, kw)
+            opath: tuple[PathKey, ...] = (*cpath, "outputs", oi)
+            if otype in ("execute_result", "display_data", "update_display_data"):
+                data = out.get("data")
+                if isinstance(data, Mapping):
+                    units.extend(
+                        mime_units(data, (*opath, "data"), where="outputs", output=oi, **kw)
+                    )
+            elif otype == "error":
+                eu = _error_unit(out, opath, index=oi, **kw)
+                if eu is not None:
+                    units.append(eu)
+            meta = out.get("metadata")
+            if meta:
+                mu = json_unit(meta, (*opath, "metadata"), where="outputs", output=oi, **kw)
+                if mu is not None:
+                    units.append(mu)
+        _flush_streams(group, units, cpath, kw)
+        attachments = cell.get("attachments")
+        if isinstance(attachments, Mapping):
+            for name, bundle in attachments.items():
+                if isinstance(bundle, Mapping):
+                    units.extend(
+                        mime_units(
+                            bundle,
+                            (*cpath, "attachments", name),
+                            where="attachments",
+                            output=None,
+                            **kw,
+                        )
+                    )
+        meta = cell.get("metadata")
+        if meta:
+            mu = json_unit(meta, (*cpath, "metadata"), where="metadata", **kw)
+            if mu is not None:
+                units.append(mu)
+    meta = nb.get("metadata")
+    if meta:
+        mu = json_unit(meta, ("metadata",), cell=None, cell_id=None, where="metadata")
+        if mu is not None:
+            units.append(mu)
+    return units
+
+
+def text_file_unit(text: str, filename: str) -> TextUnit | None:
+    """A non-notebook text file as one unit (scanned line by line, keyword syntax by suffix)."""
+    if not text:
+        return None
+    masked = mask_data_uris(text)
+    suffix = os.path.splitext(filename)[1].lower()
+    return TextUnit(
+        text=masked,
+        profile="file" + suffix,
+        cell=None,
+        cell_id=None,
+        where=None,
+        pieces=(Piece(("text",), 0, len(masked), masked == text),),
+    )

@@ -1,0 +1,104 @@
+"""Public data types of the scanner: findings and scan reports (design.md section 3).
+
+A :class:`Finding` says *where* a secret is and *what kind* it is, plus the SHA-256 of
+the exact secret string so two reports can be compared. It never holds the secret:
+the secret's value and span live only in :class:`Match`, an internal object the
+redaction helper needs, which is never serialised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Where = Literal["source", "outputs", "metadata", "attachments"]
+
+
+def sha256_hex(secret: str) -> str:
+    """SHA-256 hex digest of the exact secret string (UTF-8), as in ``hashed_secret``."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class Finding(BaseModel):
+    """One secret found, in the JSON shape of design.md section 3. Never holds the secret."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str = Field(description="File the secret is in ('' for an in-memory notebook).")
+    cell: int | None = Field(description="0-based cell index; null for notebook metadata.")
+    cell_id: str | None = Field(default=None, description="The cell's id, when it has one.")
+    where: Where | None = Field(
+        description="source, outputs, metadata or attachments; null for a non-notebook file."
+    )
+    output: int | None = Field(default=None, description="0-based index in the cell's outputs.")
+    mime: str | None = Field(default=None, description="MIME type of the output or attachment.")
+    line: int = Field(ge=1, description="1-based line within that text.")
+    type: str = Field(description="Detector family, e.g. 'AWS Access Key'.")
+    hashed_secret: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex of the secret.")
+
+    def describe(self) -> str:
+        """One human-readable line, e.g. ``a.ipynb: cell 3 outputs[1] text/plain line 2``."""
+        parts = [self.path or "<notebook>"]
+        if self.cell is not None:
+            parts.append(f"cell {self.cell}")
+        elif self.where == "metadata":
+            parts.append("notebook")
+        if self.where is not None:
+            where = self.where
+            if self.output is not None:
+                where += f"[{self.output}]"
+            parts.append(where)
+        if self.mime:
+            parts.append(self.mime)
+        parts.append(f"line {self.line}")
+        return f"{' '.join(parts)}: {self.type} (sha256 {self.hashed_secret[:12]}…)"
+
+
+class ScanReport(BaseModel):
+    """What ``scan --format json`` prints: ``{"findings": [...], "files": N, "seconds": S}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    findings: list[Finding] = Field(default_factory=list)
+    files: int = 0
+    seconds: float = 0.0
+    errors: list[str] = Field(
+        default_factory=list, description="Files that could not be scanned, with the reason."
+    )
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A raw hit inside one text unit (internal: holds the secret value and its span)."""
+
+    type: str
+    secret: str = field(repr=False)
+    start: int
+    end: int
+    #: SHA-256 to report when it is not that of ``secret`` (an encoded injected value
+    #: reports the hash of the value itself, so the server can tell which one leaked).
+    hashed_secret: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Match:
+    """A finding plus what redaction needs (internal; never serialised, never logged)."""
+
+    finding: Finding
+    unit_index: int
+    start: int
+    end: int
+    secret: str = field(repr=False)
+
+    @property
+    def sha1(self) -> str:
+        """detect-secrets' baseline hash (SHA-1 of the secret)."""
+        return hashlib.sha1(self.secret.encode("utf-8", "surrogatepass")).hexdigest()  # noqa: S324
+
+
+def finding_json(finding: Finding) -> dict[str, Any]:
+    """The finding as a plain dict in the contract's field order."""
+    return finding.model_dump(mode="json")

@@ -39,6 +39,7 @@ from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_cla
 from detect_secrets.filters import allowlist as ds_allowlist
 from detect_secrets.filters import heuristic as ds_heuristic
 from detect_secrets.plugins.base import BasePlugin, RegexBasedDetector
+from detect_secrets.plugins.basic_auth import BasicAuthDetector
 from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
 from detect_secrets.plugins.keyword import DENYLIST_REGEX, KeywordDetector
 from detect_secrets.util.code_snippet import get_code_snippet
@@ -134,7 +135,7 @@ _PLACEHOLDER = re.compile(
     r"(?i)^(?:x{3,}.*|\*{3,}.*|\.{3,}.*|<[^>]*>|\{[^}]*\}|\$\{?\w+\}?|%\(?\w*\)?s|"
     r"(?:your|my|the|some|example|sample|dummy|fake|test|changeme|placeholder|redacted|"
     r"secret|password|passwd|token|none|null|undefined|string|str|value|foo|bar)"
-    r"(?:[_-]?\w*)?)$"
+    r"(?-i:[_-]?[a-z_]*))$"
 )
 
 
@@ -311,7 +312,9 @@ def _detect_secrets_hits(ctx: _Context) -> Iterator[Detection]:
                             _entropy_in_context(secret, line, m.start())
                         ):
                             continue
-                        if isinstance(plugin, KeywordDetector) and looks_like_placeholder(secret):
+                        if isinstance(
+                            plugin, (KeywordDetector, BasicAuthDetector)
+                        ) and looks_like_placeholder(secret):
                             continue
                         yield Detection(
                             plugin.secret_type, secret, wstart + m.start(), wstart + m.end()
@@ -451,7 +454,7 @@ FAMILIES: tuple[Family, ...] = (
     Family(
         "Connection String Password",
         re.compile(
-            r"(?i)\b[a-z][a-z0-9+.\-]{1,30}://[^\s:/@'\"<>]{1,256}:([^\s@/'\"<>]{1,256})@"
+            r"(?i)\b[a-z][a-z0-9+.\-]{1,30}://[^\s:/@'\"<>]{0,256}:([^\s@/'\"<>]{1,256})@"
             r"[\w.\-\[\]]"
         ),
         check=_password_ok,

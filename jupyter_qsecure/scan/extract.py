@@ -192,22 +192,32 @@ def _is_json_mime(mime: str) -> bool:
 
 
 # ---------------------------------------------------------------- JSON walking
+#: Below this nesting depth JSON paths stop growing: leaves deeper down are reported
+#: (and redacted) as part of their ancestor at this depth. Keeps deep nesting linear.
+MAX_JSON_DEPTH = 64
+
+
 def walk_json(
     value: Any, path: tuple[PathKey, ...], key: str = ""
-) -> Iterator[tuple[tuple[PathKey, ...], str, str]]:
-    """Yield ``(path, key, string)`` for every string leaf (iteratively: deep nesting is safe)."""
+) -> Iterator[tuple[tuple[PathKey, ...], str, str, bool]]:
+    """Yield ``(path, key, string, exact)`` for every string leaf.
+
+    Iterative, so deep nesting cannot overflow the stack; ``exact`` is false for a
+    leaf deeper than :data:`MAX_JSON_DEPTH`, whose ``path`` is then its ancestor's.
+    """
+    base = len(path)
     stack: list[tuple[Any, tuple[PathKey, ...], str]] = [(value, path, key)]
     while stack:
         node, node_path, node_key = stack.pop()
+        deep = len(node_path) - base >= MAX_JSON_DEPTH
         if isinstance(node, str):
-            yield node_path, node_key, node
+            yield node_path, node_key, node, not deep
         elif isinstance(node, Mapping):
-            items = list(node.items())
-            for k, v in reversed(items):
-                stack.append((v, (*node_path, k), str(k)))
+            for k, v in reversed(list(node.items())):
+                stack.append((v, node_path if deep else (*node_path, k), str(k)))
         elif isinstance(node, (list, tuple)):
             for i in range(len(node) - 1, -1, -1):
-                stack.append((node[i], (*node_path, i), node_key))
+                stack.append((node[i], node_path if deep else (*node_path, i), node_key))
 
 
 def json_unit(
@@ -224,14 +234,16 @@ def json_unit(
     parts: list[str] = []
     pieces: list[Piece] = []
     pos = 0
-    for leaf_path, key, text in walk_json(value, path):
+    for leaf_path, key, text, exact in walk_json(value, path):
         if not text or is_binary_base64(text):
             continue
         masked = mask_data_uris(text)
         prefix = f'"{key}": "' if key else '"'
         start = pos + len(prefix)
         parts.append(prefix + masked + '"\n')
-        pieces.append(Piece(leaf_path, start, start + len(masked), masked == text, output))
+        pieces.append(
+            Piece(leaf_path, start, start + len(masked), exact and masked == text, output)
+        )
         pos = start + len(masked) + 2
     if not parts:
         return None

@@ -188,7 +188,7 @@ class QSecure(Configurable):
         """The ledger URL, defaulting to the SQLite file in ``data_dir``."""
         if self.ledger_url:
             return str(self.ledger_url)
-        return f"sqlite:///{(self.data_path / 'ledger.db').resolve()}"
+        return f"sqlite://{(self.data_path / 'ledger.db').resolve()}"
 
     def resolved_signing_key_file(self) -> Path:
         if self.ledger_signing_key_file:
@@ -213,7 +213,10 @@ def load_jupyter_config(extra_paths: list[str] | None = None) -> Config:
     paths = list(reversed(jupyter_config_path())) + list(extra_paths or [])
     for directory in paths:
         for stem in CONFIG_FILE_STEMS:
-            for loader_class, suffix in ((JSONFileConfigLoader, ".json"), (PyFileConfigLoader, ".py")):
+            for loader_class, suffix in (
+                (JSONFileConfigLoader, ".json"),
+                (PyFileConfigLoader, ".py"),
+            ):
                 if not (Path(directory) / f"{stem}{suffix}").is_file():
                     continue
                 loader = loader_class(f"{stem}{suffix}", path=directory)

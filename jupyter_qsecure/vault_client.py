@@ -48,7 +48,9 @@ def client_from_settings(settings: QSecure, *, timeout: float = 10.0) -> hvac.Cl
                 )
             client.token = settings.vault_token
         elif method == "approle":
-            secret_id = _read_secret_file(settings.vault_approle_secret_id_file, "AppRole secret_id")
+            secret_id = _read_secret_file(
+                settings.vault_approle_secret_id_file, "AppRole secret_id"
+            )
             client.auth.approle.login(role_id=settings.vault_approle_role_id, secret_id=secret_id)
         elif method == "jwt":
             jwt = _read_secret_file(settings.vault_jwt_file, "JWT")

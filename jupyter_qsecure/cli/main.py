@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -60,6 +61,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.hint:
             print(f"  hint: {exc.hint}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # never a bare traceback; the message may not hold secrets
+        if os.environ.get("QSECURE_DEBUG"):
+            raise
+        where = exc.__traceback__
+        while where is not None and where.tb_next is not None:
+            where = where.tb_next
+        location = f" in {where.tb_frame.f_code.co_filename}:{where.tb_lineno}" if where else ""
+        print(
+            f"jupyter qsecure {args.command}: internal error {type(exc).__name__}{location}",
+            file=sys.stderr,
+        )
+        print(
+            "  hint: re-run with QSECURE_DEBUG=1 for the traceback, and report it", file=sys.stderr
+        )
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

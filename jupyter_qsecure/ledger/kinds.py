@@ -115,7 +115,8 @@ def validate_body(kind: str, body: Any) -> dict[str, Any]:
         data = model.model_validate(body).model_dump(mode="json", exclude_none=False)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}"
+            for err in exc.errors()
         )
         raise InvalidEntry(
             f"invalid body for ledger entry kind {kind!r}: {problems}",

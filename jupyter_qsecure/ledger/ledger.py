@@ -60,12 +60,18 @@ def _entry_bytes(p: _Pending, index: int, timestamp: str) -> bytes:
     # Keys in RFC 8785 order: actor, body, correlation_id, index, kind, timestamp.
     return b"".join(
         (
-            b'{"actor":', p.actor,
-            b',"body":', p.body,
-            b',"correlation_id":', p.correlation_id,
-            b',"index":', str(index).encode(),
-            b',"kind":', canonical_json(p.kind),
-            b',"timestamp":', canonical_json(timestamp),
+            b'{"actor":',
+            p.actor,
+            b',"body":',
+            p.body,
+            b',"correlation_id":',
+            p.correlation_id,
+            b',"index":',
+            str(index).encode(),
+            b',"kind":',
+            canonical_json(p.kind),
+            b',"timestamp":',
+            canonical_json(timestamp),
             b"}",
         )
     )
@@ -273,7 +279,9 @@ class Ledger:
                 index = size + offset
                 data = _entry_bytes(pending, index, timestamp)
                 leaf = leaf_hash(data)
-                entries.append(EntryRow(index, leaf, data, pending.kind, pending.actor_text, timestamp))
+                entries.append(
+                    EntryRow(index, leaf, data, pending.kind, pending.actor_text, timestamp)
+                )
                 for level, idx, digest in frontier.push(leaf):
                     nodes.append(NodeRow(level, idx, digest))
             tx.insert(entries, nodes)
@@ -281,7 +289,7 @@ class Ledger:
         self._head.frontier = frontier
         if last is not None:
             self._head.checkpoint_size = last.tree_size
-        for pending, row in zip(batch, entries):
+        for pending, row in zip(batch, entries, strict=True):
             pending.entry = Entry(
                 index=row.idx,
                 timestamp=row.ts,
@@ -306,7 +314,10 @@ class Ledger:
         if unsigned <= 0:
             return None
         policy = self.checkpoint_policy
-        if unsigned < policy.every_entries and time.time() - head.checkpoint_time < policy.every_seconds:
+        if (
+            unsigned < policy.every_entries
+            and time.time() - head.checkpoint_time < policy.every_seconds
+        ):
             return None
         if not self._checkpoint_lock.acquire(blocking=False):
             return None  # another thread is signing right now

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import json
 import os
+import secrets
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -114,21 +115,32 @@ def _check_private_key_file(path: Path) -> bytes:
 
 
 def _write_private_key_file(path: Path, data: bytes) -> None:
-    """Create a key file with mode 0600 atomically; never overwrite an existing key."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create a key file with mode 0600 atomically; never overwrite an existing key.
+
+    The key is written in full to a private temporary file and then hard-linked into
+    place, so a concurrent reader never sees a partial key and two processes racing
+    to create one end up sharing the first.
+    """
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return  # another process created it first; the caller re-reads it
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise SigningError(
             f"cannot create signing key {path}: {exc.strerror}",
             hint="make the folder writable or set ledger_signing_key_file to a writable path",
         ) from exc
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process created it first; the caller re-reads it
+    finally:
+        os.unlink(tmp)
 
 
 class Ed25519FileSigner:
@@ -162,7 +174,9 @@ class Ed25519FileSigner:
                 hint="use an Ed25519 PKCS#8 PEM file",
             )
         self._key = key
-        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        raw = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
         self._public_raw = raw
         self._key_id = key_fingerprint("ed25519", raw)
 
@@ -312,7 +326,8 @@ def verify_signature(record: SignatureRecord, message: bytes, keyring: KeyRing) 
         )
     if key.algorithm != record.algorithm:
         raise SignatureProblem(
-            "bad signature", f"signature claims {record.algorithm} but key {key.key_id} is {key.algorithm}"
+            "bad signature",
+            f"signature claims {record.algorithm} but key {key.key_id} is {key.algorithm}",
         )
     try:
         signature = unb64(record.signature)

@@ -92,14 +92,30 @@ def _check_checkpoints(
             body = CheckpointBody.model_validate_json(row.body)
             signatures = [SignatureRecord.model_validate(s) for s in json.loads(row.signatures)]
         except (ValidationError, ValueError):
-            report.add(Problem("malformed", f"checkpoint {row.seq} cannot be parsed", checkpoint_seq=row.seq))
+            report.add(
+                Problem(
+                    "malformed", f"checkpoint {row.seq} cannot be parsed", checkpoint_seq=row.seq
+                )
+            )
             continue
         checkpoint = Checkpoint(seq=row.seq, body=body, signatures=signatures)
         where = f"checkpoint {row.seq} (size {body.tree_size}, {body.timestamp})"
         if body.origin != origin:
-            report.add(Problem("origin", f"{where} belongs to another ledger ({body.origin})", checkpoint_seq=row.seq))
-        if row.tree_size != body.tree_size or bytes(row.root_hash).hex() != body.root_hash:
-            report.add(Problem("malformed", f"{where}: its size/root columns differ from the signed body", checkpoint_seq=row.seq))
+            report.add(
+                Problem(
+                    "origin",
+                    f"{where} belongs to another ledger ({body.origin})",
+                    checkpoint_seq=row.seq,
+                )
+            )
+        if row.tree_size != body.tree_size or _as_bytes(row.root_hash).hex() != body.root_hash:
+            report.add(
+                Problem(
+                    "malformed",
+                    f"{where}: its size/root columns differ from the signed body",
+                    checkpoint_seq=row.seq,
+                )
+            )
         if previous is not None and body.tree_size < previous.tree_size:
             report.add(
                 Problem(
@@ -110,8 +126,10 @@ def _check_checkpoints(
                 )
             )
         if not signatures:
-            report.add(Problem("bad signature", f"{where} carries no signature", checkpoint_seq=row.seq))
-        message = bytes(row.body)
+            report.add(
+                Problem("bad signature", f"{where} carries no signature", checkpoint_seq=row.seq)
+            )
+        message = _as_bytes(row.body)
         for signature in signatures:
             try:
                 verify_signature(signature, message, keyring)
@@ -124,6 +142,15 @@ def _check_checkpoints(
         previous = checkpoint
     report.checkpoints = len(parsed)
     return parsed
+
+
+def _as_bytes(value: object) -> bytes:
+    """Stored blobs as bytes, whatever type a tampered column now holds."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    return repr(value).encode("utf-8")
 
 
 def _node_cursor(iterator: Iterator[tuple[int, bytes]]) -> Callable[[], tuple[int, bytes] | None]:
@@ -148,7 +175,12 @@ def verify_ledger(
         checkpoints = _check_checkpoints(tx.checkpoints(), origin, keyring, report)
         for extra in trusted or []:
             if extra.body.origin != origin:
-                report.add(Problem("origin", f"the trusted checkpoint belongs to another ledger ({extra.body.origin})"))
+                report.add(
+                    Problem(
+                        "origin",
+                        f"the trusted checkpoint belongs to another ledger ({extra.body.origin})",
+                    )
+                )
             else:
                 checkpoints.append(extra)
         by_size: dict[int, list[Checkpoint]] = {}
@@ -161,28 +193,47 @@ def verify_ledger(
         expected = 0
         last_good_size = 0
         structural = False
+        check_nodes = True
         for row in tx.iter_entries():
             idx = row.idx
             if idx != expected:
                 if idx > expected:
                     report.add(
-                        Problem("deleted", f"entries {expected}..{idx - 1} are missing (deleted)", index=expected)
+                        Problem(
+                            "deleted",
+                            f"entries {expected}..{idx - 1} are missing (deleted)",
+                            index=expected,
+                        )
                     )
                 else:
                     report.add(Problem("reordered", f"entry {idx} appears twice", index=idx))
                 structural = True
                 break
-            entry_bytes = bytes(row.entry)
+            entry_bytes = _as_bytes(row.entry)
             leaf = sha256(b"\x00" + entry_bytes).digest()
-            if leaf != bytes(row.leaf_hash):
+            stored_leaf = _as_bytes(row.leaf_hash)
+            if leaf != stored_leaf:
                 report.add(
-                    Problem("edited", f"entry {idx}: its content no longer matches its leaf hash (edited entry)", index=idx)
+                    Problem(
+                        "edited",
+                        f"entry {idx}: its content no longer matches its leaf hash (edited entry)",
+                        index=idx,
+                    )
+                )
+                leaf = (
+                    stored_leaf  # pinpointed; check the rest of the tree against what was recorded
                 )
             try:
                 fields = loads(entry_bytes)
                 claimed = fields["index"]
             except (ValueError, KeyError, TypeError):
-                report.add(Problem("malformed", f"entry {idx} is not a ledger entry (unparseable JSON)", index=idx))
+                report.add(
+                    Problem(
+                        "malformed",
+                        f"entry {idx} is not a ledger entry (unparseable JSON)",
+                        index=idx,
+                    )
+                )
                 claimed = idx
                 fields = {}
             if claimed != idx:
@@ -195,26 +246,37 @@ def verify_ledger(
                 )
                 structural = True
                 break
-            if fields and (fields.get("kind") != row.kind or fields.get("actor") != row.actor or fields.get("timestamp") != row.ts):
+            if fields and (
+                fields.get("kind") != row.kind
+                or fields.get("actor") != row.actor
+                or fields.get("timestamp") != row.ts
+            ):
                 report.add(
-                    Problem("edited", f"entry {idx}: its kind/actor/time columns were altered", index=idx)
-                )
-            for level, node_idx, digest in frontier.push(leaf):
-                take = cursors.get(level)
-                if take is None:
-                    take = cursors[level] = _node_cursor(tx.iter_nodes(level))
-                stored = take()
-                if stored is None or stored[0] != node_idx or bytes(stored[1]) != digest:
-                    first = node_idx << level
-                    report.add(
-                        Problem(
-                            "tree",
-                            f"entries {first}..{first + (1 << level) - 1}: the stored tree disagrees with "
-                            "the entries (an entry was edited and its hash rewritten)",
-                            index=first,
-                        )
+                    Problem(
+                        "edited",
+                        f"entry {idx}: its kind/actor/time columns were altered",
+                        index=idx,
                     )
-                    cursors[level] = _node_cursor(iter(()))  # report each level once
+                )
+            completed = frontier.push(leaf)
+            if check_nodes:
+                for level, node_idx, digest in completed:
+                    take = cursors.get(level)
+                    if take is None:
+                        take = cursors[level] = _node_cursor(tx.iter_nodes(level))
+                    stored = take()
+                    if stored is None or stored[0] != node_idx or _as_bytes(stored[1]) != digest:
+                        first = node_idx << level
+                        report.add(
+                            Problem(
+                                "tree",
+                                f"entries {first}..{first + (1 << level) - 1}: the stored tree disagrees "
+                                "with the entries (an entry was edited and its hash rewritten)",
+                                index=first,
+                            )
+                        )
+                        check_nodes = False  # every node above it differs too; report the first
+                        break
             expected += 1
             if expected in by_size:
                 root = frontier.root().hex()
@@ -238,7 +300,13 @@ def verify_ledger(
             if 0 in by_size:
                 for checkpoint in by_size[0]:
                     if checkpoint.body.root_hash != hashlib.sha256(b"").hexdigest():
-                        report.add(Problem("root", f"checkpoint {checkpoint.seq} of the empty tree has a wrong root", checkpoint_seq=checkpoint.seq))
+                        report.add(
+                            Problem(
+                                "root",
+                                f"checkpoint {checkpoint.seq} of the empty tree has a wrong root",
+                                checkpoint_seq=checkpoint.seq,
+                            )
+                        )
             for checkpoint in checkpoints:
                 if checkpoint.tree_size > expected:
                     report.add(
@@ -256,6 +324,5 @@ def verify_ledger(
         progress(report.entries)
     signed = max((c.tree_size for c in checkpoints), default=0)
     report.unsigned_tail = max(0, report.entries - signed)
-    report.problems.sort(key=lambda p: (p.index if p.index is not None else -1,))
     report.seconds = time.perf_counter() - started
     return report

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
 from traitlets import Instance
@@ -48,4 +46,3 @@ class QSecureExtension(ExtensionApp):
             self.ledger.checkpoint_if_due()
             self.ledger.close()
             self.ledger = None
-

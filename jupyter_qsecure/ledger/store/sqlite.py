@@ -222,14 +222,13 @@ class SQLiteStore:
                 f"ledger URL {url!r} is not of the form sqlite:///ABSOLUTE/PATH.db",
                 hint="use three slashes and an absolute path, e.g. sqlite:////home/me/ledger.db",
             )
-        return cls(Path(raw_path), create=create)
+        # Accept sqlite:///abs/path and the SQLAlchemy-style sqlite:////abs/path alike.
+        return cls(Path("/" + raw_path.lstrip("/")), create=create)
 
     def _prepare(self, create: bool) -> None:
         conn = self._conn
         conn.execute("PRAGMA busy_timeout = 60000")
-        tables = {
-            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "qsecure_meta" not in tables:
             if tables:
                 raise NotALedger(

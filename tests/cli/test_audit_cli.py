@@ -1,0 +1,170 @@
+"""``jupyter qsecure audit`` end to end: exit codes, messages, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jupyter_qsecure.cli.main import build_parser, main
+from jupyter_qsecure.config import ENV_OVERRIDES
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    for variables in ENV_OVERRIDES.values():
+        for variable in variables:
+            monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("QSECURE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("QSECURE_LEDGER", f"sqlite:///{tmp_path / 'audit.db'}")
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "config"))
+    return dict(os.environ)
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The installed console script, as a user runs it through `jupyter qsecure`."""
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter", "qsecure", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
+def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = build_parser()
+    subcommands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert "audit" in subcommands
+    for name, sub in subcommands.items():
+        assert sub.format_help().strip(), name
+        actions = getattr(sub, "_subparsers", None)
+        if actions:
+            for action_name, action in actions._group_actions[0].choices.items():
+                assert action.description or action.format_help(), (name, action_name)
+                with pytest.raises(SystemExit) as exited:
+                    main([name, action_name, "--help"])
+                assert exited.value.code == 0
+    assert "verify" in capsys.readouterr().out
+
+
+def test_note_show_verify_prove_export_round_trip(env: dict[str, str], tmp_path: Path) -> None:
+    assert run("audit", "note", "rotated", "the", "transit", "key", env=env).returncode == 0
+    assert run("audit", "note", "second", "--actor", "ops:alice", env=env).returncode == 0
+    shown = run("audit", "show", "--json", "--actor", "ops:alice", env=env)
+    assert [e["body"]["text"] for e in json.loads(shown.stdout)] == ["second"]
+    table = run("audit", "show", "--last", "5", env=env).stdout
+    assert "rotated the transit key" in table and "KIND" in table
+    verified = run("audit", "verify", env=env)
+    assert verified.returncode == 0 and "ledger intact: 2 entries" in verified.stdout
+    proof_file, keys_file = tmp_path / "proof.json", tmp_path / "keys.json"
+    assert run("audit", "prove", "1", "-o", str(proof_file), env=env).returncode == 0
+    assert run("audit", "keys", "-o", str(keys_file), env=env).returncode == 0
+    checked = run("audit", "check-proof", str(proof_file), "--keys", str(keys_file), env=env)
+    assert checked.returncode == 0 and "proof valid: entry 1" in checked.stdout
+    proof = json.loads(proof_file.read_text())
+    proof["entry"] = proof["entry"].replace("second", "altered")
+    proof_file.write_text(json.dumps(proof))
+    bad = run("audit", "check-proof", str(proof_file), "--keys", str(keys_file), env=env)
+    assert bad.returncode == 1 and "proof INVALID" in bad.stderr
+    exported = run("audit", "export", env=env).stdout.splitlines()
+    assert [json.loads(line)["index"] for line in exported] == [0, 1]
+    assert all(len(json.loads(line)["leaf_hash"]) == 64 for line in exported)
+
+
+def test_tampering_gives_exit_1_naming_the_first_bad_entry(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    for i in range(5):
+        assert main(["audit", "note", f"entry {i}"]) == 0
+    assert main(["audit", "checkpoint"]) == 0
+    conn = sqlite3.connect(tmp_path / "audit.db", isolation_level=None)
+    conn.execute(
+        "UPDATE qsecure_entries SET entry = replace(entry, 'entry 3', 'entry X') WHERE idx = 3"
+    )
+    conn.close()
+    result = run("audit", "verify", env=env)
+    assert result.returncode == 1
+    assert "entry 3" in result.stderr and "edited" in result.stderr
+    assert "Traceback" not in result.stderr
+    as_json = json.loads(run("audit", "verify", "--json", env=env).stdout)
+    assert as_json["ok"] is False and as_json["problems"][0]["index"] == 3
+
+
+def test_unknown_key_hint(env: dict[str, str], tmp_path: Path) -> None:
+    assert main(["audit", "note", "x"]) == 0
+    assert main(["audit", "checkpoint"]) == 0
+    (tmp_path / "data" / "keys" / "ledger-keyring.json").unlink()
+    result = run("audit", "verify", env=env)
+    assert result.returncode == 1 and "unknown key" in result.stderr and "--keys" in result.stderr
+
+
+def test_verify_progress_bar(env: dict[str, str]) -> None:
+    assert main(["audit", "note", "x"]) == 0
+    result = run("audit", "verify", "--progress", env=env)
+    assert result.returncode == 0 and "verifying" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("garbage", "is not a readable SQLite database"),
+        ("foreign", "is a SQLite database but not a jupyter-qsecure ledger"),
+        ("missing", "no ledger at"),
+    ],
+)
+def test_bad_databases_exit_2_with_a_fix(
+    env: dict[str, str], tmp_path: Path, setup: str, message: str
+) -> None:
+    path = tmp_path / "other.db"
+    if setup == "garbage":
+        path.write_bytes(os.urandom(4096))
+    elif setup == "foreign":
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE customers (id INTEGER)")
+        conn.commit()
+        conn.close()
+    for action in ("verify", "show", "note"):
+        extra = ["hello"] if action == "note" else []
+        result = run("audit", action, *extra, "--ledger", f"sqlite:///{path}", env=env)
+        if setup == "missing" and action == "note":
+            assert result.returncode == 0  # writing creates the ledger
+            continue
+        assert result.returncode == 2, (action, result.stderr)
+        assert message in result.stderr and "hint:" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_unreachable_postgres_exits_2_without_password(env: dict[str, str]) -> None:
+    from jupyter_qsecure.testing.ports import free_loopback_port
+
+    password = "pw-" + os.urandom(8).hex()
+    url = f"postgresql://qsecure:{password}@127.0.0.1:{free_loopback_port()}/ledger"
+    result = run("audit", "verify", "--ledger", url, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "127.0.0.1" in result.stderr and password not in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_unreadable_key_file_exits_2(env: dict[str, str], tmp_path: Path) -> None:
+    assert main(["audit", "note", "x"]) == 0
+    key = tmp_path / "data" / "keys" / "ledger-ed25519.pem"
+    key.chmod(0o644)
+    result = run("audit", "note", "y", env=env)
+    assert result.returncode == 2 and "chmod 600" in result.stderr
+    key.unlink()
+    key.mkdir()
+    result = run("audit", "checkpoint", env=env)
+    assert result.returncode == 2 and "not a regular file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_time_filter_is_a_usage_error(env: dict[str, str]) -> None:
+    assert main(["audit", "note", "x"]) == 0
+    result = run("audit", "show", "--since", "yesterday-ish", env=env)
+    assert result.returncode == 2 and "ISO 8601" in result.stderr

@@ -1,0 +1,153 @@
+"""Tampering with a real SQLite ledger is detected, with the first bad index named."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jupyter_qsecure.config import QSecure
+from jupyter_qsecure.ledger import Ledger
+from jupyter_qsecure.ledger.canonical import canonical_json
+from jupyter_qsecure.ledger.merkle import leaf_hash
+from jupyter_qsecure.ledger.signing import b64
+
+
+@pytest.fixture
+def filled(
+    settings: QSecure, sqlite_url: str, tmp_path: Path
+) -> Iterator[tuple[Ledger, sqlite3.Connection]]:
+    with Ledger.open(sqlite_url, settings=settings) as ledger:
+        for i in range(230):  # checkpoints at 100 and 200 (every 100), 30 unsigned
+            ledger.append("note", {"text": f"entry {i}"})
+        conn = sqlite3.connect(tmp_path / "ledger.db", isolation_level=None)
+        yield ledger, conn
+        conn.close()
+
+
+def _rewrite(conn: sqlite3.Connection, idx: int, mutate, *, rehash: bool) -> None:  # type: ignore[no-untyped-def]
+    entry = json.loads(
+        conn.execute("SELECT entry FROM qsecure_entries WHERE idx=?", (idx,)).fetchone()[0]
+    )
+    mutate(entry)
+    data = canonical_json(entry)
+    if rehash:
+        conn.execute(
+            "UPDATE qsecure_entries SET entry=?, leaf_hash=? WHERE idx=?",
+            (data, leaf_hash(data), idx),
+        )
+    else:
+        conn.execute("UPDATE qsecure_entries SET entry=? WHERE idx=?", (data, idx))
+
+
+def test_intact_ledger_verifies(filled: tuple[Ledger, sqlite3.Connection]) -> None:
+    ledger, _ = filled
+    report = ledger.verify()
+    assert report.ok and report.entries == 230 and report.unsigned_tail == 30
+
+
+def test_edited_body_names_the_entry(filled: tuple[Ledger, sqlite3.Connection]) -> None:
+    ledger, conn = filled
+    _rewrite(conn, 41, lambda e: e["body"].update(text="harmless"), rehash=False)
+    report = ledger.verify()
+    assert not report.ok
+    assert report.first.kind == "edited" and report.first.index == 41
+    assert "entry 41" in report.first.message
+
+
+def test_edit_with_rewritten_leaf_hash_is_caught_by_tree_and_signed_root(
+    filled: tuple[Ledger, sqlite3.Connection],
+) -> None:
+    ledger, conn = filled
+    _rewrite(conn, 150, lambda e: e["body"].update(text="rewritten"), rehash=True)
+    report = ledger.verify()
+    kinds = {p.kind for p in report.problems}
+    assert {"tree", "root"} <= kinds
+    assert report.first.index == 150  # the level-1 node covering entries 150..151
+    root = next(p for p in report.problems if p.kind == "root")
+    assert "entries 100..199" in root.message
+
+
+def test_edit_after_rebuilding_the_whole_tree_still_fails_the_signature_check(
+    filled: tuple[Ledger, sqlite3.Connection],
+) -> None:
+    ledger, conn = filled
+    _rewrite(conn, 7, lambda e: e["body"].update(text="forged"), rehash=True)
+    conn.execute("DELETE FROM qsecure_nodes")  # attacker rebuilds nodes from the forged leaves
+    from jupyter_qsecure.ledger.merkle import Frontier
+
+    frontier = Frontier()
+    for (leaf,) in conn.execute("SELECT leaf_hash FROM qsecure_entries ORDER BY idx").fetchall():
+        for level, idx, digest in frontier.push(bytes(leaf)):
+            conn.execute("INSERT INTO qsecure_nodes VALUES (?,?,?)", (level, idx, digest))
+    report = ledger.verify()
+    assert [p.kind for p in report.problems] == ["root", "root"]  # both checkpoints cover entry 7
+    assert report.first.index == 0 and "entries 0..99" in report.first.message
+
+
+def test_deleted_entry_is_named(filled: tuple[Ledger, sqlite3.Connection]) -> None:
+    ledger, conn = filled
+    conn.execute("DELETE FROM qsecure_entries WHERE idx=17")
+    report = ledger.verify()
+    assert report.first.kind == "deleted" and report.first.index == 17
+    assert "entries 17..17 are missing" in report.first.message
+
+
+def test_swapped_entries_are_reported_as_reordered(
+    filled: tuple[Ledger, sqlite3.Connection],
+) -> None:
+    ledger, conn = filled
+    conn.execute("UPDATE qsecure_entries SET idx=-1 WHERE idx=5")
+    conn.execute("UPDATE qsecure_entries SET idx=5 WHERE idx=6")
+    conn.execute("UPDATE qsecure_entries SET idx=6 WHERE idx=-1")
+    report = ledger.verify()
+    assert report.first.kind == "reordered" and report.first.index == 5
+
+
+def test_truncated_tail_after_a_checkpoint(filled: tuple[Ledger, sqlite3.Connection]) -> None:
+    ledger, conn = filled
+    conn.execute("DELETE FROM qsecure_entries WHERE idx >= 180")
+    report = ledger.verify()
+    assert report.first.kind == "truncated" and report.first.index == 180
+    assert "covers 200 entries but the ledger ends at 180" in report.first.message
+
+
+def test_replaced_signature_is_detected(filled: tuple[Ledger, sqlite3.Connection]) -> None:
+    ledger, conn = filled
+    (sigs,) = conn.execute("SELECT signatures FROM qsecure_checkpoints WHERE seq=1").fetchone()
+    records = json.loads(sigs)
+    records[0]["signature"] = b64(bytes(64))
+    conn.execute("UPDATE qsecure_checkpoints SET signatures=? WHERE seq=1", (json.dumps(records),))
+    report = ledger.verify()
+    assert report.first.kind == "bad signature" and report.first.checkpoint_seq == 1
+
+
+def test_checkpoint_signed_by_a_foreign_key_is_unknown(
+    filled: tuple[Ledger, sqlite3.Connection], tmp_path: Path
+) -> None:
+    ledger, conn = filled
+    from jupyter_qsecure.ledger.signing import Ed25519FileSigner
+
+    forger = Ed25519FileSigner(tmp_path / "forger.pem")
+    (body,) = conn.execute("SELECT body FROM qsecure_checkpoints WHERE seq=0").fetchone()
+    forged = [forger.sign(bytes(body)).model_dump()]
+    conn.execute("UPDATE qsecure_checkpoints SET signatures=? WHERE seq=0", (json.dumps(forged),))
+    report = ledger.verify()
+    assert report.first.kind == "unknown key" and forger.key_id in report.first.message
+
+
+def test_rolled_back_checkpoint_and_tail_detected_with_an_external_checkpoint(
+    filled: tuple[Ledger, sqlite3.Connection],
+) -> None:
+    ledger, conn = filled
+    saved = ledger.checkpoint()  # size 230, kept outside the database by the operator
+    conn.execute("DELETE FROM qsecure_entries WHERE idx >= 210")
+    conn.execute("DELETE FROM qsecure_checkpoints WHERE tree_size > 200")
+    assert ledger.verify().ok  # indistinguishable from the database alone (documented)
+    from jupyter_qsecure.ledger.verify import verify_ledger
+
+    report = verify_ledger(ledger.store, ledger.keyring, trusted=[saved])
+    assert report.first.kind == "truncated" and report.first.index == 210

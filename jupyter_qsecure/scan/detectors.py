@@ -290,35 +290,55 @@ def _trigger_lines(plugin: BasePlugin, ctx: _Context) -> Iterable[int]:
 
 def _detect_secrets_hits(ctx: _Context) -> Iterator[Detection]:
     text, profile, lines = ctx.text, ctx.profile, ctx.lines
+    collapsed: dict[int, str] = {}
     for plugin in _plugins():
         for li in _trigger_lines(plugin, ctx):
             lstart, lend = lines.span(li)
-            for wstart, wend in _windows(lstart, lend):
-                line = text[wstart:wend].rstrip()
-                previous = lines.line(li - 1) if li > 0 and wstart == lstart else ""
-                if is_line_allowlisted(line, previous):
-                    break
+            raw_line = text[lstart:lend]
+            if len(raw_line) > MAX_LINE:
+                # Long line: whitespace runs collapsed (so a keyword and its value far
+                # apart still meet in one window), then analysed in windows; secrets
+                # are located again in the original line.
+                if li not in collapsed:
+                    collapsed[li] = _WS_RUN.sub(" ", raw_line)
+                work, mapped = collapsed[li], False
+            else:
+                work, mapped = raw_line, True
+            previous = lines.line(li - 1) if li > 0 else ""
+            pragma_probe = work if len(work) <= MAX_LINE else work[-MAX_LINE:]
+            if is_line_allowlisted(pragma_probe.rstrip(), previous[-MAX_LINE:]):
+                continue
+            indirect: bool | None = None
+            for wstart, wend in _windows(0, len(work)):
+                line = work[wstart:wend].rstrip()
                 found = plugin.analyze_line(filename=profile, line=line, line_number=li + 1)
-                if not found:
-                    continue
-                for potential in found:
+                for potential in found or ():
                     secret = potential.secret_value
                     if not secret or is_filtered_secret(secret, line, plugin):
                         continue
-                    if _indirect_reference(text[lstart:lend]):
+                    if isinstance(
+                        plugin, (KeywordDetector, BasicAuthDetector)
+                    ) and looks_like_placeholder(secret):
                         continue
-                    for m in re.finditer(re.escape(secret), line):
-                        if isinstance(plugin, HighEntropyStringsPlugin) and not (
-                            _entropy_in_context(secret, line, m.start())
-                        ):
-                            continue
-                        if isinstance(
-                            plugin, (KeywordDetector, BasicAuthDetector)
-                        ) and looks_like_placeholder(secret):
-                            continue
-                        yield Detection(
-                            plugin.secret_type, secret, wstart + m.start(), wstart + m.end()
-                        )
+                    if indirect is None:
+                        indirect = _indirect_reference(raw_line)
+                    if indirect:
+                        continue
+                    pattern = re.compile(re.escape(secret))
+                    in_context = [
+                        m
+                        for m in pattern.finditer(line)
+                        if not isinstance(plugin, HighEntropyStringsPlugin)
+                        or _entropy_in_context(secret, line, m.start())
+                    ]
+                    if not in_context:
+                        continue
+                    if mapped:
+                        spans = [(wstart + m.start(), wstart + m.end()) for m in in_context]
+                    else:
+                        spans = [(m.start(), m.end()) for m in pattern.finditer(raw_line)]
+                    for a, b in spans:
+                        yield Detection(plugin.secret_type, secret, lstart + a, lstart + b)
 
 
 # ------------------------------------------------------------------ our families

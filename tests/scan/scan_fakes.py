@@ -18,7 +18,9 @@ def rand(n: int, alphabet: str = ALNUM) -> str:
     while True:
         s = "".join(secrets.choice(alphabet) for _ in range(n))
         if alphabet != ALNUM or (
-            any(c.isdigit() for c in s) and any(c.islower() for c in s) and any(c.isupper() for c in s)
+            any(c.isdigit() for c in s)
+            and any(c.islower() for c in s)
+            and any(c.isupper() for c in s)
         ):
             return s
 

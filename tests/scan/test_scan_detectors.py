@@ -39,13 +39,21 @@ CASES = {
         'service = QiskitRuntimeService(channel="ibm_quantum", token="{s}")',
         "IBM Quantum API Token",
     ),
-    "ibmq-save": lambda: (fk.ibm_quantum_token(), "IBMQ.save_account('{s}')", "IBM Quantum API Token"),
+    "ibmq-save": lambda: (
+        fk.ibm_quantum_token(),
+        "IBMQ.save_account('{s}')",
+        "IBM Quantum API Token",
+    ),
     "url-password": lambda: (
         fk.password(),
         'engine = create_engine("postgresql+psycopg://alice:{s}@db.example.com/prod")',
         None,
     ),
-    "mongodb-srv": lambda: (fk.password(), "uri = 'mongodb+srv://bob:{s}@cluster0.example.net/'", None),
+    "mongodb-srv": lambda: (
+        fk.password(),
+        "uri = 'mongodb+srv://bob:{s}@cluster0.example.net/'",
+        None,
+    ),
     "ado-connection": lambda: (
         fk.password(),
         'cs = "Server=tcp:x.database.windows.net;Database=db;User ID=u;Password={s};"',
@@ -70,8 +78,10 @@ CASES = {
         "HTTP Authorization",
     ),
     "jwt": lambda: (
-        "eyJhbGciOiJIUzI1NiJ9." + base64.urlsafe_b64encode(b'{"sub":"x"}').decode().rstrip("=")
-        + "." + fk.rand(43),
+        "eyJhbGciOiJIUzI1NiJ9."
+        + base64.urlsafe_b64encode(b'{"sub":"x"}').decode().rstrip("=")
+        + "."
+        + fk.rand(43),
         "t = '{s}'",
         "JSON Web Token",
     ),
@@ -115,7 +125,15 @@ def test_hashed_secret_is_sha256_of_exact_secret() -> None:
     (finding,) = _scan_source(f'k = "{key}"').findings
     assert finding.hashed_secret == sha256_hex(key)
     assert finding.model_dump().keys() == {
-        "path", "cell", "cell_id", "where", "output", "mime", "line", "type", "hashed_secret"
+        "path",
+        "cell",
+        "cell_id",
+        "where",
+        "output",
+        "mime",
+        "line",
+        "type",
+        "hashed_secret",
     }
 
 
@@ -126,7 +144,7 @@ def test_hashed_secret_is_sha256_of_exact_secret() -> None:
         'password = "<your-password>"',
         'api_key = "${API_KEY}"',
         'api_key = os.environ["API_KEY"]',
-        'token = get_token()',
+        "token = get_token()",
         'url = "postgresql://user:password@localhost/db"',
         'url = "postgresql://user:${PGPASSWORD}@localhost/db"',
         'job_id = "6f1e2d3c4b5a69788796a5b4c3d2e1f0"',
@@ -143,5 +161,7 @@ def test_no_false_alarm(source: str) -> None:
 def test_pragma_allowlist() -> None:
     secret = fk.password()
     assert _scan_source(f'password = "{secret}"  # pragma: allowlist secret').findings == []
-    assert _scan_source(f'# pragma: allowlist nextline secret\npassword = "{secret}"').findings == []
+    assert (
+        _scan_source(f'# pragma: allowlist nextline secret\npassword = "{secret}"').findings == []
+    )
     assert _scan_source(f'password = "{secret}"').findings

@@ -62,7 +62,7 @@ def test_traceback_with_ansi_codes() -> None:
         "\x1b[0;31m---------------------------------------------------------------------------\x1b[0m",
         "\x1b[0;31mHTTPError\x1b[0m    Traceback (most recent call last)",
         f"\x1b[0;32m----> 1\x1b[0m \x1b[0mrequests\x1b[0m.\x1b[0mget\x1b[0m(\x1b[0murl\x1b[0m, "
-        f"\x1b[0mapi_key\x1b[0m\x1b[0;34m=\x1b[0m\x1b[0;34m\"{secret}\"\x1b[0m)",
+        f'\x1b[0mapi_key\x1b[0m\x1b[0;34m=\x1b[0m\x1b[0;34m"{secret}"\x1b[0m)',
     ]
     nb = _nb_with_outputs(
         nbformat.v4.new_output("error", ename="HTTPError", evalue="401", traceback=tb)
@@ -164,7 +164,9 @@ def test_accepts_dict_json_text_and_v3() -> None:
     for form in (nb, raw, json.dumps(raw), json.dumps(raw).encode()):
         assert [f.type for f in Scanner().scan_notebook(form).findings] == ["AWS Access Key"]
     v3 = nbformat.v3.new_notebook(
-        worksheets=[nbformat.v3.new_worksheet(cells=[nbformat.v3.new_code_cell(input=f"k='{key}'")])]
+        worksheets=[
+            nbformat.v3.new_worksheet(cells=[nbformat.v3.new_code_cell(input=f"k='{key}'")])
+        ]
     )
     assert Scanner().scan_notebook(dict(v3)).findings
     assert as_notebook(raw) is raw

@@ -1,0 +1,92 @@
+"""Exact-value matching: injected credentials and their encodings."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from urllib.parse import quote, quote_plus
+
+import pytest
+import scan_fakes as fk
+
+from jupyter_qsecure.scan import ExactMatcher, Scanner, sha256_hex
+
+
+@pytest.fixture
+def value() -> str:
+    # characters that every escaping changes: quote, ampersand, slash, plus, space, <
+    return fk.rand(18) + '"&/+ <é'
+
+
+def _types(matcher: ExactMatcher, text: str) -> list[str]:
+    return [d.type for d in matcher.find(text)]
+
+
+@pytest.mark.parametrize("prefix", [b"", b"u", b"us", b"user:", b"Authorization=Basic "])
+def test_base64_all_alignments(value: str, prefix: bytes) -> None:
+    matcher = ExactMatcher([value])
+    payload = prefix + value.encode() + b" trailing bytes"
+    std = base64.b64encode(payload).decode()
+    url = base64.urlsafe_b64encode(payload).decode()
+    assert _types(matcher, f"header: {std}") == ["Injected Secret (base64)"]
+    found = _types(matcher, f"token={url}")
+    assert found and found[0] in ("Injected Secret (base64url)", "Injected Secret (base64)")
+
+
+def test_alignment_offsets_cover_0_1_2(value: str) -> None:
+    matcher = ExactMatcher([value])
+    for k in range(3):
+        text = base64.b64encode(b"x" * k + value.encode()).decode()
+        assert matcher.find(text), k
+
+
+@pytest.mark.parametrize(
+    "encode,name",
+    [
+        (lambda v: v, "Injected Secret"),
+        (lambda v: v.encode().hex(), "Injected Secret (hex)"),
+        (lambda v: v.encode().hex().upper(), "Injected Secret (hex)"),
+        (lambda v: quote(v, safe=""), "Injected Secret (url)"),
+        (lambda v: quote_plus(v), "Injected Secret (url)"),
+        (lambda v: json.dumps(v)[1:-1], "Injected Secret (json)"),
+        (lambda v: json.dumps(v, ensure_ascii=False)[1:-1], "Injected Secret (json)"),
+        (lambda v: html.escape(v), "Injected Secret (html)"),
+    ],
+)
+def test_encodings(value: str, encode, name: str) -> None:
+    matcher = ExactMatcher([value])
+    detections = matcher.find(f"prefix {encode(value)} suffix")
+    assert [d.type for d in detections] == [name]
+    assert detections[0].hashed_secret == sha256_hex(value)
+
+
+def test_many_values_one_pass_and_no_partial_matches() -> None:
+    values = [fk.rand(32) for _ in range(500)]
+    matcher = ExactMatcher(values)
+    text = "noise " * 1000 + values[123] + " more " + values[-1][:-1] + "!"
+    found = matcher.find(text)
+    assert [d.hashed_secret for d in found] == [sha256_hex(values[123])]
+    assert "values" not in repr(matcher) or values[0] not in repr(matcher)
+
+
+def test_short_values_ignored() -> None:
+    assert not ExactMatcher(["abc", ""])
+
+
+def test_exact_values_in_notebook_scan(value: str) -> None:
+    nb = fk.code_notebook("print(creds)")
+    import nbformat
+
+    b64 = base64.b64encode(b"k:" + value.encode()).decode()
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text=f"header Basic {b64}\n"),
+        nbformat.v4.new_output("display_data", data={"text/html": f"<p>{html.escape(value)}</p>"}),
+    ]
+    result = Scanner().scan_notebook(nb, exact_values={value})
+    by_output = {(f.output, f.type) for f in result.findings if f.type.startswith("Injected")}
+    assert (0, "Injected Secret (base64)") in by_output
+    assert (1, "Injected Secret") in by_output  # HTML is unescaped before matching
+    assert value not in fk.dumps_all(result.to_json())
+    scanner = Scanner(exact_values=[value])
+    assert any(f.type.startswith("Injected") for f in scanner.scan_notebook(nb).findings)

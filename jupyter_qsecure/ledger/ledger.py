@@ -33,6 +33,7 @@ from .merkle import (
     leaf_hash,
 )
 from .models import Checkpoint, CheckpointBody, ConsistencyProof, Entry, InclusionProof
+from .secret_guard import check_no_secrets
 from .signing import KeyRing, PublicKeyRecord, SignatureRecord, Signer
 from .store import CheckpointRow, EntryFilter, EntryRow, LedgerStore, NodeRow, ReadTx, open_store
 
@@ -51,6 +52,8 @@ class _Pending:
     body: bytes
     correlation_id: bytes
     actor_text: str
+    body_data: dict[str, Any]
+    correlation_text: str
     done: bool = False
     entry: Entry | None = None
     error: BaseException | None = None
@@ -193,12 +196,21 @@ class Ledger:
         data = validate_body(kind, body)
         actor_text = actor or self.default_actor
         cid = correlation_id or uuid.uuid4().hex
+        for name, value in (("actor", actor_text), ("correlation_id", cid)):
+            if not isinstance(value, str) or len(value) > 512:
+                raise InvalidEntry(
+                    f"ledger entry {name} must be a string of at most 512 characters",
+                    hint=f"pass {name} as an identifier such as 'user:alice' or a UUID",
+                )
+        check_no_secrets({"actor": actor_text, "correlation_id": cid}, kind=kind)
         return _Pending(
             kind=kind,
             actor=canonical_json(actor_text),
             body=canonical_json(data),
             correlation_id=canonical_json(cid),
             actor_text=actor_text,
+            body_data=data,
+            correlation_text=cid,
         )
 
     def append(
@@ -268,8 +280,10 @@ class Ledger:
         with self.store.write() as tx:
             size = tx.size()
             frontier = self._head.frontier
+            last = None
             if frontier.size != size:  # another process appended since we last wrote
                 frontier = self._load_frontier(tx, size)
+                last = tx.last_checkpoint()
             else:
                 frontier = frontier.copy()
             timestamp = utc_now()
@@ -285,18 +299,18 @@ class Ledger:
                 for level, idx, digest in frontier.push(leaf):
                     nodes.append(NodeRow(level, idx, digest))
             tx.insert(entries, nodes)
-            last = tx.last_checkpoint()
         self._head.frontier = frontier
         if last is not None:
             self._head.checkpoint_size = last.tree_size
         for pending, row in zip(batch, entries, strict=True):
-            pending.entry = Entry(
+            # Every field was validated on the way in; skip re-validation on the hot path.
+            pending.entry = Entry.model_construct(
                 index=row.idx,
                 timestamp=row.ts,
                 kind=row.kind,
                 actor=row.actor,
-                correlation_id=json.loads(pending.correlation_id),
-                body=json.loads(pending.body),
+                correlation_id=pending.correlation_text,
+                body=pending.body_data,
                 leaf_hash=row.leaf_hash.hex(),
             )
 
@@ -355,6 +369,8 @@ class Ledger:
         )
         message = body.signed_bytes()
         signatures = [signer.sign(message) for signer in self.signers]
+        if any(self.keyring.get(s.key_id, s.key_version) is None for s in signatures):
+            self._trust_own_keys()  # a key was rotated since we opened: record the new version
         with self.store.write() as tx:
             latest = tx.last_checkpoint()
             if latest is not None and latest.tree_size >= size:
@@ -457,7 +473,9 @@ class Ledger:
         """Recompute every leaf, node and checkpoint root; see :mod:`.verify`."""
         from .verify import verify_ledger
 
-        return verify_ledger(self.store, keyring or self.keyring, progress=progress)
+        return verify_ledger(
+            self.store, keyring if keyring is not None else self.keyring, progress=progress
+        )
 
 
 def _checkpoint_from_row(row: CheckpointRow) -> Checkpoint:

@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from .merkle import Frontier
 from .models import Checkpoint, CheckpointBody
 from .signing import KeyRing, SignatureProblem, SignatureRecord, verify_signature
-from .store import LedgerStore
+from .store import EntryRow, LedgerStore
 
 MAX_PROBLEMS = 50
 
@@ -153,6 +153,62 @@ def _as_bytes(value: object) -> bytes:
     return repr(value).encode("utf-8")
 
 
+class _FieldMatcher:
+    """Fast check that an entry's bytes carry its position and its kind/actor/time columns.
+
+    Canonical entries end with ``,"index":N,"kind":K,"timestamp":T}`` and start with
+    ``{"actor":A,`` (RFC 8785 key order); JSON strings cannot contain an unescaped
+    quote, so these byte patterns cannot be forged from inside the body. Anything
+    that does not match exactly goes to the slow, precise path.
+    """
+
+    def __init__(self) -> None:
+        self._strings: dict[str, bytes] = {}
+
+    def _encode(self, text: object) -> bytes:
+        if not isinstance(text, str):
+            return b"\x00"  # never matches: a tampered column of another type
+        cached = self._strings.get(text)
+        if cached is None:
+            cached = json.dumps(text, ensure_ascii=False).encode("utf-8")
+            if len(self._strings) < 10_000:
+                self._strings[text] = cached
+        return cached
+
+    def __call__(self, entry: bytes, idx: int, kind: object, actor: object, ts: object) -> bool:
+        if not isinstance(ts, str) or '"' in ts or "\\" in ts:
+            return False
+        tail = b',"index":%d,"kind":%s,"timestamp":"%s"}' % (idx, self._encode(kind), ts.encode())
+        return entry.endswith(tail) and entry.startswith(b'{"actor":' + self._encode(actor) + b",")
+
+
+def _describe_field_mismatch(entry_bytes: bytes, row: EntryRow) -> Problem:
+    idx = row.idx
+    try:
+        fields = json.loads(entry_bytes)
+        claimed = fields["index"]
+    except (ValueError, KeyError, TypeError):
+        return Problem(
+            "malformed", f"entry {idx} is not a ledger entry (unparseable JSON)", index=idx
+        )
+    if claimed != idx:
+        return Problem(
+            "reordered",
+            f"position {idx} holds the entry recorded as index {claimed} "
+            "(entries swapped or reordered)",
+            index=idx,
+        )
+    if (fields.get("kind"), fields.get("actor"), fields.get("timestamp")) != (
+        row.kind,
+        row.actor,
+        row.ts,
+    ):
+        return Problem(
+            "edited", f"entry {idx}: its kind/actor/time columns were altered", index=idx
+        )
+    return Problem("malformed", f"entry {idx} is not in canonical form", index=idx)
+
+
 def _node_cursor(iterator: Iterator[tuple[int, bytes]]) -> Callable[[], tuple[int, bytes] | None]:
     def take() -> tuple[int, bytes] | None:
         return next(iterator, None)
@@ -189,7 +245,7 @@ def verify_ledger(
         cursors: dict[int, Callable[[], tuple[int, bytes] | None]] = {}
         frontier = Frontier()
         sha256 = hashlib.sha256
-        loads = json.loads
+        fields_match = _FieldMatcher()
         expected = 0
         last_good_size = 0
         structural = False
@@ -209,9 +265,13 @@ def verify_ledger(
                     report.add(Problem("reordered", f"entry {idx} appears twice", index=idx))
                 structural = True
                 break
-            entry_bytes = _as_bytes(row.entry)
+            entry_bytes = row.entry
+            if type(entry_bytes) is not bytes:
+                entry_bytes = _as_bytes(entry_bytes)
             leaf = sha256(b"\x00" + entry_bytes).digest()
-            stored_leaf = _as_bytes(row.leaf_hash)
+            stored_leaf = row.leaf_hash
+            if type(stored_leaf) is not bytes:
+                stored_leaf = _as_bytes(stored_leaf)
             if leaf != stored_leaf:
                 report.add(
                     Problem(
@@ -220,44 +280,13 @@ def verify_ledger(
                         index=idx,
                     )
                 )
-                leaf = (
-                    stored_leaf  # pinpointed; check the rest of the tree against what was recorded
-                )
-            try:
-                fields = loads(entry_bytes)
-                claimed = fields["index"]
-            except (ValueError, KeyError, TypeError):
-                report.add(
-                    Problem(
-                        "malformed",
-                        f"entry {idx} is not a ledger entry (unparseable JSON)",
-                        index=idx,
-                    )
-                )
-                claimed = idx
-                fields = {}
-            if claimed != idx:
-                report.add(
-                    Problem(
-                        "reordered",
-                        f"position {idx} holds the entry recorded as index {claimed} (entries swapped or reordered)",
-                        index=idx,
-                    )
-                )
-                structural = True
-                break
-            if fields and (
-                fields.get("kind") != row.kind
-                or fields.get("actor") != row.actor
-                or fields.get("timestamp") != row.ts
-            ):
-                report.add(
-                    Problem(
-                        "edited",
-                        f"entry {idx}: its kind/actor/time columns were altered",
-                        index=idx,
-                    )
-                )
+                leaf = stored_leaf  # pinpointed; check the rest against what was recorded
+            if not fields_match(entry_bytes, idx, row.kind, row.actor, row.ts):
+                problem = _describe_field_mismatch(entry_bytes, row)
+                report.add(problem)
+                if problem.kind == "reordered":
+                    structural = True
+                    break
             completed = frontier.push(leaf)
             if check_nodes:
                 for level, node_idx, digest in completed:

@@ -151,3 +151,18 @@ def test_rolled_back_checkpoint_and_tail_detected_with_an_external_checkpoint(
 
     report = verify_ledger(ledger.store, ledger.keyring, trusted=[saved])
     assert report.first.kind == "truncated" and report.first.index == 210
+
+
+def test_altered_filter_columns_are_detected(filled: tuple[Ledger, sqlite3.Connection]) -> None:
+    ledger, conn = filled
+    conn.execute("UPDATE qsecure_entries SET kind='policy.changed', actor='nobody' WHERE idx=12")
+    report = ledger.verify()
+    assert report.first.kind == "edited" and report.first.index == 12
+    assert "kind/actor/time columns" in report.first.message
+
+
+def test_blob_replaced_by_text_is_reported_not_crashing(filled: tuple[Ledger, sqlite3.Connection]) -> None:
+    ledger, conn = filled
+    conn.execute("UPDATE qsecure_entries SET entry=CAST(entry AS TEXT) || ' ' WHERE idx=2")
+    report = ledger.verify()
+    assert report.first.kind == "edited" and report.first.index == 2

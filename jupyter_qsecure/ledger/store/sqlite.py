@@ -178,7 +178,7 @@ class SQLiteStore:
 
     def __init__(self, path: Path, *, create: bool) -> None:
         self.path = path
-        self.display_url = f"sqlite:///{path}"
+        self.display_url = f"sqlite://{path}"
         self._lock = threading.RLock()
         if not path.exists() and not create:
             raise LedgerUnavailable(

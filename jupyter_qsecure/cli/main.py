@@ -22,6 +22,7 @@ from ..errors import QSecureError
 COMMAND_MODULES: tuple[str, ...] = (
     "jupyter_qsecure.cli.scan_cmd",
     "jupyter_qsecure.cli.audit_cmd",
+    "jupyter_qsecure.cli.config_cmd",
 )
 
 

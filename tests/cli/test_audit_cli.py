@@ -168,3 +168,38 @@ def test_bad_time_filter_is_a_usage_error(env: dict[str, str]) -> None:
     assert main(["audit", "note", "x"]) == 0
     result = run("audit", "show", "--since", "yesterday-ish", env=env)
     assert result.returncode == 2 and "ISO 8601" in result.stderr
+
+
+def test_config_lists_every_setting_and_hides_the_token(env: dict[str, str]) -> None:
+    token = "hvs." + os.urandom(12).hex()
+    result = run(
+        "config", "--json", env={**env, "VAULT_TOKEN": token, "QSECURE_ENVIRONMENT": "test"}
+    )
+    assert result.returncode == 0 and token not in result.stdout
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert rows["vault_token"]["value"] == "(set)"
+    assert rows["environment"]["value"] == "test"  # environment overrides config files
+    assert all(row["help"] for row in rows.values())
+    assert {
+        "ledger_url",
+        "vault_addr",
+        "environment",
+        "policy_file",
+        "save_mode",
+        "secrets",
+    } <= set(rows)
+
+
+def test_config_files_are_read_and_environment_wins(env: dict[str, str], tmp_path: Path) -> None:
+    config_dir = tmp_path / "config"
+    config_dir.mkdir(exist_ok=True)
+    (config_dir / "jupyter_qsecure_config.json").write_text(
+        json.dumps({"QSecure": {"save_mode": "warn", "checkpoint_every_entries": 7}})
+    )
+    rows = {r["name"]: r["value"] for r in json.loads(run("config", "--json", env=env).stdout)}
+    assert rows["save_mode"] == "warn" and rows["checkpoint_every_entries"] == 7
+    overridden = run("config", "--json", env={**env, "QSECURE_SAVE_MODE": "redact"})
+    assert {r["name"]: r["value"] for r in json.loads(overridden.stdout)}["save_mode"] == "redact"
+    (config_dir / "jupyter_qsecure_config.py").write_text("c.QSecure.save_mode = (\n")
+    broken = run("config", env=env)
+    assert broken.returncode == 2 and "jupyter_qsecure_config.py" in broken.stderr

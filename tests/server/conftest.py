@@ -7,9 +7,12 @@ from typing import Any
 
 import pytest
 
-from jupyter_qsecure.config import ENV_OVERRIDES
+# pytest-jupyter's fixtures (and its autouse server clean-up) only for server tests:
+# a non-root conftest may not declare pytest_plugins, so import them here.
+from pytest_jupyter.jupyter_core import *  # noqa: E402,F403
+from pytest_jupyter.jupyter_server import *  # noqa: E402,F403
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
+from jupyter_qsecure.config import ENV_OVERRIDES
 
 
 @pytest.fixture(autouse=True)

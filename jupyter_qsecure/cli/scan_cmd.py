@@ -35,6 +35,13 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="detect-secrets baseline file: secrets listed there are not reported",
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes for many files (default: one per CPU, at most 8)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -62,7 +69,8 @@ def run(args: argparse.Namespace, settings: Any) -> int:
         # One named file: an unreadable or invalid file is the command's error (exit 2,
         # message and hint). The scan below then hits the cache.
         scanner.scan_file(paths[0])
-    report = scanner.scan_paths(paths, baseline=baseline)
+    jobs = args.jobs if args.jobs else min(8, os.cpu_count() or 1)
+    report = scanner.scan_paths(paths, baseline=baseline, jobs=jobs)
     if not report.files and report.errors and len(report.errors) == len(paths):
         raise ScanError(
             "; ".join(report.errors), hint="check the paths given to `jupyter qsecure scan`"

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from .baseline import Baseline
 from .detectors import detect
 from .errors import InvalidNotebook, ScanError
@@ -81,6 +79,26 @@ class ScanResult:
         return [f.model_dump(mode="json") for f in self.findings]
 
 
+class _LockedMemo:
+    """A bounded LRU mapping shared by threads (used for rendered JSON units)."""
+
+    def __init__(self, data: OrderedDict[Any, Any], lock: threading.Lock, size: int = 2048):
+        self._data, self._lock, self._size = data, lock, size
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._data[key] = value
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
+
+
 def _matcher(exact_values: ExactValues) -> ExactMatcher | None:
     if exact_values is None:
         return None
@@ -108,6 +126,8 @@ def as_notebook(nb: Any, *, path: str = "") -> Mapping[str, Any]:
             # Used as it is (multi-line strings may still be lists: the extractor joins
             # them); converting half a million nodes to NotebookNode costs more than the scan.
             return nb
+        import nbformat  # only for old formats: importing it costs ~1 s (jsonschema)
+
         node = nbformat.convert(nbformat.from_dict(nb), 4)
         nbformat.v4.rwbase.rejoin_lines(node)
         return node
@@ -132,6 +152,8 @@ class Scanner:
         self._lock = threading.Lock()
         self.stats = ScanStats()
         self._exact = ExactMatcher(exact_values)
+        #: Rendered JSON units (big metadata such as widget state), by content hash.
+        self._json_memo: OrderedDict[Any, Any] = OrderedDict()
 
     # ---------------------------------------------------------------- cache
     def clear_cache(self) -> None:
@@ -200,9 +222,8 @@ class Scanner:
         Raises :class:`InvalidNotebook` if ``nb`` is not a notebook.
         """
         node = as_notebook(nb, path=path)
-        return self._scan_units(
-            notebook_units(node), path, _matcher(exact_values), is_notebook=True
-        )
+        units = notebook_units(node, memo=_LockedMemo(self._json_memo, self._lock))
+        return self._scan_units(units, path, _matcher(exact_values), is_notebook=True)
 
     def scan_text(
         self, text: str, *, path: str = "", exact_values: ExactValues = None
@@ -270,23 +291,80 @@ class Scanner:
         *,
         baseline: Baseline | None = None,
         exact_values: ExactValues = None,
+        jobs: int = 1,
     ) -> ScanReport:
-        """Scan files and folders (recursed). Unreadable files go to ``report.errors``."""
+        """Scan files and folders (recursed). Unreadable files go to ``report.errors``.
+
+        ``jobs > 1`` scans files in that many worker processes (for the command line;
+        a server should keep ``jobs=1`` and share this scanner's cache instead).
+        """
         started = time.perf_counter()
         matcher = _matcher(exact_values)
         report = ScanReport()
-        for name in iter_files(paths, report.errors):
-            try:
-                result = self.scan_file(name, exact_values=matcher)
-            except ScanError as exc:
-                report.errors.append(exc.message)
-                continue
-            if result is None:
-                continue
-            report.files += 1
-            report.findings.extend(_apply_baseline(result, baseline))
+        names = list(iter_files(paths, report.errors))
+        if jobs > 1 and len(names) >= 2 * jobs:
+            outcomes: Iterable[tuple[str, list[Finding] | None, str | None]] = _parallel(
+                names, baseline, matcher, jobs
+            )
+        else:
+            outcomes = (_scan_one(self, name, baseline, matcher) for name in names)
+        for _name, findings, error in outcomes:
+            if error is not None:
+                report.errors.append(error)
+            elif findings is not None:
+                report.files += 1
+                report.findings.extend(findings)
         report.seconds = round(time.perf_counter() - started, 4)
         return report
+
+
+def _scan_one(
+    scanner: Scanner, name: str, baseline: Baseline | None, matcher: ExactMatcher | None
+) -> tuple[str, list[Finding] | None, str | None]:
+    try:
+        result = scanner.scan_file(name, exact_values=matcher)
+    except ScanError as exc:
+        return name, None, exc.message
+    if result is None:
+        return name, None, None
+    return name, _apply_baseline(result, baseline), None
+
+
+_worker_state: dict[str, Any] = {}
+
+
+def _worker_init(baseline: Baseline | None, values: frozenset[str]) -> None:
+    _worker_state["scanner"] = Scanner()
+    _worker_state["baseline"] = baseline
+    _worker_state["matcher"] = ExactMatcher(values) if values else None
+
+
+def _worker_scan(name: str) -> tuple[str, list[Finding] | None, str | None]:
+    return _scan_one(
+        _worker_state["scanner"], name, _worker_state["baseline"], _worker_state["matcher"]
+    )
+
+
+def _parallel(
+    names: list[str], baseline: Baseline | None, matcher: ExactMatcher | None, jobs: int
+) -> list[tuple[str, list[Finding] | None, str | None]]:
+    from concurrent.futures import ProcessPoolExecutor
+
+    # Biggest files first so one large notebook does not finish last on its own.
+    order = sorted(names, key=lambda n: -_size(n))
+    values = matcher.values if matcher is not None else frozenset()
+    with ProcessPoolExecutor(
+        max_workers=jobs, initializer=_worker_init, initargs=(baseline, values)
+    ) as pool:
+        done = {name: out for name, out in zip(order, pool.map(_worker_scan, order, chunksize=1), strict=True)}
+    return [done[name] for name in names]
+
+
+def _size(name: str) -> int:
+    try:
+        return os.path.getsize(name)
+    except OSError:
+        return 0
 
 
 def _apply_baseline(result: ScanResult, baseline: Baseline | None) -> list[Finding]:

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import html
+import json
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .models import Where
 
@@ -56,6 +58,15 @@ _LINK_ATTR_RE = re.compile(
     r"""(?:href|src|action|data-url|content|HREF|SRC)=\s*(?!["']#)(?:"([^"]*)"|'([^']*)')"""
 )
 _B64_CHARS_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
+
+#: JSON values whose compact dump is at least this long are memoised (see json_unit).
+MEMO_MIN_CHARS = 4096
+
+
+class Memo(Protocol):
+    def get(self, key: Any) -> Any: ...
+    def put(self, key: Any, value: Any) -> None: ...
+
 
 #: A JSON string value at least this long, pure base64 and decoding to non-text, is a
 #: binary payload (e.g. widget state buffers) and is skipped.
@@ -212,7 +223,7 @@ def walk_json(
         deep = len(node_path) - base >= MAX_JSON_DEPTH
         if isinstance(node, str):
             yield node_path, node_key, node, not deep
-        elif isinstance(node, Mapping):
+        elif isinstance(node, dict) or (not isinstance(node, list) and isinstance(node, Mapping)):
             for k, v in reversed(list(node.items())):
                 stack.append((v, node_path if deep else (*node_path, k), str(k)))
         elif isinstance(node, (list, tuple)):
@@ -229,8 +240,42 @@ def json_unit(
     where: Where,
     mime: str | None = None,
     output: int | None = None,
+    memo: Memo | None = None,
 ) -> TextUnit | None:
-    """Render the string leaves of a JSON value as ``"key": "value"`` lines."""
+    """Render the string leaves of a JSON value as ``"key": "value"`` lines.
+
+    With ``memo``, a big value (widget state…) is rendered once per distinct content.
+    """
+    key: Any = None
+    if memo is not None and isinstance(value, (dict, list)) and value:
+        try:
+            blob = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError):
+            blob = ""
+        if len(blob) >= MEMO_MIN_CHARS:
+            digest = hashlib.blake2b(blob.encode("utf-8", "surrogatepass"), digest_size=20)
+            key = (path, cell, cell_id, where, mime, output, digest.digest())
+            hit = memo.get(key)
+            if hit is not None:
+                return hit if isinstance(hit, TextUnit) else None
+    unit = _render_json(
+        value, path, cell=cell, cell_id=cell_id, where=where, mime=mime, output=output
+    )
+    if key is not None and memo is not None:
+        memo.put(key, unit if unit is not None else False)
+    return unit
+
+
+def _render_json(
+    value: Any,
+    path: tuple[PathKey, ...],
+    *,
+    cell: int | None,
+    cell_id: str | None,
+    where: Where,
+    mime: str | None,
+    output: int | None,
+) -> TextUnit | None:
     parts: list[str] = []
     pieces: list[Piece] = []
     pos = 0
@@ -320,6 +365,7 @@ def mime_units(
     cell_id: str | None,
     where: Where,
     output: int | None,
+    memo: Memo | None = None,
 ) -> Iterator[TextUnit]:
     """Units of a MIME bundle (output data or attachment); binary MIME types skipped."""
     for mime, value in bundle.items():
@@ -329,7 +375,14 @@ def mime_units(
         unit: TextUnit | None
         if _is_json_mime(mime) and not isinstance(value, (str, list)):
             unit = json_unit(
-                value, mpath, cell=cell, cell_id=cell_id, where=where, mime=mime, output=output
+                value,
+                mpath,
+                cell=cell,
+                cell_id=cell_id,
+                where=where,
+                mime=mime,
+                output=output,
+                memo=memo,
             )
         else:
             raw = as_text(value)
@@ -445,7 +498,7 @@ def _flush_streams(
         group.clear()
 
 
-def notebook_units(nb: Mapping[str, Any]) -> list[TextUnit]:
+def notebook_units(nb: Mapping[str, Any], memo: Memo | None = None) -> list[TextUnit]:
     """Every text unit of a (v4) notebook, in document order, notebook metadata last."""
     units: list[TextUnit] = []
     cells = nb.get("cells") or []
@@ -480,7 +533,9 @@ def notebook_units(nb: Mapping[str, Any]) -> list[TextUnit]:
                 data = out.get("data")
                 if isinstance(data, Mapping):
                     units.extend(
-                        mime_units(data, (*opath, "data"), where="outputs", output=oi, **kw)
+                        mime_units(
+                            data, (*opath, "data"), where="outputs", output=oi, memo=memo, **kw
+                        )
                     )
             elif otype == "error":
                 eu = _error_unit(out, opath, index=oi, **kw)
@@ -488,7 +543,9 @@ def notebook_units(nb: Mapping[str, Any]) -> list[TextUnit]:
                     units.append(eu)
             meta = out.get("metadata")
             if meta:
-                mu = json_unit(meta, (*opath, "metadata"), where="outputs", output=oi, **kw)
+                mu = json_unit(
+                    meta, (*opath, "metadata"), where="outputs", output=oi, memo=memo, **kw
+                )
                 if mu is not None:
                     units.append(mu)
         _flush_streams(group, units, cpath, kw)
@@ -507,12 +564,12 @@ def notebook_units(nb: Mapping[str, Any]) -> list[TextUnit]:
                     )
         meta = cell.get("metadata")
         if meta:
-            mu = json_unit(meta, (*cpath, "metadata"), where="metadata", **kw)
+            mu = json_unit(meta, (*cpath, "metadata"), where="metadata", memo=memo, **kw)
             if mu is not None:
                 units.append(mu)
     meta = nb.get("metadata")
     if meta:
-        mu = json_unit(meta, ("metadata",), cell=None, cell_id=None, where="metadata")
+        mu = json_unit(meta, ("metadata",), cell=None, cell_id=None, where="metadata", memo=memo)
         if mu is not None:
             units.append(mu)
     return units

@@ -28,11 +28,21 @@ def qsecure_data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def jp_server_config(qsecure_data_dir: Path) -> dict[str, Any]:
+def save_mode() -> str:
+    """Override in a test module to run the server with another save_mode."""
+    return "block"
+
+
+@pytest.fixture
+def jp_server_config(qsecure_data_dir: Path, save_mode: str) -> dict[str, Any]:
     return {
         "ServerApp": {
             "jpserver_extensions": {"jupyter_qsecure_server": True},
             "allow_unauthenticated_access": False,
         },
-        "QSecure": {"data_dir": str(qsecure_data_dir), "checkpoint_every_entries": 5},
+        "QSecure": {
+            "data_dir": str(qsecure_data_dir),
+            "checkpoint_every_entries": 5,
+            "save_mode": save_mode,
+        },
     }

@@ -1,0 +1,283 @@
+"""Decide what happens to content about to be saved: allow, block, redact or warn.
+
+Works on Jupyter contents models (``type`` notebook/file/directory, ``format``
+json/text/base64) and on raw bytes (assembled chunked uploads, checkpoints), so
+every path that persists a file can call it. Fails closed: any error while
+scanning or recording becomes a :class:`GateError`, and the caller refuses the save.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import QSecureError
+from ..scan import InvalidNotebook, Scanner, ScanResult, redact_notebook, redact_text
+from ..scan.models import Finding
+from .recovery import RecoveryStore
+
+log = logging.getLogger("jupyter_qsecure.gate")
+
+Action = Literal["allow", "block", "redact", "warn"]
+MODES = ("block", "redact", "warn")
+
+
+class GateError(QSecureError):
+    """The gate could not decide (scanner or ledger failure): the save must be refused."""
+
+
+@dataclass
+class GateOutcome:
+    action: Action
+    path: str
+    findings: list[Finding] = field(default_factory=list)
+    model: dict[str, Any] | None = None  # the (possibly redacted) model to save
+    content: bytes | None = None  # the (possibly redacted) bytes to save, for raw checks
+    recovery_id: str | None = None
+    message: str = ""
+
+    def findings_json(self) -> list[dict[str, Any]]:
+        return [f.model_dump(mode="json") for f in self.findings]
+
+
+@dataclass
+class _Subject:
+    """What to scan, and how to put a redacted version back."""
+
+    kind: Literal["notebook", "text", "skip"]
+    notebook: Any = None
+    text: str = ""
+    raw: bytes = b""
+    encoding: Literal["json", "text", "base64", "bytes"] = "text"
+
+
+def _subject_from_model(model: dict[str, Any], path: str) -> _Subject:
+    content = model.get("content")
+    if content is None or model.get("type") == "directory":
+        return _Subject("skip")
+    if model.get("type") == "notebook" and isinstance(content, dict):
+        return _Subject(
+            "notebook", notebook=content, raw=json.dumps(content).encode(), encoding="json"
+        )
+    if model.get("format") == "base64" and isinstance(content, str):
+        try:
+            raw = base64.b64decode(content, validate=False)
+        except (binascii.Error, ValueError):
+            return _Subject("skip")
+        return _subject_from_bytes(raw, path, encoding="base64")
+    if isinstance(content, str):
+        return _subject_from_text(content, path, content.encode("utf-8", "surrogatepass"), "text")
+    if isinstance(content, dict):  # a notebook arriving as type "file" with JSON content
+        return _Subject(
+            "notebook", notebook=content, raw=json.dumps(content).encode(), encoding="json"
+        )
+    return _Subject("skip")
+
+
+def _subject_from_bytes(raw: bytes, path: str, *, encoding: Literal["base64", "bytes"]) -> _Subject:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return _Subject("skip", raw=raw, encoding=encoding)  # binary payloads are not text
+    return _subject_from_text(text, path, raw, encoding)
+
+
+def _subject_from_text(text: str, path: str, raw: bytes, encoding: Any) -> _Subject:
+    if path.endswith(".ipynb"):
+        try:
+            notebook = json.loads(text)
+        except ValueError:
+            notebook = None
+        if isinstance(notebook, dict) and "cells" in notebook:
+            return _Subject("notebook", notebook=notebook, text=text, raw=raw, encoding=encoding)
+    return _Subject("text", text=text, raw=raw, encoding=encoding)
+
+
+class SaveGate:
+    """The decision core of the save gate; one per server, shared by all saves."""
+
+    def __init__(
+        self,
+        *,
+        scanner: Scanner,
+        recovery: RecoveryStore,
+        mode: str = "block",
+        ledger: Any = None,
+        exact_values: Callable[[], Iterable[str]] | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise GateError(f"save_mode {mode!r} is not one of {', '.join(MODES)}")
+        self.scanner = scanner
+        self.recovery = recovery
+        self.mode = mode
+        self.ledger = ledger
+        self._exact_values = exact_values or (lambda: ())
+
+    # ---- entry points ---------------------------------------------------------------------
+    def check_model(self, model: dict[str, Any], path: str, user: str) -> GateOutcome:
+        """Check a contents model before it is saved at ``path``."""
+        subject = _subject_from_model(model, path)
+        outcome = self._decide(subject, path, user)
+        if outcome.action == "redact":
+            outcome.model = self._redacted_model(model, subject, outcome)
+        elif outcome.action in ("allow", "warn"):
+            outcome.model = model
+        return outcome
+
+    def check_bytes(self, raw: bytes, path: str, user: str) -> GateOutcome:
+        """Check a whole file's bytes (assembled chunked upload, checkpoint)."""
+        subject = _subject_from_bytes(raw, path, encoding="bytes")
+        outcome = self._decide(subject, path, user)
+        if outcome.action == "redact":
+            outcome.content = self._redacted_text(subject, outcome).encode("utf-8")
+        elif outcome.action in ("allow", "warn"):
+            outcome.content = raw
+        return outcome
+
+    # ---- internals ------------------------------------------------------------------------
+    def _scan(self, subject: _Subject, path: str) -> ScanResult | None:
+        if subject.kind == "skip":
+            return None
+        values = list(self._exact_values())
+        try:
+            if subject.kind == "notebook":
+                try:
+                    return self.scanner.scan_notebook(
+                        subject.notebook, path=path, exact_values=values
+                    )
+                except InvalidNotebook:
+                    return self.scanner.scan_text(
+                        subject.text or subject.raw.decode("utf-8", "replace"),
+                        path=path,
+                        exact_values=values,
+                    )
+            return self.scanner.scan_text(subject.text, path=path, exact_values=values)
+        except Exception as exc:
+            raise GateError(
+                f"the secret scan of {path} failed ({type(exc).__name__}); the save was refused to be safe",
+                hint="retry; if it keeps failing, report it with the server log",
+            ) from exc
+
+    def _decide(self, subject: _Subject, path: str, user: str) -> GateOutcome:
+        try:
+            result = self._scan(subject, path)
+        except GateError as exc:
+            recovery_id = self._keep(subject, path, user, "scan failed", [])
+            if recovery_id:
+                exc.hint = (
+                    f"your content is kept encrypted: jupyter qsecure recover restore {recovery_id}"
+                )
+            self._record("save.refused", path, user, [], recovery_id, mode="error")
+            raise
+        if result is None or result.clean:
+            return GateOutcome("allow", path)
+        findings = result.findings
+        summary = _summary(findings)
+        if self.mode == "block":
+            recovery_id = self._keep(subject, path, user, "secrets found", findings)
+            self._record("save.refused", path, user, findings, recovery_id)
+            message = (
+                f"Save of {path} refused: {summary}. Remove the secret(s), or mark a false "
+                "positive with a `pragma: allowlist secret` comment, then save again."
+            )
+            if recovery_id:
+                message += f" Your unsaved content is kept encrypted: `jupyter qsecure recover restore {recovery_id}`."
+            return GateOutcome("block", path, findings, recovery_id=recovery_id, message=message)
+        if self.mode == "redact":
+            recovery_id = self._keep(subject, path, user, "redacted on save", findings)
+            self._record("save.redacted", path, user, findings, recovery_id)
+            return GateOutcome(
+                "redact",
+                path,
+                findings,
+                recovery_id=recovery_id,
+                message=f"Saved {path} with {summary} replaced by placeholders.",
+                model=None,
+            )
+        self._record("save.warned", path, user, findings, None)
+        return GateOutcome("warn", path, findings, message=f"Saved {path}, but it holds {summary}.")
+
+    def _keep(
+        self, subject: _Subject, path: str, user: str, reason: str, findings: list[Finding]
+    ) -> str | None:
+        raw = subject.raw or subject.text.encode("utf-8", "surrogatepass")
+        if not raw:
+            return None
+        try:
+            return self.recovery.save(
+                raw, path=path, user=user, reason=reason, findings=findings
+            ).id
+        except Exception as exc:  # the refusal must still happen; say the copy failed
+            log.error("could not keep a recovery copy of %s: %s", path, type(exc).__name__)
+            return None
+
+    def _record(
+        self,
+        kind: str,
+        path: str,
+        user: str,
+        findings: list[Finding],
+        recovery_id: str | None,
+        *,
+        mode: str | None = None,
+    ) -> None:
+        if self.ledger is None:
+            return
+        body = {
+            "path": path,
+            "user": user,
+            "mode": mode or self.mode,
+            "findings": [
+                {"type": f.type, "hashed_secret": f.hashed_secret, "cell": f.cell, "where": f.where}
+                for f in findings
+            ],
+            "recovery_id": recovery_id,
+        }
+        try:
+            self.ledger.append(kind, body, actor=user)
+        except Exception as exc:
+            raise GateError(
+                f"the save gate could not record its decision for {path} in the audit ledger "
+                f"({type(exc).__name__}); the save was refused to be safe",
+                hint="check the ledger (`jupyter qsecure audit verify`) and the server log",
+            ) from exc
+
+    def _redacted_model(
+        self, model: dict[str, Any], subject: _Subject, outcome: GateOutcome
+    ) -> dict[str, Any]:
+        redacted = dict(model)
+        if subject.kind == "notebook" and subject.encoding == "json":
+            redacted["content"] = redact_notebook(
+                subject.notebook, scanner=self.scanner, exact_values=list(self._exact_values())
+            )
+            return redacted
+        text = self._redacted_text(subject, outcome)
+        if subject.encoding == "base64":
+            redacted["content"] = base64.b64encode(text.encode("utf-8")).decode("ascii")
+        else:
+            redacted["content"] = text
+        return redacted
+
+    def _redacted_text(self, subject: _Subject, outcome: GateOutcome) -> str:
+        values = list(self._exact_values())
+        if subject.kind == "notebook":
+            notebook = redact_notebook(subject.notebook, scanner=self.scanner, exact_values=values)
+            return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+        return redact_text(
+            subject.text, scanner=self.scanner, path=outcome.path, exact_values=values
+        )
+
+
+def _summary(findings: list[Finding]) -> str:
+    parts = []
+    for f in findings[:5]:
+        where = f"cell {f.cell} {f.where}" if f.cell is not None else (f.where or f"line {f.line}")
+        parts.append(f"{f.type} in {where}")
+    more = f" and {len(findings) - 5} more" if len(findings) > 5 else ""
+    noun = "secret" if len(findings) == 1 else "secrets"
+    return f"{len(findings)} {noun} found ({'; '.join(parts)}{more})"

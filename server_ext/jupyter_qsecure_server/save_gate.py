@@ -1,0 +1,323 @@
+"""Wire the save gate into Jupyter Server: every write of the contents manager.
+
+The gate wraps the contents manager's ``save`` (so saves from the REST API, from
+collaboration back ends and from ``copy``/``new`` all pass through it), its
+``create_checkpoint`` and ``restore_checkpoint``, and handles chunked uploads
+itself: chunks are staged outside the contents root and the assembled file is
+scanned before anything reaches the destination. A ``pre_save_hook`` is not
+used on purpose: it runs only on the first chunk, and a non-HTTP exception in
+it lets the save through.
+
+Every error inside the gate becomes an ``HTTPError`` (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import hashlib
+import inspect
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.services.contents.handlers import (
+    CheckpointsHandler,
+    ContentsHandler,
+    ModifyCheckpointsHandler,
+)
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+from jupyter_qsecure.errors import QSecureError
+from jupyter_qsecure.gate import GateOutcome, SaveGate
+
+#: The user behind the request that is saving, set by the contents handler below.
+current_user: contextvars.ContextVar[str] = contextvars.ContextVar("qsecure_user", default="server")
+
+
+class SaveRefused(web.HTTPError):
+    """422 with the findings (types, locations, hashes; never the secrets)."""
+
+    def __init__(self, outcome: GateOutcome) -> None:
+        super().__init__(422, _log_safe(outcome.message), reason="Secrets found")
+        self.payload = {
+            "message": outcome.message,
+            "reason": "secrets found",
+            "findings": outcome.findings_json(),
+            "recovery_id": outcome.recovery_id,
+            "mode": "block",
+        }
+
+
+def _log_safe(message: str) -> str:
+    """Tornado %-formats log_message with args; keep a literal '%' from breaking it."""
+    return message.replace("%", "%%")
+
+
+def _fail_closed(exc: BaseException, path: str) -> web.HTTPError:
+    if isinstance(exc, web.HTTPError):
+        return exc
+    if isinstance(exc, QSecureError):
+        text = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        return web.HTTPError(500, _log_safe(text), reason="Save gate error")
+    return web.HTTPError(
+        500,
+        _log_safe(
+            f"the save gate failed on {path} ({type(exc).__name__}); the save was refused to be safe"
+        ),
+        reason="Save gate error",
+    )
+
+
+class _GateAware:
+    """Mixin: record the requesting user for the gate; report refusals as JSON."""
+
+    async def prepare(self) -> None:
+        await super().prepare()  # type: ignore[misc]
+        user = self.current_user  # type: ignore[attr-defined]
+        current_user.set(getattr(user, "username", None) or "anonymous")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, SaveRefused):
+            self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
+            self.finish(json.dumps(exc.payload))  # type: ignore[attr-defined]
+            return
+        super().write_error(status_code, **kwargs)  # type: ignore[misc]
+
+
+class GateAwareContentsHandler(_GateAware, ContentsHandler):
+    """The contents API handler with the gate's user context and refusal payloads."""
+
+
+class GateAwareCheckpointsHandler(_GateAware, CheckpointsHandler):
+    """Creating checkpoints (the gate refuses to checkpoint a file holding a secret)."""
+
+
+class GateAwareModifyCheckpointsHandler(_GateAware, ModifyCheckpointsHandler):
+    """Restoring checkpoints (the gate refuses to restore one holding a secret)."""
+
+
+class ContentsGate:
+    """Installs the gate on one contents manager."""
+
+    def __init__(self, contents_manager: Any, gate: SaveGate, staging_dir: Path, log: Any) -> None:
+        self.cm = contents_manager
+        self.gate = gate
+        self.staging_dir = staging_dir
+        self.log = log
+        self._save = contents_manager.save
+        self._is_async = inspect.iscoroutinefunction(self._save)
+
+    def install(self) -> None:
+        cm = self.cm
+        if self._is_async:
+            cm.save = self.save_async
+        else:
+            cm.save = self.save_sync
+        self._wrap_checkpoints()
+
+    # ---- saving -------------------------------------------------------------------------
+    def _check(self, model: dict[str, Any], path: str) -> GateOutcome:
+        """Run the gate on a model; raises an HTTPError unless the save may go ahead."""
+        try:
+            outcome = self.gate.check_model(model, path.strip("/"), current_user.get())
+        except Exception as exc:
+            raise _fail_closed(exc, path) from None
+        if outcome.action == "block":
+            self.log.warning("jupyter-qsecure: %s", outcome.message)
+            raise SaveRefused(outcome)
+        if outcome.action in ("redact", "warn"):
+            self.log.warning("jupyter-qsecure: %s", outcome.message)
+        return outcome
+
+    @staticmethod
+    def _report(result: Any, outcome: GateOutcome) -> Any:
+        """Tell the client what a warn/redact save did, in the returned model."""
+        if outcome.action in ("redact", "warn") and isinstance(result, dict):
+            result = dict(result)
+            result["qsecure"] = {
+                "mode": outcome.action,
+                "message": outcome.message,
+                "findings": outcome.findings_json(),
+                "recovery_id": outcome.recovery_id,
+            }
+        return result
+
+    async def save_async(self, model: dict[str, Any], path: str = "") -> Any:
+        if model.get("chunk") is not None:
+            return await self._save_chunk(model, path)
+        try:
+            outcome = await asyncio.to_thread(self._check, model, path)
+        except web.HTTPError:
+            raise
+        except Exception as exc:
+            raise _fail_closed(exc, path) from None
+        result = await self._save(outcome.model if outcome.model is not None else model, path)
+        return self._report(result, outcome)
+
+    def save_sync(self, model: dict[str, Any], path: str = "") -> Any:
+        if model.get("chunk") is not None:
+            raise web.HTTPError(
+                400,
+                "chunked uploads need an async contents manager when jupyter-qsecure is enabled",
+            )
+        outcome = self._check(model, path)
+        result = self._save(outcome.model if outcome.model is not None else model, path)
+        return self._report(result, outcome)
+
+    # ---- chunked uploads ------------------------------------------------------------------
+    def _staging_file(self, path: str) -> Path:
+        # Keyed by path, as Jupyter's own chunk handling is (one upload per path at a time).
+        key = hashlib.sha256(path.strip("/").encode()).hexdigest()[:32]
+        return self.staging_dir / f"{key}.part"
+
+    async def _save_chunk(self, model: dict[str, Any], path: str) -> Any:
+        chunk = int(model["chunk"])
+        staging = self._staging_file(path)
+        try:
+            data = _chunk_bytes(model)
+            self.staging_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            mode = "wb" if chunk == 1 else "ab"
+            if chunk != 1 and not staging.exists():
+                raise web.HTTPError(400, "chunk %s of %s arrived without chunk 1", chunk, path)
+            with open(staging, mode) as handle:
+                handle.write(data)
+            if chunk != -1:
+                return _staged_model(path, staging.stat().st_size)
+            raw = staging.read_bytes()
+            outcome = await asyncio.to_thread(
+                self.gate.check_bytes, raw, path.strip("/"), current_user.get()
+            )
+        except web.HTTPError:
+            staging.unlink(missing_ok=True)
+            raise
+        except Exception as exc:
+            staging.unlink(missing_ok=True)
+            raise _fail_closed(exc, path) from None
+        staging.unlink(missing_ok=True)
+        if outcome.action == "block":
+            self.log.warning("jupyter-qsecure: %s", outcome.message)
+            raise SaveRefused(outcome)
+        content = outcome.content if outcome.content is not None else raw
+        whole = {
+            "type": "file",
+            "format": "base64",
+            "content": base64.b64encode(content).decode("ascii"),
+        }
+        return self._report(await self._save(whole, path), outcome)
+
+    # ---- checkpoints ----------------------------------------------------------------------
+    def _wrap_checkpoints(self) -> None:
+        cm = self.cm
+        create = cm.create_checkpoint
+        restore = cm.restore_checkpoint
+
+        async def create_checkpoint(path: str) -> Any:
+            await self._check_file_on_disk(path, "a checkpoint of")
+            return await _maybe_await(create(path))
+
+        async def restore_checkpoint(checkpoint_id: str, path: str) -> Any:
+            checkpoints = getattr(cm, "checkpoints", None)
+            locate = getattr(checkpoints, "checkpoint_path", None)
+            if locate is not None:
+                source = Path(locate(checkpoint_id, path))
+                if source.is_file():
+                    raw = source.read_bytes()
+                    await self._gate_raw(raw, path)
+            return await _maybe_await(restore(checkpoint_id, path))
+
+        cm.create_checkpoint = create_checkpoint
+        cm.restore_checkpoint = restore_checkpoint
+
+    async def _check_file_on_disk(self, path: str, what: str) -> None:
+        try:
+            model = await _maybe_await(self.cm.get(path, content=True))
+        except web.HTTPError:
+            return  # nothing to checkpoint; the manager reports it
+        if model.get("type") == "directory":
+            return
+        try:
+            outcome = await asyncio.to_thread(
+                self.gate.check_model, model, path.strip("/"), current_user.get()
+            )
+        except Exception as exc:
+            raise _fail_closed(exc, path) from None
+        if outcome.action != "allow":
+            outcome.message = f"Refused to create {what} {path}: " + outcome.message
+            raise SaveRefused(outcome)
+
+    async def _gate_raw(self, raw: bytes, path: str) -> None:
+        try:
+            outcome = await asyncio.to_thread(
+                self.gate.check_bytes, raw, path.strip("/"), current_user.get()
+            )
+        except Exception as exc:
+            raise _fail_closed(exc, path) from None
+        if outcome.action != "allow":
+            outcome.message = f"Refused to restore a checkpoint of {path}: " + outcome.message
+            raise SaveRefused(outcome)
+
+
+async def _maybe_await(value: Any) -> Any:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _chunk_bytes(model: dict[str, Any]) -> bytes:
+    content = model.get("content")
+    if content is None:
+        return b""
+    if model.get("format") == "base64":
+        return base64.b64decode(content)
+    if isinstance(content, dict):
+        return json.dumps(content).encode()
+    return str(content).encode("utf-8")
+
+
+def _staged_model(path: str, size: int) -> dict[str, Any]:
+    now = datetime.now(timezone.utc)
+    return {
+        "name": os.path.basename(path),
+        "path": path,
+        "type": "file",
+        "writable": True,
+        "created": now,
+        "last_modified": now,
+        "mimetype": None,
+        "content": None,
+        "format": None,
+        "size": size,
+        "hash": None,
+        "hash_algorithm": None,
+    }
+
+
+def contents_routes(base_url: str) -> list[tuple[str, type[Any]]]:
+    """The server's contents routes, in its own order, with gate-aware handlers."""
+    from jupyter_server.base.handlers import path_regex
+    from jupyter_server.services.contents.handlers import _checkpoint_id_regex
+
+    def api(pattern: str) -> str:
+        return url_path_join(base_url, pattern)
+
+    return [
+        (api(rf"/api/contents{path_regex}/checkpoints"), GateAwareCheckpointsHandler),
+        (
+            api(rf"/api/contents{path_regex}/checkpoints/{_checkpoint_id_regex}"),
+            GateAwareModifyCheckpointsHandler,
+        ),
+        (api(rf"/api/contents{path_regex}/trust"), _trust_handler()),
+        (api(rf"/api/contents{path_regex}"), GateAwareContentsHandler),
+    ]
+
+
+def _trust_handler() -> type[Any]:
+    from jupyter_server.services.contents.handlers import TrustNotebooksHandler
+
+    return TrustNotebooksHandler

@@ -235,6 +235,10 @@ class ContentsGate:
         cm.restore_checkpoint = restore_checkpoint
 
     async def _check_file_on_disk(self, path: str, what: str) -> None:
+        # Only block mode refuses: in warn mode a secret may be kept on purpose, and in
+        # redact mode what Jupyter saved is already redacted.
+        if self.gate.mode != "block":
+            return
         try:
             model = await _maybe_await(self.cm.get(path, content=True))
         except web.HTTPError:
@@ -247,18 +251,20 @@ class ContentsGate:
             )
         except Exception as exc:
             raise _fail_closed(exc, path) from None
-        if outcome.action != "allow":
+        if outcome.action == "block":
             outcome.message = f"Refused to create {what} {path}: " + outcome.message
             raise SaveRefused(outcome)
 
     async def _gate_raw(self, raw: bytes, path: str) -> None:
+        if self.gate.mode != "block":
+            return
         try:
             outcome = await asyncio.to_thread(
                 self.gate.check_bytes, raw, path.strip("/"), current_user.get()
             )
         except Exception as exc:
             raise _fail_closed(exc, path) from None
-        if outcome.action != "allow":
+        if outcome.action == "block":
             outcome.message = f"Refused to restore a checkpoint of {path}: " + outcome.message
             raise SaveRefused(outcome)
 

@@ -1,0 +1,48 @@
+"""``jupyter qsecure recover`` lists and restores sealed copies."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jupyter_qsecure.cli.main import main
+from jupyter_qsecure.config import ENV_OVERRIDES, QSecure
+from jupyter_qsecure.gate.recovery import recovery_store_from_settings
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for variables in ENV_OVERRIDES.values():
+        for variable in variables:
+            monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("QSECURE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path / "data"
+
+
+def test_list_restore_delete(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = recovery_store_from_settings(QSecure())
+    record = store.save(
+        b'{"cells": []}',
+        path="work/analysis.ipynb",
+        user="alice",
+        reason="secrets found",
+        findings=[],
+    )
+    assert main(["recover", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [r["id"] for r in listed] == [record.id] and "wrapped_key" not in listed[0]
+    assert main(["recover", "restore", record.id]) == 0
+    restored = tmp_path / "analysis.recovered.ipynb"
+    assert restored.read_bytes() == b'{"cells": []}' and restored.stat().st_mode & 0o777 == 0o600
+    assert main(["recover", "restore", record.id]) == 2  # refuses to overwrite
+    assert "already exists" in capsys.readouterr().err
+    assert main(["recover", "restore", record.id, "-o", str(tmp_path / "x.ipynb")]) == 0
+    assert main(["recover", "delete", record.id]) == 0
+    assert main(["recover", "restore", record.id]) == 2
+    assert "no recovery copy" in capsys.readouterr().err

@@ -1,0 +1,147 @@
+"""SaveGate decisions without a server: models, raw bytes, modes, failures."""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import string
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_qsecure.gate import GateError, SaveGate
+from jupyter_qsecure.gate.recovery import LocalKeyWrapper, RecoveryError, RecoveryStore
+from jupyter_qsecure.scan import Scanner
+
+
+def fake_key() -> str:
+    return "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
+
+
+class ListLedger:
+    def __init__(self, fail: bool = False) -> None:
+        self.entries: list[tuple[str, dict[str, Any], str | None]] = []
+        self.fail = fail
+
+    def append(self, kind: str, body: dict[str, Any], *, actor: str | None = None) -> None:
+        if self.fail:
+            raise OSError("disk full")
+        self.entries.append((kind, body, actor))
+
+
+def make_gate(
+    tmp_path: Path, mode: str = "block", ledger: Any = None, values: tuple[str, ...] = ()
+) -> SaveGate:
+    store = RecoveryStore(tmp_path / "recovery", LocalKeyWrapper(tmp_path / "recovery.key"))
+    return SaveGate(
+        scanner=Scanner(), recovery=store, mode=mode, ledger=ledger, exact_values=lambda: values
+    )
+
+
+def test_block_records_hashes_and_keeps_a_sealed_copy(tmp_path: Path) -> None:
+    ledger = ListLedger()
+    gate = make_gate(tmp_path, ledger=ledger)
+    secret = fake_key()
+    outcome = gate.check_model(
+        {"type": "file", "format": "text", "content": f"key={secret}\n"}, "a.env", "alice"
+    )
+    assert outcome.action == "block" and outcome.recovery_id
+    kind, body, actor = ledger.entries[0]
+    assert (kind, actor, body["path"], body["user"]) == ("save.refused", "alice", "a.env", "alice")
+    assert secret not in json.dumps(body) and secret not in outcome.message
+    record, content = gate.recovery.open(outcome.recovery_id)
+    assert (
+        content == f"key={secret}\n".encode()
+        and record.findings[0].type == outcome.findings[0].type
+    )
+
+
+def test_injected_values_are_matched_exactly_even_encoded(tmp_path: Path) -> None:
+    injected = secrets.token_urlsafe(24)
+    gate = make_gate(tmp_path, values=(injected,))
+    encoded = base64.b64encode(injected.encode()).decode()
+    outcome = gate.check_model(
+        {"type": "file", "format": "text", "content": f"blob: {encoded}\n"}, "x.txt", "u"
+    )
+    assert outcome.action == "block"
+
+
+def test_binary_files_are_not_scanned_as_text(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path)
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40).decode()
+    assert (
+        gate.check_model({"type": "file", "format": "base64", "content": png}, "p.png", "u").action
+        == "allow"
+    )
+
+
+def test_redact_raw_bytes_and_base64_models(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path, mode="redact")
+    secret = fake_key()
+    raw = f"a = 1\nkey = '{secret}'\n".encode()
+    outcome = gate.check_bytes(raw, "m.py", "u")
+    assert (
+        outcome.action == "redact"
+        and outcome.content is not None
+        and secret.encode() not in outcome.content
+    )
+    model = {"type": "file", "format": "base64", "content": base64.b64encode(raw).decode()}
+    redacted = gate.check_model(model, "m.py", "u").model
+    assert redacted is not None and secret.encode() not in base64.b64decode(redacted["content"])
+
+
+def test_ledger_failure_refuses_even_in_warn_mode(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path, mode="warn", ledger=ListLedger(fail=True))
+    with pytest.raises(GateError, match="could not record its decision"):
+        gate.check_model(
+            {"type": "file", "format": "text", "content": f"k={fake_key()}"}, "f.txt", "u"
+        )
+
+
+def test_scanner_failure_is_a_gate_error_and_keeps_the_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = make_gate(tmp_path)
+    monkeypatch.setattr(gate.scanner, "scan_text", lambda *a, **k: 1 / 0)
+    with pytest.raises(GateError) as info:
+        gate.check_model({"type": "file", "format": "text", "content": "my work"}, "w.txt", "u")
+    assert "recover restore" in (info.value.hint or "")
+    assert [r.reason for r in gate.recovery.list()] == ["scan failed"]
+
+
+def test_clean_and_empty_models_pass(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path)
+    assert gate.check_model({"type": "directory", "content": None}, "d", "u").action == "allow"
+    assert (
+        gate.check_model(
+            {"type": "file", "format": "text", "content": "print(1)\n"}, "a.py", "u"
+        ).action
+        == "allow"
+    )
+
+
+def test_unknown_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(GateError, match="not one of"):
+        make_gate(tmp_path, mode="ignore")
+
+
+def test_recovery_copies_are_private_and_tamper_evident(tmp_path: Path) -> None:
+    store = RecoveryStore(tmp_path / "rec", LocalKeyWrapper(tmp_path / "k"))
+    record = store.save(b"precious work", path="n.ipynb", user="u", reason="test", findings=[])
+    assert (tmp_path / "k").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "rec" / f"{record.id}.bin").stat().st_mode & 0o777 == 0o600
+    sealed = tmp_path / "rec" / f"{record.id}.bin"
+    data = bytearray(sealed.read_bytes())
+    data[-1] ^= 1
+    sealed.write_bytes(bytes(data))
+    with pytest.raises(RecoveryError, match="damaged"):
+        store.open(record.id)
+    other = RecoveryStore(tmp_path / "rec", LocalKeyWrapper(tmp_path / "other-key"))
+    with pytest.raises(RecoveryError):
+        other.open(record.id)
+    with pytest.raises(RecoveryError, match="no recovery copy"):
+        store.open("20990101T000000Z-deadbeef")
+    with pytest.raises(RecoveryError, match="not a recovery id"):
+        store.open("../etc/passwd")

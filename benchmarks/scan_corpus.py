@@ -93,14 +93,24 @@ def bench_secretlint(files: list[str]) -> tuple[float, int | None, str]:
         return 0.0, None, why
     rc = SECRETLINT_DIR / ".secretlintrc.json"
     rc.write_text(json.dumps({"rules": [{"id": "@secretlint/secretlint-rule-preset-recommend"}]}))
-    seconds, proc = _run(
-        [str(binary), "--secretlintrc", str(rc), "--format", "json", "--no-color", *files],
-        cwd=SECRETLINT_DIR,
-    )
+    # stdout goes to a file: node truncates a large piped stdout when secretlint exits.
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as out:
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [str(binary), "--secretlintrc", str(rc), "--format", "json", "--no-color", *files],
+            cwd=SECRETLINT_DIR,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        seconds = time.perf_counter() - started
+        out.seek(0)
+        raw = out.read()
     try:
-        results = json.loads(proc.stdout or "[]")
+        results = json.loads(raw or "[]")
     except json.JSONDecodeError:
-        return seconds, None, f"failed: {(proc.stderr or proc.stdout).strip()[:200]}"
+        return seconds, None, f"failed: {(proc.stderr or raw).strip()[:200]}"
     count = sum(len(r.get("messages", [])) for r in results)
     return seconds, count, "secretlint + preset-recommend (CLI process)"
 

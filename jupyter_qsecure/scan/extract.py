@@ -28,7 +28,6 @@ import base64
 import binascii
 import hashlib
 import html
-import json
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -59,7 +58,8 @@ _LINK_ATTR_RE = re.compile(
 )
 _B64_CHARS_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
-#: JSON values whose compact dump is at least this long are memoised (see json_unit).
+#: Notebook metadata (widget state) whose compact dump is at least this long, and HTML/SVG
+#: at least this long, are rendered once per distinct content (see json_unit).
 MEMO_MIN_CHARS = 4096
 
 
@@ -113,6 +113,18 @@ def html_to_text(markup: str, *, keep_text: bool = True) -> str:
     text = html.unescape(_TAG_RE.sub(_tag, markup)) if keep_text else ""
     if links:
         text = text + "\n" + "\n".join(html.unescape(v) for v in links)
+    return text
+
+
+def _html_to_text_memo(raw: str, memo: Memo | None) -> str:
+    if memo is None or len(raw) < MEMO_MIN_CHARS:
+        return html_to_text(raw)
+    key = ("html", hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=20).digest())
+    hit = memo.get(key)
+    if isinstance(hit, str):
+        return hit
+    text = html_to_text(raw)
+    memo.put(key, text)
     return text
 
 
@@ -247,9 +259,10 @@ def json_unit(
     With ``memo``, a big value (widget state…) is rendered once per distinct content.
     """
     key: Any = None
-    if memo is not None and isinstance(value, (dict, list)) and value:
+    if memo is not None and cell is None and isinstance(value, (dict, list)) and value:
         try:
-            blob = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+            # repr() is injective on JSON data and faster than json.dumps.
+            blob = repr(value)
         except (TypeError, ValueError, RecursionError):
             blob = ""
         if len(blob) >= MEMO_MIN_CHARS:
@@ -391,7 +404,7 @@ def mime_units(
             if where == "attachments" and is_binary_base64(raw):
                 continue
             if mime in ("text/html", "image/svg+xml", "application/xhtml+xml"):
-                text = html_to_text(raw)
+                text = _html_to_text_memo(raw, memo)
                 unit = _transformed_unit(
                     raw,
                     text,

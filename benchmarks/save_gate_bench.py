@@ -1,0 +1,102 @@
+"""Save latency added by the save gate, for a ~3 MB real notebook, cold and after a one-cell change.
+
+Anchor: the same Jupyter Server contents manager (AsyncLargeFileManager) saving the same
+model without the gate, in the same process, same disk. Ours: the manager with the
+gate installed (scan + decision; a clean notebook is neither recorded nor copied).
+
+  cold        a fresh scanner (empty content-hash cache) for every save
+  one-cell    the same scanner, after changing one cell's source
+
+Usage: python benchmarks/save_gate_bench.py [--notebook PATH] [--repeat N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
+
+from jupyter_qsecure.gate import SaveGate
+from jupyter_qsecure.gate.recovery import LocalKeyWrapper, RecoveryStore
+from jupyter_qsecure.scan import Scanner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server_ext"))
+from jupyter_qsecure_server.save_gate import ContentsGate  # noqa: E402
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared/corpus/notebooks/qiskit-community__content_ch-ex_hello-qiskit.ipynb"
+
+
+async def timed_saves(cm: AsyncLargeFileManager, models: list[dict], name: str) -> list[float]:
+    times = []
+    for model in models:
+        started = time.perf_counter()
+        await cm.save(model, name)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def edited(nb: dict, n: int) -> dict:
+    changed = copy.deepcopy(nb)
+    code = [c for c in changed["cells"] if c["cell_type"] == "code"]
+    code[n % len(code)]["source"] += f"\n# edit {n}"
+    return changed
+
+
+async def main_async(notebook: Path, repeat: int) -> None:
+    nb = nbformat.read(notebook, as_version=4)
+    content = dict(nbformat.from_dict(nb))
+    size = len(nbformat.writes(nb).encode())
+    model = {"type": "notebook", "content": content}
+    with tempfile.TemporaryDirectory() as root, tempfile.TemporaryDirectory() as data:
+        plain = AsyncLargeFileManager(root_dir=root)
+        gated = AsyncLargeFileManager(root_dir=root)
+        recovery = RecoveryStore(Path(data) / "rec", LocalKeyWrapper(Path(data) / "k"))
+        gate = SaveGate(scanner=Scanner(), recovery=recovery, mode="block")
+        ContentsGate(gated, gate, Path(data) / "staging", logging.getLogger("bench")).install()
+        await plain.save(model, "warmup.ipynb")
+        await gated.save(model, "warmup.ipynb")
+
+        # cold: a new scanner (empty cache) before every gated save
+        plain_cold, gated_cold = [], []
+        for _ in range(repeat):
+            plain_cold += await timed_saves(plain, [model], "a.ipynb")
+            gate.scanner = Scanner()
+            gated_cold += await timed_saves(gated, [model], "b.ipynb")
+
+        # one-cell change: warm scanner, each save differs from the last by one cell
+        gate.scanner = Scanner()
+        await gated.save(model, "c.ipynb")
+        edits = [{"type": "notebook", "content": edited(content, i)} for i in range(repeat)]
+        plain_edit = await timed_saves(plain, edits, "d.ipynb")
+        gated_edit = await timed_saves(gated, edits, "c.ipynb")
+
+    p50 = statistics.median
+    print(f"notebook: {notebook.name} ({size / 1e6:.2f} MB, {len(nb.cells)} cells), {repeat} saves each")
+    print(f"{'case':<22}{'without gate p50':>18}{'with gate p50':>16}{'added':>12}{'ratio':>9}")
+    for label, base, ours in (("cold save", plain_cold, gated_cold), ("after one-cell edit", plain_edit, gated_edit)):
+        print(f"{label:<22}{p50(base):>15.1f} ms{p50(ours):>13.1f} ms{p50(ours) - p50(base):>9.1f} ms{p50(ours) / p50(base):>8.2f}x")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--notebook", type=Path, default=DEFAULT)
+    parser.add_argument("--repeat", type=int, default=15)
+    args = parser.parse_args()
+    if not args.notebook.exists():
+        print(f"notebook {args.notebook} not found (it is in ../shared/corpus/notebooks)", file=sys.stderr)
+        return 2
+    asyncio.run(main_async(args.notebook, args.repeat))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

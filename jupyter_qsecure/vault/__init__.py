@@ -1,0 +1,1 @@
+"""OpenBao/Vault integration: layout and policies, credential broker, masking, embedded server."""

@@ -61,9 +61,7 @@ def _subject_from_model(model: dict[str, Any], path: str) -> _Subject:
     if content is None or model.get("type") == "directory":
         return _Subject("skip")
     if model.get("type") == "notebook" and isinstance(content, dict):
-        return _Subject(
-            "notebook", notebook=content, raw=json.dumps(content).encode(), encoding="json"
-        )
+        return _Subject("notebook", notebook=content, encoding="json")
     if model.get("format") == "base64" and isinstance(content, str):
         try:
             raw = base64.b64decode(content, validate=False)
@@ -73,9 +71,7 @@ def _subject_from_model(model: dict[str, Any], path: str) -> _Subject:
     if isinstance(content, str):
         return _subject_from_text(content, path, content.encode("utf-8", "surrogatepass"), "text")
     if isinstance(content, dict):  # a notebook arriving as type "file" with JSON content
-        return _Subject(
-            "notebook", notebook=content, raw=json.dumps(content).encode(), encoding="json"
-        )
+        return _Subject("notebook", notebook=content, encoding="json")
     return _Subject("skip")
 
 
@@ -206,6 +202,8 @@ class SaveGate:
         self, subject: _Subject, path: str, user: str, reason: str, findings: list[Finding]
     ) -> str | None:
         raw = subject.raw or subject.text.encode("utf-8", "surrogatepass")
+        if not raw and subject.notebook is not None:  # serialised only when a copy is kept
+            raw = json.dumps(subject.notebook, indent=1, ensure_ascii=False).encode("utf-8")
         if not raw:
             return None
         try:

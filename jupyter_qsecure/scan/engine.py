@@ -161,9 +161,8 @@ class Scanner:
             self._cache.clear()
 
     def _detect_cached(self, unit: TextUnit) -> tuple[Detection, ...]:
-        key = hashlib.blake2b(
-            unit.profile.encode() + b"\0" + unit.text.encode("utf-8", "surrogatepass"),
-            digest_size=20,
+        key = hashlib.sha256(
+            unit.profile.encode() + b"\0" + unit.text.encode("utf-8", "surrogatepass")
         ).digest()
         with self._lock:
             hit = self._cache.get(key)

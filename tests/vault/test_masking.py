@@ -1,0 +1,464 @@
+"""Output masking engine: every encoding, overlaps, stream carry-over, every message type."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import html
+import json
+import logging
+import random
+import secrets
+import string
+from urllib.parse import quote, quote_plus
+
+import pytest
+
+from jupyter_qsecure.vault.masking import (
+    Masker,
+    StreamMasker,
+    forms_for,
+    mask_message,
+    placeholder,
+)
+
+P = placeholder
+
+
+def token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def assert_clean(text: str, *values: str) -> None:
+    for value in values:
+        for form in forms_for(value):
+            assert form not in text, "a value or one of its forms survived masking"
+
+
+# --- every encoding -------------------------------------------------------------------
+
+
+def test_raw_value_is_replaced_by_a_placeholder_naming_the_secret() -> None:
+    value = token()
+    masker = Masker({"api_key": value})
+    out = masker.mask(f"key={value}; again {value}.")
+    assert out == f"key={P('api_key')}; again {P('api_key')}."
+    assert masker.contains_any(f"x{value}x")
+    assert not masker.contains_any("nothing to see here")
+    assert masker.mask("nothing") == "nothing"
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_base64_at_every_alignment_inside_a_larger_blob(k: int) -> None:
+    value = token()
+    masker = Masker({"tok": value})
+    rng = random.Random(k)
+    blob = base64.b64encode(
+        rng.randbytes(30 + k) + value.encode() + rng.randbytes(40)
+    ).decode()  # offset 30+k: alignment k mod 3
+    out = masker.mask(f"<img src='data:image/png;base64,{blob}'>")
+    assert P("tok") in out
+    assert_clean(out, value)
+
+
+def test_base64url_form() -> None:
+    rng = random.Random(7)
+    for _ in range(200):  # find a value whose base64 core has + or /
+        value = token() + "ÿéÿéÿé€" + token()
+        blob = base64.b64encode(rng.randbytes(5) + value.encode() + rng.randbytes(5)).decode()
+        if "+" in blob[8:-8] or "/" in blob[8:-8]:
+            break
+    urlsafe = blob.translate(str.maketrans("+/", "-_"))
+    assert urlsafe != blob
+    masker = Masker({"tok": value})
+    for text in (urlsafe, urlsafe.rstrip("="), blob):
+        out = masker.mask(text)
+        assert P("tok") in out
+        assert_clean(out, value)
+
+
+def test_hex_upper_and_lower() -> None:
+    value = token()
+    masker = Masker({"tok": value})
+    for form in (value.encode().hex(), value.encode().hex().upper()):
+        assert masker.mask(f"0x{form}00") == f"0x{P('tok')}00"
+
+
+def test_url_encoded_json_escaped_html_escaped_and_repr() -> None:
+    value = "pa\"ss\\wörd/ +&<tag>'" + token()
+    masker = Masker({"pw": value})
+    forms = {
+        "url": quote(value, safe=""),
+        "url-path": quote(value),
+        "url-plus": quote_plus(value),
+        "json": json.dumps(value)[1:-1],
+        "json-unicode": json.dumps(value, ensure_ascii=False)[1:-1],
+        "html": html.escape(value),
+        "html-noquote": html.escape(value, quote=False),
+        "repr": repr(value)[1:-1],
+    }
+    assert len(set(forms.values())) >= 7  # they really differ
+    for name, form in forms.items():
+        out = masker.mask(f"[{form}]")
+        assert out == f"[{P('pw')}]", name
+    # inside real JSON and real HTML documents
+    assert P("pw") in masker.mask(json.dumps({"password": value}))
+    assert_clean(masker.mask(json.dumps({"password": value})), value)
+    assert_clean(masker.mask(f"<td>{html.escape(value)}</td>"), value)
+
+
+def test_non_ascii_text_and_lone_surrogates() -> None:
+    value = "ключ-" + token()
+    masker = Masker({"k": value})
+    text = f"é€😀 {value} ü\udcff {value.encode().hex()} end"
+    assert masker.mask(text) == f"é€😀 {P('k')} ü\udcff {P('k')} end"
+
+
+# --- values: short, shared, overlapping -----------------------------------------------
+
+
+def test_short_values_are_ignored_with_a_warning_that_names_not_values(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        masker = Masker({"pin": "123", "empty": "", "ok": "abcd"})
+    assert masker.ignored == ("empty", "pin")
+    assert masker.names == ("ok",)
+    assert "pin" in caplog.text and "123" not in caplog.text
+    assert masker.mask("123 abcd") == f"123 {P('ok')}"
+    assert not Masker({})
+    assert Masker({}).mask("abcd") == "abcd"
+
+
+def test_masker_is_immutable_and_repr_shows_no_values() -> None:
+    value = token()
+    masker = Masker({"tok": value})
+    with pytest.raises(AttributeError):
+        masker.names = ("x",)  # type: ignore[misc]
+    assert value not in repr(masker)
+
+
+def test_overlapping_and_adjacent_values_leftmost_longest() -> None:
+    x, y, z = token(), token(), token()
+    a, b = x + y, y + z  # a's end is b's start
+    masker = Masker({"a": a, "b": b})
+    assert masker.mask(x + y + z) == P("a") + z  # a starts first
+    assert masker.mask(y + z + "!") == P("b") + "!"
+    assert masker.mask(a + b) == P("a") + P("b")  # adjacent
+    assert_clean(masker.mask(x + y + z), a, b)
+    # one value inside another: the longest wins
+    inner = token()
+    masker = Masker({"outer": "pre" + inner + "post", "inner": inner})
+    assert masker.mask("<pre" + inner + "post>") == f"<{P('outer')}>"
+    assert masker.mask("<" + inner + ">") == f"<{P('inner')}>"
+
+
+def test_same_value_under_two_names_shows_the_first_name() -> None:
+    value = token()
+    assert Masker({"zeta": value, "alpha": value}).mask(value) == P("alpha")
+
+
+def test_a_name_that_spells_out_a_value_is_not_used_as_placeholder() -> None:
+    value = token()
+    out = Masker({value: value}).mask(value)
+    assert value not in out and out.startswith("«secret:")
+
+
+# --- stream carry-over ----------------------------------------------------------------
+
+
+def feed_all(stream: StreamMasker, key: object, pieces: list[str]) -> list[str]:
+    return [stream.feed(key, piece) for piece in pieces] + [stream.flush(key)]
+
+
+def test_value_split_across_two_stream_messages() -> None:
+    value = token()
+    stream = StreamMasker(Masker({"tok": value}))
+    first = stream.feed("k", "token: " + value[:10])
+    assert first == "token: "
+    assert stream.pending_keys() == ["k"]
+    second = stream.feed("k", value[10:] + " done\n")
+    assert second == P("tok") + " done\n"
+    assert stream.pending_keys() == []
+    assert stream.flush("k") == ""
+
+
+def test_value_split_across_three_messages_and_inside_an_encoded_form() -> None:
+    value = token()
+    masker = Masker({"tok": value})
+    hexed = value.encode().hex()
+    b64 = base64.b64encode(b"\x01" + value.encode() + b"\x02").decode()
+    for form in (value, hexed, hexed.upper(), b64, quote(value)):
+        text = f"start {form} end\n"
+        third = len(form) // 3
+        cut1, cut2 = 6 + third, 6 + 2 * third
+        stream = StreamMasker(masker)
+        out = feed_all(stream, ("p", "stdout"), [text[:cut1], text[cut1:cut2], text[cut2:]])
+        assert "".join(out) == masker.mask(text)
+        assert P("tok") in "".join(out)
+        for piece in out:
+            assert value[:8] not in piece and hexed[:8] not in piece
+
+
+def test_no_hold_back_when_the_tail_cannot_start_a_form() -> None:
+    values = {f"s{i}": token() for i in range(5)}
+    masker = Masker(values)
+    stream = StreamMasker(masker)
+    for text in ("line one\n", "progress 42%\r", "a sentence.", "tab\t", ""):
+        assert stream.feed("k", text) == text
+        assert stream.pending_keys() == []
+    # a tail that is a prefix of some form is held, and only that much
+    value = values["s3"]
+    assert stream.feed("k", "x " + value[:5]) == "x "
+    assert len(stream.flush("k")) == 5
+    # the hold-back never exceeds longest_form - 1
+    tail = value.encode().hex()[:-1]
+    assert stream.feed("j", "hex " + tail) == "hex "
+    assert stream.flush("j") == tail and len(tail) <= masker.longest_form - 1
+
+
+def test_streams_are_independent_per_key() -> None:
+    value = token()
+    stream = StreamMasker(Masker({"tok": value}))
+    stream.feed(("m1", "stdout"), value[:9])
+    assert stream.feed(("m1", "stderr"), "err\n") == "err\n"
+    assert stream.feed(("m2", "stdout"), value[9:] + "\n") == value[9:] + "\n"
+    assert stream.feed(("m1", "stdout"), value[9:] + "\n") == P("tok") + "\n"
+
+
+@pytest.mark.parametrize("count", [8, 50])
+def test_stream_output_equals_masking_the_whole_stream_on_random_splits(count: int) -> None:
+    rng = random.Random(1234 + count)
+    values = {f"v{i}": token() for i in range(count)} | {"pw": 'q"w<e>r&t/y ' + token()}
+    masker = Masker(values)
+    assert (len(masker._placeholders) > 64) == (count == 50)  # with and without shards
+    for _ in range(150):
+        text = random_text(rng, list(values.values()), size=rng.randint(50, 600), injections=4)
+        cuts = sorted(rng.sample(range(1, len(text)), k=min(len(text) - 1, rng.randint(1, 12))))
+        pieces = [text[i:j] for i, j in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        stream = StreamMasker(masker)
+        out = []
+        for piece in pieces:
+            out.append(stream.feed("k", piece))
+            held = "".join(stream._held.values())
+            assert len(held) <= masker.longest_form - 1
+        out.append(stream.flush("k"))
+        assert "".join(out) == masker.mask(text)
+        for piece in out:
+            assert_clean(piece, *values.values())
+
+
+# --- 50 values against a naive reference ----------------------------------------------
+
+
+def fifty_values(rng: random.Random) -> dict[str, str]:
+    makers = [
+        lambda: secrets.token_urlsafe(rng.randint(12, 40)),
+        lambda: secrets.token_hex(rng.randint(8, 24)),
+        lambda: "".join(rng.choice(string.printable[:94]) for _ in range(rng.randint(10, 30))),
+        lambda: "pässwörd-" + secrets.token_urlsafe(12),
+        lambda: "AKIA" + "".join(rng.choice(string.ascii_uppercase + "234567") for _ in range(16)),
+    ]
+    return {f"secret_{i:02d}": makers[i % len(makers)]() for i in range(50)}
+
+
+def random_text(rng: random.Random, values: list[str], size: int, injections: int) -> str:
+    words = ["loss", "epoch", "0.125", "INFO", "shape=(3, 4)", "déjà", "→", "\n", " ", "{", '"']
+    parts = []
+    for _ in range(injections):
+        parts.append("".join(rng.choice(words) for _ in range(rng.randint(0, size // 8 + 1))))
+        value = rng.choice(values)
+        kind = rng.randrange(4)
+        if kind == 0:
+            parts.append(rng.choice(forms_for(value)))
+        elif kind == 1:  # inside a larger base64 payload
+            raw = (
+                rng.randbytes(rng.randint(0, 9)) + value.encode() + rng.randbytes(rng.randint(0, 9))
+            )
+            parts.append(base64.b64encode(raw).decode())
+        elif kind == 2:
+            parts.append(json.dumps({"v": value}))
+        else:
+            parts.append(value)
+    parts.append("".join(rng.choice(words) for _ in range(size // 8)))
+    return "".join(parts)
+
+
+def naive_mask(text: str, values: dict[str, str]) -> str:
+    owner: dict[str, str] = {}
+    for name in sorted(values):
+        for form in forms_for(values[name]):
+            owner.setdefault(form, name)
+    for form in sorted(owner, key=len, reverse=True):
+        text = text.replace(form, P(owner[form]))
+    return text
+
+
+def test_fifty_values_match_a_naive_reference_on_random_inputs() -> None:
+    rng = random.Random(20240501)
+    values = fifty_values(rng)
+    masker = Masker(values)
+    assert len(masker._placeholders) > 64  # the sharded prefilter is exercised
+    all_values = list(values.values())
+    for round_ in range(12):
+        text = random_text(rng, all_values, size=2000, injections=20 if round_ else 300)
+        out = masker.mask(text)
+        assert out == naive_mask(text, values)
+        assert_clean(out, *all_values)
+        assert masker.contains_any(text)
+        assert not masker.contains_any(out)
+
+
+# --- every message type ---------------------------------------------------------------
+
+
+def jmsg(msg_type: str, content: dict, channel: str = "iopub", **extra: object) -> dict:
+    msg = {
+        "header": {
+            "msg_id": secrets.token_hex(16),
+            "msg_type": msg_type,
+            "session": "s1",
+            "username": "u",
+            "date": "2025-01-01T00:00:00.000000Z",
+            "version": "5.4",
+        },
+        "msg_id": "x",
+        "msg_type": msg_type,
+        "parent_header": {"msg_id": "parent-1", "msg_type": "execute_request"},
+        "metadata": {},
+        "content": content,
+        "buffers": [],
+        "channel": channel,
+    }
+    msg.update(extra)
+    return msg
+
+
+def all_messages(value: str) -> list[dict]:
+    b64_png = base64.b64encode(b"\x89PNG\r\n" + value.encode() + b"\0" * 7).decode()
+    bundle = {
+        "text/plain": [f"'{value}'"][0],
+        "text/html": f"<b>{html.escape(value)}</b>",
+        "image/png": b64_png,
+        "application/json": {value: [1, {"nested": value}], "ok": True},
+        "text/markdown": f"`{quote(value)}`",
+    }
+    traceback = [
+        "\x1b[0;31m---------------------------------------------------------------------------\x1b[0m",
+        f"\x1b[0;31mValueError\x1b[0m: bad token {value}",
+    ]
+    return [
+        jmsg("stream", {"name": "stdout", "text": f"token={value}\n"}),
+        jmsg("display_data", {"data": bundle, "metadata": {"image/png": {"alt": value}}}),
+        jmsg(
+            "update_display_data",
+            {"data": bundle, "metadata": {}, "transient": {"display_id": "d1"}},
+        ),
+        jmsg("execute_result", {"execution_count": 3, "data": bundle, "metadata": {}}),
+        jmsg("error", {"ename": "ValueError", "evalue": f"bad {value}", "traceback": traceback}),
+        jmsg(
+            "execute_reply",
+            {
+                "status": "error",
+                "execution_count": 3,
+                "ename": "ValueError",
+                "evalue": value,
+                "traceback": traceback,
+                "user_expressions": {"x": {"status": "ok", "data": bundle, "metadata": {}}},
+                "payload": [{"source": "page", "data": {"text/plain": value}, "start": 0}],
+            },
+            channel="shell",
+            metadata={"started": "2025", "dependencies_met": True, "note": value},
+        ),
+        jmsg(
+            "inspect_reply",
+            {"status": "ok", "found": True, "data": bundle, "metadata": {}},
+            channel="shell",
+        ),
+        jmsg(
+            "complete_reply",
+            {
+                "status": "ok",
+                "matches": ["token", value, f"'{value}'"],
+                "cursor_start": 0,
+                "cursor_end": 3,
+                "metadata": {"_jupyter_types_experimental": [{"text": value, "type": "str"}]},
+            },
+            channel="shell",
+        ),
+        jmsg("input_request", {"prompt": f"Password for {value}: ", "password": False}, "stdin"),
+        jmsg(
+            "comm_open",
+            {"comm_id": "c1", "target_name": "jupyter.widget", "data": {"state": {"value": value}}},
+        ),
+        jmsg(
+            "comm_msg",
+            {"comm_id": "c1", "data": {"method": "update", "state": {"description": value}}},
+            buffers=[memoryview(value.encode())],
+        ),
+    ]
+
+
+def test_every_message_type_is_masked_and_headers_and_buffers_are_kept() -> None:
+    value = 'tok"<&>' + token()
+    masker = Masker({"api": value})
+    for msg in all_messages(value):
+        original = copy.deepcopy({k: v for k, v in msg.items() if k != "buffers"})
+        out = mask_message(msg, masker, StreamMasker(masker))
+        name = msg["msg_type"]
+        dumped = json.dumps([out["content"], out["metadata"]], ensure_ascii=False)
+        assert P("api") in dumped, name
+        assert_clean(dumped, value)
+        assert_clean(json.dumps([out["content"], out["metadata"]]), value)
+        assert out["header"] == msg["header"] and out["parent_header"] == msg["parent_header"]
+        assert out["buffers"] is msg["buffers"]  # binary buffers pass through untouched
+        assert {k: v for k, v in msg.items() if k != "buffers"} == original  # not mutated
+    execute_reply = mask_message(all_messages(value)[5], masker)
+    assert execute_reply["metadata"]["dependencies_met"] is True
+    assert execute_reply["content"]["execution_count"] == 3
+
+
+def test_application_json_keys_and_base64_images_are_masked() -> None:
+    value = token()
+    masker = Masker({"api": value})
+    out = mask_message(all_messages(value)[1], masker)
+    data = out["content"]["data"]
+    assert list(data["application/json"]) == [P("api"), "ok"]
+    assert data["application/json"][P("api")] == [1, {"nested": P("api")}]
+    assert P("api") in data["image/png"]
+
+
+def test_stream_messages_use_the_carry_over_keyed_by_parent_and_stream_name() -> None:
+    value = token()
+    masker = Masker({"api": value})
+    stream = StreamMasker(masker)
+    first = jmsg("stream", {"name": "stdout", "text": "key: " + value[:7]})
+    second = jmsg("stream", {"name": "stdout", "text": value[7:] + "\n"})
+    out1 = mask_message(first, masker, stream)
+    assert out1["content"] == {"name": "stdout", "text": "key: "}
+    assert stream.pending_keys() == [("parent-1", "stdout")]
+    out2 = mask_message(second, masker, stream)
+    assert out2["content"]["text"] == P("api") + "\n"
+    # without a StreamMasker each message is masked on its own
+    assert mask_message(first, masker)["content"]["text"] == "key: " + value[:7]
+
+
+def test_a_masker_without_values_returns_an_equal_copy() -> None:
+    msg = all_messages(token())[0]
+    out = mask_message(msg, Masker({}))
+    assert out == msg and out is not msg
+
+
+def test_held_back_tail_is_exactly_the_longest_suffix_that_can_start_a_form() -> None:
+    rng = random.Random(99)
+    values = fifty_values(rng)
+    masker = Masker(values)
+    forms = {f for v in values.values() for f in forms_for(v)}
+    prefixes = {f[:k] for f in forms for k in range(1, len(f))}
+    for _ in range(300):
+        value = rng.choice(list(values.values()))
+        form = rng.choice(forms_for(value))
+        text = random_text(rng, [value], size=40, injections=1) + form[: rng.randint(0, len(form))]
+        low = max(0, len(text) - masker.longest_form + 1)
+        brute = [p for p in range(low, len(text)) if text[p:] in prefixes]
+        assert masker._tail_starts(text) == brute

@@ -113,8 +113,16 @@ class QSecure(Configurable):
 
     vault_token = Unicode(
         "",
-        help="Token the server uses with OpenBao/Vault (prefer AppRole or JWT in "
-        "production). Env: BAO_TOKEN or VAULT_TOKEN.",
+        help="Token the server uses with OpenBao/Vault. Prefer the environment (BAO_TOKEN "
+        "or VAULT_TOKEN), vault_token_file, AppRole or JWT: values in config files are "
+        "echoed by Jupyter's debug logging. The server removes BAO_TOKEN/VAULT_TOKEN from "
+        "its environment at start so kernels never inherit it.",
+    ).tag(config=True)
+
+    vault_token_file = Unicode(
+        "",
+        help="File holding the server's OpenBao/Vault token (read at start, never logged); "
+        "`jupyter qsecure vault up` writes one for the embedded OpenBao.",
     ).tag(config=True)
 
     vault_namespace = Unicode(

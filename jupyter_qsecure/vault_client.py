@@ -41,6 +41,8 @@ def client_from_settings(settings: QSecure, *, timeout: float = 10.0) -> hvac.Cl
     method = settings.vault_auth_method
     try:
         if method == "token":
+            if not settings.vault_token and settings.vault_token_file:
+                settings.vault_token = _read_secret_file(settings.vault_token_file, "token")
             if not settings.vault_token:
                 raise ConfigError(
                     "vault_auth_method is 'token' but no token is configured",

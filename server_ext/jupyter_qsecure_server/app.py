@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
 from traitlets import Instance
@@ -10,7 +12,13 @@ from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
 from jupyter_qsecure.ledger import Ledger
 from jupyter_qsecure.scan import default_scanner
+from jupyter_qsecure.vault.broker import CredentialBroker
+from jupyter_qsecure.vault.registry import ValueRegistry
+from jupyter_qsecure.vault.secrets_spec import parse_secret_specs
+from jupyter_qsecure.vault_client import client_from_settings
 
+from .credentials import CredentialService
+from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
 from .save_gate import ContentsGate, contents_routes
 
@@ -25,9 +33,15 @@ class QSecureExtension(ExtensionApp):
     ledger = Instance(Ledger, allow_none=True)
     save_gate = Instance(SaveGate, allow_none=True)
 
+    credentials = Instance(CredentialService, allow_none=True)
+
     def initialize_settings(self) -> None:
         # QSecure reads its own section of the server's config, plus env overrides.
         self.settings_obj = QSecure(config=self.serverapp.config, parent=self)
+        # The server's own OpenBao token must never reach a kernel: kernels inherit the
+        # server's environment, so take it out now, before any kernel is started.
+        for variable in ("BAO_TOKEN", "VAULT_TOKEN"):
+            os.environ.pop(variable, None)
         self.ledger = Ledger.open(settings=self.settings_obj)
         self.save_gate = SaveGate(
             scanner=default_scanner(),
@@ -42,11 +56,14 @@ class QSecureExtension(ExtensionApp):
             self.settings_obj.data_path / "staging",
             self.log,
         ).install()
+        self._setup_credentials()
         self.settings.update(
             {
                 "qsecure": self.settings_obj,
                 "qsecure_ledger": self.ledger,
                 "qsecure_save_gate": self.save_gate,
+                "qsecure_credentials": self.credentials,
+                "qsecure_registry": self.credentials.registry if self.credentials else None,
             }
         )
         interval_ms = max(1.0, self.settings_obj.checkpoint_every_seconds) * 1000
@@ -54,10 +71,47 @@ class QSecureExtension(ExtensionApp):
         self._checkpoint_timer.start()
         self.log.info("jupyter-qsecure: ledger at %s", self.ledger.store.display_url)
 
+    def _setup_credentials(self) -> None:
+        """Credential broker and output masking, when an OpenBao/Vault is configured."""
+        # ExtensionApp copies the web app's settings into self.settings before this and
+        # writes them back after: change the copy, or the change is overwritten.
+        configured = self.settings.get("kernel_websocket_connection_class")
+        if configured is not None and not issubclass(QSecureKernelConnection, configured):
+            # Fail closed: another connection class (e.g. a gateway) would bypass masking.
+            raise RuntimeError(
+                f"jupyter-qsecure masks kernel output in its own websocket connection class, "
+                f"but the server is configured with {configured.__name__}; remove that setting "
+                "or disable jupyter_qsecure_server"
+            )
+        self.settings["kernel_websocket_connection_class"] = QSecureKernelConnection
+        settings = self.settings_obj
+        if not settings.vault_addr:
+            self.log.info(
+                "jupyter-qsecure: no OpenBao/Vault configured; secrets.get is unavailable"
+            )
+            return
+        client = client_from_settings(settings)
+        registry = ValueRegistry()
+        broker = CredentialBroker(
+            client,
+            environment=settings.environment,
+            specs=parse_secret_specs(settings.secrets, settings.environment),
+            ledger=self.ledger,
+            registry=registry,
+            vault_addr=settings.vault_addr,
+        )
+        self.credentials = CredentialService(broker, registry, settings.vault_addr)
+        self.credentials.install_kernel_hooks(self.serverapp.kernel_manager)
+        self.log.info(
+            "jupyter-qsecure: credentials from %s for environment %s (%d secrets configured)",
+            settings.vault_addr,
+            settings.environment,
+            len(broker.specs),
+        )
+
     def injected_values(self) -> list[str]:
-        """Values handed to kernels, matched exactly by the save gate (credentials feature)."""
-        registry = self.settings.get("qsecure_registry")
-        return list(registry.all_values()) if registry is not None else []
+        """Values handed to kernels, matched exactly by the save gate."""
+        return list(self.credentials.registry.all_values()) if self.credentials else []
 
     def _checkpoint_tick(self) -> None:
         if self.ledger is not None:
@@ -74,6 +128,8 @@ class QSecureExtension(ExtensionApp):
         timer = getattr(self, "_checkpoint_timer", None)
         if timer is not None:
             timer.stop()
+        if self.credentials is not None:
+            await self.credentials.revoke_all("server stopped")
         if self.ledger is not None:
             self.ledger.checkpoint_if_due()
             self.ledger.close()

@@ -1,0 +1,117 @@
+"""Per-server glue between kernels and the credential broker.
+
+Holds the broker (issuing, renewal, revocation), the registry of injected values,
+and a masker rebuilt whenever the registry changes; revokes a kernel's credentials
+when it is shut down, restarted (by the user or the auto-restarter) or culled,
+and every kernel's when the server stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from jupyter_qsecure.vault.masking import Masker
+
+log = logging.getLogger("jupyter_qsecure_server.credentials")
+
+
+class CredentialService:
+    def __init__(self, broker: Any, registry: Any, vault_addr: str) -> None:
+        self.broker = broker
+        self.registry = registry
+        self.vault_addr = vault_addr
+        self._masker: Masker | None = None
+        self._masker_version: int | None = None
+
+    # ---- execution time ------------------------------------------------------------------
+    async def metadata_for(self, kernel_id: str, user: str) -> dict[str, Any]:
+        """The ``qsecure`` metadata to attach to an execute_request (never raises)."""
+        try:
+            cached = getattr(self.broker, "cached", None)
+            creds = cached(kernel_id) if cached is not None else None
+            if creds is None:
+                creds = await asyncio.to_thread(self.broker.credentials_for, kernel_id, user)
+            return dict(creds.to_metadata())
+        except Exception as exc:  # the kernel must get a clear error, not a hang
+            log.error(
+                "jupyter-qsecure: cannot obtain credentials for kernel %s: %s",
+                kernel_id,
+                type(exc).__name__,
+            )
+            return {
+                "v": 1,
+                "kernel_id": kernel_id,
+                "secrets": {},
+                "leases": {},
+                "errors": {},
+                "error": f"the server could not obtain credentials ({type(exc).__name__}); "
+                "check OpenBao (`jupyter qsecure vault status`) and retry the cell",
+            }
+
+    def masker(self) -> Masker | None:
+        """A masker over every value handed out by this server, or None if there is none."""
+        version = self.registry.version
+        if version != self._masker_version:
+            values = self.registry.named_values() if hasattr(self.registry, "named_values") else {}
+            self._masker = Masker(values) if values else None
+            self._masker_version = version
+        return self._masker
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    async def revoke(self, kernel_id: str, reason: str) -> None:
+        try:
+            await asyncio.to_thread(self.broker.revoke, kernel_id, reason)
+        except Exception as exc:
+            log.error(
+                "jupyter-qsecure: revoking credentials of kernel %s failed: %s",
+                kernel_id,
+                type(exc).__name__,
+            )
+
+    def install_kernel_hooks(self, kernel_manager: Any) -> None:
+        """Revoke on shutdown (incl. culling), restart (incl. auto-restart)."""
+        service = self
+
+        def wrap(name: str, reason: str, before: bool) -> None:
+            original: Callable[..., Any] = getattr(kernel_manager, name)
+
+            async def wrapper(kernel_id: str, *args: Any, **kwargs: Any) -> Any:
+                if before:
+                    await service.revoke(kernel_id, reason)
+                result = original(kernel_id, *args, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                if not before:
+                    await service.revoke(kernel_id, reason)
+                return result
+
+            setattr(kernel_manager, name, wrapper)
+
+        wrap("shutdown_kernel", "kernel shut down", before=False)
+        wrap("restart_kernel", "kernel restarted", before=True)
+
+        start = kernel_manager.start_kernel
+
+        async def start_kernel(*args: Any, **kwargs: Any) -> Any:
+            kernel_id = start(*args, **kwargs)
+            if inspect.isawaitable(kernel_id):
+                kernel_id = await kernel_id
+
+            def on_auto_restart() -> None:
+                asyncio.ensure_future(service.revoke(kernel_id, "kernel died and was restarted"))
+
+            kernel_manager.add_restart_callback(kernel_id, on_auto_restart, "restart")
+            kernel_manager.add_restart_callback(kernel_id, on_auto_restart, "dead")
+            return kernel_id
+
+        kernel_manager.start_kernel = start_kernel
+
+    async def revoke_all(self, reason: str) -> None:
+        try:
+            await asyncio.to_thread(self.broker.revoke_all, reason)
+        except Exception as exc:
+            log.error("jupyter-qsecure: revoking all credentials failed: %s", type(exc).__name__)

@@ -1,0 +1,211 @@
+"""The kernel websocket connection: credentials in, masked output out.
+
+Credentials are attached to each ``execute_request`` on its way from the browser
+to the kernel (``metadata["qsecure"]``), never to the kernel's environment or
+any file. Everything the kernel sends to the browser, on every channel, passes
+through the masker first: outside the kernel, where user code cannot undo it.
+Both websocket protocols are handled (legacy JSON and ``v1.kernel.websocket``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_msg_from_ws_v1,
+    serialize_msg_to_ws_v1,
+)
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
+from tornado.ioloop import IOLoop
+
+from jupyter_qsecure.vault.masking import StreamMasker, mask_message
+
+V1 = "v1.kernel.websocket.jupyter.org"
+#: How long a held-back stream tail (a possible start of a secret) may wait.
+FLUSH_DELAY_SECONDS = 0.05
+
+
+def _bytes(part: Any) -> bytes:
+    return part.bytes if hasattr(part, "bytes") else bytes(part)
+
+
+class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
+    """ZMQ channels websocket connection with credential injection and output masking."""
+
+    _incoming_tail: asyncio.Future[None] | None = None
+    _stream_masker: StreamMasker | None = None
+    _stream_masker_for: Any = None
+    _flush_handle: Any = None
+    _held_headers: dict[Any, tuple[Any, dict[str, Any], dict[str, Any]]]
+
+    @property
+    def _service(self) -> Any:
+        return self.websocket_handler.settings.get("qsecure_credentials")
+
+    @property
+    def _user(self) -> str:
+        user = getattr(self.websocket_handler, "current_user", None)
+        return getattr(user, "username", None) or "anonymous"
+
+    # ---- browser -> kernel -----------------------------------------------------------------
+    def handle_incoming_message(self, incoming_msg: Any) -> None:
+        service = self._service
+        pending = self._incoming_tail is not None and not self._incoming_tail.done()
+        if service is None or (not pending and not self._is_execute_request(incoming_msg)):
+            super().handle_incoming_message(incoming_msg)
+            return
+        # Keep the browser's order: messages queue behind an execute_request whose
+        # credentials are still being fetched.
+        previous = self._incoming_tail
+        self._incoming_tail = asyncio.ensure_future(self._forward(previous, incoming_msg))
+
+    async def _forward(self, previous: asyncio.Future[None] | None, incoming_msg: Any) -> None:
+        if previous is not None:
+            try:
+                await previous
+            except Exception:  # noqa: S110 - the previous message's failure was logged there
+                pass
+        try:
+            if self._is_execute_request(incoming_msg):
+                incoming_msg = await self._with_credentials(incoming_msg)
+        except Exception as exc:
+            self.log.error("jupyter-qsecure: could not attach credentials: %s", type(exc).__name__)
+        super().handle_incoming_message(incoming_msg)
+
+    def _is_execute_request(self, ws_msg: Any) -> bool:
+        try:
+            if self.subprotocol == V1:
+                channel, msg_list = deserialize_msg_from_ws_v1(ws_msg)
+                if channel != "shell":
+                    return False
+                header = self.session.unpack(msg_list[0])
+            else:
+                msg = json.loads(ws_msg) if isinstance(ws_msg, (str, bytes)) else ws_msg
+                if msg.get("channel", "shell") != "shell":
+                    return False
+                header = msg.get("header") or {}
+            return bool(header.get("msg_type") == "execute_request")
+        except Exception:
+            return False
+
+    async def _with_credentials(self, ws_msg: Any) -> Any:
+        metadata = await self._service.metadata_for(self.kernel_id, self._user)
+        if self.subprotocol == V1:
+            channel, msg_list = deserialize_msg_from_ws_v1(ws_msg)
+            meta = self.session.unpack(msg_list[2]) if len(msg_list) > 2 and msg_list[2] else {}
+            meta["qsecure"] = metadata
+            msg_list = list(msg_list)
+            msg_list[2] = self.session.pack(meta)
+            return serialize_msg_to_ws_v1(msg_list, channel)
+        msg = json.loads(ws_msg)
+        msg.setdefault("metadata", {})["qsecure"] = metadata
+        return json.dumps(msg)
+
+    # ---- kernel -> browser -----------------------------------------------------------------
+    def _on_zmq_reply(self, stream: Any, msg_or_list: Any) -> None:
+        service = self._service
+        masker = service.masker() if service is not None else None
+        if masker is None:
+            super()._on_zmq_reply(stream, msg_or_list)
+            return
+        if self._stream_masker is None or self._stream_masker_for is not masker:
+            self._flush_all(stream_override=None)
+            self._stream_masker = StreamMasker(masker)
+            self._stream_masker_for = masker
+            self._held_headers = {}
+        channel = getattr(stream, "channel", None)
+        v1 = self.subprotocol == V1
+        if v1:
+            parts = [_bytes(p) for p in msg_or_list]
+            msg = {
+                "header": self.session.unpack(parts[0]),
+                "parent_header": self.session.unpack(parts[1]),
+                "metadata": self.session.unpack(parts[2]),
+                "content": self.session.unpack(parts[3]),
+            }
+        else:
+            msg = msg_or_list
+        msg_type = (msg.get("header") or {}).get("msg_type")
+        if channel == "iopub" and msg_type != "stream":
+            self._flush_all(stream_override=stream)  # held tails go out before what follows
+        masked = mask_message(msg, masker, self._stream_masker)
+        if msg_type == "stream":
+            key = (
+                (msg.get("parent_header") or {}).get("msg_id"),
+                (msg.get("content") or {}).get("name"),
+            )
+            self._held_headers[key] = (stream, msg["header"], msg.get("parent_header") or {})
+            self._schedule_flush()
+            if not (masked.get("content") or {}).get("text"):
+                return  # everything held back for now (a possible secret start)
+        if v1:
+            packed = [
+                self.session.pack(masked["header"]),
+                self.session.pack(masked["parent_header"]),
+                self.session.pack(masked["metadata"]),
+                self.session.pack(masked["content"]),
+                *parts[4:],
+            ]
+            super()._on_zmq_reply(stream, packed)
+        else:
+            super()._on_zmq_reply(stream, masked)
+
+    def _schedule_flush(self) -> None:
+        if self._stream_masker is None or not self._stream_masker.pending_keys():
+            return
+        if self._flush_handle is None:
+            self._flush_handle = IOLoop.current().call_later(FLUSH_DELAY_SECONDS, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._flush_handle = None
+        self._flush_all(stream_override=None)
+
+    def _flush_all(self, stream_override: Any) -> None:
+        masker = self._stream_masker
+        if masker is None:
+            return
+        for key in list(masker.pending_keys()):
+            text = masker.flush(key)
+            held = self._held_headers.pop(key, None)
+            if not text or held is None:
+                continue
+            stream, header, parent = held
+            self._emit_stream(stream_override or stream, header, parent, key[1], text)
+
+    def _emit_stream(
+        self, stream: Any, header: dict[str, Any], parent: dict[str, Any], name: str, text: str
+    ) -> None:
+        new_header = dict(header)
+        new_header["msg_id"] = uuid.uuid4().hex
+        new_header["date"] = datetime.now(timezone.utc).isoformat()
+        content = {"name": name, "text": text}
+        if self.subprotocol == V1:
+            parts = [
+                self.session.pack(new_header),
+                self.session.pack(parent),
+                self.session.pack({}),
+                self.session.pack(content),
+            ]
+            ZMQChannelsWebsocketConnection._on_zmq_reply(self, stream, parts)
+        else:
+            msg = {
+                "header": new_header,
+                "parent_header": parent,
+                "metadata": {},
+                "content": content,
+                "buffers": [],
+                "msg_id": new_header["msg_id"],
+                "msg_type": "stream",
+            }
+            ZMQChannelsWebsocketConnection._on_zmq_reply(self, stream, msg)
+
+    def disconnect(self) -> None:
+        try:
+            self._flush_all(stream_override=None)
+        except Exception:  # noqa: S110 - closing anyway
+            pass
+        super().disconnect()

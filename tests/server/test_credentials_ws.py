@@ -1,0 +1,294 @@
+"""Credentials at execution time and masking on the kernel websocket, end to end.
+
+A real Jupyter Server with the extension, a real OpenBao (server token with the
+dev server policy only), a real qsecure kernel, and a websocket client speaking
+both kernel websocket protocols.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import secrets
+import uuid
+from pathlib import Path
+from typing import Any
+
+import hvac
+import pytest
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_msg_from_ws_v1,
+    serialize_msg_to_ws_v1,
+)
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from jupyter_qsecure.kernel.install import install_kernelspec
+from jupyter_qsecure.ledger import EntryFilter
+from jupyter_qsecure.testing.openbao import OpenBaoDev
+from jupyter_qsecure.vault import layout
+
+V1 = "v1.kernel.websocket.jupyter.org"
+
+
+@pytest.fixture(scope="module")
+def fake_value() -> str:
+    return "ibmq-" + secrets.token_urlsafe(30)
+
+
+@pytest.fixture
+def vault(
+    openbao: OpenBaoDev, openbao_client: Any, fake_value: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    layout.bootstrap(openbao_client)
+    openbao_client.secrets.kv.v2.create_or_update_secret(
+        path="qsecure/dev/ibm", secret={"token": fake_value}, mount_point="secret"
+    )
+    openbao_client.secrets.kv.v2.create_or_update_secret(
+        path="qsecure/prod/ibm",
+        secret={"token": "prod-" + secrets.token_urlsafe(20)},
+        mount_point="secret",
+    )
+    server_token = layout.create_server_token(openbao_client, "dev")["client_token"]
+    # As `jupyter qsecure lab` does: the token comes from the environment (config values
+    # are echoed in debug logs), and the extension removes it before kernels start.
+    monkeypatch.setenv("BAO_TOKEN", server_token)
+    return {"addr": openbao.addr, "token": server_token}
+
+
+@pytest.fixture
+def jp_server_config(qsecure_data_dir: Path, vault: dict[str, str]) -> dict[str, Any]:
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_qsecure_server": True},
+            "allow_unauthenticated_access": False,
+        },
+        "ZMQChannelsWebsocketConnection": {"limit_rate": False},
+        "QSecure": {
+            "data_dir": str(qsecure_data_dir),
+            "vault_addr": vault["addr"],
+            "ledger_signer": "local",
+            "environment": "dev",
+            "secrets": {
+                "ibm": "secret/qsecure/dev/ibm#token",
+                "prodibm": "secret/qsecure/prod/ibm#token",
+            },
+        },
+    }
+
+
+@pytest.fixture
+def qsecure_kernel(jp_environ: Any) -> str:
+    install_kernelspec(user=True)  # into the test's isolated Jupyter data dir
+    return "qsecure"
+
+
+class KernelClient:
+    """A minimal websocket kernel client for one protocol."""
+
+    def __init__(self, ws: Any, protocol: str) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self.session = uuid.uuid4().hex
+
+    async def execute(self, code: str, timeout: float = 60) -> list[dict[str, Any]]:
+        msg_id = uuid.uuid4().hex
+        header = {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "session": self.session,
+            "username": "test",
+            "version": "5.3",
+            "date": "",
+        }
+        content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False}
+        if self.protocol == V1:
+            parts = [json.dumps(p).encode() for p in (header, {}, {}, content)]
+            await self.ws.write_message(serialize_msg_to_ws_v1(parts, "shell"), binary=True)
+        else:
+            await self.ws.write_message(
+                json.dumps(
+                    {
+                        "header": header,
+                        "parent_header": {},
+                        "metadata": {},
+                        "content": content,
+                        "channel": "shell",
+                        "buffers": [],
+                    }
+                )
+            )
+        received: list[dict[str, Any]] = []
+        got_reply = got_idle = False
+        while not (got_reply and got_idle):
+            raw = await asyncio.wait_for(self.ws.read_message(), timeout)
+            assert raw is not None, "websocket closed"
+            msg = self._decode(raw)
+            if (msg.get("parent_header") or {}).get("msg_id") != msg_id:
+                continue
+            received.append(msg)
+            if msg["channel"] == "shell" and msg["header"]["msg_type"] == "execute_reply":
+                got_reply = True
+            if (
+                msg["header"]["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"
+            ):
+                got_idle = True
+        return received
+
+    def _decode(self, raw: Any) -> dict[str, Any]:
+        if self.protocol == V1:
+            channel, parts = deserialize_msg_from_ws_v1(raw)
+            header, parent, metadata, content = (json.loads(p) for p in parts[:4])
+            return {
+                "channel": channel,
+                "header": header,
+                "parent_header": parent,
+                "metadata": metadata,
+                "content": content,
+            }
+        return dict(json.loads(raw))
+
+
+def stdout_of(messages: list[dict[str, Any]]) -> str:
+    return "".join(m["content"]["text"] for m in messages if m["header"]["msg_type"] == "stream")
+
+
+async def start(
+    jp_fetch: Any, jp_ws_fetch: Any, kernel: str, protocol: str
+) -> tuple[str, KernelClient]:
+    response = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": kernel}))
+    kernel_id = json.loads(response.body)["id"]
+    kwargs = {"subprotocols": [V1]} if protocol == V1 else {}
+    ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels", **kwargs)
+    assert (ws.selected_subprotocol == V1) == (protocol == V1)
+    return kernel_id, KernelClient(ws, protocol)
+
+
+@pytest.mark.parametrize("protocol", ["legacy", V1])
+async def test_secret_reaches_code_but_never_the_browser(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    qsecure_kernel: str,
+    fake_value: str,
+    protocol: str,
+) -> None:
+    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, protocol)
+    code = (
+        "import base64, hashlib, sys\n"
+        "from jupyter_qsecure import secrets\n"
+        "v = secrets.get('ibm')\n"
+        "print('digest', hashlib.sha256(v.encode()).hexdigest())\n"
+        "print('raw', v)\n"
+        "print('b64', base64.b64encode(('xy' + v).encode()).decode())\n"
+        "sys.stdout.write(v[:7]); sys.stdout.flush(); sys.stdout.write(v[7:] + '\\n'); sys.stdout.flush()\n"
+        "display({'text/html': '<b>' + v + '</b>', 'text/plain': v}, raw=True)\n"
+        "v\n"
+    )
+    messages = await client.execute(code)
+    errors = [m["content"] for m in messages if m["header"]["msg_type"] == "error"]
+    assert not errors, errors
+    everything = json.dumps(messages)
+    assert fake_value not in everything
+    assert base64.b64encode(("xy" + fake_value).encode()).decode()[4:20] not in everything
+    out = stdout_of(messages)
+    import hashlib
+
+    assert (
+        f"digest {hashlib.sha256(fake_value.encode()).hexdigest()}" in out
+    )  # the code got the value
+    assert "raw «secret:ibm»" in out and "b64 " in out
+    assert out.count("«secret:ibm»") >= 3  # raw, base64 and the split write
+    results = [m for m in messages if m["header"]["msg_type"] in ("display_data", "execute_result")]
+    assert results and all(
+        "«secret:ibm»" in json.dumps(m["content"], ensure_ascii=False) for m in results
+    )
+
+    error = await client.execute("raise ValueError('bad key ' + secrets.get('ibm'))")
+    assert fake_value not in json.dumps(error)
+    assert any(
+        m["header"]["msg_type"] == "error" and "«secret:ibm»" in m["content"]["evalue"]
+        for m in error
+    )
+    client.ws.close()
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+async def test_environment_limits_and_clear_errors(
+    jp_fetch: Any, jp_ws_fetch: Any, qsecure_kernel: str
+) -> None:
+    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, "legacy")
+    messages = await client.execute(
+        "from jupyter_qsecure import secrets\n"
+        "try:\n    secrets.get('prodibm')\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
+        "try:\n    secrets.get('nope')\nexcept Exception as e:\n    print(type(e).__name__, e)\n"
+        "print('still usable', 6 * 7)\n"
+    )
+    out = stdout_of(messages)
+    assert "SecretUnavailable" in out and "permission denied" in out.lower()
+    assert "UnknownSecret" in out and "ibm" in out
+    assert "still usable 42" in out
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+async def test_shutdown_revokes_and_ledger_has_no_values(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    qsecure_kernel: str,
+    fake_value: str,
+    openbao: OpenBaoDev,
+) -> None:
+    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, "legacy")
+    await client.execute("from jupyter_qsecure import secrets; secrets.get('ibm')")
+    service = jp_serverapp.web_app.settings["qsecure_credentials"]
+    token = service.broker.cached(kernel_id).token
+    kernel_client = hvac.Client(url=openbao.addr, token=token)
+    assert kernel_client.auth.token.lookup_self()["data"]["meta"]["kernel_id"] == kernel_id
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    with pytest.raises(hvac.exceptions.Forbidden):
+        kernel_client.auth.token.lookup_self()  # the leaked token is already dead
+    ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
+    kinds = [
+        e.kind
+        for e in ledger.entries(EntryFilter(kinds=["credential.issued", "credential.revoked"]))
+    ]
+    assert "credential.issued" in kinds and "credential.revoked" in kinds
+    entries = json.dumps([e.body for e in ledger.entries()])
+    assert fake_value not in entries and token not in entries
+
+
+async def test_restart_revokes_and_reissues(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, qsecure_kernel: str, openbao: OpenBaoDev
+) -> None:
+    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, "legacy")
+    await client.execute("from jupyter_qsecure import secrets; secrets.get('ibm')")
+    service = jp_serverapp.web_app.settings["qsecure_credentials"]
+    first = service.broker.cached(kernel_id).token
+    await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="")
+    with pytest.raises(hvac.exceptions.Forbidden):
+        hvac.Client(url=openbao.addr, token=first).auth.token.lookup_self()
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+def test_server_token_is_not_in_the_environment_kernels_inherit(
+    jp_serverapp: Any, vault: dict[str, str]
+) -> None:
+    assert vault["token"] not in os.environ.values()
+
+
+async def test_websocket_without_credentials_is_forbidden(
+    jp_fetch: Any, jp_http_port: int, jp_base_url: str, qsecure_kernel: str
+) -> None:
+    response = await jp_fetch(
+        "api", "kernels", method="POST", body=json.dumps({"name": qsecure_kernel})
+    )
+    kernel_id = json.loads(response.body)["id"]
+    url = f"ws://localhost:{jp_http_port}{jp_base_url}api/kernels/{kernel_id}/channels"
+    with pytest.raises(HTTPClientError) as info:
+        await websocket_connect(HTTPRequest(url))
+    assert info.value.code == 403
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")

@@ -235,37 +235,27 @@ class ContentsGate:
         cm.restore_checkpoint = restore_checkpoint
 
     async def _check_file_on_disk(self, path: str, what: str) -> None:
-        # Only block mode refuses: in warn mode a secret may be kept on purpose, and in
-        # redact mode what Jupyter saved is already redacted.
-        if self.gate.mode != "block":
-            return
         try:
             model = await _maybe_await(self.cm.get(path, content=True))
         except web.HTTPError:
             return  # nothing to checkpoint; the manager reports it
-        if model.get("type") == "directory":
-            return
-        try:
-            outcome = await asyncio.to_thread(
-                self.gate.check_model, model, path.strip("/"), current_user.get()
-            )
-        except Exception as exc:
-            raise _fail_closed(exc, path) from None
-        if outcome.action == "block":
-            outcome.message = f"Refused to create {what} {path}: " + outcome.message
-            raise SaveRefused(outcome)
+        if model.get("type") != "directory":
+            await self._refuse_if_secret(self.gate.check_model, model, path, f"create {what}")
 
     async def _gate_raw(self, raw: bytes, path: str) -> None:
+        await self._refuse_if_secret(self.gate.check_bytes, raw, path, "restore a checkpoint of")
+
+    async def _refuse_if_secret(self, check: Any, subject: Any, path: str, doing: str) -> None:
+        """Checkpoint paths: only block mode refuses (warn keeps secrets on purpose, and
+        in redact mode what Jupyter saved is already redacted)."""
         if self.gate.mode != "block":
             return
         try:
-            outcome = await asyncio.to_thread(
-                self.gate.check_bytes, raw, path.strip("/"), current_user.get()
-            )
+            outcome = await asyncio.to_thread(check, subject, path.strip("/"), current_user.get())
         except Exception as exc:
             raise _fail_closed(exc, path) from None
         if outcome.action == "block":
-            outcome.message = f"Refused to restore a checkpoint of {path}: " + outcome.message
+            outcome.message = f"Refused to {doing} {path}: " + outcome.message
             raise SaveRefused(outcome)
 
 

@@ -12,14 +12,10 @@ from pathlib import Path
 import pytest
 
 from jupyter_qsecure.cli.main import build_parser, main
-from jupyter_qsecure.config import ENV_OVERRIDES
 
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    for variables in ENV_OVERRIDES.values():
-        for variable in variables:
-            monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("QSECURE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("QSECURE_LEDGER", f"sqlite:///{tmp_path / 'audit.db'}")
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "config"))

@@ -8,15 +8,12 @@ from pathlib import Path
 import pytest
 
 from jupyter_qsecure.cli.main import main
-from jupyter_qsecure.config import ENV_OVERRIDES, QSecure
+from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.gate.recovery import recovery_store_from_settings
 
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for variables in ENV_OVERRIDES.values():
-        for variable in variables:
-            monkeypatch.delenv(variable, raising=False)
     monkeypatch.setenv("QSECURE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.chdir(tmp_path)

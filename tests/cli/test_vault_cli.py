@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 
 from jupyter_qsecure.cli.main import build_parser, main
-from jupyter_qsecure.config import ENV_OVERRIDES
 from jupyter_qsecure.testing.openbao import OpenBaoUnavailable, find_bao_binary
 from jupyter_qsecure.vault import embedded as embedded_mod
 from jupyter_qsecure.vault.embedded import EmbeddedOpenBao
@@ -37,9 +36,6 @@ def needs_bao() -> None:
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A clean environment (no BAO_*/VAULT_*/QSECURE_*), data in tmp; OpenBao stopped after."""
-    for variables in ENV_OVERRIDES.values():
-        for variable in variables:
-            monkeypatch.delenv(variable, raising=False)
     data = tmp_path / "data"
     monkeypatch.setenv("QSECURE_DATA_DIR", str(data))
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "config"))

@@ -8,16 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_qsecure.config import ENV_OVERRIDES, QSecure
+from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.ledger import Ledger
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No QSECURE_/VAULT_/BAO_ variable from the developer's shell leaks into a test."""
-    for variables in ENV_OVERRIDES.values():
-        for variable in variables:
-            monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.fixture

@@ -347,8 +347,14 @@ def test_four_processes_append_concurrently(
     workers, per_worker = 4, 200
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), postgres_ledger_url, str(signer.path), f"w{n}",
-             str(per_worker)],
+            [
+                sys.executable,
+                str(script),
+                postgres_ledger_url,
+                str(signer.path),
+                f"w{n}",
+                str(per_worker),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -498,9 +504,7 @@ def test_meta_without_marker_is_not_a_ledger(postgres_ledger_url: str, sql) -> N
         PostgresStore.from_url(postgres_ledger_url, create=False)
 
 
-def test_server_restart_is_survived(
-    postgres_server: PostgresServer, ledger: Ledger, sql
-) -> None:
+def test_server_restart_is_survived(postgres_server: PostgresServer, ledger: Ledger, sql) -> None:
     """A connection the server dropped is replaced on the next transaction."""
     _fill(ledger, 3)
     sql(

@@ -161,7 +161,9 @@ def test_altered_filter_columns_are_detected(filled: tuple[Ledger, sqlite3.Conne
     assert "kind/actor/time columns" in report.first.message
 
 
-def test_blob_replaced_by_text_is_reported_not_crashing(filled: tuple[Ledger, sqlite3.Connection]) -> None:
+def test_blob_replaced_by_text_is_reported_not_crashing(
+    filled: tuple[Ledger, sqlite3.Connection],
+) -> None:
     ledger, conn = filled
     conn.execute("UPDATE qsecure_entries SET entry=CAST(entry AS TEXT) || ' ' WHERE idx=2")
     report = ledger.verify()

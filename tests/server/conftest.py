@@ -12,15 +12,6 @@ import pytest
 from pytest_jupyter.jupyter_core import *  # noqa: E402,F403
 from pytest_jupyter.jupyter_server import *  # noqa: E402,F403
 
-from jupyter_qsecure.config import ENV_OVERRIDES
-
-
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variables in ENV_OVERRIDES.values():
-        for variable in variables:
-            monkeypatch.delenv(variable, raising=False)
-
 
 @pytest.fixture
 def qsecure_data_dir(tmp_path: Path) -> Path:

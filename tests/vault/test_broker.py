@@ -20,7 +20,7 @@ import hvac
 import hvac.exceptions
 import pytest
 
-from jupyter_qsecure.config import ENV_OVERRIDES, QSecure
+from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.errors import ConfigError
 from jupyter_qsecure.ledger import Ledger
 from jupyter_qsecure.testing.openbao import OpenBaoDev, dev_openbao, find_bao_binary
@@ -69,13 +69,6 @@ def entries(ledger: Ledger, kind: str) -> list[dict[str, Any]]:
 def assert_absent(haystack: str, *needles: str) -> None:
     for needle in needles:
         assert needle not in haystack, "a secret value leaked"
-
-
-@pytest.fixture
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for variables in ENV_OVERRIDES.values():
-        for variable in variables:
-            monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import hvac
 import psycopg
 import pytest
 
-from jupyter_qsecure.config import ENV_OVERRIDES, QSecure
+from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.ledger import Ledger
 from jupyter_qsecure.testing.openbao import OpenBaoDev
 from jupyter_qsecure.testing.postgres import PostgresServer
@@ -65,9 +65,6 @@ def connect_as(pg: PostgresServer, username: str, password: str) -> psycopg.Conn
 
 @pytest.fixture
 def ledger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ledger]:
-    for variables in ENV_OVERRIDES.values():
-        for variable in variables:
-            monkeypatch.delenv(variable, raising=False)
     settings = QSecure(data_dir=str(tmp_path / "qsecure"))
     with Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", settings=settings) as opened:
         yield opened

@@ -1,0 +1,40 @@
+"""Brokered, policy-checked, signed and recorded circuit execution (``%qsubmit``).
+
+Core logic only (no Tornado, no Jupyter Server imports); the server extension's
+REST handlers are a thin layer over :class:`jupyter_qsecure.jobs.service.JobService`.
+
+Modules and their contracts (kept stable; other parts rely on them):
+
+``canonical``  ``circuit_hash(qc) -> str`` (SHA-256 hex) and ``canonical_form(qc) -> dict``:
+               identical across processes and sessions for the same circuit; parameters by
+               name; deterministic gate order (QPY/QASM3 are not canonical).
+``manifest``   in-toto Statement v1 in a DSSE envelope: ``build_job_statement(...)``,
+               ``build_result_statement(...)``, ``sign_envelope(statement, signer) -> Envelope``,
+               ``verify_envelope(envelope, keyring) -> dict`` (the statement); signers are the
+               ledger's (OpenBao transit, or local Ed25519), verification needs public keys only.
+``policy``     ``Policy`` (versioned file per environment, hash recorded) and
+               ``PolicyEngine.decide(request, identity) -> Decision``; limits, allow-lists,
+               rate limits and quotas per identity, heavy-run approval.
+``executor``   ``LocalExecutor`` (Aer in worker processes, bounded queue, timeouts,
+               cancellation) and ``DaskExecutor`` (scale-out); ``run_aer(payload) -> dict``.
+``service``    ``JobService``: authenticate (kernel token -> identity), decide, sign, record,
+               execute, sign the result, record; ``replay(job_id)``.
+
+REST API served by the extension (``/qsecure/api/jobs``), authenticated with the kernel's
+short-lived OpenBao token (``Authorization: Bearer <token>``), never by what the client claims:
+
+- ``POST /qsecure/api/jobs``: ``{"circuits": [{"format": "qpy"|"qasm2"|"qasm3", "data": str}],
+  "shots": int, "seed": int|null, "backend": "aer_simulator", "method": str|null,
+  "noise": str|null, "tags": [str], "bind": {name: float}|null, "wait": bool,
+  "request_id": str}`` -> 200 ``JobRecord`` when finished (wait), 202 when queued,
+  403 policy denial ``{"error": "denied", "rule", "limit", "message", "decision_id"}``,
+  401 bad token, 409 replayed request id, 413 oversized payload, 422 invalid circuit,
+  429 queue full (``Retry-After``).
+- ``GET /qsecure/api/jobs/ID`` -> ``JobRecord``; ``DELETE /qsecure/api/jobs/ID`` cancels.
+- ``GET /qsecure/api/jobs/keys`` -> public keys that verify manifests and results.
+
+``JobRecord``: ``{"job_id", "status": queued|pending_approval|running|completed|failed|
+cancelled|denied, "identity", "decision": {...}, "manifest": Envelope, "result":
+{"counts": [...], "metadata": {...}} | null, "result_envelope": Envelope | null,
+"error": str | null, "circuit_hashes": [...], "transpiled_hashes": [...]}``.
+"""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
 from tornado.ioloop import PeriodicCallback
 from traitlets import Instance
 
@@ -100,7 +101,8 @@ class QSecureExtension(ExtensionApp):
             registry=registry,
             vault_addr=settings.vault_addr,
         )
-        self.credentials = CredentialService(broker, registry, settings.vault_addr)
+        broker_url = url_path_join(self.serverapp.connection_url, "qsecure", "api", "jobs")
+        self.credentials = CredentialService(broker, registry, settings.vault_addr, broker_url)
         self.credentials.install_kernel_hooks(self.serverapp.kernel_manager)
         self.log.info(
             "jupyter-qsecure: credentials from %s for environment %s (%d secrets configured)",

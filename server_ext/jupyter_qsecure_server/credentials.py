@@ -20,10 +20,11 @@ log = logging.getLogger("jupyter_qsecure_server.credentials")
 
 
 class CredentialService:
-    def __init__(self, broker: Any, registry: Any, vault_addr: str) -> None:
+    def __init__(self, broker: Any, registry: Any, vault_addr: str, broker_url: str = "") -> None:
         self.broker = broker
         self.registry = registry
         self.vault_addr = vault_addr
+        self.broker_url = broker_url  # where %qsubmit reaches the job broker
         self._masker: Masker | None = None
         self._masker_version: int | None = None
 
@@ -35,7 +36,9 @@ class CredentialService:
             creds = cached(kernel_id) if cached is not None else None
             if creds is None:
                 creds = await asyncio.to_thread(self.broker.credentials_for, kernel_id, user)
-            return dict(creds.to_metadata())
+            metadata = dict(creds.to_metadata())
+            metadata["broker_url"] = self.broker_url
+            return metadata
         except Exception as exc:  # the kernel must get a clear error, not a hang
             log.error(
                 "jupyter-qsecure: cannot obtain credentials for kernel %s: %s",
@@ -48,6 +51,7 @@ class CredentialService:
                 "secrets": {},
                 "leases": {},
                 "errors": {},
+                "broker_url": self.broker_url,
                 "error": f"the server could not obtain credentials ({type(exc).__name__}); "
                 "check OpenBao (`jupyter qsecure vault status`) and retry the cell",
             }

@@ -14,6 +14,7 @@ from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
 from jupyter_qsecure.ledger import Ledger
 from jupyter_qsecure.scan import default_scanner
 from jupyter_qsecure.vault.broker import CredentialBroker
+from jupyter_qsecure.vault.local_tokens import LocalKernelTokens
 from jupyter_qsecure.vault.registry import ValueRegistry
 from jupyter_qsecure.vault.secrets_spec import parse_secret_specs
 from jupyter_qsecure.vault_client import client_from_settings
@@ -86,13 +87,20 @@ class QSecureExtension(ExtensionApp):
             )
         self.settings["kernel_websocket_connection_class"] = QSecureKernelConnection
         settings = self.settings_obj
+        registry = ValueRegistry()
+        broker_url = url_path_join(self.serverapp.connection_url, "qsecure", "api", "jobs")
         if not settings.vault_addr:
             self.log.info(
-                "jupyter-qsecure: no OpenBao/Vault configured; secrets.get is unavailable"
+                "jupyter-qsecure: no OpenBao/Vault configured: kernels get local broker tokens "
+                "for %qsubmit, and secrets.get has nothing to hand out"
             )
+            local = LocalKernelTokens(
+                environment=settings.environment, registry=registry, ledger=self.ledger
+            )
+            self.credentials = CredentialService(local, registry, "", broker_url)
+            self.credentials.install_kernel_hooks(self.serverapp.kernel_manager)
             return
         client = client_from_settings(settings)
-        registry = ValueRegistry()
         broker = CredentialBroker(
             client,
             environment=settings.environment,
@@ -101,7 +109,6 @@ class QSecureExtension(ExtensionApp):
             registry=registry,
             vault_addr=settings.vault_addr,
         )
-        broker_url = url_path_join(self.serverapp.connection_url, "qsecure", "api", "jobs")
         self.credentials = CredentialService(broker, registry, settings.vault_addr, broker_url)
         self.credentials.install_kernel_hooks(self.serverapp.kernel_manager)
         self.log.info(

@@ -33,6 +33,7 @@ def load_ipython_extension(ip: Any) -> None:
 
     magics = QSecureMagics(shell=ip)
     ip.register_magics(magics)
+    ip.extension_manager.load_extension(__name__ + ".qsubmit")  # %qsubmit / %%qsubmit
     ip.events.register("pre_execute", magics.enter_execution)
     ip.events.register("post_execute", magics.forget_credentials)
     setattr(ip, _LOADED_FLAG, magics)

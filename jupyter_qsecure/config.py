@@ -160,6 +160,37 @@ class QSecure(Configurable):
         "", help="Job policy file (TOML/JSON) for %qsubmit. Env: QSECURE_POLICY_FILE."
     ).tag(config=True)
 
+    job_executor = Enum(
+        ["local", "dask"],
+        default_value="local",
+        help="Where %qsubmit jobs run: 'local' (Aer in worker processes on this machine) or "
+        "'dask' (a Dask distributed cluster at dask_scheduler).",
+    ).tag(config=True)
+
+    dask_scheduler = Unicode(
+        "", help="Dask scheduler address for job_executor='dask', e.g. tcp://10.0.0.5:8786."
+    ).tag(config=True)
+
+    job_workers = Integer(2, help="Worker processes of the local job executor.").tag(config=True)
+
+    job_queue_size = Integer(
+        64, help="Jobs that may wait for a worker; beyond it submissions get HTTP 429."
+    ).tag(config=True)
+
+    job_timeout_seconds = Float(
+        300.0, help="A job running (or awaiting approval) longer than this is stopped."
+    ).tag(config=True)
+
+    job_max_payload_bytes = Integer(
+        8 * 1024 * 1024, help="Largest %qsubmit request body accepted (HTTP 413 beyond)."
+    ).tag(config=True)
+
+    jobs_transit_key = Unicode(
+        "qsecure-jobs",
+        help="Transit key (ed25519) that signs job manifests and results when OpenBao is "
+        "configured; otherwise a local Ed25519 key in data_dir/keys signs them.",
+    ).tag(config=True)
+
     save_mode = Enum(
         ["block", "redact", "warn"],
         default_value="block",

@@ -80,6 +80,7 @@ _REGISTRY: dict[str, type[BaseModel]] = {
     "job.decided": OpenBody,
     "job.completed": OpenBody,
     "job.cancelled": OpenBody,
+    "job.approved": OpenBody,
     "notebook.approved": OpenBody,
     "notebook.promoted": OpenBody,
     "policy.changed": OpenBody,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime, timezone
+from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
@@ -11,7 +13,12 @@ from traitlets import Instance
 
 from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
-from jupyter_qsecure.ledger import Ledger
+from jupyter_qsecure.jobs.executor import executor_from_settings
+from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
+from jupyter_qsecure.jobs.service import JobService
+from jupyter_qsecure.ledger import EntryFilter, Ledger
+from jupyter_qsecure.ledger.signing import Ed25519FileSigner, KeyRing
+from jupyter_qsecure.ledger.transit import TransitSigner
 from jupyter_qsecure.scan import default_scanner
 from jupyter_qsecure.vault.broker import CredentialBroker
 from jupyter_qsecure.vault.local_tokens import LocalKernelTokens
@@ -20,6 +27,7 @@ from jupyter_qsecure.vault.secrets_spec import parse_secret_specs
 from jupyter_qsecure.vault_client import client_from_settings
 
 from .credentials import CredentialService
+from .jobs_routes import job_routes
 from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
 from .save_gate import ContentsGate, contents_routes
@@ -36,6 +44,7 @@ class QSecureExtension(ExtensionApp):
     save_gate = Instance(SaveGate, allow_none=True)
 
     credentials = Instance(CredentialService, allow_none=True)
+    jobs = Instance(JobService, allow_none=True)
 
     def initialize_settings(self) -> None:
         # QSecure reads its own section of the server's config, plus env overrides.
@@ -59,6 +68,7 @@ class QSecureExtension(ExtensionApp):
             self.log,
         ).install()
         self._setup_credentials()
+        self._setup_jobs()
         self.settings.update(
             {
                 "qsecure": self.settings_obj,
@@ -66,6 +76,7 @@ class QSecureExtension(ExtensionApp):
                 "qsecure_save_gate": self.save_gate,
                 "qsecure_credentials": self.credentials,
                 "qsecure_registry": self.credentials.registry if self.credentials else None,
+                "qsecure_jobs": self.jobs,
             }
         )
         interval_ms = max(1.0, self.settings_obj.checkpoint_every_seconds) * 1000
@@ -118,6 +129,79 @@ class QSecureExtension(ExtensionApp):
             len(broker.specs),
         )
 
+    def _setup_jobs(self) -> None:
+        """The %qsubmit broker: policy, signer, executor, ledger; kernels' tokens identify."""
+        # Qiskit must be imported on the main thread before worker threads load QPY.
+        import qiskit.qpy  # noqa: F401
+
+        settings = self.settings_obj
+        assert self.credentials is not None and self.ledger is not None
+        if settings.vault_addr:
+            signer: Any = TransitSigner(
+                client_from_settings(settings),
+                mount=settings.ledger_transit_mount,
+                key_name=settings.jobs_transit_key,
+            )
+            signer.ensure_key()
+        else:
+            signer = Ed25519FileSigner(settings.data_path / "keys" / "jobs-ed25519.pem")
+        # Trust the job signer's public keys for offline checks (`jupyter qsecure replay`).
+        keyring_path = settings.resolved_keyring_file()
+        trusted = KeyRing.load(keyring_path)
+        if any([trusted.add(key) for key in signer.public_keys()]):  # list: add every key
+            trusted.save(keyring_path)
+        policy = Policy.load(settings.policy_file or None, settings.environment)
+        usage = UsageTracker()
+        today = datetime.now(timezone.utc).strftime("%Y-%m-%dT00:00:00.000000Z")
+        usage.load(
+            e.body for e in self.ledger.entries(EntryFilter(kinds=["job.decided"], since=today))
+        )
+
+        def executor() -> Any:
+            if settings.job_executor == "dask":
+                return executor_from_settings(
+                    "dask",
+                    address=settings.dask_scheduler or None,
+                    max_queued=settings.job_queue_size,
+                )
+            return executor_from_settings(
+                "local", max_workers=settings.job_workers, max_queued=settings.job_queue_size
+            )
+
+        self.jobs = JobService(
+            identify=self.credentials.broker.identify,
+            engine=PolicyEngine(policy, usage=usage),
+            signer=signer,
+            ledger=self.ledger,
+            executor=executor,
+            environment=settings.environment,
+            archive_dir=settings.data_path / "jobs",
+            job_timeout=settings.job_timeout_seconds,
+        )
+        self.credentials.on_revoke.append(self.jobs.forget_kernel)
+        self._approvals_seen = self.ledger.size()
+        self._approvals_timer = PeriodicCallback(self._approvals_tick, 1000)
+        self._approvals_timer.start()
+        self.log.info(
+            "jupyter-qsecure: job broker on %s executor, policy %s (%s), signer %s",
+            settings.job_executor,
+            policy.version,
+            policy.sha256[:12],
+            signer.key_id,
+        )
+
+    def _approvals_tick(self) -> None:
+        """Release heavy runs whose approval (``jupyter qsecure jobs approve``) was recorded."""
+        if self.ledger is None or self.jobs is None:
+            return
+        size = self.ledger.size()
+        if size == self._approvals_seen:
+            return
+        where = EntryFilter(kinds=["job.approved"], start=self._approvals_seen)
+        for entry in self.ledger.entries(where):
+            self.jobs.approve(str(entry.body.get("job_id")), entry.actor)
+        self._approvals_seen = size
+
     def injected_values(self) -> list[str]:
         """Values handed to kernels, matched exactly by the save gate."""
         return list(self.credentials.registry.all_values()) if self.credentials else []
@@ -129,6 +213,7 @@ class QSecureExtension(ExtensionApp):
     def initialize_handlers(self) -> None:
         web_app = self.serverapp.web_app
         setup_route_handlers(web_app)
+        web_app.add_handlers(".*$", job_routes(web_app.settings["base_url"]))
         # Same route as the server's contents API, registered by an extension so it is
         # matched first: only error reporting differs (the gate itself wraps the manager).
         web_app.add_handlers(".*$", contents_routes(web_app.settings["base_url"]))
@@ -137,6 +222,12 @@ class QSecureExtension(ExtensionApp):
         timer = getattr(self, "_checkpoint_timer", None)
         if timer is not None:
             timer.stop()
+        for name in ("_approvals_timer",):
+            periodic = getattr(self, name, None)
+            if periodic is not None:
+                periodic.stop()
+        if self.jobs is not None:
+            self.jobs.close()
         if self.credentials is not None:
             await self.credentials.revoke_all("server stopped")
         if self.ledger is not None:

@@ -25,6 +25,7 @@ class CredentialService:
         self.registry = registry
         self.vault_addr = vault_addr
         self.broker_url = broker_url  # where %qsubmit reaches the job broker
+        self.on_revoke: list[Callable[[str], None]] = []
         self._masker: Masker | None = None
         self._masker_version: int | None = None
 
@@ -67,6 +68,8 @@ class CredentialService:
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def revoke(self, kernel_id: str, reason: str) -> None:
+        for callback in self.on_revoke:
+            callback(kernel_id)
         try:
             await asyncio.to_thread(self.broker.revoke, kernel_id, reason)
         except Exception as exc:

@@ -1,0 +1,553 @@
+"""The job broker's core: authenticate, decide, record, execute, sign, verify-ready.
+
+Every step that makes a decision writes to the ledger: ``job.decided`` (allowed or
+denied, with the policy's hash and the rule), ``job.submitted``, ``job.completed``
+(manifest and result digests, or the failure), ``job.cancelled``, ``job.approved``.
+Identity always comes from the kernel's token (``identify``), never from the request.
+Submitted circuits, the signed manifest and the signed result are archived under
+``<data_dir>/jobs/`` so ``jupyter qsecure replay JOB_ID`` can re-run a job later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import QSecureError
+from ..ledger.signing import KeyRing, Signer
+from .aer_run import circuits_to_qpy, noise_model_sha256
+from .canonical import CanonicalisationError, circuit_summary, hash_many
+from .executor import ExecutorError, QueueFull
+from .manifest import (
+    Envelope,
+    build_job_statement,
+    build_result_statement,
+    envelope_digest,
+    result_digest,
+    sign_envelope,
+)
+from .policy import Decision, Identity, JobRequest, PolicyEngine
+
+log = logging.getLogger("jupyter_qsecure.jobs")
+
+MAX_CIRCUITS_PARSED = 1000
+
+
+class JobError(QSecureError):
+    """A request the broker refuses; ``status`` is the HTTP status the REST layer uses."""
+
+    status = 400
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, payload: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.payload = payload or {}
+
+
+class Unauthorized(JobError):
+    status = 401
+
+
+class Denied(JobError):
+    status = 403
+
+
+class NotFound(JobError):
+    status = 404
+
+
+class Replayed(JobError):
+    status = 409
+
+
+class TooLarge(JobError):
+    status = 413
+
+
+class InvalidJob(JobError):
+    status = 422
+
+
+class Busy(JobError):
+    status = 429
+
+
+class Unavailable(JobError):
+    status = 503
+
+
+@dataclass
+class JobState:
+    job_id: str
+    identity: dict[str, Any]
+    request: dict[str, Any]
+    decision: Decision
+    circuit_hashes: list[str]
+    payload: dict[str, Any]
+    request_id: str
+    status: str = "queued"
+    transpiled_hashes: list[str] = field(default_factory=list)
+    manifest: Envelope | None = None
+    result: dict[str, Any] | None = None
+    result_envelope: Envelope | None = None
+    error: str | None = None
+    handle: Any = None
+    approved: threading.Event = field(default_factory=threading.Event)
+    finished: asyncio.Event | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The JobRecord of the REST contract (no token, no secret)."""
+        return {
+            "job_id": self.job_id,
+            "status": self.status,
+            "identity": self.identity,
+            "decision": self.decision.model_dump(mode="json"),
+            "manifest": self.manifest.model_dump(mode="json") if self.manifest else None,
+            "result": self.result,
+            "result_envelope": self.result_envelope.model_dump(mode="json")
+            if self.result_envelope
+            else None,
+            "error": self.error,
+            "circuit_hashes": self.circuit_hashes,
+            "transpiled_hashes": self.transpiled_hashes,
+        }
+
+
+def _utc() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_circuits(items: Any, bind: Any) -> list[Any]:
+    """Circuits from the request's ``circuits`` list (QPY base64, OpenQASM 2 or 3)."""
+    from qiskit import QuantumCircuit, qasm2, qpy
+
+    if not isinstance(items, list) or not items:
+        raise InvalidJob("'circuits' must be a non-empty list", hint="send at least one circuit")
+    if len(items) > MAX_CIRCUITS_PARSED:
+        raise InvalidJob(
+            f"{len(items)} circuits in one job is more than {MAX_CIRCUITS_PARSED} can be parsed"
+        )
+    circuits: list[Any] = []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("data"), str):
+            raise InvalidJob(f"circuit {position} must be an object with 'format' and 'data'")
+        fmt = item.get("format")
+        try:
+            if fmt == "qpy":
+                import io
+
+                loaded = qpy.load(io.BytesIO(base64.b64decode(item["data"], validate=True)))
+            elif fmt == "qasm2":
+                loaded = [
+                    qasm2.loads(item["data"], custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
+                ]
+            elif fmt == "qasm3":
+                from qiskit import qasm3
+
+                loaded = [qasm3.loads(item["data"])]
+            else:
+                raise InvalidJob(
+                    f"circuit {position}: unknown format {fmt!r}", hint="use qpy, qasm2 or qasm3"
+                )
+        except JobError:
+            raise
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidJob(
+                f"circuit {position} ({fmt}) cannot be read: {str(exc)[:200]}"
+            ) from None
+        except Exception as exc:  # qiskit parse errors have many types
+            raise InvalidJob(
+                f"circuit {position} ({fmt}) is malformed: {type(exc).__name__}: {str(exc)[:200]}"
+            ) from None
+        for circuit in loaded:
+            if not isinstance(circuit, QuantumCircuit):
+                raise InvalidJob(
+                    f"circuit {position} is a {type(circuit).__name__}, not a QuantumCircuit"
+                )
+            circuits.append(circuit)
+    if bind:
+        if not isinstance(bind, dict) or not all(
+            isinstance(v, (int, float)) for v in bind.values()
+        ):
+            raise InvalidJob("'bind' must map parameter names to numbers")
+        bound = []
+        for circuit in circuits:
+            by_name = {p.name: p for p in circuit.parameters}
+            values = {
+                by_name[name]: float(value) for name, value in bind.items() if name in by_name
+            }
+            bound.append(circuit.assign_parameters(values) if values else circuit)
+        circuits = bound
+    return circuits
+
+
+class JobService:
+    def __init__(
+        self,
+        *,
+        identify: Callable[[str], dict[str, Any] | None],
+        engine: PolicyEngine,
+        signer: Signer,
+        ledger: Any,
+        executor: Any,
+        environment: str,
+        archive_dir: Path | None = None,
+        job_timeout: float = 300.0,
+        identity_cache_seconds: float = 2.0,
+        max_jobs_kept: int = 10_000,
+    ) -> None:
+        self.identify = identify
+        self.engine = engine
+        self.signer = signer
+        self.ledger = ledger
+        # An executor, or a zero-argument factory called on first use (workers are
+        # processes that import Qiskit Aer: start them only when jobs come).
+        self._executor = executor if not callable(executor) or hasattr(executor, "submit") else None
+        self._executor_factory = None if self._executor is not None else executor
+        self.environment = environment
+        self.archive_dir = archive_dir
+        self.job_timeout = job_timeout
+        self.keyring = KeyRing(signer.public_keys())
+        self._jobs: OrderedDict[str, JobState] = OrderedDict()
+        self._request_ids: OrderedDict[str, str] = OrderedDict()
+        self._max_jobs = max_jobs_kept
+        self._lock = threading.Lock()
+        self._identity_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._identity_ttl = identity_cache_seconds
+
+    # ---- identity --------------------------------------------------------------------------
+    @property
+    def executor(self) -> Any:
+        with self._lock:
+            if self._executor is None:
+                assert self._executor_factory is not None
+                self._executor = self._executor_factory()
+            return self._executor
+
+    def authenticate(self, token: str | None) -> dict[str, Any]:
+        if not token:
+            raise Unauthorized(
+                "a kernel token is required (Authorization: Bearer ...)",
+                hint="submit from a 'Python 3 (qsecure)' kernel with %qsubmit",
+            )
+        now = time.monotonic()
+        cached = self._identity_cache.get(token)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        try:
+            identity = self.identify(token)
+        except QSecureError as exc:
+            raise Unavailable(
+                f"cannot check the kernel's token: {exc.message}", hint=exc.hint
+            ) from None
+        if identity is None:
+            self._identity_cache.pop(token, None)
+            raise Unauthorized(
+                "the kernel token is not valid (expired, revoked, or not issued by this server)",
+                hint="re-run the cell: each execution carries a fresh token",
+            )
+        if len(self._identity_cache) > 4096:
+            self._identity_cache.clear()
+        self._identity_cache[token] = (now + self._identity_ttl, identity)
+        return identity
+
+    def forget_kernel(self, kernel_id: str) -> None:
+        """Drop cached identities of a kernel whose credentials were revoked."""
+        for token, (_, identity) in list(self._identity_cache.items()):
+            if identity.get("kernel_id") == kernel_id:
+                self._identity_cache.pop(token, None)
+
+    def public_keys(self) -> list[dict[str, Any]]:
+        return [key.model_dump() for key in self.signer.public_keys()]
+
+    # ---- submission --------------------------------------------------------------------------
+    def prepare(self, token: str | None, body: Any) -> JobState:
+        """Authenticate, parse, hash, decide and record (sync: run it in a thread)."""
+        identity = self.authenticate(token)
+        if not isinstance(body, dict):
+            raise InvalidJob("the request body must be a JSON object")
+        request_id = body.get("request_id")
+        if not isinstance(request_id, str) or not 8 <= len(request_id) <= 128:
+            raise InvalidJob("'request_id' must be a unique string of 8 to 128 characters")
+        with self._lock:
+            if request_id in self._request_ids:
+                raise Replayed(
+                    f"request {request_id} was already submitted as job {self._request_ids[request_id]}",
+                    hint="a replayed submission is refused; send a new request id to run again",
+                )
+            self._request_ids[request_id] = "(in progress)"
+        try:
+            return self._prepare(identity, request_id, body)
+        except BaseException:
+            with self._lock:
+                if self._request_ids.get(request_id) == "(in progress)":
+                    del self._request_ids[request_id]
+            raise
+
+    def _prepare(self, identity: dict[str, Any], request_id: str, body: dict[str, Any]) -> JobState:
+        shots = body.get("shots")
+        seed = body.get("seed")
+        if isinstance(shots, bool) or not isinstance(shots, int):
+            raise InvalidJob("'shots' must be an integer", hint="e.g. --shots 1024")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise InvalidJob("'seed' must be a non-negative integer or null")
+        circuits = parse_circuits(body.get("circuits"), body.get("bind"))
+        try:
+            hashes = hash_many(circuits)
+        except CanonicalisationError as exc:
+            raise InvalidJob(exc.message, hint=exc.hint) from None
+        summaries = [circuit_summary(c) for c in circuits]
+        tags = body.get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) and len(t) <= 64 for t in tags):
+            raise InvalidJob("'tags' must be a list of short strings")
+        request = JobRequest(
+            shots=shots,
+            seed=seed,
+            backend=str(body.get("backend") or "aer_simulator"),
+            method=body.get("method"),
+            noise=body.get("noise"),
+            tags=tags,
+            circuits=summaries,
+        )
+        who = Identity(
+            user=identity["user"],
+            kernel_id=identity.get("kernel_id"),
+            accessor=identity.get("accessor"),
+            environment=identity.get("environment", self.environment),
+        )
+        decision = self.engine.decide(request, who)
+        job_id = uuid.uuid4().hex
+        state = JobState(
+            job_id=job_id,
+            identity={k: identity.get(k) for k in ("user", "kernel_id", "accessor", "environment")},
+            request={
+                "shots": shots,
+                "seed": seed,
+                "backend": request.backend,
+                "method": request.method,
+                "noise": request.noise,
+                "tags": tags,
+            },
+            decision=decision,
+            circuit_hashes=hashes,
+            payload={
+                "circuits_qpy": circuits_to_qpy(circuits),
+                "shots": shots,
+                "seed": seed,
+                "method": request.method,
+                "noise": request.noise,
+                "max_parallel_threads": 1,
+            },
+            request_id=request_id,
+        )
+        actor = f"user:{identity['user']}"
+        decided = dict(decision.to_ledger_body())
+        decided.update({"job_id": job_id, "request_id": request_id, "circuit_hashes": hashes})
+        entries = [("job.decided", decided)]
+        if decision.allowed:
+            entries.append(
+                (
+                    "job.submitted",
+                    {
+                        "job_id": job_id,
+                        "identity": state.identity,
+                        "request": state.request,
+                        "circuit_hashes": hashes,
+                        "decision_id": decision.decision_id,
+                    },
+                )
+            )
+        self._append_many(entries, actor=actor, correlation_id=job_id)
+        with self._lock:
+            self._request_ids[request_id] = job_id
+            while len(self._request_ids) > 100_000:
+                self._request_ids.popitem(last=False)
+        if not decision.allowed:
+            state.status = "denied"
+            raise Denied(decision.message, payload=decision.to_denial())
+        if decision.needs_approval:
+            state.status = "pending_approval"
+            state.error = decision.approval_message(job_id)
+        self._keep(state)
+        return state
+
+    def _append_many(
+        self, entries: list[tuple[str, dict[str, Any]]], *, actor: str, correlation_id: str
+    ) -> None:
+        for kind, body in entries:
+            self.ledger.append(kind, body, actor=actor, correlation_id=correlation_id)
+
+    def _keep(self, state: JobState) -> None:
+        with self._lock:
+            self._jobs[state.job_id] = state
+            while len(self._jobs) > self._max_jobs:
+                self._jobs.popitem(last=False)
+
+    async def run(self, state: JobState) -> JobState:
+        """Execute an allowed (and, if needed, approved) job; sign and record its result."""
+        state.finished = state.finished or asyncio.Event()
+        if state.status == "pending_approval":
+            approved = await asyncio.to_thread(state.approved.wait, self.job_timeout)
+            if not approved or state.status == "cancelled":
+                if state.status != "cancelled":
+                    state.status, state.error = "failed", "not approved in time"
+                state.finished.set()
+                return state
+        try:
+            state.handle = self.executor.submit(
+                state.job_id, state.payload, timeout=self.job_timeout
+            )
+        except QueueFull as exc:
+            state.status, state.error = "failed", exc.message
+            self.ledger.append(
+                "job.completed",
+                {"job_id": state.job_id, "status": "rejected", "error": exc.message},
+                actor=f"user:{state.identity['user']}",
+                correlation_id=state.job_id,
+            )
+            state.finished.set()
+            raise Busy(
+                exc.message,
+                hint=f"retry in {exc.retry_after_seconds} s",
+                payload={"retry_after": exc.retry_after_seconds},
+            ) from None
+        state.status = "running"
+        try:
+            outcome = await state.handle.wait()
+        except ExecutorError as exc:
+            cancelled = state.status == "cancelled"
+            state.status = "cancelled" if cancelled else "failed"
+            state.error = exc.message
+            self.ledger.append(
+                "job.completed",
+                {"job_id": state.job_id, "status": state.status, "error": exc.message},
+                actor=f"user:{state.identity['user']}",
+                correlation_id=state.job_id,
+            )
+            state.finished.set()
+            return state
+        await asyncio.to_thread(self._seal, state, outcome)
+        state.finished.set()
+        return state
+
+    def _seal(self, state: JobState, outcome: dict[str, Any]) -> None:
+        """Hash what ran, sign the manifest and the result, record, archive."""
+        from .aer_run import circuits_from_qpy
+
+        transpiled = circuits_from_qpy(outcome["transpiled_qpy"])
+        state.transpiled_hashes = hash_many(transpiled)
+        metadata = dict(outcome["metadata"])
+        seed = metadata.get("seed", state.request["seed"])
+        statement = build_job_statement(
+            job_id=state.job_id,
+            circuit_hashes=state.circuit_hashes,
+            transpiled_hashes=state.transpiled_hashes,
+            identity=state.identity,
+            backend=state.request["backend"],
+            options={
+                "shots": state.request["shots"],
+                "seed": seed,
+                "method": state.request["method"],
+                "noise_model_sha256": noise_model_sha256(state.request["noise"]),
+                "error_mitigation": None,
+            },
+            decision={
+                "decision_id": state.decision.decision_id,
+                "policy_sha256": state.decision.policy_sha256,
+                "allowed": state.decision.allowed,
+                "rule": state.decision.rule,
+            },
+            correlation_id=state.job_id,
+            submitted_at=state.decision.evaluated_at,
+        )
+        state.manifest = sign_envelope(statement, self.signer)
+        counts = outcome["counts"]
+        result_statement = build_result_statement(
+            job_id=state.job_id,
+            manifest_digest=envelope_digest(state.manifest),
+            counts=counts,
+            metadata=metadata,
+            completed_at=_utc(),
+        )
+        state.result_envelope = sign_envelope(result_statement, self.signer)
+        state.result = {"counts": counts, "metadata": metadata}
+        state.status = "completed"
+        self.ledger.append(
+            "job.completed",
+            {
+                "job_id": state.job_id,
+                "status": "completed",
+                "manifest_sha256": envelope_digest(state.manifest),
+                "result_sha256": result_digest(counts, metadata),
+                "transpiled_hashes": state.transpiled_hashes,
+            },
+            actor=f"user:{state.identity['user']}",
+            correlation_id=state.job_id,
+        )
+        self._archive(state)
+
+    def _archive(self, state: JobState) -> None:
+        if self.archive_dir is None:
+            return
+        try:
+            self.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            record = state.record()
+            record["payload"] = state.payload
+            path = self.archive_dir / f"{state.job_id}.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.error("cannot archive job %s: %s", state.job_id, exc.strerror)
+
+    # ---- queries ------------------------------------------------------------------------------
+    def get(self, token: str | None, job_id: str) -> JobState:
+        identity = self.authenticate(token)
+        state = self._jobs.get(job_id)
+        if state is None or state.identity.get("user") != identity.get("user"):
+            raise NotFound(f"no job {job_id} for this user", hint="check the job id")
+        return state
+
+    def cancel(self, token: str | None, job_id: str) -> JobState:
+        state = self.get(token, job_id)
+        if state.status in ("completed", "failed", "cancelled", "denied"):
+            return state
+        state.status = "cancelled"
+        if state.handle is not None:
+            self.executor.cancel(job_id)
+        state.approved.set()
+        self.ledger.append(
+            "job.cancelled",
+            {"job_id": job_id},
+            actor=f"user:{state.identity['user']}",
+            correlation_id=job_id,
+        )
+        return state
+
+    def approve(self, job_id: str, approver: str) -> bool:
+        """Release a heavy run after its approval was recorded (``job.approved``)."""
+        state = self._jobs.get(job_id)
+        if state is None or state.status != "pending_approval":
+            return False
+        state.status = "queued"
+        state.approved.set()
+        log.info("job %s approved by %s", job_id, approver)
+        return True
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()

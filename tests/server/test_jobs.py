@@ -1,0 +1,289 @@
+"""%qsubmit through the real server: broker REST API, policy, signatures, ledger, replay.
+
+Embedded defaults (no OpenBao: local broker tokens and a local Ed25519 job key), a
+real qsecure kernel, Aer in real worker processes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from qiskit import QuantumCircuit, qpy
+from test_credentials_ws import start, stdout_of
+
+from jupyter_qsecure.kernel.install import install_kernelspec
+from jupyter_qsecure.ledger import EntryFilter
+
+POLICY = """
+version = "test-1"
+[dev]
+max_qubits = 10
+max_depth = 40
+max_circuits_per_job = 4
+max_shots = 100000
+allowed_gates = "*"
+allowed_backends = ["aer_simulator"]
+allowed_methods = ["automatic", "statevector"]
+allowed_noise = ["depolarizing-1e-3"]
+jobs_per_minute = 1000
+shots_per_day = 100000000
+[dev.heavy_run]
+qubits = 8
+"""
+
+
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    path = tmp_path / "policy.toml"
+    path.write_text(POLICY)
+    return path
+
+
+@pytest.fixture
+def jp_server_config(qsecure_data_dir: Path, policy_file: Path) -> dict[str, Any]:
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_qsecure_server": True}},
+        "QSecure": {
+            "data_dir": str(qsecure_data_dir),
+            "policy_file": str(policy_file),
+            "job_workers": 1,
+            "job_max_payload_bytes": 200_000,
+        },
+    }
+
+
+def ghz(n: int) -> QuantumCircuit:
+    qc = QuantumCircuit(n)
+    qc.h(0)
+    for i in range(n - 1):
+        qc.cx(i, i + 1)
+    qc.measure_all()
+    return qc
+
+
+def qpy_b64(qc: QuantumCircuit) -> str:
+    buffer = io.BytesIO()
+    qpy.dump(qc, buffer)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+async def kernel_token(jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any) -> tuple[str, Any]:
+    install_kernelspec(user=True)
+    kernel_id, client = await start(jp_fetch, jp_ws_fetch, "qsecure", "legacy")
+    await client.execute("pass")  # the first execution issues the kernel's token
+    creds = jp_serverapp.web_app.settings["qsecure_credentials"].broker.cached(kernel_id)
+    return creds.token, client
+
+
+async def post(
+    http_server_client: Any, base: str, token: str | None, body: Any
+) -> tuple[int, dict[str, Any], Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    raw = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    response = await http_server_client.fetch(
+        f"{base.rstrip('/')}/qsecure/api/jobs",
+        method="POST",
+        body=raw,
+        headers=headers,
+        raise_error=False,
+    )
+    return response.code, json.loads(response.body or b"{}"), response
+
+
+def job(qc: QuantumCircuit | list[QuantumCircuit], **extra: Any) -> dict[str, Any]:
+    circuits = qc if isinstance(qc, list) else [qc]
+    body = {
+        "circuits": [{"format": "qpy", "data": qpy_b64(c)} for c in circuits],
+        "shots": 256,
+        "seed": 11,
+        "request_id": uuid.uuid4().hex,
+        "wait": True,
+    }
+    body.update(extra)
+    return body
+
+
+async def test_qsubmit_magic_end_to_end_and_replay(
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, jp_environ: Any, qsecure_data_dir: Path
+) -> None:
+    install_kernelspec(user=True)
+    _, client = await start(jp_fetch, jp_ws_fetch, "qsecure", "legacy")
+    messages = await client.execute(
+        "from qiskit import QuantumCircuit\n"
+        "qc = QuantumCircuit(3); qc.h(0); qc.cx(0, 1); qc.cx(1, 2); qc.measure_all()\n"
+        "r = %qsubmit qc --shots 1024 --seed 7 --tag e2e\n"
+        "print('COUNTS', sorted(r.counts.items()))\n"
+        "print('VERIFIED', r.verification.verified, [c.name for c in r.verification.checks])\n"
+        "print('JOB', r.job_id)\n",
+        timeout=120,
+    )
+    errors = [m["content"] for m in messages if m["header"]["msg_type"] == "error"]
+    assert not errors, errors
+    out = stdout_of(messages)
+    counts = dict(eval(out.split("COUNTS ", 1)[1].splitlines()[0]))  # noqa: S307 - our own output
+    assert set(counts) == {"000", "111"} and sum(counts.values()) == 1024
+    assert "VERIFIED True" in out and "manifest signature" in out
+    job_id = out.split("JOB ", 1)[1].split()[0]
+    ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
+    kinds = [e.kind for e in ledger.entries() if e.correlation_id == job_id]
+    assert kinds == ["job.decided", "job.submitted", "job.completed"]
+    assert ledger.verify().ok
+    # Anyone can re-run it from the archive and the signed manifest.
+    env = {**dict(__import__("os").environ), "QSECURE_DATA_DIR": str(qsecure_data_dir)}
+    replayed = subprocess.run(
+        [sys.executable, "-m", "jupyter_qsecure.cli.main", "replay", job_id],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    assert "matches the signed result" in replayed.stdout
+
+
+async def test_rest_errors_are_clear_and_recorded(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_environ: Any,
+    http_server_client: Any,
+    jp_base_url: str,
+) -> None:
+    token, _ = await kernel_token(jp_fetch, jp_ws_fetch, jp_serverapp)
+    ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
+
+    code, body, response = await post(http_server_client, jp_base_url, None, job(ghz(2)))
+    assert code == 401 and "kernel token" in body["message"]
+    code, body, _ = await post(
+        http_server_client, jp_base_url, "qsk.forged-" + uuid.uuid4().hex, job(ghz(2))
+    )
+    assert code == 401
+
+    deep = QuantumCircuit(1)
+    for _ in range(60):
+        deep.x(0)
+    code, body, _ = await post(http_server_client, jp_base_url, token, job(deep))
+    assert (
+        code == 403
+        and body["rule"] == "max_depth"
+        and "depth 60 exceeds dev limit 40" in body["message"]
+    )
+    denied = ledger.entries(EntryFilter(kinds=["job.decided"]))[-1].body
+    assert denied["allowed"] is False and denied["rule"] == "max_depth" and denied["policy_sha256"]
+
+    for shots in (0, -5, 10**9):
+        code, body, _ = await post(http_server_client, jp_base_url, token, job(ghz(2), shots=shots))
+        assert code == 403 and body["rule"] in ("min_shots", "max_shots"), (shots, body)
+
+    bad_qasm = {
+        "circuits": [{"format": "qasm2", "data": "OPENQASM 2.0; qreg q[2]; frob q[0];"}],
+        "shots": 10,
+        "request_id": uuid.uuid4().hex,
+    }
+    code, body, _ = await post(http_server_client, jp_base_url, token, bad_qasm)
+    assert code == 422 and "malformed" in body["message"]
+
+    not_circuit = {
+        "circuits": [{"format": "qpy", "data": base64.b64encode(b"not qpy").decode()}],
+        "shots": 10,
+        "request_id": uuid.uuid4().hex,
+    }
+    code, body, _ = await post(http_server_client, jp_base_url, token, not_circuit)
+    assert code == 422
+
+    from qiskit.circuit import Parameter
+
+    theta = Parameter("theta")
+    unbound = QuantumCircuit(1)
+    unbound.rx(theta, 0)
+    unbound.measure_all()
+    code, body, _ = await post(http_server_client, jp_base_url, token, job(unbound))
+    assert code == 403 and body["rule"] == "unbound_parameters" and "theta" in body["message"]
+
+    code, body, _ = await post(http_server_client, jp_base_url, token, b"x" * 300_000)
+    assert code == 413
+
+    once = job(ghz(2))
+    assert (await post(http_server_client, jp_base_url, token, once))[0] == 200
+    code, body, _ = await post(http_server_client, jp_base_url, token, once)
+    assert code == 409 and "already submitted" in body["message"]
+    assert token not in json.dumps([e.body for e in ledger.entries()])
+
+
+async def test_heavy_run_waits_for_a_recorded_approval(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_environ: Any,
+    http_server_client: Any,
+    jp_base_url: str,
+    qsecure_data_dir: Path,
+) -> None:
+    token, _ = await kernel_token(jp_fetch, jp_ws_fetch, jp_serverapp)
+    code, body, _ = await post(http_server_client, jp_base_url, token, job(ghz(9), wait=False))
+    assert code == 202 and body["status"] == "pending_approval"
+    job_id = body["job_id"]
+    assert "jupyter qsecure jobs approve " + job_id in body["error"]
+    env = {**dict(__import__("os").environ), "QSECURE_DATA_DIR": str(qsecure_data_dir)}
+    approved = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_qsecure.cli.main",
+            "jobs",
+            "approve",
+            job_id,
+            "--note",
+            "budget ok",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert approved.returncode == 0, approved.stderr
+    extension = jp_serverapp.web_app.settings["jupyter_qsecure_server"]
+    extension._approvals_tick()  # what the server's 1 s timer does
+    state = extension.jobs._jobs[job_id]
+    await extension.jobs._jobs[job_id].finished.wait() if state.finished else None
+    response = await http_server_client.fetch(
+        f"{jp_base_url.rstrip('/')}/qsecure/api/jobs/{job_id}",
+        headers={"Authorization": f"Bearer {token}"},
+        raise_error=False,
+    )
+    record = json.loads(response.body)
+    assert record["status"] == "completed" and record["result"]["counts"][0]
+
+
+async def test_queue_full_answers_429_with_retry_after(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_environ: Any,
+    http_server_client: Any,
+    jp_base_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jupyter_qsecure.jobs.executor import QueueFull
+
+    token, _ = await kernel_token(jp_fetch, jp_ws_fetch, jp_serverapp)
+    service = jp_serverapp.web_app.settings["qsecure_jobs"]
+
+    class FullExecutor:  # a boundary stub: the queue-full path of the REST layer
+        def submit(self, *args: Any, **kwargs: Any) -> Any:
+            raise QueueFull("the job queue is full (64 waiting)", retry_after_seconds=3)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(service, "_executor", FullExecutor())
+    code, body, response = await post(http_server_client, jp_base_url, token, job(ghz(2)))
+    assert code == 429 and response.headers["Retry-After"] == "3"

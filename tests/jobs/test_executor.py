@@ -1,0 +1,378 @@
+"""run_aer and LocalExecutor: reproducible counts, bounded queue, timeouts, cancel, crashes.
+
+The workers run with ``QSECURE_TESTING=1`` so that the test-only payload keys
+``_test_sleep`` (sleep inside the worker: a long job) and ``_test_crash`` (``os._exit(1)`` or
+SIGSEGV inside the worker) are honoured. Waiting is always on futures or events, never on
+sleeps in the test process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from qiskit import QuantumCircuit
+from qiskit.circuit import Parameter
+
+from jupyter_qsecure.errors import ConfigError, QSecureError
+from jupyter_qsecure.jobs.aer_run import (
+    TESTING_ENV,
+    circuits_from_qpy,
+    circuits_to_qpy,
+    noise_model,
+    noise_model_names,
+    noise_model_sha256,
+    run_aer,
+)
+from jupyter_qsecure.jobs.executor import (
+    Executor,
+    ExecutorClosed,
+    ExecutorError,
+    JobCancelled,
+    JobFailed,
+    JobTimeout,
+    LocalExecutor,
+    QueueFull,
+    ResultNotReady,
+    WorkerCrashed,
+    executor_from_settings,
+)
+
+WAIT = 60.0  # upper bound for any single wait on a future; never reached when things work
+TEST_ENV = {TESTING_ENV: "1"}
+
+
+def ghz(n: int = 3) -> QuantumCircuit:
+    qc = QuantumCircuit(n)
+    qc.h(0)
+    for i in range(n - 1):
+        qc.cx(i, i + 1)
+    qc.measure_all()
+    return qc
+
+
+def mixer() -> QuantumCircuit:
+    qc = QuantumCircuit(3)
+    qc.h(range(3))
+    qc.rz(0.3, 0)
+    qc.ry(1.1, 1)
+    qc.cx(0, 2)
+    qc.rx(0.7, 2)
+    qc.measure_all()
+    return qc
+
+
+def payload(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "circuits_qpy": circuits_to_qpy([ghz(), mixer()]),
+        "shots": 128,
+        "seed": 1234,
+        "method": None,
+        "noise": None,
+        "max_parallel_threads": 1,
+    }
+    body.update(overrides)
+    return body
+
+
+@pytest.fixture(scope="module")
+def executor() -> Iterator[LocalExecutor]:
+    ex = LocalExecutor(max_workers=2, max_queued=8, worker_env=TEST_ENV)
+    yield ex
+    ex.close()
+
+
+# ---- run_aer in this process -----------------------------------------------------------------
+def test_run_aer_same_seed_same_counts_and_metadata() -> None:
+    body = payload()
+    first = run_aer(body)
+    second = run_aer(dict(body))
+    assert first["counts"] == second["counts"]
+    assert len(first["counts"]) == 2
+    for counts in first["counts"]:
+        assert list(counts) == sorted(counts)
+        assert sum(counts.values()) == 128
+    assert set(first["counts"][0]) <= {"000", "111"}
+    meta = first["metadata"]
+    assert meta["backend"] == "aer_simulator"
+    assert meta["shots"] == 128 and meta["seed"] == 1234
+    assert meta["method"] == "automatic" and meta["num_circuits"] == 2
+    assert meta["qiskit_aer"] and meta["qiskit"] and meta["time_taken"] >= 0
+    transpiled = circuits_from_qpy(first["transpiled_qpy"])
+    assert len(transpiled) == 2 and transpiled[0].num_qubits == 3
+    assert first["transpiled_qpy"] == second["transpiled_qpy"]
+    other = run_aer(payload(seed=99))
+    assert other["counts"] != first["counts"]
+
+
+def test_run_aer_without_seed_records_the_seed_it_drew() -> None:
+    result = run_aer(payload(seed=None))
+    seed = result["metadata"]["seed"]
+    assert isinstance(seed, int)
+    assert run_aer(payload(seed=seed))["counts"] == result["counts"]
+
+
+def test_named_noise_models_are_deterministic() -> None:
+    assert "depolarizing-1e-3" in noise_model_names()
+    digest = noise_model_sha256("depolarizing-1e-3")
+    assert digest == noise_model_sha256("depolarizing-1e-3")
+    assert digest != noise_model_sha256("depolarizing-1e-2")
+    assert len({noise_model_sha256(name) for name in noise_model_names()}) == len(
+        noise_model_names()
+    )
+    assert noise_model_sha256(None) is None
+    assert noise_model("readout-1e-2").noise_instructions == ["measure"]
+    noisy = run_aer(payload(noise="depolarizing-1e-2", shots=256))
+    assert noisy["metadata"]["noise_model_sha256"] == noise_model_sha256("depolarizing-1e-2")
+    assert noisy["counts"] == run_aer(payload(noise="depolarizing-1e-2", shots=256))["counts"]
+    assert set(noisy["counts"][0]) - {"000", "111"}, "depolarizing noise leaves a trace"
+    with pytest.raises(ValueError, match="unknown noise model 'nope'; known: "):
+        noise_model("nope")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"shots": 0}, "shots must be an integer from 1"),
+        ({"shots": -5}, "shots must be an integer from 1"),
+        ({"shots": 10**9}, "shots must be an integer from 1"),
+        ({"shots": True}, "shots must be an integer"),
+        ({"seed": -1}, "seed must be an integer from 0"),
+        ({"seed": "1"}, "seed must be an integer"),
+        ({"circuits_qpy": "not base64 !"}, "circuits_qpy is not base64 QPY"),
+        ({"circuits_qpy": "aGVsbG8="}, "circuits_qpy is not base64 QPY"),
+        ({"circuits_qpy": 7}, "circuits_qpy must be a base64 QPY string"),
+        ({"method": "quantum_magic"}, "unknown simulation method 'quantum_magic'"),
+        ({"noise": "loud"}, "unknown noise model 'loud'"),
+        ({"surprise": 1}, r"unknown payload keys: \['surprise'\]"),
+        ({"max_parallel_threads": -1}, "max_parallel_threads must be"),
+    ],
+)
+def test_run_aer_rejects_bad_payloads(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        run_aer(payload(**overrides))
+
+
+def test_run_aer_rejects_unbound_parameters_and_circuits_without_measurements() -> None:
+    theta = Parameter("theta")
+    qc = QuantumCircuit(1)
+    qc.rx(theta, 0)
+    qc.measure_all()
+    with pytest.raises(ValueError, match="circuit 0 has unbound parameters: theta"):
+        run_aer(payload(circuits_qpy=circuits_to_qpy(qc)))
+    bare = QuantumCircuit(2)
+    bare.h(0)
+    with pytest.raises(ValueError, match="circuit 1 has no measurements"):
+        run_aer(payload(circuits_qpy=circuits_to_qpy([ghz(), bare])))
+    with pytest.raises(ValueError, match="payload must be a dict"):
+        run_aer([1, 2])  # type: ignore[arg-type]
+
+
+def test_test_hooks_are_refused_unless_the_worker_is_in_testing_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(TESTING_ENV, raising=False)
+    with pytest.raises(ValueError, match="test-only and need QSECURE_TESTING=1"):
+        run_aer(payload(_test_sleep=0.01))
+    with pytest.raises(ValueError, match="test-only"):
+        run_aer(payload(_test_crash=True))
+
+
+# ---- LocalExecutor: results ----------------------------------------------------------------
+def test_local_executor_matches_in_process_run(executor: LocalExecutor) -> None:
+    assert isinstance(executor, Executor)
+    body = payload()
+    expected = run_aer(body)
+    noisy_expected = run_aer(payload(noise="depolarizing-1e-3", shots=200, seed=7))
+    handles = [executor.submit(f"same-{i}", dict(body), timeout=WAIT) for i in range(3)]
+    noisy = executor.submit(
+        "noisy", payload(noise="depolarizing-1e-3", shots=200, seed=7), timeout=WAIT
+    )
+    for handle in handles:
+        result = handle.result(WAIT)
+        assert result["counts"] == expected["counts"]
+        assert result["transpiled_qpy"] == expected["transpiled_qpy"]
+        assert handle.status == "completed" and handle.done()
+        assert handle.started_at is not None and handle.finished_at is not None
+    noisy_result = noisy.result(WAIT)
+    assert noisy_result["counts"] == noisy_expected["counts"]
+    assert noisy_result["metadata"]["noise_model_sha256"] == noise_model_sha256("depolarizing-1e-3")
+
+
+def test_job_errors_come_back_as_job_failed(executor: LocalExecutor) -> None:
+    handle = executor.submit("bad-shots", payload(shots=0), timeout=WAIT)
+    with pytest.raises(JobFailed, match="job bad-shots failed: ValueError: shots must be") as info:
+        handle.result(WAIT)
+    assert "Traceback" in info.value.detail
+    assert isinstance(info.value, QSecureError)
+    assert handle.status == "failed"
+    assert executor.submit("after-bad", payload(), timeout=WAIT).result(WAIT)["counts"]
+
+
+def test_submit_never_blocks_the_event_loop(executor: LocalExecutor) -> None:
+    async def scenario() -> tuple[float, int, dict[str, Any]]:
+        started = time.perf_counter()
+        handle = executor.submit("async-1", payload(_test_sleep=0.5), timeout=WAIT)
+        submit_seconds = time.perf_counter() - started
+        ticks = 0
+        waiter = handle.wait()
+        while not waiter.done():
+            await asyncio.sleep(0.01)  # the loop keeps turning while the job runs
+            ticks += 1
+        return submit_seconds, ticks, await waiter
+
+    submit_seconds, ticks, result = asyncio.run(scenario())
+    assert submit_seconds < 0.1
+    assert ticks >= 20
+    assert result["counts"] == run_aer(payload())["counts"]
+
+
+def test_wait_delivers_job_errors_to_asyncio(executor: LocalExecutor) -> None:
+    async def scenario() -> None:
+        with pytest.raises(JobFailed, match="unknown noise model"):
+            await executor.submit("async-bad", payload(noise="loud"), timeout=WAIT).wait()
+
+    asyncio.run(scenario())
+
+
+def test_submit_validates_its_arguments(executor: LocalExecutor) -> None:
+    with pytest.raises(ExecutorError, match="timeout must be a positive number"):
+        executor.submit("t0", payload(), timeout=0)
+    with pytest.raises(ExecutorError, match="timeout must be a positive number"):
+        executor.submit("tinf", payload(), timeout=float("inf"))
+    with pytest.raises(ExecutorError, match="payload must be a dict"):
+        executor.submit("tp", "payload", timeout=1)  # type: ignore[arg-type]
+    long = executor.submit("dup", payload(_test_sleep=30), timeout=WAIT)
+    try:
+        with pytest.raises(ExecutorError, match="job dup is already queued or running"):
+            executor.submit("dup", payload(), timeout=WAIT)
+        with pytest.raises(ResultNotReady, match="job dup is still"):
+            long.result(timeout=0.01)
+        assert isinstance(ResultNotReady("x"), TimeoutError)
+    finally:
+        assert executor.cancel("dup")
+    with pytest.raises(JobCancelled):
+        long.result(WAIT)
+
+
+# ---- LocalExecutor: backpressure, timeouts, cancel, crashes ---------------------------------
+def test_queue_full_gives_retry_after_and_cancel_of_queued_jobs_is_immediate() -> None:
+    ex = LocalExecutor(max_workers=1, max_queued=2, worker_env=TEST_ENV)
+    try:
+        assert ex.capacity == 2 and ex.queue_depth == 0
+        blocker = ex.submit("blocker", payload(_test_sleep=60), timeout=WAIT)
+        assert blocker.wait_started(WAIT) and blocker.status == "running"
+        first = ex.submit("queued-1", payload(), timeout=WAIT)
+        second = ex.submit("queued-2", payload(), timeout=WAIT)
+        assert ex.queue_depth == 2 and first.status == "queued"
+        started = time.perf_counter()
+        with pytest.raises(QueueFull, match="the job queue is full") as info:
+            ex.submit("overflow", payload(), timeout=WAIT)
+        assert time.perf_counter() - started < 0.1
+        assert isinstance(info.value.retry_after_seconds, int)
+        assert info.value.retry_after_seconds >= 1
+        assert "retry in" in str(info.value)
+
+        assert ex.cancel("queued-1") is True
+        assert first.done() and first.status == "cancelled"  # no waiting: it never ran
+        with pytest.raises(JobCancelled, match="cancelled before it started"):
+            first.result(0)
+        assert ex.cancel("queued-1") is False
+        third = ex.submit("queued-3", payload(), timeout=WAIT)  # room again
+
+        assert ex.cancel("blocker") is True
+        with pytest.raises(JobCancelled, match="job blocker was cancelled"):
+            blocker.result(WAIT)
+        expected = run_aer(payload())["counts"]
+        assert second.result(WAIT)["counts"] == expected
+        assert third.result(WAIT)["counts"] == expected
+        assert ex.queue_depth == 0 and ex.running == 0
+    finally:
+        ex.close()
+
+
+def test_timeout_kills_the_job_and_the_executor_keeps_serving(executor: LocalExecutor) -> None:
+    started = time.perf_counter()
+    slow = executor.submit("slow", payload(_test_sleep=60), timeout=1.0)
+    neighbour = executor.submit("neighbour", payload(), timeout=WAIT)
+    with pytest.raises(JobTimeout, match=r"job slow exceeded its timeout of 1 s") as info:
+        slow.result(WAIT)
+    assert time.perf_counter() - started < 15
+    assert "worker process was killed" in str(info.value)
+    assert slow.status == "failed"
+    assert neighbour.result(WAIT)["counts"] == run_aer(payload())["counts"]
+    after = [executor.submit(f"after-timeout-{i}", payload(), timeout=WAIT) for i in range(2)]
+    for handle in after:
+        assert handle.result(WAIT)["counts"] == neighbour.result()["counts"]
+
+
+def test_cancel_running_job_kills_its_worker(executor: LocalExecutor) -> None:
+    running = executor.submit("to-cancel", payload(_test_sleep=60), timeout=WAIT)
+    assert running.wait_started(WAIT)
+    started = time.perf_counter()
+    assert executor.cancel("to-cancel") is True
+    with pytest.raises(JobCancelled, match="job to-cancel was cancelled"):
+        running.result(WAIT)
+    assert time.perf_counter() - started < 10
+    assert running.status == "cancelled"
+    assert executor.cancel("to-cancel") is False
+    assert executor.cancel("never-submitted") is False
+    assert executor.submit("after-cancel", payload(), timeout=WAIT).result(WAIT)["counts"]
+
+
+@pytest.mark.parametrize(
+    ("crash", "how"), [(True, "exited with code 1"), ("segfault", "was killed by signal SIGSEGV")]
+)
+def test_worker_crash_fails_only_that_job(executor: LocalExecutor, crash: Any, how: str) -> None:
+    crashing = executor.submit("crash", payload(_test_crash=crash), timeout=WAIT)
+    bystander = executor.submit("bystander", payload(_test_sleep=0.2), timeout=WAIT)
+    with pytest.raises(
+        WorkerCrashed, match=f"job crash did not complete: its worker process {how}"
+    ):
+        crashing.result(WAIT)
+    assert crashing.status == "failed"
+    expected = run_aer(payload())["counts"]
+    assert bystander.result(WAIT)["counts"] == expected
+    handles = [executor.submit(f"after-crash-{i}", payload(), timeout=WAIT) for i in range(3)]
+    assert [h.result(WAIT)["counts"] for h in handles] == [expected] * 3
+
+
+def test_close_cancels_queued_and_running_jobs_and_refuses_new_ones() -> None:
+    ex = LocalExecutor(max_workers=1, max_queued=4, worker_env=TEST_ENV)
+    running = ex.submit("r", payload(_test_sleep=60), timeout=WAIT)
+    assert running.wait_started(WAIT)
+    queued = ex.submit("q", payload(), timeout=WAIT)
+    ex.close()
+    with pytest.raises(JobCancelled, match="executor shut down"):
+        running.result(WAIT)
+    with pytest.raises(JobCancelled, match="executor shut down before it started"):
+        queued.result(0)
+    with pytest.raises(ExecutorClosed):
+        ex.submit("late", payload(), timeout=WAIT)
+    ex.close()  # idempotent
+
+
+def test_close_with_wait_lets_jobs_finish() -> None:
+    with LocalExecutor(max_workers=1, max_queued=4) as ex:
+        handles = [ex.submit(f"w{i}", payload(), timeout=WAIT) for i in range(3)]
+        ex.close(wait=True)
+        assert [h.status for h in handles] == ["completed"] * 3
+
+
+def test_executor_from_settings() -> None:
+    ex = executor_from_settings("local", max_workers=1, max_queued=3)
+    try:
+        assert isinstance(ex, LocalExecutor) and ex.capacity == 3 and ex.max_workers == 1
+    finally:
+        ex.close()
+    with pytest.raises(ConfigError, match="unknown executor 'cloud'"):
+        executor_from_settings("cloud")
+    with pytest.raises(ConfigError, match="needs a scheduler address"):
+        executor_from_settings("dask")
+    with pytest.raises(ConfigError, match="fork is unsafe"):
+        LocalExecutor(mp_context="fork")
+    with pytest.raises(ConfigError, match="max_workers must be >= 1"):
+        LocalExecutor(max_workers=0)

@@ -173,6 +173,12 @@ class QSecure(Configurable):
 
     job_workers = Integer(2, help="Worker processes of the local job executor.").tag(config=True)
 
+    job_aer_threads = Integer(
+        0,
+        help="Threads Aer may use for one job (0: as many as the machine has). With several "
+        "job_workers, CPUs / job_workers keeps concurrent jobs from competing.",
+    ).tag(config=True)
+
     job_queue_size = Integer(
         64, help="Jobs that may wait for a worker; beyond it submissions get HTTP 429."
     ).tag(config=True)

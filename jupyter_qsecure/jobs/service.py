@@ -207,6 +207,7 @@ class JobService:
         environment: str,
         archive_dir: Path | None = None,
         job_timeout: float = 300.0,
+        aer_threads: int = 0,
         identity_cache_seconds: float = 2.0,
         max_jobs_kept: int = 10_000,
     ) -> None:
@@ -221,6 +222,7 @@ class JobService:
         self.environment = environment
         self.archive_dir = archive_dir
         self.job_timeout = job_timeout
+        self.aer_threads = aer_threads
         self.keyring = KeyRing(signer.public_keys())
         self._jobs: OrderedDict[str, JobState] = OrderedDict()
         self._request_ids: OrderedDict[str, str] = OrderedDict()
@@ -350,7 +352,7 @@ class JobService:
                 "seed": seed,
                 "method": request.method,
                 "noise": request.noise,
-                "max_parallel_threads": 1,
+                "max_parallel_threads": self.aer_threads,
             },
             request_id=request_id,
         )
@@ -388,8 +390,7 @@ class JobService:
     def _append_many(
         self, entries: list[tuple[str, dict[str, Any]]], *, actor: str, correlation_id: str
     ) -> None:
-        for kind, body in entries:
-            self.ledger.append(kind, body, actor=actor, correlation_id=correlation_id)
+        self.ledger.append_many(entries, actor=actor, correlation_id=correlation_id)  # one commit
 
     def _keep(self, state: JobState) -> None:
         with self._lock:

@@ -229,9 +229,15 @@ class Ledger:
         assert pending.entry is not None
         return pending.entry
 
-    def append_many(self, items: Iterable[tuple[str, dict[str, Any]]]) -> list[Entry]:
+    def append_many(
+        self,
+        items: Iterable[tuple[str, dict[str, Any]]],
+        *,
+        actor: str | None = None,
+        correlation_id: str | None = None,
+    ) -> list[Entry]:
         """Append several entries atomically, in order, with one durable commit."""
-        batch = [self._prepare(kind, body, None, None) for kind, body in items]
+        batch = [self._prepare(kind, body, actor, correlation_id) for kind, body in items]
         self._submit(batch)
         for pending in batch:
             if pending.error is not None:

@@ -355,7 +355,10 @@ def _parallel(
     with ProcessPoolExecutor(
         max_workers=jobs, initializer=_worker_init, initargs=(baseline, values)
     ) as pool:
-        done = {name: out for name, out in zip(order, pool.map(_worker_scan, order, chunksize=1), strict=True)}
+        done = {
+            name: out
+            for name, out in zip(order, pool.map(_worker_scan, order, chunksize=1), strict=True)
+        }
     return [done[name] for name in names]
 
 

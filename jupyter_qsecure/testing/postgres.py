@@ -242,8 +242,10 @@ def throwaway_postgres(*, dbname: str = "postgres") -> Iterator[PostgresServer]:
         try:
             cluster.run(
                 "initdb",
-                "-D", str(cluster.datadir),
-                "-U", SUPERUSER,
+                "-D",
+                str(cluster.datadir),
+                "-U",
+                SUPERUSER,
                 f"--pwfile={pwfile}",
                 "--auth=scram-sha-256",
                 "--encoding=UTF8",
@@ -267,10 +269,15 @@ def throwaway_postgres(*, dbname: str = "postgres") -> Iterator[PostgresServer]:
             result = cluster.run(
                 "pg_ctl",
                 "start",
-                "-D", str(cluster.datadir),
-                "-l", str(cluster.logfile),
-                "-w", "-t", str(STARTUP_TIMEOUT),
-                "-o", f"-p {port}",
+                "-D",
+                str(cluster.datadir),
+                "-l",
+                str(cluster.logfile),
+                "-w",
+                "-t",
+                str(STARTUP_TIMEOUT),
+                "-o",
+                f"-p {port}",
                 check=False,
             )
             if result.returncode == 0:
@@ -297,9 +304,18 @@ def throwaway_postgres(*, dbname: str = "postgres") -> Iterator[PostgresServer]:
         )
     finally:
         if started:
-            stopped = cluster.run("pg_ctl", "stop", "-D", str(cluster.datadir), "-m", "fast",
-                                  "-w", check=False)
+            stopped = cluster.run(
+                "pg_ctl", "stop", "-D", str(cluster.datadir), "-m", "fast", "-w", check=False
+            )
             if stopped.returncode != 0:
-                cluster.run("pg_ctl", "stop", "-D", str(cluster.datadir), "-m", "immediate",
-                            "-w", check=False)
+                cluster.run(
+                    "pg_ctl",
+                    "stop",
+                    "-D",
+                    str(cluster.datadir),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    check=False,
+                )
         shutil.rmtree(base, ignore_errors=True)

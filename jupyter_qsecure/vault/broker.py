@@ -772,6 +772,8 @@ class CredentialBroker:
             errors=dict(state.errors),
             error=None,
         )
+        # The kernel's own OpenBao token is a credential too: mask it and match it on save.
+        values["openbao_token"] = state.token
         self.registry.register(state.kernel_id, values)
         self._token_index[hashlib.sha256(state.token.encode()).digest()] = state.kernel_id
         self._kernels[state.kernel_id] = state

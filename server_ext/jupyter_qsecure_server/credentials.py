@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +29,7 @@ class CredentialService:
         self.on_revoke: list[Callable[[str], None]] = []
         self._masker: Masker | None = None
         self._masker_version: int | None = None
+        self.raw_screening = False
 
     # ---- execution time ------------------------------------------------------------------
     async def metadata_for(self, kernel_id: str, user: str) -> dict[str, Any]:
@@ -64,6 +66,11 @@ class CredentialService:
             values = self.registry.named_values() if hasattr(self.registry, "named_values") else {}
             self._masker = Masker(values) if values else None
             self._masker_version = version
+            # Raw JSON frames can be pre-screened for values only when JSON escaping
+            # leaves every value as it is (no quotes, backslashes or control characters).
+            self.raw_screening = all(
+                json.dumps(value, ensure_ascii=False)[1:-1] == value for value in values.values()
+            )
         return self._masker
 
     # ---- lifecycle -----------------------------------------------------------------------

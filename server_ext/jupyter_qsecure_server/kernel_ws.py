@@ -118,41 +118,70 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
             self._stream_masker_for = masker
             self._held_headers = {}
         channel = getattr(stream, "channel", None)
-        v1 = self.subprotocol == V1
-        if v1:
-            parts = [_bytes(p) for p in msg_or_list]
-            msg = {
-                "header": self.session.unpack(parts[0]),
-                "parent_header": self.session.unpack(parts[1]),
-                "metadata": self.session.unpack(parts[2]),
-                "content": self.session.unpack(parts[3]),
-            }
-        else:
-            msg = msg_or_list
+        if self.subprotocol == V1:
+            self._reply_v1(stream, channel, msg_or_list, masker, service.raw_screening)
+            return
+        msg = msg_or_list
         msg_type = (msg.get("header") or {}).get("msg_type")
         if channel == "iopub" and msg_type != "stream":
             self._flush_all(stream_override=stream)  # held tails go out before what follows
         masked = mask_message(msg, masker, self._stream_masker)
+        if msg_type == "stream" and not self._note_stream(stream, msg, masked):
+            return
+        super()._on_zmq_reply(stream, masked)
+
+    def _note_stream(self, stream: Any, msg: dict[str, Any], masked: dict[str, Any]) -> bool:
+        """Remember a stream's headers for a later flush; False if nothing is to be sent now."""
+        key = (
+            (msg.get("parent_header") or {}).get("msg_id"),
+            (msg.get("content") or {}).get("name"),
+        )
+        self._held_headers[key] = (stream, msg["header"], msg.get("parent_header") or {})
+        self._schedule_flush()
+        return bool((masked.get("content") or {}).get("text"))
+
+    def _reply_v1(
+        self, stream: Any, channel: Any, msg_list: Any, masker: Any, raw_screening: bool
+    ) -> None:
+        """v1 protocol: frames stay encoded unless something in them must change.
+
+        Most messages hold no injected value: when the raw JSON of content and metadata
+        contains no form of any value (valid because JSON escaping leaves these values
+        unchanged, see ``raw_screening``), the original frames are forwarded untouched.
+        """
+        parts = [_bytes(p) for p in msg_list]
+        header = self.session.unpack(parts[0])
+        msg_type = header.get("msg_type")
+        unpack = self.session.unpack
+        if msg_type != "stream":
+            if channel == "iopub":
+                self._flush_all(stream_override=stream)
+            if raw_screening and not any(
+                masker.contains_any(part.decode("utf-8", "surrogateescape")) for part in parts[2:4]
+            ):
+                super()._on_zmq_reply(stream, msg_list)
+                return
+        msg = {
+            "header": header,
+            "parent_header": unpack(parts[1]),
+            "metadata": unpack(parts[2]),
+            "content": unpack(parts[3]),
+        }
+        masked = mask_message(msg, masker, self._stream_masker)
         if msg_type == "stream":
-            key = (
-                (msg.get("parent_header") or {}).get("msg_id"),
-                (msg.get("content") or {}).get("name"),
-            )
-            self._held_headers[key] = (stream, msg["header"], msg.get("parent_header") or {})
-            self._schedule_flush()
-            if not (masked.get("content") or {}).get("text"):
-                return  # everything held back for now (a possible secret start)
-        if v1:
-            packed = [
-                self.session.pack(masked["header"]),
-                self.session.pack(masked["parent_header"]),
-                self.session.pack(masked["metadata"]),
-                self.session.pack(masked["content"]),
-                *parts[4:],
-            ]
-            super()._on_zmq_reply(stream, packed)
-        else:
-            super()._on_zmq_reply(stream, masked)
+            if not self._note_stream(stream, msg, masked):
+                return
+            if masked["content"] == msg["content"] and masked["metadata"] == msg["metadata"]:
+                super()._on_zmq_reply(stream, msg_list)  # nothing masked or held back
+                return
+        packed = [
+            parts[0],
+            parts[1],
+            self.session.pack(masked["metadata"]),
+            self.session.pack(masked["content"]),
+            *parts[4:],
+        ]
+        super()._on_zmq_reply(stream, packed)
 
     def _schedule_flush(self) -> None:
         if self._stream_masker is None or not self._stream_masker.pending_keys():

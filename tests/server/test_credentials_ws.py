@@ -186,6 +186,7 @@ async def test_secret_reaches_code_but_never_the_browser(
         "print('b64', base64.b64encode(('xy' + v).encode()).decode())\n"
         "sys.stdout.write(v[:7]); sys.stdout.flush(); sys.stdout.write(v[7:] + '\\n'); sys.stdout.flush()\n"
         "display({'text/html': '<b>' + v + '</b>', 'text/plain': v}, raw=True)\n"
+        "print('tok', secrets.token())\n"
         "v\n"
     )
     messages = await client.execute(code)
@@ -193,6 +194,11 @@ async def test_secret_reaches_code_but_never_the_browser(
     assert not errors, errors
     everything = json.dumps(messages)
     assert fake_value not in everything
+    kernel_token = (
+        jp_serverapp.web_app.settings["qsecure_credentials"].broker.cached(kernel_id).token
+    )
+    assert kernel_token not in everything
+    assert "tok «secret:openbao_token»" in stdout_of(messages)
     assert base64.b64encode(("xy" + fake_value).encode()).decode()[4:20] not in everything
     out = stdout_of(messages)
     import hashlib

@@ -51,6 +51,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -447,6 +448,18 @@ def _describe_exit(exitcode: int | None) -> str:
     return f"exited with code {exitcode}"
 
 
+def _spawnable_main() -> None:
+    """Let ``spawn`` start workers even when ``__main__`` was replaced by a module object
+    without ``__spec__`` (IPython does this in embedded shells): spawn reads that attribute,
+    and ``None`` tells it there is no main module to re-import in the child."""
+    main = sys.modules.get("__main__")
+    if main is not None and not hasattr(main, "__spec__"):
+        try:
+            main.__spec__ = None
+        except AttributeError:
+            pass
+
+
 class LocalExecutor(_QueuedExecutor):
     """Aer in ``max_workers`` worker processes on this machine, with a bounded queue.
 
@@ -543,6 +556,7 @@ class LocalExecutor(_QueuedExecutor):
                 child.close()
                 return None, "the executor is shut down"
             try:
+                _spawnable_main()
                 process.start()
             except Exception as exc:  # e.g. spawn refused: unguarded __main__, no resources
                 parent.close()

@@ -76,41 +76,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
-import secrets
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jupyter_server.services.kernels.connection.base import (
-    deserialize_msg_from_ws_v1,
-    serialize_msg_to_ws_v1,
+from _jupyter_harness import (  # this folder: the scripts run as python benchmarks/X.py
+    STARTUP_TIMEOUT,
+    V1,
+    Server,
+    clean_environment,
+    decode,
+    find_py_spy,
+    http,
+    pct,
+    servers_stopped,
+    shutdown_server,
 )
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from tornado.websocket import websocket_connect
+from _jupyter_harness import KernelClient as _KernelClient
 
-from jupyter_qsecure.config import ENV_OVERRIDES
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.testing.openbao import dev_openbao
-from jupyter_qsecure.testing.ports import LOOPBACK, free_loopback_port
 from jupyter_qsecure.vault import layout
 
-V1 = "v1.kernel.websocket.jupyter.org"
 ADDED_MS_TARGET = 5.0
 ADDED_PCT_TARGET = 5.0
 JOBS_PER_S_TARGET = 200.0
-STARTUP_TIMEOUT = 90.0
 CELL_TIMEOUT = 900.0
 
 #: Far above anything the benchmark submits: it must not be throttled or held for approval.
@@ -138,246 +136,13 @@ total_shots = 100000000000
 """
 
 
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def _parent_death_preexec() -> Any:
-    """Linux: SIGTERM the server if this process dies (nothing left behind)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-
-    return preexec
-
-
-# ---- the server ----------------------------------------------------------------------------
-@dataclass
-class Server:
-    """One ``python -m jupyter_server`` subprocess. Never printed with its token."""
-
-    root: Path
-    qsecure: dict[str, Any] = field(default_factory=dict, repr=False)
-    env_extra: dict[str, str] = field(default_factory=dict, repr=False)
-    token: str = field(default_factory=lambda: secrets.token_hex(24), repr=False)
-    port: int = 0
-    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
-    redact: list[str] = field(default_factory=list, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"token {self.token}"}
-
-    @property
-    def data_dir(self) -> Path:
-        return self.root / "qsecure"
-
-    @property
-    def log_path(self) -> Path:
-        return self.root / "server.log"
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        for hidden in [self.token, *self.redact]:
-            if hidden:
-                text = text.replace(hidden, "<redacted>")
-        return "\n".join(text.splitlines()[-lines:])
-
-    def start(self, env_base: dict[str, str], kernel_path: Path) -> None:
-        for sub in ("config", "data", "runtime", "qsecure", "files", "ipython"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        lines = [
-            "c.ServerApp.jpserver_extensions = {'jupyter_qsecure_server': True}",
-            "c.ServerApp.allow_unauthenticated_access = False",
-            "c.ZMQChannelsWebsocketConnection.limit_rate = False",
-            # in the 0600 config file, not on the command line (where `ps` shows it)
-            f"c.IdentityProvider.token = {self.token!r}",
-        ]
-        for key, value in {"data_dir": str(self.data_dir), **self.qsecure}.items():
-            lines.append(f"c.QSecure.{key} = {value!r}")
-        config_file = self.root / "config" / "bench_config.py"
-        config_file.write_text("\n".join(lines) + "\n")
-        config_file.chmod(0o600)
-        env = dict(env_base)
-        env.update(
-            {
-                "JUPYTER_CONFIG_DIR": str(self.root / "config"),
-                "JUPYTER_DATA_DIR": str(self.root / "data"),
-                "JUPYTER_RUNTIME_DIR": str(self.root / "runtime"),
-                "JUPYTER_PATH": str(kernel_path),
-                "QSECURE_DATA_DIR": str(self.data_dir),
-                "IPYTHONDIR": str(self.root / "ipython"),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        env.update(self.env_extra)
-        for attempt in range(3):
-            self.port = free_loopback_port()
-            argv = [
-                sys.executable,
-                "-m",
-                "jupyter_server",
-                f"--port={self.port}",
-                "--port-retries=0",
-                f"--ip={LOOPBACK}",
-                "--no-browser",
-                *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
-                f"--ServerApp.root_dir={self.root / 'files'}",
-                f"--config={config_file}",
-            ]
-            with open(self.log_path, "ab") as log:
-                self.process = subprocess.Popen(
-                    argv,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.root,
-                    preexec_fn=_parent_death_preexec(),  # noqa: PLW1509
-                )
-            if self._wait_ready():
-                return
-            in_use = "already in use" in self.log_tail(10).lower()
-            self.kill()
-            if not in_use or attempt == 2:
-                raise RuntimeError("the Jupyter server did not start (log tail below)")
-
-    def _wait_ready(self) -> bool:
-        import urllib.error
-        import urllib.request
-
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                return False
-            request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
-                f"{self.url}/api/status", headers=self.headers
-            )
-            try:
-                with urllib.request.urlopen(request, timeout=2) as response:  # noqa: S310
-                    if response.status == 200:
-                        return True
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        return False
-
-    def kill(self) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-async def http(server: Server, method: str, path: str, body: Any = None) -> Any:
-    request = HTTPRequest(
-        f"{server.url}{path}",
-        method=method,
-        headers={**server.headers, "Content-Type": "application/json"},
-        body=json.dumps(body) if body is not None else (b"" if method == "POST" else None),
-        request_timeout=120,
-    )
-    response = await AsyncHTTPClient().fetch(request)
-    return json.loads(response.body) if response.body else None
-
-
-async def shutdown_server(server: Server) -> None:
-    """Delete its kernels, ask it to stop (final ledger checkpoint), then make sure."""
-    if server.process is None or server.process.poll() is not None:
-        server.process = None
-        return
-    try:
-        for kernel in await http(server, "GET", "/api/kernels"):
-            with contextlib.suppress(Exception):
-                await http(server, "DELETE", f"/api/kernels/{kernel['id']}")
-        await http(server, "POST", "/api/shutdown")
-        process = server.process
-        for _ in range(300):
-            if process.poll() is not None:
-                break
-            await asyncio.sleep(0.1)
-    except Exception as exc:  # fall through to terminate/kill
-        print(f"  (graceful server stop failed: {type(exc).__name__})")
-    server.kill()
-
-
 # ---- websocket kernel client ---------------------------------------------------------------
-class KernelClient:
-    """A minimal kernel websocket client (v1 binary protocol)."""
+class KernelClient(_KernelClient):
+    """The harness's kernel client (v1), plus an ``execute`` that returns the cell's stdout."""
 
-    def __init__(self, server: Server, kernel_id: str, ws: Any) -> None:  # noqa: D107
-        self.server = server
-        self.kernel_id = kernel_id
-        self.ws = ws
-        self.session = uuid.uuid4().hex
-
-    @classmethod
-    async def open(cls, server: Server, kernel_name: str = "qsecure") -> KernelClient:
-        kernel_id = (await http(server, "POST", "/api/kernels", {"name": kernel_name}))["id"]
-        request = HTTPRequest(
-            f"ws://{LOOPBACK}:{server.port}/api/kernels/{kernel_id}/channels"
-            f"?session_id={uuid.uuid4().hex}",
-            headers=server.headers,
-        )
-        ws = await websocket_connect(request, subprotocols=[V1], max_message_size=64 << 20)
-        if ws.selected_subprotocol != V1:
-            raise RuntimeError(f"server selected subprotocol {ws.selected_subprotocol!r}")
-        client = cls(server, kernel_id, ws)
-        await client._kernel_info()
-        return client
-
-    def _frame(self, msg_type: str, content: dict[str, Any], channel: str) -> tuple[str, bytes]:
-        msg_id = uuid.uuid4().hex
-        header = {
-            "msg_id": msg_id,
-            "msg_type": msg_type,
-            "session": self.session,
-            "username": "bench",
-            "version": "5.3",
-            "date": "",
-        }
-        parts = [json.dumps(p).encode() for p in (header, {}, {}, content)]
-        return msg_id, serialize_msg_to_ws_v1(parts, channel)  # type: ignore[no-untyped-call]
-
-    @staticmethod
-    def _decode(raw: bytes) -> dict[str, Any]:
-        channel, parts = deserialize_msg_from_ws_v1(raw)  # type: ignore[no-untyped-call]
-        header, parent, _metadata, content = (json.loads(p) for p in parts[:4])
-        return {"channel": channel, "header": header, "parent": parent, "content": content}
-
-    async def _kernel_info(self) -> None:
-        msg_id, frame = self._frame("kernel_info_request", {}, "shell")
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        await self.ws.write_message(frame, binary=True)
-        while True:
-            raw = await asyncio.wait_for(self.ws.read_message(), deadline - time.monotonic())
-            if raw is None:
-                raise RuntimeError("websocket closed")
-            msg = self._decode(raw)
-            if msg["parent"].get("msg_id") == msg_id and msg["header"]["msg_type"] == (
-                "kernel_info_reply"
-            ):
-                return
+    max_message_size = 64 << 20
+    info_timeout = STARTUP_TIMEOUT  # for the whole kernel_info round trip
+    info_timeout_total = True
 
     async def execute(self, code: str, timeout: float = CELL_TIMEOUT) -> str:
         """Run ``code``; returns its stdout. Raises with the kernel's error otherwise."""
@@ -390,7 +155,7 @@ class KernelClient:
             "stop_on_error": True,
         }
         msg_id, frame = self._frame("execute_request", content, "shell")
-        await self.ws.write_message(frame, binary=True)
+        await self.ws.write_message(frame, binary=self.protocol == V1)
         out: list[str] = []
         reply: dict[str, Any] = {}
         got_reply = got_idle = False
@@ -402,8 +167,8 @@ class KernelClient:
             raw = await asyncio.wait_for(self.ws.read_message(), left)
             if raw is None:
                 raise RuntimeError("websocket closed during execution")
-            msg = self._decode(raw)
-            if msg["parent"].get("msg_id") != msg_id:
+            msg = decode(raw, self.protocol)
+            if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             kind = msg["header"]["msg_type"]
             if kind == "stream":
@@ -417,11 +182,6 @@ class KernelClient:
                 f"cell failed: {reply.get('ename')}: {reply.get('evalue')}\n{''.join(out)[-2000:]}"
             )
         return "".join(out)
-
-    async def close(self) -> None:
-        self.ws.close()
-        with contextlib.suppress(Exception):
-            await http(self.server, "DELETE", f"/api/kernels/{self.kernel_id}")
 
 
 # ---- kernel-side code ----------------------------------------------------------------------
@@ -642,11 +402,6 @@ def loadavg() -> str:
         return "n/a"
 
 
-def find_py_spy() -> str | None:
-    beside = Path(sys.executable).with_name("py-spy")
-    return str(beside) if beside.exists() else shutil.which("py-spy")
-
-
 class Profiler:
     """py-spy attached to one process for a while (raw collapsed stacks)."""
 
@@ -777,22 +532,6 @@ def summarise_profile(path: Path, seconds: float, rate: int, top: int = 16) -> s
 
 
 # ---- orchestration -------------------------------------------------------------------------
-def clean_environment() -> dict[str, str]:
-    hidden = {v for variables in ENV_OVERRIDES.values() for v in variables}
-    hidden |= {"JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_PATH"}
-    for variable in hidden:
-        os.environ.pop(variable, None)
-    return {k: v for k, v in os.environ.items() if not k.startswith(("BAO_", "VAULT_"))}
-
-
-@contextlib.contextmanager
-def server_stopped(server: Server) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        server.kill()  # last resort, if the async shutdown did not run
-
-
 @dataclass
 class Throughput:
     jobs_in_window: int
@@ -945,6 +684,7 @@ async def run(args: argparse.Namespace, tmp: Path, bao: Any) -> int:
         },
         env_extra={"BAO_TOKEN": server_token},
         redact=[server_token, bao.root_token],
+        stop_timeout=20.0,
     )
     out_dir = tmp / "out"
     out_dir.mkdir()
@@ -954,7 +694,7 @@ async def run(args: argparse.Namespace, tmp: Path, bao: Any) -> int:
     all_job_ids: list[str] = []
     failed = False
     t_all = time.perf_counter()
-    with server_stopped(server):
+    with servers_stopped([server]):
         clients: list[KernelClient] = []
         try:
             t0 = time.perf_counter()
@@ -1052,7 +792,7 @@ async def run(args: argparse.Namespace, tmp: Path, bao: Any) -> int:
             for client in clients:
                 with contextlib.suppress(Exception):
                     await client.close()
-            await shutdown_server(server)
+            await shutdown_server(server, grace=30.0)
 
     ledger_ok, ledger_lines = ledger_check(server, all_job_ids, tmp)
     return report(args, lat, tp, ledger_ok, ledger_lines, profile_text, bao, failed, t_all)

@@ -32,7 +32,10 @@ from jupyter_qsecure.scan import Scanner
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server_ext"))
 from jupyter_qsecure_server.save_gate import ContentsGate  # noqa: E402
 
-DEFAULT = Path(__file__).resolve().parents[2] / "shared/corpus/notebooks/qiskit-community__content_ch-ex_hello-qiskit.ipynb"
+DEFAULT = (
+    Path(__file__).resolve().parents[2]
+    / "shared/corpus/notebooks/qiskit-community__content_ch-ex_hello-qiskit.ipynb"
+)
 
 
 async def timed_saves(cm: AsyncLargeFileManager, models: list[dict], name: str) -> list[float]:
@@ -89,20 +92,32 @@ async def main_async(notebook: Path, repeat: int) -> None:
             scan_only.append((time.perf_counter() - started) * 1000)
 
     p50 = statistics.median
-    print(f"notebook: {notebook.name} ({size / 1e6:.2f} MB, {len(nb.cells)} cells), {repeat} saves each")
+    print(
+        f"notebook: {notebook.name} ({size / 1e6:.2f} MB, {len(nb.cells)} cells), {repeat} saves each"
+    )
     print(f"{'case':<22}{'without gate p50':>18}{'with gate p50':>16}{'added':>12}{'ratio':>9}")
-    for label, base, ours in (("cold save", plain_cold, gated_cold), ("after one-cell edit", plain_edit, gated_edit)):
-        print(f"{label:<22}{p50(base):>15.1f} ms{p50(ours):>13.1f} ms{p50(ours) - p50(base):>9.1f} ms{p50(ours) / p50(base):>8.2f}x")
+    for label, base, ours in (
+        ("cold save", plain_cold, gated_cold),
+        ("after one-cell edit", plain_edit, gated_edit),
+    ):
+        print(
+            f"{label:<22}{p50(base):>15.1f} ms{p50(ours):>13.1f} ms{p50(ours) - p50(base):>9.1f} ms{p50(ours) / p50(base):>8.2f}x"
+        )
     print(f"gate decision alone after a one-cell edit (no I/O): p50 {p50(scan_only):.1f} ms")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--notebook", type=Path, default=DEFAULT)
     parser.add_argument("--repeat", type=int, default=25)
     args = parser.parse_args()
     if not args.notebook.exists():
-        print(f"notebook {args.notebook} not found (it is in ../shared/corpus/notebooks)", file=sys.stderr)
+        print(
+            f"notebook {args.notebook} not found (it is in ../shared/corpus/notebooks)",
+            file=sys.stderr,
+        )
         return 2
     asyncio.run(main_async(args.notebook, args.repeat))
     return 0

@@ -411,28 +411,11 @@ def mime_units(
                 continue
             if mime in ("text/html", "image/svg+xml", "application/xhtml+xml"):
                 text = _html_to_text_memo(raw, memo)
-                unit = _transformed_unit(
-                    raw,
-                    text,
-                    mpath,
-                    cell=cell,
-                    cell_id=cell_id,
-                    where=where,
-                    mime=mime,
-                    output=output,
-                )
             else:
                 text = strip_ansi(raw)
-                unit = _transformed_unit(
-                    raw,
-                    text,
-                    mpath,
-                    cell=cell,
-                    cell_id=cell_id,
-                    where=where,
-                    mime=mime,
-                    output=output,
-                )
+            unit = _transformed_unit(
+                raw, text, mpath, cell=cell, cell_id=cell_id, where=where, mime=mime, output=output
+            )
         if unit is not None:
             yield unit
 

@@ -62,7 +62,7 @@ _B64_CHARS_RE = re.compile(r"[A-Za-z0-9+/]+={0,2}")
 
 #: Notebook metadata (widget state) whose compact dump is at least this long, and HTML/SVG
 #: at least this long, are rendered once per distinct content (see json_unit).
-MEMO_MIN_CHARS = 4096
+MEMO_MIN_CHARS = 512
 
 
 class Memo(Protocol):
@@ -261,7 +261,7 @@ def json_unit(
     With ``memo``, a big value (widget state…) is rendered once per distinct content.
     """
     key: Any = None
-    if memo is not None and cell is None and isinstance(value, (dict, list)) and value:
+    if memo is not None and isinstance(value, (dict, list)) and value:
         # marshal/pickle are faithful (injective) serialisations of JSON data and about
         # 3x faster than repr(); marshal refuses dict subclasses (NotebookNode).
         try:

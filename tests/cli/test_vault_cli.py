@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -123,7 +124,7 @@ def test_up_status_lab_down(needs_bao: None, data_dir: Path) -> None:
 def test_external_vault_addr_is_respected(needs_bao: None, data_dir: Path, tmp_path: Path) -> None:
     run = Runner(data_dir)
     external = "http://vault.example.invalid:8200"
-    leaked = "hvs.external-token-value-0123456789"
+    leaked = "hvs." + secrets.token_urlsafe(24)  # generated: never a real token
     up = run("vault", "up", BAO_ADDR=external)
     assert up.returncode == 0
     assert external in up.stdout and "not starting the embedded one" in up.stdout

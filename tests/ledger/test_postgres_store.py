@@ -7,6 +7,7 @@ plain SQL, as an administrator with database access would.
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -445,7 +446,7 @@ def test_display_url_has_no_password(postgres_ledger_url: str) -> None:
 
 def test_unreachable_server(tmp_path: Path) -> None:
     port = free_loopback_port()  # nothing listens there
-    password = "s3cret-Pa55word-xyz"
+    password = "pw-" + secrets.token_urlsafe(12)  # generated at run time
     url = f"postgresql://auditor:{password}@127.0.0.1:{port}/ledgerdb"
     started = time.monotonic()
     with pytest.raises(LedgerUnavailable) as caught:

@@ -37,6 +37,10 @@ from jupyter_qsecure.gate import GateOutcome, SaveGate
 
 #: The user behind the request that is saving, set by the contents handler below.
 current_user: contextvars.ContextVar[str] = contextvars.ContextVar("qsecure_user", default="server")
+#: True while the manager saves content this gate has just checked.
+_in_gated_save: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "qsecure_gated", default=False
+)
 
 
 class SaveRefused(web.HTTPError):
@@ -151,13 +155,12 @@ class ContentsGate:
     async def save_async(self, model: dict[str, Any], path: str = "") -> Any:
         if model.get("chunk") is not None:
             return await self._save_chunk(model, path)
+        outcome = await asyncio.to_thread(self._check, model, path)
+        marker = _in_gated_save.set(True)
         try:
-            outcome = await asyncio.to_thread(self._check, model, path)
-        except web.HTTPError:
-            raise
-        except Exception as exc:
-            raise _fail_closed(exc, path) from None
-        result = await self._save(outcome.model if outcome.model is not None else model, path)
+            result = await self._save(outcome.model if outcome.model is not None else model, path)
+        finally:
+            _in_gated_save.reset(marker)
         return self._report(result, outcome)
 
     def save_sync(self, model: dict[str, Any], path: str = "") -> Any:
@@ -167,7 +170,11 @@ class ContentsGate:
                 "chunked uploads need an async contents manager when jupyter-qsecure is enabled",
             )
         outcome = self._check(model, path)
-        result = self._save(outcome.model if outcome.model is not None else model, path)
+        marker = _in_gated_save.set(True)
+        try:
+            result = self._save(outcome.model if outcome.model is not None else model, path)
+        finally:
+            _in_gated_save.reset(marker)
         return self._report(result, outcome)
 
     # ---- chunked uploads ------------------------------------------------------------------
@@ -213,56 +220,80 @@ class ContentsGate:
 
     # ---- checkpoints ----------------------------------------------------------------------
     def _wrap_checkpoints(self) -> None:
+        """Refuse to checkpoint, or restore, a file holding a secret (block mode only).
+
+        A checkpoint taken by the manager inside a save this gate already checked (the
+        first save of a notebook) is not read and scanned again.
+        """
         cm = self.cm
-        create = cm.create_checkpoint
-        restore = cm.restore_checkpoint
+        create, restore = cm.create_checkpoint, cm.restore_checkpoint
 
-        async def create_checkpoint(path: str) -> Any:
-            await self._check_file_on_disk(path, "a checkpoint of")
-            return await _maybe_await(create(path))
+        def checkpoint_source(checkpoint_id: str, path: str) -> bytes | None:
+            locate = getattr(getattr(cm, "checkpoints", None), "checkpoint_path", None)
+            source = Path(locate(checkpoint_id, path)) if locate is not None else None
+            return source.read_bytes() if source is not None and source.is_file() else None
 
-        async def restore_checkpoint(checkpoint_id: str, path: str) -> Any:
-            checkpoints = getattr(cm, "checkpoints", None)
-            locate = getattr(checkpoints, "checkpoint_path", None)
-            if locate is not None:
-                source = Path(locate(checkpoint_id, path))
-                if source.is_file():
-                    raw = source.read_bytes()
-                    await self._gate_raw(raw, path)
-            return await _maybe_await(restore(checkpoint_id, path))
+        def guard_model(model: Any, path: str) -> None:
+            if model is not None and model.get("type") != "directory":
+                self._refuse_if_secret(self.gate.check_model, model, path, "create a checkpoint of")
+
+        def guard_raw(raw: bytes | None, path: str) -> None:
+            if raw is not None:
+                self._refuse_if_secret(self.gate.check_bytes, raw, path, "restore a checkpoint of")
+
+        if inspect.iscoroutinefunction(create):
+
+            async def create_checkpoint(path: str) -> Any:
+                if self._guarding() and not _in_gated_save.get():
+                    model = await self._disk_model_async(path)
+                    await asyncio.to_thread(guard_model, model, path)
+                return await create(path)
+
+            async def restore_checkpoint(checkpoint_id: str, path: str) -> Any:
+                if self._guarding():
+                    await asyncio.to_thread(guard_raw, checkpoint_source(checkpoint_id, path), path)
+                return await restore(checkpoint_id, path)
+
+        else:
+
+            def create_checkpoint(path: str) -> Any:  # type: ignore[misc]
+                if self._guarding() and not _in_gated_save.get():
+                    guard_model(self._disk_model_sync(path), path)
+                return create(path)
+
+            def restore_checkpoint(checkpoint_id: str, path: str) -> Any:  # type: ignore[misc]
+                if self._guarding():
+                    guard_raw(checkpoint_source(checkpoint_id, path), path)
+                return restore(checkpoint_id, path)
 
         cm.create_checkpoint = create_checkpoint
         cm.restore_checkpoint = restore_checkpoint
 
-    async def _check_file_on_disk(self, path: str, what: str) -> None:
+    def _guarding(self) -> bool:
+        # Only block mode refuses: warn keeps secrets on purpose, and in redact mode what
+        # Jupyter saved is already redacted.
+        return bool(self.gate.mode == "block")
+
+    async def _disk_model_async(self, path: str) -> Any:
         try:
-            model = await _maybe_await(self.cm.get(path, content=True))
+            return await self.cm.get(path, content=True)
         except web.HTTPError:
-            return  # nothing to checkpoint; the manager reports it
-        if model.get("type") != "directory":
-            await self._refuse_if_secret(self.gate.check_model, model, path, f"create {what}")
+            return None  # nothing to checkpoint; the manager reports it
 
-    async def _gate_raw(self, raw: bytes, path: str) -> None:
-        await self._refuse_if_secret(self.gate.check_bytes, raw, path, "restore a checkpoint of")
-
-    async def _refuse_if_secret(self, check: Any, subject: Any, path: str, doing: str) -> None:
-        """Checkpoint paths: only block mode refuses (warn keeps secrets on purpose, and
-        in redact mode what Jupyter saved is already redacted)."""
-        if self.gate.mode != "block":
-            return
+    def _disk_model_sync(self, path: str) -> Any:
         try:
-            outcome = await asyncio.to_thread(check, subject, path.strip("/"), current_user.get())
+            return self.cm.get(path, content=True)
+        except web.HTTPError:
+            return None
+
+    def _refuse_if_secret(self, check: Any, subject: Any, path: str, doing: str) -> None:
+        try:
+            outcome = check(subject, path.strip("/"), current_user.get())
         except Exception as exc:
             raise _fail_closed(exc, path) from None
         if outcome.action == "block":
             outcome.message = f"Refused to {doing} {path}: " + outcome.message
             raise SaveRefused(outcome)
-
-
-async def _maybe_await(value: Any) -> Any:
-    if inspect.isawaitable(value):
-        return await value
-    return value
 
 
 def _chunk_bytes(model: dict[str, Any]) -> bytes:

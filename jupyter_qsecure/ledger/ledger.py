@@ -417,7 +417,7 @@ class Ledger:
             raise InvalidEntry(f"the ledger has no entry {index}")
         return Entry.from_bytes(row.entry, row.leaf_hash)
 
-    def _subtree_oracle(self, tx: ReadTx, ranges_end: int) -> Any:
+    def _subtree_oracle(self, tx: ReadTx) -> Any:
         cache: dict[tuple[int, int], bytes] = {}
 
         def subtree(start: int, end: int) -> bytes:
@@ -455,7 +455,7 @@ class Ledger:
             row = tx.get_entry(index)
             if row is None:
                 raise InvalidEntry(f"the ledger has no entry {index}")
-            path = inclusion_path(index, size, self._subtree_oracle(tx, size))
+            path = inclusion_path(index, size, self._subtree_oracle(tx))
             keys = [PublicKeyRecord.model_validate_json(r) for r in tx.public_key_records()]
         return InclusionProof(
             index=index,
@@ -471,7 +471,7 @@ class Ledger:
         """RFC 9162 consistency proof that ``new``'s tree extends ``old``'s."""
         with self.store.read() as tx:
             path = consistency_path(
-                old.tree_size, new.tree_size, self._subtree_oracle(tx, new.tree_size)
+                old.tree_size, new.tree_size, self._subtree_oracle(tx)
             )
         return ConsistencyProof(old=old, new=new, path=[p.hex() for p in path])
 

@@ -88,8 +88,6 @@ def _check_private_key_file(path: Path) -> bytes:
     """Read a private key file, refusing ones others can read (as ssh does)."""
     try:
         info = path.stat()
-    except FileNotFoundError:
-        raise
     except OSError as exc:
         raise SigningError(
             f"cannot read signing key {path}: {exc.strerror}",

@@ -223,10 +223,9 @@ class QSecureExtension(ExtensionApp):
         timer = getattr(self, "_checkpoint_timer", None)
         if timer is not None:
             timer.stop()
-        for name in ("_approvals_timer",):
-            periodic = getattr(self, name, None)
-            if periodic is not None:
-                periodic.stop()
+        approvals = getattr(self, "_approvals_timer", None)
+        if approvals is not None:
+            approvals.stop()
         if self.jobs is not None:
             self.jobs.close()
         if self.credentials is not None:

@@ -63,7 +63,7 @@ class CredentialService:
         """A masker over every value handed out by this server, or None if there is none."""
         version = self.registry.version
         if version != self._masker_version:
-            values = self.registry.named_values() if hasattr(self.registry, "named_values") else {}
+            values = self.registry.named_values()
             self._masker = Masker(values) if values else None
             self._masker_version = version
             # Raw JSON frames can be pre-screened for values only when JSON escaping

@@ -301,4 +301,12 @@ def run_aer(payload: dict[str, Any]) -> dict[str, Any]:
         "qiskit": qiskit.__version__,
         "qiskit_aer": qiskit_aer.__version__,
     }
-    return {"counts": counts, "metadata": metadata, "transpiled_qpy": circuits_to_qpy(transpiled)}
+    from .canonical import hash_many
+
+    return {
+        "counts": counts,
+        "metadata": metadata,
+        "transpiled_qpy": circuits_to_qpy(transpiled),
+        # Hashed here, where the circuits already are, not reloaded from QPY by the broker.
+        "transpiled_hashes": hash_many(transpiled),
+    }

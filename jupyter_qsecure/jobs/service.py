@@ -446,11 +446,8 @@ class JobService:
         return state
 
     def _seal(self, state: JobState, outcome: dict[str, Any]) -> None:
-        """Hash what ran, sign the manifest and the result, record, archive."""
-        from .aer_run import circuits_from_qpy
-
-        transpiled = circuits_from_qpy(outcome["transpiled_qpy"])
-        state.transpiled_hashes = hash_many(transpiled)
+        """Sign the manifest and the result, record, archive."""
+        state.transpiled_hashes = list(outcome["transpiled_hashes"])
         metadata = dict(outcome["metadata"])
         seed = metadata.get("seed", state.request["seed"])
         statement = build_job_statement(

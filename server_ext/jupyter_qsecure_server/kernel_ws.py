@@ -77,6 +77,12 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
         super().handle_incoming_message(incoming_msg)
 
     def _is_execute_request(self, ws_msg: Any) -> bool:
+        # Cheap screen first: most incoming messages (comms, completions, kernel info)
+        # cannot be one, and need not be parsed twice.
+        if isinstance(ws_msg, (bytes, bytearray)) and b"execute_request" not in ws_msg:
+            return False
+        if isinstance(ws_msg, str) and "execute_request" not in ws_msg:
+            return False
         try:
             if self.subprotocol == V1:
                 channel, msg_list = deserialize_msg_from_ws_v1(ws_msg)

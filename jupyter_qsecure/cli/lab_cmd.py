@@ -166,6 +166,10 @@ def run(args: argparse.Namespace, settings: QSecure) -> int:
         f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}",
         *args.jupyter_args,
     ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in command:
+        # Containers and CI machines often run as root, where Jupyter refuses to start.
+        print("note: running as root, so --allow-root is passed to jupyter lab", file=sys.stderr)
+        command.append("--allow-root")
     if args.dry_run:
         print(shown_command(command, env_changes))
         return 0

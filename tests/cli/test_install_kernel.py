@@ -19,6 +19,9 @@ from jupyter_qsecure.kernel.install import KernelInstallError, install_kernelspe
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "user-data"))
+    # The user data dir first, even in a venv where `jupyter qsecure lab` may already have
+    # installed the kernel into sys.prefix (jupyter_core prefers the env path there).
+    monkeypatch.setenv("JUPYTER_PREFER_ENV_PATH", "0")
     monkeypatch.setenv("QSECURE_DATA_DIR", str(tmp_path / "qsecure-data"))
     monkeypatch.delenv("JUPYTER_PATH", raising=False)
 

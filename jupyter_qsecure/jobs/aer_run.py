@@ -28,6 +28,7 @@ the executors' timeout and crash handling can be tested without big circuits.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import io
 import json
@@ -35,6 +36,7 @@ import os
 import secrets
 import signal
 import time
+from collections import OrderedDict
 from typing import Any
 
 __all__ = [
@@ -127,6 +129,7 @@ def _strip_ids(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=64)
 def noise_model_sha256(name: str | None) -> str | None:
     """SHA-256 hex of the named model's canonical JSON (``None`` for no noise).
 
@@ -221,6 +224,43 @@ def _simulator_and_passes(method: str, noise: str | None) -> tuple[Any, Any]:
     return simulator, passes
 
 
+#: Per worker process: (method, noise, SHA-256 of the QPY text) -> (transpiled circuits,
+#: their canonical hashes). Transpilation is deterministic (fixed seed and level), so a
+#: circuit submitted again (a seed or shots sweep) skips QPY decoding, transpilation and
+#: hashing. Bounded in entries and in instructions held.
+_TRANSPILED: OrderedDict[tuple[str, str | None, str], tuple[list[Any], list[str]]] = OrderedDict()
+_TRANSPILED_MAX_ENTRIES = 128
+_TRANSPILED_MAX_OPS = 20_000
+
+
+def _transpiled(
+    circuits_qpy: str, method: str, noise: str | None, passes: Any
+) -> tuple[list[Any], list[str]]:
+    key = (method, noise, hashlib.sha256(circuits_qpy.encode("ascii", "replace")).hexdigest())
+    cached = _TRANSPILED.get(key)
+    if cached is not None:
+        _TRANSPILED.move_to_end(key)
+        return cached
+    circuits = circuits_from_qpy(circuits_qpy)
+    for index, circuit in enumerate(circuits):
+        if circuit.parameters:
+            names = ", ".join(sorted(p.name for p in circuit.parameters))
+            raise ValueError(f"circuit {index} has unbound parameters: {names}")
+        if not any(inst.operation.name == "measure" for inst in circuit.data):
+            raise ValueError(f"circuit {index} has no measurements, so it has no counts")
+    transpiled = passes.run(circuits)
+    if not isinstance(transpiled, list):
+        transpiled = [transpiled]
+    from .canonical import hash_many
+
+    entry = (transpiled, hash_many(transpiled))
+    if sum(len(c.data) for c in transpiled) <= _TRANSPILED_MAX_OPS:
+        _TRANSPILED[key] = entry
+        while len(_TRANSPILED) > _TRANSPILED_MAX_ENTRIES:
+            _TRANSPILED.popitem(last=False)
+    return entry
+
+
 def run_aer(payload: dict[str, Any]) -> dict[str, Any]:
     """Transpile and run ``payload``'s circuits on AerSimulator; return counts and metadata.
 
@@ -229,8 +269,8 @@ def run_aer(payload: dict[str, Any]) -> dict[str, Any]:
     "max_parallel_threads": int (1)}``.
 
     Returns ``{"counts": [dict per circuit, keys sorted], "metadata": {...},
-    "transpiled_qpy": base64 QPY of the transpiled circuits}``. Invalid payloads raise
-    :class:`ValueError` with a message naming the field.
+    "transpiled_hashes": canonical hash of each transpiled circuit}``. Invalid payloads
+    raise :class:`ValueError` with a message naming the field.
     """
     if not isinstance(payload, dict):
         raise ValueError(f"payload must be a dict, got {type(payload).__name__}")
@@ -256,18 +296,8 @@ def run_aer(payload: dict[str, Any]) -> dict[str, Any]:
     circuits_qpy = payload.get("circuits_qpy")
     if not isinstance(circuits_qpy, str):
         raise ValueError("circuits_qpy must be a base64 QPY string")
-    circuits = circuits_from_qpy(circuits_qpy)
-    for index, circuit in enumerate(circuits):
-        if circuit.parameters:
-            names = ", ".join(sorted(p.name for p in circuit.parameters))
-            raise ValueError(f"circuit {index} has unbound parameters: {names}")
-        if not any(inst.operation.name == "measure" for inst in circuit.data):
-            raise ValueError(f"circuit {index} has no measurements, so it has no counts")
-
     simulator, passes = _simulator_and_passes(method, noise)
-    transpiled = passes.run(circuits)
-    if not isinstance(transpiled, list):
-        transpiled = [transpiled]
+    transpiled, transpiled_hashes = _transpiled(circuits_qpy, method, noise, passes)
     run_options: dict[str, Any] = {
         "shots": shots,
         "seed_simulator": seed,
@@ -301,12 +331,9 @@ def run_aer(payload: dict[str, Any]) -> dict[str, Any]:
         "qiskit": qiskit.__version__,
         "qiskit_aer": qiskit_aer.__version__,
     }
-    from .canonical import hash_many
-
     return {
         "counts": counts,
         "metadata": metadata,
-        "transpiled_qpy": circuits_to_qpy(transpiled),
         # Hashed here, where the circuits already are, not reloaded from QPY by the broker.
-        "transpiled_hashes": hash_many(transpiled),
+        "transpiled_hashes": list(transpiled_hashes),
     }

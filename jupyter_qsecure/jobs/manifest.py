@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import platform
@@ -64,6 +65,8 @@ __all__ = [
     "build_job_statement",
     "build_result_statement",
     "envelope_digest",
+    "statement_body_digest",
+    "statement_digest",
     "format_keyid",
     "pae",
     "parse_keyid",
@@ -360,6 +363,22 @@ def envelope_digest(envelope: Envelope | Mapping[str, Any]) -> str:
     return _sha256(_canonical(env.model_dump(mode="json"), what="envelope"))
 
 
+def statement_digest(envelope: Envelope | Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of the envelope's signed payload: the statement's canonical JSON.
+
+    This is how a result and the ledger name a job manifest. It covers everything the
+    signature covers and nothing the signature does not, and it is known before signing,
+    so a manifest and its result can be signed in one transit batch.
+    """
+    return _sha256(_as_envelope(envelope).payload_bytes())
+
+
+def statement_body_digest(statement: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of ``statement``'s canonical JSON: equals :func:`statement_digest` of
+    the envelope that :func:`sign_envelope` makes of it."""
+    return _sha256(_canonical(dict(statement), what="statement"))
+
+
 def result_digest(counts: Sequence[Mapping[str, int]], metadata: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the canonical JSON of ``{"counts": counts, "metadata": metadata}``."""
     return _sha256(
@@ -385,20 +404,27 @@ def _timestamp(value: datetime | str) -> str:
 
 # ---- statements ---------------------------------------------------------------------------
 def runtime_versions() -> dict[str, str | None]:
-    """Versions that decide how a circuit runs: Python, Qiskit, Qiskit Aer, jupyter-qsecure."""
+    """Versions that decide how a circuit runs: Python, Qiskit, Qiskit Aer, jupyter-qsecure.
 
+    Read once per process (the modules a process has imported do not change under it).
+    """
+    return dict(_runtime_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _runtime_versions() -> tuple[tuple[str, str | None], ...]:
     def version(dist: str) -> str | None:
         try:
             return importlib_metadata.version(dist)
         except importlib_metadata.PackageNotFoundError:
             return None
 
-    return {
-        "python": platform.python_version(),
-        "qiskit": version("qiskit"),
-        "qiskit-aer": version("qiskit-aer"),
-        "jupyter-qsecure": __version__,
-    }
+    return (
+        ("python", platform.python_version()),
+        ("qiskit", version("qiskit")),
+        ("qiskit-aer", version("qiskit-aer")),
+        ("jupyter-qsecure", __version__),
+    )
 
 
 def build_job_statement(
@@ -480,8 +506,9 @@ def build_result_statement(
     """The result statement (predicateType :data:`RESULT_PREDICATE_TYPE`).
 
     Subject ``result:<job_id>`` with :func:`result_digest` of counts and metadata; the
-    predicate links to the manifest by ``manifest_digest`` (:func:`envelope_digest` of
-    the signed job envelope) and records the counts and metadata digests separately.
+    predicate links to the manifest by ``manifest_digest`` (:func:`statement_digest` of
+    the job envelope: the SHA-256 of the signed job statement) and records the counts
+    and metadata digests separately.
     """
     if not job_id:
         raise ManifestError("a result statement needs a job id")
@@ -517,14 +544,14 @@ def verify_result(
     """What a kernel checks before it returns a result; returns (job, result) statements.
 
     Both envelopes must verify; the result must name this manifest (its
-    :func:`envelope_digest`) and its job id; ``counts`` and ``metadata`` must hash to
+    :func:`statement_digest`) and its job id; ``counts`` and ``metadata`` must hash to
     the result's subject. Raises :class:`ManifestError` naming the failed check.
     """
     job = verify_envelope(manifest, keyring, predicate_type=JOB_PREDICATE_TYPE)
     result = verify_envelope(result_envelope, keyring, predicate_type=RESULT_PREDICATE_TYPE)
     job_id = job["predicate"].get("job_id")
     linked = result["predicate"].get("manifest", {}).get("digest", {}).get("sha256")
-    expected = envelope_digest(manifest)
+    expected = statement_digest(manifest)
     if linked != expected:
         raise ManifestError(
             f"result of job {result['predicate'].get('job_id')!r} is linked to manifest "

@@ -209,7 +209,7 @@ def verify_record(
     try:
         envelope = m.Envelope.model_validate(record.get("manifest"))
         statement = m.verify_envelope(envelope, keyring, predicate_type=m.JOB_PREDICATE_TYPE)
-        manifest_digest = m.envelope_digest(envelope)
+        manifest_digest = m.statement_digest(envelope)
     except Exception as exc:  # ManifestError, pydantic's ValidationError
         raise fail("manifest signature", f"manifest does not verify: {_reason(exc)}") from None
     signer = _signer_label(envelope, keyring)

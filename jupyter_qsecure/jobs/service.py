@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import os
@@ -35,15 +36,18 @@ from .manifest import (
     Envelope,
     build_job_statement,
     build_result_statement,
-    envelope_digest,
     result_digest,
-    sign_envelope,
+    sign_envelopes,
+    statement_body_digest,
 )
 from .policy import Decision, Identity, JobRequest, PolicyEngine
 
 log = logging.getLogger("jupyter_qsecure.jobs")
 
 MAX_CIRCUITS_PARSED = 1000
+#: Parsed requests remembered (:meth:`JobService._circuits`), and the largest one kept.
+PARSED_CACHE_ENTRIES = 256
+PARSED_CACHE_MAX_CHARS = 256 * 1024
 
 
 class JobError(QSecureError):
@@ -195,6 +199,32 @@ def parse_circuits(items: Any, bind: Any) -> list[Any]:
     return circuits
 
 
+def _circuits_key(items: Any, bind: Any) -> str | None:
+    """SHA-256 over the circuits' formats and texts and the bindings; None if uncacheable."""
+    if not isinstance(items, list) or not items or len(items) > MAX_CIRCUITS_PARSED:
+        return None
+    digest = hashlib.sha256()
+    size = 0
+    for item in items:
+        if not isinstance(item, dict):
+            return None
+        fmt, data = item.get("format"), item.get("data")
+        if not isinstance(fmt, str) or not isinstance(data, str):
+            return None
+        size += len(data)
+        if size > PARSED_CACHE_MAX_CHARS:
+            return None
+        for part in (fmt, data):
+            encoded = part.encode("utf-8", "surrogatepass")
+            digest.update(len(encoded).to_bytes(8, "big"))
+            digest.update(encoded)
+    try:
+        digest.update(json.dumps(bind, sort_keys=True, allow_nan=False).encode())
+    except (TypeError, ValueError):
+        return None
+    return digest.hexdigest()
+
+
 class JobService:
     def __init__(
         self,
@@ -230,6 +260,7 @@ class JobService:
         self._lock = threading.Lock()
         self._identity_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._identity_ttl = identity_cache_seconds
+        self._parsed: OrderedDict[str, tuple[list[str], list[dict[str, Any]], str]] = OrderedDict()
 
     # ---- identity --------------------------------------------------------------------------
     @property
@@ -307,12 +338,7 @@ class JobService:
             raise InvalidJob("'shots' must be an integer", hint="e.g. --shots 1024")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise InvalidJob("'seed' must be a non-negative integer or null")
-        circuits = parse_circuits(body.get("circuits"), body.get("bind"))
-        try:
-            hashes = hash_many(circuits)
-        except CanonicalisationError as exc:
-            raise InvalidJob(exc.message, hint=exc.hint) from None
-        summaries = [circuit_summary(c) for c in circuits]
+        hashes, summaries, circuits_qpy = self._circuits(body.get("circuits"), body.get("bind"))
         tags = body.get("tags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) and len(t) <= 64 for t in tags):
             raise InvalidJob("'tags' must be a list of short strings")
@@ -347,7 +373,7 @@ class JobService:
             decision=decision,
             circuit_hashes=hashes,
             payload={
-                "circuits_qpy": circuits_to_qpy(circuits),
+                "circuits_qpy": circuits_qpy,
                 "shots": shots,
                 "seed": seed,
                 "method": request.method,
@@ -386,6 +412,36 @@ class JobService:
             state.error = decision.approval_message(job_id)
         self._keep(state)
         return state
+
+    def _circuits(self, items: Any, bind: Any) -> tuple[list[str], list[dict[str, Any]], str]:
+        """Canonical hashes, policy summaries and worker QPY of the request's circuits.
+
+        Memoised by the SHA-256 of the request's circuit texts and bindings: the same
+        bytes always parse to the same circuits, so a circuit submitted again (a seed or
+        shots sweep, a retry) is not decoded and hashed again.
+        """
+        key = _circuits_key(items, bind)
+        if key is not None:
+            with self._lock:
+                cached = self._parsed.get(key)
+                if cached is not None:
+                    self._parsed.move_to_end(key)
+                    return cached[0], [dict(s) for s in cached[1]], cached[2]
+        circuits = parse_circuits(items, bind)
+        try:
+            hashes = hash_many(circuits)
+        except CanonicalisationError as exc:
+            raise InvalidJob(exc.message, hint=exc.hint) from None
+        summaries = [circuit_summary(c) for c in circuits]
+        # One QPY text as sent needs no re-encoding for the worker.
+        single_qpy = not bind and len(items) == 1 and items[0].get("format") == "qpy"
+        circuits_qpy = items[0]["data"] if single_qpy else circuits_to_qpy(circuits)
+        if key is not None:
+            with self._lock:
+                self._parsed[key] = (hashes, summaries, circuits_qpy)
+                while len(self._parsed) > PARSED_CACHE_ENTRIES:
+                    self._parsed.popitem(last=False)
+        return hashes, [dict(s) for s in summaries], circuits_qpy
 
     def _append_many(
         self, entries: list[tuple[str, dict[str, Any]]], *, actor: str, correlation_id: str
@@ -472,16 +528,20 @@ class JobService:
             correlation_id=state.job_id,
             submitted_at=state.decision.evaluated_at,
         )
-        state.manifest = sign_envelope(statement, self.signer)
+        manifest_sha256 = statement_body_digest(statement)
         counts = outcome["counts"]
         result_statement = build_result_statement(
             job_id=state.job_id,
-            manifest_digest=envelope_digest(state.manifest),
+            manifest_digest=manifest_sha256,
             counts=counts,
             metadata=metadata,
             completed_at=_utc(),
         )
-        state.result_envelope = sign_envelope(result_statement, self.signer)
+        # One signing call for both (and, through a BatchingSigner, shared with the
+        # jobs that finish at the same moment).
+        state.manifest, state.result_envelope = sign_envelopes(
+            [statement, result_statement], self.signer
+        )
         state.result = {"counts": counts, "metadata": metadata}
         state.status = "completed"
         self.ledger.append(
@@ -489,7 +549,7 @@ class JobService:
             {
                 "job_id": state.job_id,
                 "status": "completed",
-                "manifest_sha256": envelope_digest(state.manifest),
+                "manifest_sha256": manifest_sha256,
                 "result_sha256": result_digest(counts, metadata),
                 "transpiled_hashes": state.transpiled_hashes,
             },

@@ -470,9 +470,7 @@ class Ledger:
     def prove_consistency(self, old: Checkpoint, new: Checkpoint) -> ConsistencyProof:
         """RFC 9162 consistency proof that ``new``'s tree extends ``old``'s."""
         with self.store.read() as tx:
-            path = consistency_path(
-                old.tree_size, new.tree_size, self._subtree_oracle(tx)
-            )
+            path = consistency_path(old.tree_size, new.tree_size, self._subtree_oracle(tx))
         return ConsistencyProof(old=old, new=new, path=[p.hex() for p in path])
 
     def verify(self, *, keyring: KeyRing | None = None, progress: Any = None) -> Any:

@@ -17,6 +17,7 @@ from jupyter_qsecure.jobs.executor import executor_from_settings
 from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
 from jupyter_qsecure.jobs.service import JobService
 from jupyter_qsecure.ledger import EntryFilter, Ledger
+from jupyter_qsecure.ledger.batching import BatchingSigner
 from jupyter_qsecure.ledger.signing import Ed25519FileSigner, KeyRing
 from jupyter_qsecure.ledger.transit import TransitSigner
 from jupyter_qsecure.scan import default_scanner
@@ -143,6 +144,7 @@ class QSecureExtension(ExtensionApp):
                 key_name=settings.jobs_transit_key,
             )
             signer.ensure_key()
+            signer = BatchingSigner(signer)  # jobs finishing together share transit calls
         else:
             signer = Ed25519FileSigner(settings.data_path / "keys" / "jobs-ed25519.pem")
         # Trust the job signer's public keys for offline checks (`jupyter qsecure replay`).
@@ -177,7 +179,7 @@ class QSecureExtension(ExtensionApp):
             environment=settings.environment,
             archive_dir=settings.data_path / "jobs",
             job_timeout=settings.job_timeout_seconds,
-            aer_threads=settings.job_aer_threads,
+            aer_threads=settings.aer_threads_per_job(),
         )
         self.credentials.on_revoke.append(self.jobs.forget_kernel)
         self._approvals_seen = self.ledger.size()

@@ -275,7 +275,7 @@ class FakeBroker:
         )
         manifest = m.sign_envelope(statement, self.signer)
         metadata = {"seed": seed, "shots": shots, "seed_transpiler": 11}
-        digest = m.envelope_digest(manifest)
+        digest = m.statement_digest(manifest)
         result_statement = m.build_result_statement(
             job_id=job_id,
             manifest_digest="cd" * 32 if self.relink else digest,
@@ -362,7 +362,7 @@ def test_record_verifies_with_the_real_manifest_code(broker: FakeBroker) -> None
     keyring = fetch_keyring(client)
     v = verify_record(record, keyring, [Expected("qpy", circuit_hash(qc))], {"shots": 100})
     assert v.verified and v.hash_sources == ("local",)
-    assert v.manifest_digest == m.envelope_digest(record["manifest"])
+    assert v.manifest_digest == m.statement_digest(record["manifest"])
     assert v.signer.startswith("local key ed25519:") and v.signer.endswith(" v1")
     # the manifest module's own end-to-end check agrees
     m.verify_result(

@@ -20,7 +20,6 @@ from qiskit.circuit import Parameter
 from jupyter_qsecure.errors import ConfigError, QSecureError
 from jupyter_qsecure.jobs.aer_run import (
     TESTING_ENV,
-    circuits_from_qpy,
     circuits_to_qpy,
     noise_model,
     noise_model_names,
@@ -101,9 +100,9 @@ def test_run_aer_same_seed_same_counts_and_metadata() -> None:
     assert meta["shots"] == 128 and meta["seed"] == 1234
     assert meta["method"] == "automatic" and meta["num_circuits"] == 2
     assert meta["qiskit_aer"] and meta["qiskit"] and meta["time_taken"] >= 0
-    transpiled = circuits_from_qpy(first["transpiled_qpy"])
-    assert len(transpiled) == 2 and transpiled[0].num_qubits == 3
-    assert first["transpiled_qpy"] == second["transpiled_qpy"]
+    assert len(first["transpiled_hashes"]) == 2
+    assert all(len(h) == 64 for h in first["transpiled_hashes"])
+    assert first["transpiled_hashes"] == second["transpiled_hashes"]
     other = run_aer(payload(seed=99))
     assert other["counts"] != first["counts"]
 
@@ -171,6 +170,33 @@ def test_run_aer_rejects_unbound_parameters_and_circuits_without_measurements() 
         run_aer([1, 2])  # type: ignore[arg-type]
 
 
+def test_transpile_cache_keeps_circuits_apart_and_keeps_checking() -> None:
+    from jupyter_qsecure.jobs import aer_run
+    from jupyter_qsecure.jobs.canonical import hash_many
+
+    aer_run._TRANSPILED.clear()
+    sent = circuits_to_qpy([ghz(), mixer()])  # one QPY text, sent again and again
+    first = run_aer(payload(circuits_qpy=sent))
+    other = run_aer(payload(circuits_qpy=circuits_to_qpy([mixer(), ghz(4)])))
+    again = run_aer(payload(circuits_qpy=sent, seed=99))  # served from the cache
+    assert len(aer_run._TRANSPILED) == 2
+    assert again["transpiled_hashes"] == first["transpiled_hashes"]
+    assert other["transpiled_hashes"] != first["transpiled_hashes"]
+    assert again["counts"] != first["counts"]  # the new seed is used, not a cached result
+    assert run_aer(payload(circuits_qpy=sent))["counts"] == first["counts"]
+    assert run_aer(payload())["transpiled_hashes"] == first["transpiled_hashes"]
+    # what the cache returns is what transpiling the circuits again gives
+    _, passes = aer_run._simulator_and_passes("automatic", None)
+    assert hash_many(passes.run([ghz(), mixer()])) == first["transpiled_hashes"]
+    # refused circuits are never cached: refused again, every time
+    bare = QuantumCircuit(1)
+    bare.h(0)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="no measurements"):
+            run_aer(payload(circuits_qpy=circuits_to_qpy(bare)))
+    assert len(aer_run._TRANSPILED) == 3
+
+
 def test_test_hooks_are_refused_unless_the_worker_is_in_testing_mode(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -194,7 +220,7 @@ def test_local_executor_matches_in_process_run(executor: LocalExecutor) -> None:
     for handle in handles:
         result = handle.result(WAIT)
         assert result["counts"] == expected["counts"]
-        assert result["transpiled_qpy"] == expected["transpiled_qpy"]
+        assert result["transpiled_hashes"] == expected["transpiled_hashes"]
         assert handle.status == "completed" and handle.done()
         assert handle.started_at is not None and handle.finished_at is not None
     noisy_result = noisy.result(WAIT)

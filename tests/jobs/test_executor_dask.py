@@ -103,7 +103,7 @@ def test_dask_counts_match_local_executor_and_in_process(
     in_process = run_aer(dict(body))
     dask_result = on_dask.result(WAIT)
     assert dask_result["counts"] == on_local["counts"] == in_process["counts"]
-    assert dask_result["transpiled_qpy"] == in_process["transpiled_qpy"]
+    assert dask_result["transpiled_hashes"] == in_process["transpiled_hashes"]
     assert dask_result["metadata"]["seed"] == 4242
     assert noisy_dask.result(WAIT)["counts"] == noisy_local["counts"]
     assert on_dask.status == "completed"

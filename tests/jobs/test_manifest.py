@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import uuid
 from datetime import datetime, timezone
@@ -28,6 +29,8 @@ from jupyter_qsecure.jobs.manifest import (
     runtime_versions,
     sign_envelope,
     sign_envelopes,
+    statement_body_digest,
+    statement_digest,
     verify_envelope,
     verify_result,
 )
@@ -289,7 +292,7 @@ def _signed_job_and_result(
     result = sign_envelope(
         build_result_statement(
             job_id=job_id,
-            manifest_digest=envelope_digest(manifest),
+            manifest_digest=statement_digest(manifest),
             counts=COUNTS,
             metadata=METADATA,
             completed_at=WHEN,
@@ -306,7 +309,10 @@ def test_result_statement_shape_and_digests(signer: Ed25519FileSigner) -> None:
     assert statement["subject"] == [
         {"name": "result:job-1", "digest": {"sha256": result_digest(COUNTS, METADATA)}}
     ]
-    assert statement["predicate"]["manifest"] == {"digest": {"sha256": envelope_digest(manifest)}}
+    assert statement["predicate"]["manifest"] == {"digest": {"sha256": statement_digest(manifest)}}
+    # the link is the digest of the signed statement bytes, known before signing
+    assert statement_digest(manifest) == statement_body_digest(job_statement("job-1"))
+    assert statement_digest(manifest) == hashlib.sha256(manifest.payload_bytes()).hexdigest()
     assert statement["predicate"]["num_circuits"] == 2
     # digests are of canonical JSON: key order and JSON round trips do not matter
     assert result_digest(COUNTS, METADATA) == result_digest(
@@ -341,7 +347,7 @@ def test_result_for_another_job_id_is_detected(signer: Ed25519FileSigner, keyrin
     result = sign_envelope(
         build_result_statement(
             job_id="job-9",
-            manifest_digest=envelope_digest(manifest),
+            manifest_digest=statement_digest(manifest),
             counts=COUNTS,
             metadata=METADATA,
             completed_at=WHEN,
@@ -404,7 +410,7 @@ def test_sign_verify_round_trip_with_openbao_transit(
     result = sign_envelope(
         build_result_statement(
             job_id="job-1",
-            manifest_digest=envelope_digest(manifest),
+            manifest_digest=statement_digest(manifest),
             counts=COUNTS,
             metadata=METADATA,
             completed_at=WHEN,

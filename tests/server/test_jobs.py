@@ -287,3 +287,53 @@ async def test_queue_full_answers_429_with_retry_after(
     monkeypatch.setattr(service, "_executor", FullExecutor())
     code, body, response = await post(http_server_client, jp_base_url, token, job(ghz(2)))
     assert code == 429 and response.headers["Retry-After"] == "3"
+
+
+async def test_resubmitted_circuits_are_parsed_once_and_bindings_kept_apart(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_environ: Any,
+    http_server_client: Any,
+    jp_base_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from qiskit.circuit import Parameter
+
+    from jupyter_qsecure.jobs import service as service_module
+
+    token, _ = await kernel_token(jp_fetch, jp_ws_fetch, jp_serverapp)
+    parsed: list[int] = []
+    real_parse = service_module.parse_circuits
+
+    def counting_parse(items: Any, bind: Any) -> Any:
+        parsed.append(len(items))
+        return real_parse(items, bind)
+
+    monkeypatch.setattr(service_module, "parse_circuits", counting_parse)
+    theta = Parameter("theta")
+    rotated = QuantumCircuit(1)
+    rotated.rx(theta, 0)
+    rotated.measure_all()
+    data = qpy_b64(rotated)
+
+    def body(value: float, seed: int) -> dict[str, Any]:
+        return {
+            "circuits": [{"format": "qpy", "data": data}],
+            "bind": {"theta": value},
+            "shots": 400,
+            "seed": seed,
+            "request_id": uuid.uuid4().hex,
+        }
+
+    replies = [
+        await post(http_server_client, jp_base_url, token, b)
+        for b in (body(0.0, 1), body(0.0, 2), body(3.14159, 1))
+    ]
+    assert [code for code, _, _ in replies] == [200, 200, 200]
+    (_, first, _), (_, again, _), (_, turned, _) = replies
+    assert parsed == [1, 1]  # the second submission of the same bytes was not parsed again
+    assert first["circuit_hashes"] == again["circuit_hashes"]
+    assert turned["circuit_hashes"] != first["circuit_hashes"]  # the binding is part of the key
+    assert set(first["result"]["counts"][0]) == {"0"}  # rx(0) leaves |0>
+    assert turned["result"]["counts"][0].get("1", 0) > 390  # rx(pi) flips it

@@ -1,0 +1,91 @@
+"""The job broker with OpenBao: manifests and results signed by transit, jobs that finish
+together sharing signing calls, every job verified offline with transit's public keys."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_credentials_ws import fake_value, start, stdout_of, vault  # noqa: F401 (fixtures)
+from test_jobs import ghz, job, post
+
+from jupyter_qsecure.jobs.canonical import circuit_hash
+from jupyter_qsecure.jobs.result import Expected, verify_record
+from jupyter_qsecure.kernel.install import install_kernelspec
+from jupyter_qsecure.ledger.signing import KeyRing
+from jupyter_qsecure.testing.openbao import OpenBaoDev
+
+
+@pytest.fixture
+def jp_server_config(qsecure_data_dir: Path, vault: dict[str, str]) -> dict[str, Any]:  # noqa: F811
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_qsecure_server": True},
+            "allow_unauthenticated_access": False,
+        },
+        "QSecure": {
+            "data_dir": str(qsecure_data_dir),
+            "vault_addr": vault["addr"],
+            "ledger_signer": "local",
+            "environment": "dev",
+            "job_workers": 2,
+        },
+    }
+
+
+async def test_jobs_are_signed_by_transit_and_share_signing_calls(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_environ: Any,
+    http_server_client: Any,
+    jp_base_url: str,
+    openbao: OpenBaoDev,
+) -> None:
+    install_kernelspec(user=True)
+    kernel_id, client = await start(jp_fetch, jp_ws_fetch, "qsecure", "legacy")
+    messages = await client.execute(
+        "from qiskit import QuantumCircuit\n"
+        "qc = QuantumCircuit(2); qc.h(0); qc.cx(0, 1); qc.measure_all()\n"
+        "r = %qsubmit qc --shots 200 --seed 3\n"
+        "print('SIGNER', r.verification.signer)\n"
+        "print('VERIFIED', r.verification.verified)\n",
+        timeout=120,
+    )
+    errors = [m["content"] for m in messages if m["header"]["msg_type"] == "error"]
+    assert not errors, errors
+    out = stdout_of(messages)
+    assert "VERIFIED True" in out
+    assert "SIGNER transit:transit/qsecure-jobs v1" in out
+
+    service = jp_serverapp.web_app.settings["qsecure_jobs"]
+    calls_before = service.signer.calls
+    token = jp_serverapp.web_app.settings["qsecure_credentials"].broker.cached(kernel_id).token
+    circuits = [ghz(2 + i % 4) for i in range(8)]
+    bodies = [job(qc, seed=100 + i, shots=64) for i, qc in enumerate(circuits)]
+    replies = await asyncio.gather(
+        *(post(http_server_client, jp_base_url, token, body) for body in bodies)
+    )
+    # one signing call per job at most (manifest and result together), fewer when
+    # jobs finish at the same moment
+    assert service.signer.calls - calls_before <= len(bodies)
+
+    keyring = KeyRing(service.signer.public_keys())
+    assert all(key.source == "transit" for key in keyring)
+    ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
+    completed = {e.body["job_id"]: e.body for e in ledger.entries() if e.kind == "job.completed"}
+    for (status, record, _), qc, body in zip(replies, circuits, bodies, strict=True):
+        assert status == 200, record
+        verification = verify_record(
+            record,
+            keyring,
+            [Expected("qpy", circuit_hash(qc))],
+            {"shots": 64, "seed": body["seed"]},
+        )
+        assert verification.verified
+        assert record["manifest"]["signatures"][0]["keyid"].startswith("transit:")
+        # the ledger names the manifest by the digest the signed result links to
+        assert completed[record["job_id"]]["manifest_sha256"] == verification.manifest_digest
+    assert ledger.verify().ok

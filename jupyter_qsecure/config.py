@@ -175,10 +175,9 @@ class QSecure(Configurable):
 
     job_aer_threads = Integer(
         0,
-        help="Threads Aer may use for one job. 0 (default): the machine's CPUs divided by "
-        "job_workers for the local executor (so concurrent jobs do not compete for cores, "
-        "and idle OpenMP threads do not spin on cores another job needs), Aer's own "
-        "choice on Dask workers.",
+        help="Threads Aer may use for one job (0: as many as the machine has). Jobs whose "
+        "circuits all have fewer qubits than Aer parallelises (14) run on one thread "
+        "whatever this says: more threads only add OpenMP start-up and spinning there.",
     ).tag(config=True)
 
     job_queue_size = Integer(
@@ -244,12 +243,6 @@ class QSecure(Configurable):
 
     def resolved_pq_key_file(self) -> Path:
         return self.resolved_signing_key_file().with_name("ledger-mldsa65.key")
-
-    def aer_threads_per_job(self) -> int:
-        """``job_aer_threads`` resolved: 0 becomes CPUs // job_workers (local executor)."""
-        if self.job_aer_threads > 0 or self.job_executor == "dask":
-            return int(self.job_aer_threads)
-        return max(1, (os.cpu_count() or 1) // max(1, self.job_workers))
 
     def resolved_keyring_file(self) -> Path:
         if self.ledger_keyring_file:

@@ -10,7 +10,8 @@ Reproducibility comes from fixing everything that is otherwise free:
 - circuits are transpiled here, for the simulator that runs them, with a fixed
   ``seed_transpiler`` (:data:`SEED_TRANSPILER`) and ``optimization_level``
   (:data:`OPTIMIZATION_LEVEL`), in this process (``num_processes=1``);
-- Aer runs with ``seed_simulator`` and one thread (``max_parallel_threads``, default 1);
+- Aer runs with ``seed_simulator`` and ``max_parallel_threads`` threads (one for circuits
+  under :data:`PARALLEL_QUBITS` qubits); counts do not depend on the thread count;
 - noise models are built from a name (:func:`noise_model`), never shipped as objects, and
   identified by :func:`noise_model_sha256`.
 
@@ -67,6 +68,9 @@ SIMULATION_METHODS = (
 #: Transpiler settings fixed for every job (recorded in the result's metadata).
 SEED_TRANSPILER = 11
 OPTIMIZATION_LEVEL = 1
+#: Below this many qubits Aer does not parallelise a state update (its
+#: ``statevector_parallel_threshold``), so such jobs run on one thread.
+PARALLEL_QUBITS = 14
 #: Upper bounds enforced here as a last line of defence; policy sets the real limits.
 MAX_SHOTS = 10_000_000
 MAX_SEED = 2**63 - 1
@@ -298,6 +302,8 @@ def run_aer(payload: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("circuits_qpy must be a base64 QPY string")
     simulator, passes = _simulator_and_passes(method, noise)
     transpiled, transpiled_hashes = _transpiled(circuits_qpy, method, noise, passes)
+    if max(c.num_qubits for c in transpiled) < PARALLEL_QUBITS:
+        threads = 1  # Aer would not parallelise these; extra threads only spin
     run_options: dict[str, Any] = {
         "shots": shots,
         "seed_simulator": seed,

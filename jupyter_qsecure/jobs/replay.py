@@ -8,7 +8,7 @@ new result's digest is compared with the signed result's subject.
 
 from __future__ import annotations
 
-import json
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import QSecureError
 from ..ledger.signing import KeyRing
 from .aer_run import circuits_from_qpy, run_aer
+from .archive import read_archived
 from .canonical import hash_many
 from .manifest import ManifestError, result_digest, verify_result
 
@@ -36,16 +37,16 @@ class ReplayReport:
 def load_archive(archive_dir: Path, job_id: str) -> dict[str, Any]:
     if not job_id.isalnum() or len(job_id) > 64:
         raise ReplayError(f"{job_id!r} is not a job id", hint="job ids are 32 hex digits")
-    path = archive_dir / f"{job_id}.json"
     try:
-        return dict(json.loads(path.read_text()))
-    except FileNotFoundError:
+        record = read_archived(archive_dir, job_id)
+    except (OSError, ValueError, sqlite3.Error) as exc:
+        raise ReplayError(f"the archive of job {job_id} is unreadable ({exc})") from None
+    if record is None:
         raise ReplayError(
             f"no archived job {job_id} in {archive_dir}",
             hint="replay runs on the server's data dir (QSECURE_DATA_DIR) after the job completed",
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise ReplayError(f"the archive of job {job_id} is unreadable ({exc})") from None
+        )
+    return record
 
 
 def replay(archive_dir: Path, job_id: str, keyring: KeyRing) -> ReplayReport:

@@ -16,7 +16,7 @@ import binascii
 import hashlib
 import json
 import logging
-import os
+import sqlite3
 import threading
 import time
 import uuid
@@ -30,6 +30,7 @@ from typing import Any
 from ..errors import QSecureError
 from ..ledger.signing import KeyRing, Signer
 from .aer_run import circuits_to_qpy, noise_model_sha256
+from .archive import JobArchive
 from .canonical import CanonicalisationError, circuit_summary, hash_many
 from .executor import ExecutorError, QueueFull
 from .manifest import (
@@ -260,6 +261,7 @@ class JobService:
         self._lock = threading.Lock()
         self._identity_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._identity_ttl = identity_cache_seconds
+        self._archive_store: JobArchive | None = None
         self._parsed: OrderedDict[str, tuple[list[str], list[dict[str, Any]], str]] = OrderedDict()
 
     # ---- identity --------------------------------------------------------------------------
@@ -562,15 +564,15 @@ class JobService:
         if self.archive_dir is None:
             return
         try:
-            self.archive_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if self._archive_store is None:
+                with self._lock:
+                    if self._archive_store is None:
+                        self._archive_store = JobArchive(self.archive_dir)
             record = state.record()
             record["payload"] = state.payload
-            path = self.archive_dir / f"{state.job_id}.json"
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(record))
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.error("cannot archive job %s: %s", state.job_id, exc.strerror)
+            self._archive_store.put(state.job_id, record)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("cannot archive job %s: %s", state.job_id, exc)
 
     # ---- queries ------------------------------------------------------------------------------
     def get(self, token: str | None, job_id: str) -> JobState:
@@ -609,3 +611,5 @@ class JobService:
     def close(self) -> None:
         if self._executor is not None:
             self._executor.close()
+        if self._archive_store is not None:
+            self._archive_store.close()

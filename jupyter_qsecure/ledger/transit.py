@@ -71,7 +71,15 @@ class TransitSigner:
                     "TransitSigner needs an hvac client or an OpenBao/Vault address",
                     hint="set vault_addr (or BAO_ADDR / VAULT_ADDR) and a token",
                 )
-            client = hvac.Client(url=addr, token=token, timeout=timeout)
+            from ..vault_client import session_for, verify_from_environment
+
+            client = hvac.Client(
+                url=addr,
+                token=token,
+                timeout=timeout,
+                session=session_for(addr),
+                verify=verify_from_environment(),
+            )
         self._client = client
         self.mount = mount.strip("/")
         self.key_name = key_name

@@ -179,7 +179,7 @@ class QSecureExtension(ExtensionApp):
             environment=settings.environment,
             archive_dir=settings.data_path / "jobs",
             job_timeout=settings.job_timeout_seconds,
-            aer_threads=settings.aer_threads_per_job(),
+            aer_threads=settings.job_aer_threads,
         )
         self.credentials.on_revoke.append(self.jobs.forget_kernel)
         self._approvals_seen = self.ledger.size()

@@ -113,6 +113,12 @@ class JobState:
     handle: Any = None
     approved: threading.Event = field(default_factory=threading.Event)
     finished: asyncio.Event | None = None
+    #: Where the job's time went, in ms: decide (parse, policy, ledger), queue, run (the
+    #: worker, incl. transfer), sign, record (ledger and archive). See ``record()``.
+    timings: dict[str, float] = field(default_factory=dict)
+    #: Ledger entries of an allowed submission not written yet (``prepare(...,
+    #: record_later=True)``): ``run`` writes them while the job runs.
+    unrecorded: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
         """The JobRecord of the REST contract (no token, no secret)."""
@@ -129,6 +135,7 @@ class JobState:
             "error": self.error,
             "circuit_hashes": self.circuit_hashes,
             "transpiled_hashes": self.transpiled_hashes,
+            "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
 
@@ -310,8 +317,14 @@ class JobService:
         return [key.model_dump() for key in self.signer.public_keys()]
 
     # ---- submission --------------------------------------------------------------------------
-    def prepare(self, token: str | None, body: Any) -> JobState:
-        """Authenticate, parse, hash, decide and record (sync: run it in a thread)."""
+    def prepare(self, token: str | None, body: Any, *, record_later: bool = False) -> JobState:
+        """Authenticate, parse, hash, decide and record (sync: run it in a thread).
+
+        Denials and jobs that wait for an approval are recorded before this returns. With
+        ``record_later`` an allowed job's ``job.decided``/``job.submitted`` entries are
+        written by :meth:`run` while the job executes (one durable commit off the job's
+        critical path); :meth:`run` releases no result unless they were committed.
+        """
         identity = self.authenticate(token)
         if not isinstance(body, dict):
             raise InvalidJob("the request body must be a JSON object")
@@ -326,14 +339,17 @@ class JobService:
                 )
             self._request_ids[request_id] = "(in progress)"
         try:
-            return self._prepare(identity, request_id, body)
+            return self._prepare(identity, request_id, body, record_later)
         except BaseException:
             with self._lock:
                 if self._request_ids.get(request_id) == "(in progress)":
                     del self._request_ids[request_id]
             raise
 
-    def _prepare(self, identity: dict[str, Any], request_id: str, body: dict[str, Any]) -> JobState:
+    def _prepare(
+        self, identity: dict[str, Any], request_id: str, body: dict[str, Any], record_later: bool
+    ) -> JobState:
+        began = time.perf_counter()
         shots = body.get("shots")
         seed = body.get("seed")
         if isinstance(shots, bool) or not isinstance(shots, int):
@@ -401,7 +417,10 @@ class JobService:
                     },
                 )
             )
-        self._append_many(entries, actor=actor, correlation_id=job_id)
+        if record_later and decision.allowed and not decision.needs_approval:
+            state.unrecorded = entries
+        else:
+            self._append_many(entries, actor=actor, correlation_id=job_id)
         with self._lock:
             self._request_ids[request_id] = job_id
             while len(self._request_ids) > 100_000:
@@ -412,6 +431,7 @@ class JobService:
         if decision.needs_approval:
             state.status = "pending_approval"
             state.error = decision.approval_message(job_id)
+        state.timings["decide"] = (time.perf_counter() - began) * 1000
         self._keep(state)
         return state
 
@@ -471,13 +491,9 @@ class JobService:
                 state.job_id, state.payload, timeout=self.job_timeout
             )
         except QueueFull as exc:
+            await self._record_submission(state)
             state.status, state.error = "failed", exc.message
-            self.ledger.append(
-                "job.completed",
-                {"job_id": state.job_id, "status": "rejected", "error": exc.message},
-                actor=f"user:{state.identity['user']}",
-                correlation_id=state.job_id,
-            )
+            self._append_completed(state, "rejected", exc.message)
             state.finished.set()
             raise Busy(
                 exc.message,
@@ -485,23 +501,64 @@ class JobService:
                 payload={"retry_after": exc.retry_after_seconds},
             ) from None
         state.status = "running"
+        submitted = time.perf_counter()
+        recording = asyncio.ensure_future(self._record_submission(state))
         try:
             outcome = await state.handle.wait()
         except ExecutorError as exc:
+            await recording
             cancelled = state.status == "cancelled"
             state.status = "cancelled" if cancelled else "failed"
             state.error = exc.message
-            self.ledger.append(
-                "job.completed",
-                {"job_id": state.job_id, "status": state.status, "error": exc.message},
-                actor=f"user:{state.identity['user']}",
-                correlation_id=state.job_id,
-            )
+            self._append_completed(state, state.status, exc.message)
             state.finished.set()
             return state
+        finally:
+            if not recording.done():
+                await asyncio.wait([recording])
+        if recording.exception() is not None:
+            state.finished.set()
+            raise recording.exception()  # type: ignore[misc]
+        handle = state.handle
+        if handle.started_at is not None and handle.finished_at is not None:
+            run = (handle.finished_at - handle.started_at) * 1000
+            state.timings["queue"] = max(0.0, (time.perf_counter() - submitted) * 1000 - run)
+            state.timings["run"] = run
         await asyncio.to_thread(self._seal, state, outcome)
         state.finished.set()
         return state
+
+    async def _record_submission(self, state: JobState) -> None:
+        """Write the entries ``prepare(record_later=True)`` left; on failure the job is
+        stopped, marked failed, and :class:`Unavailable` raised (no result is released)."""
+        entries, state.unrecorded = state.unrecorded, []
+        if not entries:
+            return
+        try:
+            await asyncio.to_thread(
+                self._append_many,
+                entries,
+                actor=f"user:{state.identity['user']}",
+                correlation_id=state.job_id,
+            )
+        except Exception as exc:  # fail closed: no record, no result
+            reason = exc.message if isinstance(exc, QSecureError) else type(exc).__name__
+            state.status = "failed"
+            state.error = f"the submission could not be recorded in the ledger: {reason}"
+            if state.handle is not None:
+                self.executor.cancel(state.job_id)
+            log.error("job %s: %s", state.job_id, state.error)
+            raise Unavailable(
+                state.error, hint="check the ledger (`jupyter qsecure audit verify`)"
+            ) from None
+
+    def _append_completed(self, state: JobState, status: str, error: str) -> None:
+        self.ledger.append(
+            "job.completed",
+            {"job_id": state.job_id, "status": status, "error": error},
+            actor=f"user:{state.identity['user']}",
+            correlation_id=state.job_id,
+        )
 
     def _seal(self, state: JobState, outcome: dict[str, Any]) -> None:
         """Sign the manifest and the result, record, archive."""
@@ -541,9 +598,12 @@ class JobService:
         )
         # One signing call for both (and, through a BatchingSigner, shared with the
         # jobs that finish at the same moment).
+        began = time.perf_counter()
         state.manifest, state.result_envelope = sign_envelopes(
             [statement, result_statement], self.signer
         )
+        signed = time.perf_counter()
+        state.timings["sign"] = (signed - began) * 1000
         state.result = {"counts": counts, "metadata": metadata}
         state.status = "completed"
         self.ledger.append(
@@ -558,6 +618,7 @@ class JobService:
             actor=f"user:{state.identity['user']}",
             correlation_id=state.job_id,
         )
+        state.timings["record"] = (time.perf_counter() - signed) * 1000
         self._archive(state)
 
     def _archive(self, state: JobState) -> None:

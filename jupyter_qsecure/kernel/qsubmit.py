@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import math
 import operator
 import shlex
@@ -58,7 +59,10 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message or "%qsubmit: bad arguments")
 
 
+@functools.lru_cache(maxsize=1)
 def _parser() -> _Parser:
+    """Built once per kernel (parse_args leaves the parser unchanged; append actions copy
+    their default lists)."""
     p = _Parser(prog="%qsubmit", add_help=False)
     p.add_argument("circuit", nargs="?")
     p.add_argument("--shots", type=int, default=DEFAULT_SHOTS)

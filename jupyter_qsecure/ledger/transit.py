@@ -36,6 +36,7 @@ import hvac.exceptions
 import requests
 
 from ..errors import SigningError
+from ._keepalive import KeepAliveJSON, usable_for
 from .signing import Algorithm, PublicKeyRecord, SignatureRecord, b64
 
 __all__ = ["DEFAULT_KEY_NAME", "DEFAULT_MOUNT", "MAX_BATCH", "TransitSigner"]
@@ -81,6 +82,7 @@ class TransitSigner:
                 verify=verify_from_environment(),
             )
         self._client = client
+        self._fast = KeepAliveJSON(client) if usable_for(client) else None
         self.mount = mount.strip("/")
         self.key_name = key_name
         if not self.mount or not self.key_name or "/" in self.key_name:
@@ -104,14 +106,7 @@ class TransitSigner:
 
     def sign(self, message: bytes) -> SignatureRecord:
         """Sign ``message`` with the latest key version."""
-        response = self._call(
-            "sign with",
-            lambda: self._client.secrets.transit.sign_data(
-                name=self.key_name, hash_input=b64(message), mount_point=self.mount
-            ),
-        )
-        data = _data(response)
-        return self._record(data.get("signature"))
+        return self.sign_many([message])[0]
 
     def sign_many(self, messages: Iterable[bytes]) -> list[SignatureRecord]:
         """Sign many messages, in batches of at most :data:`MAX_BATCH` requests each."""
@@ -122,8 +117,8 @@ class TransitSigner:
             batch = [{"input": b64(message)} for message in chunk]
             response = self._call(
                 "batch sign with",
-                lambda batch=batch: self._client.adapter.post(  # type: ignore[misc]
-                    f"/v1/{self.mount}/sign/{self.key_name}", json={"batch_input": batch}
+                lambda batch=batch: self._post(  # type: ignore[misc]
+                    f"{self.mount}/sign/{self.key_name}", {"batch_input": batch}
                 ),
             )
             results = _data(response).get("batch_results")
@@ -204,6 +199,11 @@ class TransitSigner:
         return int(self._read_key().get("latest_version", 0))
 
     # ---- internals ---------------------------------------------------------------------------
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        if self._fast is not None:
+            return self._fast.post(path, body)
+        return self._client.adapter.post(f"/v1/{path}", json=body)
+
     def _read_key(self) -> dict[str, Any]:
         try:
             response = self._client.secrets.transit.read_key(

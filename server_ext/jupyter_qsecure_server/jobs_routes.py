@@ -65,11 +65,9 @@ class JobsHandler(_JobsHandler):
                 body = json.loads(self.request.body or b"null")
             except ValueError:
                 body = None
-            state = await asyncio.to_thread(service.prepare, self._token(), body)
-            if (
-                not (isinstance(body, dict) and body.get("wait", True))
-                or state.status == "pending_approval"
-            ):
+            wait = not isinstance(body, dict) or bool(body.get("wait", True))
+            state = await asyncio.to_thread(service.prepare, self._token(), body, record_later=wait)
+            if not wait or state.status == "pending_approval":
                 task = asyncio.ensure_future(service.run(state))
                 task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
                 self.set_status(202)

@@ -8,6 +8,7 @@ import time
 import uuid
 from typing import Any
 
+import hvac
 import pytest
 
 from jupyter_qsecure.errors import SigningError
@@ -125,15 +126,14 @@ def test_key_absent_from_keyring_is_unknown_key(signer: TransitSigner, tmp_path:
 def test_sign_many_450_messages_in_bounded_batches(
     signer: TransitSigner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    adapter = signer._client.adapter
     sizes: list[int] = []
-    original = adapter.post
+    original = signer._post
 
-    def counting_post(url: str, **kwargs: Any) -> Any:
-        sizes.append(len(kwargs["json"]["batch_input"]))
-        return original(url, **kwargs)
+    def counting_post(path: str, body: dict[str, Any]) -> Any:
+        sizes.append(len(body["batch_input"]))
+        return original(path, body)
 
-    monkeypatch.setattr(adapter, "post", counting_post)
+    monkeypatch.setattr(signer, "_post", counting_post)
     messages = [f"checkpoint {i}".encode() for i in range(450)]
     records = signer.sign_many(messages)
     assert sizes == [200, 200, 50] and max(sizes) <= MAX_BATCH
@@ -246,3 +246,26 @@ def test_constructor_needs_client_or_address() -> None:
         TransitSigner()
     with pytest.raises(SigningError, match="invalid transit mount"):
         TransitSigner(addr="http://127.0.0.1:1", key_name="a/b")
+
+
+def test_kept_alive_connection_is_reused_and_reopened_when_the_server_drops_it(
+    signer: TransitSigner,
+) -> None:
+
+    assert signer._fast is not None  # a direct http address: the kept-alive transport
+    keyring = _offline_keyring(signer)
+    verify_signature(signer.sign(b"first"), b"first", keyring)
+    conn = signer._fast._conn
+    assert conn is not None and conn.sock is not None
+    verify_signature(signer.sign(b"second"), b"second", keyring)
+    assert signer._fast._conn is conn  # the same connection served both
+    conn.sock.shutdown(socket.SHUT_RDWR)  # as a server closing an idle connection
+    verify_signature(signer.sign(b"third"), b"third", keyring)
+    assert signer._fast._conn is not conn
+
+
+def test_a_proxied_client_keeps_using_hvac(openbao: OpenBaoDev, key_name: str) -> None:
+
+    client = hvac.Client(url=openbao.addr, token=openbao.root_token)
+    client.adapter.session.proxies = {"http": "http://proxy.invalid:3128"}
+    assert TransitSigner(client, key_name=key_name)._fast is None

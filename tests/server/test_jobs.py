@@ -337,3 +337,34 @@ async def test_resubmitted_circuits_are_parsed_once_and_bindings_kept_apart(
     assert turned["circuit_hashes"] != first["circuit_hashes"]  # the binding is part of the key
     assert set(first["result"]["counts"][0]) == {"0"}  # rx(0) leaves |0>
     assert turned["result"]["counts"][0].get("1", 0) > 390  # rx(pi) flips it
+
+
+async def test_no_result_is_released_when_the_submission_cannot_be_recorded(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_environ: Any,
+    http_server_client: Any,
+    jp_base_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jupyter_qsecure.errors import LedgerError
+
+    token, _ = await kernel_token(jp_fetch, jp_ws_fetch, jp_serverapp)
+    service = jp_serverapp.web_app.settings["qsecure_jobs"]
+    ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
+    before = ledger.size()
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise LedgerError("the ledger's disk is full", hint="free some space")
+
+    monkeypatch.setattr(service, "_append_many", refuse)
+    code, body, _ = await post(http_server_client, jp_base_url, token, job(ghz(3)))
+    assert code == 503
+    assert "could not be recorded in the ledger" in body["message"]
+    assert "result" not in body and "counts" not in json.dumps(body)
+    failed = [s for s in service._jobs.values() if s.status == "failed"]
+    assert failed and failed[-1].manifest is None and failed[-1].result is None
+    assert ledger.size() == before  # nothing about the job was written or signed
+    monkeypatch.undo()
+    assert (await post(http_server_client, jp_base_url, token, job(ghz(3))))[0] == 200

@@ -84,7 +84,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +244,7 @@ def _qb_measure(name, n, warmup, shots, seed0, out):
         cases = cases[1:]
         literal_note = f"{type(exc).__name__}: {str(exc)[:80]}"
     samples = {label: [] for label, _ in cases}
-    job_ids, mismatches, unverified, aer_seconds = [], 0, 0, []
+    job_ids, mismatches, unverified, aer_seconds, phases = [], 0, 0, [], []
     for i in range(warmup + n):
         seed = seed0 + i
         got = {}
@@ -265,9 +265,10 @@ def _qb_measure(name, n, warmup, shots, seed0, out):
         job_ids.append(r.job_id)
         if i >= warmup:
             aer_seconds.append(float(r.metadata.get("time_taken") or 0.0))
+            phases.append(r.record.get("timings_ms") or {})
     with open(out, "w") as f:
         _qb_json.dump({"samples": samples, "job_ids": job_ids, "mismatches": mismatches,
-                       "unverified": unverified, "aer_seconds": aer_seconds,
+                       "unverified": unverified, "aer_seconds": aer_seconds, "phases": phases,
                        "depth": qc.depth(), "ops": dict(qc.count_ops()),
                        "verified_checks": [c.name for c in r.verification.checks],
                        "signer": r.verification.signer, "literal_note": literal_note}, f)
@@ -292,7 +293,7 @@ def _qb_throughput(start_at, seconds, seed0, out):
     expected = [_QbExpected("qpy", _qb_hash(qc), qc.name)]
     _qb_time.sleep(max(0.0, start_at - _qb_time.time()))
     end_at = start_at + seconds
-    done, job_ids, latencies, finished_at, failures = 0, [], [], [], []
+    done, job_ids, latencies, finished_at, failures, phases = 0, [], [], [], [], []
     while _qb_time.time() < end_at:
         seed = seed0 + done
         request = {"shots": 128, "seed": seed, "backend": "aer_simulator", "method": None,
@@ -312,11 +313,12 @@ def _qb_throughput(start_at, seconds, seed0, out):
         finished_at.append(_qb_time.time())
         assert result.verification.verified and sum(result.counts.values()) == 128
         job_ids.append(result.job_id)
+        phases.append(record.get("timings_ms") or {})
         done += 1
     client.close()
     with open(out, "w") as f:
         _qb_json.dump({"job_ids": job_ids, "latencies": latencies, "finished_at": finished_at,
-                       "failures": failures}, f)
+                       "failures": failures, "phases": phases}, f)
     print("done", len(job_ids))
 """
 
@@ -543,6 +545,7 @@ class Throughput:
     cpu: dict[str, float]
     per_kernel: list[int]
     machine_cpu: float = 0.0
+    phases: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def jobs_per_s(self) -> float:
@@ -586,6 +589,18 @@ async def throughput(
         cpu={k: cpu1[k] - cpu0[k] for k in cpu1 if k != "machine"},
         machine_cpu=cpu1["machine"] - cpu0["machine"],
         per_kernel=[len(d["job_ids"]) for d in data],
+        phases=[x for d in data for x in d.get("phases", [])],
+    )
+
+
+def phase_summary(phases: list[dict[str, float]]) -> str:
+    """p50 of each broker phase the job records report, in ms."""
+    names = [k for k in ("decide", "queue", "run", "sign", "record") if any(k in p for p in phases)]
+    if not names:
+        return "n/a"
+    return (
+        ", ".join(f"{k} {statistics.median(p[k] for p in phases if k in p):.2f}" for k in names)
+        + " (p50 ms)"
     )
 
 
@@ -839,6 +854,9 @@ def report(
             f"{aer:.2f} ms"
         )
         print(
+            f"  {'':<9}broker phases (JobRecord.timings_ms) {phase_summary(data.get('phases', []))}"
+        )
+        print(
             f"  {'':<9}circuit depth {data['depth']}, ops {data['ops']}; counts == worker-settings "
             f"run for the same seed: {len(data['job_ids']) - data['mismatches']}/"
             f"{len(data['job_ids'])}; unverified results: {data['unverified']}; "
@@ -885,6 +903,7 @@ def report(
             f"  per-job round trip in a kernel: p50 {statistics.median(lat_ms):.1f} ms, "
             f"p95 {pct(lat_ms, 0.95):.1f} ms"
         )
+        print(f"  broker phases (JobRecord.timings_ms) {phase_summary(tp.phases)}")
         n = max(tp.jobs_in_window, 1)
         total_cpu = sum(tp.cpu.values())
         print(

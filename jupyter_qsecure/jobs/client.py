@@ -199,6 +199,15 @@ def encode_qasm(source: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------- client
 
 
+def new_session() -> Any:
+    """A requests session for the broker; it never holds the token (sent per request)."""
+    import requests
+
+    session = requests.Session()
+    session.trust_env = False  # no proxy from the environment sees the bearer token
+    return session
+
+
 class BrokerClient:
     """Talks to the job broker at ``base_url`` with the kernel's short-lived token.
 
@@ -315,11 +324,7 @@ class BrokerClient:
 
     def _get_session(self) -> Any:
         if self._session is None:
-            import requests
-
-            session = requests.Session()
-            session.trust_env = False  # no proxy from the environment sees the bearer token
-            self._session = session
+            self._session = new_session()
         return self._session
 
     def _request(

@@ -258,6 +258,19 @@ def verify_envelope(
     the PAE of the payload; ``predicate_type``, when given, must match. Raises
     :class:`ManifestError` naming what failed.
     """
+    return verify_envelope_keys(
+        envelope, keyring, predicate_type=predicate_type, threshold=threshold
+    )[0]
+
+
+def verify_envelope_keys(
+    envelope: Envelope | Mapping[str, Any] | str | bytes,
+    keyring: KeyRing,
+    *,
+    predicate_type: str | None = None,
+    threshold: int = 1,
+) -> tuple[dict[str, Any], list[PublicKeyRecord]]:
+    """:func:`verify_envelope`, also returning the trusted keys whose signatures verified."""
     env = _as_envelope(envelope)
     if env.payloadType != PAYLOAD_TYPE:
         raise ManifestError(
@@ -276,6 +289,7 @@ def verify_envelope(
         )
     message = pae(env.payloadType, body)
     accepted: set[tuple[str, int]] = set()
+    signers: list[PublicKeyRecord] = []
     problems: list[str] = []
     for index, signature in enumerate(env.signatures):
         label = f"signature {index + 1} (keyid {signature.keyid or '<none>'})"
@@ -298,6 +312,8 @@ def verify_envelope(
                 continue
             except ValueError:  # not base64: reported below
                 continue
+            if (key.key_id, key.key_version) not in accepted:
+                signers.append(key)
             accepted.add((key.key_id, key.key_version))
             ok = True
             break
@@ -323,7 +339,7 @@ def verify_envelope(
             f"expected {predicate_type!r}",
             hint="a result envelope was given where a manifest was expected, or vice versa",
         )
-    return statement
+    return statement, signers
 
 
 def _parse_statement(body: bytes) -> dict[str, Any]:

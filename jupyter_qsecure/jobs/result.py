@@ -134,36 +134,15 @@ def _subjects(statement: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def _signer_label(envelope: Any, keyring: Any) -> str:
-    """Which trusted key signed ``envelope`` (already verified), e.g.
-    ``transit:transit/qsecure-jobs v1`` or ``local key ed25519:0123456789abcdef v1``."""
-    from ..ledger.signing import SignatureProblem, SignatureRecord, verify_signature
-    from .manifest import pae, parse_keyid
-
-    try:
-        message = pae(envelope.payloadType, envelope.payload_bytes())
-    except Exception:
+def _signer_label(signers: Sequence[Any]) -> str:
+    """Which trusted key signed an envelope (the keys ``verify_envelope_keys`` returned),
+    e.g. ``transit:transit/qsecure-jobs v1`` or ``local key ed25519:0123456789abcdef v1``."""
+    if not signers:
         return "?"
-    for sig in envelope.signatures:
-        parsed = parse_keyid(sig.keyid)
-        candidates = [keyring.get(*parsed)] if parsed else list(keyring)
-        for key in candidates:
-            if key is None:
-                continue
-            record = SignatureRecord(
-                key_id=key.key_id,
-                key_version=key.key_version,
-                algorithm=key.algorithm,
-                signature=sig.sig,
-            )
-            try:
-                verify_signature(record, message, keyring)
-            except (SignatureProblem, ValueError):
-                continue
-            if key.source.startswith("transit") or key.key_id.startswith("transit:"):
-                return f"{key.key_id} v{key.key_version}"
-            return f"{key.source} key {key.key_id} v{key.key_version}"
-    return "?"
+    key = signers[0]
+    if key.source.startswith("transit") or key.key_id.startswith("transit:"):
+        return f"{key.key_id} v{key.key_version}"
+    return f"{key.source} key {key.key_id} v{key.key_version}"
 
 
 def fetch_keyring(client: BrokerClient) -> Any:
@@ -208,11 +187,13 @@ def verify_record(
     # 1. manifest signature
     try:
         envelope = m.Envelope.model_validate(record.get("manifest"))
-        statement = m.verify_envelope(envelope, keyring, predicate_type=m.JOB_PREDICATE_TYPE)
+        statement, manifest_signers = m.verify_envelope_keys(
+            envelope, keyring, predicate_type=m.JOB_PREDICATE_TYPE
+        )
         manifest_digest = m.statement_digest(envelope)
     except Exception as exc:  # ManifestError, pydantic's ValidationError
         raise fail("manifest signature", f"manifest does not verify: {_reason(exc)}") from None
-    signer = _signer_label(envelope, keyring)
+    signer = _signer_label(manifest_signers)
     checks.append(Check("manifest signature", True, signer))
     predicate = statement["predicate"]
     if str(predicate.get("job_id")) != job_id:
@@ -274,12 +255,12 @@ def verify_record(
     # 3. result signature
     try:
         result_envelope = m.Envelope.model_validate(record.get("result_envelope"))
-        result_statement = m.verify_envelope(
+        result_statement, result_signers = m.verify_envelope_keys(
             result_envelope, keyring, predicate_type=m.RESULT_PREDICATE_TYPE
         )
     except Exception as exc:
         raise fail("result signature", f"result does not verify: {_reason(exc)}") from None
-    result_signer = _signer_label(result_envelope, keyring)
+    result_signer = _signer_label(result_signers)
     checks.append(Check("result signature", True, result_signer))
 
     # 4. link to this manifest and job

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -112,6 +114,7 @@ class JobState:
     error: str | None = None
     handle: Any = None
     approved: threading.Event = field(default_factory=threading.Event)
+    wake: Callable[[], Any] | None = None  # set by run() while it waits for an approval
     finished: asyncio.Event | None = None
     #: Where the job's time went, in ms: decide (parse, policy, ledger), queue, run (the
     #: worker, incl. transfer), sign, record (ledger and archive). See ``record()``.
@@ -248,6 +251,7 @@ class JobService:
         aer_threads: int = 0,
         identity_cache_seconds: float = 2.0,
         max_jobs_kept: int = 10_000,
+        io_threads: int = 32,
     ) -> None:
         self.identify = identify
         self.engine = engine
@@ -269,6 +273,7 @@ class JobService:
         self._identity_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._identity_ttl = identity_cache_seconds
         self._archive_store: JobArchive | None = None
+        self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="qsecure-jobs")
         self._parsed: OrderedDict[str, tuple[list[str], list[dict[str, Any]], str]] = OrderedDict()
 
     # ---- identity --------------------------------------------------------------------------
@@ -480,7 +485,7 @@ class JobService:
         """Execute an allowed (and, if needed, approved) job; sign and record its result."""
         state.finished = state.finished or asyncio.Event()
         if state.status == "pending_approval":
-            approved = await asyncio.to_thread(state.approved.wait, self.job_timeout)
+            approved = await self._approval(state)
             if not approved or state.status == "cancelled":
                 if state.status != "cancelled":
                     state.status, state.error = "failed", "not approved in time"
@@ -524,9 +529,32 @@ class JobService:
             run = (handle.finished_at - handle.started_at) * 1000
             state.timings["queue"] = max(0.0, (time.perf_counter() - submitted) * 1000 - run)
             state.timings["run"] = run
-        await asyncio.to_thread(self._seal, state, outcome)
+        await self.call(self._seal, state, outcome)
         state.finished.set()
         return state
+
+    async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run blocking broker work (OpenBao, ledger, parsing) in the broker's own threads.
+
+        Not the event loop's default executor: that has ``cpus + 4`` threads, shared with
+        the rest of Jupyter Server (contents, kernels), and jobs waiting on a signature
+        or a durable commit would starve it (and be starved by it).
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+
+    async def _approval(self, state: JobState) -> bool:
+        """Wait (without holding a thread) until the job is approved or cancelled."""
+        loop = asyncio.get_running_loop()
+        wakeup = asyncio.Event()
+        state.wake = lambda: loop.call_soon_threadsafe(wakeup.set)
+        if state.approved.is_set():
+            return True
+        try:
+            await asyncio.wait_for(wakeup.wait(), self.job_timeout)
+        except asyncio.TimeoutError:
+            return state.approved.is_set()
+        return True
 
     async def _record_submission(self, state: JobState) -> None:
         """Write the entries ``prepare(record_later=True)`` left; on failure the job is
@@ -535,7 +563,7 @@ class JobService:
         if not entries:
             return
         try:
-            await asyncio.to_thread(
+            await self.call(
                 self._append_many,
                 entries,
                 actor=f"user:{state.identity['user']}",
@@ -651,6 +679,8 @@ class JobService:
         if state.handle is not None:
             self.executor.cancel(job_id)
         state.approved.set()
+        if state.wake is not None:
+            state.wake()
         self.ledger.append(
             "job.cancelled",
             {"job_id": job_id},
@@ -666,10 +696,13 @@ class JobService:
             return False
         state.status = "queued"
         state.approved.set()
+        if state.wake is not None:
+            state.wake()
         log.info("job %s approved by %s", job_id, approver)
         return True
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         if self._executor is not None:
             self._executor.close()
         if self._archive_store is not None:

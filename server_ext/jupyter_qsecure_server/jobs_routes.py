@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from jupyter_server.auth.decorator import allow_unauthenticated
@@ -53,6 +54,7 @@ class JobsHandler(_JobsHandler):
 
     @allow_unauthenticated
     async def post(self) -> None:
+        received = time.perf_counter()
         service = self.service
         try:
             limit = self.settings["qsecure"].job_max_payload_bytes
@@ -66,7 +68,7 @@ class JobsHandler(_JobsHandler):
             except ValueError:
                 body = None
             wait = not isinstance(body, dict) or bool(body.get("wait", True))
-            state = await asyncio.to_thread(service.prepare, self._token(), body, record_later=wait)
+            state = await service.call(service.prepare, self._token(), body, record_later=wait)
             if not wait or state.status == "pending_approval":
                 task = asyncio.ensure_future(service.run(state))
                 task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
@@ -77,6 +79,7 @@ class JobsHandler(_JobsHandler):
         except JobError as exc:
             self._fail(exc)
             return
+        state.timings["broker"] = (time.perf_counter() - received) * 1000
         self.finish(json.dumps(state.record(), default=str))
 
 
@@ -86,7 +89,7 @@ class JobHandler(_JobsHandler):
     @allow_unauthenticated
     async def get(self, job_id: str) -> None:
         try:
-            state = await asyncio.to_thread(self.service.get, self._token(), job_id)
+            state = await self.service.call(self.service.get, self._token(), job_id)
         except JobError as exc:
             self._fail(exc)
             return
@@ -95,7 +98,7 @@ class JobHandler(_JobsHandler):
     @allow_unauthenticated
     async def delete(self, job_id: str) -> None:
         try:
-            state = await asyncio.to_thread(self.service.cancel, self._token(), job_id)
+            state = await self.service.call(self.service.cancel, self._token(), job_id)
         except JobError as exc:
             self._fail(exc)
             return
@@ -108,7 +111,7 @@ class KeysHandler(_JobsHandler):
     @allow_unauthenticated
     async def get(self) -> None:
         try:
-            await asyncio.to_thread(self.service.authenticate, self._token())
+            await self.service.call(self.service.authenticate, self._token())
         except JobError as exc:
             self._fail(exc)
             return

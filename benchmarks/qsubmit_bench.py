@@ -595,7 +595,11 @@ async def throughput(
 
 def phase_summary(phases: list[dict[str, float]]) -> str:
     """p50 of each broker phase the job records report, in ms."""
-    names = [k for k in ("decide", "queue", "run", "sign", "record") if any(k in p for p in phases)]
+    names = [
+        k
+        for k in ("decide", "queue", "run", "sign", "record", "broker")
+        if any(k in p for p in phases)
+    ]
     if not names:
         return "n/a"
     return (

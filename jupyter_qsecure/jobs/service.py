@@ -251,7 +251,8 @@ class JobService:
         aer_threads: int = 0,
         identity_cache_seconds: float = 2.0,
         max_jobs_kept: int = 10_000,
-        io_threads: int = 32,
+        io_threads: int = 16,
+        max_in_flight: int = 128,
     ) -> None:
         self.identify = identify
         self.engine = engine
@@ -273,7 +274,11 @@ class JobService:
         self._identity_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._identity_ttl = identity_cache_seconds
         self._archive_store: JobArchive | None = None
-        self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="qsecure-jobs")
+        # Every job the executor accepts (queued or running) may hold a thread in
+        # complete(); io_threads more serve everything else.
+        self._pool = ThreadPoolExecutor(
+            max_workers=io_threads + max_in_flight, thread_name_prefix="qsecure-jobs"
+        )
         self._parsed: OrderedDict[str, tuple[list[str], list[dict[str, Any]], str]] = OrderedDict()
 
     # ---- identity --------------------------------------------------------------------------
@@ -492,14 +497,26 @@ class JobService:
                 state.finished.set()
                 return state
         try:
+            return await self.call(self.complete, state)  # type: ignore[no-any-return]
+        finally:
+            state.finished.set()
+
+    def complete(self, state: JobState) -> JobState:
+        """Run an allowed, released job to the end, in the calling (broker) thread: submit
+        it, write its submission entries while it runs, wait, then sign and record.
+
+        One thread follows the job from start to end, so the result reaches the signing
+        code without hopping through the event loop. Broker threads outnumber the jobs the
+        executor accepts (queued plus running), so waiting jobs never starve other calls.
+        """
+        try:
             state.handle = self.executor.submit(
                 state.job_id, state.payload, timeout=self.job_timeout
             )
         except QueueFull as exc:
-            await self._record_submission(state)
+            self._record_submission(state)
             state.status, state.error = "failed", exc.message
             self._append_completed(state, "rejected", exc.message)
-            state.finished.set()
             raise Busy(
                 exc.message,
                 hint=f"retry in {exc.retry_after_seconds} s",
@@ -507,30 +524,21 @@ class JobService:
             ) from None
         state.status = "running"
         submitted = time.perf_counter()
-        recording = asyncio.ensure_future(self._record_submission(state))
+        self._record_submission(state)  # durable while the worker runs the job
         try:
-            outcome = await state.handle.wait()
+            outcome = state.handle.result()
         except ExecutorError as exc:
-            await recording
             cancelled = state.status == "cancelled"
             state.status = "cancelled" if cancelled else "failed"
             state.error = exc.message
             self._append_completed(state, state.status, exc.message)
-            state.finished.set()
             return state
-        finally:
-            if not recording.done():
-                await asyncio.wait([recording])
-        if recording.exception() is not None:
-            state.finished.set()
-            raise recording.exception()  # type: ignore[misc]
         handle = state.handle
         if handle.started_at is not None and handle.finished_at is not None:
             run = (handle.finished_at - handle.started_at) * 1000
             state.timings["queue"] = max(0.0, (time.perf_counter() - submitted) * 1000 - run)
             state.timings["run"] = run
-        await self.call(self._seal, state, outcome)
-        state.finished.set()
+        self._seal(state, outcome)
         return state
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -556,18 +564,15 @@ class JobService:
             return state.approved.is_set()
         return True
 
-    async def _record_submission(self, state: JobState) -> None:
+    def _record_submission(self, state: JobState) -> None:
         """Write the entries ``prepare(record_later=True)`` left; on failure the job is
         stopped, marked failed, and :class:`Unavailable` raised (no result is released)."""
         entries, state.unrecorded = state.unrecorded, []
         if not entries:
             return
         try:
-            await self.call(
-                self._append_many,
-                entries,
-                actor=f"user:{state.identity['user']}",
-                correlation_id=state.job_id,
+            self._append_many(
+                entries, actor=f"user:{state.identity['user']}", correlation_id=state.job_id
             )
         except Exception as exc:  # fail closed: no record, no result
             reason = exc.message if isinstance(exc, QSecureError) else type(exc).__name__

@@ -180,6 +180,9 @@ class QSecureExtension(ExtensionApp):
             archive_dir=settings.data_path / "jobs",
             job_timeout=settings.job_timeout_seconds,
             aer_threads=settings.job_aer_threads,
+            # queued + running jobs each hold a broker thread while they run (local
+            # executor: job_workers running; a Dask cluster may run more at once)
+            max_in_flight=settings.job_queue_size + max(settings.job_workers, 32),
         )
         self.credentials.on_revoke.append(self.jobs.forget_kernel)
         self._approvals_seen = self.ledger.size()

@@ -39,6 +39,7 @@ from .manifest import (
     Envelope,
     build_job_statement,
     build_result_statement,
+    parse_keyid,
     result_digest,
     sign_envelopes,
     statement_body_digest,
@@ -267,6 +268,7 @@ class JobService:
         self.job_timeout = job_timeout
         self.aer_threads = aer_threads
         self.keyring = KeyRing(signer.public_keys())
+        self._public_keys = [key.model_dump() for key in self.keyring]
         self._jobs: OrderedDict[str, JobState] = OrderedDict()
         self._request_ids: OrderedDict[str, str] = OrderedDict()
         self._max_jobs = max_jobs_kept
@@ -324,7 +326,23 @@ class JobService:
                 self._identity_cache.pop(token, None)
 
     def public_keys(self) -> list[dict[str, Any]]:
-        return [key.model_dump() for key in self.signer.public_keys()]
+        """The signer's public keys, read once and again whenever a signature names a key
+        version not seen yet (a transit key rotation), so kernels that refetch after an
+        unknown-key failure get the new version."""
+        with self._lock:
+            return list(self._public_keys)
+
+    def _note_signer_versions(self, envelopes: list[Envelope]) -> None:
+        known = {(k["key_id"], k["key_version"]) for k in self._public_keys}
+        for envelope in envelopes:
+            for signature in envelope.signatures:
+                parsed = parse_keyid(signature.keyid)
+                if parsed is not None and parsed not in known:
+                    keys = [key.model_dump() for key in self.signer.public_keys()]
+                    with self._lock:
+                        self._public_keys = keys
+                    self.keyring = KeyRing(self.signer.public_keys())
+                    return
 
     # ---- submission --------------------------------------------------------------------------
     def prepare(self, token: str | None, body: Any, *, record_later: bool = False) -> JobState:
@@ -637,6 +655,7 @@ class JobService:
         )
         signed = time.perf_counter()
         state.timings["sign"] = (signed - began) * 1000
+        self._note_signer_versions([state.manifest, state.result_envelope])
         state.result = {"counts": counts, "metadata": metadata}
         state.status = "completed"
         self.ledger.append(

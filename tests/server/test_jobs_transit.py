@@ -89,3 +89,16 @@ async def test_jobs_are_signed_by_transit_and_share_signing_calls(
         # the ledger names the manifest by the digest the signed result links to
         assert completed[record["job_id"]]["manifest_sha256"] == verification.manifest_digest
     assert ledger.verify().ok
+
+    # The jobs key is rotated while the server runs: the next result is signed by v2, the
+    # broker publishes v2, and the kernel (which cached v1) refetches and verifies.
+    openbao.client().secrets.transit.rotate_key(name="qsecure-jobs", mount_point="transit")
+    messages = await client.execute(
+        "r2 = %qsubmit qc --shots 200 --seed 4\n"
+        "print('SIGNER2', r2.verification.signer, r2.verification.verified)\n",
+        timeout=120,
+    )
+    errors = [m["content"] for m in messages if m["header"]["msg_type"] == "error"]
+    assert not errors, errors
+    assert "SIGNER2 transit:transit/qsecure-jobs v2 True" in stdout_of(messages)
+    assert {k["key_version"] for k in service.public_keys()} == {1, 2}

@@ -8,6 +8,7 @@ and ``allowed-failures=0`` on the scheduler so that a crashing job fails on its 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -89,13 +90,19 @@ def body() -> dict[str, Any]:
 
 
 def test_dask_counts_match_local_executor_and_in_process(
-    executor: DaskExecutor, body: dict[str, Any]
+    executor: DaskExecutor, body: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert isinstance(executor, Executor)
     noisy_body = {**body, "noise": "depolarizing-1e-3+readout-1e-2", "seed": 5}
-    started = time.perf_counter()
+    calling_threads: list[threading.Thread] = []
+    real_submit = executor.client.submit
+
+    def recording_submit(*args: Any, **kwargs: Any) -> Any:
+        calling_threads.append(threading.current_thread())
+        return real_submit(*args, **kwargs)
+
+    monkeypatch.setattr(executor.client, "submit", recording_submit)
     on_dask = executor.submit("dask-1", dict(body), timeout=WAIT)
-    assert time.perf_counter() - started < 0.1  # no round trip to the cluster on submit
     noisy_dask = executor.submit("dask-noisy", noisy_body, timeout=WAIT)
     with LocalExecutor(max_workers=1, max_queued=4) as local:
         on_local = local.submit("local-1", dict(body), timeout=WAIT).result(WAIT)
@@ -107,6 +114,8 @@ def test_dask_counts_match_local_executor_and_in_process(
     assert dask_result["metadata"]["seed"] == 4242
     assert noisy_dask.result(WAIT)["counts"] == noisy_local["counts"]
     assert on_dask.status == "completed"
+    # submit() only queues: the cluster round trip happens on the dispatcher thread
+    assert calling_threads and threading.main_thread() not in calling_threads
 
 
 def test_dask_job_errors_come_back_as_job_failed(

@@ -26,7 +26,9 @@ A. Latency, in ONE qsecure kernel, timed inside the kernel with ``time.perf_coun
      anchor     ``transpile(qc, sim, seed_transpiler=11, optimization_level=1)`` then
                 ``sim.run(t, shots=1024, seed_simulator=S).result()``: the worker
                 transpiles every job (jupyter_qsecure.jobs.aer_run.run_aer), so the
-                anchor pays its own transpile too. THE VERDICTS USE THIS ANCHOR.
+                anchor pays its own transpile too. The 20-qubit verdict uses this anchor
+                (Aer refuses that circuit untranspiled); the 5-qubit case is judged
+                against both ``literal`` (the issue's call) and this one.
      same       as ``anchor`` with the worker's exact settings: transpile
                 ``num_processes=1`` and Aer ``max_parallel_threads=1`` (+ experiments
                 and shots 1). Informational: it separates broker overhead from the
@@ -867,9 +869,19 @@ def report(
             f"signer {data['signer']}"
         )
         if name == "qc5":
+            literal_added = p50["qsubmit"] - p50.get("literal", float("nan"))
             claims.append(
                 (
-                    "A. 5-qubit GHZ: added p50 vs anchor",
+                    "A. 5-qubit GHZ: added p50 vs AerSimulator().run (as the issue writes it)",
+                    literal_added,
+                    "ms",
+                    ADDED_MS_TARGET,
+                    literal_added <= ADDED_MS_TARGET,
+                )
+            )
+            claims.append(
+                (
+                    "A. 5-qubit GHZ: added p50 vs transpile + run",
                     added,
                     "ms",
                     ADDED_MS_TARGET,
@@ -939,19 +951,19 @@ def report(
 
     print()
     print("summary (targets from issue 5)")
-    print(f"  {'claim':<52}{'measured':>12}  {'target':>10}  verdict")
+    print(f"  {'claim':<70}{'measured':>12}  {'target':>10}  verdict")
     for claim, value, unit, target, ok in claims:
         op = ">=" if unit == "/s" else "<="
         print(
-            f"  {claim:<52}{value:>9.2f} {unit:<2}  {op + ' ' + format(target, 'g') + ' ' + unit:>10}"
+            f"  {claim:<70}{value:>9.2f} {unit:<2}  {op + ' ' + format(target, 'g') + ' ' + unit:>10}"
             f"  {'ok' if ok else 'MISSED'}"
         )
     print(
-        f"  {'every job verified in the kernel, counts reproducible':<52}{'':>12}  {'':>10}  "
+        f"  {'every job verified in the kernel, counts reproducible':<70}{'':>12}  {'':>10}  "
         f"{'ok' if checks_ok else 'FAILED'}"
     )
     print(
-        f"  {'ledger verifies; job.completed == jobs done':<52}{'':>12}  {'':>10}  "
+        f"  {'ledger verifies; job.completed == jobs done':<70}{'':>12}  {'':>10}  "
         f"{'ok' if ledger_ok else 'FAILED'}"
     )
     print(f"total run time {time.perf_counter() - t_all:.0f} s")

@@ -519,6 +519,16 @@ class JobService:
         finally:
             state.finished.set()
 
+    def submit_and_wait(self, token: str | None, body: Any) -> JobState:
+        """:meth:`prepare` and :meth:`complete` in the calling (broker) thread: what a
+        waiting submission needs, without returning to the event loop in between. A job
+        that needs an approval is returned still ``pending_approval`` (run it with
+        :meth:`run`)."""
+        state = self.prepare(token, body, record_later=True)
+        if state.status == "pending_approval":
+            return state
+        return self.complete(state)
+
     def complete(self, state: JobState) -> JobState:
         """Run an allowed, released job to the end, in the calling (broker) thread: submit
         it, write its submission entries while it runs, wait, then sign and record.

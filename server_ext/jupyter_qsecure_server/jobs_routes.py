@@ -68,14 +68,16 @@ class JobsHandler(_JobsHandler):
             except ValueError:
                 body = None
             wait = not isinstance(body, dict) or bool(body.get("wait", True))
-            state = await service.call(service.prepare, self._token(), body, record_later=wait)
-            if not wait or state.status == "pending_approval":
+            if wait:  # decided, run, signed and recorded in one broker thread
+                state = await service.call(service.submit_and_wait, self._token(), body)
+            else:
+                state = await service.call(service.prepare, self._token(), body)
+            if state.status in ("queued", "pending_approval"):  # not run yet: in the background
                 task = asyncio.ensure_future(service.run(state))
                 task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
                 self.set_status(202)
                 self.finish(json.dumps(state.record(), default=str))
                 return
-            await service.run(state)
         except JobError as exc:
             self._fail(exc)
             return

@@ -9,7 +9,7 @@ One run starts, on this machine:
   port, with its own JUPYTER_CONFIG_DIR / JUPYTER_DATA_DIR / JUPYTER_RUNTIME_DIR /
   QSECURE_DATA_DIR, the extension enabled with ``vault_addr`` and the server token in
   ``BAO_TOKEN`` -- so every job manifest and result is signed by OpenBao transit (key
-  ``QSecure.jobs_transit_key``) -- ``job_workers = 2``, a permissive benchmark policy
+  ``QSecure.jobs_transit_key``) -- ``job_workers = --workers`` (2), a permissive benchmark policy
   (rate limits, quotas and heavy-run thresholds far above what the benchmark submits),
   and ``ZMQChannelsWebsocketConnection.limit_rate = False``; the ``qsecure`` kernelspec
   installed into an isolated prefix.
@@ -700,7 +700,7 @@ async def run(args: argparse.Namespace, tmp: Path, bao: Any) -> int:
             "vault_addr": bao.addr,
             "environment": "dev",
             "policy_file": str(policy_path),
-            "job_workers": 2,
+            "job_workers": args.workers,
             "job_executor": "local",
         },
         env_extra={"BAO_TOKEN": server_token},
@@ -838,7 +838,7 @@ def report(
         f"python {sys.version.split()[0]}, qiskit {qiskit.__version__}, qiskit-aer "
         f"{qiskit_aer.__version__}, {os.cpu_count()} CPUs; OpenBao dev server on {bao.addr} "
         f"(transit signs every manifest and result); 1 jupyter_server subprocess, "
-        f"job_workers=2, local executor"
+        f"job_workers={args.workers}, local executor"
     )
     print()
     print("A. latency per call, timed inside one qsecure kernel (time.perf_counter), 1024 shots")
@@ -978,6 +978,7 @@ def main() -> int:
     parser.add_argument("--rc-seed", type=int, default=1234, help="random_circuit seed")
     parser.add_argument("--seconds", type=float, default=20.0, help="throughput window")
     parser.add_argument("--kernels", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=2, help="QSecure.job_workers")
     parser.add_argument("--tp-client", choices=("broker", "magic"), default="broker")
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto")
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the script")

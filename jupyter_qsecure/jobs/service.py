@@ -3,9 +3,12 @@
 Every step that makes a decision writes to the ledger: ``job.decided`` (allowed or
 denied, with the policy's hash and the rule), ``job.submitted``, ``job.completed``
 (manifest and result digests, or the failure), ``job.cancelled``, ``job.approved``.
+Denials, jobs awaiting approval and jobs submitted without waiting are recorded when
+decided; a waiting job's entries are committed together with its outcome, in one
+transaction, before anything of its result is released.
 Identity always comes from the kernel's token (``identify``), never from the request.
-Submitted circuits, the signed manifest and the signed result are archived under
-``<data_dir>/jobs/`` so ``jupyter qsecure replay JOB_ID`` can re-run a job later.
+Submitted circuits, the signed manifest and the signed result are archived in
+``<data_dir>/jobs/archive.db`` so ``jupyter qsecure replay JOB_ID`` can re-run a job later.
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ class JobState:
     #: worker, incl. transfer), sign, record (ledger and archive). See ``record()``.
     timings: dict[str, float] = field(default_factory=dict)
     #: Ledger entries of an allowed submission not written yet (``prepare(...,
-    #: record_later=True)``): ``run`` writes them while the job runs.
+    #: record_later=True)``): ``complete`` commits them with the job's outcome.
     unrecorded: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
@@ -141,6 +144,16 @@ class JobState:
             "transpiled_hashes": self.transpiled_hashes,
             "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
         }
+
+
+@dataclass(frozen=True)
+class _Sealed:
+    """A signed job: what ``complete`` publishes once the ledger commit succeeded."""
+
+    manifest: Envelope
+    result_envelope: Envelope
+    result: dict[str, Any]
+    completion: dict[str, Any]
 
 
 def _utc() -> str:
@@ -350,8 +363,8 @@ class JobService:
 
         Denials and jobs that wait for an approval are recorded before this returns. With
         ``record_later`` an allowed job's ``job.decided``/``job.submitted`` entries are
-        written by :meth:`run` while the job executes (one durable commit off the job's
-        critical path); :meth:`run` releases no result unless they were committed.
+        committed by :meth:`complete` together with its ``job.completed`` (one durable
+        commit per job); no result is released unless that commit succeeded.
         """
         identity = self.authenticate(token)
         if not isinstance(body, dict):
@@ -530,21 +543,24 @@ class JobService:
         return self.complete(state)
 
     def complete(self, state: JobState) -> JobState:
-        """Run an allowed, released job to the end, in the calling (broker) thread: submit
-        it, write its submission entries while it runs, wait, then sign and record.
+        """Run an allowed, released job to the end in the calling (broker) thread: submit,
+        wait, sign, then record everything in ONE durable ledger commit.
 
-        One thread follows the job from start to end, so the result reaches the signing
-        code without hopping through the event loop. Broker threads outnumber the jobs the
-        executor accepts (queued plus running), so waiting jobs never starve other calls.
+        The commit holds the entries ``prepare(record_later=True)`` left (``job.decided``,
+        ``job.submitted``) and ``job.completed`` with the job's real outcome (completed,
+        failed, cancelled, rejected, or not signed). Nothing of the result is visible
+        (status, counts, manifest) before that commit succeeded; if it fails, the result
+        is dropped and :class:`Unavailable` raised. One thread follows the job, so the
+        result reaches the signing code without hopping through the event loop; broker
+        threads outnumber the jobs the executor accepts, so waiting never starves others.
         """
         try:
             state.handle = self.executor.submit(
                 state.job_id, state.payload, timeout=self.job_timeout
             )
         except QueueFull as exc:
-            self._record_submission(state)
+            self._record(state, "rejected", {"error": exc.message})
             state.status, state.error = "failed", exc.message
-            self._append_completed(state, "rejected", exc.message)
             raise Busy(
                 exc.message,
                 hint=f"retry in {exc.retry_after_seconds} s",
@@ -552,21 +568,32 @@ class JobService:
             ) from None
         state.status = "running"
         submitted = time.perf_counter()
-        self._record_submission(state)  # durable while the worker runs the job
         try:
             outcome = state.handle.result()
         except ExecutorError as exc:
-            cancelled = state.status == "cancelled"
-            state.status = "cancelled" if cancelled else "failed"
-            state.error = exc.message
-            self._append_completed(state, state.status, exc.message)
+            status = "cancelled" if state.status == "cancelled" else "failed"
+            self._record(state, status, {"error": exc.message})
+            state.status, state.error = status, exc.message
             return state
         handle = state.handle
         if handle.started_at is not None and handle.finished_at is not None:
             run = (handle.finished_at - handle.started_at) * 1000
             state.timings["queue"] = max(0.0, (time.perf_counter() - submitted) * 1000 - run)
             state.timings["run"] = run
-        self._seal(state, outcome)
+        try:
+            sealed = self._seal(state, outcome)
+        except QSecureError as exc:  # e.g. OpenBao down: no signature, no result
+            error = f"the result could not be signed: {exc.message}"
+            self._record(state, "failed", {"error": error})
+            state.status, state.error = "failed", error
+            raise Unavailable(error, hint=exc.hint) from None
+        recording = time.perf_counter()
+        self._record(state, "completed", sealed.completion)
+        state.timings["record"] = (time.perf_counter() - recording) * 1000
+        state.manifest, state.result_envelope = sealed.manifest, sealed.result_envelope
+        state.result = sealed.result
+        state.status = "completed"
+        self._archive(state)
         return state
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -592,12 +619,15 @@ class JobService:
             return state.approved.is_set()
         return True
 
-    def _record_submission(self, state: JobState) -> None:
-        """Write the entries ``prepare(record_later=True)`` left; on failure the job is
-        stopped, marked failed, and :class:`Unavailable` raised (no result is released)."""
-        entries, state.unrecorded = state.unrecorded, []
-        if not entries:
-            return
+    def _record(self, state: JobState, status: str, fields: dict[str, Any]) -> None:
+        """Commit the job's unwritten entries and its ``job.completed`` in one transaction;
+        on failure mark the job failed and raise :class:`Unavailable` (fail closed)."""
+        with self._lock:
+            entries = [
+                *state.unrecorded,
+                ("job.completed", {"job_id": state.job_id, "status": status, **fields}),
+            ]
+            state.unrecorded = []
         try:
             self._append_many(
                 entries, actor=f"user:{state.identity['user']}", correlation_id=state.job_id
@@ -605,24 +635,15 @@ class JobService:
         except Exception as exc:  # fail closed: no record, no result
             reason = exc.message if isinstance(exc, QSecureError) else type(exc).__name__
             state.status = "failed"
-            state.error = f"the submission could not be recorded in the ledger: {reason}"
-            if state.handle is not None:
-                self.executor.cancel(state.job_id)
+            state.error = f"the job could not be recorded in the ledger: {reason}"
             log.error("job %s: %s", state.job_id, state.error)
             raise Unavailable(
                 state.error, hint="check the ledger (`jupyter qsecure audit verify`)"
             ) from None
 
-    def _append_completed(self, state: JobState, status: str, error: str) -> None:
-        self.ledger.append(
-            "job.completed",
-            {"job_id": state.job_id, "status": status, "error": error},
-            actor=f"user:{state.identity['user']}",
-            correlation_id=state.job_id,
-        )
-
-    def _seal(self, state: JobState, outcome: dict[str, Any]) -> None:
-        """Sign the manifest and the result, record, archive."""
+    def _seal(self, state: JobState, outcome: dict[str, Any]) -> _Sealed:
+        """Build and sign the manifest and the result (one signing call); nothing is
+        published on ``state`` but the transpiled hashes."""
         state.transpiled_hashes = list(outcome["transpiled_hashes"])
         metadata = dict(outcome["metadata"])
         seed = metadata.get("seed", state.request["seed"])
@@ -660,28 +681,19 @@ class JobService:
         # One signing call for both (and, through a BatchingSigner, shared with the
         # jobs that finish at the same moment).
         began = time.perf_counter()
-        state.manifest, state.result_envelope = sign_envelopes(
-            [statement, result_statement], self.signer
-        )
-        signed = time.perf_counter()
-        state.timings["sign"] = (signed - began) * 1000
-        self._note_signer_versions([state.manifest, state.result_envelope])
-        state.result = {"counts": counts, "metadata": metadata}
-        state.status = "completed"
-        self.ledger.append(
-            "job.completed",
-            {
-                "job_id": state.job_id,
-                "status": "completed",
+        manifest, result_envelope = sign_envelopes([statement, result_statement], self.signer)
+        state.timings["sign"] = (time.perf_counter() - began) * 1000
+        self._note_signer_versions([manifest, result_envelope])
+        return _Sealed(
+            manifest=manifest,
+            result_envelope=result_envelope,
+            result={"counts": counts, "metadata": metadata},
+            completion={
                 "manifest_sha256": manifest_sha256,
                 "result_sha256": result_digest(counts, metadata),
                 "transpiled_hashes": state.transpiled_hashes,
             },
-            actor=f"user:{state.identity['user']}",
-            correlation_id=state.job_id,
         )
-        state.timings["record"] = (time.perf_counter() - signed) * 1000
-        self._archive(state)
 
     def _archive(self, state: JobState) -> None:
         if self.archive_dir is None:
@@ -715,6 +727,10 @@ class JobService:
         state.approved.set()
         if state.wake is not None:
             state.wake()
+        with self._lock:  # entries not written yet: keep the ledger in the job's order
+            if state.unrecorded:
+                state.unrecorded.append(("job.cancelled", {"job_id": job_id}))
+                return state
         self.ledger.append(
             "job.cancelled",
             {"job_id": job_id},

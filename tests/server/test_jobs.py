@@ -368,3 +368,43 @@ async def test_no_result_is_released_when_the_submission_cannot_be_recorded(
     assert ledger.size() == before  # nothing about the job was written or signed
     monkeypatch.undo()
     assert (await post(http_server_client, jp_base_url, token, job(ghz(3))))[0] == 200
+
+
+async def test_a_result_that_cannot_be_signed_is_withheld_and_recorded_as_failed(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_environ: Any,
+    http_server_client: Any,
+    jp_base_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from jupyter_qsecure.errors import SigningError
+
+    token, _ = await kernel_token(jp_fetch, jp_ws_fetch, jp_serverapp)
+    service = jp_serverapp.web_app.settings["qsecure_jobs"]
+    ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
+
+    class DownSigner:  # a boundary stub: the key service is unreachable
+        key_id = service.signer.key_id
+        algorithm = "ed25519"
+
+        def sign(self, message: bytes) -> Any:
+            raise SigningError("cannot reach OpenBao/Vault", hint="start it")
+
+        def public_keys(self) -> Any:
+            return []
+
+    monkeypatch.setattr(service, "signer", DownSigner())
+    code, body, _ = await post(http_server_client, jp_base_url, token, job(ghz(3)))
+    assert code == 503 and "could not be signed" in body["message"]
+    assert "counts" not in json.dumps(body)
+    failed = [s for s in service._jobs.values() if s.status == "failed"][-1]
+    assert failed.manifest is None and failed.result is None
+    kinds = [
+        (e.kind, e.body.get("status"))
+        for e in ledger.entries()
+        if e.correlation_id == failed.job_id
+    ]
+    assert kinds == [("job.decided", None), ("job.submitted", None), ("job.completed", "failed")]
+    assert ledger.verify().ok

@@ -39,13 +39,12 @@ def usable_for(client: Any) -> bool:
 
 
 class KeepAliveJSON:
-    """One connection, one request at a time (calls are serialised by a lock)."""
+    """A small pool of kept-alive connections: one per concurrent caller, reused."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
         self._lock = threading.Lock()
-        self._conn: http.client.HTTPConnection | None = None
-        self._conn_key: tuple[Any, ...] | None = None
+        self._idle: list[tuple[tuple[Any, ...], http.client.HTTPConnection]] = []
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` to ``/v1/<path>``; the decoded JSON reply."""
@@ -57,8 +56,7 @@ class KeepAliveJSON:
         if adapter.namespace:
             headers["X-Vault-Namespace"] = adapter.namespace
         payload = json.dumps(body).encode("utf-8")
-        with self._lock:
-            status, text = self._exchange(url, payload, headers)
+        status, text = self._exchange(url, payload, headers)
         if status >= 400:
             try:
                 errors = json.loads(text).get("errors")
@@ -75,22 +73,24 @@ class KeepAliveJSON:
 
     def close(self) -> None:
         with self._lock:
-            self._drop()
+            idle, self._idle = self._idle, []
+        for _, conn in idle:
+            conn.close()
 
     # ---- internals ---------------------------------------------------------------------
     def _exchange(self, url: str, payload: bytes, headers: dict[str, str]) -> tuple[int, str]:
         parts = urlsplit(url)
         for attempt in (1, 2):
-            conn = self._connection(parts.scheme, parts.hostname or "", parts.port)
+            key, conn = self._checkout(parts.scheme, parts.hostname or "", parts.port)
             try:
                 conn.request("POST", parts.path, body=payload, headers=headers)
                 response = conn.getresponse()
                 text = response.read().decode("utf-8", "replace")
             except TimeoutError as exc:
-                self._drop()
+                conn.close()
                 raise requests.exceptions.Timeout(f"no answer from {parts.netloc}") from exc
             except (http.client.HTTPException, OSError) as exc:
-                self._drop()
+                conn.close()
                 stale = isinstance(
                     exc,
                     (
@@ -106,19 +106,33 @@ class KeepAliveJSON:
                     f"cannot reach {parts.netloc}: {type(exc).__name__}"
                 ) from exc
             if response.getheader("Connection", "").lower() == "close":
-                self._drop()
+                conn.close()
+            else:
+                with self._lock:
+                    self._idle.append((key, conn))
             return response.status, text
         raise AssertionError("unreachable")
 
-    def _connection(self, scheme: str, host: str, port: int | None) -> http.client.HTTPConnection:
+    def _checkout(
+        self, scheme: str, host: str, port: int | None
+    ) -> tuple[tuple[Any, ...], http.client.HTTPConnection]:
         kwargs = self._client.adapter._kwargs
         timeout = kwargs.get("timeout") or 30
         verify, cert = kwargs.get("verify", True), kwargs.get("cert")
         key = (scheme, host, port, timeout, verify, cert)
-        if self._conn is not None and self._conn_key == key:
-            return self._conn
-        self._drop()
-        conn: http.client.HTTPConnection
+        stale: list[http.client.HTTPConnection] = []
+        found: http.client.HTTPConnection | None = None
+        with self._lock:
+            while self._idle:
+                idle_key, conn = self._idle.pop()
+                if idle_key == key:
+                    found = conn
+                    break
+                stale.append(conn)  # settings changed: not reused
+        for conn in stale:
+            conn.close()
+        if found is not None:
+            return key, found
         if scheme == "https":
             context = ssl.create_default_context(
                 cafile=verify if isinstance(verify, str) and not _is_dir(verify) else None,
@@ -130,16 +144,8 @@ class KeepAliveJSON:
             if cert:
                 certfile, keyfile = cert if isinstance(cert, (tuple, list)) else (cert, None)
                 context.load_cert_chain(certfile, keyfile)
-            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        self._conn, self._conn_key = conn, key
-        return conn
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn, self._conn_key = None, None
+            return key, http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+        return key, http.client.HTTPConnection(host, port, timeout=timeout)
 
 
 def _is_dir(path: str) -> bool:

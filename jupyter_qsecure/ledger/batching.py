@@ -38,21 +38,26 @@ class BatchingSigner:
     """A ``Signer`` whose concurrent ``sign``/``sign_many`` calls share batched calls.
 
     ``inner`` must have ``sign_many(messages) -> list[SignatureRecord]`` (one record per
-    message, in order). ``max_batch`` bounds the messages one leader takes at once (a
-    single request larger than that is passed whole; ``inner`` splits it). An error of
-    the batched call is raised in every caller whose messages were in it.
+    message, in order) and be safe to call from ``max_concurrent`` threads at once (that
+    many batched calls may be in flight). ``max_batch`` bounds the messages one leader
+    takes at once (a single request larger than that is passed whole; ``inner`` splits
+    it). An error of the batched call is raised in every caller whose messages were in
+    it.
     """
 
-    def __init__(self, inner: Any, *, max_batch: int = 200) -> None:
+    def __init__(self, inner: Any, *, max_batch: int = 200, max_concurrent: int = 1) -> None:
         if not callable(getattr(inner, "sign_many", None)):
             raise TypeError("BatchingSigner needs a signer with sign_many()")
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_batch < 1 or max_concurrent < 1:
+            raise ValueError(
+                f"max_batch and max_concurrent must be >= 1, got {max_batch}, {max_concurrent}"
+            )
         self.inner = inner
         self.max_batch = max_batch
+        self.max_concurrent = max_concurrent
         self._cond = threading.Condition()
         self._queue: list[_Request] = []
-        self._busy = False
+        self._in_flight = 0
         self.calls = 0  # batched calls made (for tests and statistics)
 
     # ---- Signer protocol -----------------------------------------------------------------
@@ -81,18 +86,20 @@ class BatchingSigner:
             self._queue.append(request)
             self._cond.notify_all()  # lets observers (tests, statistics) see the queue grow
             while True:
-                while self._busy and not request.done:
+                while (
+                    self._in_flight >= self.max_concurrent or request not in self._queue
+                ) and not request.done:
                     self._cond.wait()
                 if request.done:
                     break
                 batch = self._take_locked()
-                self._busy = True
+                self._in_flight += 1
                 self._cond.release()
                 try:
                     self._sign_batch(batch)
                 finally:
                     self._cond.acquire()
-                    self._busy = False
+                    self._in_flight -= 1
                     self._cond.notify_all()
         if request.error is not None:
             raise request.error

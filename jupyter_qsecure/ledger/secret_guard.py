@@ -37,6 +37,9 @@ _ANY_VALUE = re.compile(
     "|".join(f"(?P<p{i}>{pattern.pattern})" for i, (_, pattern) in enumerate(_VALUE_PATTERNS))
 )
 
+#: No value pattern matches fewer characters ("a://b:c@" is the shortest match).
+_SHORTEST_MATCH = 8
+
 _SECRET_FIELD = re.compile(
     r"(?i)(?:^|_)(?:pass(?:word|wd|phrase)?|secret|token|api_?key|private_?key|"
     r"credential|client_secret|secret_id|access_key|auth)(?:$|_)"
@@ -75,6 +78,10 @@ def check_no_secrets(body: dict[str, Any], *, kind: str) -> None:
                 hint="record the secret's SHA-256 hash, lease id or accessor, never its value "
                 "(e.g. name the field 'token_accessor' or 'secret_sha256')",
             )
+        if len(value) < _SHORTEST_MATCH or (
+            value.isalnum() and "AKIA" not in value and "ASIA" not in value
+        ):
+            continue  # hashes, ids, words: only the AWS pattern matches letters and digits alone
         found = _ANY_VALUE.search(value)
         if found is not None:
             type_name = _VALUE_PATTERNS[int(str(found.lastgroup)[1:])][0]

@@ -144,7 +144,8 @@ class QSecureExtension(ExtensionApp):
                 key_name=settings.jobs_transit_key,
             )
             signer.ensure_key()
-            signer = BatchingSigner(signer)  # jobs finishing together share transit calls
+            # jobs finishing together share transit calls; two calls may be in flight
+            signer = BatchingSigner(signer, max_concurrent=2)
         else:
             signer = Ed25519FileSigner(settings.data_path / "keys" / "jobs-ed25519.pem")
         # Trust the job signer's public keys for offline checks (`jupyter qsecure replay`).

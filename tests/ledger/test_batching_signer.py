@@ -149,3 +149,25 @@ def test_real_transit_signatures_through_the_batcher(openbao_client: Any) -> Non
         assert valid(f"job {i} manifest".encode(), manifest, keyring)
         assert valid(f"job {i} result".encode(), result, keyring)
         assert not valid(f"job {i} result".encode(), manifest, keyring)
+
+
+def test_with_two_calls_allowed_a_second_caller_does_not_wait_for_the_first(
+    tmp_path: Path,
+) -> None:
+    inner = RecordingSigner(tmp_path / "k.pem")
+    signer = BatchingSigner(inner, max_concurrent=2)
+    results: dict[int, Any] = {}
+    first = threading.Thread(target=lambda: results.update({0: signer.sign(b"zero")}))
+    first.start()
+    assert inner.first_call.wait(30)  # the first call is in flight, blocked
+    second = threading.Thread(target=lambda: results.update({1: signer.sign(b"one")}))
+    second.start()
+    second.join(30)
+    assert not second.is_alive() and first.is_alive()  # done while the first still waits
+    assert inner.batches == [1, 1]
+    inner.release.set()
+    first.join(30)
+    keyring = KeyRing(inner.public_keys())
+    assert valid(b"zero", results[0], keyring) and valid(b"one", results[1], keyring)
+    with pytest.raises(ValueError, match="max_concurrent"):
+        BatchingSigner(inner, max_concurrent=0)

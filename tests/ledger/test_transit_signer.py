@@ -251,17 +251,41 @@ def test_constructor_needs_client_or_address() -> None:
 def test_kept_alive_connection_is_reused_and_reopened_when_the_server_drops_it(
     signer: TransitSigner,
 ) -> None:
-
-    assert signer._fast is not None  # a direct http address: the kept-alive transport
+    fast = signer._fast
+    assert fast is not None  # a direct http address: the kept-alive transport
     keyring = _offline_keyring(signer)
     verify_signature(signer.sign(b"first"), b"first", keyring)
-    conn = signer._fast._conn
-    assert conn is not None and conn.sock is not None
+    [(_, conn)] = fast._idle
+    assert conn.sock is not None
     verify_signature(signer.sign(b"second"), b"second", keyring)
-    assert signer._fast._conn is conn  # the same connection served both
+    assert [c for _, c in fast._idle] == [conn]  # the same connection served both
     conn.sock.shutdown(socket.SHUT_RDWR)  # as a server closing an idle connection
     verify_signature(signer.sign(b"third"), b"third", keyring)
-    assert signer._fast._conn is not conn
+    [(_, fresh)] = fast._idle
+    assert fresh is not conn
+
+
+def test_concurrent_signers_use_their_own_connections(signer: TransitSigner) -> None:
+    import threading
+
+    from jupyter_qsecure.ledger.batching import BatchingSigner
+
+    batching = BatchingSigner(signer, max_concurrent=3)
+    keyring = _offline_keyring(signer)
+    results: dict[int, Any] = {}
+
+    def call(i: int) -> None:
+        results[i] = batching.sign_many([f"m{i}".encode()])
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results) == list(range(9))
+    for i, (record,) in results.items():
+        verify_signature(record, f"m{i}".encode(), keyring)
+    assert 1 <= len(signer._fast._idle) <= 3  # at most one connection per concurrent call
 
 
 def test_a_proxied_client_keeps_using_hvac(openbao: OpenBaoDev, key_name: str) -> None:

@@ -43,7 +43,6 @@ from .manifest import (
     build_job_statement,
     build_result_statement,
     parse_keyid,
-    result_digest,
     sign_envelopes,
     statement_body_digest,
 )
@@ -690,7 +689,8 @@ class JobService:
             result={"counts": counts, "metadata": metadata},
             completion={
                 "manifest_sha256": manifest_sha256,
-                "result_sha256": result_digest(counts, metadata),
+                # the digest the signed result names (result_digest of counts, metadata)
+                "result_sha256": result_statement["subject"][0]["digest"]["sha256"],
                 "transpiled_hashes": state.transpiled_hashes,
             },
         )

@@ -199,13 +199,13 @@ def encode_qasm(source: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------- client
 
 
-def new_session() -> Any:
-    """A requests session for the broker; it never holds the token (sent per request)."""
-    import requests
+def new_session(base_url: str = "") -> Any:
+    """A session for the broker at ``base_url``; it never holds the token (sent per
+    request). Plain-HTTP brokers get kept-alive ``http.client`` connections
+    (:mod:`jupyter_qsecure.jobs._http`), others a requests session."""
+    from ._http import session_for
 
-    session = requests.Session()
-    session.trust_env = False  # no proxy from the environment sees the bearer token
-    return session
+    return session_for(base_url)
 
 
 class BrokerClient:
@@ -324,7 +324,7 @@ class BrokerClient:
 
     def _get_session(self) -> Any:
         if self._session is None:
-            self._session = new_session()
+            self._session = new_session(self.base_url)
         return self._session
 
     def _request(

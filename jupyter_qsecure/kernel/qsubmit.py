@@ -271,7 +271,7 @@ class QSubmitMagics(Magics):
             raise _secrets._unavailable("the server attached no kernel token")
         session = self._sessions.get(url)
         if session is None:
-            session = self._sessions[url] = new_session()
+            session = self._sessions[url] = new_session(url)
         return BrokerClient(url, creds.token, timeout=timeout, session=session)
 
     def _namespace(self) -> Mapping[str, Any]:

@@ -119,8 +119,9 @@ class JobState:
     approved: threading.Event = field(default_factory=threading.Event)
     wake: Callable[[], Any] | None = None  # set by run() while it waits for an approval
     finished: asyncio.Event | None = None
-    #: Where the job's time went, in ms: decide (parse, policy, ledger), queue, run (the
-    #: worker, incl. transfer), sign, record (ledger and archive). See ``record()``.
+    #: Where the job's time went, in ms: decide (parse, policy), queue, run (the worker,
+    #: incl. transfer), sign, record (the ledger commit), broker (the whole request, set by
+    #: the REST layer). See ``record()``.
     timings: dict[str, float] = field(default_factory=dict)
     #: Ledger entries of an allowed submission not written yet (``prepare(...,
     #: record_later=True)``): ``complete`` commits them with the job's outcome.
@@ -280,7 +281,6 @@ class JobService:
         self.job_timeout = job_timeout
         self.aer_threads = aer_threads
         self.keyring = KeyRing(signer.public_keys())
-        self._public_keys = [key.model_dump() for key in self.keyring]
         self._jobs: OrderedDict[str, JobState] = OrderedDict()
         self._request_ids: OrderedDict[str, str] = OrderedDict()
         self._max_jobs = max_jobs_kept
@@ -338,22 +338,17 @@ class JobService:
                 self._identity_cache.pop(token, None)
 
     def public_keys(self) -> list[dict[str, Any]]:
-        """The signer's public keys, read once and again whenever a signature names a key
+        """The signer's public keys: read once, and again when a signature names a key
         version not seen yet (a transit key rotation), so kernels that refetch after an
         unknown-key failure get the new version."""
-        with self._lock:
-            return list(self._public_keys)
+        return [key.model_dump() for key in self.keyring]
 
     def _note_signer_versions(self, envelopes: list[Envelope]) -> None:
-        known = {(k["key_id"], k["key_version"]) for k in self._public_keys}
         for envelope in envelopes:
             for signature in envelope.signatures:
                 parsed = parse_keyid(signature.keyid)
-                if parsed is not None and parsed not in known:
-                    keys = [key.model_dump() for key in self.signer.public_keys()]
-                    with self._lock:
-                        self._public_keys = keys
-                    self.keyring = KeyRing(self.signer.public_keys())
+                if parsed is not None and self.keyring.get(*parsed) is None:
+                    self.keyring = KeyRing(self.signer.public_keys())  # one read, swapped whole
                     return
 
     # ---- submission --------------------------------------------------------------------------
@@ -483,27 +478,29 @@ class JobService:
         shots sweep, a retry) is not decoded and hashed again.
         """
         key = _circuits_key(items, bind)
+        cached = None
         if key is not None:
             with self._lock:
                 cached = self._parsed.get(key)
                 if cached is not None:
                     self._parsed.move_to_end(key)
-                    return cached[0], [dict(s) for s in cached[1]], cached[2]
-        circuits = parse_circuits(items, bind)
-        try:
-            hashes = hash_many(circuits)
-        except CanonicalisationError as exc:
-            raise InvalidJob(exc.message, hint=exc.hint) from None
-        summaries = [circuit_summary(c) for c in circuits]
-        # One QPY text as sent needs no re-encoding for the worker.
-        single_qpy = not bind and len(items) == 1 and items[0].get("format") == "qpy"
-        circuits_qpy = items[0]["data"] if single_qpy else circuits_to_qpy(circuits)
-        if key is not None:
-            with self._lock:
-                self._parsed[key] = (hashes, summaries, circuits_qpy)
-                while len(self._parsed) > PARSED_CACHE_ENTRIES:
-                    self._parsed.popitem(last=False)
-        return hashes, [dict(s) for s in summaries], circuits_qpy
+        if cached is None:
+            circuits = parse_circuits(items, bind)
+            try:
+                hashes = hash_many(circuits)
+            except CanonicalisationError as exc:
+                raise InvalidJob(exc.message, hint=exc.hint) from None
+            # One QPY text as sent needs no re-encoding for the worker.
+            single_qpy = not bind and len(items) == 1 and items[0].get("format") == "qpy"
+            qpy = items[0]["data"] if single_qpy else circuits_to_qpy(circuits)
+            cached = (hashes, [circuit_summary(c) for c in circuits], qpy)
+            if key is not None:
+                with self._lock:
+                    self._parsed[key] = cached
+                    while len(self._parsed) > PARSED_CACHE_ENTRIES:
+                        self._parsed.popitem(last=False)
+        hashes, summaries, qpy = cached
+        return hashes, [dict(s) for s in summaries], qpy  # callers never share the cache's
 
     def _append_many(
         self, entries: list[tuple[str, dict[str, Any]]], *, actor: str, correlation_id: str
@@ -724,9 +721,7 @@ class JobService:
         state.status = "cancelled"
         if state.handle is not None:
             self.executor.cancel(job_id)
-        state.approved.set()
-        if state.wake is not None:
-            state.wake()
+        self._release(state)
         with self._lock:  # entries not written yet: keep the ledger in the job's order
             if state.unrecorded:
                 state.unrecorded.append(("job.cancelled", {"job_id": job_id}))
@@ -745,11 +740,16 @@ class JobService:
         if state is None or state.status != "pending_approval":
             return False
         state.status = "queued"
+        self._release(state)
+        log.info("job %s approved by %s", job_id, approver)
+        return True
+
+    @staticmethod
+    def _release(state: JobState) -> None:
+        """End a wait for approval (approved or cancelled), waking ``run`` if it waits."""
         state.approved.set()
         if state.wake is not None:
             state.wake()
-        log.info("job %s approved by %s", job_id, approver)
-        return True
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -202,8 +202,8 @@ def encode_qasm(source: str) -> dict[str, str]:
 def new_session(base_url: str = "") -> Any:
     """A session for the broker at ``base_url``; it never holds the token (sent per
     request). Plain-HTTP brokers get kept-alive ``http.client`` connections
-    (:mod:`jupyter_qsecure.jobs._http`), others a requests session."""
-    from ._http import session_for
+    (:mod:`jupyter_qsecure._http`), others a requests session."""
+    from .._http import session_for
 
     return session_for(base_url)
 

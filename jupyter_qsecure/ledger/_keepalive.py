@@ -1,20 +1,20 @@
-"""POST JSON to OpenBao/Vault over one kept-alive ``http.client`` connection.
+"""POST JSON to OpenBao/Vault over kept-alive connections (:mod:`jupyter_qsecure._http`).
 
 Used only for transit signing, which the job broker does for every job: through hvac
-and requests a call costs about 0.8 ms of client CPU (request preparation, hooks,
-adapters, urllib3 pools) and about 1 ms more latency than the same request over a plain
-kept-alive connection. Everything else about the call stays hvac's: the address,
-token, namespace, TLS settings and timeout are read from the ``hvac.Client`` on every
-call (so re-logins are followed), and HTTP errors become hvac's exceptions
-(``hvac.utils.raise_for_error``) and network failures requests' exceptions, so callers
-map them exactly as before. Clients this transport cannot reproduce faithfully (an HTTP
-proxy, a Unix socket, an unknown scheme) keep using hvac: see :func:`usable_for`.
+and requests a call costs about 0.8 ms of client CPU and about 1 ms more latency than
+the same request over a kept-alive connection. Everything else about the call stays
+hvac's: the address, token, namespace, TLS settings and timeout are read from the
+``hvac.Client`` on every call (so re-logins are followed), and HTTP errors become hvac's
+exceptions (``hvac.utils.raise_for_error``) and network failures requests' exceptions,
+so callers map them exactly as before. Clients this transport cannot reproduce
+faithfully (an HTTP proxy, a Unix socket, an unknown scheme) keep using hvac: see
+:func:`usable_for`.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
+import os
 import ssl
 import threading
 from typing import Any
@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import hvac.utils
 import requests
+
+from .._http import KeepAliveSession
 
 __all__ = ["KeepAliveJSON", "usable_for"]
 
@@ -39,12 +41,14 @@ def usable_for(client: Any) -> bool:
 
 
 class KeepAliveJSON:
-    """A small pool of kept-alive connections: one per concurrent caller, reused."""
+    """hvac-compatible JSON POSTs over a :class:`KeepAliveSession` (rebuilt when the
+    client's TLS settings change)."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
         self._lock = threading.Lock()
-        self._idle: list[tuple[tuple[Any, ...], http.client.HTTPConnection]] = []
+        self._session: KeepAliveSession | None = None
+        self._tls: tuple[Any, Any] | None = None
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST ``body`` to ``/v1/<path>``; the decoded JSON reply."""
@@ -55,14 +59,21 @@ class KeepAliveJSON:
             headers["X-Vault-Token"] = adapter.token
         if adapter.namespace:
             headers["X-Vault-Namespace"] = adapter.namespace
-        payload = json.dumps(body).encode("utf-8")
-        status, text = self._exchange(url, payload, headers)
-        if status >= 400:
+        timeout = float(adapter._kwargs.get("timeout") or 30)
+        response = self._session_for(adapter._kwargs).request(
+            "POST",
+            url,
+            data=json.dumps(body).encode("utf-8"),
+            headers=headers,
+            timeout=(timeout, timeout),
+        )
+        text = response.text
+        if response.status_code >= 400:
             try:
                 errors = json.loads(text).get("errors")
             except (ValueError, AttributeError):
                 errors = None
-            hvac.utils.raise_for_error("post", url, status, text=text, errors=errors)
+            hvac.utils.raise_for_error("post", url, response.status_code, text=text, errors=errors)
         try:
             reply = json.loads(text) if text else {}
         except ValueError:
@@ -73,82 +84,31 @@ class KeepAliveJSON:
 
     def close(self) -> None:
         with self._lock:
-            idle, self._idle = self._idle, []
-        for _, conn in idle:
-            conn.close()
+            if self._session is not None:
+                self._session.close()
+            self._session = None
 
-    # ---- internals ---------------------------------------------------------------------
-    def _exchange(self, url: str, payload: bytes, headers: dict[str, str]) -> tuple[int, str]:
-        parts = urlsplit(url)
-        for attempt in (1, 2):
-            key, conn = self._checkout(parts.scheme, parts.hostname or "", parts.port)
-            try:
-                conn.request("POST", parts.path, body=payload, headers=headers)
-                response = conn.getresponse()
-                text = response.read().decode("utf-8", "replace")
-            except TimeoutError as exc:
-                conn.close()
-                raise requests.exceptions.Timeout(f"no answer from {parts.netloc}") from exc
-            except (http.client.HTTPException, OSError) as exc:
-                conn.close()
-                stale = isinstance(
-                    exc,
-                    (
-                        http.client.RemoteDisconnected,
-                        BrokenPipeError,
-                        ConnectionResetError,
-                        http.client.CannotSendRequest,
-                    ),
-                )
-                if attempt == 1 and stale:  # the server closed an idle connection: reopen
-                    continue
-                raise requests.exceptions.ConnectionError(
-                    f"cannot reach {parts.netloc}: {type(exc).__name__}"
-                ) from exc
-            if response.getheader("Connection", "").lower() == "close":
-                conn.close()
-            else:
-                with self._lock:
-                    self._idle.append((key, conn))
-            return response.status, text
-        raise AssertionError("unreachable")
-
-    def _checkout(
-        self, scheme: str, host: str, port: int | None
-    ) -> tuple[tuple[Any, ...], http.client.HTTPConnection]:
-        kwargs = self._client.adapter._kwargs
-        timeout = kwargs.get("timeout") or 30
-        verify, cert = kwargs.get("verify", True), kwargs.get("cert")
-        key = (scheme, host, port, timeout, verify, cert)
-        stale: list[http.client.HTTPConnection] = []
-        found: http.client.HTTPConnection | None = None
+    def _session_for(self, kwargs: dict[str, Any]) -> KeepAliveSession:
+        tls = (kwargs.get("verify", True), kwargs.get("cert"))
         with self._lock:
-            while self._idle:
-                idle_key, conn = self._idle.pop()
-                if idle_key == key:
-                    found = conn
-                    break
-                stale.append(conn)  # settings changed: not reused
-        for conn in stale:
-            conn.close()
-        if found is not None:
-            return key, found
-        if scheme == "https":
-            context = ssl.create_default_context(
-                cafile=verify if isinstance(verify, str) and not _is_dir(verify) else None,
-                capath=verify if isinstance(verify, str) and _is_dir(verify) else None,
-            )
-            if verify is False:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            if cert:
-                certfile, keyfile = cert if isinstance(cert, (tuple, list)) else (cert, None)
-                context.load_cert_chain(certfile, keyfile)
-            return key, http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
-        return key, http.client.HTTPConnection(host, port, timeout=timeout)
+            if self._session is None or self._tls != tls:
+                if self._session is not None:
+                    self._session.close()
+                self._session, self._tls = KeepAliveSession(_ssl_context(*tls)), tls
+            return self._session
 
 
-def _is_dir(path: str) -> bool:
-    import os
-
-    return os.path.isdir(path)
+def _ssl_context(verify: Any, cert: Any) -> ssl.SSLContext:
+    """The TLS context requests would use for hvac's ``verify`` and ``cert``."""
+    as_path = isinstance(verify, str)
+    context = ssl.create_default_context(
+        cafile=verify if as_path and not os.path.isdir(verify) else None,
+        capath=verify if as_path and os.path.isdir(verify) else None,
+    )
+    if verify is False:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if cert:
+        certfile, keyfile = cert if isinstance(cert, (tuple, list)) else (cert, None)
+        context.load_cert_chain(certfile, keyfile)
+    return context

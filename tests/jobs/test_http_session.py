@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from jupyter_qsecure.jobs._http import KeepAliveSession, session_for
+from jupyter_qsecure._http import KeepAliveSession, session_for
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -33,10 +33,15 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # the tests drop connections on purpose
+
+
 @pytest.fixture
 def server() -> Iterator[ThreadingHTTPServer]:
     _Handler.posts = []
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd = _QuietServer(("127.0.0.1", 0), _Handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd

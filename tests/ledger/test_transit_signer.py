@@ -255,13 +255,13 @@ def test_kept_alive_connection_is_reused_and_reopened_when_the_server_drops_it(
     assert fast is not None  # a direct http address: the kept-alive transport
     keyring = _offline_keyring(signer)
     verify_signature(signer.sign(b"first"), b"first", keyring)
-    [(_, conn)] = fast._idle
+    [(_, conn)] = fast._session._idle
     assert conn.sock is not None
     verify_signature(signer.sign(b"second"), b"second", keyring)
-    assert [c for _, c in fast._idle] == [conn]  # the same connection served both
+    assert [c for _, c in fast._session._idle] == [conn]  # the same connection served both
     conn.sock.shutdown(socket.SHUT_RDWR)  # as a server closing an idle connection
     verify_signature(signer.sign(b"third"), b"third", keyring)
-    [(_, fresh)] = fast._idle
+    [(_, fresh)] = fast._session._idle
     assert fresh is not conn
 
 
@@ -285,7 +285,7 @@ def test_concurrent_signers_use_their_own_connections(signer: TransitSigner) -> 
     assert sorted(results) == list(range(9))
     for i, (record,) in results.items():
         verify_signature(record, f"m{i}".encode(), keyring)
-    assert 1 <= len(signer._fast._idle) <= 3  # at most one connection per concurrent call
+    assert 1 <= len(signer._fast._session._idle) <= 3  # at most one connection per concurrent call
 
 
 def test_a_proxied_client_keeps_using_hvac(openbao: OpenBaoDev, key_name: str) -> None:

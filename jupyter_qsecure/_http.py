@@ -1,17 +1,17 @@
 """A minimal stand-in for ``requests.Session.request`` over kept-alive connections.
 
-The kernel sends one request per job to the broker on the same machine (plain HTTP on
-loopback, in the usual setup). Through requests each call costs about 0.6 ms of the
-kernel's CPU (hooks, adapters, urllib3 pools, environment merging) against about
-0.15 ms for ``http.client`` on a kept-alive connection, and the kernel shares the
-machine's cores with the broker. :class:`KeepAliveSession` implements the one method
-:class:`~jupyter_qsecure.jobs.client.BrokerClient` calls, raises requests' exception
-types (so the client's error handling is unchanged), and is used only for ``http://``
-brokers: HTTPS keeps requests and its CA handling (see :func:`session_for`).
+Two hot paths send one small request per job: the kernel to the job broker, and the
+broker to OpenBao transit. Through requests each call costs about 0.6-0.8 ms of CPU
+(hooks, adapters, urllib3 pools, environment merging) against about 0.15 ms for
+``http.client`` on a kept-alive connection, on cores the kernel, the broker and OpenBao
+share. :class:`KeepAliveSession` implements the one ``request`` method both callers use
+and raises requests' exception types, so their error handling stays as it was. It speaks
+HTTPS only with an ``ssl.SSLContext`` the caller built; the kernel keeps requests (and
+its CA handling) for HTTPS brokers (see :func:`session_for`).
 
-Not supported on purpose: redirects (the broker never redirects), proxies (a bearer
-token must not travel through one), retries (a submission is not idempotent; an idle
-connection the server closed is detected before reuse instead).
+Not supported on purpose: redirects (neither server redirects), proxies (bearer tokens
+must not travel through one; callers with a proxy keep requests), retries (a submission
+is not idempotent; an idle connection the server closed is detected before reuse).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import http.client
 import json
 import select
+import ssl
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -56,11 +57,13 @@ class _Response:
 
 
 class KeepAliveSession:
-    """``request()`` over reused ``http.client`` connections (one per concurrent call)."""
+    """``request()`` over reused ``http.client`` connections (one per concurrent call);
+    ``https://`` URLs need ``ssl_context``."""
 
-    def __init__(self) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._ssl_context = ssl_context
         self._lock = threading.Lock()
-        self._idle: list[tuple[tuple[str, int | None], http.client.HTTPConnection]] = []
+        self._idle: list[tuple[tuple[str, str, int | None], http.client.HTTPConnection]] = []
 
     def request(
         self,
@@ -73,16 +76,17 @@ class KeepAliveSession:
         allow_redirects: bool = False,
     ) -> _Response:
         parts = urlsplit(url)
-        if parts.scheme != "http":
-            raise requests.exceptions.InvalidSchema(f"KeepAliveSession speaks http only: {url}")
+        if parts.scheme != "http" and not (parts.scheme == "https" and self._ssl_context):
+            raise requests.exceptions.InvalidSchema(
+                f"KeepAliveSession speaks http (and https with an SSL context) only: {url}"
+            )
         connect_timeout, read_timeout = timeout
-        key = (parts.hostname or "", parts.port)
+        key = (parts.scheme, parts.hostname or "", parts.port)
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         conn = self._checkout(key)
         try:
             if conn is None:
-                conn = http.client.HTTPConnection(key[0], key[1], timeout=connect_timeout)
-                conn.connect()
+                conn = self._connect(key, connect_timeout)
             assert conn.sock is not None
             conn.sock.settimeout(read_timeout)
             conn.request(method, path, body=data, headers=headers or {})
@@ -111,7 +115,21 @@ class KeepAliveSession:
         for _, conn in idle:
             conn.close()
 
-    def _checkout(self, key: tuple[str, int | None]) -> http.client.HTTPConnection | None:
+    def _connect(
+        self, key: tuple[str, str, int | None], timeout: float
+    ) -> http.client.HTTPConnection:
+        scheme, host, port = key
+        conn: http.client.HTTPConnection
+        if scheme == "https":
+            conn = http.client.HTTPSConnection(
+                host, port, timeout=timeout, context=self._ssl_context
+            )
+        else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn.connect()
+        return conn
+
+    def _checkout(self, key: tuple[str, str, int | None]) -> http.client.HTTPConnection | None:
         """An idle connection to ``key`` the server has not closed, or None."""
         while True:
             with self._lock:

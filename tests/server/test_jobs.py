@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,52 @@ async def post(
     return response.code, json.loads(response.body or b"{}"), response
 
 
+async def run_cell(client: Any, code: str) -> str:
+    """Execute ``code`` in the kernel; its stdout, after checking it raised nothing."""
+    messages = await client.execute(code, timeout=120)
+    errors = [m["content"] for m in messages if m["header"]["msg_type"] == "error"]
+    assert not errors, errors
+    return stdout_of(messages)
+
+
+@dataclass
+class Broker:
+    """The running server's job broker, as the REST tests reach it."""
+
+    fetch: Any
+    ws_fetch: Any
+    app: Any
+    http: Any
+    base_url: str
+
+    @property
+    def service(self) -> Any:
+        return self.app.web_app.settings["qsecure_jobs"]
+
+    @property
+    def ledger(self) -> Any:
+        return self.app.web_app.settings["qsecure_ledger"]
+
+    async def kernel_token(self) -> str:
+        token, _ = await kernel_token(self.fetch, self.ws_fetch, self.app)
+        return token
+
+    async def post(self, token: str | None, body: Any) -> tuple[int, dict[str, Any], Any]:
+        return await post(self.http, self.base_url, token, body)
+
+
+@pytest.fixture
+def broker(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_environ: Any,
+    http_server_client: Any,
+    jp_base_url: str,
+) -> Broker:
+    return Broker(jp_fetch, jp_ws_fetch, jp_serverapp, http_server_client, jp_base_url)
+
+
 def job(qc: QuantumCircuit | list[QuantumCircuit], **extra: Any) -> dict[str, Any]:
     circuits = qc if isinstance(qc, list) else [qc]
     body = {
@@ -116,18 +163,15 @@ async def test_qsubmit_magic_end_to_end_and_replay(
 ) -> None:
     install_kernelspec(user=True)
     _, client = await start(jp_fetch, jp_ws_fetch, "qsecure", "legacy")
-    messages = await client.execute(
+    out = await run_cell(
+        client,
         "from qiskit import QuantumCircuit\n"
         "qc = QuantumCircuit(3); qc.h(0); qc.cx(0, 1); qc.cx(1, 2); qc.measure_all()\n"
         "r = %qsubmit qc --shots 1024 --seed 7 --tag e2e\n"
         "print('COUNTS', sorted(r.counts.items()))\n"
         "print('VERIFIED', r.verification.verified, [c.name for c in r.verification.checks])\n"
         "print('JOB', r.job_id)\n",
-        timeout=120,
     )
-    errors = [m["content"] for m in messages if m["header"]["msg_type"] == "error"]
-    assert not errors, errors
-    out = stdout_of(messages)
     counts = dict(eval(out.split("COUNTS ", 1)[1].splitlines()[0]))  # noqa: S307 - our own output
     assert set(counts) == {"000", "111"} and sum(counts.values()) == 1024
     assert "VERIFIED True" in out and "manifest signature" in out
@@ -150,27 +194,20 @@ async def test_qsubmit_magic_end_to_end_and_replay(
 
 
 async def test_rest_errors_are_clear_and_recorded(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    jp_environ: Any,
-    http_server_client: Any,
-    jp_base_url: str,
+    broker: Broker,
 ) -> None:
-    token, _ = await kernel_token(jp_fetch, jp_ws_fetch, jp_serverapp)
-    ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
+    token = await broker.kernel_token()
+    ledger = broker.ledger
 
-    code, body, response = await post(http_server_client, jp_base_url, None, job(ghz(2)))
+    code, body, response = await broker.post(None, job(ghz(2)))
     assert code == 401 and "kernel token" in body["message"]
-    code, body, _ = await post(
-        http_server_client, jp_base_url, "qsk.forged-" + uuid.uuid4().hex, job(ghz(2))
-    )
+    code, body, _ = await broker.post("qsk.forged-" + uuid.uuid4().hex, job(ghz(2)))
     assert code == 401
 
     deep = QuantumCircuit(1)
     for _ in range(60):
         deep.x(0)
-    code, body, _ = await post(http_server_client, jp_base_url, token, job(deep))
+    code, body, _ = await broker.post(token, job(deep))
     assert (
         code == 403
         and body["rule"] == "max_depth"
@@ -180,7 +217,7 @@ async def test_rest_errors_are_clear_and_recorded(
     assert denied["allowed"] is False and denied["rule"] == "max_depth" and denied["policy_sha256"]
 
     for shots in (0, -5, 10**9):
-        code, body, _ = await post(http_server_client, jp_base_url, token, job(ghz(2), shots=shots))
+        code, body, _ = await broker.post(token, job(ghz(2), shots=shots))
         assert code == 403 and body["rule"] in ("min_shots", "max_shots"), (shots, body)
 
     bad_qasm = {
@@ -188,7 +225,7 @@ async def test_rest_errors_are_clear_and_recorded(
         "shots": 10,
         "request_id": uuid.uuid4().hex,
     }
-    code, body, _ = await post(http_server_client, jp_base_url, token, bad_qasm)
+    code, body, _ = await broker.post(token, bad_qasm)
     assert code == 422 and "malformed" in body["message"]
 
     not_circuit = {
@@ -196,7 +233,7 @@ async def test_rest_errors_are_clear_and_recorded(
         "shots": 10,
         "request_id": uuid.uuid4().hex,
     }
-    code, body, _ = await post(http_server_client, jp_base_url, token, not_circuit)
+    code, body, _ = await broker.post(token, not_circuit)
     assert code == 422
 
     from qiskit.circuit import Parameter
@@ -205,30 +242,25 @@ async def test_rest_errors_are_clear_and_recorded(
     unbound = QuantumCircuit(1)
     unbound.rx(theta, 0)
     unbound.measure_all()
-    code, body, _ = await post(http_server_client, jp_base_url, token, job(unbound))
+    code, body, _ = await broker.post(token, job(unbound))
     assert code == 403 and body["rule"] == "unbound_parameters" and "theta" in body["message"]
 
-    code, body, _ = await post(http_server_client, jp_base_url, token, b"x" * 300_000)
+    code, body, _ = await broker.post(token, b"x" * 300_000)
     assert code == 413
 
     once = job(ghz(2))
-    assert (await post(http_server_client, jp_base_url, token, once))[0] == 200
-    code, body, _ = await post(http_server_client, jp_base_url, token, once)
+    assert (await broker.post(token, once))[0] == 200
+    code, body, _ = await broker.post(token, once)
     assert code == 409 and "already submitted" in body["message"]
     assert token not in json.dumps([e.body for e in ledger.entries()])
 
 
 async def test_heavy_run_waits_for_a_recorded_approval(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    jp_environ: Any,
-    http_server_client: Any,
-    jp_base_url: str,
+    broker: Broker,
     qsecure_data_dir: Path,
 ) -> None:
-    token, _ = await kernel_token(jp_fetch, jp_ws_fetch, jp_serverapp)
-    code, body, _ = await post(http_server_client, jp_base_url, token, job(ghz(9), wait=False))
+    token = await broker.kernel_token()
+    code, body, _ = await broker.post(token, job(ghz(9), wait=False))
     assert code == 202 and body["status"] == "pending_approval"
     job_id = body["job_id"]
     assert "jupyter qsecure jobs approve " + job_id in body["error"]
@@ -250,12 +282,12 @@ async def test_heavy_run_waits_for_a_recorded_approval(
         timeout=60,
     )
     assert approved.returncode == 0, approved.stderr
-    extension = jp_serverapp.web_app.settings["jupyter_qsecure_server"]
+    extension = broker.app.web_app.settings["jupyter_qsecure_server"]
     extension._approvals_tick()  # what the server's 1 s timer does
     state = extension.jobs._jobs[job_id]
     await extension.jobs._jobs[job_id].finished.wait() if state.finished else None
-    response = await http_server_client.fetch(
-        f"{jp_base_url.rstrip('/')}/qsecure/api/jobs/{job_id}",
+    response = await broker.http.fetch(
+        f"{broker.base_url.rstrip('/')}/qsecure/api/jobs/{job_id}",
         headers={"Authorization": f"Bearer {token}"},
         raise_error=False,
     )
@@ -264,18 +296,13 @@ async def test_heavy_run_waits_for_a_recorded_approval(
 
 
 async def test_queue_full_answers_429_with_retry_after(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    jp_environ: Any,
-    http_server_client: Any,
-    jp_base_url: str,
+    broker: Broker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from jupyter_qsecure.jobs.executor import QueueFull
 
-    token, _ = await kernel_token(jp_fetch, jp_ws_fetch, jp_serverapp)
-    service = jp_serverapp.web_app.settings["qsecure_jobs"]
+    token = await broker.kernel_token()
+    service = broker.service
 
     class FullExecutor:  # a boundary stub: the queue-full path of the REST layer
         def submit(self, *args: Any, **kwargs: Any) -> Any:
@@ -285,24 +312,19 @@ async def test_queue_full_answers_429_with_retry_after(
             pass
 
     monkeypatch.setattr(service, "_executor", FullExecutor())
-    code, body, response = await post(http_server_client, jp_base_url, token, job(ghz(2)))
+    code, body, response = await broker.post(token, job(ghz(2)))
     assert code == 429 and response.headers["Retry-After"] == "3"
 
 
 async def test_resubmitted_circuits_are_parsed_once_and_bindings_kept_apart(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    jp_environ: Any,
-    http_server_client: Any,
-    jp_base_url: str,
+    broker: Broker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from qiskit.circuit import Parameter
 
     from jupyter_qsecure.jobs import service as service_module
 
-    token, _ = await kernel_token(jp_fetch, jp_ws_fetch, jp_serverapp)
+    token = await broker.kernel_token()
     parsed: list[int] = []
     real_parse = service_module.parse_circuits
 
@@ -326,10 +348,7 @@ async def test_resubmitted_circuits_are_parsed_once_and_bindings_kept_apart(
             "request_id": uuid.uuid4().hex,
         }
 
-    replies = [
-        await post(http_server_client, jp_base_url, token, b)
-        for b in (body(0.0, 1), body(0.0, 2), body(3.14159, 1))
-    ]
+    replies = [await broker.post(token, b) for b in (body(0.0, 1), body(0.0, 2), body(3.14159, 1))]
     assert [code for code, _, _ in replies] == [200, 200, 200]
     (_, first, _), (_, again, _), (_, turned, _) = replies
     assert parsed == [1, 1]  # the second submission of the same bytes was not parsed again
@@ -340,26 +359,21 @@ async def test_resubmitted_circuits_are_parsed_once_and_bindings_kept_apart(
 
 
 async def test_no_result_is_released_when_the_submission_cannot_be_recorded(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    jp_environ: Any,
-    http_server_client: Any,
-    jp_base_url: str,
+    broker: Broker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from jupyter_qsecure.errors import LedgerError
 
-    token, _ = await kernel_token(jp_fetch, jp_ws_fetch, jp_serverapp)
-    service = jp_serverapp.web_app.settings["qsecure_jobs"]
-    ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
+    token = await broker.kernel_token()
+    service = broker.service
+    ledger = broker.ledger
     before = ledger.size()
 
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise LedgerError("the ledger's disk is full", hint="free some space")
 
     monkeypatch.setattr(service, "_append_many", refuse)
-    code, body, _ = await post(http_server_client, jp_base_url, token, job(ghz(3)))
+    code, body, _ = await broker.post(token, job(ghz(3)))
     assert code == 503
     assert "could not be recorded in the ledger" in body["message"]
     assert "result" not in body and "counts" not in json.dumps(body)
@@ -367,23 +381,18 @@ async def test_no_result_is_released_when_the_submission_cannot_be_recorded(
     assert failed and failed[-1].manifest is None and failed[-1].result is None
     assert ledger.size() == before  # nothing about the job was written or signed
     monkeypatch.undo()
-    assert (await post(http_server_client, jp_base_url, token, job(ghz(3))))[0] == 200
+    assert (await broker.post(token, job(ghz(3))))[0] == 200
 
 
 async def test_a_result_that_cannot_be_signed_is_withheld_and_recorded_as_failed(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    jp_environ: Any,
-    http_server_client: Any,
-    jp_base_url: str,
+    broker: Broker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from jupyter_qsecure.errors import SigningError
 
-    token, _ = await kernel_token(jp_fetch, jp_ws_fetch, jp_serverapp)
-    service = jp_serverapp.web_app.settings["qsecure_jobs"]
-    ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
+    token = await broker.kernel_token()
+    service = broker.service
+    ledger = broker.ledger
 
     class DownSigner:  # a boundary stub: the key service is unreachable
         key_id = service.signer.key_id
@@ -396,7 +405,7 @@ async def test_a_result_that_cannot_be_signed_is_withheld_and_recorded_as_failed
             return []
 
     monkeypatch.setattr(service, "signer", DownSigner())
-    code, body, _ = await post(http_server_client, jp_base_url, token, job(ghz(3)))
+    code, body, _ = await broker.post(token, job(ghz(3)))
     assert code == 503 and "could not be signed" in body["message"]
     assert "counts" not in json.dumps(body)
     failed = [s for s in service._jobs.values() if s.status == "failed"][-1]

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_credentials_ws import fake_value, start, stdout_of, vault  # noqa: F401 (fixtures)
-from test_jobs import ghz, job, post
+from test_credentials_ws import fake_value, start, vault  # noqa: F401 (fixtures)
+from test_jobs import ghz, job, post, run_cell
 
 from jupyter_qsecure.jobs.canonical import circuit_hash
 from jupyter_qsecure.jobs.result import Expected, verify_record
@@ -46,17 +46,14 @@ async def test_jobs_are_signed_by_transit_and_share_signing_calls(
 ) -> None:
     install_kernelspec(user=True)
     kernel_id, client = await start(jp_fetch, jp_ws_fetch, "qsecure", "legacy")
-    messages = await client.execute(
+    out = await run_cell(
+        client,
         "from qiskit import QuantumCircuit\n"
         "qc = QuantumCircuit(2); qc.h(0); qc.cx(0, 1); qc.measure_all()\n"
         "r = %qsubmit qc --shots 200 --seed 3\n"
         "print('SIGNER', r.verification.signer)\n"
         "print('VERIFIED', r.verification.verified)\n",
-        timeout=120,
     )
-    errors = [m["content"] for m in messages if m["header"]["msg_type"] == "error"]
-    assert not errors, errors
-    out = stdout_of(messages)
     assert "VERIFIED True" in out
     assert "SIGNER transit:transit/qsecure-jobs v1" in out
 
@@ -93,12 +90,10 @@ async def test_jobs_are_signed_by_transit_and_share_signing_calls(
     # The jobs key is rotated while the server runs: the next result is signed by v2, the
     # broker publishes v2, and the kernel (which cached v1) refetches and verifies.
     openbao.client().secrets.transit.rotate_key(name="qsecure-jobs", mount_point="transit")
-    messages = await client.execute(
+    out = await run_cell(
+        client,
         "r2 = %qsubmit qc --shots 200 --seed 4\n"
         "print('SIGNER2', r2.verification.signer, r2.verification.verified)\n",
-        timeout=120,
     )
-    errors = [m["content"] for m in messages if m["header"]["msg_type"] == "error"]
-    assert not errors, errors
-    assert "SIGNER2 transit:transit/qsecure-jobs v2 True" in stdout_of(messages)
+    assert "SIGNER2 transit:transit/qsecure-jobs v2 True" in out
     assert {k["key_version"] for k in service.public_keys()} == {1, 2}

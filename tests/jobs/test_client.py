@@ -39,6 +39,7 @@ from jupyter_qsecure.jobs.client import (
     encode_qasm,
     qasm_format,
 )
+from jupyter_qsecure.testing.circuits import ghz
 from jupyter_qsecure.testing.ports import free_loopback_port
 
 PREFIX = "/qsecure/api/jobs"
@@ -311,17 +312,6 @@ def broker(tmp_path: Path):
     fake = FakeBroker(tmp_path)
     yield fake
     fake.close()
-
-
-def ghz(n: int = 3) -> Any:
-    from qiskit import QuantumCircuit
-
-    qc = QuantumCircuit(n, name=f"ghz{n}")
-    qc.h(0)
-    for i in range(n - 1):
-        qc.cx(i, i + 1)
-    qc.measure_all()
-    return qc
 
 
 def assert_no_token(text: str, token: str) -> None:

@@ -39,18 +39,10 @@ from jupyter_qsecure.jobs.executor import (
     WorkerCrashed,
     executor_from_settings,
 )
+from jupyter_qsecure.testing.circuits import ghz
 
 WAIT = 60.0  # upper bound for any single wait on a future; never reached when things work
 TEST_ENV = {TESTING_ENV: "1"}
-
-
-def ghz(n: int = 3) -> QuantumCircuit:
-    qc = QuantumCircuit(n)
-    qc.h(0)
-    for i in range(n - 1):
-        qc.cx(i, i + 1)
-    qc.measure_all()
-    return qc
 
 
 def mixer() -> QuantumCircuit:

@@ -31,17 +31,9 @@ from jupyter_qsecure.jobs.executor import (
     WorkerCrashed,
     executor_from_settings,
 )
+from jupyter_qsecure.testing.circuits import ghz
 
 WAIT = 120.0
-
-
-def ghz(n: int) -> QuantumCircuit:
-    qc = QuantumCircuit(n)
-    qc.h(0)
-    for i in range(n - 1):
-        qc.cx(i, i + 1)
-    qc.measure_all()
-    return qc
 
 
 def mixer() -> QuantumCircuit:

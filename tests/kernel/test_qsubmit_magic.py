@@ -27,6 +27,7 @@ from jupyter_qsecure.jobs.result import (
     QSubmitResult,
     ResultVerificationFailed,
 )
+from jupyter_qsecure.testing.circuits import ghz
 
 
 def _fake_broker_module() -> Any:
@@ -131,17 +132,6 @@ def session(shell: Any, broker: FakeBroker) -> Iterator[Session]:
     finally:
         del shell.kernel
         shell.reset(new_session=False)
-
-
-def ghz(n: int = 3) -> Any:
-    from qiskit import QuantumCircuit
-
-    qc = QuantumCircuit(n, name=f"ghz{n}")
-    qc.h(0)
-    for i in range(n - 1):
-        qc.cx(i, i + 1)
-    qc.measure_all()
-    return qc
 
 
 def last_body(broker: FakeBroker) -> dict[str, Any]:

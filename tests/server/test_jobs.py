@@ -22,6 +22,7 @@ from test_credentials_ws import start, stdout_of
 
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.ledger import EntryFilter
+from jupyter_qsecure.testing.circuits import ghz
 
 POLICY = """
 version = "test-1"
@@ -59,15 +60,6 @@ def jp_server_config(qsecure_data_dir: Path, policy_file: Path) -> dict[str, Any
             "job_max_payload_bytes": 200_000,
         },
     }
-
-
-def ghz(n: int) -> QuantumCircuit:
-    qc = QuantumCircuit(n)
-    qc.h(0)
-    for i in range(n - 1):
-        qc.cx(i, i + 1)
-    qc.measure_all()
-    return qc
 
 
 def qpy_b64(qc: QuantumCircuit) -> str:

@@ -199,15 +199,6 @@ def encode_qasm(source: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------- client
 
 
-def new_session(base_url: str = "") -> Any:
-    """A session for the broker at ``base_url``; it never holds the token (sent per
-    request). Plain-HTTP brokers get kept-alive ``http.client`` connections
-    (:mod:`jupyter_qsecure._http`), others a requests session."""
-    from .._http import session_for
-
-    return session_for(base_url)
-
-
 class BrokerClient:
     """Talks to the job broker at ``base_url`` with the kernel's short-lived token.
 
@@ -324,7 +315,10 @@ class BrokerClient:
 
     def _get_session(self) -> Any:
         if self._session is None:
-            self._session = new_session(self.base_url)
+            from .._http import session_for
+
+            # plain HTTP: kept-alive http.client; otherwise requests (no env proxies)
+            self._session = session_for(self.base_url)
         return self._session
 
     def _request(

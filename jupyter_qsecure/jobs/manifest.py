@@ -22,7 +22,7 @@ Both travel in DSSE envelopes (https://github.com/secure-systems-lab/dsse):
   :class:`~jupyter_qsecure.ledger.signing.KeyRing` (public keys only, offline).
 
 A kernel checks a result with :func:`verify_result`: both signatures, that the result
-names the manifest it received (by :func:`envelope_digest`) and the same job id, and
+names the manifest it received (by :func:`statement_digest`) and the same job id, and
 that the counts and metadata it was given hash to the result's subject.
 """
 

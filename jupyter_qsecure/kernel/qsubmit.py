@@ -251,7 +251,8 @@ class QSubmitMagics(Magics):
     def _client(self, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """A client with the credentials of the execution running now."""
         from .. import secrets as _secrets
-        from ..jobs.client import BrokerClient, new_session
+        from .._http import session_for
+        from ..jobs.client import BrokerClient
         from .context import current_metadata
 
         creds: Any = _secrets._credentials(self.shell)
@@ -271,7 +272,7 @@ class QSubmitMagics(Magics):
             raise _secrets._unavailable("the server attached no kernel token")
         session = self._sessions.get(url)
         if session is None:
-            session = self._sessions[url] = new_session(url)
+            session = self._sessions[url] = session_for(url)
         return BrokerClient(url, creds.token, timeout=timeout, session=session)
 
     def _namespace(self) -> Mapping[str, Any]:

@@ -94,6 +94,7 @@ class BatchingSigner:
                     break
                 batch = self._take_locked()
                 self._in_flight += 1
+                self.calls += 1
                 self._cond.release()
                 try:
                     self._sign_batch(batch)
@@ -116,7 +117,6 @@ class BatchingSigner:
     def _sign_batch(self, batch: list[_Request]) -> None:
         messages = [message for request in batch for message in request.messages]
         try:
-            self.calls += 1
             records = list(self.inner.sign_many(messages))
             if len(records) != len(messages):
                 raise RuntimeError(

@@ -73,6 +73,36 @@ def find_py_spy() -> str | None:
     return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
+class PySpy:
+    """py-spy attached to one process until :meth:`stop` (raw collapsed stacks in ``out``)."""
+
+    def __init__(  # noqa: D107
+        self, binary: str, pid: int, out: Path, rate: int, extra: tuple[str, ...] = ()
+    ) -> None:
+        self.out = out
+        self.rate = rate
+        self.started = time.monotonic()
+        command = [binary, "record", "-p", str(pid), "-o", str(out), "-f", "raw"]
+        command += ["-r", str(rate), "--nonblocking", *extra]
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
+    def stop(self) -> tuple[Path | None, float, str]:
+        """(the stacks file or None, seconds recorded, what went wrong if None)."""
+        seconds = time.monotonic() - self.started
+        self.process.send_signal(signal.SIGINT)
+        try:
+            _, err = self.process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.communicate()
+            return None, seconds, "py-spy did not finish"
+        if not self.out.exists():
+            return None, seconds, "py-spy wrote nothing: " + err.decode(errors="replace")[-300:]
+        return self.out, seconds, ""
+
+
 def clean_environment() -> dict[str, str]:
     hidden = {v for variables in ENV_OVERRIDES.values() for v in variables}
     hidden |= {"JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_PATH"}

@@ -52,10 +52,8 @@ import asyncio
 import json
 import os
 import secrets
-import signal
 import statistics
 import string
-import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +64,7 @@ from typing import Any
 from _jupyter_harness import (  # this folder: the scripts run as python benchmarks/X.py
     LEGACY,
     V1,
+    PySpy,
     Server,
     clean_environment,
     decode,
@@ -419,45 +418,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class Profiler:
+class Profiler(PySpy):
     """py-spy attached to a server process for the duration of one run (raw stacks)."""
 
     def __init__(self, binary: str, pid: int, out: Path, rate: int = 200) -> None:  # noqa: D107
-        self.out = out
-        self.rate = rate
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "record",
-                "-p",
-                str(pid),
-                "-o",
-                str(out),
-                "-f",
-                "raw",
-                "-r",
-                str(rate),
-                "--nolineno",
-                "--nonblocking",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        super().__init__(binary, pid, out, rate, ("--nolineno",))
 
-    def stop(self) -> str:
-        seconds = time.monotonic() - self.started
-        self.process.send_signal(signal.SIGINT)
-        try:
-            _, err = self.process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
-            return "  (py-spy did not finish)"
-        if not self.out.exists():
-            return f"  (py-spy wrote nothing: {err.decode(errors='replace')[-300:]})"
-        return summarise_profile(self.out, seconds * self.rate)
+    def stop(self) -> str:  # type: ignore[override]
+        path, seconds, problem = super().stop()
+        if path is None:
+            return f"  ({problem})"
+        return summarise_profile(path, seconds * self.rate)
 
 
 def summarise_profile(path: Path, possible: float, top: int = 14) -> str:

@@ -82,7 +82,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -95,6 +94,7 @@ from typing import Any
 from _jupyter_harness import (  # this folder: the scripts run as python benchmarks/X.py
     STARTUP_TIMEOUT,
     V1,
+    PySpy,
     Server,
     clean_environment,
     decode,
@@ -408,45 +408,11 @@ def loadavg() -> str:
         return "n/a"
 
 
-class Profiler:
-    """py-spy attached to one process for a while (raw collapsed stacks)."""
+class Profiler(PySpy):
+    """py-spy on one process of the benchmark, per thread."""
 
     def __init__(self, binary: str, pid: int, out: Path, rate: int = 250) -> None:  # noqa: D107
-        self.out = out
-        self.rate = rate
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "record",
-                "-p",
-                str(pid),
-                "-o",
-                str(out),
-                "-f",
-                "raw",
-                "-r",
-                str(rate),
-                "--nonblocking",
-                "--threads",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    def stop(self) -> tuple[Path | None, float, str]:
-        seconds = time.monotonic() - self.started
-        self.process.send_signal(signal.SIGINT)
-        try:
-            _, err = self.process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.communicate()
-            return None, seconds, "py-spy did not finish"
-        if not self.out.exists():
-            return None, seconds, err.decode(errors="replace")[-300:]
-        return self.out, seconds, ""
+        super().__init__(binary, pid, out, rate, ("--threads",))
 
 
 INCLUSIVE_WANTED = (

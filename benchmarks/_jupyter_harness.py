@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import secrets
@@ -39,6 +38,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_qsecure.config import ENV_OVERRIDES
+from jupyter_qsecure.testing.openbao import _parent_death_preexec
 from jupyter_qsecure.testing.ports import LOOPBACK, free_loopback_port
 
 V1 = "v1.kernel.websocket.jupyter.org"
@@ -51,21 +51,6 @@ _Client = TypeVar("_Client", bound="KernelClient")
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def _parent_death_preexec() -> Any:
-    """Linux: SIGTERM the server if this process dies (no servers left behind)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
-
-    return preexec
 
 
 def find_py_spy() -> str | None:

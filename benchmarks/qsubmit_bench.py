@@ -191,18 +191,12 @@ class KernelClient(_KernelClient):
 # ---- kernel-side code ----------------------------------------------------------------------
 SETUP_CELL = r"""
 import json as _qb_json, time as _qb_time
-from qiskit import QuantumCircuit as _QbQC, transpile as _qb_transpile
+from qiskit import transpile as _qb_transpile
 from qiskit.circuit.random import random_circuit as _qb_random_circuit
 from qiskit_aer import AerSimulator as _QbAer
 from jupyter_qsecure.jobs.aer_run import OPTIMIZATION_LEVEL as _QB_OPT, SEED_TRANSPILER as _QB_SEED_T
 
-def _qb_ghz(n):
-    qc = _QbQC(n, name=f"ghz{n}")
-    qc.h(0)
-    for i in range(n - 1):
-        qc.cx(i, i + 1)
-    qc.measure_all()
-    return qc
+from jupyter_qsecure.testing.circuits import ghz as _qb_ghz
 
 qc5 = _qb_ghz(5)
 qc20 = _qb_random_circuit(20, 20, measure=True, seed=RC_SEED)

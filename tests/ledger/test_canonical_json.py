@@ -13,7 +13,13 @@ from jupyter_qsecure.ledger.canonical import _plain, canonical_json
 _CHARS = [chr(c) for c in [*range(0x30), 0x7F, 0x80, 0xE9, 0x2028, 0xFEFF, 0xE000, 0xFFFF]]
 _CHARS += ["\U0001f600", "\U00010000", "\ud800", *'abcXYZ\\"/']
 _SCALARS: list[Any] = [True, False, None, 2**53 - 1, -(2**53 - 1), 2**53, -(2**60), 1.5, 0.0]
-_SCALARS += [1e21, -0.0, 5e-7, 12.0, 7]
+_SCALARS += [1e21, -0.0, 5e-7, 12.0, 7, 1e-4, 9.999e-5, 1e16, 1e16 + 2.0, 123456789.125]
+_SCALARS += [-0.5, 0.1, 1 / 3, 2.5e15, float("inf"), float("nan"), -1e-7]
+
+
+def _random_float(rng: random.Random) -> float:
+    """Floats around every formatting boundary: fixed or exponent, integral or not."""
+    return rng.choice([-1, 1]) * rng.random() * 10.0 ** rng.randint(-9, 23)
 
 
 def _random_value(rng: random.Random, depth: int = 0) -> Any:
@@ -21,7 +27,7 @@ def _random_value(rng: random.Random, depth: int = 0) -> Any:
     if depth > 4 or roll < 0.5:
         if rng.random() < 0.5:
             return "".join(rng.choice(_CHARS) for _ in range(rng.randint(0, 8)))
-        return rng.choice(_SCALARS + [rng.randint(-1000, 1000)])
+        return rng.choice(_SCALARS + [rng.randint(-1000, 1000), _random_float(rng)])
     if roll < 0.75:
         return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
     keys = ["k", "a", "B", "é", "\U0001f600", "\uffff", "\ud800", "\n"]
@@ -38,7 +44,7 @@ def _outcome(fn: Any, value: Any) -> tuple[bytes | None, type | None]:
 def test_random_values_match_rfc8785_bytes_and_errors() -> None:
     rng = random.Random(8785)
     fast = 0
-    for _ in range(5000):
+    for _ in range(20000):
         value = _random_value(rng)
         assert _outcome(canonical_json, value) == _outcome(rfc8785.dumps, value), value
         fast += _plain(value)
@@ -65,6 +71,8 @@ def test_edge_cases_match_rfc8785(value: Any) -> None:
 def test_fast_path_is_used_for_plain_documents() -> None:
     document = {"job_id": "ab" * 16, "shots": 1024, "tags": ["x"], "ok": True, "none": None}
     assert _plain(document)
-    assert not _plain({"time_taken": 0.25})
+    assert _plain({"time_taken": 0.25, "p": -1.5e-3})  # floats written as repr by both
+    assert not _plain({"time_taken": 2.0})  # ECMAScript writes "2"
+    assert not _plain({"x": 1e-5}) and not _plain({"x": 1e16}) and not _plain({"x": 1e300})
     assert not _plain({"é": 1})
     assert canonical_json(document) == rfc8785.dumps(document)

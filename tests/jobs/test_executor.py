@@ -99,6 +99,46 @@ def test_run_aer_same_seed_same_counts_and_metadata() -> None:
     assert other["counts"] != first["counts"]
 
 
+@pytest.mark.parametrize("noise", [None, "depolarizing-1e-3+readout-1e-2"])
+def test_run_aer_gives_what_the_public_aer_call_gives(
+    noise: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run_aer calls Aer's job function in its own thread; the public
+    # AerSimulator.run(...).result() (also the fallback) must give the same counts.
+    from jupyter_qsecure.jobs import aer_run
+
+    body = payload(noise=noise, shots=512)
+    direct = run_aer(body)
+    public_calls: list[int] = []
+
+    def public(simulator: Any, circuits: list[Any], options: dict[str, Any]) -> Any:
+        public_calls.append(len(circuits))
+        return simulator.run(circuits, **options).result()
+
+    monkeypatch.setattr(aer_run, "_execute", public)
+    assert run_aer(dict(body))["counts"] == direct["counts"]
+    assert public_calls == [2]
+
+
+def test_run_aer_falls_back_to_the_public_call() -> None:
+    from jupyter_qsecure.jobs.aer_run import _execute
+
+    class PublicOnly:  # a simulator without Aer's internal job function
+        def __init__(self) -> None:
+            self.options: dict[str, Any] = {}
+
+        def run(self, circuits: list[Any], **options: Any) -> Any:
+            self.options = options
+            return self
+
+        def result(self) -> str:
+            return "result"
+
+    simulator = PublicOnly()
+    assert _execute(simulator, [ghz()], {"shots": 7}) == "result"
+    assert simulator.options == {"shots": 7}
+
+
 def test_run_aer_without_seed_records_the_seed_it_drew() -> None:
     result = run_aer(payload(seed=None))
     seed = result["metadata"]["seed"]

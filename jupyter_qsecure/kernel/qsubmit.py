@@ -352,7 +352,7 @@ class QSubmitMagics(Magics):
                 )
             circuits, single = resolve_circuits(args.circuit, self._namespace())
             circuits = bind_circuits(circuits, bind)
-            from ..jobs.canonical import circuit_hash
+            from ..jobs.canonical import circuit_hash_of_encoded
 
             try:
                 payload = [encode_circuit(qc) for qc in circuits]
@@ -361,7 +361,10 @@ class QSubmitMagics(Magics):
                     f"%qsubmit: cannot serialise the circuit as QPY ({type(exc).__name__}: "
                     f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
                 ) from None
-            expected = [Expected("qpy", circuit_hash(qc), qc.name) for qc in circuits]
+            expected = [
+                Expected("qpy", circuit_hash_of_encoded(qc, item["data"]), qc.name)
+                for qc, item in zip(circuits, payload, strict=True)
+            ]
             broker_bind = None  # bound here, before hashing
 
         request = {

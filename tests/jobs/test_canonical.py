@@ -22,6 +22,7 @@ from jupyter_qsecure.jobs.canonical import (
     _jcs,
     canonical_form,
     circuit_hash,
+    circuit_hash_of_encoded,
     circuit_summary,
     hash_many,
 )
@@ -145,6 +146,20 @@ def test_qpy_round_trip_keeps_hash() -> None:
     assert circuit_hash(_qpy_round_trip(qc)) == circuit_hash(qc)
     bound = qc.assign_parameters({p: 0.25 * (i + 1) for i, p in enumerate(qc.parameters)})
     assert circuit_hash(_qpy_round_trip(bound)) == circuit_hash(bound)
+
+
+def test_hash_of_encoded_circuit_follows_the_circuit_not_the_object() -> None:
+    from jupyter_qsecure.jobs.client import encode_circuit
+
+    qc = random_circuit(4, 5, measure=True, seed=3)
+    text = encode_circuit(qc)["data"]
+    assert circuit_hash_of_encoded(qc, text) == circuit_hash(qc)
+    assert circuit_hash_of_encoded(qc, text) == circuit_hash(qc)  # memoised: the same
+    qc.x(0)  # changed in place: a new encoding, so a new hash
+    changed = encode_circuit(qc)["data"]
+    assert changed != text
+    assert circuit_hash_of_encoded(qc, changed) == circuit_hash(qc)
+    assert circuit_hash_of_encoded(qc, changed) != circuit_hash_of_encoded(qc, text)
 
 
 def test_qasm2_round_trip_keeps_hash() -> None:

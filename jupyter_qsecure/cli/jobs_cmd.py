@@ -85,6 +85,7 @@ def _show(args: argparse.Namespace, settings: QSecure) -> int:
                         "job.decided",
                         "job.submitted",
                         "job.completed",
+                        "job.withheld",
                         "job.cancelled",
                         "job.approved",
                     ]

@@ -386,12 +386,14 @@ def cpu_snapshot(groups: dict[str, list[Any]]) -> dict[str, float]:
 
     totals: dict[str, float] = {"machine": machine_busy()}
     for name, procs in groups.items():
-        total = 0.0
+        total = system = 0.0
         for proc in procs:
             with contextlib.suppress(psutil.Error):
                 times = proc.cpu_times()
                 total += times.user + times.system
+                system += times.system
         totals[name] = total
+        totals[f"system:{name}"] = system
     return totals
 
 
@@ -405,8 +407,10 @@ def loadavg() -> str:
 class Profiler(PySpy):
     """py-spy on one process of the benchmark, per thread."""
 
-    def __init__(self, binary: str, pid: int, out: Path, rate: int = 250) -> None:  # noqa: D107
-        super().__init__(binary, pid, out, rate, ("--threads",))
+    def __init__(  # noqa: D107
+        self, binary: str, pid: int, out: Path, rate: int = 250, gil: bool = False
+    ) -> None:
+        super().__init__(binary, pid, out, rate, ("--threads", "--gil") if gil else ("--threads",))
 
 
 INCLUSIVE_WANTED = (
@@ -510,6 +514,7 @@ class Throughput:
     per_kernel: list[int]
     machine_cpu: float = 0.0
     phases: list[dict[str, float]] = field(default_factory=list)
+    system_cpu: dict[str, float] = field(default_factory=dict)  # of ``cpu``: in the OS kernel
 
     @property
     def jobs_per_s(self) -> float:
@@ -550,7 +555,10 @@ async def throughput(
         latencies=[x for d in data for x in d["latencies"]],
         job_ids=[j for d in data for j in d["job_ids"]],
         failures=[f for d in data for f in d["failures"]],
-        cpu={k: cpu1[k] - cpu0[k] for k in cpu1 if k != "machine"},
+        cpu={k: cpu1[k] - cpu0[k] for k in cpu1 if k != "machine" and ":" not in k},
+        system_cpu={
+            k.partition(":")[2]: cpu1[k] - cpu0[k] for k in cpu1 if k.startswith("system:")
+        },
         machine_cpu=cpu1["machine"] - cpu0["machine"],
         per_kernel=[len(d["job_ids"]) for d in data],
         phases=[x for d in data for x in d.get("phases", [])],
@@ -750,7 +758,12 @@ async def run(args: argparse.Namespace, tmp: Path, bao: Any) -> int:
                     groups = process_groups(server, bao)
                     prof_seconds = min(args.seconds, 12.0)
                     profilers = [
-                        ("server", Profiler(py_spy, server.process.pid, tmp / "prof-server.txt"))
+                        (
+                            "server",
+                            Profiler(
+                                py_spy, server.process.pid, tmp / "prof-server.txt", gil=args.gil
+                            ),
+                        )
                     ]
                     for i, worker in enumerate(groups["workers"][:1]):
                         profilers.append(
@@ -905,6 +918,13 @@ def report(
             + f"; total {total_cpu:.1f} s = {1e3 * total_cpu / n:.2f} CPU-ms per job"
         )
         print(
+            "  of which in the OS kernel (system time): "
+            + ", ".join(
+                f"{k} {100 * v / max(tp.cpu.get(k, 0.0), 1e-9):.0f}%"
+                for k, v in tp.system_cpu.items()
+            )
+        )
+        print(
             f"  whole machine busy {tp.machine_cpu:.1f} CPU-s in the window, of which "
             f"{max(tp.machine_cpu - total_cpu, 0):.1f} CPU-s by processes outside this benchmark"
         )
@@ -960,6 +980,11 @@ def main() -> int:
     )
     parser.add_argument("--tp-client", choices=("broker", "magic"), default="broker")
     parser.add_argument("--profile", choices=("auto", "always", "never"), default="auto")
+    parser.add_argument(
+        "--gil",
+        action="store_true",
+        help="profile only the server thread holding the GIL (where its Python CPU goes)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the script")
     args = parser.parse_args()
     if args.quick:

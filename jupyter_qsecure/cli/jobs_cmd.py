@@ -85,7 +85,6 @@ def _show(args: argparse.Namespace, settings: QSecure) -> int:
                         "job.decided",
                         "job.submitted",
                         "job.completed",
-                        "job.withheld",
                         "job.cancelled",
                         "job.approved",
                     ]

@@ -2,8 +2,7 @@
 
 Every step that makes a decision writes to the ledger: ``job.decided`` (allowed or
 denied, with the policy's hash and the rule), ``job.submitted``, ``job.completed``
-(manifest and result digests, or the failure), ``job.withheld`` (a completed job whose
-result could not be signed, so was never released), ``job.cancelled``, ``job.approved``.
+(manifest and result digests, or the failure), ``job.cancelled``, ``job.approved``.
 Denials, jobs awaiting approval and jobs submitted without waiting are recorded when
 decided; a waiting job's entries are committed together with its outcome, in one
 transaction, before anything of its result is released.
@@ -149,16 +148,12 @@ class JobState:
 
 @dataclass(frozen=True)
 class _Sealed:
-    """A finished job's statements (manifest, result) before signing, its result, and
-    the fields of its ``job.completed`` entry."""
+    """A signed job: what ``complete`` publishes once the ledger commit succeeded."""
 
-    statements: tuple[dict[str, Any], dict[str, Any]]
+    manifest: Envelope
+    result_envelope: Envelope
     result: dict[str, Any]
     completion: dict[str, Any]
-
-
-def _consume(future: Any) -> None:
-    future.exception()  # retrieved, so an abandoned signing error is not logged as lost
 
 
 def _utc() -> str:
@@ -545,15 +540,13 @@ class JobService:
 
     def complete(self, state: JobState) -> JobState:
         """Run an allowed, released job to the end in the calling (broker) thread: submit,
-        wait, then sign and record everything in ONE durable ledger commit, at once.
+        wait, sign, then record everything in ONE durable ledger commit.
 
         The commit holds the entries ``prepare(record_later=True)`` left (``job.decided``,
         ``job.submitted``) and ``job.completed`` with the job's real outcome (completed,
-        failed, cancelled or rejected) and, for a completed job, the digests of its
-        manifest and result statements. The signing call runs during the commit. Nothing
-        of the result is visible (status, counts, manifest) before both succeeded: if the
-        commit fails the result is dropped; if signing fails a ``job.withheld`` entry
-        follows; either way :class:`Unavailable` is raised. One thread follows the job, so the
+        failed, cancelled, rejected, or not signed). Nothing of the result is visible
+        (status, counts, manifest) before that commit succeeded; if it fails, the result
+        is dropped and :class:`Unavailable` raised. One thread follows the job, so the
         result reaches the signing code without hopping through the event loop; broker
         threads outnumber the jobs the executor accepts, so waiting never starves others.
         """
@@ -583,25 +576,17 @@ class JobService:
             run = (handle.finished_at - handle.started_at) * 1000
             state.timings["queue"] = max(0.0, (time.perf_counter() - submitted) * 1000 - run)
             state.timings["run"] = run
-        sealed = self._seal(state, outcome)
-        # The signature and the durable commit are independent (the ledger names the
-        # statements' digests, known before signing): OpenBao signs while the ledger
-        # fsyncs, and the result is released only when both succeeded.
-        signing = self._pool.submit(self._sign, state, sealed)
-        recording = time.perf_counter()
         try:
-            self._record(state, "completed", sealed.completion)
-        except Unavailable:
-            signing.add_done_callback(_consume)  # the result is dropped unsigned or not
-            raise
-        state.timings["record"] = (time.perf_counter() - recording) * 1000
-        try:
-            manifest, result_envelope = signing.result()
+            sealed = self._seal(state, outcome)
         except QSecureError as exc:  # e.g. OpenBao down: no signature, no result
             error = f"the result could not be signed: {exc.message}"
-            self._withhold(state, error)
+            self._record(state, "failed", {"error": error})
+            state.status, state.error = "failed", error
             raise Unavailable(error, hint=exc.hint) from None
-        state.manifest, state.result_envelope = manifest, result_envelope
+        recording = time.perf_counter()
+        self._record(state, "completed", sealed.completion)
+        state.timings["record"] = (time.perf_counter() - recording) * 1000
+        state.manifest, state.result_envelope = sealed.manifest, sealed.result_envelope
         state.result = sealed.result
         state.status = "completed"
         self._archive(state)
@@ -653,8 +638,8 @@ class JobService:
             ) from None
 
     def _seal(self, state: JobState, outcome: dict[str, Any]) -> _Sealed:
-        """The manifest and result statements (unsigned) and the ledger's completion
-        fields; nothing is published on ``state`` but the transpiled hashes."""
+        """Build and sign the manifest and the result (one signing call); nothing is
+        published on ``state`` but the transpiled hashes."""
         state.transpiled_hashes = list(outcome["transpiled_hashes"])
         metadata = dict(outcome["metadata"])
         seed = metadata.get("seed", state.request["seed"])
@@ -689,8 +674,15 @@ class JobService:
             metadata=metadata,
             completed_at=_utc(),
         )
+        # One signing call for both (and, through a BatchingSigner, shared with the
+        # jobs that finish at the same moment).
+        began = time.perf_counter()
+        manifest, result_envelope = sign_envelopes([statement, result_statement], self.signer)
+        state.timings["sign"] = (time.perf_counter() - began) * 1000
+        self._note_signer_versions([manifest, result_envelope])
         return _Sealed(
-            statements=(statement, result_statement),
+            manifest=manifest,
+            result_envelope=result_envelope,
             result={"counts": counts, "metadata": metadata},
             completion={
                 "manifest_sha256": manifest_sha256,
@@ -699,30 +691,6 @@ class JobService:
                 "transpiled_hashes": state.transpiled_hashes,
             },
         )
-
-    def _sign(self, state: JobState, sealed: _Sealed) -> tuple[Envelope, Envelope]:
-        """The signed manifest and result: one signing call for both (and, through a
-        BatchingSigner, shared with the jobs that finish at the same moment)."""
-        began = time.perf_counter()
-        manifest, result_envelope = sign_envelopes(sealed.statements, self.signer)
-        state.timings["sign"] = (time.perf_counter() - began) * 1000
-        self._note_signer_versions([manifest, result_envelope])
-        return manifest, result_envelope
-
-    def _withhold(self, state: JobState, error: str) -> None:
-        """Record that a completed job's result was not released (``job.withheld``)."""
-        state.status, state.error = "failed", error
-        try:
-            self._append_many(
-                [("job.withheld", {"job_id": state.job_id, "reason": error})],
-                actor=f"user:{state.identity['user']}",
-                correlation_id=state.job_id,
-            )
-        except Exception as exc:  # the result stays withheld either way
-            reason = exc.message if isinstance(exc, QSecureError) else type(exc).__name__
-            log.error(
-                "job %s: cannot record that its result was withheld: %s", state.job_id, reason
-            )
 
     def _archive(self, state: JobState) -> None:
         if self.archive_dir is None:

@@ -79,7 +79,6 @@ _REGISTRY: dict[str, type[BaseModel]] = {
     "job.submitted": OpenBody,
     "job.decided": OpenBody,
     "job.completed": OpenBody,
-    "job.withheld": OpenBody,
     "job.cancelled": OpenBody,
     "job.approved": OpenBody,
     "notebook.approved": OpenBody,

@@ -53,15 +53,17 @@ B. Sustained throughput: ``--kernels`` (4) qsecure kernels, each running one cel
    result signatures, circuit hash, options, manifest link, result hash).
    ``--tp-client magic`` calls ``%qsubmit`` itself in the loop. jobs/s = jobs completed
    inside the window / window. ``--repeats`` (3) windows run back to back and the median
-   one is reported (this VM's speed drifts by about 15 % from minute to minute). CPU seconds of every process (server, job workers,
-   kernels, OpenBao) over the window are reported per job.
+   one is reported (this VM's speed drifts from minute to minute). CPU seconds of every
+   process (server, job workers, kernels, OpenBao) over the window are reported per job,
+   with their share of system (OS kernel) time and their voluntary context switches per
+   job (thread hand-offs: a count that does not drift with the VM's speed).
    Afterwards the server is stopped and its ledger verified (``jupyter qsecure audit
    verify``) and read: every job id the kernels got back has a ``job.completed``
    (status completed) entry, and their number equals the jobs done.
 
    When the throughput target is missed (or with ``--profile always``) a second,
    uncounted throughput window runs with py-spy attached to the server process tree
-   and the profile is summarised.
+   and the profile is summarised (``--gil``: only the thread holding the GIL).
 
 Targets (issue 5): <= 5 ms added p50 (5-qubit, OpenBao signing), <= 5 % added p50
 (20-qubit), >= 200 jobs/s sustained with every job signed and in the ledger.
@@ -72,7 +74,7 @@ OpenBao, the server and its kernels are stopped at the end, also on errors.
 
 Usage: python benchmarks/qsubmit_bench.py [--runs5 100] [--runs20 20] [--seconds 20]
        [--repeats 3] [--kernels 4] [--workers 2] [--tp-client broker|magic]
-       [--profile auto|always|never] [--quick]
+       [--profile auto|always|never] [--gil] [--quick]
 """
 
 from __future__ import annotations
@@ -381,6 +383,23 @@ def machine_busy() -> float:
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
+def _voluntary_switches(pid: int) -> int:
+    """Voluntary context switches of every thread of ``pid`` so far (0 if it is gone).
+
+    A thread switches voluntarily when it blocks: on I/O, a lock, or the GIL held by
+    another thread. Per job, this counts thread hand-offs, which cost far more on a
+    VM than the Python around them. psutil reads only the main thread's count.
+    """
+    total = 0
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+    return total
+
+
 def cpu_snapshot(groups: dict[str, list[Any]]) -> dict[str, float]:
     import psutil
 
@@ -394,6 +413,7 @@ def cpu_snapshot(groups: dict[str, list[Any]]) -> dict[str, float]:
                 system += times.system
         totals[name] = total
         totals[f"system:{name}"] = system
+        totals[f"switches:{name}"] = float(sum(_voluntary_switches(p.pid) for p in procs))
     return totals
 
 
@@ -515,6 +535,7 @@ class Throughput:
     machine_cpu: float = 0.0
     phases: list[dict[str, float]] = field(default_factory=list)
     system_cpu: dict[str, float] = field(default_factory=dict)  # of ``cpu``: in the OS kernel
+    switches: dict[str, float] = field(default_factory=dict)  # voluntary context switches
 
     @property
     def jobs_per_s(self) -> float:
@@ -558,6 +579,9 @@ async def throughput(
         cpu={k: cpu1[k] - cpu0[k] for k in cpu1 if k != "machine" and ":" not in k},
         system_cpu={
             k.partition(":")[2]: cpu1[k] - cpu0[k] for k in cpu1 if k.startswith("system:")
+        },
+        switches={
+            k.partition(":")[2]: cpu1[k] - cpu0[k] for k in cpu1 if k.startswith("switches:")
         },
         machine_cpu=cpu1["machine"] - cpu0["machine"],
         per_kernel=[len(d["job_ids"]) for d in data],
@@ -923,6 +947,10 @@ def report(
                 f"{k} {100 * v / max(tp.cpu.get(k, 0.0), 1e-9):.0f}%"
                 for k, v in tp.system_cpu.items()
             )
+        )
+        print(
+            "  voluntary context switches per job (all threads): "
+            + ", ".join(f"{k} {v / n:.1f}" for k, v in tp.switches.items())
         )
         print(
             f"  whole machine busy {tp.machine_cpu:.1f} CPU-s in the window, of which "

@@ -19,6 +19,7 @@ from __future__ import annotations
 import http.client
 import json
 import select
+import socket
 import ssl
 import threading
 from typing import Any
@@ -127,6 +128,11 @@ class KeepAliveSession:
         else:
             conn = http.client.HTTPConnection(host, port, timeout=timeout)
         conn.connect()
+        # As urllib3 (so requests) does: http.client writes the headers and the body in
+        # two sends, and with Nagle's algorithm the body could wait for the ACK of the
+        # headers (a delayed ACK) on every request.
+        assert conn.sock is not None
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return conn
 
     def _checkout(self, key: tuple[str, str, int | None]) -> http.client.HTTPConnection | None:

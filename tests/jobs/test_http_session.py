@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -66,6 +67,9 @@ def test_requests_reuse_one_connection(server: ThreadingHTTPServer) -> None:
     assert [r.json()["echo"] for r in replies] == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert replies[0].status_code == 200 and replies[0].headers["Content-Type"]
     assert len({port for port, _ in _Handler.posts}) == 1  # one client port: one connection
+    [(_, conn)] = session._idle
+    assert conn.sock is not None  # requests and answers are small: no Nagle delay
+    assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     session.close()
 
 

@@ -13,19 +13,21 @@ Both executors share one API (:class:`Executor`) and one set of errors:
 :class:`LocalExecutor` is a small process pool of its own rather than
 :class:`concurrent.futures.ProcessPoolExecutor`: that pool cannot stop one task (only the
 whole pool), and one worker dying breaks it for every job in flight. Here each of
-``max_workers`` slots is a thread in the server process that owns one worker process (started
-with ``spawn``: the server has threads, so ``fork`` is unsafe) and talks to it over a pipe:
+``max_workers`` worker processes (started with ``spawn``: the server has threads, so ``fork``
+is unsafe) is driven over a pipe by the thread that runs a job on it: one of ``max_workers``
+slot threads for queued jobs, or, for ``submit(..., here=True)``, the thread that waits for
+the job (it runs the job itself when a worker is idle, saving two thread hand-offs):
 
-- **Timeout**: the slot thread waits for the reply with the job's deadline (the clock starts
+- **Timeout**: the running thread waits for the reply with the job's deadline (the clock starts
   when the job is handed to an already running, warmed-up worker, so queueing and worker
   start-up do not count). When the deadline passes it kills the worker (SIGKILL: Aer's C++
   loops cannot be interrupted any other way), fails the job with :class:`JobTimeout` and
   starts a fresh worker. Other slots' jobs are unaffected.
 - **Cancel**: a queued job is removed from the queue and fails with :class:`JobCancelled`
   immediately; a running job's worker is killed, the job fails with :class:`JobCancelled`
-  and the slot starts a fresh worker.
+  and a fresh worker replaces it.
 - **Crash**: when a worker exits mid-job (``os._exit``, a segfault, the OOM killer) the
-  slot thread sees the process sentinel, fails that job with :class:`WorkerCrashed` (exit
+  running thread sees the process sentinel, fails that job with :class:`WorkerCrashed` (exit
   code or signal in the message) and starts a fresh worker; queued jobs keep running.
 
 :class:`DaskExecutor` keeps the same bounded queue on the client side and hands jobs to the
@@ -45,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import functools
 import logging
 import math
 import multiprocessing
@@ -147,6 +150,14 @@ class JobHandle:
         self.finished_at: float | None = None
         self._future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
         self._started = threading.Event()
+        #: Set by ``LocalExecutor.submit(..., here=True)``: the first ``result()`` or
+        #: ``exception()`` call runs the job in its own thread.
+        self._run_here: Callable[[], None] | None = None
+
+    def _drive(self) -> None:
+        run, self._run_here = self._run_here, None
+        if run is not None:
+            run()
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.job_id} {self.status}>"
@@ -157,6 +168,7 @@ class JobHandle:
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         """The job's result; raises the job's error, or :class:`ResultNotReady` on timeout."""
+        self._drive()
         try:
             return self._future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -166,6 +178,7 @@ class JobHandle:
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The job's error (``None`` if it completed); same waiting rules as :meth:`result`."""
+        self._drive()
         try:
             return self._future.exception(timeout)
         except concurrent.futures.TimeoutError:
@@ -311,7 +324,8 @@ class _QueuedExecutor:
                 return False
             job.cancel_reason = f"job {job_id} was cancelled"
             if job.handle.status == "queued":
-                self._pending.remove(job)
+                if job in self._pending:  # else reserved to run in its submitter's thread
+                    self._pending.remove(job)
                 reason: str | None = f"job {job_id} was cancelled before it started"
             else:
                 reason = job.cancel_reason if self._stop_running_locked(job) else None
@@ -417,9 +431,10 @@ def _worker_main(conn: Any, env: dict[str, str]) -> None:
 
 
 class _Worker:
-    def __init__(self, process: Any, conn: Any) -> None:
+    def __init__(self, process: Any, conn: Any, key: int) -> None:
         self.process = process
         self.conn = conn
+        self.key = key  # its entry in LocalExecutor._workers
 
     def alive(self) -> bool:
         return bool(self.process.is_alive())
@@ -490,7 +505,10 @@ class LocalExecutor(_QueuedExecutor):
         self._ctx: Any = multiprocessing.get_context(mp_context)
         self._env = dict(worker_env or {})
         self._startup_timeout = startup_timeout
-        self._workers: dict[int, _Worker] = {}
+        # Every live worker (None while one starts), by key; idle ones also in _idle.
+        self._workers: dict[int, _Worker | None] = {}
+        self._idle: list[_Worker] = []
+        self._next_key = 0
         self._threads = [
             threading.Thread(
                 target=self._slot_loop, args=(slot,), name=f"qsecure-executor-{slot}", daemon=True
@@ -502,6 +520,34 @@ class LocalExecutor(_QueuedExecutor):
 
     def _slots(self) -> int:
         return self.max_workers
+
+    def submit(
+        self, job_id: str, payload: dict[str, Any], *, timeout: float, here: bool = False
+    ) -> JobHandle:
+        """Queue ``payload`` as ``job_id`` (see :meth:`_QueuedExecutor.submit`).
+
+        ``here=True``: when no job is waiting and a worker is idle, the job is not queued
+        but reserved that worker, and the first :meth:`JobHandle.result` (or
+        ``exception``) call runs it in the calling thread, talking to the worker itself.
+        A thread that submits a job and then waits for it (the job broker) so saves two
+        hand-offs between threads per job. Only for callers that will call ``result()``:
+        nothing else starts a reserved job.
+        """
+        if not here:
+            return super().submit(job_id, payload, timeout=timeout)
+        with self._cond:
+            worker = self._idle_worker_locked() if not self._pending else None
+            if worker is not None:
+                if self._closing or job_id in self._jobs:
+                    self._idle.append(worker)
+                    worker = None
+                else:
+                    job = _Job(JobHandle(job_id, float(timeout)), payload)
+                    self._jobs[job_id] = job
+        if worker is None:  # the queue, with its checks and errors
+            return super().submit(job_id, payload, timeout=timeout)
+        job.handle._run_here = functools.partial(self._run_reserved, worker, job)
+        return job.handle
 
     def close(self, *, wait: bool = False, timeout: float | None = 30.0) -> None:
         """Stop accepting jobs and stop the workers.
@@ -522,8 +568,20 @@ class LocalExecutor(_QueuedExecutor):
                             f"job {job.handle.job_id} was cancelled: the executor shut down"
                         )
                         self._stop_running_locked(job)
+                    elif job.handle.status == "queued" and not job.cancel_reason:  # reserved
+                        job.cancel_reason = f"job {job.handle.job_id} was cancelled"
+                        dropped.append(
+                            (
+                                job,
+                                JobCancelled(
+                                    f"job {job.handle.job_id} was cancelled: the executor shut "
+                                    "down before it started"
+                                ),
+                            )
+                        )
                 for worker in self._workers.values():
-                    worker.kill()  # also stops workers that are still starting
+                    if worker is not None:
+                        worker.kill()  # also stops workers that are still starting
             self._cond.notify_all()
         for job, error in dropped:
             self._finish(job, error=error)
@@ -531,29 +589,72 @@ class LocalExecutor(_QueuedExecutor):
             if thread is not threading.current_thread():
                 thread.join(timeout)
         with self._lock:
-            workers = list(self._workers.values())
+            workers = [w for w in self._workers.values() if w is not None]
             self._workers.clear()
+            self._idle.clear()
         for worker in workers:
             worker.dispose()
 
-    # -- slot threads ----------------------------------------------------------------------
+    # -- workers -----------------------------------------------------------------------------
     def _stop_running_locked(self, job: _Job) -> bool:
         if isinstance(job.runner, _Worker):
             job.runner.kill()
-        return False  # the slot thread sees the worker die (or the flag) and reports it
+        return False  # the thread running the job sees the worker die (or the flag)
 
-    def _start_worker(self, slot: int) -> tuple[_Worker | None, str]:
+    def _idle_worker_locked(self) -> _Worker | None:
+        """A live idle worker, taken out of the idle list (lock held)."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.alive():
+                return worker
+            self._workers.pop(worker.key, None)  # died while idle (already exited: no wait)
+            worker.dispose()
+        return None
+
+    def _acquire_worker(self) -> tuple[_Worker | None, str]:
+        """An idle worker, or a new one while fewer than ``max_workers`` live; waits for
+        one otherwise. (None, why) when none could be started."""
+        with self._cond:
+            while True:
+                worker = self._idle_worker_locked()
+                if worker is not None:
+                    return worker, ""
+                if len(self._workers) < self.max_workers:
+                    key = self._next_key
+                    self._next_key += 1
+                    self._workers[key] = None  # counted while it starts
+                    break
+                self._cond.wait()
+        return self._start_worker(key, for_job=True)
+
+    def _release_worker(self, worker: _Worker, healthy: bool) -> None:
+        """Give a worker back after a job: idle again, or replaced when it must be."""
+        with self._cond:
+            keep = healthy and (not self._closing or bool(self._pending))
+            if keep:
+                self._idle.append(worker)
+            else:
+                self._workers.pop(worker.key, None)
+            self._cond.notify_all()
+        if not keep:
+            worker.dispose()
+
+    def _start_worker(self, key: int, *, for_job: bool) -> tuple[_Worker | None, str]:
+        """Start worker ``key`` (reserved in ``_workers``) and wait until it is ready. Once
+        the executor is closing, only for a job already taken (``for_job``)."""
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=_worker_main,
             args=(child, self._env),
-            name=f"qsecure-aer-worker-{slot}",
+            name=f"qsecure-aer-worker-{key}",
             daemon=True,
         )
         with self._lock:
-            if self._closing and not self._pending:
+            if self._closing and not for_job:
                 parent.close()
                 child.close()
+                self._workers.pop(key, None)
+                self._cond.notify_all()
                 return None, "the executor is shut down"
             try:
                 _spawnable_main()
@@ -561,10 +662,12 @@ class LocalExecutor(_QueuedExecutor):
             except Exception as exc:  # e.g. spawn refused: unguarded __main__, no resources
                 parent.close()
                 child.close()
+                self._workers.pop(key, None)
+                self._cond.notify_all()
                 log.error("jupyter-qsecure: cannot start an Aer worker process: %s", exc)
                 return None, f"the worker process could not be started ({exc})"
-            worker = _Worker(process, parent)
-            self._workers[slot] = worker
+            worker = _Worker(process, parent, key)
+            self._workers[key] = worker
         child.close()
         ready = wait_for([parent, process.sentinel], self._startup_timeout)
         if parent in ready:
@@ -580,13 +683,15 @@ class LocalExecutor(_QueuedExecutor):
             else _describe_exit(process.exitcode if not process.is_alive() else None)
         )
         worker.dispose()
-        with self._lock:
-            self._workers.pop(slot, None)
+        with self._cond:
+            self._workers.pop(key, None)
+            self._cond.notify_all()
             closing = self._closing
         if not closing:
             log.error("jupyter-qsecure: Aer worker process %s", reason)
         return None, f"the worker process {reason} while starting"
 
+    # -- running jobs ------------------------------------------------------------------------
     def _take(self) -> _Job | None:
         with self._cond:
             while not self._pending:
@@ -598,41 +703,43 @@ class LocalExecutor(_QueuedExecutor):
             return job
 
     def _slot_loop(self, slot: int) -> None:
-        worker: _Worker | None = None
-        start_error = ""
-        try:
-            while True:
-                if worker is None:  # start the next worker before taking a job: warm
-                    worker, start_error = self._start_worker(slot)
-                job = self._take()
-                if job is None:
-                    return
-                if worker is not None and not worker.alive():  # died while idle: once more
-                    worker.dispose()
-                    worker, start_error = self._start_worker(slot)
-                try:
-                    if worker is None:
-                        self._finish(
-                            job,
-                            error=WorkerCrashed(
-                                f"job {job.handle.job_id} could not run: {start_error}",
-                                hint="the executor tries a fresh worker for the next job",
-                            ),
-                        )
-                    elif not self._run(worker, job):
-                        worker.dispose()
-                        worker = None
-                except Exception as exc:  # a bug here must neither hang the job nor the slot
-                    log.exception("jupyter-qsecure: executor slot %d failed", slot)
-                    self._finish(job, error=JobFailed(f"job {job.handle.job_id}: {exc!r}"))
-                    if worker is not None:
-                        worker.dispose()
-                        worker = None
-        finally:
+        """One slot: start a worker (so one is warm before the first job), then run queued
+        jobs, each on an idle worker."""
+        with self._cond:  # one more worker, never taking an idle one: all start warm
+            key = self._next_key if len(self._workers) < self.max_workers else None
+            if key is not None:
+                self._next_key += 1
+                self._workers[key] = None
+        if key is not None:
+            worker, _ = self._start_worker(key, for_job=False)
             if worker is not None:
-                worker.dispose()
-            with self._lock:
-                self._workers.pop(slot, None)
+                self._release_worker(worker, True)
+        while True:
+            job = self._take()
+            if job is None:
+                return
+            worker, start_error = self._acquire_worker()
+            if worker is None:
+                self._finish(
+                    job,
+                    error=WorkerCrashed(
+                        f"job {job.handle.job_id} could not run: {start_error}",
+                        hint="the executor tries a fresh worker for the next job",
+                    ),
+                )
+                continue
+            self._run_reserved(worker, job)
+
+    def _run_reserved(self, worker: _Worker, job: _Job) -> None:
+        """Run ``job`` on ``worker`` in this thread, then give the worker back."""
+        healthy = False
+        try:
+            healthy = self._run(worker, job)
+        except Exception as exc:  # a bug here must neither hang the job nor lose the worker
+            log.exception("jupyter-qsecure: running job %s failed", job.handle.job_id)
+            self._finish(job, error=JobFailed(f"job {job.handle.job_id}: {exc!r}"))
+        finally:
+            self._release_worker(worker, healthy)
 
     def _run(self, worker: _Worker, job: _Job) -> bool:
         """Run ``job`` on ``worker``; False when the worker must be replaced."""

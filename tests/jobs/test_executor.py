@@ -433,3 +433,83 @@ def test_executor_from_settings() -> None:
         LocalExecutor(mp_context="fork")
     with pytest.raises(ConfigError, match="max_workers must be >= 1"):
         LocalExecutor(max_workers=0)
+
+
+# ---- submit(here=True): the waiting thread runs the job -----------------------------------
+def _until_a_worker_is_idle(ex: LocalExecutor) -> None:
+    # The result is delivered before the worker is handed back: wait for the hand-back.
+    with ex._cond:
+        assert ex._cond.wait_for(lambda: bool(ex._idle), WAIT)
+
+
+@pytest.fixture
+def idle_executor() -> Iterator[LocalExecutor]:
+    """One worker, warm and idle (a job has run on it)."""
+    ex = LocalExecutor(max_workers=1, max_queued=4, worker_env=TEST_ENV)
+    ex.submit("warm", payload(), timeout=WAIT).result(WAIT)
+    _until_a_worker_is_idle(ex)
+    yield ex
+    ex.close()
+
+
+def test_here_runs_the_job_in_the_thread_that_waits(idle_executor: LocalExecutor) -> None:
+    import threading
+
+    handle = idle_executor.submit("h1", payload(), timeout=WAIT, here=True)
+    assert handle._run_here is not None and handle.status == "queued"  # reserved, not queued
+    assert idle_executor.queue_depth == 0
+    runners: list[int] = []
+    original = idle_executor._run
+
+    def spy(worker: Any, job: Any) -> bool:
+        runners.append(threading.get_ident())
+        return original(worker, job)
+
+    idle_executor._run = spy  # type: ignore[method-assign]
+    result = handle.result(WAIT)
+    assert runners == [threading.get_ident()]  # this thread talked to the worker
+    queued = idle_executor.submit("h2", payload(), timeout=WAIT).result(WAIT)
+    assert result["counts"] == queued["counts"]  # same job, same seed: same counts
+    assert handle.status == "completed" and handle.started_at and handle.finished_at
+
+
+def test_here_queues_when_no_worker_is_idle(idle_executor: LocalExecutor) -> None:
+    busy = idle_executor.submit("busy", payload(_test_sleep=0.5), timeout=WAIT)
+    assert busy.wait_started(WAIT)
+    handle = idle_executor.submit("h3", payload(), timeout=WAIT, here=True)
+    assert handle._run_here is None and idle_executor.queue_depth == 1  # the normal queue
+    assert handle.result(WAIT)["counts"] and busy.result(WAIT)["counts"]
+
+
+def test_here_cancelled_before_it_ran_frees_its_worker(idle_executor: LocalExecutor) -> None:
+    handle = idle_executor.submit("h4", payload(), timeout=WAIT, here=True)
+    assert idle_executor.cancel("h4")
+    with pytest.raises(JobCancelled, match="before it started"):
+        handle.result(WAIT)
+    _until_a_worker_is_idle(idle_executor)  # handed back unused
+    assert idle_executor.submit("h5", payload(), timeout=WAIT).result(WAIT)["counts"]
+
+
+@pytest.mark.parametrize("crash", [True, "segfault"])
+def test_here_crash_and_timeout_fail_only_that_job(
+    idle_executor: LocalExecutor, crash: Any
+) -> None:
+    crashing = idle_executor.submit("h6", payload(_test_crash=crash), timeout=WAIT, here=True)
+    with pytest.raises(WorkerCrashed):
+        crashing.result(WAIT)
+    slow = idle_executor.submit("h7", payload(_test_sleep=30), timeout=0.5, here=True)
+    with pytest.raises(JobTimeout):
+        slow.result(WAIT)
+    again = idle_executor.submit("h8", payload(), timeout=WAIT, here=True)
+    assert again.result(WAIT)["counts"]  # a fresh worker serves the next job
+
+
+def test_close_cancels_a_reserved_job() -> None:
+    ex = LocalExecutor(max_workers=1, max_queued=4, worker_env=TEST_ENV)
+    ex.submit("warm", payload(), timeout=WAIT).result(WAIT)
+    _until_a_worker_is_idle(ex)
+    handle = ex.submit("h9", payload(), timeout=WAIT, here=True)
+    assert handle._run_here is not None
+    ex.close()
+    with pytest.raises(JobCancelled, match="shut down before it started"):
+        handle.result(WAIT)

@@ -38,8 +38,9 @@ import secrets
 import signal
 import time
 import uuid
-from collections import OrderedDict
 from typing import Any
+
+from .._lru import LRU
 
 __all__ = [
     "MAX_SEED",
@@ -233,8 +234,7 @@ def _simulator_and_passes(method: str, noise: str | None) -> tuple[Any, Any]:
 #: their canonical hashes). Transpilation is deterministic (fixed seed and level), so a
 #: circuit submitted again (a seed or shots sweep) skips QPY decoding, transpilation and
 #: hashing. Bounded in entries and in instructions held.
-_TRANSPILED: OrderedDict[tuple[str, str | None, str], tuple[list[Any], list[str]]] = OrderedDict()
-_TRANSPILED_MAX_ENTRIES = 128
+_TRANSPILED: LRU[tuple[str, str | None, str], tuple[list[Any], list[str]]] = LRU(128)
 _TRANSPILED_MAX_OPS = 20_000
 
 
@@ -244,7 +244,6 @@ def _transpiled(
     key = (method, noise, hashlib.sha256(circuits_qpy.encode("ascii", "replace")).hexdigest())
     cached = _TRANSPILED.get(key)
     if cached is not None:
-        _TRANSPILED.move_to_end(key)
         return cached
     circuits = circuits_from_qpy(circuits_qpy)
     for index, circuit in enumerate(circuits):
@@ -260,9 +259,7 @@ def _transpiled(
 
     entry = (transpiled, hash_many(transpiled))
     if sum(len(c.data) for c in transpiled) <= _TRANSPILED_MAX_OPS:
-        _TRANSPILED[key] = entry
-        while len(_TRANSPILED) > _TRANSPILED_MAX_ENTRIES:
-            _TRANSPILED.popitem(last=False)
+        _TRANSPILED.put(key, entry)
     return entry
 
 

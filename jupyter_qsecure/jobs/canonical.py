@@ -68,8 +68,6 @@ import heapq
 import json
 import math
 import numbers
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -103,6 +101,7 @@ from qiskit.circuit.controlflow import (
     WhileLoopOp,
 )
 
+from .._lru import LRU
 from ..errors import QSecureError
 from ..ledger.canonical import canonical_json
 
@@ -625,9 +624,7 @@ def circuit_hash(qc: QuantumCircuit) -> str:
 
 
 #: :func:`circuit_hash_of_encoded` memo: SHA-256 of a QPY text -> circuit hash.
-_HASH_BY_QPY: OrderedDict[str, str] = OrderedDict()
-_HASH_BY_QPY_ENTRIES = 256
-_HASH_BY_QPY_LOCK = threading.Lock()
+_HASH_BY_QPY: LRU[str, str] = LRU(256)
 
 
 def circuit_hash_of_encoded(qc: QuantumCircuit, qpy_text: str) -> str:
@@ -640,16 +637,10 @@ def circuit_hash_of_encoded(qc: QuantumCircuit, qpy_text: str) -> str:
     canonicalisation, about half a millisecond for a small circuit.
     """
     key = hashlib.sha256(qpy_text.encode("ascii", "surrogatepass")).hexdigest()
-    with _HASH_BY_QPY_LOCK:
-        known = _HASH_BY_QPY.get(key)
-        if known is not None:
-            _HASH_BY_QPY.move_to_end(key)
-            return known
-    digest = circuit_hash(qc)
-    with _HASH_BY_QPY_LOCK:
-        _HASH_BY_QPY[key] = digest
-        while len(_HASH_BY_QPY) > _HASH_BY_QPY_ENTRIES:
-            _HASH_BY_QPY.popitem(last=False)
+    digest = _HASH_BY_QPY.get(key)
+    if digest is None:
+        digest = circuit_hash(qc)
+        _HASH_BY_QPY.put(key, digest)
     return digest
 
 

@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .._lru import LRU
 from ..errors import QSecureError
 from ..ledger.signing import KeyRing, Signer
 from .aer_run import circuits_to_qpy, noise_model_sha256
@@ -293,7 +294,9 @@ class JobService:
         self._pool = ThreadPoolExecutor(
             max_workers=io_threads + max_in_flight, thread_name_prefix="qsecure-jobs"
         )
-        self._parsed: OrderedDict[str, tuple[list[str], list[dict[str, Any]], str]] = OrderedDict()
+        self._parsed: LRU[str, tuple[list[str], list[dict[str, Any]], str]] = LRU(
+            PARSED_CACHE_ENTRIES
+        )
 
     # ---- identity --------------------------------------------------------------------------
     @property
@@ -478,12 +481,7 @@ class JobService:
         shots sweep, a retry) is not decoded and hashed again.
         """
         key = _circuits_key(items, bind)
-        cached = None
-        if key is not None:
-            with self._lock:
-                cached = self._parsed.get(key)
-                if cached is not None:
-                    self._parsed.move_to_end(key)
+        cached = self._parsed.get(key) if key is not None else None
         if cached is None:
             circuits = parse_circuits(items, bind)
             try:
@@ -495,10 +493,7 @@ class JobService:
             qpy = items[0]["data"] if single_qpy else circuits_to_qpy(circuits)
             cached = (hashes, [circuit_summary(c) for c in circuits], qpy)
             if key is not None:
-                with self._lock:
-                    self._parsed[key] = cached
-                    while len(self._parsed) > PARSED_CACHE_ENTRIES:
-                        self._parsed.popitem(last=False)
+                self._parsed.put(key, cached)
         hashes, summaries, qpy = cached
         return hashes, [dict(s) for s in summaries], qpy  # callers never share the cache's
 

@@ -228,7 +228,9 @@ class JobHandle:
 class Executor(Protocol):
     """What the job service needs from an executor."""
 
-    def submit(self, job_id: str, payload: dict[str, Any], *, timeout: float) -> JobHandle: ...
+    def submit(
+        self, job_id: str, payload: dict[str, Any], *, timeout: float, here: bool = False
+    ) -> JobHandle: ...
 
     def cancel(self, job_id: str) -> bool: ...
 
@@ -289,8 +291,15 @@ class _QueuedExecutor:
         job = self._jobs.get(job_id)
         return job.handle if job else None
 
-    def submit(self, job_id: str, payload: dict[str, Any], *, timeout: float) -> JobHandle:
-        """Queue ``payload`` (a :func:`run_aer` payload) as ``job_id``; returns at once."""
+    def submit(
+        self, job_id: str, payload: dict[str, Any], *, timeout: float, here: bool = False
+    ) -> JobHandle:
+        """Queue ``payload`` (a :func:`run_aer` payload) as ``job_id``; returns at once.
+
+        ``here=True`` says the caller will wait for the job with :meth:`JobHandle.result`;
+        an executor that can, runs the job in that thread instead of queueing it (see
+        :meth:`_reserve_locked`); the others ignore it.
+        """
         if not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
             raise ExecutorError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if not isinstance(payload, dict):
@@ -300,6 +309,10 @@ class _QueuedExecutor:
                 raise ExecutorClosed(f"the executor is shut down; job {job_id} was not accepted")
             if job_id in self._jobs:
                 raise ExecutorError(f"job {job_id} is already queued or running")
+            job = _Job(JobHandle(job_id, float(timeout)), payload)
+            if here and self._reserve_locked(job):
+                self._jobs[job_id] = job
+                return job.handle
             if len(self._pending) >= self._max_queued:
                 retry = self._retry_after_locked()
                 raise QueueFull(
@@ -307,7 +320,6 @@ class _QueuedExecutor:
                     f"{self._slots()} workers); job {job_id} was not accepted",
                     retry_after_seconds=retry,
                 )
-            job = _Job(JobHandle(job_id, float(timeout)), payload)
             self._jobs[job_id] = job
             self._pending.append(job)
             self._cond.notify_all()
@@ -342,6 +354,11 @@ class _QueuedExecutor:
     # -- for subclasses --------------------------------------------------------------------
     def _slots(self) -> int:
         raise NotImplementedError
+
+    def _reserve_locked(self, job: _Job) -> bool:
+        """Arrange for ``job`` to run in the thread that will wait for it (lock held); False
+        to queue it instead (the default)."""
+        return False
 
     def _stop_running_locked(self, job: _Job) -> bool:
         """Stop a running job whose ``cancel_reason`` was just set (lock held, no blocking).
@@ -521,33 +538,18 @@ class LocalExecutor(_QueuedExecutor):
     def _slots(self) -> int:
         return self.max_workers
 
-    def submit(
-        self, job_id: str, payload: dict[str, Any], *, timeout: float, here: bool = False
-    ) -> JobHandle:
-        """Queue ``payload`` as ``job_id`` (see :meth:`_QueuedExecutor.submit`).
-
-        ``here=True``: when no job is waiting and a worker is idle, the job is not queued
-        but reserved that worker, and the first :meth:`JobHandle.result` (or
-        ``exception``) call runs it in the calling thread, talking to the worker itself.
-        A thread that submits a job and then waits for it (the job broker) so saves two
-        hand-offs between threads per job. Only for callers that will call ``result()``:
-        nothing else starts a reserved job.
-        """
-        if not here:
-            return super().submit(job_id, payload, timeout=timeout)
-        with self._cond:
-            worker = self._idle_worker_locked() if not self._pending else None
-            if worker is not None:
-                if self._closing or job_id in self._jobs:
-                    self._idle.append(worker)
-                    worker = None
-                else:
-                    job = _Job(JobHandle(job_id, float(timeout)), payload)
-                    self._jobs[job_id] = job
-        if worker is None:  # the queue, with its checks and errors
-            return super().submit(job_id, payload, timeout=timeout)
+    def _reserve_locked(self, job: _Job) -> bool:
+        """For ``submit(..., here=True)``: when no job is waiting and a worker is idle, the
+        job is not queued but reserved that worker, and the first
+        :meth:`JobHandle.result` (or ``exception``) call runs it in the calling thread,
+        talking to the worker itself. A thread that submits a job and then waits for it
+        (the job broker) so saves two hand-offs between threads per job. Only for callers
+        that will call ``result()``: nothing else starts a reserved job."""
+        worker = self._idle_worker_locked() if not self._pending else None
+        if worker is None:
+            return False
         job.handle._run_here = functools.partial(self._run_reserved, worker, job)
-        return job.handle
+        return True
 
     def close(self, *, wait: bool = False, timeout: float | None = 30.0) -> None:
         """Stop accepting jobs and stop the workers.
@@ -569,16 +571,11 @@ class LocalExecutor(_QueuedExecutor):
                         )
                         self._stop_running_locked(job)
                     elif job.handle.status == "queued" and not job.cancel_reason:  # reserved
-                        job.cancel_reason = f"job {job.handle.job_id} was cancelled"
-                        dropped.append(
-                            (
-                                job,
-                                JobCancelled(
-                                    f"job {job.handle.job_id} was cancelled: the executor shut "
-                                    "down before it started"
-                                ),
-                            )
+                        job.cancel_reason = (
+                            f"job {job.handle.job_id} was cancelled: the executor shut down "
+                            "before it started"
                         )
+                        dropped.append((job, JobCancelled(job.cancel_reason)))
                 for worker in self._workers.values():
                     if worker is not None:
                         worker.kill()  # also stops workers that are still starting
@@ -619,13 +616,20 @@ class LocalExecutor(_QueuedExecutor):
                 worker = self._idle_worker_locked()
                 if worker is not None:
                     return worker, ""
-                if len(self._workers) < self.max_workers:
-                    key = self._next_key
-                    self._next_key += 1
-                    self._workers[key] = None  # counted while it starts
+                key = self._new_worker_key_locked()
+                if key is not None:
                     break
                 self._cond.wait()
         return self._start_worker(key, for_job=True)
+
+    def _new_worker_key_locked(self) -> int | None:
+        """A key for one more worker, counted from now on, or None at ``max_workers``."""
+        if len(self._workers) >= self.max_workers:
+            return None
+        key = self._next_key
+        self._next_key += 1
+        self._workers[key] = None  # counted while it starts
+        return key
 
     def _release_worker(self, worker: _Worker, healthy: bool) -> None:
         """Give a worker back after a job: idle again, or replaced when it must be."""
@@ -706,10 +710,7 @@ class LocalExecutor(_QueuedExecutor):
         """One slot: start a worker (so one is warm before the first job), then run queued
         jobs, each on an idle worker."""
         with self._cond:  # one more worker, never taking an idle one: all start warm
-            key = self._next_key if len(self._workers) < self.max_workers else None
-            if key is not None:
-                self._next_key += 1
-                self._workers[key] = None
+            key = self._new_worker_key_locked()
         if key is not None:
             worker, _ = self._start_worker(key, for_job=False)
             if worker is not None:

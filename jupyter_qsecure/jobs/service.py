@@ -38,7 +38,7 @@ from ..ledger.signing import KeyRing, Signer
 from .aer_run import circuits_to_qpy, noise_model_sha256
 from .archive import JobArchive
 from .canonical import CanonicalisationError, circuit_summary, hash_many
-from .executor import ExecutorError, LocalExecutor, QueueFull
+from .executor import ExecutorError, QueueFull
 from .manifest import (
     Envelope,
     build_job_statement,
@@ -545,12 +545,10 @@ class JobService:
         result reaches the signing code without hopping through the event loop; broker
         threads outnumber the jobs the executor accepts, so waiting never starves others.
         """
-        executor = self.executor
-        # This thread waits for the result anyway: let it run the job (LocalExecutor).
-        here = {"here": True} if isinstance(executor, LocalExecutor) else {}
         try:
-            state.handle = executor.submit(
-                state.job_id, state.payload, timeout=self.job_timeout, **here
+            # here: this thread waits for the result anyway, so it may run the job itself
+            state.handle = self.executor.submit(
+                state.job_id, state.payload, timeout=self.job_timeout, here=True
             )
         except QueueFull as exc:
             self._record(state, "rejected", {"error": exc.message})

@@ -22,6 +22,7 @@ import select
 import socket
 import ssl
 import threading
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -40,14 +41,14 @@ def session_for(base_url: str) -> Any:
     return session
 
 
+@dataclass(frozen=True)
 class _Response:
     """The parts of ``requests.Response`` the broker client reads."""
 
-    def __init__(self, status: int, reason: str, content: bytes, headers: Any) -> None:
-        self.status_code = status
-        self.reason = reason
-        self.content = content
-        self.headers = headers
+    status_code: int
+    reason: str
+    content: bytes
+    headers: Any
 
     @property
     def text(self) -> str:

@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_credentials_ws import fake_value, start, vault  # noqa: F401 (fixtures)
-from test_jobs import ghz, job, post, run_cell
+from test_credentials_ws import fake_value, vault  # noqa: F401 (fixtures)
+from test_jobs import Broker, broker, ghz, job, kernel_token, run_cell  # noqa: F401 (fixture)
 
 from jupyter_qsecure.jobs.canonical import circuit_hash
 from jupyter_qsecure.jobs.result import Expected, verify_record
-from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.ledger.signing import KeyRing
 from jupyter_qsecure.testing.openbao import OpenBaoDev
 
@@ -36,16 +35,10 @@ def jp_server_config(qsecure_data_dir: Path, vault: dict[str, str]) -> dict[str,
 
 
 async def test_jobs_are_signed_by_transit_and_share_signing_calls(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    jp_environ: Any,
-    http_server_client: Any,
-    jp_base_url: str,
+    broker: Broker,  # noqa: F811
     openbao: OpenBaoDev,
 ) -> None:
-    install_kernelspec(user=True)
-    kernel_id, client = await start(jp_fetch, jp_ws_fetch, "qsecure", "legacy")
+    token, client = await kernel_token(broker.fetch, broker.ws_fetch, broker.app)
     out = await run_cell(
         client,
         "from qiskit import QuantumCircuit\n"
@@ -57,21 +50,18 @@ async def test_jobs_are_signed_by_transit_and_share_signing_calls(
     assert "VERIFIED True" in out
     assert "SIGNER transit:transit/qsecure-jobs v1" in out
 
-    service = jp_serverapp.web_app.settings["qsecure_jobs"]
+    service = broker.service
     calls_before = service.signer.calls
-    token = jp_serverapp.web_app.settings["qsecure_credentials"].broker.cached(kernel_id).token
     circuits = [ghz(2 + i % 4) for i in range(8)]
     bodies = [job(qc, seed=100 + i, shots=64) for i, qc in enumerate(circuits)]
-    replies = await asyncio.gather(
-        *(post(http_server_client, jp_base_url, token, body) for body in bodies)
-    )
+    replies = await asyncio.gather(*(broker.post(token, body) for body in bodies))
     # one signing call per job at most (manifest and result together), fewer when
     # jobs finish at the same moment
     assert service.signer.calls - calls_before <= len(bodies)
 
     keyring = KeyRing(service.signer.public_keys())
     assert all(key.source == "transit" for key in keyring)
-    ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
+    ledger = broker.ledger
     completed = {e.body["job_id"]: e.body for e in ledger.entries() if e.kind == "job.completed"}
     for (status, record, _), qc, body in zip(replies, circuits, bodies, strict=True):
         assert status == 200, record

@@ -400,10 +400,32 @@ def _voluntary_switches(pid: int) -> int:
     return total
 
 
-def cpu_snapshot(groups: dict[str, list[Any]]) -> dict[str, float]:
+@dataclass
+class CpuSnapshot:
+    """Counters so far, per process group: CPU seconds, of which system, and voluntary
+    context switches; and the whole machine's busy CPU seconds."""
+
+    machine: float
+    cpu: dict[str, float]
+    system: dict[str, float]
+    switches: dict[str, float]
+
+    def since(self, before: CpuSnapshot) -> CpuSnapshot:
+        def delta(now: dict[str, float], then: dict[str, float]) -> dict[str, float]:
+            return {k: v - then[k] for k, v in now.items()}
+
+        return CpuSnapshot(
+            self.machine - before.machine,
+            delta(self.cpu, before.cpu),
+            delta(self.system, before.system),
+            delta(self.switches, before.switches),
+        )
+
+
+def cpu_snapshot(groups: dict[str, list[Any]]) -> CpuSnapshot:
     import psutil
 
-    totals: dict[str, float] = {"machine": machine_busy()}
+    snapshot = CpuSnapshot(machine_busy(), {}, {}, {})
     for name, procs in groups.items():
         total = system = 0.0
         for proc in procs:
@@ -411,10 +433,10 @@ def cpu_snapshot(groups: dict[str, list[Any]]) -> dict[str, float]:
                 times = proc.cpu_times()
                 total += times.user + times.system
                 system += times.system
-        totals[name] = total
-        totals[f"system:{name}"] = system
-        totals[f"switches:{name}"] = float(sum(_voluntary_switches(p.pid) for p in procs))
-    return totals
+        snapshot.cpu[name] = total
+        snapshot.system[name] = system
+        snapshot.switches[name] = float(sum(_voluntary_switches(p.pid) for p in procs))
+    return snapshot
 
 
 def loadavg() -> str:
@@ -564,7 +586,7 @@ async def throughput(
     await asyncio.sleep(max(0.0, start_at - time.time()))
     cpu0 = cpu_snapshot(groups)
     await asyncio.sleep(seconds)
-    cpu1 = cpu_snapshot(groups)
+    used = cpu_snapshot(groups).since(cpu0)
     await asyncio.gather(*tasks)
     data = [json.loads(p.read_text()) for p in outs]
     end_at = start_at + seconds
@@ -576,14 +598,10 @@ async def throughput(
         latencies=[x for d in data for x in d["latencies"]],
         job_ids=[j for d in data for j in d["job_ids"]],
         failures=[f for d in data for f in d["failures"]],
-        cpu={k: cpu1[k] - cpu0[k] for k in cpu1 if k != "machine" and ":" not in k},
-        system_cpu={
-            k.partition(":")[2]: cpu1[k] - cpu0[k] for k in cpu1 if k.startswith("system:")
-        },
-        switches={
-            k.partition(":")[2]: cpu1[k] - cpu0[k] for k in cpu1 if k.startswith("switches:")
-        },
-        machine_cpu=cpu1["machine"] - cpu0["machine"],
+        cpu=used.cpu,
+        system_cpu=used.system,
+        switches=used.switches,
+        machine_cpu=used.machine,
         per_kernel=[len(d["job_ids"]) for d in data],
         phases=[x for d in data for x in d.get("phases", [])],
     )

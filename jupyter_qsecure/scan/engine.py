@@ -17,12 +17,12 @@ import json
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._lru import LRU
 from .baseline import Baseline
 from .detectors import detect
 from .errors import InvalidNotebook, ScanError
@@ -79,26 +79,6 @@ class ScanResult:
         return [f.model_dump(mode="json") for f in self.findings]
 
 
-class _LockedMemo:
-    """A bounded LRU mapping shared by threads (used for rendered JSON units)."""
-
-    def __init__(self, data: OrderedDict[Any, Any], lock: threading.Lock, size: int = 2048):
-        self._data, self._lock, self._size = data, lock, size
-
-    def get(self, key: Any) -> Any:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key: Any, value: Any) -> None:
-        with self._lock:
-            self._data[key] = value
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
-
-
 def _matcher(exact_values: ExactValues) -> ExactMatcher | None:
     if exact_values is None:
         return None
@@ -147,35 +127,30 @@ class Scanner:
     """
 
     def __init__(self, *, cache_entries: int = 200_000, exact_values: Iterable[str] = ()) -> None:
-        self._cache: OrderedDict[bytes, tuple[Detection, ...]] = OrderedDict()
-        self._cache_entries = cache_entries
-        self._lock = threading.Lock()
+        self._cache: LRU[bytes, tuple[Detection, ...]] = LRU(cache_entries)
+        self._lock = threading.Lock()  # for the statistics
         self.stats = ScanStats()
         self._exact = ExactMatcher(exact_values)
         #: Rendered JSON units (big metadata such as widget state), by content hash.
-        self._json_memo: OrderedDict[Any, Any] = OrderedDict()
+        self._json_memo: LRU[Any, Any] = LRU(2048)
 
     # ---------------------------------------------------------------- cache
     def clear_cache(self) -> None:
-        with self._lock:
-            self._cache.clear()
+        self._cache.clear()
 
     def _detect_cached(self, unit: TextUnit) -> tuple[Detection, ...]:
         key = hashlib.sha256(
             unit.profile.encode() + b"\0" + unit.text.encode("utf-8", "surrogatepass")
         ).digest()
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
+        hit = self._cache.get(key)
+        if hit is not None:
+            with self._lock:
                 self.stats.units_cached += 1
-                return hit
+            return hit
         found = tuple(detect(unit.text, unit.profile))
         with self._lock:
             self.stats.units_scanned += 1
-            self._cache[key] = found
-            if len(self._cache) > self._cache_entries:
-                self._cache.popitem(last=False)
+        self._cache.put(key, found)
         return found
 
     # ---------------------------------------------------------------- scanning
@@ -221,7 +196,7 @@ class Scanner:
         Raises :class:`InvalidNotebook` if ``nb`` is not a notebook.
         """
         node = as_notebook(nb, path=path)
-        units = notebook_units(node, memo=_LockedMemo(self._json_memo, self._lock))
+        units = notebook_units(node, memo=self._json_memo)
         return self._scan_units(units, path, _matcher(exact_values), is_notebook=True)
 
     def scan_text(

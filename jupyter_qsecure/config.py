@@ -188,6 +188,14 @@ class QSecure(Configurable):
         300.0, help="A job running (or awaiting approval) longer than this is stopped."
     ).tag(config=True)
 
+    job_identity_cache_seconds = Float(
+        2.0,
+        help="How long the job broker trusts a kernel token it has looked up in OpenBao "
+        "before asking again. A token the server revokes (kernel shutdown) is forgotten at "
+        "once; one revoked in OpenBao behind the server's back is refused after at most "
+        "this long. 0 looks every request up.",
+    ).tag(config=True)
+
     job_max_payload_bytes = Integer(
         8 * 1024 * 1024, help="Largest %qsubmit request body accepted (HTTP 413 beyond)."
     ).tag(config=True)

@@ -422,9 +422,18 @@ class BrokerClient:
         if status == 429:
             return QueueFull(_retry_after(response, info))
         if status >= 500:
+            job_id = info.get("job_id")
+            job = (
+                f" (job {job_id}, {info.get('status') or 'failed'})"
+                if isinstance(job_id, str)
+                else ""
+            )
+            hint = info.get("hint")
             return BrokerUnavailable(
-                f"the job broker failed (HTTP {status}): {text()}",
-                hint="try again; the server log has the details",
+                f"the job broker failed (HTTP {status}){job}: {text()}",
+                hint=self._scrub(hint)[:_MAX_ERROR_TEXT]
+                if isinstance(hint, str) and hint
+                else "try again; the server log has the details",
             )
         return BrokerError(f"unexpected answer from the job broker (HTTP {status}): {text()}")
 

@@ -578,7 +578,9 @@ class JobService:
             error = f"the result could not be signed: {exc.message}"
             self._record(state, "failed", {"error": error})
             state.status, state.error = "failed", error
-            raise Unavailable(error, hint=exc.hint) from None
+            raise Unavailable(
+                error, hint=exc.hint, payload={"job_id": state.job_id, "status": "failed"}
+            ) from None
         recording = time.perf_counter()
         self._record(state, "completed", sealed.completion)
         state.timings["record"] = (time.perf_counter() - recording) * 1000
@@ -630,7 +632,9 @@ class JobService:
             state.error = f"the job could not be recorded in the ledger: {reason}"
             log.error("job %s: %s", state.job_id, state.error)
             raise Unavailable(
-                state.error, hint="check the ledger (`jupyter qsecure audit verify`)"
+                state.error,
+                hint="check the ledger (`jupyter qsecure audit verify`)",
+                payload={"job_id": state.job_id, "status": "failed"},
             ) from None
 
     def _seal(self, state: JobState, outcome: dict[str, Any]) -> _Sealed:

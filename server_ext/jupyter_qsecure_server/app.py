@@ -181,6 +181,7 @@ class QSecureExtension(ExtensionApp):
             archive_dir=settings.data_path / "jobs",
             job_timeout=settings.job_timeout_seconds,
             aer_threads=settings.job_aer_threads,
+            identity_cache_seconds=settings.job_identity_cache_seconds,
             # queued + running jobs each hold a broker thread while they run (local
             # executor: job_workers running; a Dask cluster may run more at once)
             max_in_flight=settings.job_queue_size + max(settings.job_workers, 32),

@@ -98,6 +98,7 @@ class FakeBroker:
         self.sleep = 0.0  # delay every answer
         self.echo_auth_in_401 = False  # a careless server quoting the header back
         self.fail: str | None = None
+        self.unavailable: dict[str, Any] | None = None  # a 503 body for submissions
         self.lock = threading.Lock()
         self.port = free_loopback_port()
         broker = self
@@ -192,6 +193,8 @@ class FakeBroker:
             body = json.loads(raw)
         except ValueError:
             return self._send(h, 400, {"error": "bad_request", "message": "not JSON"})
+        if self.unavailable is not None:
+            return self._send(h, 503, self.unavailable)
         if self.queue_full is not None:
             return self._send(
                 h,
@@ -456,6 +459,26 @@ def test_slow_broker_times_out_as_unavailable(broker: FakeBroker) -> None:
     with pytest.raises(BrokerUnavailable, match="did not answer within 0.3 s"):
         client.keys()
     assert time.monotonic() - start < 1.5
+
+
+def test_broker_failure_names_the_job_and_the_brokers_hint(broker: FakeBroker) -> None:
+    client = BrokerClient(broker.url, broker.token)
+    broker.unavailable = {
+        "error": "unavailable",
+        "message": "the result could not be signed: cannot reach OpenBao/Vault",
+        "hint": "start OpenBao, then submit again",
+        "job_id": "ab" * 16,
+        "status": "failed",
+    }
+    with pytest.raises(BrokerUnavailable) as info:
+        client.submit([encode_circuit(ghz())])
+    text = str(info.value)
+    assert "HTTP 503" in text and f"job {'ab' * 16}, failed" in text
+    assert "could not be signed" in text and "start OpenBao, then submit again" in text
+    broker.unavailable = {"message": "broker overloaded"}  # no job, no hint: a generic one
+    with pytest.raises(BrokerUnavailable) as info:
+        client.submit([encode_circuit(ghz())])
+    assert "(job" not in str(info.value) and "the server log has the details" in str(info.value)
 
 
 def test_missing_url_or_token() -> None:

@@ -371,6 +371,7 @@ async def test_no_result_is_released_when_the_submission_cannot_be_recorded(
     assert "result" not in body and "counts" not in json.dumps(body)
     failed = [s for s in service._jobs.values() if s.status == "failed"]
     assert failed and failed[-1].manifest is None and failed[-1].result is None
+    assert body["job_id"] == failed[-1].job_id and body["status"] == "failed"
     assert ledger.size() == before  # nothing about the job was written or signed
     monkeypatch.undo()
     assert (await broker.post(token, job(ghz(3))))[0] == 200
@@ -402,6 +403,7 @@ async def test_a_result_that_cannot_be_signed_is_withheld_and_recorded_as_failed
     assert "counts" not in json.dumps(body)
     failed = [s for s in service._jobs.values() if s.status == "failed"][-1]
     assert failed.manifest is None and failed.result is None
+    assert body["job_id"] == failed.job_id and body["status"] == "failed"
     kinds = [
         (e.kind, e.body.get("status"))
         for e in ledger.entries()

@@ -2,8 +2,10 @@
 
 Checks, in order: the manifest and result envelopes verify with trusted public keys
 and link to each other; the archived circuits hash to the manifest's ``circuit:i``
-subjects; then Aer runs them again with the manifest's options (same seed) and the
-new result's digest is compared with the signed result's subject.
+subjects; the noise model (named in the manifest, or the archive's for older jobs)
+hashes to the manifest's ``noise_model_sha256``; then Aer runs them again with the
+manifest's options (same seed) and the new result's digest is compared with the
+signed result's subject.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from ..errors import QSecureError
 from ..ledger.signing import KeyRing
-from .aer_run import circuits_from_qpy, run_aer
+from .aer_run import circuits_from_qpy, noise_model_sha256, run_aer
 from .archive import read_archived
 from .canonical import hash_many
 from .manifest import ManifestError, result_digest, verify_result
@@ -73,7 +75,13 @@ def replay(archive_dir: Path, job_id: str, keyring: KeyRing) -> ReplayReport:
             f"the recorded job does not verify: {exc.message}", hint=exc.hint
         ) from None
     payload = dict(record["payload"])
-    circuits = circuits_from_qpy(payload["circuits_qpy"])
+    try:
+        circuits = circuits_from_qpy(payload["circuits_qpy"])
+    except (KeyError, ValueError) as exc:
+        raise ReplayError(
+            f"the archived circuits of job {job_id} are unreadable ({exc})",
+            hint="the archive was altered or damaged; the ledger still holds the job's hashes",
+        ) from None
     subjects = {s["name"]: s["digest"]["sha256"] for s in job["subject"]}
     for position, digest in enumerate(hash_many(circuits)):
         if subjects.get(f"circuit:{position}") != digest:
@@ -83,6 +91,18 @@ def replay(archive_dir: Path, job_id: str, keyring: KeyRing) -> ReplayReport:
     options = job["predicate"].get("options", {})
     payload["seed"] = options.get("seed")
     payload["shots"] = options.get("shots")
+    payload["method"] = options.get("method", payload.get("method"))
+    payload["noise"] = options.get("noise", payload.get("noise"))  # named since 2026-12
+    try:
+        noise_hash = noise_model_sha256(payload["noise"])
+    except ValueError as exc:  # a name this version does not know
+        raise ReplayError(f"cannot rebuild the job's noise model: {exc}") from None
+    if noise_hash != options.get("noise_model_sha256"):
+        raise ReplayError(
+            f"the noise model {payload['noise']!r} does not hash to the signed manifest's "
+            "noise_model_sha256",
+            hint="the archive was altered, or the noise model's definition changed since",
+        )
     outcome = run_aer(payload)
     replayed = result_digest(outcome["counts"], recorded["metadata"])
     recorded_digest = result_digest(recorded["counts"], recorded["metadata"])

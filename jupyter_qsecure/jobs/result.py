@@ -232,13 +232,19 @@ def verify_record(
     # 2b. the options the broker signed are the ones asked for
     if request:
         options = predicate.get("options") or {}
+        # shots, seed, method: None leaves the choice to the broker; noise and tags, when
+        # asked about, must match exactly (no noise asked for means none may be signed)
         asked = {
-            "shots": request.get("shots"),
-            "seed": request.get("seed"),
-            "method": request.get("method"),
+            key: request.get(key)
+            for key in ("shots", "seed", "method")
+            if request.get(key) is not None
         }
+        if "noise" in request:
+            asked["noise"] = request["noise"]
+        if "tags" in request:
+            asked["tags"] = list(request["tags"] or [])
         for key, value in asked.items():
-            if value is not None and options.get(key) != value:
+            if options.get(key) != value:
                 raise fail(
                     "options",
                     f"asked for {key} {value} but the signed manifest records {options.get(key)}",

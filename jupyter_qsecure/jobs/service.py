@@ -655,6 +655,8 @@ class JobService:
                 "method": state.request["method"],
                 "noise_model_sha256": noise_model_sha256(state.request["noise"]),
                 "error_mitigation": None,
+                "noise": state.request["noise"],
+                "tags": list(state.request["tags"]),
             },
             decision={
                 "decision_id": state.decision.decision_id,

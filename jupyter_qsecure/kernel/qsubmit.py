@@ -373,13 +373,13 @@ class QSubmitMagics(Magics):
             "backend": args.backend,
             "method": args.method,
             "noise": args.noise,
+            "tags": list(args.tag),
         }
         client = self._client(args.timeout)
         started = time.monotonic()
         record = client.submit(
             payload,
             **request,
-            tags=args.tag,
             bind=broker_bind,
             wait=not args.no_wait,
             timeout=args.timeout,

@@ -99,6 +99,7 @@ class FakeBroker:
         self.echo_auth_in_401 = False  # a careless server quoting the header back
         self.fail: str | None = None
         self.unavailable: dict[str, Any] | None = None  # a 503 body for submissions
+        self.signed_options: dict[str, Any] = {}  # signed instead of what was asked
         self.lock = threading.Lock()
         self.port = free_loopback_port()
         broker = self
@@ -272,6 +273,7 @@ class FakeBroker:
                 "method": body.get("method"),
                 "noise": body.get("noise"),
                 "tags": body.get("tags") or [],
+                **self.signed_options,
             },
             decision=decision,
             correlation_id=body.get("request_id") or "",
@@ -364,6 +366,45 @@ def test_record_verifies_with_the_real_manifest_code(broker: FakeBroker) -> None
         manifest=record["manifest"],
         counts=record["result"]["counts"],
         metadata=record["result"]["metadata"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "signed"),
+    [
+        ("shots", 99),
+        ("seed", 2),
+        ("method", "statevector"),
+        ("noise", "readout-1e-2"),
+        ("tags", ["someone-else"]),
+        ("tags", []),
+    ],
+)
+def test_signed_options_must_be_the_ones_asked_for(
+    broker: FakeBroker, key: str, signed: Any
+) -> None:
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import (
+        Expected,
+        ResultVerificationFailed,
+        fetch_keyring,
+        verify_record,
+    )
+
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    asked = {"shots": 100, "seed": 1, "method": "automatic", "noise": None, "tags": ["mine"]}
+    expected = [Expected("qpy", circuit_hash(qc))]
+    record = client.submit([encode_circuit(qc)], **asked)
+    keyring = fetch_keyring(client)
+    assert verify_record(record, keyring, expected, asked).verified
+
+    broker.signed_options = {key: signed}
+    record = client.submit([encode_circuit(qc)], **asked)
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(record, keyring, expected, asked)
+    assert f"asked for {key} {asked[key]} but the signed manifest records {signed}" in str(
+        info.value
     )
 
 

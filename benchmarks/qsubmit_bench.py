@@ -476,7 +476,7 @@ INCLUSIVE_WANTED = (
     "build_result_statement (",
     "envelope_digest (",
     "_archive (",
-    "submit (jupyter_qsecure/jobs/executor",
+    "submit (jupyter_qsecure/jobs/executor_base",
     "record (",
     "checkpoint",
     "post (",

@@ -1,0 +1,357 @@
+"""The parts both job executors share: their errors, :class:`JobHandle`, the
+:class:`Executor` protocol and the bounded queue (:class:`_QueuedExecutor`).
+
+The executors themselves are :class:`~jupyter_qsecure.jobs.local_executor.LocalExecutor`
+and :class:`~jupyter_qsecure.jobs.dask_executor.DaskExecutor`; import all of it from
+:mod:`jupyter_qsecure.jobs.executor`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from jupyter_qsecure.errors import ConfigError, QSecureError
+
+log = logging.getLogger(__name__)
+
+JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+_TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+# ---- errors -------------------------------------------------------------------------------
+class ExecutorError(QSecureError):
+    """Base class of the executors' errors (a bad submission, or a job that did not finish)."""
+
+
+class QueueFull(ExecutorError):
+    """The bounded job queue is full: retry after ``retry_after_seconds`` (HTTP 429)."""
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message, hint=f"retry in {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class ExecutorClosed(ExecutorError):
+    """The executor was closed; it accepts no more jobs."""
+
+
+class ExecutorUnavailable(ExecutorError):
+    """The executor's backend (worker processes, the Dask scheduler) cannot be reached."""
+
+
+class ResultNotReady(ExecutorError, TimeoutError):
+    """``JobHandle.result(timeout=...)`` gave up waiting; the job itself goes on."""
+
+
+class JobTimeout(ExecutorError):
+    """The job ran longer than its timeout and was stopped."""
+
+
+class JobCancelled(ExecutorError):
+    """The job was cancelled (by request, or because the executor shut down)."""
+
+
+class WorkerCrashed(ExecutorError):
+    """The worker running the job died (exit, signal, out of memory) before replying."""
+
+
+class JobFailed(ExecutorError):
+    """The job ran and raised (bad payload, Aer error); ``detail`` holds the traceback."""
+
+    def __init__(self, message: str, *, hint: str | None = None, detail: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.detail = detail
+
+
+# ---- job handles --------------------------------------------------------------------------
+class JobHandle:
+    """One submitted job: its status, and its result when it has one.
+
+    ``result()`` blocks the calling thread; from a Tornado/asyncio handler use
+    ``await handle.wait()`` instead. Cancelling that awaitable stops waiting, not the job:
+    cancel the job with :meth:`Executor.cancel`.
+    """
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        self.status: JobStatus = "queued"
+        self.submitted_at = time.time()
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self._future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        self._started = threading.Event()
+        #: Set by ``LocalExecutor.submit(..., here=True)``: the first ``result()`` or
+        #: ``exception()`` call runs the job in its own thread.
+        self._run_here: Callable[[], None] | None = None
+
+    def _drive(self) -> None:
+        run, self._run_here = self._run_here, None
+        if run is not None:
+            run()
+
+    def __repr__(self) -> str:
+        return f"<JobHandle {self.job_id} {self.status}>"
+
+    def done(self) -> bool:
+        """True once the job completed, failed or was cancelled."""
+        return self._future.done()
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """The job's result; raises the job's error, or :class:`ResultNotReady` on timeout."""
+        self._drive()
+        try:
+            return self._future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise ResultNotReady(
+                f"job {self.job_id} is still {self.status} after waiting {timeout} s"
+            ) from None
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The job's error (``None`` if it completed); same waiting rules as :meth:`result`."""
+        self._drive()
+        try:
+            return self._future.exception(timeout)
+        except concurrent.futures.TimeoutError:
+            raise ResultNotReady(
+                f"job {self.job_id} is still {self.status} after waiting {timeout} s"
+            ) from None
+
+    def wait(self, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Future[dict[str, Any]]:
+        """An asyncio future, on ``loop`` (default: the running loop), for the job's result.
+
+        Safe to await from Tornado handlers: the result is delivered with
+        ``call_soon_threadsafe`` and nothing blocks the loop.
+        """
+        loop = loop or asyncio.get_running_loop()
+        waiter: asyncio.Future[dict[str, Any]] = loop.create_future()
+
+        def deliver(source: concurrent.futures.Future[dict[str, Any]]) -> None:
+            def settle() -> None:
+                if waiter.done():
+                    return
+                error = source.exception()
+                if error is not None:
+                    waiter.set_exception(error)
+                else:
+                    waiter.set_result(source.result())
+
+            try:
+                loop.call_soon_threadsafe(settle)
+            except RuntimeError:  # the loop was closed meanwhile: nobody is waiting
+                pass
+
+        self._future.add_done_callback(deliver)
+        return waiter
+
+    def add_done_callback(self, fn: Callable[[JobHandle], Any]) -> None:
+        """Call ``fn(handle)`` when the job finishes (in the executor's thread, or at once)."""
+        self._future.add_done_callback(lambda _: fn(self))
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Block until the job started running (or finished); False if ``timeout`` passed."""
+        if self._started.wait(timeout):
+            return True
+        return self.done()
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """What the job service needs from an executor."""
+
+    def submit(
+        self, job_id: str, payload: dict[str, Any], *, timeout: float, here: bool = False
+    ) -> JobHandle: ...
+
+    def cancel(self, job_id: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def queue_depth(self) -> int: ...
+
+    @property
+    def capacity(self) -> int: ...
+
+
+class _Job:
+    __slots__ = ("cancel_reason", "deadline", "handle", "payload", "runner", "started")
+
+    def __init__(self, handle: JobHandle, payload: dict[str, Any]) -> None:
+        self.handle = handle
+        self.payload = payload
+        self.cancel_reason: str | None = None
+        self.runner: Any = None  # the worker process (local) or Dask future running it
+        self.started = 0.0  # time.monotonic() when it started running
+        self.deadline = math.inf
+
+
+class _QueuedExecutor:
+    """The bounded queue, bookkeeping and error delivery both executors share."""
+
+    def __init__(self, max_queued: int) -> None:
+        if max_queued < 0:
+            raise ConfigError(f"max_queued must be >= 0, got {max_queued}")
+        self._max_queued = max_queued
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._pending: collections.deque[_Job] = collections.deque()
+        self._jobs: dict[str, _Job] = {}  # queued and running jobs
+        self._closing = False
+        self._avg_seconds = 1.0  # moving average of run times, for Retry-After
+
+    # -- public API ------------------------------------------------------------------------
+    @property
+    def queue_depth(self) -> int:
+        """Jobs waiting for a worker (not counting running ones)."""
+        return len(self._pending)
+
+    @property
+    def capacity(self) -> int:
+        """How many jobs may wait before :meth:`submit` raises :class:`QueueFull`."""
+        return self._max_queued
+
+    @property
+    def running(self) -> int:
+        """Jobs running now."""
+        with self._lock:
+            return len(self._jobs) - len(self._pending)
+
+    def handle(self, job_id: str) -> JobHandle | None:
+        """The handle of a queued or running job, else ``None``."""
+        job = self._jobs.get(job_id)
+        return job.handle if job else None
+
+    def submit(
+        self, job_id: str, payload: dict[str, Any], *, timeout: float, here: bool = False
+    ) -> JobHandle:
+        """Queue ``payload`` (a :func:`run_aer` payload) as ``job_id``; returns at once.
+
+        ``here=True`` says the caller will wait for the job with :meth:`JobHandle.result`;
+        an executor that can, runs the job in that thread instead of queueing it (see
+        :meth:`_reserve_locked`); the others ignore it.
+        """
+        if not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+            raise ExecutorError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if not isinstance(payload, dict):
+            raise ExecutorError(f"payload must be a dict, got {type(payload).__name__}")
+        with self._cond:
+            if self._closing:
+                raise ExecutorClosed(f"the executor is shut down; job {job_id} was not accepted")
+            if job_id in self._jobs:
+                raise ExecutorError(f"job {job_id} is already queued or running")
+            job = _Job(JobHandle(job_id, float(timeout)), payload)
+            if here and self._reserve_locked(job):
+                self._jobs[job_id] = job
+                return job.handle
+            if len(self._pending) >= self._max_queued:
+                retry = self._retry_after_locked()
+                raise QueueFull(
+                    f"the job queue is full ({len(self._pending)} jobs waiting for "
+                    f"{self._slots()} workers); job {job_id} was not accepted",
+                    retry_after_seconds=retry,
+                )
+            self._jobs[job_id] = job
+            self._pending.append(job)
+            self._cond.notify_all()
+        return job.handle
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a queued (at once) or running job (its worker is stopped).
+
+        True if the job will end as cancelled; False if it is unknown or already finished.
+        """
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.handle.status in _TERMINAL or job.cancel_reason:
+                return False
+            job.cancel_reason = f"job {job_id} was cancelled"
+            if job.handle.status == "queued":
+                if job in self._pending:  # else reserved to run in its submitter's thread
+                    self._pending.remove(job)
+                reason: str | None = f"job {job_id} was cancelled before it started"
+            else:
+                reason = job.cancel_reason if self._stop_running_locked(job) else None
+        if reason:
+            self._finish(job, error=JobCancelled(reason))
+        return True
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()  # type: ignore[attr-defined]
+
+    # -- for subclasses --------------------------------------------------------------------
+    def _slots(self) -> int:
+        raise NotImplementedError
+
+    def _reserve_locked(self, job: _Job) -> bool:
+        """Arrange for ``job`` to run in the thread that will wait for it (lock held); False
+        to queue it instead (the default)."""
+        return False
+
+    def _stop_running_locked(self, job: _Job) -> bool:
+        """Stop a running job whose ``cancel_reason`` was just set (lock held, no blocking).
+
+        True when the caller should report the cancel now, False when the thread running
+        the job reports it.
+        """
+        raise NotImplementedError
+
+    def _retry_after_locked(self) -> int:
+        waiting = len(self._pending) - self._max_queued + 1
+        return max(1, math.ceil(self._avg_seconds * max(1, waiting) / max(1, self._slots())))
+
+    def _mark_running_locked(self, job: _Job, runner: Any) -> None:
+        job.handle.status = "running"
+        job.handle.started_at = time.time()
+        job.runner = runner
+        job.started = time.monotonic()
+        job.deadline = job.started + job.handle.timeout
+        job.handle._started.set()
+
+    def _finish(
+        self, job: _Job, *, result: dict[str, Any] | None = None, error: Exception | None = None
+    ) -> bool:
+        """Deliver the job's outcome once; False if it had already finished."""
+        with self._cond:
+            handle = job.handle
+            if handle.status in _TERMINAL:
+                return False
+            if error is None:
+                handle.status = "completed"
+            elif isinstance(error, JobCancelled):
+                handle.status = "cancelled"
+            else:
+                handle.status = "failed"
+            handle.finished_at = time.time()
+            if self._jobs.get(handle.job_id) is job:
+                del self._jobs[handle.job_id]
+            if job.started and error is None:
+                elapsed = time.monotonic() - job.started
+                self._avg_seconds = 0.8 * self._avg_seconds + 0.2 * elapsed
+            job.payload = {}
+            job.runner = None
+            self._cond.notify_all()
+        handle._started.set()
+        if error is None:
+            handle._future.set_result(result or {})
+        else:
+            handle._future.set_exception(error)
+        return True
+
+    def _drain_pending_locked(self, reason: str) -> list[tuple[_Job, JobCancelled]]:
+        dropped = [
+            (job, JobCancelled(reason.format(job=job.handle.job_id))) for job in self._pending
+        ]
+        self._pending.clear()
+        return dropped

@@ -1,0 +1,458 @@
+"""LocalExecutor: Aer in worker processes on this machine (see
+:mod:`jupyter_qsecure.jobs.executor` for the shared API and errors).
+
+It is a small process pool of its own rather than
+:class:`concurrent.futures.ProcessPoolExecutor`: that pool cannot stop one task (only the
+whole pool), and one worker dying breaks it for every job in flight. Here each of
+``max_workers`` worker processes (started with ``spawn``: the server has threads, so ``fork``
+is unsafe) is driven over a pipe by the thread that runs a job on it: one of ``max_workers``
+slot threads for queued jobs, or, for ``submit(..., here=True)``, the thread that waits for
+the job (it runs the job itself when a worker is idle, saving two thread hand-offs):
+
+- **Timeout**: the running thread waits for the reply with the job's deadline (the clock starts
+  when the job is handed to an already running, warmed-up worker, so queueing and worker
+  start-up do not count). When the deadline passes it kills the worker (SIGKILL: Aer's C++
+  loops cannot be interrupted any other way), fails the job with :class:`JobTimeout` and
+  starts a fresh worker. Other slots' jobs are unaffected.
+- **Cancel**: a queued job is removed from the queue and fails with :class:`JobCancelled`
+  immediately; a running job's worker is killed, the job fails with :class:`JobCancelled`
+  and a fresh worker replaces it.
+- **Crash**: when a worker exits mid-job (``os._exit``, a segfault, the OOM killer) the
+  running thread sees the process sentinel, fails that job with :class:`WorkerCrashed` (exit
+  code or signal in the message) and starts a fresh worker; queued jobs keep running.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Mapping
+from multiprocessing.connection import wait as wait_for
+from typing import Any
+
+from jupyter_qsecure.errors import ConfigError
+
+from .executor_base import (
+    JobCancelled,
+    JobFailed,
+    JobTimeout,
+    WorkerCrashed,
+    _Job,
+    _QueuedExecutor,
+)
+
+log = logging.getLogger(__name__)
+
+
+# ---- local worker processes ---------------------------------------------------------------
+def _worker_main(conn: Any, env: dict[str, str]) -> None:
+    """Entry point of a :class:`LocalExecutor` worker process: run jobs until told to stop."""
+    os.environ.update(env)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is the parent's job
+    import qiskit_aer  # noqa: F401  (warm up before reporting ready)
+
+    from jupyter_qsecure.jobs.aer_run import run_aer
+
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        job_id, payload = message
+        reply: tuple[Any, bool, Any]
+        try:
+            reply = (job_id, True, run_aer(payload))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, never lost
+            reply = (job_id, False, (type(exc).__name__, str(exc), traceback.format_exc()))
+        try:
+            conn.send(reply)
+        except Exception as exc:  # e.g. an unpicklable result
+            conn.send((job_id, False, (type(exc).__name__, str(exc), traceback.format_exc())))
+
+
+class _Worker:
+    def __init__(self, process: Any, conn: Any, key: int) -> None:
+        self.process = process
+        self.conn = conn
+        self.key = key  # its entry in LocalExecutor._workers
+
+    def alive(self) -> bool:
+        return bool(self.process.is_alive())
+
+    def kill(self) -> None:
+        if self.process.exitcode is None:
+            try:
+                self.process.kill()
+            except (OSError, ValueError):
+                pass
+
+    def dispose(self) -> None:
+        self.kill()
+        self.process.join(5)
+        self.conn.close()
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "stopped responding"
+    if exitcode < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited with code {exitcode}"
+
+
+def _spawnable_main() -> None:
+    """Let ``spawn`` start workers even when ``__main__`` was replaced by a module object
+    without ``__spec__`` (IPython does this in embedded shells): spawn reads that attribute,
+    and ``None`` tells it there is no main module to re-import in the child."""
+    main = sys.modules.get("__main__")
+    if main is not None and not hasattr(main, "__spec__"):
+        try:
+            main.__spec__ = None
+        except AttributeError:
+            pass
+
+
+class LocalExecutor(_QueuedExecutor):
+    """Aer in ``max_workers`` worker processes on this machine, with a bounded queue.
+
+    ``worker_env`` is added to each worker's environment (e.g. ``{"QSECURE_TESTING": "1"}``
+    enables :mod:`~jupyter_qsecure.jobs.aer_run`'s test hooks); ``mp_context`` is
+    ``"spawn"`` (default) or ``"forkserver"``, never ``"fork"``; ``startup_timeout`` bounds
+    how long a new worker may take to import Qiskit Aer and report ready.
+    """
+
+    def __init__(
+        self,
+        max_workers: int = 2,
+        max_queued: int = 64,
+        *,
+        worker_env: Mapping[str, str] | None = None,
+        mp_context: str = "spawn",
+        startup_timeout: float = 120.0,
+    ) -> None:
+        if max_workers < 1:
+            raise ConfigError(f"max_workers must be >= 1, got {max_workers}")
+        if mp_context not in ("spawn", "forkserver"):
+            raise ConfigError(
+                f"mp_context must be 'spawn' or 'forkserver', got {mp_context!r}",
+                hint="fork is unsafe in a server process that runs threads",
+            )
+        super().__init__(max_queued)
+        self.max_workers = max_workers
+        self._ctx: Any = multiprocessing.get_context(mp_context)
+        self._env = dict(worker_env or {})
+        self._startup_timeout = startup_timeout
+        # Every live worker (None while one starts), by key; idle ones also in _idle.
+        self._workers: dict[int, _Worker | None] = {}
+        self._idle: list[_Worker] = []
+        self._next_key = 0
+        self._threads = [
+            threading.Thread(
+                target=self._slot_loop, args=(slot,), name=f"qsecure-executor-{slot}", daemon=True
+            )
+            for slot in range(max_workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _slots(self) -> int:
+        return self.max_workers
+
+    def _reserve_locked(self, job: _Job) -> bool:
+        """For ``submit(..., here=True)``: when no job is waiting and a worker is idle, the
+        job is not queued but reserved that worker, and the first
+        :meth:`JobHandle.result` (or ``exception``) call runs it in the calling thread,
+        talking to the worker itself. A thread that submits a job and then waits for it
+        (the job broker) so saves two hand-offs between threads per job. Only for callers
+        that will call ``result()``: nothing else starts a reserved job."""
+        worker = self._idle_worker_locked() if not self._pending else None
+        if worker is None:
+            return False
+        job.handle._run_here = functools.partial(self._run_reserved, worker, job)
+        return True
+
+    def close(self, *, wait: bool = False, timeout: float | None = 30.0) -> None:
+        """Stop accepting jobs and stop the workers.
+
+        ``wait=False`` (default) cancels queued jobs and kills running ones (they end with
+        :class:`JobCancelled`); ``wait=True`` lets queued and running jobs finish first.
+        """
+        dropped: list[tuple[_Job, JobCancelled]] = []
+        with self._cond:
+            self._closing = True
+            if not wait:
+                dropped = self._drain_pending_locked(
+                    "job {job} was cancelled: the executor shut down before it started"
+                )
+                for job in list(self._jobs.values()):
+                    if job.handle.status == "running" and not job.cancel_reason:
+                        job.cancel_reason = (
+                            f"job {job.handle.job_id} was cancelled: the executor shut down"
+                        )
+                        self._stop_running_locked(job)
+                    elif job.handle.status == "queued" and not job.cancel_reason:  # reserved
+                        job.cancel_reason = (
+                            f"job {job.handle.job_id} was cancelled: the executor shut down "
+                            "before it started"
+                        )
+                        dropped.append((job, JobCancelled(job.cancel_reason)))
+                for worker in self._workers.values():
+                    if worker is not None:
+                        worker.kill()  # also stops workers that are still starting
+            self._cond.notify_all()
+        for job, error in dropped:
+            self._finish(job, error=error)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout)
+        with self._lock:
+            workers = [w for w in self._workers.values() if w is not None]
+            self._workers.clear()
+            self._idle.clear()
+        for worker in workers:
+            worker.dispose()
+
+    # -- workers -----------------------------------------------------------------------------
+    def _stop_running_locked(self, job: _Job) -> bool:
+        if isinstance(job.runner, _Worker):
+            job.runner.kill()
+        return False  # the thread running the job sees the worker die (or the flag)
+
+    def _idle_worker_locked(self) -> _Worker | None:
+        """A live idle worker, taken out of the idle list (lock held)."""
+        while self._idle:
+            worker = self._idle.pop()
+            if worker.alive():
+                return worker
+            self._workers.pop(worker.key, None)  # died while idle (already exited: no wait)
+            worker.dispose()
+        return None
+
+    def _acquire_worker(self) -> tuple[_Worker | None, str]:
+        """An idle worker, or a new one while fewer than ``max_workers`` live; waits for
+        one otherwise. (None, why) when none could be started."""
+        with self._cond:
+            while True:
+                worker = self._idle_worker_locked()
+                if worker is not None:
+                    return worker, ""
+                key = self._new_worker_key_locked()
+                if key is not None:
+                    break
+                self._cond.wait()
+        return self._start_worker(key, for_job=True)
+
+    def _new_worker_key_locked(self) -> int | None:
+        """A key for one more worker, counted from now on, or None at ``max_workers``."""
+        if len(self._workers) >= self.max_workers:
+            return None
+        key = self._next_key
+        self._next_key += 1
+        self._workers[key] = None  # counted while it starts
+        return key
+
+    def _release_worker(self, worker: _Worker, healthy: bool) -> None:
+        """Give a worker back after a job: idle again, or replaced when it must be."""
+        with self._cond:
+            keep = healthy and (not self._closing or bool(self._pending))
+            if keep:
+                self._idle.append(worker)
+            else:
+                self._workers.pop(worker.key, None)
+            self._cond.notify_all()
+        if not keep:
+            worker.dispose()
+
+    def _start_worker(self, key: int, *, for_job: bool) -> tuple[_Worker | None, str]:
+        """Start worker ``key`` (reserved in ``_workers``) and wait until it is ready. Once
+        the executor is closing, only for a job already taken (``for_job``)."""
+        parent, child = self._ctx.Pipe(duplex=True)
+        process = self._ctx.Process(
+            target=_worker_main,
+            args=(child, self._env),
+            name=f"qsecure-aer-worker-{key}",
+            daemon=True,
+        )
+        with self._lock:
+            if self._closing and not for_job:
+                parent.close()
+                child.close()
+                self._workers.pop(key, None)
+                self._cond.notify_all()
+                return None, "the executor is shut down"
+            try:
+                _spawnable_main()
+                process.start()
+            except Exception as exc:  # e.g. spawn refused: unguarded __main__, no resources
+                parent.close()
+                child.close()
+                self._workers.pop(key, None)
+                self._cond.notify_all()
+                log.error("jupyter-qsecure: cannot start an Aer worker process: %s", exc)
+                return None, f"the worker process could not be started ({exc})"
+            worker = _Worker(process, parent, key)
+            self._workers[key] = worker
+        child.close()
+        ready = wait_for([parent, process.sentinel], self._startup_timeout)
+        if parent in ready:
+            try:
+                message = parent.recv()
+                if message and message[0] == "ready":
+                    return worker, ""
+            except (EOFError, OSError):
+                pass
+        reason = (
+            f"did not start within {self._startup_timeout:g} s"
+            if not ready
+            else _describe_exit(process.exitcode if not process.is_alive() else None)
+        )
+        worker.dispose()
+        with self._cond:
+            self._workers.pop(key, None)
+            self._cond.notify_all()
+            closing = self._closing
+        if not closing:
+            log.error("jupyter-qsecure: Aer worker process %s", reason)
+        return None, f"the worker process {reason} while starting"
+
+    # -- running jobs ------------------------------------------------------------------------
+    def _take(self) -> _Job | None:
+        with self._cond:
+            while not self._pending:
+                if self._closing:
+                    return None
+                self._cond.wait()
+            job = self._pending.popleft()
+            job.handle.status = "running"
+            return job
+
+    def _slot_loop(self, slot: int) -> None:
+        """One slot: start a worker (so one is warm before the first job), then run queued
+        jobs, each on an idle worker."""
+        with self._cond:  # one more worker, never taking an idle one: all start warm
+            key = self._new_worker_key_locked()
+        if key is not None:
+            worker, _ = self._start_worker(key, for_job=False)
+            if worker is not None:
+                self._release_worker(worker, True)
+        while True:
+            job = self._take()
+            if job is None:
+                return
+            worker, start_error = self._acquire_worker()
+            if worker is None:
+                self._finish(
+                    job,
+                    error=WorkerCrashed(
+                        f"job {job.handle.job_id} could not run: {start_error}",
+                        hint="the executor tries a fresh worker for the next job",
+                    ),
+                )
+                continue
+            self._run_reserved(worker, job)
+
+    def _run_reserved(self, worker: _Worker, job: _Job) -> None:
+        """Run ``job`` on ``worker`` in this thread, then give the worker back."""
+        healthy = False
+        try:
+            healthy = self._run(worker, job)
+        except Exception as exc:  # a bug here must neither hang the job nor lose the worker
+            log.exception("jupyter-qsecure: running job %s failed", job.handle.job_id)
+            self._finish(job, error=JobFailed(f"job {job.handle.job_id}: {exc!r}"))
+        finally:
+            self._release_worker(worker, healthy)
+
+    def _run(self, worker: _Worker, job: _Job) -> bool:
+        """Run ``job`` on ``worker``; False when the worker must be replaced."""
+        job_id = job.handle.job_id
+        with self._lock:
+            if job.cancel_reason:
+                cancelled = True
+            else:
+                cancelled = False
+                self._mark_running_locked(job, worker)
+        if cancelled:
+            self._finish(job, error=JobCancelled(job.cancel_reason or "cancelled"))
+            return True
+        try:
+            blob = pickle.dumps((job_id, job.payload), protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            self._finish(job, error=JobFailed(f"job {job_id}: the payload cannot be sent: {exc}"))
+            return True
+        try:
+            worker.conn.send_bytes(blob)
+        except (OSError, ValueError):
+            pass  # the worker died: the sentinel below reports it
+        while True:
+            remaining = job.deadline - time.monotonic()
+            ready = wait_for([worker.conn, worker.process.sentinel], max(0.0, remaining))
+            if job.cancel_reason:
+                worker.kill()
+                self._finish(job, error=JobCancelled(job.cancel_reason))
+                return False
+            if worker.conn in ready:
+                try:
+                    reply_id, ok, body = worker.conn.recv()
+                except (EOFError, OSError):
+                    ready = [worker.process.sentinel]  # died while replying
+                except Exception as exc:
+                    self._finish(
+                        job, error=JobFailed(f"job {job_id}: unreadable reply from worker: {exc}")
+                    )
+                    return False
+                else:
+                    if reply_id != job_id:  # cannot happen: one job per worker at a time
+                        self._finish(
+                            job, error=JobFailed(f"job {job_id}: worker answered {reply_id}")
+                        )
+                        return False
+                    if ok:
+                        self._finish(job, result=body)
+                    else:
+                        name, message, detail = body
+                        self._finish(
+                            job,
+                            error=JobFailed(
+                                f"job {job_id} failed: {name}: {message}", detail=detail
+                            ),
+                        )
+                    return True
+            if worker.process.sentinel in ready:
+                worker.process.join(5)
+                how = _describe_exit(worker.process.exitcode)
+                log.warning("jupyter-qsecure: Aer worker for job %s %s", job_id, how)
+                self._finish(
+                    job,
+                    error=WorkerCrashed(
+                        f"job {job_id} did not complete: its worker process {how} while running it",
+                        hint="a fresh worker serves the next job; if this repeats the circuit may "
+                        "need more memory than the worker has",
+                    ),
+                )
+                return False
+            if not ready and time.monotonic() >= job.deadline:
+                worker.kill()
+                log.warning("jupyter-qsecure: job %s timed out; worker killed", job_id)
+                self._finish(
+                    job,
+                    error=JobTimeout(
+                        f"job {job_id} exceeded its timeout of {job.handle.timeout:g} s and was "
+                        "stopped (its worker process was killed)",
+                        hint="use fewer shots or a smaller circuit, or ask for a longer timeout",
+                    ),
+                )
+                return False

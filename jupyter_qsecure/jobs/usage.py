@@ -126,3 +126,17 @@ class UsageTracker:
                 self._record_locked(str(key), int(shots), _epoch(when))
                 counted += 1
         return counted
+
+    @classmethod
+    def from_ledger(cls, ledger: Any, now: datetime | None = None) -> UsageTracker:
+        """A tracker rebuilt from the ``job.decided`` entries ``ledger`` holds since 00:00
+        UTC today (enough for both the minute window and the daily quota): how a restarted
+        server keeps counting what it allowed before."""
+        from ..ledger import EntryFilter
+
+        today = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT00:00:00.000000Z")
+        tracker = cls()
+        tracker.load(
+            e.body for e in ledger.entries(EntryFilter(kinds=["job.decided"], since=today))
+        )
+        return tracker

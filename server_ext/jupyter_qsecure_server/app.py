@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
@@ -154,11 +153,7 @@ class QSecureExtension(ExtensionApp):
         if any([trusted.add(key) for key in signer.public_keys()]):  # list: add every key
             trusted.save(keyring_path)
         policy = Policy.load(settings.policy_file or None, settings.environment)
-        usage = UsageTracker()
-        today = datetime.now(timezone.utc).strftime("%Y-%m-%dT00:00:00.000000Z")
-        usage.load(
-            e.body for e in self.ledger.entries(EntryFilter(kinds=["job.decided"], since=today))
-        )
+        usage = UsageTracker.from_ledger(self.ledger)
 
         def executor() -> Any:
             if settings.job_executor == "dask":

@@ -57,6 +57,23 @@ PARSED_CACHE_ENTRIES = 256
 PARSED_CACHE_MAX_CHARS = 256 * 1024
 
 
+#: The fields of a ``POST /qsecure/api/jobs`` body (see the package docstring).
+REQUEST_FIELDS = frozenset(
+    {
+        "circuits",
+        "shots",
+        "seed",
+        "backend",
+        "method",
+        "noise",
+        "tags",
+        "bind",
+        "wait",
+        "request_id",
+    }
+)
+
+
 class JobError(QSecureError):
     """A request the broker refuses; ``status`` is the HTTP status the REST layer uses."""
 
@@ -366,6 +383,14 @@ class JobService:
         identity = self.authenticate(token)
         if not isinstance(body, dict):
             raise InvalidJob("the request body must be a JSON object")
+        unknown = sorted(str(key) for key in body if key not in REQUEST_FIELDS)
+        if unknown:  # e.g. a claimed "user" or "environment": refused, never half-read
+            raise InvalidJob(
+                f"unknown field{'s' if len(unknown) > 1 else ''} in the job request: "
+                + ", ".join(repr(key[:40]) for key in unknown[:10]),
+                hint="send only " + ", ".join(sorted(REQUEST_FIELDS)) + "; who submits comes "
+                "from the kernel token",
+            )
         request_id = body.get("request_id")
         if not isinstance(request_id, str) or not 8 <= len(request_id) <= 128:
             raise InvalidJob("'request_id' must be a unique string of 8 to 128 characters")

@@ -237,6 +237,14 @@ async def test_rest_errors_are_clear_and_recorded(
     code, body, _ = await broker.post(token, job(unbound))
     assert code == 403 and body["rule"] == "unbound_parameters" and "theta" in body["message"]
 
+    claiming = job(ghz(2), user="root", environment="prod")
+    code, body, _ = await broker.post(token, claiming)
+    assert (
+        code == 422
+        and "unknown fields in the job request: 'environment', 'user'" in (body["message"])
+    )
+    assert "from the kernel token" in body["hint"]
+
     code, body, _ = await broker.post(token, b"x" * 300_000)
     assert code == 413
 

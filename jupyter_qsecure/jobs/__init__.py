@@ -16,7 +16,9 @@ Modules and their contracts (kept stable; other parts rely on them):
                ``PolicyEngine.decide(request, identity) -> Decision``; limits, allow-lists,
                rate limits and quotas per identity, heavy-run approval.
 ``executor``   ``LocalExecutor`` (Aer in worker processes, bounded queue, timeouts,
-               cancellation) and ``DaskExecutor`` (scale-out); ``run_aer(payload) -> dict``.
+               cancellation) and ``DaskExecutor`` (scale-out), implemented in
+               ``local_executor``/``dask_executor`` over ``executor_base``;
+               ``aer_run.run_aer(payload) -> dict`` runs a job wherever it lands.
 ``service``    ``JobService``: authenticate (kernel token -> identity), decide, sign, record,
                execute, sign the result, record; ``replay(job_id)``.
 
@@ -28,8 +30,9 @@ short-lived OpenBao token (``Authorization: Bearer <token>``), never by what the
   "noise": str|null, "tags": [str], "bind": {name: float}|null, "wait": bool,
   "request_id": str}`` -> 200 ``JobRecord`` when finished (wait), 202 when queued,
   403 policy denial ``{"error": "denied", "rule", "limit", "message", "decision_id"}``,
-  401 bad token, 409 replayed request id, 413 oversized payload, 422 invalid circuit,
-  429 queue full (``Retry-After``).
+  401 bad token, 409 replayed request id, 413 oversized payload, 422 invalid circuit or
+  a field not listed here, 429 queue full (``Retry-After``), 503 OpenBao or the ledger
+  unavailable (``{"message", "hint", "job_id", "status": "failed"}`` once a job was decided).
 - ``GET /qsecure/api/jobs/ID`` -> ``JobRecord``; ``DELETE /qsecure/api/jobs/ID`` cancels.
 - ``GET /qsecure/api/jobs/keys`` -> public keys that verify manifests and results.
 

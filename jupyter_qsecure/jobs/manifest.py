@@ -455,8 +455,12 @@ def build_job_statement(
     decision: Mapping[str, Any],
     correlation_id: str,
     submitted_at: datetime | str,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
     """The job manifest statement (predicateType :data:`JOB_PREDICATE_TYPE`).
+
+    ``request_id`` is the submitter's own unique id for the request: signed into the
+    predicate, it lets the submitter tell this manifest from a replayed earlier one.
 
     Subjects: ``circuit:<i>`` (submitted circuit ``i``) and ``transpiled:<i>`` (what
     actually ran), each with its canonical circuit hash. ``options`` always records
@@ -500,6 +504,7 @@ def build_job_statement(
             "versions": dict(runtime_versions() if versions is None else versions),
             "decision": dict(decision),
             "correlation_id": correlation_id,
+            **({"request_id": request_id} if request_id is not None else {}),
             "submitted_at": _timestamp(submitted_at),
             "circuits": [
                 {"index": i, "sha256": c, "transpiled_sha256": t}

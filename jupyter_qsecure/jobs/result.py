@@ -198,6 +198,16 @@ def verify_record(
     predicate = statement["predicate"]
     if str(predicate.get("job_id")) != job_id:
         raise fail("manifest job id", f"the signed manifest is for job {predicate.get('job_id')}")
+    sent_id = request.get("request_id") if request else None
+    if sent_id is not None:
+        if predicate.get("request_id") != sent_id:
+            raise fail(
+                "request id",
+                "the signed manifest answers another request "
+                f"({_short(str(predicate.get('request_id')), 12)}, not {_short(sent_id, 12)}): "
+                "a replayed or mixed-up result",
+            )
+        checks.append(Check("request id", True))
 
     # 2. circuits: subject circuit:i is the hash of circuit i as sent
     subjects = _subjects(statement)

@@ -691,6 +691,7 @@ class JobService:
             },
             correlation_id=state.job_id,
             submitted_at=state.decision.evaluated_at,
+            request_id=state.request_id,
         )
         manifest_sha256 = statement_body_digest(statement)
         counts = outcome["counts"]

@@ -39,6 +39,7 @@ import math
 import operator
 import shlex
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -374,6 +375,9 @@ class QSubmitMagics(Magics):
             "method": args.method,
             "noise": args.noise,
             "tags": list(args.tag),
+            # our own id for this request: the broker signs it into the manifest, so a
+            # replayed earlier result (same circuit, same options) is told apart
+            "request_id": uuid.uuid4().hex,
         }
         client = self._client(args.timeout)
         started = time.monotonic()

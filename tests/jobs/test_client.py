@@ -94,6 +94,7 @@ class FakeBroker:
         self.tamper = False  # flip a count after signing
         self.swap_subject = False  # sign a manifest naming another circuit
         self.relink = False  # result linked to another manifest digest
+        self.replay_last = False  # answer with the previous job's signed record, as is
         self.polls_to_finish = 0  # GETs a queued job stays queued/running
         self.sleep = 0.0  # delay every answer
         self.echo_auth_in_401 = False  # a careless server quoting the header back
@@ -210,6 +211,8 @@ class FakeBroker:
         decision_id = "dec-" + uuid.uuid4().hex[:12]
         if self.deny is not None:
             return self._send(h, 403, {"error": "denied", "decision_id": decision_id, **self.deny})
+        if self.replay_last and self.jobs:
+            return self._send(h, 200, list(self.jobs.values())[-1])
         try:
             job = self._run(body, decision_id)
         except ValueError as exc:
@@ -278,6 +281,7 @@ class FakeBroker:
             decision=decision,
             correlation_id=body.get("request_id") or "",
             submitted_at=now,
+            request_id=body.get("request_id"),
         )
         manifest = m.sign_envelope(statement, self.signer)
         metadata = {"seed": seed, "shots": shots, "seed_transpiler": 11}

@@ -394,6 +394,15 @@ def test_result_linked_to_another_manifest_is_refused(session: Session, capsys) 
     _fails(session, capsys, "linked to another manifest")
 
 
+def test_replayed_result_for_the_same_circuit_is_refused(session: Session, capsys) -> None:
+    session.ns["qc"] = ghz(3)
+    first = session.ok("%qsubmit qc --shots 256")  # no seed: the broker picks one
+    assert first.verified
+    session.broker.replay_last = True  # the same, validly signed record again
+    err = _fails(session, capsys, "the signed manifest answers another request")
+    assert err.job_id == first.job_id and "request id" in err.failed_checks
+
+
 def test_rotated_key_is_fetched_again(session: Session, tmp_path: Path) -> None:
     from jupyter_qsecure.ledger.signing import Ed25519FileSigner
 

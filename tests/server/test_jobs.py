@@ -166,7 +166,7 @@ async def test_qsubmit_magic_end_to_end_and_replay(
     )
     counts = dict(eval(out.split("COUNTS ", 1)[1].splitlines()[0]))  # noqa: S307 - our own output
     assert set(counts) == {"000", "111"} and sum(counts.values()) == 1024
-    assert "VERIFIED True" in out and "manifest signature" in out
+    assert "VERIFIED True" in out and "manifest signature" in out and "'request id'" in out
     job_id = out.split("JOB ", 1)[1].split()[0]
     ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
     kinds = [e.kind for e in ledger.entries() if e.correlation_id == job_id]

@@ -42,24 +42,32 @@ qubits = 8
 """
 
 
+def write_policy(path: Path, *, jobs_per_minute: int = 1000) -> Path:
+    """POLICY at ``path``, with another rate limit when given."""
+    path.write_text(
+        POLICY.replace("jobs_per_minute = 1000", f"jobs_per_minute = {jobs_per_minute}")
+    )
+    return path
+
+
+def server_config(data_dir: Path, policy: Path, **qsecure: Any) -> dict[str, Any]:
+    """Server config with the extension, ``policy`` and QSecure traits ``qsecure``."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_qsecure_server": True}},
+        "QSecure": {"data_dir": str(data_dir), "policy_file": str(policy), **qsecure},
+    }
+
+
 @pytest.fixture
 def policy_file(tmp_path: Path) -> Path:
-    path = tmp_path / "policy.toml"
-    path.write_text(POLICY)
-    return path
+    return write_policy(tmp_path / "policy.toml")
 
 
 @pytest.fixture
 def jp_server_config(qsecure_data_dir: Path, policy_file: Path) -> dict[str, Any]:
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_qsecure_server": True}},
-        "QSecure": {
-            "data_dir": str(qsecure_data_dir),
-            "policy_file": str(policy_file),
-            "job_workers": 1,
-            "job_max_payload_bytes": 200_000,
-        },
-    }
+    return server_config(
+        qsecure_data_dir, policy_file, job_workers=1, job_max_payload_bytes=200_000
+    )
 
 
 def qpy_b64(qc: QuantumCircuit) -> str:

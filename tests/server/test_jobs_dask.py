@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from distributed import LocalCluster
-from test_jobs import Broker, broker, job, policy_file, run_cell  # noqa: F401 (fixtures)
+from test_jobs import Broker, broker, job, policy_file, run_cell, server_config  # noqa: F401
 
 from jupyter_qsecure.jobs.aer_run import run_aer
 from jupyter_qsecure.testing.circuits import ghz
@@ -33,15 +33,12 @@ def jp_server_config(
     policy_file: Path,  # noqa: F811
     cluster: LocalCluster,
 ) -> dict[str, Any]:
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_qsecure_server": True}},
-        "QSecure": {
-            "data_dir": str(qsecure_data_dir),
-            "policy_file": str(policy_file),
-            "job_executor": "dask",
-            "dask_scheduler": cluster.scheduler_address,
-        },
-    }
+    return server_config(
+        qsecure_data_dir,
+        policy_file,
+        job_executor="dask",
+        dask_scheduler=cluster.scheduler_address,
+    )
 
 
 async def test_qsubmit_runs_on_the_dask_cluster(

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import POLICY, Broker, broker, ghz, job, jp_server_config  # noqa: F401
+from test_jobs import Broker, broker, ghz, job, jp_server_config, write_policy  # noqa: F401
 
 from jupyter_qsecure.jobs.aer_run import TESTING_ENV
 from jupyter_qsecure.ledger import EntryFilter
@@ -26,9 +26,7 @@ RATE_LIMIT = 6
 
 @pytest.fixture
 def policy_file(tmp_path: Path) -> Path:
-    path = tmp_path / "policy.toml"
-    path.write_text(POLICY.replace("jobs_per_minute = 1000", f"jobs_per_minute = {RATE_LIMIT}"))
-    return path
+    return write_policy(tmp_path / "policy.toml", jobs_per_minute=RATE_LIMIT)
 
 
 @pytest.fixture

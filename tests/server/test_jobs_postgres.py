@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import POLICY, Broker, broker, job  # noqa: F401 (fixture)
+from test_jobs import Broker, broker, job, server_config, write_policy  # noqa: F401
 
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure.testing.circuits import ghz
@@ -21,25 +21,11 @@ RATE_LIMIT = 5
 
 
 @pytest.fixture
-def policy_file(tmp_path: Path) -> Path:
-    path = tmp_path / "policy.toml"
-    path.write_text(POLICY.replace("jobs_per_minute = 1000", f"jobs_per_minute = {RATE_LIMIT}"))
-    return path
-
-
-@pytest.fixture
 def jp_server_config(
-    qsecure_data_dir: Path, policy_file: Path, postgres_ledger_url: str
+    qsecure_data_dir: Path, tmp_path: Path, postgres_ledger_url: str
 ) -> dict[str, Any]:
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_qsecure_server": True}},
-        "QSecure": {
-            "data_dir": str(qsecure_data_dir),
-            "policy_file": str(policy_file),
-            "ledger_url": postgres_ledger_url,
-            "job_workers": 2,
-        },
-    }
+    policy = write_policy(tmp_path / "policy.toml", jobs_per_minute=RATE_LIMIT)
+    return server_config(qsecure_data_dir, policy, ledger_url=postgres_ledger_url, job_workers=2)
 
 
 async def test_jobs_are_recorded_in_postgres_and_verify_offline(

@@ -17,7 +17,7 @@ from ..ledger.keys import keyring_from_settings
 def register(subparsers: Any) -> None:
     jobs = subparsers.add_parser(
         "jobs",
-        help="approve heavy runs and show recorded %qsubmit jobs",
+        help="approve heavy runs and show recorded %%qsubmit jobs",
         description="Jobs submitted with %qsubmit, as recorded in the audit ledger.",
     )
     sub = jobs.add_subparsers(dest="jobs_command", metavar="ACTION")

@@ -37,6 +37,11 @@ def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     parser = build_parser()
     subcommands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert "audit" in subcommands
+    for argv in (["--help"], *([name, "--help"] for name in subcommands)):
+        with pytest.raises(SystemExit) as exited:
+            main(argv)  # argparse %-formats help texts: a stray % would raise here
+        assert exited.value.code == 0, argv
+    assert "%qsubmit" in capsys.readouterr().out
     for name, sub in subcommands.items():
         assert sub.format_help().strip(), name
         actions = getattr(sub, "_subparsers", None)

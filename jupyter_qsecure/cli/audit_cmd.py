@@ -148,7 +148,7 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _parse_time(text: str | None, option: str) -> str | None:
+def parse_time(text: str | None, option: str) -> str | None:
     """ISO 8601 or a relative age (30m, 12h, 7d) -> the ledger's UTC timestamp format."""
     if not text:
         return None
@@ -290,8 +290,8 @@ def _show(args: argparse.Namespace, settings: QSecure) -> int:
     where = EntryFilter(
         kinds=args.kind,
         actors=args.actor,
-        since=_parse_time(args.since, "--since"),
-        until=_parse_time(args.until, "--until"),
+        since=parse_time(args.since, "--since"),
+        until=parse_time(args.until, "--until"),
         last=args.last,
     )
     store = open_store(_url(args, settings), create=False)
@@ -350,7 +350,7 @@ def _check_proof(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _export(args: argparse.Namespace, settings: QSecure) -> int:
-    since = _parse_time(args.since, "--since")
+    since = parse_time(args.since, "--since")
     kinds = set(args.kind)
     store = open_store(_url(args, settings), create=False)
     out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115

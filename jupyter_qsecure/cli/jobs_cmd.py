@@ -1,4 +1,4 @@
-"""``jupyter qsecure jobs approve|show`` and ``jupyter qsecure replay JOB_ID``."""
+"""``jupyter qsecure jobs approve|list|show`` and ``jupyter qsecure replay JOB_ID``."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import sys
 from typing import Any
 
 from ..config import QSecure
+from ..jobs.history import JOB_KINDS, JobSummary, summarise_jobs, user_matches
 from ..jobs.replay import replay
 from ..ledger import EntryFilter, Ledger
 from ..ledger.keys import keyring_from_settings
+from .audit_cmd import parse_time
 
 
 def register(subparsers: Any) -> None:
@@ -31,6 +33,23 @@ def register(subparsers: Any) -> None:
     approve.add_argument("--note", default="", help="why it is approved (recorded)")
     approve.add_argument("--actor", help="who approves (default reviewer:$USER)")
     approve.set_defaults(handler=_approve)
+    listing = sub.add_parser(
+        "list",
+        help="recent jobs: who ran what, under which decision, how it ended",
+        description="One line per job, built from the ledger's job entries (oldest first).",
+    )
+    listing.add_argument("--last", type=int, default=20, metavar="N", help="the newest N jobs")
+    listing.add_argument("--user", help="only this user's jobs (alice or user:alice)")
+    listing.add_argument(
+        "--status",
+        help="only jobs with this status (completed, failed, cancelled, denied, "
+        "pending_approval, approved, unfinished)",
+    )
+    listing.add_argument(
+        "--since", help="only jobs decided since this time (ISO 8601, or an age: 30m, 12h, 7d)"
+    )
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    listing.set_defaults(handler=_list)
     show = sub.add_parser(
         "show", help="the ledger entries of a job", description="Ledger entries of one job."
     )
@@ -75,21 +94,55 @@ def _approve(args: argparse.Namespace, settings: QSecure) -> int:
     return 0
 
 
+def _list(args: argparse.Namespace, settings: QSecure) -> int:
+    if args.last is not None and args.last < 1:
+        print("--last must be at least 1", file=sys.stderr)
+        return 2
+    where = EntryFilter(kinds=list(JOB_KINDS), since=parse_time(args.since, "--since"))
+    with Ledger.open(settings=settings, create=False) as ledger:
+        jobs = summarise_jobs(ledger.entries(where))
+    if args.user:
+        jobs = [j for j in jobs if user_matches(j.actor, args.user)]
+    if args.status:
+        jobs = [j for j in jobs if j.status == args.status]
+    jobs = jobs[-args.last :]
+    if args.json:
+        print(json.dumps([j.to_json() for j in jobs], indent=2))
+        return 0
+    header = ("JOB", "DECIDED (UTC)", "USER", "STATUS", "CIRCUITS", "SHOTS", "DETAILS")
+    rows = [
+        (
+            j.job_id,
+            j.decided_at[:19].replace("T", " "),
+            j.actor,
+            j.status,
+            str(j.circuits),
+            "" if j.shots is None else str(j.shots),
+            _details(j),
+        )
+        for j in jobs
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(6)]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:6])) + "  " + row[6])
+    if not jobs:
+        print("(no matching jobs)")
+    return 0
+
+
+def _details(job: JobSummary, width: int = 60) -> str:
+    parts = [job.backend or ""] + [f"#{t}" for t in job.tags]
+    if job.error:
+        parts.append(job.error if not job.rule else f"{job.rule}: {job.error}")
+    text = " ".join(p for p in parts if p)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _show(args: argparse.Namespace, settings: QSecure) -> int:
     with Ledger.open(settings=settings, create=False) as ledger:
         entries = [
             e
-            for e in ledger.entries(
-                EntryFilter(
-                    kinds=[
-                        "job.decided",
-                        "job.submitted",
-                        "job.completed",
-                        "job.cancelled",
-                        "job.approved",
-                    ]
-                )
-            )
+            for e in ledger.entries(EntryFilter(kinds=list(JOB_KINDS)))
             if e.body.get("job_id") == args.job_id
         ]
     print(json.dumps([e.model_dump() for e in entries], indent=2))

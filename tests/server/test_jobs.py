@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -145,6 +146,18 @@ def broker(
     return Broker(jp_fetch, jp_ws_fetch, jp_serverapp, http_server_client, jp_base_url)
 
 
+def cli(data_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``jupyter qsecure ARGV...`` on the server's data dir, in a separate process."""
+    env = {**os.environ, "QSECURE_DATA_DIR": str(data_dir)}
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_qsecure.cli.main", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+
+
 def job(qc: QuantumCircuit | list[QuantumCircuit], **extra: Any) -> dict[str, Any]:
     circuits = qc if isinstance(qc, list) else [qc]
     body = {
@@ -181,14 +194,7 @@ async def test_qsubmit_magic_end_to_end_and_replay(
     assert kinds == ["job.decided", "job.submitted", "job.completed"]
     assert ledger.verify().ok
     # Anyone can re-run it from the archive and the signed manifest.
-    env = {**dict(__import__("os").environ), "QSECURE_DATA_DIR": str(qsecure_data_dir)}
-    replayed = subprocess.run(
-        [sys.executable, "-m", "jupyter_qsecure.cli.main", "replay", job_id],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    replayed = cli(qsecure_data_dir, "replay", job_id)
     assert replayed.returncode == 0, replayed.stderr
     assert "matches the signed result" in replayed.stdout
 
@@ -272,23 +278,7 @@ async def test_heavy_run_waits_for_a_recorded_approval(
     assert code == 202 and body["status"] == "pending_approval"
     job_id = body["job_id"]
     assert "jupyter qsecure jobs approve " + job_id in body["error"]
-    env = {**dict(__import__("os").environ), "QSECURE_DATA_DIR": str(qsecure_data_dir)}
-    approved = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_qsecure.cli.main",
-            "jobs",
-            "approve",
-            job_id,
-            "--note",
-            "budget ok",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
+    approved = cli(qsecure_data_dir, "jobs", "approve", job_id, "--note", "budget ok")
     assert approved.returncode == 0, approved.stderr
     extension = broker.app.web_app.settings["jupyter_qsecure_server"]
     extension._approvals_tick()  # what the server's 1 s timer does
@@ -301,6 +291,54 @@ async def test_heavy_run_waits_for_a_recorded_approval(
     )
     record = json.loads(response.body)
     assert record["status"] == "completed" and record["result"]["counts"][0]
+
+
+async def test_jobs_list_tells_who_ran_what_and_how_it_ended(
+    broker: Broker,
+    qsecure_data_dir: Path,
+) -> None:
+    token = await broker.kernel_token()
+    code, done, _ = await broker.post(token, job(ghz(3), tags=["nightly"]))
+    assert code == 200
+    deep = QuantumCircuit(1)
+    for _ in range(60):
+        deep.x(0)
+    assert (await broker.post(token, job(deep)))[0] == 403
+    code, waiting, _ = await broker.post(token, job(ghz(9), wait=False))
+    assert code == 202
+    user = broker.service._jobs[done["job_id"]].identity["user"]
+
+    listed = cli(qsecure_data_dir, "jobs", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    jobs = {j["job_id"]: j for j in json.loads(listed.stdout)}
+    assert len(jobs) == 3
+    assert jobs[done["job_id"]]["status"] == "completed"
+    assert jobs[done["job_id"]]["tags"] == ["nightly"]
+    assert jobs[done["job_id"]]["backend"] == "aer_simulator"
+    assert jobs[done["job_id"]]["actor"] == f"user:{user}"
+    [refused] = [j for j in jobs.values() if j["status"] == "denied"]
+    assert refused["rule"] == "max_depth" and refused["actor"] == f"user:{user}"
+    assert jobs[waiting["job_id"]]["status"] == "pending_approval"
+
+    only_denied = json.loads(
+        cli(qsecure_data_dir, "jobs", "list", "--json", "--status", "denied").stdout
+    )
+    assert [j["status"] for j in only_denied] == ["denied"]
+    assert "depth 60 exceeds dev limit 40" in only_denied[0]["error"]
+    assert (
+        json.loads(cli(qsecure_data_dir, "jobs", "list", "--json", "--user", "nobody").stdout) == []
+    )
+    assert (
+        len(json.loads(cli(qsecure_data_dir, "jobs", "list", "--json", "--last", "1").stdout)) == 1
+    )
+
+    table = cli(qsecure_data_dir, "jobs", "list", "--user", user)
+    assert table.returncode == 0 and "STATUS" in table.stdout
+    assert done["job_id"] in table.stdout and "#nightly" in table.stdout
+    assert "max_depth: depth 60 exceeds" in table.stdout
+    bad = cli(qsecure_data_dir, "jobs", "list", "--since", "yesterday-ish")
+    assert bad.returncode == 2 and "is not a time" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 async def test_queue_full_answers_429_with_retry_after(

@@ -1,0 +1,83 @@
+"""Jobs as the ledger tells them: one summary per job id from its ``job.*`` entries
+(``jupyter qsecure jobs list``). Reads only what the ledger holds, so it answers "who ran
+what, when, under which decision, and how it ended" for any server that wrote it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: The ledger kinds that make up a job's history.
+JOB_KINDS = ("job.decided", "job.submitted", "job.approved", "job.cancelled", "job.completed")
+
+
+@dataclass
+class JobSummary:
+    job_id: str
+    decided_at: str
+    actor: str
+    status: str
+    rule: str | None = None
+    circuits: int = 0
+    shots: int | None = None
+    backend: str | None = None
+    tags: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarise_jobs(entries: Iterable[Any]) -> list[JobSummary]:
+    """Summaries of the jobs whose ``job.decided`` entry is among ``entries`` (ledger
+    :class:`~jupyter_qsecure.ledger.Entry` objects, in ledger order), oldest first.
+
+    ``status``: ``denied``; the ``job.completed`` status (``completed``, ``failed``,
+    ``cancelled``, ``rejected``); ``cancelled``; ``pending_approval``; ``approved`` (not
+    finished yet); or ``unfinished`` (running, or the server stopped before it ended).
+    """
+    jobs: dict[str, JobSummary] = {}
+    approved: set[str] = set()
+    for entry in entries:
+        job_id = str(entry.body.get("job_id") or "")
+        if entry.kind == "job.decided":
+            body = entry.body
+            status = "unfinished"
+            if body.get("allowed") is False:
+                status = "denied"
+            elif body.get("needs_approval"):
+                status = "pending_approval"
+            jobs[job_id] = JobSummary(
+                job_id=job_id,
+                decided_at=entry.timestamp,
+                actor=entry.actor,
+                status=status,
+                rule=body.get("rule"),
+                circuits=len(body.get("circuit_hashes") or []),
+                shots=body.get("shots_charged"),
+                error=body.get("message") if status == "denied" else None,
+            )
+            continue
+        job = jobs.get(job_id)
+        if job is None:
+            continue
+        if entry.kind == "job.submitted":
+            request = entry.body.get("request") or {}
+            job.backend = request.get("backend")
+            job.tags = list(request.get("tags") or [])
+        elif entry.kind == "job.approved":
+            approved.add(job_id)
+            if job.status == "pending_approval":
+                job.status = "approved"
+        elif entry.kind == "job.cancelled" and job.status != "completed":
+            job.status = "cancelled"
+        elif entry.kind == "job.completed":
+            job.status = str(entry.body.get("status") or "completed")
+            job.error = entry.body.get("error")
+    return list(jobs.values())
+
+
+def user_matches(actor: str, user: str) -> bool:
+    """``actor`` (``user:alice``) is ``user`` (``alice`` or ``user:alice``)."""
+    return actor == user or actor == f"user:{user}"

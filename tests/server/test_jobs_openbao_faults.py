@@ -6,6 +6,7 @@ signing every job with transit.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,9 @@ async def test_token_revoked_in_openbao_is_refused(
 async def test_openbao_down_gives_clear_errors_then_recovers(
     broker: Broker,  # noqa: F811
     embedded: EmbeddedOpenBao,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     _, used = await started_kernel(broker)
     _, unseen = await started_kernel(broker)  # token issued, never shown to the broker
     assert (await broker.post(used, job(ghz(2), shots=32)))[0] == 200
@@ -127,3 +130,5 @@ async def test_openbao_down_gives_clear_errors_then_recovers(
     assert broker.ledger.verify().ok
     ledger_text = str([e.body for e in broker.ledger.entries()])
     assert used not in ledger_text and unseen not in ledger_text
+    assert "503 POST" in caplog.text  # the server's own request log was captured ...
+    assert used not in caplog.text and unseen not in caplog.text  # ... without the tokens

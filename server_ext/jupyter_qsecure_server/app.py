@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
@@ -32,6 +32,9 @@ from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
 from .save_gate import ContentsGate, contents_routes
 
+if TYPE_CHECKING:
+    from jupyter_server.serverapp import ServerApp
+
 
 class QSecureExtension(ExtensionApp):
     """jupyter-qsecure inside Jupyter Server. All settings live on ``c.QSecure``."""
@@ -46,9 +49,22 @@ class QSecureExtension(ExtensionApp):
     credentials = Instance(CredentialService, allow_none=True)
     jobs = Instance(JobService, allow_none=True)
 
+    @property
+    def _qsecure(self) -> QSecure:
+        """The settings, once ``initialize_settings`` has read them."""
+        if self.settings_obj is None:
+            raise RuntimeError("jupyter-qsecure settings are read in initialize_settings")
+        return self.settings_obj
+
+    @property
+    def _server(self) -> ServerApp:
+        if self.serverapp is None:
+            raise RuntimeError("jupyter-qsecure runs as an extension of a Jupyter Server")
+        return self.serverapp
+
     def initialize_settings(self) -> None:
         # QSecure reads its own section of the server's config, plus env overrides.
-        self.settings_obj = QSecure(config=self.serverapp.config, parent=self)
+        self.settings_obj = QSecure(config=self._server.config, parent=self)
         # The server's own OpenBao token must never reach a kernel: kernels inherit the
         # server's environment, so take it out now, before any kernel is started.
         for variable in ("BAO_TOKEN", "VAULT_TOKEN"):
@@ -57,14 +73,14 @@ class QSecureExtension(ExtensionApp):
         self.save_gate = SaveGate(
             scanner=default_scanner(),
             recovery=recovery_store_from_settings(self.settings_obj),
-            mode=self.settings_obj.save_mode,
+            mode=self._qsecure.save_mode,
             ledger=self.ledger,
             exact_values=self.injected_values,
         )
         ContentsGate(
-            self.serverapp.contents_manager,
+            self._server.contents_manager,
             self.save_gate,
-            self.settings_obj.data_path / "staging",
+            self._qsecure.data_path / "staging",
             self.log,
         ).install()
         self._setup_credentials()
@@ -79,7 +95,7 @@ class QSecureExtension(ExtensionApp):
                 "qsecure_jobs": self.jobs,
             }
         )
-        interval_ms = max(1.0, self.settings_obj.checkpoint_every_seconds) * 1000
+        interval_ms = max(1.0, self._qsecure.checkpoint_every_seconds) * 1000
         self._checkpoint_timer = PeriodicCallback(self._checkpoint_tick, interval_ms)
         self._checkpoint_timer.start()
         self.log.info("jupyter-qsecure: ledger at %s", self.ledger.store.display_url)
@@ -97,9 +113,9 @@ class QSecureExtension(ExtensionApp):
                 "or disable jupyter_qsecure_server"
             )
         self.settings["kernel_websocket_connection_class"] = QSecureKernelConnection
-        settings = self.settings_obj
+        settings = self._qsecure
         registry = ValueRegistry()
-        broker_url = url_path_join(self.serverapp.connection_url, "qsecure", "api", "jobs")
+        broker_url = url_path_join(self._server.connection_url, "qsecure", "api", "jobs")
         if not settings.vault_addr:
             self.log.info(
                 "jupyter-qsecure: no OpenBao/Vault configured: kernels get local broker tokens "
@@ -109,7 +125,7 @@ class QSecureExtension(ExtensionApp):
                 environment=settings.environment, registry=registry, ledger=self.ledger
             )
             self.credentials = CredentialService(local, registry, "", broker_url)
-            self.credentials.install_kernel_hooks(self.serverapp.kernel_manager)
+            self.credentials.install_kernel_hooks(self._server.kernel_manager)
             return
         client = client_from_settings(settings)
         broker = CredentialBroker(
@@ -121,7 +137,7 @@ class QSecureExtension(ExtensionApp):
             vault_addr=settings.vault_addr,
         )
         self.credentials = CredentialService(broker, registry, settings.vault_addr, broker_url)
-        self.credentials.install_kernel_hooks(self.serverapp.kernel_manager)
+        self.credentials.install_kernel_hooks(self._server.kernel_manager)
         self.log.info(
             "jupyter-qsecure: credentials from %s for environment %s (%d secrets configured)",
             settings.vault_addr,
@@ -134,7 +150,7 @@ class QSecureExtension(ExtensionApp):
         # Qiskit must be imported on the main thread before worker threads load QPY.
         import qiskit.qpy  # noqa: F401
 
-        settings = self.settings_obj
+        settings = self._qsecure
         assert self.credentials is not None and self.ledger is not None
         if settings.vault_addr:
             signer: Any = TransitSigner(
@@ -214,7 +230,7 @@ class QSecureExtension(ExtensionApp):
             self.ledger.checkpoint_if_due()
 
     def initialize_handlers(self) -> None:
-        web_app = self.serverapp.web_app
+        web_app = self._server.web_app
         setup_route_handlers(web_app)
         web_app.add_handlers(".*$", job_routes(web_app.settings["base_url"]))
         # Same route as the server's contents API, registered by an extension so it is

@@ -28,7 +28,9 @@ def register(subparsers: Any) -> None:
     audit.set_defaults(handler=lambda args, settings: _usage(audit))
 
     def add(name: str, help_text: str, handler: Any) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=help_text, description=help_text)
+        parser: argparse.ArgumentParser = sub.add_parser(
+            name, help=help_text, description=help_text
+        )
         parser.add_argument(
             "--ledger",
             metavar="URL",

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .._lru import LRU
 from ..errors import QSecureError
@@ -47,7 +47,7 @@ from .manifest import (
     sign_envelopes,
     statement_body_digest,
 )
-from .policy import Decision, Identity, JobRequest, PolicyEngine
+from .policy import CircuitSummary, Decision, Identity, JobRequest, PolicyEngine
 
 log = logging.getLogger("jupyter_qsecure.jobs")
 
@@ -430,7 +430,7 @@ class JobService:
             method=body.get("method"),
             noise=body.get("noise"),
             tags=tags,
-            circuits=summaries,
+            circuits=cast(list[CircuitSummary], summaries),  # pydantic validates the dicts
         )
         who = Identity(
             user=identity["user"],

@@ -52,7 +52,7 @@ def _plain(value: Any) -> bool:
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
-        return -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER
+        return bool(-_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER)
     if kind is float:  # e.g. Aer's time_taken: written as repr by both (see the module doc)
         text = repr(value)
         return "e" not in text and "n" not in text and not text.endswith(".0")

@@ -27,6 +27,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -82,7 +83,7 @@ class VerifyReport:
 
 
 def _check_checkpoints(
-    rows: list, origin: str, keyring: KeyRing, report: VerifyReport
+    rows: list[Any], origin: str, keyring: KeyRing, report: VerifyReport
 ) -> list[Checkpoint]:
     """Parse checkpoints, check order, origin and signatures; return the parsed ones."""
     parsed: list[Checkpoint] = []

@@ -34,6 +34,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 from detect_secrets.filters import allowlist as ds_allowlist
@@ -62,7 +63,7 @@ def plugin_classes() -> list[type[BasePlugin]]:
     if _plugin_classes is None:
         with _lock:
             if _plugin_classes is None:
-                mapping = get_mapping_from_secret_type_to_class()
+                mapping: dict[str, Any] = get_mapping_from_secret_type_to_class()
                 _plugin_classes = sorted(
                     (
                         cls

@@ -47,7 +47,7 @@ class Finding(BaseModel):
         elif self.where == "metadata":
             parts.append("notebook")
         if self.where is not None:
-            where = self.where
+            where: str = self.where
             if self.output is not None:
                 where += f"[{self.output}]"
             parts.append(where)

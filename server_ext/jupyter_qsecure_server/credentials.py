@@ -36,7 +36,7 @@ class CredentialService:
         """The ``qsecure`` metadata to attach to an execute_request (never raises)."""
         try:
             cached = getattr(self.broker, "cached", None)
-            creds = cached(kernel_id) if cached is not None else None
+            creds: Any = cached(kernel_id) if cached is not None else None
             if creds is None:
                 creds = await asyncio.to_thread(self.broker.credentials_for, kernel_id, user)
             metadata = dict(creds.to_metadata())

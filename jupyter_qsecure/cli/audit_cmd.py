@@ -16,6 +16,7 @@ from ..ledger.keys import keyring_from_settings
 from ..ledger.models import Checkpoint, Entry
 from ..ledger.store import open_store
 from ..ledger.verify import verify_ledger
+from ._table import print_table
 
 
 def register(subparsers: Any) -> None:
@@ -311,11 +312,7 @@ def _show(args: argparse.Namespace, settings: QSecure) -> int:
         (str(e.index), e.timestamp[:19].replace("T", " "), e.kind, e.actor, _entry_summary(e))
         for e in entries
     ]
-    widths = [max(len(row[i]) for row in [header, *table]) for i in range(4)]
-    for row in [header, *table]:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])
-    if not entries:
-        print("(no matching entries)")
+    print_table(header, table, "(no matching entries)")
     return 0
 
 

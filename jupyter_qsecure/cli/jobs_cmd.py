@@ -13,6 +13,7 @@ from ..jobs.history import JOB_KINDS, JobSummary, summarise_jobs, user_matches
 from ..jobs.replay import replay
 from ..ledger import EntryFilter, Ledger
 from ..ledger.keys import keyring_from_settings
+from ._table import print_table
 from .audit_cmd import parse_time
 
 
@@ -122,11 +123,7 @@ def _list(args: argparse.Namespace, settings: QSecure) -> int:
         )
         for j in jobs
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(6)]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:6])) + "  " + row[6])
-    if not jobs:
-        print("(no matching jobs)")
+    print_table(header, rows, "(no matching jobs)")
     return 0
 
 

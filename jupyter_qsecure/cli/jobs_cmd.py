@@ -96,7 +96,7 @@ def _approve(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _list(args: argparse.Namespace, settings: QSecure) -> int:
-    if args.last is not None and args.last < 1:
+    if args.last < 1:
         print("--last must be at least 1", file=sys.stderr)
         return 2
     where = EntryFilter(kinds=list(JOB_KINDS), since=parse_time(args.since, "--since"))

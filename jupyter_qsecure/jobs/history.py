@@ -38,7 +38,6 @@ def summarise_jobs(entries: Iterable[Any]) -> list[JobSummary]:
     finished yet); or ``unfinished`` (running, or the server stopped before it ended).
     """
     jobs: dict[str, JobSummary] = {}
-    approved: set[str] = set()
     for entry in entries:
         job_id = str(entry.body.get("job_id") or "")
         if entry.kind == "job.decided":
@@ -66,10 +65,8 @@ def summarise_jobs(entries: Iterable[Any]) -> list[JobSummary]:
             request = entry.body.get("request") or {}
             job.backend = request.get("backend")
             job.tags = list(request.get("tags") or [])
-        elif entry.kind == "job.approved":
-            approved.add(job_id)
-            if job.status == "pending_approval":
-                job.status = "approved"
+        elif entry.kind == "job.approved" and job.status == "pending_approval":
+            job.status = "approved"
         elif entry.kind == "job.cancelled" and job.status != "completed":
             job.status = "cancelled"
         elif entry.kind == "job.completed":

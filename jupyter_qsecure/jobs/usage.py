@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from ..ledger import EntryFilter
+
 _RATE_WINDOW_SECONDS = 60.0  # jobs_per_minute counts jobs in this sliding window
 _SECONDS_PER_DAY = 86_400
 
@@ -42,8 +44,8 @@ class UsageViolation:
 class UsageTracker:
     """Jobs in the last 60 s and shots since 00:00 UTC, per identity key. Thread-safe.
 
-    In memory only: at server start, :meth:`load` rebuilds it from past decisions (ledger
-    ``job.decided`` bodies). Only allowed jobs are recorded.
+    In memory only: at server start, :meth:`from_ledger` rebuilds it from past decisions
+    (ledger ``job.decided`` bodies, through :meth:`load`). Only allowed jobs are recorded.
     """
 
     def __init__(self) -> None:
@@ -132,8 +134,6 @@ class UsageTracker:
         """A tracker rebuilt from the ``job.decided`` entries ``ledger`` holds since 00:00
         UTC today (enough for both the minute window and the daily quota): how a restarted
         server keeps counting what it allowed before."""
-        from ..ledger import EntryFilter
-
         today = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT00:00:00.000000Z")
         tracker = cls()
         tracker.load(

@@ -64,30 +64,30 @@ class QSecureExtension(ExtensionApp):
 
     def initialize_settings(self) -> None:
         # QSecure reads its own section of the server's config, plus env overrides.
-        self.settings_obj = QSecure(config=self._server.config, parent=self)
+        settings = self.settings_obj = QSecure(config=self._server.config, parent=self)
         # The server's own OpenBao token must never reach a kernel: kernels inherit the
         # server's environment, so take it out now, before any kernel is started.
         for variable in ("BAO_TOKEN", "VAULT_TOKEN"):
             os.environ.pop(variable, None)
-        self.ledger = Ledger.open(settings=self.settings_obj)
+        self.ledger = Ledger.open(settings=settings)
         self.save_gate = SaveGate(
             scanner=default_scanner(),
-            recovery=recovery_store_from_settings(self.settings_obj),
-            mode=self._qsecure.save_mode,
+            recovery=recovery_store_from_settings(settings),
+            mode=settings.save_mode,
             ledger=self.ledger,
             exact_values=self.injected_values,
         )
         ContentsGate(
             self._server.contents_manager,
             self.save_gate,
-            self._qsecure.data_path / "staging",
+            settings.data_path / "staging",
             self.log,
         ).install()
         self._setup_credentials()
         self._setup_jobs()
         self.settings.update(
             {
-                "qsecure": self.settings_obj,
+                "qsecure": settings,
                 "qsecure_ledger": self.ledger,
                 "qsecure_save_gate": self.save_gate,
                 "qsecure_credentials": self.credentials,
@@ -95,7 +95,7 @@ class QSecureExtension(ExtensionApp):
                 "qsecure_jobs": self.jobs,
             }
         )
-        interval_ms = max(1.0, self._qsecure.checkpoint_every_seconds) * 1000
+        interval_ms = max(1.0, settings.checkpoint_every_seconds) * 1000
         self._checkpoint_timer = PeriodicCallback(self._checkpoint_tick, interval_ms)
         self._checkpoint_timer.start()
         self.log.info("jupyter-qsecure: ledger at %s", self.ledger.store.display_url)

@@ -77,12 +77,18 @@ def qpy_b64(qc: QuantumCircuit) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
-async def kernel_token(jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any) -> tuple[str, Any]:
+async def start_kernel(jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any) -> tuple[str, str, Any]:
+    """A qsecure kernel that has executed once: (kernel id, its token, its client)."""
     install_kernelspec(user=True)
     kernel_id, client = await start(jp_fetch, jp_ws_fetch, "qsecure", "legacy")
     await client.execute("pass")  # the first execution issues the kernel's token
     creds = jp_serverapp.web_app.settings["qsecure_credentials"].broker.cached(kernel_id)
-    return creds.token, client
+    return kernel_id, creds.token, client
+
+
+async def kernel_token(jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any) -> tuple[str, Any]:
+    _, token, client = await start_kernel(jp_fetch, jp_ws_fetch, jp_serverapp)
+    return token, client
 
 
 async def post(

@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 from distributed import LocalCluster
-from test_jobs import Broker, broker, job, policy_file, run_cell, server_config  # noqa: F401
+from test_jobs import (  # noqa: F401 (fixtures)
+    Broker,
+    broker,
+    job,
+    kernel_token,
+    policy_file,
+    run_cell,
+    server_config,
+)
 
 from jupyter_qsecure.jobs.aer_run import run_aer
 from jupyter_qsecure.testing.circuits import ghz
@@ -43,10 +51,11 @@ def jp_server_config(
 
 async def test_qsubmit_runs_on_the_dask_cluster(
     broker: Broker,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from jupyter_qsecure.jobs.executor import DaskExecutor
 
-    token, client = await broker_kernel(broker)
+    token, client = await kernel_token(broker.fetch, broker.ws_fetch, broker.app)
     executor = broker.service.executor
     assert isinstance(executor, DaskExecutor)
     sent_to_cluster: list[Any] = []
@@ -56,7 +65,7 @@ async def test_qsubmit_runs_on_the_dask_cluster(
         sent_to_cluster.append(args[0])
         return real_submit(*args, **kwargs)
 
-    executor.client.submit = recording_submit  # type: ignore[method-assign]
+    monkeypatch.setattr(executor.client, "submit", recording_submit)
     out = await run_cell(
         client,
         "from jupyter_qsecure.testing.circuits import ghz\n"
@@ -78,9 +87,3 @@ async def test_qsubmit_runs_on_the_dask_cluster(
     assert code == 200 and record["status"] == "completed", record
     assert sum(record["result"]["counts"][0].values()) == 200
     assert len(sent_to_cluster) == 2
-
-
-async def broker_kernel(b: Broker) -> tuple[str, Any]:
-    from test_jobs import kernel_token
-
-    return await kernel_token(b.fetch, b.ws_fetch, b.app)

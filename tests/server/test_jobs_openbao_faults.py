@@ -12,10 +12,8 @@ from typing import Any
 
 import pytest
 from test_credentials_recovery import embedded  # noqa: F401 (fixture)
-from test_credentials_ws import start
-from test_jobs import Broker, broker, ghz, job  # noqa: F401 (fixture)
+from test_jobs import Broker, broker, ghz, job, start_kernel  # noqa: F401 (fixture)
 
-from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure.vault.embedded import EmbeddedOpenBao
 
@@ -47,11 +45,8 @@ def jp_server_config(
 
 async def started_kernel(b: Broker) -> tuple[str, str]:
     """A qsecure kernel that has executed once (so holds a token): (kernel id, token)."""
-    install_kernelspec(user=True)
-    kernel_id, client = await start(b.fetch, b.ws_fetch, "qsecure", "legacy")
-    await client.execute("pass")
-    creds = b.app.web_app.settings["qsecure_credentials"].broker.cached(kernel_id)
-    return kernel_id, creds.token
+    kernel_id, token, _ = await start_kernel(b.fetch, b.ws_fetch, b.app)
+    return kernel_id, token
 
 
 def failed_jobs(b: Broker) -> list[dict[str, Any]]:

@@ -175,6 +175,17 @@ class Masker:
         found = self._find(text)
         return _render(text, found, self._placeholders) if found else text
 
+    def spans(self, text: str) -> list[tuple[int, int, str]]:
+        """Every masked range of ``text``: (start, end, placeholder), in order, not overlapping."""
+        return [(start, end, self._placeholders[index]) for index, start, end in self._find(text)]
+
+    def split(self, text: str) -> tuple[str, str]:
+        """(masked text safe to emit now, raw tail to hold until more text proves what it is).
+
+        ``mask(a + b) == emit + mask(tail + b)`` for the returned pair; see :class:`StreamMasker`.
+        """
+        return self._split(text)
+
     def _find(self, text: str, first_only: bool = False) -> list[Match]:
         """Leftmost-longest, non-overlapping matches, as character offsets."""
         if self._full is None or len(text) < self._shortest:
@@ -276,7 +287,7 @@ class StreamMasker:
 
     def feed(self, key: Hashable, text: str) -> str:
         held = self._held.pop(key, "")
-        emit, tail = self.masker._split(held + text if held else text)
+        emit, tail = self.masker.split(held + text if held else text)
         if tail:
             self._held[key] = tail
         return emit

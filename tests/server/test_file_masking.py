@@ -25,7 +25,7 @@ from test_credentials_ws import KernelClient, start, stdout_of
 from tornado import web
 
 from jupyter_qsecure.ledger import EntryFilter
-from jupyter_qsecure.vault.exposure import KIND
+from jupyter_qsecure.vault.exposure import CHUNK_SIZE, KIND
 from jupyter_qsecure.vault.masking import placeholder
 from jupyter_qsecure_server.file_masking import check_routes
 
@@ -206,14 +206,17 @@ async def test_large_file_streams_masked_across_chunks(
     values: dict[str, str],
 ) -> None:
     client = await write_files(jp_fetch, jp_ws_fetch, qsecure_kernel, jp_root_dir)
-    # ~3 MB: the values land at many offsets, some across the server's read chunks
+    # ~3 MB of log lines with a value across every boundary of the server's read chunks
     code = (
-        "import random\n"
-        f"rng = random.Random(7); names = {NAMES!r}\n"
-        "with open('big.log', 'w') as f:\n"
-        "    for i in range(20000):\n"
-        "        f.write(f'{i} ' + 'x' * rng.randint(0, 300) + ' ')\n"
-        "        if i % 97 == 0: f.write(vals[rng.choice(names)])\n"
+        f"chunk, names = {CHUNK_SIZE}, {NAMES!r}\n"
+        "parts, pos = [], 0\n"
+        "for k in range(1, 13):\n"
+        "    v = vals[names[k % 3]]\n"
+        "    start = k * chunk - len(v) // 2\n"
+        "    lines = ('step %d ok' % k + '.' * 90 + '\\n') * ((start - pos) // 100 + 1)\n"
+        "    parts += [lines[: start - pos], v]\n"
+        "    pos = start + len(v)\n"
+        "with open('big.log', 'w') as f: f.write(''.join(parts) + '\\nend\\n')\n"
         "print('big written')\n"
     )
     assert "big written" in stdout_of(await client.execute(code))

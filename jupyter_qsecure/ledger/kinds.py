@@ -7,7 +7,7 @@ refused, so a typo cannot create an unvalidated record. Every body also passes
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -60,6 +60,19 @@ class CredentialBody(Body):
     environment: str | None = None
 
 
+class FileMaskedBody(Body):
+    """A file the server sent to the browser held injected values (masked on the way).
+
+    One entry per file version; names the secrets, never a value (nor a hash of one).
+    """
+
+    path: str
+    modified: str | None = None  # the file's modification time (RFC 3339), with size its version
+    size: int | None = None
+    secret_names: list[str] = Field(min_length=1)
+    via: Literal["contents", "files", "nbconvert"]
+
+
 class OpenBody(Body):
     """Kinds whose body shape is owned by a later feature; still secret-guarded."""
 
@@ -76,6 +89,7 @@ _REGISTRY: dict[str, type[BaseModel]] = {
     "credential.renewed": CredentialBody,
     "credential.revoked": CredentialBody,
     "credential.failed": CredentialBody,
+    "file.masked": FileMaskedBody,
     "job.submitted": OpenBody,
     "job.decided": OpenBody,
     "job.completed": OpenBody,

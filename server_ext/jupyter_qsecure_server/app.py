@@ -21,12 +21,14 @@ from jupyter_qsecure.ledger.signing import Ed25519FileSigner, KeyRing
 from jupyter_qsecure.ledger.transit import TransitSigner
 from jupyter_qsecure.scan import default_scanner
 from jupyter_qsecure.vault.broker import CredentialBroker
+from jupyter_qsecure.vault.exposure import ExposureLog
 from jupyter_qsecure.vault.local_tokens import LocalKernelTokens
 from jupyter_qsecure.vault.registry import ValueRegistry
 from jupyter_qsecure.vault.secrets_spec import parse_secret_specs
 from jupyter_qsecure.vault_client import client_from_settings
 
 from .credentials import CredentialService
+from .file_masking import check_routes, file_routes, masked_contents_routes
 from .jobs_routes import job_routes
 from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
@@ -93,6 +95,7 @@ class QSecureExtension(ExtensionApp):
                 "qsecure_credentials": self.credentials,
                 "qsecure_registry": self.credentials.registry if self.credentials else None,
                 "qsecure_jobs": self.jobs,
+                "qsecure_exposures": ExposureLog(self.ledger),
             }
         )
         interval_ms = max(1.0, settings.checkpoint_every_seconds) * 1000
@@ -234,8 +237,13 @@ class QSecureExtension(ExtensionApp):
         setup_route_handlers(web_app)
         web_app.add_handlers(".*$", job_routes(web_app.settings["base_url"]))
         # Same route as the server's contents API, registered by an extension so it is
-        # matched first: only error reporting differs (the gate itself wraps the manager).
-        web_app.add_handlers(".*$", contents_routes(web_app.settings["base_url"]))
+        # matched first: error reporting differs (the gate itself wraps the manager), and
+        # what GET reads is masked.
+        base_url = web_app.settings["base_url"]
+        web_app.add_handlers(".*$", masked_contents_routes(contents_routes(base_url)))
+        # Files, downloads, nbconvert and terminals: injected values masked on the way out.
+        web_app.add_handlers(".*$", file_routes(web_app, self._server))
+        check_routes(web_app, self._server)
 
     async def stop_extension(self) -> None:
         timer = getattr(self, "_checkpoint_timer", None)

@@ -94,6 +94,10 @@ class StreamMasker:
         names = self._names.pop(key)
         return self._pieces(held, self.masker.mask(held), names)
 
+    def holds(self, key: Hashable) -> bool:
+        """Whether a tail is held for ``key``."""
+        return key in self._held
+
     def pending_keys(self) -> list[Hashable]:
         """Keys with a held tail, oldest first."""
         return list(self._held)

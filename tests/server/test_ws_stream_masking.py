@@ -276,6 +276,35 @@ async def test_half_a_value_is_the_last_output_before_idle(
 
 
 @PROTOCOLS
+async def test_rest_of_a_value_in_the_kernels_last_flush(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    qsecure_kernel: str,
+    fake_value: str,
+    protocol: str,
+) -> None:
+    """The cell ends with the value's second half unflushed: the kernel's own last flush.
+
+    ipykernel flushes it before sending the execute_reply, but the reply travels on the
+    shell channel and may reach the server first: only idle (iopub) ends the stream.
+    """
+    half = len(fake_value) // 2
+    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, protocol)
+    messages = await execute(
+        client,
+        PRELUDE + f"sys.stdout.write('before ' + v[:{half}]); sys.stdout.flush()\n"
+        f"time.sleep({PAUSE})\n"
+        f"sys.stdout.write(v[{half}:] + ' after')\n",
+    )
+    masker = server_masker(jp_serverapp)
+    assert_no_leak(messages, fake_value, masker)
+    text = assert_shown_exactly(messages, f"before {fake_value} after", masker)
+    expect(text == "before «secret:ibm» after", "one placeholder, in place")
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+@PROTOCOLS
 async def test_binary_buffers_of_comm_and_display_messages(
     jp_fetch: Any,
     jp_ws_fetch: Any,

@@ -237,11 +237,12 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
         Otherwise what is safe to show now is sent here, as one or more stream messages.
         """
         text: str = content["text"]
-        name = str(content.get("name", "stdout"))
-        rest = {k: v for k, v in content.items() if k != "text"}
-        masked_rest = mask_message({"content": rest}, masker)["content"]
+        name = masker.mask(str(content.get("name", "stdout")))  # "stdout" or "stderr", really
+        rest = {k: v for k, v in content.items() if k not in ("name", "text")}
+        masked_rest = mask_message({"content": rest}, masker)["content"] if rest else rest
         pieces = self._write(stream, header, parent, name, text)
-        if metadata_clean and masked_rest == rest and pieces == [(name, text)]:
+        unchanged = masked_rest == rest and name == content.get("name")
+        if metadata_clean and unchanged and pieces == [(name, text)]:
             return True
         msg = {
             "header": header,

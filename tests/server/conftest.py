@@ -21,6 +21,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: E402,F403
 
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.testing.openbao import OpenBaoDev
+from jupyter_qsecure.testing.values import Hidden
 from jupyter_qsecure.vault import layout
 
 
@@ -52,7 +53,7 @@ def jp_server_config(qsecure_data_dir: Path, save_mode: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def fake_value() -> str:
-    return "ibmq-" + secrets.token_urlsafe(30)
+    return Hidden("ibmq-" + secrets.token_urlsafe(30))  # a failing test does not print it
 
 
 @pytest.fixture

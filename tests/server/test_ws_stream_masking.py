@@ -23,6 +23,8 @@ import ahocorasick_rs
 import pytest
 from test_credentials_ws import V1, KernelClient, start
 
+from jupyter_qsecure.testing.values import Hidden, HiddenList
+
 FRAGMENT = 12  # the engine's default fragment length (issue 11, case 2)
 PAUSE = 0.3  # seconds between two writes: longer than any timer a carry-over could use
 
@@ -47,8 +49,8 @@ def fake_value(request: pytest.FixtureRequest) -> str:
     """Overrides the conftest's value: random, 32 and 300 characters, or a ~2,000-character JSON."""
     length: int = request.param
     if length == 2000:
-        return service_account_json()
-    return secrets.token_urlsafe(length)[:length]
+        return Hidden(service_account_json())
+    return Hidden(secrets.token_urlsafe(length)[:length])
 
 
 @pytest.fixture
@@ -120,7 +122,10 @@ def leaks(text: str, value: str, masker: Any) -> str | None:
 
 
 def assert_shown_exactly(messages: list[dict[str, Any]], written: str, masker: Any) -> str:
-    """The browser shows ``masker.mask(written)``: no value, nothing lost, nothing moved."""
+    """The browser shows ``masker.mask(written)``: no value, nothing lost, nothing moved.
+
+    Pass ``written`` as :class:`Hidden`: it holds the value.
+    """
     text = shown(messages)
     expected = masker.mask(written)
     if text != expected:  # describe without showing either text: they may hold the value
@@ -140,12 +145,13 @@ def assert_no_leak(messages: list[dict[str, Any]], value: str, masker: Any) -> N
     leak = leaks(text, value, masker)
     assert leak is None, f"stream text shown by the browser holds {leak}"
     everything = json.dumps([(m["content"], m["metadata"]) for m in messages])
-    leak = leaks(everything, json.dumps(value)[1:-1], masker)
+    leak = leaks(everything, Hidden(json.dumps(value)[1:-1]), masker)
     assert leak is None, f"a message's content or metadata holds {leak}"
 
 
 async def execute(client: KernelClient, code: str) -> list[dict[str, Any]]:
-    messages = await client.execute(code, timeout=120)
+    """Everything the browser receives for one execution (hidden from failure reports)."""
+    messages = HiddenList(await client.execute(code, timeout=120))
     errors = [m["content"]["ename"] for m in messages if m["header"]["msg_type"] == "error"]
     assert not errors, errors
     return messages
@@ -173,7 +179,9 @@ async def test_value_written_in_two_parts_with_a_pause(
     )
     masker = server_masker(jp_serverapp)
     assert_no_leak(messages, fake_value, masker)
-    text = assert_shown_exactly(messages, f"start\nbefore {fake_value} after\nend\n", masker)
+    text = assert_shown_exactly(
+        messages, Hidden(f"start\nbefore {fake_value} after\nend\n"), masker
+    )
     expect(text == "start\nbefore «secret:ibm» after\nend\n", "one placeholder, in place")
     await jp_fetch("api", "kernels", kernel_id, method="DELETE")
 
@@ -199,7 +207,7 @@ async def test_long_shell_loop_without_pauses(
     masker = server_masker(jp_serverapp)
     assert_no_leak(messages, fake_value, masker)
     assert sum(m["header"]["msg_type"] == "stream" for m in messages) > 2
-    text = assert_shown_exactly(messages, f"start\n{fake_value * count}\r\nend\n", masker)
+    text = assert_shown_exactly(messages, Hidden(f"start\n{fake_value * count}\r\nend\n"), masker)
     expect(text.count("«secret:ibm»") == count, "one placeholder per value written")
     await jp_fetch("api", "kernels", kernel_id, method="DELETE")
 
@@ -231,7 +239,7 @@ async def test_halves_on_stdout_and_stderr(
     )
     masker = server_masker(jp_serverapp)
     assert_no_leak(messages, fake_value, masker)
-    written = f"start\none {fake_value} two\nthree {fake_value} four\nend\n"
+    written = Hidden(f"start\none {fake_value} two\nthree {fake_value} four\nend\n")
     assert_shown_exactly(messages, written, masker)
     outputs = stream_outputs(messages)
     # each stream keeps its own text, in order
@@ -263,7 +271,7 @@ async def test_half_a_value_is_the_last_output_before_idle(
     )
     masker = server_masker(jp_serverapp)
     assert_no_leak(messages, fake_value, masker)
-    assert_shown_exactly(messages, f"start\nbefore {fake_value[:half]}", masker)
+    assert_shown_exactly(messages, Hidden(f"start\nbefore {fake_value[:half]}"), masker)
     # released before the kernel's idle, after which the browser drops the cell's output
     # (ipykernel may send the execute_reply first: it does not end the stream)
     kinds = [(m["header"]["msg_type"], m["content"].get("execution_state")) for m in messages]
@@ -299,7 +307,7 @@ async def test_rest_of_a_value_in_the_kernels_last_flush(
     )
     masker = server_masker(jp_serverapp)
     assert_no_leak(messages, fake_value, masker)
-    text = assert_shown_exactly(messages, f"before {fake_value} after", masker)
+    text = assert_shown_exactly(messages, Hidden(f"before {fake_value} after"), masker)
     expect(text == "before «secret:ibm» after", "one placeholder, in place")
     await jp_fetch("api", "kernels", kernel_id, method="DELETE")
 

@@ -11,14 +11,13 @@ import asyncio
 import base64
 import json
 import os
-import secrets
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import hvac
 import pytest
 from jupyter_server.services.kernels.connection.base import (
+    deserialize_binary_message,
     deserialize_msg_from_ws_v1,
     serialize_msg_to_ws_v1,
 )
@@ -31,33 +30,9 @@ from jupyter_qsecure.testing.openbao import OpenBaoDev
 V1 = "v1.kernel.websocket.jupyter.org"
 
 
-@pytest.fixture(scope="module")
-def fake_value() -> str:
-    return "ibmq-" + secrets.token_urlsafe(30)
-
-
 @pytest.fixture
-def vault(
-    vault_server_token: dict[str, str], openbao_client: Any, fake_value: str
-) -> dict[str, str]:
-    openbao_client.secrets.kv.v2.create_or_update_secret(
-        path="qsecure/dev/ibm", secret={"token": fake_value}, mount_point="secret"
-    )
-    openbao_client.secrets.kv.v2.create_or_update_secret(
-        path="qsecure/prod/ibm",
-        secret={"token": "prod-" + secrets.token_urlsafe(20)},
-        mount_point="secret",
-    )
-    return vault_server_token
-
-
-@pytest.fixture
-def jp_server_config(
-    vault_server_config: Callable[[dict[str, str]], dict[str, Any]], vault: dict[str, str]
-) -> dict[str, Any]:
-    return vault_server_config(
-        {"ibm": "secret/qsecure/dev/ibm#token", "prodibm": "secret/qsecure/prod/ibm#token"}
-    )
+def jp_server_config(ibm_server_config: dict[str, Any]) -> dict[str, Any]:
+    return ibm_server_config
 
 
 class KernelClient:
@@ -114,6 +89,7 @@ class KernelClient:
         return received
 
     def _decode(self, raw: Any) -> dict[str, Any]:
+        """The message as the browser sees it; binary buffers (bytes) under ``buffers``."""
         if self.protocol == V1:
             channel, parts = deserialize_msg_from_ws_v1(raw)
             header, parent, metadata, content = (json.loads(p) for p in parts[:4])
@@ -123,8 +99,14 @@ class KernelClient:
                 "parent_header": parent,
                 "metadata": metadata,
                 "content": content,
+                "buffers": [bytes(p) for p in parts[4:]],
             }
-        return dict(json.loads(raw))
+        if isinstance(raw, bytes):  # legacy protocol, a message with binary buffers
+            msg = deserialize_binary_message(raw)
+            buffers = [bytes(b) for b in msg.pop("buffers")]
+            msg = json.loads(json.dumps(msg, default=str))  # parsed dates back to text
+            return {**msg, "buffers": buffers}
+        return {**json.loads(raw), "buffers": []}
 
 
 def stdout_of(messages: list[dict[str, Any]]) -> str:

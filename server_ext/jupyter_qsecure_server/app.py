@@ -201,6 +201,8 @@ class QSecureExtension(ExtensionApp):
         self._approvals_seen = self.ledger.size()
         self._approvals_timer = PeriodicCallback(self._approvals_tick, 1000)
         self._approvals_timer.start()
+        self._records_timer = PeriodicCallback(self._records_tick, 1000)
+        self._records_timer.start()
         self.log.info(
             "jupyter-qsecure: job broker on %s executor, policy %s (%s), signer %s",
             settings.job_executor,
@@ -220,6 +222,19 @@ class QSecureExtension(ExtensionApp):
         for entry in self.ledger.entries(where):
             self.jobs.approve(str(entry.body.get("job_id")), entry.actor)
         self._approvals_seen = size
+
+    async def _records_tick(self) -> None:
+        """Record the jobs a ledger outage left unrecorded, once it takes writes again."""
+        jobs = self.jobs
+        if jobs is None or not jobs.has_unwritten():
+            return
+        try:
+            await jobs.call(jobs.flush_unwritten)
+        except Exception as exc:
+            self.log.warning(
+                "jupyter-qsecure: the ledger still refuses writes (%s); unrecorded jobs wait",
+                type(exc).__name__,
+            )
 
     def injected_values(self) -> list[str]:
         """Values handed to kernels, matched exactly by the save gate."""
@@ -241,9 +256,10 @@ class QSecureExtension(ExtensionApp):
         timer = getattr(self, "_checkpoint_timer", None)
         if timer is not None:
             timer.stop()
-        approvals = getattr(self, "_approvals_timer", None)
-        if approvals is not None:
-            approvals.stop()
+        for name in ("_approvals_timer", "_records_timer"):
+            timer = getattr(self, name, None)
+            if timer is not None:
+                timer.stop()
         if self.jobs is not None:
             self.jobs.close()
         if self.credentials is not None:

@@ -38,6 +38,7 @@ from ..ledger.canonical import canonical_json
 from ..ledger.kinds import validate_body
 from ..ledger.signing import KeyRing, Signer
 from .aer_run import circuits_to_qpy, noise_model_sha256
+from .approval import ApprovalRefused, ApprovalVerifier, approval_subject
 from .archive import JobArchive
 from .canonical import CanonicalisationError, circuit_summary, hash_many
 from .executor import ExecutorError, QueueFull
@@ -271,6 +272,7 @@ class JobService:
         max_jobs_kept: int = 10_000,
         io_threads: int = 16,
         max_in_flight: int = 128,
+        approvals: ApprovalVerifier | None = None,
     ) -> None:
         self.identify = identify
         self.engine = engine
@@ -285,6 +287,8 @@ class JobService:
         self.job_timeout = job_timeout
         self.aer_threads = aer_threads
         self.keyring = KeyRing(signer.public_keys())
+        #: Who may approve heavy runs (None: nobody; every approval is refused).
+        self.approvals = approvals
         self._jobs: OrderedDict[str, JobState] = OrderedDict()
         self._request_ids: OrderedDict[str, str] = OrderedDict()
         self._max_jobs = max_jobs_kept
@@ -847,15 +851,99 @@ class JobService:
             log.error("job %s: cancellation not recorded yet (%s)", job_id, type(exc).__name__)
         return state
 
-    def approve(self, job_id: str, approver: str) -> bool:
-        """Release a heavy run after its approval was recorded (``job.approved``)."""
-        state = self._jobs.get(job_id)
+    def take_approvals(self, start: int, end: int) -> int:
+        """Verify the ``job.approved`` entries at ledger indexes ``start`` to ``end``.
+
+        Each approval of a job waiting here is checked (:class:`ApprovalVerifier`): a
+        valid one is recorded as ``job.released`` (approver and submitter) and releases
+        the job; any other as ``job.approval_refused`` (why). Returns the index to resume
+        from: ``end``, or the first approval whose outcome could not be recorded (the
+        ledger failed; its job stays waiting and it is checked again next time).
+        """
+        from ..ledger import EntryFilter
+
+        entries = self.ledger.entries(EntryFilter(kinds=["job.approved"], start=start))
+        for entry in entries:
+            if entry.index >= end:
+                break
+            try:
+                self.take_approval(entry.index, entry.body)
+            except Exception as exc:
+                log.warning(
+                    "job approvals: the outcome of ledger entry %d could not be recorded (%s); "
+                    "checked again shortly",
+                    entry.index,
+                    type(exc).__name__,
+                )
+                return int(entry.index)
+        return end
+
+    def take_approval(self, index: int, body: dict[str, Any]) -> str | None:
+        """Verify one recorded approval (ledger entry ``index``); release its job if it
+        holds. Returns ``released``, ``refused``, or None when no job here waits for it."""
+        job_id = body.get("job_id")
+        state = self._jobs.get(job_id) if isinstance(job_id, str) else None
         if state is None or state.status != "pending_approval":
-            return False
+            return None
+        submitter = str(state.identity.get("user"))
+        try:
+            if self.approvals is None:
+                raise ApprovalRefused("this server trusts no approver")
+            verified = self.approvals.verify(
+                body,
+                job_id=state.job_id,
+                decision_id=state.decision.decision_id,
+                subject=approval_subject(
+                    state.job_id, state.decision.decision_id, state.circuit_hashes, state.request
+                ),
+                submitter=submitter,
+                allow_self=self.engine.policy.rules.allow_self_approval,
+            )
+        except ApprovalRefused as exc:
+            log.warning(
+                "job %s: approval (ledger entry %d) refused: %s", state.job_id, index, exc.message
+            )
+            self._append_many(
+                [
+                    (
+                        "job.approval_refused",
+                        {
+                            "job_id": state.job_id,
+                            "approval_index": index,
+                            "submitter": submitter,
+                            "reason": exc.message,
+                        },
+                    )
+                ],
+                actor="qsecure:broker",
+                correlation_id=state.job_id,
+            )
+            return "refused"
+        # recorded before the job is released: a job never runs on an unrecorded approval
+        self._append_many(
+            [
+                (
+                    "job.released",
+                    {
+                        "job_id": state.job_id,
+                        "approval_index": index,
+                        "approver": verified.to_ledger(),
+                        "submitter": {
+                            "user": submitter,
+                            "kernel_id": state.identity.get("kernel_id"),
+                        },
+                    },
+                )
+            ],
+            actor=f"approver:{verified.approver}",
+            correlation_id=state.job_id,
+        )
+        if state.status != "pending_approval":  # cancelled meanwhile
+            return None
         state.status = "queued"
         self._release(state)
-        log.info("job %s approved by %s", job_id, approver)
-        return True
+        log.info("job %s approved by %s (%s)", state.job_id, verified.approver, verified.source)
+        return "released"
 
     @staticmethod
     def _release(state: JobState) -> None:

@@ -238,7 +238,8 @@ class QSecureExtension(ExtensionApp):
         except SigningError as exc:
             self.log.warning(
                 "jupyter-qsecure: no OpenBao approver key for %s (%s): only local approvers "
-                "can approve heavy runs; run `jupyter qsecure vault setup` to create it",
+                "can approve heavy runs; `jupyter qsecure vault up` (or layout.bootstrap with an "
+                "admin token) creates it",
                 env,
                 exc.message,
             )

@@ -110,6 +110,7 @@ async def test_a_kernel_cannot_approve_its_own_heavy_run_and_an_approver_can(
     qsecure_data_dir: Path,
     approver_keys: Path,
     officer_passphrase: str,
+    tmp_path: Path,
 ) -> None:
     token, client = await kernel_token(broker.fetch, broker.ws_fetch, broker.app)
     out = await run_cell(
@@ -162,8 +163,8 @@ async def test_a_kernel_cannot_approve_its_own_heavy_run_and_an_approver_can(
         "    from jupyter_qsecure.jobs.approval import approval_subject\n"
         "    subject = approval_subject(job_id, sub['decision_id'], sub['circuit_hashes'], "
         "sub['request'])\n"
-        "    mine = LocalApproverKey.create(__import__('pathlib').Path('mine.key'), officer, "
-        "'k' * 20)\n"
+        f"    mine = LocalApproverKey.create(__import__('pathlib').Path({str(tmp_path / 'mine.key')!r}), "
+        "officer, 'k' * 20)\n"
         "    forged = build_approval(job_id=job_id, subject=subject, "
         "decision_id=sub['decision_id'], environment='dev', "
         "approver=ApproverRef(name=officer, source='local'), "

@@ -400,7 +400,7 @@ async def test_no_result_is_released_when_the_submission_cannot_be_recorded(
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise LedgerError("the ledger's disk is full", hint="free some space")
 
-    monkeypatch.setattr(service, "_append_many", refuse)
+    monkeypatch.setattr(ledger, "append_many", refuse)  # also for the retry of the record
     code, body, _ = await broker.post(token, job(ghz(3)))
     assert code == 503
     assert "could not be recorded in the ledger" in body["message"]

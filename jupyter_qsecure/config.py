@@ -27,6 +27,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "policy_file": ("QSECURE_POLICY_FILE",),
     "save_mode": ("QSECURE_SAVE_MODE",),
     "data_dir": ("QSECURE_DATA_DIR",),
+    "approver_key_dir": ("QSECURE_APPROVER_KEY_DIR",),
 }
 
 CONFIG_FILE_STEMS = ("jupyter_qsecure_config", "jupyter_server_config")
@@ -206,6 +207,20 @@ class QSecure(Configurable):
         "configured; otherwise a local Ed25519 key in data_dir/keys signs them.",
     ).tag(config=True)
 
+    job_approvers_file = Unicode(
+        "",
+        help="JSON list of the local approver keys the server trusts for approvals of heavy "
+        "runs (names and public keys; `jupyter qsecure jobs approver add` writes it). Read "
+        "once when the server starts. Default: <data_dir>/keys/approvers.json.",
+    ).tag(config=True)
+
+    approver_key_dir = Unicode(
+        "",
+        help="Where `jupyter qsecure jobs approver add` keeps approvers' private keys, each "
+        "encrypted with its approver's passphrase. Default: ~/.config/jupyter-qsecure/"
+        "approvers (outside data_dir). Env: QSECURE_APPROVER_KEY_DIR.",
+    ).tag(config=True)
+
     save_mode = Enum(
         ["block", "redact", "warn"],
         default_value="block",
@@ -251,6 +266,17 @@ class QSecure(Configurable):
 
     def resolved_pq_key_file(self) -> Path:
         return self.resolved_signing_key_file().with_name("ledger-mldsa65.key")
+
+    def resolved_approvers_file(self) -> Path:
+        if self.job_approvers_file:
+            return Path(self.job_approvers_file).expanduser()
+        return self.data_path / "keys" / "approvers.json"
+
+    def resolved_approver_key_dir(self) -> Path:
+        if self.approver_key_dir:
+            return Path(self.approver_key_dir).expanduser()
+        base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return Path(base) / "jupyter-qsecure" / "approvers"
 
     def resolved_keyring_file(self) -> Path:
         if self.ledger_keyring_file:

@@ -33,9 +33,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from .._lru import LRU
-from ..errors import QSecureError
+from ..errors import InvalidEntry, QSecureError
+from ..ledger.canonical import canonical_json
+from ..ledger.kinds import validate_body
 from ..ledger.signing import KeyRing, Signer
 from .aer_run import circuits_to_qpy, noise_model_sha256
+from .approval import ApprovalRefused, ApprovalVerifier, approval_subject
 from .archive import JobArchive
 from .canonical import CanonicalisationError, circuit_summary, hash_many
 from .executor import ExecutorError, QueueFull
@@ -48,6 +51,7 @@ from .manifest import (
     statement_body_digest,
 )
 from .policy import CircuitSummary, Decision, Identity, JobRequest, PolicyEngine
+from .request import RequestError, parse_request
 
 log = logging.getLogger("jupyter_qsecure.jobs")
 
@@ -55,23 +59,6 @@ MAX_CIRCUITS_PARSED = 1000
 #: Parsed requests remembered (:meth:`JobService._circuits`), and the largest one kept.
 PARSED_CACHE_ENTRIES = 256
 PARSED_CACHE_MAX_CHARS = 256 * 1024
-
-
-#: The fields of a ``POST /qsecure/api/jobs`` body (see the package docstring).
-REQUEST_FIELDS = frozenset(
-    {
-        "circuits",
-        "shots",
-        "seed",
-        "backend",
-        "method",
-        "noise",
-        "tags",
-        "bind",
-        "wait",
-        "request_id",
-    }
-)
 
 
 class JobError(QSecureError):
@@ -285,6 +272,7 @@ class JobService:
         max_jobs_kept: int = 10_000,
         io_threads: int = 16,
         max_in_flight: int = 128,
+        approvals: ApprovalVerifier | None = None,
     ) -> None:
         self.identify = identify
         self.engine = engine
@@ -299,6 +287,8 @@ class JobService:
         self.job_timeout = job_timeout
         self.aer_threads = aer_threads
         self.keyring = KeyRing(signer.public_keys())
+        #: Who may approve heavy runs (None: nobody; every approval is refused).
+        self.approvals = approvals
         self._jobs: OrderedDict[str, JobState] = OrderedDict()
         self._request_ids: OrderedDict[str, str] = OrderedDict()
         self._max_jobs = max_jobs_kept
@@ -314,6 +304,10 @@ class JobService:
         self._parsed: LRU[str, tuple[list[str], list[dict[str, Any]], str]] = LRU(
             PARSED_CACHE_ENTRIES
         )
+        #: Jobs whose record a ledger failure prevented: (job id, actor, entries), written
+        #: by :meth:`flush_unwritten` when the ledger is back.
+        self._unwritten: list[tuple[str, str, list[tuple[str, dict[str, Any]]]]] = []
+        self._flush_lock = threading.Lock()
 
     # ---- identity --------------------------------------------------------------------------
     @property
@@ -381,19 +375,11 @@ class JobService:
         commit per job); no result is released unless that commit succeeded.
         """
         identity = self.authenticate(token)
-        if not isinstance(body, dict):
-            raise InvalidJob("the request body must be a JSON object")
-        unknown = sorted(str(key) for key in body if key not in REQUEST_FIELDS)
-        if unknown:  # e.g. a claimed "user" or "environment": refused, never half-read
-            raise InvalidJob(
-                f"unknown field{'s' if len(unknown) > 1 else ''} in the job request: "
-                + ", ".join(repr(key[:40]) for key in unknown[:10]),
-                hint="send only " + ", ".join(sorted(REQUEST_FIELDS)) + "; who submits comes "
-                "from the kernel token",
-            )
-        request_id = body.get("request_id")
-        if not isinstance(request_id, str) or not 8 <= len(request_id) <= 128:
-            raise InvalidJob("'request_id' must be a unique string of 8 to 128 characters")
+        try:  # every field, strictly, before anything is parsed, decided or run
+            body = parse_request(body).model_dump()
+        except RequestError as exc:
+            raise InvalidJob(exc.message, hint=exc.hint) from None
+        request_id = body["request_id"]
         with self._lock:
             if request_id in self._request_ids:
                 raise Replayed(
@@ -413,22 +399,24 @@ class JobService:
         self, identity: dict[str, Any], request_id: str, body: dict[str, Any], record_later: bool
     ) -> JobState:
         began = time.perf_counter()
-        shots = body.get("shots")
-        seed = body.get("seed")
-        if isinstance(shots, bool) or not isinstance(shots, int):
-            raise InvalidJob("'shots' must be an integer", hint="e.g. --shots 1024")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise InvalidJob("'seed' must be a non-negative integer or null")
+        # ``body`` is validated (``parse_request``): every field has its type and range.
+        shots, seed, tags = body["shots"], body["seed"], body["tags"]
+        request_fields = {
+            "shots": shots,
+            "seed": seed,
+            "backend": body["backend"],
+            "method": body["method"],
+            "noise": body["noise"],
+            "tags": tags,
+        }
+        self._check_recordable(identity, request_fields, request_id)
         hashes, summaries, circuits_qpy = self._circuits(body.get("circuits"), body.get("bind"))
-        tags = body.get("tags") or []
-        if not isinstance(tags, list) or not all(isinstance(t, str) and len(t) <= 64 for t in tags):
-            raise InvalidJob("'tags' must be a list of short strings")
         request = JobRequest(
             shots=shots,
             seed=seed,
-            backend=str(body.get("backend") or "aer_simulator"),
-            method=body.get("method"),
-            noise=body.get("noise"),
+            backend=body["backend"],
+            method=body["method"],
+            noise=body["noise"],
             tags=tags,
             circuits=cast(list[CircuitSummary], summaries),  # pydantic validates the dicts
         )
@@ -443,14 +431,7 @@ class JobService:
         state = JobState(
             job_id=job_id,
             identity={k: identity.get(k) for k in ("user", "kernel_id", "accessor", "environment")},
-            request={
-                "shots": shots,
-                "seed": seed,
-                "backend": request.backend,
-                "method": request.method,
-                "noise": request.noise,
-                "tags": tags,
-            },
+            request=request_fields,
             decision=decision,
             circuit_hashes=hashes,
             payload={
@@ -483,7 +464,10 @@ class JobService:
         if record_later and decision.allowed and not decision.needs_approval:
             state.unrecorded = entries
         else:
-            self._append_many(entries, actor=actor, correlation_id=job_id)
+            try:
+                self._append_many(entries, actor=actor, correlation_id=job_id)
+            except Exception as exc:  # fail closed: not recorded, not run
+                raise self._unrecorded(exc, "the job's decision", "nothing was run") from None
         with self._lock:
             self._request_ids[request_id] = job_id
             while len(self._request_ids) > 100_000:
@@ -525,7 +509,95 @@ class JobService:
     def _append_many(
         self, entries: list[tuple[str, dict[str, Any]]], *, actor: str, correlation_id: str
     ) -> None:
+        self.flush_unwritten()  # jobs a ledger outage left unrecorded go first
         self.ledger.append_many(entries, actor=actor, correlation_id=correlation_id)  # one commit
+
+    # ---- the record: checked before anything runs, failures recorded when the ledger returns
+    def _check_recordable(
+        self,
+        identity: dict[str, Any],
+        request: dict[str, Any],
+        request_id: str,
+    ) -> None:
+        """Refuse (422) a request whose entries the ledger would refuse, before it runs.
+
+        The ledger validates every body (kinds, secret-shaped values) and writes canonical
+        JSON; checking the request's part of ``job.submitted`` and ``job.decided`` here
+        means a job never runs only to find that its record cannot be written.
+        """
+        probe = {
+            "job_id": "0" * 32,
+            "identity": {
+                k: identity.get(k) for k in ("user", "kernel_id", "accessor", "environment")
+            },
+            "request": request,
+            "circuit_hashes": [],
+            "decision_id": "0" * 32,
+        }
+        try:
+            canonical_json(validate_body("job.submitted", probe))
+            canonical_json(validate_body("job.decided", {"request_id": request_id}))
+        except InvalidEntry as exc:
+            raise InvalidJob(
+                f"the request cannot be recorded in the audit ledger: {exc.message}",
+                hint="a job request is recorded as sent: it must not carry a secret; "
+                "remove it from the named field",
+            ) from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise InvalidJob(
+                f"the request cannot be recorded in the audit ledger ({type(exc).__name__})",
+                hint="send JSON values the ledger can hold: printable text, integers "
+                "within +/-(2**53 - 1)",
+            ) from None
+
+    def _unrecorded(self, exc: Exception, what: str, consequence: str) -> Unavailable:
+        """The 503 for a ledger write that failed (never the exception's text if not ours)."""
+        reason = exc.message if isinstance(exc, QSecureError) else type(exc).__name__
+        message = f"{what} could not be recorded in the ledger ({reason}): {consequence}"
+        log.error("jupyter-qsecure jobs: %s", message)
+        return Unavailable(message, hint="check the ledger (`jupyter qsecure audit verify`)")
+
+    def has_unwritten(self) -> bool:
+        """True while jobs wait to be recorded as failed (the ledger was unavailable)."""
+        return bool(self._unwritten)
+
+    def flush_unwritten(self) -> int:
+        """Record the jobs a ledger failure left unrecorded, oldest first; the count written.
+
+        Each is written as it was decided and submitted, with ``job.completed`` status
+        ``failed`` (its result was never released). Stops at the first failure (the ledger
+        is still down) and keeps the rest for the next call.
+        """
+        written = 0
+        if not self._unwritten:  # the hot path: one read, no lock
+            return written
+        with self._flush_lock:
+            while True:
+                with self._lock:
+                    if not self._unwritten:
+                        return written
+                    job_id, actor, entries = self._unwritten[0]
+                try:
+                    self.ledger.append_many(entries, actor=actor, correlation_id=job_id)
+                except (InvalidEntry, ValueError, TypeError) as exc:  # never writable as it is
+                    log.error(
+                        "job %s: the ledger refuses its entries (%s)", job_id, type(exc).__name__
+                    )
+                    with self._lock:
+                        if len(entries) > 1:  # record the failure alone
+                            self._unwritten[0] = (job_id, actor, [entries[-1]])
+                        else:
+                            self._unwritten.pop(0)
+                    continue
+                except Exception as exc:
+                    if written == 0:
+                        raise
+                    log.warning("job records: the ledger failed again (%s)", type(exc).__name__)
+                    return written
+                with self._lock:
+                    self._unwritten.pop(0)
+                written += 1
+                log.info("job %s: recorded as failed now that the ledger is back", job_id)
 
     def _keep(self, state: JobState) -> None:
         with self._lock:
@@ -647,15 +719,29 @@ class JobService:
                 ("job.completed", {"job_id": state.job_id, "status": status, **fields}),
             ]
             state.unrecorded = []
+        actor = f"user:{state.identity['user']}"
         try:
-            self._append_many(
-                entries, actor=f"user:{state.identity['user']}", correlation_id=state.job_id
-            )
+            self._append_many(entries, actor=actor, correlation_id=state.job_id)
         except Exception as exc:  # fail closed: no record, no result
             reason = exc.message if isinstance(exc, QSecureError) else type(exc).__name__
             state.status = "failed"
             state.error = f"the job could not be recorded in the ledger: {reason}"
             log.error("job %s: %s", state.job_id, state.error)
+            # ...and recorded as soon as the ledger takes writes again: a completed job as
+            # failed (its result was not released), any other outcome as it was
+            kind, completion = entries[-1]
+            failed = (
+                kind,
+                {
+                    **completion,
+                    "status": "failed" if status == "completed" else status,
+                    "error": f"{state.error}; its result was not released"
+                    if status == "completed"
+                    else f"{completion.get('error') or status} ({state.error})",
+                },
+            )
+            with self._lock:
+                self._unwritten.append((state.job_id, actor, [*entries[:-1], failed]))
             raise Unavailable(
                 state.error,
                 hint="check the ledger (`jupyter qsecure audit verify`)",
@@ -754,23 +840,110 @@ class JobService:
             if state.unrecorded:
                 state.unrecorded.append(("job.cancelled", {"job_id": job_id}))
                 return state
-        self.ledger.append(
-            "job.cancelled",
-            {"job_id": job_id},
-            actor=f"user:{state.identity['user']}",
-            correlation_id=job_id,
-        )
+        actor = f"user:{state.identity['user']}"
+        try:
+            self._append_many(
+                [("job.cancelled", {"job_id": job_id})], actor=actor, correlation_id=job_id
+            )
+        except Exception as exc:  # cancelled all the same; recorded when the ledger is back
+            with self._lock:
+                self._unwritten.append((job_id, actor, [("job.cancelled", {"job_id": job_id})]))
+            log.error("job %s: cancellation not recorded yet (%s)", job_id, type(exc).__name__)
         return state
 
-    def approve(self, job_id: str, approver: str) -> bool:
-        """Release a heavy run after its approval was recorded (``job.approved``)."""
-        state = self._jobs.get(job_id)
+    def take_approvals(self, start: int, end: int) -> int:
+        """Verify the ``job.approved`` entries at ledger indexes ``start`` to ``end``.
+
+        Each approval of a job waiting here is checked (:class:`ApprovalVerifier`): a
+        valid one is recorded as ``job.released`` (approver and submitter) and releases
+        the job; any other as ``job.approval_refused`` (why). Returns the index to resume
+        from: ``end``, or the first approval whose outcome could not be recorded (the
+        ledger failed; its job stays waiting and it is checked again next time).
+        """
+        from ..ledger import EntryFilter
+
+        entries = self.ledger.entries(EntryFilter(kinds=["job.approved"], start=start))
+        for entry in entries:
+            if entry.index >= end:
+                break
+            try:
+                self.take_approval(entry.index, entry.body)
+            except Exception as exc:
+                log.warning(
+                    "job approvals: the outcome of ledger entry %d could not be recorded (%s); "
+                    "checked again shortly",
+                    entry.index,
+                    type(exc).__name__,
+                )
+                return int(entry.index)
+        return end
+
+    def take_approval(self, index: int, body: dict[str, Any]) -> str | None:
+        """Verify one recorded approval (ledger entry ``index``); release its job if it
+        holds. Returns ``released``, ``refused``, or None when no job here waits for it."""
+        job_id = body.get("job_id")
+        state = self._jobs.get(job_id) if isinstance(job_id, str) else None
         if state is None or state.status != "pending_approval":
-            return False
+            return None
+        submitter = str(state.identity.get("user"))
+        try:
+            if self.approvals is None:
+                raise ApprovalRefused("this server trusts no approver")
+            verified = self.approvals.verify(
+                body,
+                job_id=state.job_id,
+                decision_id=state.decision.decision_id,
+                subject=approval_subject(
+                    state.job_id, state.decision.decision_id, state.circuit_hashes, state.request
+                ),
+                submitter=submitter,
+                allow_self=self.engine.policy.rules.allow_self_approval,
+            )
+        except ApprovalRefused as exc:
+            log.warning(
+                "job %s: approval (ledger entry %d) refused: %s", state.job_id, index, exc.message
+            )
+            self._append_many(
+                [
+                    (
+                        "job.approval_refused",
+                        {
+                            "job_id": state.job_id,
+                            "approval_index": index,
+                            "submitter": submitter,
+                            "reason": exc.message,
+                        },
+                    )
+                ],
+                actor="qsecure:broker",
+                correlation_id=state.job_id,
+            )
+            return "refused"
+        # recorded before the job is released: a job never runs on an unrecorded approval
+        self._append_many(
+            [
+                (
+                    "job.released",
+                    {
+                        "job_id": state.job_id,
+                        "approval_index": index,
+                        "approver": verified.to_ledger(),
+                        "submitter": {
+                            "user": submitter,
+                            "kernel_id": state.identity.get("kernel_id"),
+                        },
+                    },
+                )
+            ],
+            actor=f"approver:{verified.approver}",
+            correlation_id=state.job_id,
+        )
+        if state.status != "pending_approval":  # cancelled meanwhile
+            return None
         state.status = "queued"
         self._release(state)
-        log.info("job %s approved by %s", job_id, approver)
-        return True
+        log.info("job %s approved by %s (%s)", state.job_id, verified.approver, verified.source)
+        return "released"
 
     @staticmethod
     def _release(state: JobState) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -11,17 +12,20 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Instance
 
 from jupyter_qsecure.config import QSecure
+from jupyter_qsecure.errors import SigningError
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
+from jupyter_qsecure.jobs.approval import ApprovalVerifier, ApproverTrust
 from jupyter_qsecure.jobs.executor import executor_from_settings
 from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
 from jupyter_qsecure.jobs.service import JobService
-from jupyter_qsecure.ledger import EntryFilter, Ledger
+from jupyter_qsecure.ledger import Ledger
 from jupyter_qsecure.ledger.batching import BatchingSigner
 from jupyter_qsecure.ledger.signing import Ed25519FileSigner, KeyRing
 from jupyter_qsecure.ledger.transit import TransitSigner
 from jupyter_qsecure.scan import default_scanner
 from jupyter_qsecure.vault.broker import CredentialBroker
 from jupyter_qsecure.vault.exposure import ExposureLog
+from jupyter_qsecure.vault.layout import approver_name, approver_policy, approver_transit_key
 from jupyter_qsecure.vault.local_tokens import LocalKernelTokens
 from jupyter_qsecure.vault.registry import ValueRegistry
 from jupyter_qsecure.vault.secrets_spec import parse_secret_specs
@@ -173,6 +177,7 @@ class QSecureExtension(ExtensionApp):
             trusted.save(keyring_path)
         policy = Policy.load(settings.policy_file or None, settings.environment)
         usage = UsageTracker.from_ledger(self.ledger)
+        approvals = self._approval_verifier()
 
         def executor() -> Any:
             if settings.job_executor == "dask":
@@ -199,30 +204,89 @@ class QSecureExtension(ExtensionApp):
             # queued + running jobs each hold a broker thread while they run (local
             # executor: job_workers running; a Dask cluster may run more at once)
             max_in_flight=settings.job_queue_size + max(settings.job_workers, 32),
+            approvals=approvals,
         )
         self.credentials.on_revoke.append(self.jobs.forget_kernel)
         self._approvals_seen = self.ledger.size()
+        self._approvals_lock = asyncio.Lock()
         self._approvals_timer = PeriodicCallback(self._approvals_tick, 1000)
         self._approvals_timer.start()
+        self._records_timer = PeriodicCallback(self._records_tick, 1000)
+        self._records_timer.start()
         self.log.info(
-            "jupyter-qsecure: job broker on %s executor, policy %s (%s), signer %s",
+            "jupyter-qsecure: job broker on %s executor, policy %s (%s), signer %s; "
+            "heavy runs approved by %s",
             settings.job_executor,
             policy.version,
             policy.sha256[:12],
             signer.key_id,
+            approvals.describe(),
         )
 
-    def _approvals_tick(self) -> None:
-        """Release heavy runs whose approval (``jupyter qsecure jobs approve``) was recorded."""
-        if self.ledger is None or self.jobs is None:
+    def _approval_verifier(self) -> ApprovalVerifier:
+        """Who may approve heavy runs, fixed now (see ``jupyter_qsecure.jobs.approval``):
+        the local approvers listed in ``job_approvers_file``, and with OpenBao the holders
+        of the environment's approver policy (its transit key's public keys)."""
+        settings = self._qsecure
+        env = settings.environment
+        trust = ApproverTrust.load(settings.resolved_approvers_file())
+        if not settings.vault_addr:
+            return ApprovalVerifier(env, local=trust.approvers)
+        client = client_from_settings(settings)
+        keys: list[Any] = []
+        try:
+            keys = TransitSigner(
+                client, mount=settings.ledger_transit_mount, key_name=approver_transit_key(env)
+            ).public_keys()
+        except SigningError as exc:
+            self.log.warning(
+                "jupyter-qsecure: no OpenBao approver key for %s (%s): only local approvers "
+                "can approve heavy runs; `jupyter qsecure vault up` (or layout.bootstrap with an "
+                "admin token) creates it",
+                env,
+                exc.message,
+            )
+
+        def lookup_accessor(accessor: str) -> dict[str, Any] | None:
+            try:
+                return dict(client.auth.token.lookup_accessor(accessor)["data"])
+            except Exception:  # expired, revoked, unknown, or OpenBao unreachable
+                return None
+
+        return ApprovalVerifier(
+            env,
+            local=trust.approvers,
+            openbao_keys=keys,
+            lookup_accessor=lookup_accessor,
+            approver_policy=approver_policy(env),
+            name_of=approver_name,
+        )
+
+    async def _approvals_tick(self) -> None:
+        """Check approvals (``jupyter qsecure jobs approve``) recorded since the last tick;
+        release the heavy runs whose approval holds (``JobService.take_approvals``)."""
+        if self.ledger is None or self.jobs is None or self._approvals_lock.locked():
             return
-        size = self.ledger.size()
-        if size == self._approvals_seen:
+        async with self._approvals_lock:
+            size = self.ledger.size()
+            if size == self._approvals_seen:
+                return
+            self._approvals_seen = await self.jobs.call(
+                self.jobs.take_approvals, self._approvals_seen, size
+            )
+
+    async def _records_tick(self) -> None:
+        """Record the jobs a ledger outage left unrecorded, once it takes writes again."""
+        jobs = self.jobs
+        if jobs is None or not jobs.has_unwritten():
             return
-        where = EntryFilter(kinds=["job.approved"], start=self._approvals_seen)
-        for entry in self.ledger.entries(where):
-            self.jobs.approve(str(entry.body.get("job_id")), entry.actor)
-        self._approvals_seen = size
+        try:
+            await jobs.call(jobs.flush_unwritten)
+        except Exception as exc:
+            self.log.warning(
+                "jupyter-qsecure: the ledger still refuses writes (%s); unrecorded jobs wait",
+                type(exc).__name__,
+            )
 
     def injected_values(self) -> list[str]:
         """Values handed to kernels, matched exactly by the save gate."""
@@ -249,9 +313,10 @@ class QSecureExtension(ExtensionApp):
         timer = getattr(self, "_checkpoint_timer", None)
         if timer is not None:
             timer.stop()
-        approvals = getattr(self, "_approvals_timer", None)
-        if approvals is not None:
-            approvals.stop()
+        for name in ("_approvals_timer", "_records_timer"):
+            timer = getattr(self, name, None)
+            if timer is not None:
+                timer.stop()
         if self.jobs is not None:
             self.jobs.close()
         if self.credentials is not None:

@@ -10,7 +10,6 @@ from typing import Any
 
 import hvac
 import pytest
-from test_credentials_ws import fake_value, vault  # noqa: F401 (fixtures)
 from test_jobs import Broker, broker, ghz, job, policy_file, start_kernel  # noqa: F401
 from test_jobs_approval import cli
 

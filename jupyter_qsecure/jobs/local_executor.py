@@ -127,7 +127,8 @@ def _spawnable_main() -> None:
 
 
 class LocalExecutor(_QueuedExecutor):
-    """Aer in ``max_workers`` worker processes on this machine, with a bounded queue.
+    """Aer in ``max_workers`` worker processes on this machine, with a bounded fair queue
+    (``max_queued`` jobs waiting in all, ``max_queued_per_owner`` of one owner).
 
     ``worker_env`` is added to each worker's environment (e.g. ``{"QSECURE_TESTING": "1"}``
     enables :mod:`~jupyter_qsecure.jobs.aer_run`'s test hooks); ``mp_context`` is
@@ -140,6 +141,7 @@ class LocalExecutor(_QueuedExecutor):
         max_workers: int = 2,
         max_queued: int = 64,
         *,
+        max_queued_per_owner: int | None = None,
         worker_env: Mapping[str, str] | None = None,
         mp_context: str = "spawn",
         startup_timeout: float = 120.0,
@@ -151,7 +153,7 @@ class LocalExecutor(_QueuedExecutor):
                 f"mp_context must be 'spawn' or 'forkserver', got {mp_context!r}",
                 hint="fork is unsafe in a server process that runs threads",
             )
-        super().__init__(max_queued)
+        super().__init__(max_queued, max_queued_per_owner)
         self.max_workers = max_workers
         self._ctx: Any = multiprocessing.get_context(mp_context)
         self._env = dict(worker_env or {})
@@ -336,7 +338,7 @@ class LocalExecutor(_QueuedExecutor):
                 if self._closing:
                     return None
                 self._cond.wait()
-            job = self._pending.popleft()
+            job = self._pop_locked()
             job.handle.status = "running"
             return job
 

@@ -171,15 +171,21 @@ class QSecureExtension(ExtensionApp):
         policy = Policy.load(settings.policy_file or None, settings.environment)
         usage = UsageTracker.from_ledger(self.ledger)
 
+        per_user = settings.resolved_job_queue_per_user()
+
         def executor() -> Any:
             if settings.job_executor == "dask":
                 return executor_from_settings(
                     "dask",
                     address=settings.dask_scheduler or None,
                     max_queued=settings.job_queue_size,
+                    max_queued_per_owner=per_user,
                 )
             return executor_from_settings(
-                "local", max_workers=settings.job_workers, max_queued=settings.job_queue_size
+                "local",
+                max_workers=settings.job_workers,
+                max_queued=settings.job_queue_size,
+                max_queued_per_owner=per_user,
             )
 
         self.jobs = JobService(

@@ -24,6 +24,8 @@ from tornado.ioloop import IOLoop
 
 from jupyter_qsecure.vault.masking import StreamMasker, mask_message
 
+from .identity import stable_user
+
 V1 = "v1.kernel.websocket.jupyter.org"
 #: How long a held-back stream tail (a possible start of a secret) may wait.
 FLUSH_DELAY_SECONDS = 0.05
@@ -48,8 +50,8 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
 
     @property
     def _user(self) -> str:
-        user = getattr(self.websocket_handler, "current_user", None)
-        return getattr(user, "username", None) or "anonymous"
+        # A stable name, not Jupyter's per-session anonymous id: quotas follow it.
+        return stable_user(self.websocket_handler)
 
     # ---- browser -> kernel -----------------------------------------------------------------
     def handle_incoming_message(self, incoming_msg: Any) -> None:

@@ -11,6 +11,7 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Instance
 
 from jupyter_qsecure.config import QSecure
+from jupyter_qsecure.exposure import ServedPrivateFiles, check_not_served, private_paths
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
 from jupyter_qsecure.jobs.executor import executor_from_settings
 from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
@@ -31,6 +32,7 @@ from .jobs_routes import job_routes
 from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
 from .save_gate import ContentsGate, contents_routes
+from .served import served_trees
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
@@ -65,6 +67,7 @@ class QSecureExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         # QSecure reads its own section of the server's config, plus env overrides.
         settings = self.settings_obj = QSecure(config=self._server.config, parent=self)
+        self._refuse_to_serve_private_files(settings)
         # The server's own OpenBao token must never reach a kernel: kernels inherit the
         # server's environment, so take it out now, before any kernel is started.
         for variable in ("BAO_TOKEN", "VAULT_TOKEN"):
@@ -99,6 +102,18 @@ class QSecureExtension(ExtensionApp):
         self._checkpoint_timer = PeriodicCallback(self._checkpoint_tick, interval_ms)
         self._checkpoint_timer.start()
         self.log.info("jupyter-qsecure: ledger at %s", self.ledger.store.display_url)
+
+    def _refuse_to_serve_private_files(self, settings: QSecure) -> None:
+        """Stop the server when the data dir (recovery copies and their key, signing keys,
+        the ledger) would be served by the contents API; before anything is written there.
+
+        SystemExit, not an exception: Jupyter Server logs an extension's exceptions and
+        starts without it, which would serve those files with no save gate either.
+        """
+        try:
+            check_not_served(private_paths(settings), served_trees(self._server))
+        except ServedPrivateFiles as exc:
+            raise SystemExit(f"{exc.message}\n  hint: {exc.hint}") from None
 
     def _setup_credentials(self) -> None:
         """Credential broker and output masking, when an OpenBao/Vault is configured."""

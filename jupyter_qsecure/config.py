@@ -192,6 +192,15 @@ class QSecure(Configurable):
         "0: half of job_queue_size (at least 1).",
     ).tag(config=True)
 
+    job_spare_workers = Integer(
+        1,
+        help="Extra Aer worker processes of the local executor that run only the job of a "
+        "user with nothing running while other users' jobs fill the job_workers: that "
+        "user's job starts at once instead of waiting for another user's long job to end "
+        "(running jobs are never stopped). Started only once a second user submits. "
+        "0: none (fair order only).",
+    ).tag(config=True)
+
     def resolved_job_queue_per_user(self) -> int:
         """``job_queue_per_user``, or half of ``job_queue_size`` (at least 1) when 0."""
         if self.job_queue_per_user > 0:

@@ -294,6 +294,10 @@ class _QueuedExecutor:
         self._places: collections.Counter[str] = collections.Counter()  # held, per owner
         self._places_total = 0
         self._dispatched = 0  # jobs taken from the queue (or run at once) so far
+        # Dispatched and not finished: running, or about to (all, and per owner).
+        self._in_flight = 0
+        self._in_flight_by: collections.Counter[str] = collections.Counter()
+        self._owners_seen: set[str] = set()  # up to two: is there more than one user?
         self._closing = False
         self._avg_seconds = 1.0  # moving average of run times, for Retry-After
 
@@ -336,6 +340,7 @@ class _QueuedExecutor:
         with self._cond:
             if self._closing:
                 raise ExecutorClosed("the executor is shut down; no job is accepted")
+            self._see_owner_locked(owner)
             self._check_room_locked(owner, "")
             self._places[owner] += 1
             self._places_total += 1
@@ -411,6 +416,7 @@ class _QueuedExecutor:
                 raise ExecutorError(f"job {job_id}: its queue place was already used or released")
             if place is not None and place.owner != owner:
                 raise ExecutorError(f"job {job_id}: its queue place belongs to another owner")
+            self._see_owner_locked(owner)
             job = _Job(JobHandle(job_id, float(timeout), owner), payload)
             if here and self._reserve_locked(job):
                 if place is not None:
@@ -485,11 +491,26 @@ class _QueuedExecutor:
         self._count_dispatch_locked(job)
         return job
 
+    def _pop_idle_owner_locked(self) -> _Job | None:
+        """The next job, in fair order, of an owner with nothing in flight (lock held)."""
+        job = self._pending.popleft_where(lambda owner: self._in_flight_by[owner] == 0)
+        if job is not None:
+            self._count_dispatch_locked(job)
+        return job
+
     def _count_dispatch_locked(self, job: _Job) -> None:
         self._dispatched += 1
         job.handle.dispatch_seq = self._dispatched
         if job.handle.queue_seq is None:
             job.handle.queue_seq = self._dispatched - 1
+        self._in_flight += 1
+        self._in_flight_by[job.owner] += 1
+
+    def _see_owner_locked(self, owner: str) -> None:
+        if len(self._owners_seen) < 2 and owner not in self._owners_seen:
+            self._owners_seen.add(owner)
+            if len(self._owners_seen) == 2:
+                self._cond.notify_all()  # e.g. a spare worker may start now
 
     def _mark_running_locked(self, job: _Job, runner: Any) -> None:
         job.handle.status = "running"
@@ -514,6 +535,11 @@ class _QueuedExecutor:
             else:
                 handle.status = "failed"
             handle.finished_at = time.time()
+            if handle.dispatch_seq is not None:  # it was in flight
+                self._in_flight -= 1
+                self._in_flight_by[job.owner] -= 1
+                if self._in_flight_by[job.owner] <= 0:
+                    del self._in_flight_by[job.owner]
             if self._jobs.get(handle.job_id) is job:
                 del self._jobs[handle.job_id]
             if job.started and error is None:

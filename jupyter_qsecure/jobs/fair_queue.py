@@ -93,6 +93,21 @@ class FairQueue(Generic[T]):
             del self._by_owner[owner]
         return item
 
+    def popleft_where(self, eligible: Callable[[str], bool]) -> T | None:
+        """The next item of the first owner in rotation order that is ``eligible``
+        (None if no owner is); that owner's turn is used up as with :meth:`popleft`."""
+        owner = next((o for o in self._by_owner if eligible(o)), None)
+        if owner is None:
+            return None
+        waiting = self._by_owner[owner]
+        item = waiting.popleft()
+        self._size -= 1
+        if waiting:
+            self._by_owner.move_to_end(owner)
+        else:
+            del self._by_owner[owner]
+        return item
+
     def remove(self, item: T) -> None:
         """Take ``item`` out (a cancelled job); ValueError if it is not waiting."""
         owner = self._owner_of(item)

@@ -201,6 +201,7 @@ class QSecureExtension(ExtensionApp):
                 max_workers=settings.job_workers,
                 max_queued=settings.job_queue_size,
                 max_queued_per_owner=per_user,
+                spare_workers=max(0, settings.job_spare_workers),
             )
 
         self.jobs = JobService(
@@ -216,7 +217,8 @@ class QSecureExtension(ExtensionApp):
             identity_cache_seconds=settings.job_identity_cache_seconds,
             # queued + running jobs each hold a broker thread while they run (local
             # executor: job_workers running; a Dask cluster may run more at once)
-            max_in_flight=settings.job_queue_size + max(settings.job_workers, 32),
+            max_in_flight=settings.job_queue_size
+            + max(settings.job_workers + settings.job_spare_workers, 32),
         )
         self.credentials.on_revoke.append(self.jobs.forget_kernel)
         self._approvals_seen = self.ledger.size()

@@ -391,6 +391,24 @@ def test_owners_take_turns_and_one_owner_cannot_fill_the_queue() -> None:
         ex.close()
 
 
+def test_a_spare_worker_serves_an_owner_with_nothing_running_at_once() -> None:
+    ex = LocalExecutor(max_workers=1, max_queued=8, spare_workers=1, worker_env=TEST_ENV)
+    try:
+        blocker = ex.submit("blocker", payload(_test_sleep=600), timeout=900, owner="a")
+        assert blocker.wait_started(WAIT)
+        more = ex.submit("a-1", payload(), timeout=WAIT, owner="a")
+        with ex._lock:  # one owner so far: no spare process was started for it
+            assert len(ex._workers) == 1
+        late = ex.submit("b-0", payload(), timeout=WAIT, owner="b", here=True)
+        # b has nothing running: its job runs on the spare while a's long job goes on
+        assert late.result(WAIT)["counts"] == run_aer(payload())["counts"]
+        assert blocker.status == "running" and more.status == "queued"  # a waits its turn
+        assert ex.cancel("blocker")
+        assert more.result(WAIT)["counts"]
+    finally:
+        ex.close()
+
+
 def test_timeout_kills_the_job_and_the_executor_keeps_serving(executor: LocalExecutor) -> None:
     started = time.perf_counter()
     slow = executor.submit("slow", payload(_test_sleep=60), timeout=1.0)

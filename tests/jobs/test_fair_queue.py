@@ -60,3 +60,13 @@ def test_remove_contains_iterate_and_clear() -> None:
     assert len(queue) == 0
     with pytest.raises(IndexError):
         queue.popleft()
+
+
+def test_popleft_where_takes_the_first_eligible_owner_in_rotation() -> None:
+    queue: FairQueue[str] = FairQueue(owner_of)
+    for item in ["a-0", "a-1", "b-0", "c-0", "c-1"]:
+        queue.append(item)
+    assert queue.popleft_where(lambda owner: owner in ("b", "c")) == "b-0"
+    assert queue.popleft_where(lambda owner: owner == "z") is None
+    assert queue.popleft_where(lambda owner: owner == "c") == "c-0"  # c to the back
+    assert drain(queue) == ["a-0", "c-1", "a-1"]

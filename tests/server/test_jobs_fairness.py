@@ -49,7 +49,13 @@ class NamedUsers(IdentityProvider):
 # The server of each test; a test overrides these with @pytest.mark.parametrize.
 @pytest.fixture
 def queue_config() -> dict[str, Any]:
-    return {"job_workers": 1, "job_queue_size": 64, "job_queue_per_user": 60}
+    # No spare worker: the queue's order alone decides (see the spare worker's test).
+    return {
+        "job_workers": 1,
+        "job_queue_size": 64,
+        "job_queue_per_user": 60,
+        "job_spare_workers": 0,
+    }
 
 
 @pytest.fixture
@@ -159,7 +165,8 @@ async def test_another_users_job_is_served_within_a_turn_of_a_flood(
 
 
 @pytest.mark.parametrize(
-    "queue_config", [{"job_workers": 1, "job_queue_size": 4, "job_queue_per_user": 3}]
+    "queue_config",
+    [{"job_workers": 1, "job_queue_size": 4, "job_queue_per_user": 3, "job_spare_workers": 0}],
 )
 async def test_a_full_queue_is_429_with_retry_after_whether_or_not_the_client_waits(
     broker: Broker,  # noqa: F811
@@ -206,6 +213,29 @@ async def test_a_full_queue_is_429_with_retry_after_whether_or_not_the_client_wa
     await cancel(broker, alice, blocker)
     await finished(broker, accepted)
     assert [broker.service._jobs[j].status for j in accepted[1:]] == ["completed"] * 4
+
+
+@pytest.mark.parametrize("queue_config", [{"job_workers": 1, "job_spare_workers": 1}])
+async def test_a_user_with_nothing_running_does_not_wait_for_another_users_long_job(
+    broker: Broker,  # noqa: F811
+    worker_test_hooks: dict[str, Any],  # noqa: F811
+) -> None:
+    alice, _ = await kernel_of(broker, "alice")
+    bob, _ = await kernel_of(broker, "bob")
+    blocker = await start_blocker(broker, alice, worker_test_hooks)  # the only worker
+    flood = []
+    for _ in range(10):
+        code, body, _ = await broker.post(alice, job(ghz(3), wait=False))
+        assert code == 202, body
+        flood.append(body["job_id"])
+    code, body, _ = await broker.post(bob, job(ghz(3), shots=10))  # waits for its result
+    assert code == 200 and body["status"] == "completed", body
+    assert sum(body["result"]["counts"][0].values()) == 10
+    # Served by the spare worker while alice's long job still runs and hers still wait.
+    assert await status_of(broker, alice, blocker) == "running"
+    assert {await status_of(broker, alice, j) for j in flood} == {"queued"}
+    await cancel(broker, alice, blocker)
+    await finished(broker, flood)
 
 
 async def test_queued_and_running_are_distinct_states(

@@ -12,10 +12,11 @@ contents API, ``/files``, ``/view``, nbconvert, other extensions' handlers, a cu
 contents manager), and any one that forgets leaks; refusing closes all of them, and
 the fix (move the data dir, or serve another root) is one setting.
 
-Jupyter itself refuses hidden paths (a dot-file or dot-folder under ``root_dir``)
-unless ``ContentsManager.allow_hidden`` is set, so a data dir below a hidden folder
-(the default ``~/.local/share/jupyter/qsecure`` with ``root_dir = ~``) is accepted
-when hidden files are not served.
+Jupyter itself refuses hidden paths (a dot-file or dot-folder under ``root_dir``, or one
+the OS marks hidden) unless ``ContentsManager.allow_hidden`` is set, so a data dir below
+a hidden folder (the default ``~/.local/share/jupyter/qsecure``, ``~/Library/Jupyter``
+on macOS, ``%APPDATA%``/jupyter on Windows, with ``root_dir = ~``) is accepted when
+hidden files are not served.
 
 Deliberately not detected: a symbolic link inside the served tree pointing at the data
 dir (finding one would mean walking the whole tree at every start). Kernels and
@@ -30,6 +31,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from jupyter_core.paths import is_hidden
 
 from .errors import ConfigError
 
@@ -103,11 +106,11 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(os.path.expanduser(path)))
 
 
-def _hidden(relative: Path) -> bool:
-    # Jupyter's rule for what it will not serve (jupyter_core.paths.is_hidden): a dot
-    # name anywhere below the root. Not is_hidden itself: it also stats the files,
-    # which may not exist yet (the data dir is created after this check).
-    return any(part.startswith(".") for part in relative.parts)
+def _hidden(path: Path, root: Path) -> bool:
+    # Jupyter's own rule for what its contents manager will not serve: a dot name below
+    # the root, or a folder the OS marks hidden (macOS's ~/Library, Windows' AppData,
+    # where the default data dir lives there). Paths that do not exist yet count by name.
+    return bool(is_hidden(str(path), str(root)))
 
 
 def exposures(private: Mapping[str, Path], trees: Iterable[ServedTree]) -> list[Exposure]:
@@ -123,7 +126,7 @@ def exposures(private: Mapping[str, Path], trees: Iterable[ServedTree]) -> list[
             elif root.is_relative_to(real):
                 found.append(Exposure(path, what, tree, contains=True))
             elif real.is_relative_to(root):
-                if tree.serves_hidden or not _hidden(real.relative_to(root)):
+                if tree.serves_hidden or not _hidden(real, root):
                     found.append(Exposure(path, what, tree))
     return found
 

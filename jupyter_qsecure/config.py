@@ -185,6 +185,29 @@ class QSecure(Configurable):
         64, help="Jobs that may wait for a worker; beyond it submissions get HTTP 429."
     ).tag(config=True)
 
+    job_queue_per_user = Integer(
+        0,
+        help="Jobs one user may have waiting for a worker (their share of job_queue_size); "
+        "beyond it that user's submissions get HTTP 429 with Retry-After, waiting or not. "
+        "Users take turns at the workers (round robin) whatever their backlog. "
+        "0: half of job_queue_size (at least 1).",
+    ).tag(config=True)
+
+    job_spare_workers = Integer(
+        1,
+        help="Extra Aer worker processes of the local executor that run only the job of a "
+        "user with nothing running while other users' jobs fill the job_workers: that "
+        "user's job starts at once instead of waiting for another user's long job to end "
+        "(running jobs are never stopped). Started only once a second user submits. "
+        "0: none (fair order only).",
+    ).tag(config=True)
+
+    def resolved_job_queue_per_user(self) -> int:
+        """``job_queue_per_user``, or half of ``job_queue_size`` (at least 1) when 0."""
+        if self.job_queue_per_user > 0:
+            return int(min(self.job_queue_per_user, max(1, self.job_queue_size)))
+        return max(1, self.job_queue_size // 2)
+
     job_timeout_seconds = Float(
         300.0, help="A job running (or awaiting approval) longer than this is stopped."
     ).tag(config=True)

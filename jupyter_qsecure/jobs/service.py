@@ -41,7 +41,7 @@ from .aer_run import circuits_to_qpy, noise_model_sha256
 from .approval import ApprovalRefused, ApprovalVerifier, approval_subject
 from .archive import JobArchive
 from .canonical import CanonicalisationError, circuit_summary, hash_many
-from .executor import ExecutorError, QueueFull
+from .executor import ExecutorError, QueueFull, QueuePlace
 from .manifest import (
     Envelope,
     build_job_statement,
@@ -52,6 +52,7 @@ from .manifest import (
 )
 from .policy import CircuitSummary, Decision, Identity, JobRequest, PolicyEngine
 from .request import RequestError, parse_request
+from .status import JobStatus
 
 log = logging.getLogger("jupyter_qsecure.jobs")
 
@@ -114,7 +115,8 @@ class JobState:
     circuit_hashes: list[str]
     payload: dict[str, Any]
     request_id: str
-    status: str = "queued"
+    #: The broker's view; ``current_status()`` tells ``queued`` from ``running``.
+    status: str = JobStatus.QUEUED
     transpiled_hashes: list[str] = field(default_factory=list)
     manifest: Envelope | None = None
     result: dict[str, Any] | None = None
@@ -131,12 +133,24 @@ class JobState:
     #: Ledger entries of an allowed submission not written yet (``prepare(...,
     #: record_later=True)``): ``complete`` commits them with the job's outcome.
     unrecorded: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: The job's place in the executor's queue, held from submission until the job is
+    #: queued (or refused, cancelled, not approved): see :meth:`JobService.submit`.
+    place: QueuePlace | None = None
+
+    def current_status(self) -> str:
+        """``running`` once a worker took the job, ``queued`` while it waits for one."""
+        status = self.status
+        if status == JobStatus.QUEUED:
+            handle = self.handle
+            if handle is not None and getattr(handle, "started_at", None) is not None:
+                return JobStatus.RUNNING
+        return status
 
     def record(self) -> dict[str, Any]:
         """The JobRecord of the REST contract (no token, no secret)."""
         return {
             "job_id": self.job_id,
-            "status": self.status,
+            "status": str(self.current_status()),
             "identity": self.identity,
             "decision": self.decision.model_dump(mode="json"),
             "manifest": self.manifest.model_dump(mode="json") if self.manifest else None,
@@ -159,6 +173,35 @@ class _Sealed:
     result_envelope: Envelope
     result: dict[str, Any]
     completion: dict[str, Any]
+
+
+def _give_up_place(state: JobState) -> None:
+    """Release the job's queue place if it still holds one (refused, cancelled, failed)."""
+    place, state.place = state.place, None
+    if place is not None:
+        place.release()
+
+
+def _busy(exc: QueueFull) -> Busy:
+    """The 429 for a full queue: which limit, what to do, and when to retry."""
+    retry = exc.retry_after_seconds
+    if exc.scope == "user":
+        message = (
+            f"you already have {exc.waiting} jobs waiting in the job queue, the most one user "
+            f"may have queued ({exc.limit}); this job was not accepted"
+        )
+        hint = (
+            f"retry in {retry} s, when one of them has started (`%qsubmit --status JOB` "
+            "shows where each one is), or cancel some with `%qsubmit --cancel JOB`"
+        )
+    else:
+        message = exc.message
+        hint = f"the broker is busy with other jobs: retry in {retry} s"
+    return Busy(
+        message,
+        hint=hint,
+        payload={"retry_after": retry, "scope": exc.scope, "limit": exc.limit},
+    )
 
 
 def _utc() -> str:
@@ -366,15 +409,23 @@ class JobService:
                     return
 
     # ---- submission --------------------------------------------------------------------------
-    def prepare(self, token: str | None, body: Any, *, record_later: bool = False) -> JobState:
+    def prepare(
+        self,
+        token: str | None,
+        body: Any,
+        *,
+        record_later: bool = False,
+        identity: dict[str, Any] | None = None,
+    ) -> JobState:
         """Authenticate, parse, hash, decide and record (sync: run it in a thread).
 
         Denials and jobs that wait for an approval are recorded before this returns. With
         ``record_later`` an allowed job's ``job.decided``/``job.submitted`` entries are
         committed by :meth:`complete` together with its ``job.completed`` (one durable
         commit per job); no result is released unless that commit succeeded.
+        ``identity``: what :meth:`authenticate` already returned for ``token``.
         """
-        identity = self.authenticate(token)
+        identity = identity if identity is not None else self.authenticate(token)
         try:  # every field, strictly, before anything is parsed, decided or run
             body = parse_request(body).model_dump()
         except RequestError as exc:
@@ -606,29 +657,90 @@ class JobService:
                 self._jobs.popitem(last=False)
 
     async def run(self, state: JobState) -> JobState:
-        """Execute an allowed (and, if needed, approved) job; sign and record its result."""
+        """Follow an allowed (and, if needed, approved) job to its end: wait for the
+        approval, then run it (or wait for the queued job), sign and record its result."""
         state.finished = state.finished or asyncio.Event()
         if state.status == "pending_approval":
             approved = await self._approval(state)
             if not approved or state.status == "cancelled":
                 if state.status != "cancelled":
                     state.status, state.error = "failed", "not approved in time"
+                _give_up_place(state)
                 state.finished.set()
                 return state
         try:
             return await self.call(self.complete, state)  # type: ignore[no-any-return]
         finally:
+            _give_up_place(state)
             state.finished.set()
 
-    def submit_and_wait(self, token: str | None, body: Any) -> JobState:
-        """:meth:`prepare` and :meth:`complete` in the calling (broker) thread: what a
-        waiting submission needs, without returning to the event loop in between. A job
-        that needs an approval is returned still ``pending_approval`` (run it with
-        :meth:`run`)."""
-        state = self.prepare(token, body, record_later=True)
+    # ---- the queue ---------------------------------------------------------------------------
+    def owner(self, identity: dict[str, Any]) -> str:
+        """Whose turn a job takes in the fair queue, and whose share of the queue it uses:
+        the same key as the policy's rate limits and quotas (``environment:user``)."""
+        return f"{identity.get('environment') or self.environment}:{identity['user']}"
+
+    def submit(self, token: str | None, body: Any, *, wait: bool = True) -> JobState:
+        """Admit, prepare and queue a submission in the calling (broker) thread; with
+        ``wait`` also run it to the end (:meth:`complete`).
+
+        First a place in the queue is taken for the identity (the executor's
+        :meth:`~jupyter_qsecure.jobs.executor.Executor.admit`): when the user's share of
+        the queue or the whole queue is taken the submission is refused with
+        :class:`Busy` (HTTP 429 with ``Retry-After``), waiting or not, before its body is
+        parsed and before anything is decided, counted against a quota or recorded. An
+        accepted job keeps its place until it is queued, so a job answered 202 never
+        finds the queue full later. Without ``wait`` the job is returned ``queued`` (its
+        end is followed by :meth:`run`). A job that needs an approval is returned
+        ``pending_approval`` and keeps its place until it is approved (:meth:`run`),
+        cancelled or given up.
+        """
+        identity = self.authenticate(token)
+        place = self._admit(identity)
+        try:
+            state = self.prepare(token, body, record_later=wait, identity=identity)
+        except BaseException:
+            if place is not None:
+                place.release()
+            raise
+        state.place = place
         if state.status == "pending_approval":
             return state
-        return self.complete(state)
+        try:
+            if wait:
+                return self.complete(state)
+            self._enqueue(state)
+            return state
+        finally:
+            _give_up_place(state)  # a no-op once the job was queued with it
+
+    def submit_and_wait(self, token: str | None, body: Any) -> JobState:
+        """``submit(token, body, wait=True)``."""
+        return self.submit(token, body, wait=True)
+
+    def _admit(self, identity: dict[str, Any]) -> QueuePlace | None:
+        admit = getattr(self.executor, "admit", None)
+        if admit is None:  # an executor without places: its submit() checks the queue
+            return None
+        try:
+            return cast(QueuePlace, admit(self.owner(identity)))
+        except QueueFull as exc:
+            raise _busy(exc) from None
+
+    def _enqueue(self, state: JobState) -> None:
+        """Hand a job that nobody waits for to the executor's queue, with its place."""
+        try:
+            state.handle = self.executor.submit(
+                state.job_id,
+                state.payload,
+                timeout=self.job_timeout,
+                owner=self.owner(state.identity),
+                place=state.place,
+            )
+        except QueueFull as exc:  # only an executor without places gets here
+            self._record(state, "rejected", {"error": exc.message})
+            state.status, state.error = "failed", exc.message
+            raise _busy(exc) from None
 
     def complete(self, state: JobState) -> JobState:
         """Run an allowed, released job to the end in the calling (broker) thread: submit,
@@ -642,21 +754,22 @@ class JobService:
         result reaches the signing code without hopping through the event loop; broker
         threads outnumber the jobs the executor accepts, so waiting never starves others.
         """
-        try:
-            # here: this thread waits for the result anyway, so it may run the job itself
-            state.handle = self.executor.submit(
-                state.job_id, state.payload, timeout=self.job_timeout, here=True
-            )
-        except QueueFull as exc:
-            self._record(state, "rejected", {"error": exc.message})
-            state.status, state.error = "failed", exc.message
-            raise Busy(
-                exc.message,
-                hint=f"retry in {exc.retry_after_seconds} s",
-                payload={"retry_after": exc.retry_after_seconds},
-            ) from None
-        state.status = "running"
-        submitted = time.perf_counter()
+        if state.handle is None:  # not queued yet (a waiting submission, an approved run)
+            try:
+                # here: this thread waits for the result anyway, so it may run the job itself
+                state.handle = self.executor.submit(
+                    state.job_id,
+                    state.payload,
+                    timeout=self.job_timeout,
+                    here=True,
+                    owner=self.owner(state.identity),
+                    place=state.place,
+                )
+            except QueueFull as exc:  # only without a held place
+                self._record(state, "rejected", {"error": exc.message})
+                state.status, state.error = "failed", exc.message
+                raise _busy(exc) from None
+        # still "queued" here: current_status() says "running" once a worker has it
         try:
             outcome = state.handle.result()
         except ExecutorError as exc:
@@ -667,7 +780,8 @@ class JobService:
         handle = state.handle
         if handle.started_at is not None and handle.finished_at is not None:
             run = (handle.finished_at - handle.started_at) * 1000
-            state.timings["queue"] = max(0.0, (time.perf_counter() - submitted) * 1000 - run)
+            waited = (time.time() - handle.submitted_at) * 1000
+            state.timings["queue"] = max(0.0, waited - run)
             state.timings["run"] = run
         try:
             sealed = self._seal(state, outcome)

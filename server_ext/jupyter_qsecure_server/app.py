@@ -13,6 +13,7 @@ from traitlets import Instance
 
 from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.errors import SigningError
+from jupyter_qsecure.exposure import ServedPrivateFiles, check_not_served, private_paths
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
 from jupyter_qsecure.jobs.approval import ApprovalVerifier, ApproverTrust
 from jupyter_qsecure.jobs.executor import executor_from_settings
@@ -37,6 +38,7 @@ from .jobs_routes import job_routes
 from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
 from .save_gate import ContentsGate, contents_routes
+from .served import served_trees
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
@@ -71,6 +73,7 @@ class QSecureExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         # QSecure reads its own section of the server's config, plus env overrides.
         settings = self.settings_obj = QSecure(config=self._server.config, parent=self)
+        self._refuse_to_serve_private_files(settings)
         # The server's own OpenBao token must never reach a kernel: kernels inherit the
         # server's environment, so take it out now, before any kernel is started.
         for variable in ("BAO_TOKEN", "VAULT_TOKEN"):
@@ -106,6 +109,18 @@ class QSecureExtension(ExtensionApp):
         self._checkpoint_timer = PeriodicCallback(self._checkpoint_tick, interval_ms)
         self._checkpoint_timer.start()
         self.log.info("jupyter-qsecure: ledger at %s", self.ledger.store.display_url)
+
+    def _refuse_to_serve_private_files(self, settings: QSecure) -> None:
+        """Stop the server when the data dir (recovery copies and their key, signing keys,
+        the ledger) would be served by the contents API; before anything is written there.
+
+        SystemExit, not an exception: Jupyter Server logs an extension's exceptions and
+        starts without it, which would serve those files with no save gate either.
+        """
+        try:
+            check_not_served(private_paths(settings), served_trees(self._server))
+        except ServedPrivateFiles as exc:
+            raise SystemExit(f"{exc.message}\n  hint: {exc.hint}") from None
 
     def _setup_credentials(self) -> None:
         """Credential broker and output masking, when an OpenBao/Vault is configured."""
@@ -179,15 +194,22 @@ class QSecureExtension(ExtensionApp):
         usage = UsageTracker.from_ledger(self.ledger)
         approvals = self._approval_verifier()
 
+        per_user = settings.resolved_job_queue_per_user()
+
         def executor() -> Any:
             if settings.job_executor == "dask":
                 return executor_from_settings(
                     "dask",
                     address=settings.dask_scheduler or None,
                     max_queued=settings.job_queue_size,
+                    max_queued_per_owner=per_user,
                 )
             return executor_from_settings(
-                "local", max_workers=settings.job_workers, max_queued=settings.job_queue_size
+                "local",
+                max_workers=settings.job_workers,
+                max_queued=settings.job_queue_size,
+                max_queued_per_owner=per_user,
+                spare_workers=max(0, settings.job_spare_workers),
             )
 
         self.jobs = JobService(
@@ -203,7 +225,8 @@ class QSecureExtension(ExtensionApp):
             identity_cache_seconds=settings.job_identity_cache_seconds,
             # queued + running jobs each hold a broker thread while they run (local
             # executor: job_workers running; a Dask cluster may run more at once)
-            max_in_flight=settings.job_queue_size + max(settings.job_workers, 32),
+            max_in_flight=settings.job_queue_size
+            + max(settings.job_workers + settings.job_spare_workers, 32),
             approvals=approvals,
         )
         self.credentials.on_revoke.append(self.jobs.forget_kernel)

@@ -148,10 +148,9 @@ class JobsHandler(_JobsHandler):
             body = self._json_body()
             # ``wait`` is validated with the rest of the body (a boolean, or absent)
             wait = not isinstance(body, dict) or body.get("wait", True) is not False
-            if wait:  # decided, run, signed and recorded in one broker thread
-                state = await service.call(service.submit_and_wait, self._token(), body)
-            else:
-                state = await service.call(service.prepare, self._token(), body)
+            # Admitted to the queue (or 429), decided, and with wait run, signed and
+            # recorded, in one broker thread; without wait, queued before the 202.
+            state = await service.call(service.submit, self._token(), body, wait=wait)
             if state.status in ("queued", "pending_approval"):  # not run yet: in the background
                 task = asyncio.ensure_future(service.run(state))
                 task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)

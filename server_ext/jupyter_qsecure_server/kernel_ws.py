@@ -25,6 +25,8 @@ from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebso
 from jupyter_qsecure.vault.masking import mask_message
 from jupyter_qsecure.vault.stream_masking import StreamMasker, mask_bytes
 
+from .identity import stable_user
+
 V1 = "v1.kernel.websocket.jupyter.org"
 #: Executions with a held stream tail, at most (each holds at most the longest value):
 #: beyond, the oldest is released. Only output after an execution's end (threads) can
@@ -59,8 +61,8 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
 
     @property
     def _user(self) -> str:
-        user = getattr(self.websocket_handler, "current_user", None)
-        return getattr(user, "username", None) or "anonymous"
+        # A stable name, not Jupyter's per-session anonymous id: quotas follow it.
+        return stable_user(self.websocket_handler)
 
     # ---- browser -> kernel -----------------------------------------------------------------
     def handle_incoming_message(self, incoming_msg: Any) -> None:

@@ -1,0 +1,101 @@
+"""A minimal kernel websocket client for server tests, speaking both kernel protocols.
+
+Shared by the server tests (``from ws_kernel import start, stdout_of``); the fixtures
+they use (OpenBao, the qsecure kernel) live in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+from jupyter_server.services.kernels.connection.base import (
+    deserialize_msg_from_ws_v1,
+    serialize_msg_to_ws_v1,
+)
+
+V1 = "v1.kernel.websocket.jupyter.org"
+
+
+class KernelClient:
+    """A minimal websocket kernel client for one protocol."""
+
+    def __init__(self, ws: Any, protocol: str) -> None:
+        self.ws = ws
+        self.protocol = protocol
+        self.session = uuid.uuid4().hex
+
+    async def execute(self, code: str, timeout: float = 60) -> list[dict[str, Any]]:
+        msg_id = uuid.uuid4().hex
+        header = {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "session": self.session,
+            "username": "test",
+            "version": "5.3",
+            "date": "",
+        }
+        content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False}
+        if self.protocol == V1:
+            parts = [json.dumps(p).encode() for p in (header, {}, {}, content)]
+            await self.ws.write_message(serialize_msg_to_ws_v1(parts, "shell"), binary=True)
+        else:
+            await self.ws.write_message(
+                json.dumps(
+                    {
+                        "header": header,
+                        "parent_header": {},
+                        "metadata": {},
+                        "content": content,
+                        "channel": "shell",
+                        "buffers": [],
+                    }
+                )
+            )
+        received: list[dict[str, Any]] = []
+        got_reply = got_idle = False
+        while not (got_reply and got_idle):
+            raw = await asyncio.wait_for(self.ws.read_message(), timeout)
+            assert raw is not None, "websocket closed"
+            msg = self._decode(raw)
+            if (msg.get("parent_header") or {}).get("msg_id") != msg_id:
+                continue
+            received.append(msg)
+            if msg["channel"] == "shell" and msg["header"]["msg_type"] == "execute_reply":
+                got_reply = True
+            if (
+                msg["header"]["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"
+            ):
+                got_idle = True
+        return received
+
+    def _decode(self, raw: Any) -> dict[str, Any]:
+        if self.protocol == V1:
+            channel, parts = deserialize_msg_from_ws_v1(raw)
+            header, parent, metadata, content = (json.loads(p) for p in parts[:4])
+            return {
+                "channel": channel,
+                "header": header,
+                "parent_header": parent,
+                "metadata": metadata,
+                "content": content,
+            }
+        return dict(json.loads(raw))
+
+
+def stdout_of(messages: list[dict[str, Any]]) -> str:
+    return "".join(m["content"]["text"] for m in messages if m["header"]["msg_type"] == "stream")
+
+
+async def start(
+    jp_fetch: Any, jp_ws_fetch: Any, kernel: str, protocol: str
+) -> tuple[str, KernelClient]:
+    response = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": kernel}))
+    kernel_id = json.loads(response.body)["id"]
+    kwargs = {"subprotocols": [V1]} if protocol == V1 else {}
+    ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels", **kwargs)
+    assert (ws.selected_subprotocol == V1) == (protocol == V1)
+    return kernel_id, KernelClient(ws, protocol)

@@ -11,6 +11,16 @@ import pytest
 import scan_fakes as fk
 
 from jupyter_qsecure.cli.main import main
+from jupyter_qsecure.config import load_settings
+from jupyter_qsecure.scan import fingerprinter_from_settings
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The scan reads the fingerprint key and registry of the data dir: never the user's."""
+    path = tmp_path_factory.mktemp("qsecure-data")
+    monkeypatch.setenv("QSECURE_DATA_DIR", str(path))
+    return path
 
 
 def _write_nb(path: Path, *sources: str) -> None:
@@ -24,16 +34,18 @@ def test_clean_file_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_findings_exit_1_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fingerprint = fingerprinter_from_settings(load_settings(), create=True)  # as the server
     key = fk.aws_key()
-    _write_nb(tmp_path / "a.ipynb", "x = 1", f"k = '{key}'")
-    assert main(["scan", "--format", "json", str(tmp_path)]) == 1
+    (tmp_path / "src").mkdir()
+    _write_nb(tmp_path / "src" / "a.ipynb", "x = 1", f"k = '{key}'")
+    assert main(["scan", "--format", "json", str(tmp_path / "src")]) == 1
     out = capsys.readouterr().out
     assert key not in out
     report = json.loads(out)
     assert report["files"] == 1 and isinstance(report["seconds"], float)
     (finding,) = report["findings"]
     assert finding == {
-        "path": str(tmp_path / "a.ipynb"),
+        "path": str(tmp_path / "src" / "a.ipynb"),
         "cell": 1,
         "cell_id": finding["cell_id"],
         "where": "source",
@@ -41,8 +53,11 @@ def test_findings_exit_1_json_contract(tmp_path: Path, capsys: pytest.CaptureFix
         "mime": None,
         "line": 1,
         "type": "AWS Access Key",
-        "hashed_secret": hashlib.sha256(key.encode()).hexdigest(),
+        "fingerprint": fingerprint(key),  # keyed with the data dir's key, not a bare hash
+        "secret_name": None,
+        "injected_on": None,
     }
+    assert hashlib.sha256(key.encode()).hexdigest() not in out
 
 
 def test_text_output_never_has_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

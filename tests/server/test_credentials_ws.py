@@ -14,9 +14,9 @@ from typing import Any
 
 import hvac
 import pytest
+from server_helpers import V1, start, stdout_of
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
-from ws_kernel import V1, start, stdout_of
 
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure.testing.openbao import OpenBaoDev

@@ -13,6 +13,7 @@ from typing import Any
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from server_helpers import put, refused
 from tornado.httpclient import HTTPClientError
 
 from jupyter_qsecure.ledger import EntryFilter
@@ -38,18 +39,6 @@ def notebook_with(where: str, secret: str) -> dict[str, Any]:
     elif where == "metadata":
         nb.metadata["connection"] = {"aws_access_key_id": secret}
     return json.loads(nbformat.writes(nb))
-
-
-async def put(jp_fetch: Any, path: str, model: dict[str, Any]) -> Any:
-    return await jp_fetch("api", "contents", path, method="PUT", body=json.dumps(model))
-
-
-async def refused(jp_fetch: Any, path: str, model: dict[str, Any]) -> dict[str, Any]:
-    with pytest.raises(HTTPClientError) as info:
-        await put(jp_fetch, path, model)
-    assert info.value.code == 422
-    assert info.value.response is not None
-    return json.loads(info.value.response.body)
 
 
 @pytest.mark.parametrize("where", ["source", "output", "metadata"])

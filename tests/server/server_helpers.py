@@ -1,7 +1,9 @@
-"""A minimal kernel websocket client for server tests, speaking both kernel protocols.
+"""Helpers shared by the server tests (``from server_helpers import start, refused``).
 
-Shared by the server tests (``from ws_kernel import start, stdout_of``); the fixtures
-they use (OpenBao, the qsecure kernel) live in ``conftest.py``.
+A minimal kernel websocket client speaking both kernel protocols, and contents-API
+calls. The fixtures they use (OpenBao, the qsecure kernel) live in ``conftest.py``:
+pytest loads every ``conftest.py`` as a module named ``conftest``, so plain helpers
+cannot be imported from there reliably.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import json
 import uuid
 from typing import Any
 
+import pytest
 from jupyter_server.services.kernels.connection.base import (
     deserialize_msg_from_ws_v1,
     serialize_msg_to_ws_v1,
 )
+from tornado.httpclient import HTTPClientError
 
 V1 = "v1.kernel.websocket.jupyter.org"
 
@@ -99,3 +103,17 @@ async def start(
     ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels", **kwargs)
     assert (ws.selected_subprotocol == V1) == (protocol == V1)
     return kernel_id, KernelClient(ws, protocol)
+
+
+async def put(jp_fetch: Any, path: str, model: dict[str, Any]) -> Any:
+    """Save ``model`` at ``path`` through the contents API."""
+    return await jp_fetch("api", "contents", path, method="PUT", body=json.dumps(model))
+
+
+async def refused(jp_fetch: Any, path: str, model: dict[str, Any]) -> dict[str, Any]:
+    """Save ``model``, expect the gate's 422, return its JSON body."""
+    with pytest.raises(HTTPClientError) as info:
+        await put(jp_fetch, path, model)
+    assert info.value.code == 422
+    assert info.value.response is not None
+    return dict(json.loads(info.value.response.body))

@@ -11,18 +11,19 @@ OpenBao transit ``hmac`` endpoint was not used: the scanner fingerprints
 candidate tokens by the thousand, which must not cost a network round trip each.)
 
 :class:`FingerprintIndex` finds registered values in arbitrary text without
-knowing them: the text is cut into candidate tokens (a whitespace-separated
-word; a run between quotes, brackets, ``,;|&=``; what follows ``=`` or ``:``;
-a token without trailing ``.:!?``; a base64 line between JSON ``\\n`` escapes),
+knowing them: the text is cut into candidate tokens (see :func:`candidate_tokens`),
 only candidates whose length is a registered length are fingerprinted, and a
 fingerprint found in the index is a finding. So a value written raw in a log
-line, inside quotes, as ``key=value``, in JSON or in CSV is found.
+line, inside quotes, as ``key=value`` or ``key: value``, in JSON, in CSV or at the
+end of a sentence is found.
 
 Deliberately not found: a value split, transformed or encoded (base64, URL
-encoding, JSON escapes other than in PEM lines) in the text; a value glued to
-other characters that are not separators (``xVALUE``); whole values containing
-whitespace (only their parts are registered: PEM body lines, secret-named JSON
-fields, a URL's password); values shorter than :data:`MIN_REGISTERED_LENGTH`.
+encoding, JSON escapes other than line breaks) in the text; a value glued to
+characters that are not separators (``xVALUE``, a path segment ``/VALUE/``); a
+value that itself contains separators where those cut it (it is still found
+written raw between whitespace); whole values containing whitespace (only their
+parts are registered: PEM body lines, secret-named JSON fields, a URL's
+password); values shorter than :data:`MIN_REGISTERED_LENGTH` characters.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from .._lru import LRU
 from ..errors import QSecureError
@@ -204,8 +204,12 @@ def _from_openbao(settings: QSecure, *, create: bool) -> Fingerprinter:
                     mount_point=mount,
                 )
                 key = fresh
-            except hvac.exceptions.InvalidRequest:
-                key = read()  # lost the race: use the winner's key
+            except (hvac.exceptions.InvalidRequest, hvac.exceptions.Forbidden):
+                # Lost the race (a check-and-set mismatch, or "update" denied: the policy
+                # allows only "create"): use the winner's key.
+                key = read()
+                if key is None:
+                    raise hvac.exceptions.Forbidden() from None
     except hvac.exceptions.Forbidden:
         raise FingerprintError(
             f"OpenBao/Vault at {settings.vault_addr} refused access to the fingerprint key {where}",
@@ -223,7 +227,11 @@ def _from_openbao(settings: QSecure, *, create: bool) -> Fingerprinter:
 
 
 # ---- what of a value is registered -------------------------------------------------------
-_SECRET_FIELD = re.compile(r"(?i)key|secret|passw|token|credential|private")
+#: JSON fields whose value is a secret of its own (``private_key_id``, not ``token_uri``).
+_SECRET_FIELD = re.compile(
+    r"(?i)(?:^|_)(?:private_?key(?:_?id)?|pass(?:word|wd|phrase)?|secret|api_?key|"
+    r"access_?key|token|credentials?)$"
+)
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----(.*?)-----END [A-Z0-9 ]+-----", re.S)
 
 
@@ -259,11 +267,10 @@ def registrable_forms(value: str) -> tuple[str | None, list[str]]:
             if _SECRET_FIELD.search(key):
                 add(text, MIN_REGISTERED_LENGTH)
                 pem_lines(text)
-    if "://" in value and not _has_space(value):
-        try:
-            password = urlsplit(value).password
-        except ValueError:
-            password = None
+    if "://" in value and "@" in value and not _has_space(value):
+        # userinfo up to the last '@': urlsplit stops at a '/' inside the password
+        userinfo = value.split("://", 1)[1].rpartition("@")[0]
+        password = userinfo.partition(":")[2]
         if password:
             add(password, MIN_REGISTERED_LENGTH)
     return whole, parts
@@ -289,27 +296,30 @@ def _has_space(text: str) -> bool:
 # tokeniser costs about 20 ms per MB of text, where each regular-expression pass over
 # the text costs 6 ms per MB and a Python loop per character would cost far more.
 # ASCII separators never occur inside a multi-byte UTF-8 sequence, so cutting there is safe.
-#: Characters that end a fine token, besides ASCII whitespace.
-_SEP = b"\"'`<>()[]{},;|&=*"
+#: Characters that end a fine token, besides ASCII whitespace ('=' is kept: base64 padding).
+_SEP = b"\"'`<>()[]{},;|&*"
 _FINE = bytes.maketrans(_SEP, b" " * len(_SEP))
-#: The same, also at sentence punctuation (a value at the end of a sentence or before ':').
-_FINER = bytes.maketrans(_SEP + b".:!?", b" " * (len(_SEP) + 4))
+#: Also at '=', sentence punctuation, '@' and '/': key=value, key:value, a value ending
+#: a sentence, the password in scheme://user:password@host/.
+_FINER = bytes.maketrans(_SEP + b"=.:!?@/", b" " * (len(_SEP) + 7))
 
 
 @functools.lru_cache(maxsize=64)
 def _after_assignment(shortest: int) -> re.Pattern[bytes]:
-    """What follows ``=`` or ``:`` up to a separator, ``=`` and ``:`` kept (``key=b64==``)."""
-    return re.compile(rb"[=:]([^\s\"'`<>()\[\]{},;|&*]{%d,}+)" % max(1, shortest))
+    """What follows each ``=`` or ``:`` up to a separator, ``=`` and ``:`` kept
+    (``key=b64==``); a look-ahead, so that matches may overlap (``url=https://...``)."""
+    return re.compile(rb"[=:](?=([^\s\"'`<>()\[\]{},;|&*]{%d,}+))" % max(1, shortest))
 
 
 def candidate_tokens(text: str, lengths: frozenset[int]) -> set[bytes]:
     """Every candidate token of ``text`` (UTF-8) whose length in bytes is in ``lengths``.
 
     Candidates: each whitespace-separated word (a value with any punctuation, written
-    raw); each fine token, cut also at quotes, brackets and ``,;|&=*`` (JSON, CSV,
-    ``key=value``, Python reprs), without sentence punctuation before whitespace;
-    what follows ``=`` or ``:``, with ``=`` kept (base64 padding); base64 lines
-    between JSON ``\\n`` escapes (a PEM key inside a JSON string).
+    raw); each fine token, cut also at quotes, brackets and ``,;|&*`` (JSON, CSV,
+    Python reprs); each finer token, cut also at ``=.:!?`` (``key=value``,
+    ``key:value``, the end of a sentence) and at ``@/`` (a URL's password); what
+    follows each ``=`` or ``:`` up to a separator, ``=`` kept (``key=base64==``);
+    JSON ``\\n`` escapes cut fine tokens too (a PEM key inside a JSON string).
     """
     if not lengths or not text:
         return set()

@@ -36,7 +36,7 @@ import hmac
 import json
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -292,16 +292,25 @@ def _has_space(text: str) -> bool:
 
 
 # ---- tokenising ----------------------------------------------------------------------------
-# On UTF-8 bytes with bytes.split/translate/replace, which run at C speed: the whole
-# tokeniser costs about 20 ms per MB of text, where each regular-expression pass over
-# the text costs 6 ms per MB and a Python loop per character would cost far more.
-# ASCII separators never occur inside a multi-byte UTF-8 sequence, so cutting there is safe.
+# On UTF-8 bytes with bytes.split/translate/replace, which run at C speed: one pass costs
+# about 8 ms per MB of text, where a regular-expression pass costs 6 to 20 ms per MB and
+# a Python loop per character far more. ASCII separators never occur inside a multi-byte
+# UTF-8 sequence, so cutting there is safe.
 #: Characters that end a fine token, besides ASCII whitespace ('=' is kept: base64 padding).
 _SEP = b"\"'`<>()[]{},;|&*"
 _FINE = bytes.maketrans(_SEP, b" " * len(_SEP))
-#: Also at '=', sentence punctuation, '@' and '/': key=value, key:value, a value ending
-#: a sentence, the password in scheme://user:password@host/.
-_FINER = bytes.maketrans(_SEP + b"=.:!?@/", b" " * (len(_SEP) + 7))
+#: Also at '=', sentence punctuation and '@': key=value, key:value, a value ending a
+#: sentence, the password in scheme://user:password@host.
+_FINER_SEP = _SEP + b"=.:!?@"
+_FINER = bytes.maketrans(_FINER_SEP, b" " * len(_FINER_SEP))
+_SPACE = frozenset(b" \t\n\r\x0b\x0c")
+_SPLITTING = frozenset(_FINER_SEP) | _SPACE
+
+
+def is_plain(value: str) -> bool:
+    """True when no tokeniser separator occurs in ``value`` (random tokens, hex, most
+    base64): such a value is found by one split of the text, the others need four."""
+    return not any(byte in _SPLITTING for byte in value.encode("utf-8", "surrogatepass"))
 
 
 @functools.lru_cache(maxsize=64)
@@ -311,25 +320,33 @@ def _after_assignment(shortest: int) -> re.Pattern[bytes]:
     return re.compile(rb"[=:](?=([^\s\"'`<>()\[\]{},;|&*]{%d,}+))" % max(1, shortest))
 
 
-def candidate_tokens(text: str, lengths: frozenset[int]) -> set[bytes]:
-    """Every candidate token of ``text`` (UTF-8) whose length in bytes is in ``lengths``.
+def candidate_tokens(
+    text: str, plain: frozenset[int], special: frozenset[int] = frozenset()
+) -> set[bytes]:
+    """Candidate tokens of ``text`` (UTF-8) of a registered length in bytes.
 
-    Candidates: each whitespace-separated word (a value with any punctuation, written
-    raw); each fine token, cut also at quotes, brackets and ``,;|&*`` (JSON, CSV,
-    Python reprs); each finer token, cut also at ``=.:!?`` (``key=value``,
-    ``key:value``, the end of a sentence) and at ``@/`` (a URL's password); what
-    follows each ``=`` or ``:`` up to a separator, ``=`` kept (``key=base64==``);
-    JSON ``\\n`` escapes cut fine tokens too (a PEM key inside a JSON string).
+    ``plain``: lengths of values without separators (:func:`is_plain`): candidates are
+    the tokens cut at whitespace, quotes, brackets, ``,;|&*=.:!?@`` (JSON, CSV,
+    ``key=value``, ``key: value``, Python reprs, the end of a sentence, a URL's
+    password). Any context that ends such a value at separators is covered by this
+    one split. ``special``: lengths of the other values, which separators inside them
+    would cut: candidates are also each whitespace-separated word (the value written
+    raw), each token cut only at quotes, brackets and ``,;|&*``, and what follows
+    each ``=`` or ``:`` up to such a separator (``key=base64==``). JSON ``\\n``
+    escapes cut tokens too (a PEM key inside a JSON string).
     """
-    if not lengths or not text:
+    if not text or not (plain or special):
         return set()
     data = text.encode("utf-8", "surrogatepass")
-    out = {w for w in data.split() if len(w) in lengths}
-    # JSON-escaped line breaks cut fine tokens too (a PEM key inside a JSON string)
     unescaped = data.replace(b"\\n", b"  ") if b"\\n" in data else data
-    out.update(t for t in unescaped.translate(_FINE).split() if len(t) in lengths)
-    out.update(t for t in unescaped.translate(_FINER).split() if len(t) in lengths)
-    out.update(t for t in _after_assignment(min(lengths)).findall(data) if len(t) in lengths)
+    out: set[bytes] = set()
+    if plain:
+        out.update(t for t in unescaped.translate(_FINER).split() if len(t) in plain)
+    if special:
+        out.update(w for w in data.split() if len(w) in special)
+        out.update(t for t in unescaped.translate(_FINE).split() if len(t) in special)
+        found = _after_assignment(min(special)).findall(data)
+        out.update(t for t in found if len(t) in special)
     return out
 
 
@@ -340,28 +357,45 @@ class Registered:
 
     name: str
     injected_on: str  # YYYY-MM-DD of the last injection
+    length: int  # of the value in UTF-8 bytes: the tokeniser's pre-filter
+    plain: bool = False  # no separator inside (see is_plain): the cheap tokenising
     part: bool = False
     environment: str = ""
 
 
 class FingerprintIndex:
-    """Registered fingerprints (one key) and the UTF-8 lengths of their values; finds them."""
+    """Registered fingerprints (one key), by fingerprint (hex); finds their values in text."""
 
     def __init__(
         self,
         fingerprinter: Fingerprinter,
         registered: Mapping[str, Registered],
-        lengths: Iterable[int],
         *,
         cache_entries: int = 50_000,
     ) -> None:
         self.fingerprinter = fingerprinter
         self._registered = {bytes.fromhex(fp): info for fp, info in registered.items()}
-        self.lengths = frozenset(n for n in lengths if n >= 1)
+        self.plain = frozenset(r.length for r in registered.values() if r.plain and r.length)
+        self.special = frozenset(r.length for r in registered.values() if not r.plain and r.length)
         self._cache: LRU[bytes, tuple[Detection, ...]] = LRU(cache_entries)
 
+    @classmethod
+    def of_values(
+        cls, fingerprinter: Fingerprinter, values: Mapping[str, str], *, on: str = ""
+    ) -> FingerprintIndex:
+        """An index of ``values`` (name -> value), e.g. for tests and benchmarks."""
+        return cls(
+            fingerprinter,
+            {
+                fingerprinter(value): Registered(
+                    name, on, len(value.encode("utf-8", "surrogatepass")), is_plain(value)
+                )
+                for name, value in values.items()
+            },
+        )
+
     def __bool__(self) -> bool:
-        return bool(self._registered) and bool(self.lengths)
+        return bool(self._registered)
 
     def __len__(self) -> int:
         return len(self._registered)
@@ -372,11 +406,7 @@ class FingerprintIndex:
     def __reduce__(self) -> tuple[Any, ...]:  # worker processes of a folder scan
         return (
             FingerprintIndex,
-            (
-                self.fingerprinter,
-                {d.hex(): r for d, r in self._registered.items()},
-                sorted(self.lengths),
-            ),
+            (self.fingerprinter, {d.hex(): r for d, r in self._registered.items()}),
         )
 
     def find(self, text: str, key: bytes | None = None) -> list[Detection]:
@@ -389,7 +419,7 @@ class FingerprintIndex:
                 return list(hit)
         found: list[Detection] = []
         digest = self.fingerprinter.digest
-        for candidate in candidate_tokens(text, self.lengths):
+        for candidate in candidate_tokens(text, self.plain, self.special):
             mac = digest(candidate)
             info = self._registered.get(mac)
             if info is None:

@@ -7,8 +7,10 @@ The file (``<data dir>/fingerprints/injected.json``, mode 0600) never holds a va
 per entry the fingerprint (HMAC-SHA-256 under the fingerprint key, see
 :mod:`jupyter_qsecure.scan.fingerprints`), the id of that key, the secret's name and
 environment, when it was first and last injected, when the entry expires, the
-value's length in UTF-8 bytes (the tokeniser's cheap pre-filter), and whether it is
-a *part* of a structured value (a PEM line, a JSON field, a URL's password).
+value's length in UTF-8 bytes and whether it holds a separator character (the
+tokeniser's cheap pre-filters: neither lets anyone check a guess without the key),
+and whether it is a *part* of a structured value (a PEM line, a JSON field, a URL's
+password).
 
 An entry expires ``retention`` after the last injection (the
 ``fingerprint_retention_days`` setting, 30 by default) or, for a value whose lease
@@ -41,6 +43,7 @@ from ..scan.fingerprints import (
     Fingerprinter,
     FingerprintIndex,
     Registered,
+    is_plain,
     registrable_forms,
 )
 
@@ -74,6 +77,10 @@ class InjectedEntry(BaseModel):
     last_injected: str
     expires: str
     length: int = Field(ge=1, description="Length of the value in UTF-8 bytes.")
+    plain: bool = Field(
+        default=False,
+        description="The value has no separator character (the tokeniser's cheap path).",
+    )
     part: bool = False
 
 
@@ -173,6 +180,7 @@ class InjectedRegistry:
                         last_injected=_iso(now),
                         expires=_iso(end),
                         length=len(form.encode("utf-8", "surrogatepass")),
+                        plain=is_plain(form),
                         part=part,
                     )
                 )
@@ -313,7 +321,6 @@ class InjectedRegistry:
             entries = data.entries if data is not None else []
             key_id = self.fingerprinter.key_id
             registered: dict[str, Registered] = {}
-            lengths: set[int] = set()
             others: dict[str, int] = {}
             expires = math.inf
             for entry in entries:
@@ -327,12 +334,13 @@ class InjectedRegistry:
                 registered[entry.fingerprint] = Registered(
                     name=entry.name,
                     injected_on=entry.last_injected[:10],
+                    length=entry.length,
+                    plain=entry.plain,
                     part=entry.part,
                     environment=entry.environment,
                 )
-                lengths.add(entry.length)
                 expires = min(expires, end)
-            self._index = FingerprintIndex(self.fingerprinter, registered, lengths)
+            self._index = FingerprintIndex(self.fingerprinter, registered)
             self._status = RegistryStatus(len(registered), others)
             self._signature = signature
             self._index_expires = expires

@@ -24,6 +24,7 @@ from jupyter_qsecure.scan.fingerprints import (
     Registered,
     candidate_tokens,
     fingerprinter_from_settings,
+    is_plain,
     registrable_forms,
 )
 
@@ -47,8 +48,11 @@ def password(length: int) -> str:
 
 
 def index_of(fingerprint: Fingerprinter, *values: str, name: str = "api") -> FingerprintIndex:
-    registered = {fingerprint(v): Registered(name, "2025-03-04") for v in values}
-    return FingerprintIndex(fingerprint, registered, [len(v.encode()) for v in values])
+    return FingerprintIndex.of_values(
+        fingerprint,
+        {f"{name}~{i}" if i else name: v for i, v in enumerate(values)},
+        on="2025-03-04",
+    )
 
 
 # ---- the fingerprint ---------------------------------------------------------------------
@@ -166,6 +170,15 @@ def test_only_registered_lengths_are_candidates() -> None:
     assert candidate_tokens(text, frozenset()) == set()
 
 
+def test_values_with_separators_take_the_longer_way() -> None:
+    plain, special = urlsafe(32), urlsafe(30) + "=="
+    assert is_plain(plain) and is_plain(standard_b64(40)[:-2]) and not is_plain(special)
+    index = index_of(Fingerprinter.ephemeral(), plain, special)
+    assert index.plain == {32} and index.special == {32}
+    text = f"A={plain}\nB={special}\n"
+    assert sorted(d.secret for d in index.find(text)) == sorted([plain, special])
+
+
 def test_index_survives_pickling_and_caches_by_digest() -> None:
     value = urlsafe(32)
     index = index_of(Fingerprinter.ephemeral(), value)
@@ -207,8 +220,11 @@ def test_parts_of_a_service_account_are_found_printed_or_dumped() -> None:
     document = json.loads(value)
     fingerprint = Fingerprinter.ephemeral()
     _, parts = registrable_forms(value)
-    registered = {fingerprint(p): Registered("gcp", "2025-03-04", part=True) for p in parts}
-    index = FingerprintIndex(fingerprint, registered, [len(p) for p in parts])
+    registered = {
+        fingerprint(p): Registered("gcp", "2025-03-04", len(p), is_plain(p), part=True)
+        for p in parts
+    }
+    index = FingerprintIndex(fingerprint, registered)
     printed = index.find("key:\n" + document["private_key"])  # the key printed
     assert {d.secret for d in printed} >= set(lines[:-1])
     assert all(d.type == REGISTRY_PART_TYPE and d.secret_name == "gcp" for d in printed)

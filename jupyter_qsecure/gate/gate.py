@@ -147,6 +147,11 @@ class SaveGate:
         try:
             values = list(self._exact_values())
             index = self._injected()
+        except QSecureError as exc:  # e.g. the fingerprint registry is unreadable
+            raise GateError(
+                f"the save of {path} was refused to be safe: {exc.message}", hint=exc.hint
+            ) from exc
+        try:
             if subject.kind == "notebook":
                 try:
                     return self.scanner.scan_notebook(

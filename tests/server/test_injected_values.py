@@ -187,3 +187,22 @@ async def test_scan_of_a_log_names_the_injected_secret(
     assert finding["secret_name"] == "ibm" and finding["injected_on"] == today
     assert finding["line"] == 2 and finding["fingerprint"] == fingerprint(fake_value)
     assert_no_unkeyed_hash(fake_value, text, raw)
+
+
+async def test_an_unreadable_registry_refuses_saves(
+    jp_fetch: Any, jp_root_dir: Path, qsecure_data_dir: Path
+) -> None:
+    registry = qsecure_data_dir / "fingerprints" / "injected.json"
+    registry.parent.mkdir(parents=True, exist_ok=True)
+    registry.write_text("{not json")
+    clean = {"type": "notebook", "content": dict(json.loads(nbformat.writes(new_notebook())))}
+    with pytest.raises(HTTPClientError) as info:
+        await jp_fetch("api", "contents", "clean.ipynb", method="PUT", body=json.dumps(clean))
+    assert info.value.code == 500 and info.value.response is not None
+    assert "fingerprint registry" in info.value.response.body.decode()
+    assert not (jp_root_dir / "clean.ipynb").exists()
+    registry.unlink()  # set aside by an operator: saves work again
+    response = await jp_fetch(
+        "api", "contents", "clean.ipynb", method="PUT", body=json.dumps(clean)
+    )
+    assert response.code == 201

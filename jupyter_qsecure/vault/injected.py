@@ -23,7 +23,6 @@ written rarely (at most hourly per value), readable with any tool.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
 import os
@@ -136,6 +135,9 @@ class InjectedRegistry:
         self._index: FingerprintIndex | None = None
         self._index_expires = math.inf
         self._status = RegistryStatus(0, {})
+        #: What this process last wrote or read, (key id, fingerprint) -> (name, day,
+        #: expires): an injection that changes none of it is not even read from disk.
+        self._known: dict[tuple[str, str], tuple[str, str, str]] = {}
 
     @classmethod
     def for_settings(cls, settings: QSecure, fingerprinter: Fingerprinter) -> InjectedRegistry:
@@ -184,7 +186,7 @@ class InjectedRegistry:
                         part=part,
                     )
                 )
-        if not fresh:
+        if not fresh or all(self._unchanged(entry) for entry in fresh):
             return
         with self._lock, self._locked():
             data = self._load_for_update()
@@ -220,6 +222,15 @@ class InjectedRegistry:
                 used = {e.key_id for e in data.entries}
                 data.keys = {k: v for k, v in data.keys.items() if k in used or k == key_id}
                 self._write(data)
+            self._known = {
+                (e.key_id, e.fingerprint): (e.name, e.last_injected[:10], e.expires) for e in live
+            }
+
+    def _unchanged(self, entry: InjectedEntry) -> bool:
+        known = self._known.get((entry.key_id, entry.fingerprint))
+        if known is None or known[:2] != (entry.name, entry.last_injected[:10]):
+            return False
+        return _epoch(entry.expires) <= _epoch(known[2]) + LEASE_MARGIN_SECONDS
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -234,6 +245,8 @@ class InjectedRegistry:
                 hint="make the data dir writable (QSECURE_DATA_DIR)",
             ) from None
         try:
+            import fcntl  # POSIX, as the rest of the data dir's handling (modes 0600)
+
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:

@@ -36,6 +36,7 @@ import hmac
 import json
 import re
 import secrets
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = [
     "KEY_FIELD",
     "MIN_REGISTERED_LENGTH",
+    "REGISTRY_PART_TYPE",
     "REGISTRY_TYPE",
     "FingerprintError",
     "FingerprintIndex",
@@ -58,7 +60,10 @@ __all__ = [
     "Registered",
     "candidate_tokens",
     "fingerprinter_from_settings",
+    "is_plain",
+    "process_fingerprinter",
     "registrable_forms",
+    "set_process_fingerprinter",
 ]
 
 KEY_BYTES = 32
@@ -113,6 +118,7 @@ class Fingerprinter:
 
 
 _default: Fingerprinter | None = None
+_default_lock = threading.Lock()
 
 
 def process_fingerprinter() -> Fingerprinter:
@@ -122,14 +128,17 @@ def process_fingerprinter() -> Fingerprinter:
     keyed even where no key was configured."""
     global _default
     if _default is None:
-        _default = Fingerprinter.ephemeral()
+        with _default_lock:
+            if _default is None:
+                _default = Fingerprinter.ephemeral()
     return _default
 
 
 def set_process_fingerprinter(fingerprinter: Fingerprinter) -> None:
     """Key the fingerprints of every scanner built without an explicit fingerprinter."""
     global _default
-    _default = fingerprinter
+    with _default_lock:
+        _default = fingerprinter
 
 
 # ---- where the key lives -----------------------------------------------------------------

@@ -100,6 +100,7 @@ async def test_value_is_refused_by_a_second_server_on_the_same_data_dir(
     qsecure_kernel: str,
     fake_value: str,
     vault: dict[str, str],
+    qsecure_data_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     await inject(jp_fetch, jp_ws_fetch, qsecure_kernel)
@@ -135,6 +136,13 @@ async def test_value_is_refused_by_a_second_server_on_the_same_data_dir(
     # same key (read from OpenBao by both servers): the same fingerprint
     assert finding["fingerprint"] == first_gate.scanner.fingerprinter(fake_value)
     assert_no_unkeyed_hash(fake_value, json.dumps(body))
+    # what either server kept in the data dir (registry, ledger, keys, sealed recovery
+    # copies) holds neither the value nor its unkeyed hash
+    unkeyed = hashlib.sha256(fake_value.encode()).hexdigest().encode()
+    for path in qsecure_data_dir.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert fake_value.encode() not in data and unkeyed not in data, path
 
 
 async def test_scan_of_a_log_names_the_injected_secret(

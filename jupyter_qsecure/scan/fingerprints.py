@@ -40,7 +40,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._lru import LRU
 from ..errors import QSecureError
@@ -60,7 +60,7 @@ __all__ = [
     "Registered",
     "candidate_tokens",
     "fingerprinter_from_settings",
-    "is_plain",
+    "shape_of",
     "process_fingerprinter",
     "registrable_forms",
     "set_process_fingerprinter",
@@ -313,13 +313,24 @@ _FINE = bytes.maketrans(_SEP, b" " * len(_SEP))
 _FINER_SEP = _SEP + b"=.:!?@"
 _FINER = bytes.maketrans(_FINER_SEP, b" " * len(_FINER_SEP))
 _SPACE = frozenset(b" \t\n\r\x0b\x0c")
-_SPLITTING = frozenset(_FINER_SEP) | _SPACE
+_FINE_CUT = frozenset(_SEP) | _SPACE
+_FINER_CUT = frozenset(_FINER_SEP) | _SPACE
+
+#: How a value is tokenised (see :func:`candidate_tokens`).
+Shape = Literal["plain", "punctuated", "raw"]
+SHAPES: tuple[Shape, ...] = ("plain", "punctuated", "raw")
 
 
-def is_plain(value: str) -> bool:
-    """True when no tokeniser separator occurs in ``value`` (random tokens, hex, most
-    base64): such a value is found by one split of the text, the others need four."""
-    return not any(byte in _SPLITTING for byte in value.encode("utf-8", "surrogatepass"))
+def shape_of(value: str) -> Shape:
+    """``plain``: no separator inside (random tokens, hex, most base64); ``punctuated``:
+    ``=.:!?@`` inside but no quote, bracket or ``,;|&*`` (padded base64, JWTs, DSNs);
+    ``raw``: one of those too (some passwords), found only between whitespace."""
+    data = value.encode("utf-8", "surrogatepass")
+    if any(byte in _FINE_CUT for byte in data):
+        return "raw"
+    if any(byte in _FINER_CUT for byte in data):
+        return "punctuated"
+    return "plain"
 
 
 @functools.lru_cache(maxsize=64)
@@ -330,32 +341,36 @@ def _after_assignment(shortest: int) -> re.Pattern[bytes]:
 
 
 def candidate_tokens(
-    text: str, plain: frozenset[int], special: frozenset[int] = frozenset()
+    text: str,
+    plain: frozenset[int],
+    punctuated: frozenset[int] = frozenset(),
+    raw: frozenset[int] = frozenset(),
 ) -> set[bytes]:
-    """Candidate tokens of ``text`` (UTF-8) of a registered length in bytes.
+    """Candidate tokens of ``text`` (UTF-8) of a registered length in bytes, by shape.
 
-    ``plain``: lengths of values without separators (:func:`is_plain`): candidates are
-    the tokens cut at whitespace, quotes, brackets, ``,;|&*=.:!?@`` (JSON, CSV,
-    ``key=value``, ``key: value``, Python reprs, the end of a sentence, a URL's
-    password). Any context that ends such a value at separators is covered by this
-    one split. ``special``: lengths of the other values, which separators inside them
-    would cut: candidates are also each whitespace-separated word (the value written
-    raw), each token cut only at quotes, brackets and ``,;|&*``, and what follows
-    each ``=`` or ``:`` up to such a separator (``key=base64==``). JSON ``\\n``
-    escapes cut tokens too (a PEM key inside a JSON string).
+    ``plain`` lengths (:func:`shape_of`): the tokens cut at whitespace, quotes,
+    brackets and ``,;|&*=.:!?@``. Any context that ends a plain value at separators
+    (JSON, CSV, ``key=value``, ``key: value``, Python reprs, the end of a sentence, a
+    URL's password) makes it one of these. ``punctuated`` lengths: the tokens cut only
+    at whitespace, quotes, brackets and ``,;|&*`` (JSON, CSV, reprs), and what follows
+    each ``=`` or ``:`` up to such a cut (``key=base64==``). ``raw`` lengths: each
+    whitespace-separated word (the value written raw). JSON ``\\n`` escapes cut
+    tokens too (a PEM key inside a JSON string). One pass of the text per shape
+    present, two for punctuated values.
     """
-    if not text or not (plain or special):
+    if not text or not (plain or punctuated or raw):
         return set()
     data = text.encode("utf-8", "surrogatepass")
     unescaped = data.replace(b"\\n", b"  ") if b"\\n" in data else data
     out: set[bytes] = set()
     if plain:
         out.update(t for t in unescaped.translate(_FINER).split() if len(t) in plain)
-    if special:
-        out.update(w for w in data.split() if len(w) in special)
-        out.update(t for t in unescaped.translate(_FINE).split() if len(t) in special)
-        found = _after_assignment(min(special)).findall(data)
-        out.update(t for t in found if len(t) in special)
+    if punctuated:
+        out.update(t for t in unescaped.translate(_FINE).split() if len(t) in punctuated)
+        found = _after_assignment(min(punctuated)).findall(data)
+        out.update(t for t in found if len(t) in punctuated)
+    if raw:
+        out.update(w for w in data.split() if len(w) in raw)
     return out
 
 
@@ -367,7 +382,7 @@ class Registered:
     name: str
     injected_on: str  # YYYY-MM-DD of the last injection
     length: int  # of the value in UTF-8 bytes: the tokeniser's pre-filter
-    plain: bool = False  # no separator inside (see is_plain): the cheap tokenising
+    shape: Shape = "raw"  # which separators the value holds (shape_of): how to tokenise
     part: bool = False
     environment: str = ""
 
@@ -384,8 +399,10 @@ class FingerprintIndex:
     ) -> None:
         self.fingerprinter = fingerprinter
         self._registered = {bytes.fromhex(fp): info for fp, info in registered.items()}
-        self.plain = frozenset(r.length for r in registered.values() if r.plain and r.length)
-        self.special = frozenset(r.length for r in registered.values() if not r.plain and r.length)
+        self.lengths = {
+            shape: frozenset(r.length for r in registered.values() if r.shape == shape)
+            for shape in SHAPES
+        }
         self._cache: LRU[bytes, tuple[Detection, ...]] = LRU(cache_entries)
 
     @classmethod
@@ -397,7 +414,7 @@ class FingerprintIndex:
             fingerprinter,
             {
                 fingerprinter(value): Registered(
-                    name, on, len(value.encode("utf-8", "surrogatepass")), is_plain(value)
+                    name, on, len(value.encode("utf-8", "surrogatepass")), shape_of(value)
                 )
                 for name, value in values.items()
             },
@@ -428,7 +445,10 @@ class FingerprintIndex:
                 return list(hit)
         found: list[Detection] = []
         digest = self.fingerprinter.digest
-        for candidate in candidate_tokens(text, self.plain, self.special):
+        lengths = self.lengths
+        for candidate in candidate_tokens(
+            text, lengths["plain"], lengths["punctuated"], lengths["raw"]
+        ):
             mac = digest(candidate)
             info = self._registered.get(mac)
             if info is None:

@@ -7,7 +7,7 @@ The file (``<data dir>/fingerprints/injected.json``, mode 0600) never holds a va
 per entry the fingerprint (HMAC-SHA-256 under the fingerprint key, see
 :mod:`jupyter_qsecure.scan.fingerprints`), the id of that key, the secret's name and
 environment, when it was first and last injected, when the entry expires, the
-value's length in UTF-8 bytes and whether it holds a separator character (the
+value's length in UTF-8 bytes and which kinds of separator characters it holds (the
 tokeniser's cheap pre-filters: neither lets anyone check a guess without the key),
 and whether it is a *part* of a structured value (a PEM line, a JSON field, a URL's
 password).
@@ -42,8 +42,9 @@ from ..scan.fingerprints import (
     Fingerprinter,
     FingerprintIndex,
     Registered,
-    is_plain,
+    Shape,
     registrable_forms,
+    shape_of,
 )
 
 if TYPE_CHECKING:
@@ -76,9 +77,10 @@ class InjectedEntry(BaseModel):
     last_injected: str
     expires: str
     length: int = Field(ge=1, description="Length of the value in UTF-8 bytes.")
-    plain: bool = Field(
-        default=False,
-        description="The value has no separator character (the tokeniser's cheap path).",
+    shape: Shape = Field(
+        default="raw",
+        description="Which separator characters the value holds (plain, punctuated, raw): "
+        "how the tokeniser looks for it.",
     )
     part: bool = False
 
@@ -182,7 +184,7 @@ class InjectedRegistry:
                         last_injected=_iso(now),
                         expires=_iso(end),
                         length=len(form.encode("utf-8", "surrogatepass")),
-                        plain=is_plain(form),
+                        shape=shape_of(form),
                         part=part,
                     )
                 )
@@ -348,7 +350,7 @@ class InjectedRegistry:
                     name=entry.name,
                     injected_on=entry.last_injected[:10],
                     length=entry.length,
-                    plain=entry.plain,
+                    shape=entry.shape,
                     part=entry.part,
                     environment=entry.environment,
                 )

@@ -24,8 +24,8 @@ from jupyter_qsecure.scan.fingerprints import (
     Registered,
     candidate_tokens,
     fingerprinter_from_settings,
-    is_plain,
     registrable_forms,
+    shape_of,
 )
 
 LENGTHS = (32, 300, 2000)
@@ -170,13 +170,15 @@ def test_only_registered_lengths_are_candidates() -> None:
     assert candidate_tokens(text, frozenset()) == set()
 
 
-def test_values_with_separators_take_the_longer_way() -> None:
-    plain, special = urlsafe(32), urlsafe(30) + "=="
-    assert is_plain(plain) and is_plain(standard_b64(40)[:-2]) and not is_plain(special)
-    index = index_of(Fingerprinter.ephemeral(), plain, special)
-    assert index.plain == {32} and index.special == {32}
-    text = f"A={plain}\nB={special}\n"
-    assert sorted(d.secret for d in index.find(text)) == sorted([plain, special])
+def test_values_are_tokenised_by_shape() -> None:
+    plain, padded, quoted = urlsafe(32), urlsafe(30) + "==", urlsafe(30) + "'("
+    assert shape_of(plain) == shape_of(standard_b64(40)[:-2]) == "plain"
+    assert shape_of(padded) == shape_of("hvs." + plain) == "punctuated"
+    assert shape_of(quoted) == "raw"
+    index = index_of(Fingerprinter.ephemeral(), plain, padded, quoted)
+    assert index.lengths == {"plain": {32}, "punctuated": {32}, "raw": {32}}
+    text = f"A={plain}\nB={padded}\nC: {quoted}\n"
+    assert sorted(d.secret for d in index.find(text)) == sorted([plain, padded, quoted])
 
 
 def test_index_survives_pickling_and_caches_by_digest() -> None:
@@ -221,7 +223,7 @@ def test_parts_of_a_service_account_are_found_printed_or_dumped() -> None:
     fingerprint = Fingerprinter.ephemeral()
     _, parts = registrable_forms(value)
     registered = {
-        fingerprint(p): Registered("gcp", "2025-03-04", len(p), is_plain(p), part=True)
+        fingerprint(p): Registered("gcp", "2025-03-04", len(p), shape_of(p), part=True)
         for p in parts
     }
     index = FingerprintIndex(fingerprint, registered)

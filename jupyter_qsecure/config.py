@@ -252,6 +252,16 @@ class QSecure(Configurable):
         "Env: QSECURE_SAVE_MODE.",
     ).tag(config=True)
 
+    fingerprint_retention_days = Float(
+        30.0,
+        help="How long a secret's value is still recognised after it was last injected "
+        "into a kernel: the save gate keeps matching (and the websocket keeps masking) a KV "
+        "value this long after its kernel stopped, and the fingerprint registry in data_dir "
+        "(keyed fingerprints, never values) keeps it this long for `jupyter qsecure scan` "
+        "and the pre-commit hook. Leased values (database credentials, kernel tokens) are "
+        "kept until their lease ends, if sooner.",
+    ).tag(config=True)
+
     secrets = Dict(
         value_trait=Unicode(),
         default_value={},

@@ -23,10 +23,12 @@ from jupyter_qsecure.ledger import Ledger
 from jupyter_qsecure.ledger.batching import BatchingSigner
 from jupyter_qsecure.ledger.signing import Ed25519FileSigner, KeyRing
 from jupyter_qsecure.ledger.transit import TransitSigner
-from jupyter_qsecure.scan import default_scanner
+from jupyter_qsecure.scan import default_scanner, fingerprinter_from_settings
+from jupyter_qsecure.scan.fingerprints import set_process_fingerprinter
 from jupyter_qsecure.vault.broker import CredentialBroker
 from jupyter_qsecure.vault.exposure import ExposureLog
 from jupyter_qsecure.vault.layout import approver_name, approver_policy, approver_transit_key
+from jupyter_qsecure.vault.injected import InjectedRegistry
 from jupyter_qsecure.vault.local_tokens import LocalKernelTokens
 from jupyter_qsecure.vault.registry import ValueRegistry
 from jupyter_qsecure.vault.secrets_spec import parse_secret_specs
@@ -53,6 +55,7 @@ class QSecureExtension(ExtensionApp):
     settings_obj = Instance(QSecure, allow_none=True)
     ledger = Instance(Ledger, allow_none=True)
     save_gate = Instance(SaveGate, allow_none=True)
+    injected = Instance(InjectedRegistry, allow_none=True)
 
     credentials = Instance(CredentialService, allow_none=True)
     jobs = Instance(JobService, allow_none=True)
@@ -79,12 +82,19 @@ class QSecureExtension(ExtensionApp):
         for variable in ("BAO_TOKEN", "VAULT_TOKEN"):
             os.environ.pop(variable, None)
         self.ledger = Ledger.open(settings=settings)
+        # Findings, 422 bodies and ledger entries carry fingerprints under this key (in
+        # OpenBao when one is configured, else a local key file); so does the registry of
+        # injected values, which the gate also matches (it survives a server restart).
+        fingerprinter = fingerprinter_from_settings(settings, create=True)
+        set_process_fingerprinter(fingerprinter)
+        self.injected = InjectedRegistry.for_settings(settings, fingerprinter)
         self.save_gate = SaveGate(
             scanner=default_scanner(),
             recovery=recovery_store_from_settings(settings),
             mode=settings.save_mode,
             ledger=self.ledger,
             exact_values=self.injected_values,
+            injected=self.injected.index,
         )
         ContentsGate(
             self._server.contents_manager,
@@ -101,6 +111,7 @@ class QSecureExtension(ExtensionApp):
                 "qsecure_save_gate": self.save_gate,
                 "qsecure_credentials": self.credentials,
                 "qsecure_registry": self.credentials.registry if self.credentials else None,
+                "qsecure_injected": self.injected,
                 "qsecure_jobs": self.jobs,
                 "qsecure_exposures": ExposureLog(self.ledger),
             }
@@ -136,7 +147,12 @@ class QSecureExtension(ExtensionApp):
             )
         self.settings["kernel_websocket_connection_class"] = QSecureKernelConnection
         settings = self._qsecure
-        registry = ValueRegistry()
+        # Values stay masked and matched after their kernel stops, while they may be
+        # valid; each injection is recorded (fingerprints only) in the registry file.
+        registry = ValueRegistry(
+            retention_seconds=float(settings.fingerprint_retention_days) * 86400.0,
+            on_register=self.injected.record if self.injected is not None else None,
+        )
         broker_url = url_path_join(self._server.connection_url, "qsecure", "api", "jobs")
         if not settings.vault_addr:
             self.log.info(
@@ -312,7 +328,8 @@ class QSecureExtension(ExtensionApp):
             )
 
     def injected_values(self) -> list[str]:
-        """Values handed to kernels, matched exactly by the save gate."""
+        """Values handed to kernels (also of stopped kernels, while the values may be
+        valid), matched exactly by the save gate."""
         return list(self.credentials.registry.all_values()) if self.credentials else []
 
     def _checkpoint_tick(self) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from qiskit import QuantumCircuit, qpy
-from test_credentials_ws import start, stdout_of
+from server_helpers import start, stdout_of
 
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.ledger import EntryFilter

@@ -21,7 +21,7 @@ from typing import Any
 
 import ahocorasick_rs
 import pytest
-from test_credentials_ws import V1, KernelClient, start
+from server_helpers import V1, KernelClient, start
 
 from jupyter_qsecure.testing.values import Hidden, HiddenList
 

@@ -87,11 +87,15 @@ def load_notebook(path: str | Path) -> dict[str, Any]:
     return nb
 
 
-def canonical_document(nb: Mapping[str, Any], *, path: str | Path = "") -> dict[str, Any]:
+def canonical_document(
+    nb: Mapping[str, Any], *, path: str | Path = "", schema: bool = True
+) -> dict[str, Any]:
     """The JSON the digest is over (see the module docstring); refuses invalid notebooks.
 
     ``nb`` is an ``nbformat.NotebookNode`` or the parsed JSON of a ``.ipynb`` file;
-    ``path`` only names the notebook in error messages.
+    ``path`` only names the notebook in error messages. ``schema=False`` skips the full
+    nbformat schema check (the save gate's hot path: what the digest reads is still
+    checked); review and promotion keep it.
     """
     where = str(path) if str(path) else "the notebook"
     _check_format(nb, where)
@@ -103,7 +107,8 @@ def canonical_document(nb: Mapping[str, Any], *, path: str | Path = "") -> dict[
         "kernelspec": _kernelspec(nb, where),
         "cells": cells,
     }
-    _validate_schema(nb, where)
+    if schema:
+        _validate_schema(nb, where)
     return document
 
 
@@ -112,9 +117,9 @@ def document_digest(document: Mapping[str, Any]) -> str:
     return hashlib.sha256(canonical_json(dict(document))).hexdigest()
 
 
-def notebook_digest(nb: Mapping[str, Any], *, path: str | Path = "") -> str:
+def notebook_digest(nb: Mapping[str, Any], *, path: str | Path = "", schema: bool = True) -> str:
     """SHA-256 (hex) of what ``nb`` will run: :func:`document_digest` of its canonical document."""
-    return document_digest(canonical_document(nb, path=path))
+    return document_digest(canonical_document(nb, path=path, schema=schema))
 
 
 # ---- cell changes ---------------------------------------------------------------------------

@@ -82,6 +82,7 @@ class QSecureExtension(ExtensionApp):
             mode=settings.save_mode,
             ledger=self.ledger,
             exact_values=self.injected_values,
+            root_dir=getattr(self._server.contents_manager, "root_dir", None),
         )
         ContentsGate(
             self._server.contents_manager,

@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jupyter_qsecure.cli.vault_cmd",
     "jupyter_qsecure.cli.lab_cmd",
     "jupyter_qsecure.cli.kernel_cmd",
+    "jupyter_qsecure.cli.promote_cmd",
 )
 
 

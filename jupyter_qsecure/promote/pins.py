@@ -81,7 +81,11 @@ def kernel_python(kernelspec_name: str, explicit: str | None = None) -> str:
         raise PinsError(f"kernelspec {kernelspec_name!r} has no argv", hint="fix the kernelspec")
     program = argv[0]
     # as jupyter_client starts kernels: a bare "python" is the launching interpreter
-    bare = {"python", f"python{sys.version_info[0]}", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
+    bare = {
+        "python",
+        f"python{sys.version_info[0]}",
+        f"python{sys.version_info[0]}.{sys.version_info[1]}",
+    }
     if program in bare:
         program = sys.executable
     elif not os.path.isabs(program):

@@ -180,7 +180,7 @@ class SaveGate:
             return
         body = {
             "path": path,
-            "file": str(self._file(path)) if self.root_dir is not None else None,
+            "file": str(self._file(path).resolve()) if self.root_dir is not None else None,
             "user": user,
             "digest": digest or None,
         }

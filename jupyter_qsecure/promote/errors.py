@@ -19,3 +19,9 @@ class InvalidNotebookFormat(NotebookRefused):
 
 class MissingKernelspec(NotebookRefused):
     """The notebook names no kernel (``metadata.kernelspec``), so what runs it is unknown."""
+
+
+class SecretInNotebook(NotebookRefused):
+    """The scanner found a secret in the notebook (exit status 1, as a scan finding)."""
+
+    exit_code = 1

@@ -43,6 +43,9 @@ RUNTIME_REQUIREMENTS = (
     "traitlets",
 )
 OWN_DISTRIBUTION = "jupyter-qsecure"
+#: Requirements of jupyter-qsecure that only promotion needs, never a promoted script
+#: (excluded even when the installed metadata predates them).
+PROMOTION_ONLY = ("uv",)
 
 
 class PinsError(PromotionError):
@@ -142,7 +145,10 @@ def resolve_pins(modules: set[str], python: str) -> Pins:
         python=str(answer["python"]),
         executable=python,
         distributions=dict(answer["distributions"]),
-        excluded=list(answer["excluded"]),
+        excluded=sorted(
+            set(answer["excluded"])
+            | {n for n in PROMOTION_ONLY if n not in answer["distributions"]}
+        ),
         editable=list(answer["editable"]),
     )
 

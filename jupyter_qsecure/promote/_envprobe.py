@@ -82,7 +82,7 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
                 continue
             applies = False
             for extra in extras or {""}:
-                env = dict(environment, extra=extra)
+                env: dict[str, Any] = {**environment, "extra": extra}
                 if req.marker is None or req.marker.evaluate(env):
                     applies = True
                     break
@@ -129,7 +129,7 @@ class _Lookup:
             stem = getattr(folder, "name", "") if folder is not None else ""
             if stem.endswith((".dist-info", ".egg-info")):
                 self._by_name.setdefault(canonicalize_name(stem.split("-")[0]), []).append(dist)
-        self._full: dict[str, list[str]] | None = None
+        self._full: Any = None
 
     def _name(self, dist: Any) -> str:
         return str(self._canonical(dist.metadata["Name"]))

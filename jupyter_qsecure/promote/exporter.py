@@ -23,7 +23,7 @@ from traitlets import List, Unicode
 __all__ = ["QSecureExporter"]
 
 
-class QSecureExporter(Exporter):  # type: ignore[misc]
+class QSecureExporter(Exporter):
     """Promote an approved notebook (see the module docstring)."""
 
     export_from_notebook = "Promoted script (jupyter-qsecure)"
@@ -42,7 +42,7 @@ class QSecureExporter(Exporter):  # type: ignore[misc]
     def _file_extension_default(self) -> str:
         return ".py"
 
-    def from_notebook_node(
+    def from_notebook_node(  # type: ignore[override]
         self, nb: Any, resources: dict[str, Any] | None = None, **kw: Any
     ) -> tuple[str, dict[str, Any]]:
         from .digest import notebook_digest

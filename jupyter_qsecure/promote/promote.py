@@ -203,7 +203,7 @@ def _check_secrets(nb: dict[str, Any], path: Path) -> None:
         where = f"cell {first.cell + 1}"
     else:
         where = "the notebook's metadata"
-    detail = first.where or ""
+    detail: str = first.where or ""
     if first.output is not None:
         detail += f"[{first.output}]"
     if first.mime:

@@ -95,7 +95,7 @@ class Translation:
 def _transformer() -> Any:
     from IPython.core.inputtransformer2 import TransformerManager
 
-    return TransformerManager()
+    return TransformerManager()  # type: ignore[no-untyped-call]
 
 
 def translate_cells(cells: Sequence[Mapping[str, Any]]) -> Translation:
@@ -147,11 +147,10 @@ def _translate_code(source: str, number: int, transformer: Any) -> tuple[str, se
     edits: list[tuple[int, int, str]] = []  # (start offset, end offset, replacement)
     offsets = _line_offsets(code)
 
-    def span(node: ast.AST) -> tuple[int, int]:
-        start = offsets[node.lineno - 1] + _col(code, offsets, node.lineno, node.col_offset)  # type: ignore[attr-defined]
-        end = offsets[node.end_lineno - 1] + _col(
-            code, offsets, node.end_lineno, node.end_col_offset
-        )  # type: ignore[attr-defined]
+    def span(node: Any) -> tuple[int, int]:
+        start = offsets[node.lineno - 1] + _col(code, offsets, node.lineno, node.col_offset)
+        end_line = node.end_lineno
+        end = offsets[end_line - 1] + _col(code, offsets, end_line, node.end_col_offset)
         return start, end
 
     statements = {id(n.value): n for n in ast.walk(tree) if isinstance(n, ast.Expr)}
@@ -420,10 +419,10 @@ def _rewrite_imports(
                 continue
             _check_qsecure_module(module, number, node.lineno)
             if module == _SECRETS_MODULE:
-                names = ", ".join(
+                listed = ", ".join(
                     a.name + (f" as {a.asname}" if a.asname else "") for a in node.names
                 )
-                edits.append((*span(node), f"from {_RUNTIME_SECRETS} import {names}"))
+                edits.append((*span(node), f"from {_RUNTIME_SECRETS} import {listed}"))
     return found
 
 

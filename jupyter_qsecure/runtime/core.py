@@ -262,7 +262,7 @@ def _encode(
     if unknown:
         raise ValueError(f"no circuit has a parameter named {', '.join(unknown)}")
     payload = [encode_circuit(qc) for qc in bound]
-    expected = [
+    expected: list[tuple[str, str | None, str]] = [
         ("qpy", circuit_hash_of_encoded(qc, item["data"]), qc.name)
         for qc, item in zip(bound, payload, strict=True)
     ]

@@ -46,7 +46,7 @@ def _specs() -> dict[str, Any]:
     from . import default
 
     settings = default().settings
-    return dict(parse_secret_specs(settings.secrets, settings.environment))
+    return {s.name: s for s in parse_secret_specs(settings.secrets, settings.environment)}
 
 
 def names() -> list[str]:
@@ -70,7 +70,7 @@ def get(name: str) -> Any:
         if not NAME_PATTERN.match(name):
             raise UnknownSecret(name, sorted(specs))
         convention = f"secret/qsecure/{settings.environment}/{name}#{CONVENTION_FIELD}"
-        spec = parse_secret_specs({name: convention}, settings.environment)[name]
+        (spec,) = parse_secret_specs({name: convention}, settings.environment)
     if not settings.vault_addr:
         raise SecretsUnavailable(
             f"secret {name!r}: no OpenBao/Vault is configured for this script",
@@ -120,4 +120,3 @@ def _read(client: Any, spec: Any) -> Any:
     if not isinstance(username, str) or not isinstance(password, str):
         raise SecretUnavailable(spec.name, f"{spec.location} returned no username/password")
     return {"username": username, "password": password}
-

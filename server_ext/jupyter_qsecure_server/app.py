@@ -19,16 +19,15 @@ from jupyter_qsecure.jobs.approval import ApprovalVerifier, ApproverTrust
 from jupyter_qsecure.jobs.executor import executor_from_settings
 from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
 from jupyter_qsecure.jobs.service import JobService
+from jupyter_qsecure.jobs.wiring import job_signer, trust_signer
 from jupyter_qsecure.ledger import Ledger
-from jupyter_qsecure.ledger.batching import BatchingSigner
-from jupyter_qsecure.ledger.signing import Ed25519FileSigner, KeyRing
 from jupyter_qsecure.ledger.transit import TransitSigner
 from jupyter_qsecure.scan import default_scanner, fingerprinter_from_settings
 from jupyter_qsecure.scan.fingerprints import set_process_fingerprinter
 from jupyter_qsecure.vault.broker import CredentialBroker
 from jupyter_qsecure.vault.exposure import ExposureLog
-from jupyter_qsecure.vault.layout import approver_name, approver_policy, approver_transit_key
 from jupyter_qsecure.vault.injected import InjectedRegistry
+from jupyter_qsecure.vault.layout import approver_name, approver_policy, approver_transit_key
 from jupyter_qsecure.vault.local_tokens import LocalKernelTokens
 from jupyter_qsecure.vault.registry import ValueRegistry
 from jupyter_qsecure.vault.secrets_spec import parse_secret_specs
@@ -95,6 +94,7 @@ class QSecureExtension(ExtensionApp):
             ledger=self.ledger,
             exact_values=self.injected_values,
             injected=self.injected.index,
+            root_dir=getattr(self._server.contents_manager, "root_dir", None),
         )
         ContentsGate(
             self._server.contents_manager,
@@ -190,22 +190,9 @@ class QSecureExtension(ExtensionApp):
 
         settings = self._qsecure
         assert self.credentials is not None and self.ledger is not None
-        if settings.vault_addr:
-            signer: Any = TransitSigner(
-                client_from_settings(settings),
-                mount=settings.ledger_transit_mount,
-                key_name=settings.jobs_transit_key,
-            )
-            signer.ensure_key()
-            # jobs finishing together share transit calls; two calls may be in flight
-            signer = BatchingSigner(signer, max_concurrent=2)
-        else:
-            signer = Ed25519FileSigner(settings.data_path / "keys" / "jobs-ed25519.pem")
+        signer = job_signer(settings, batching=True)
         # Trust the job signer's public keys for offline checks (`jupyter qsecure replay`).
-        keyring_path = settings.resolved_keyring_file()
-        trusted = KeyRing.load(keyring_path)
-        if any([trusted.add(key) for key in signer.public_keys()]):  # list: add every key
-            trusted.save(keyring_path)
+        trust_signer(settings, signer)
         policy = Policy.load(settings.policy_file or None, settings.environment)
         usage = UsageTracker.from_ledger(self.ledger)
         approvals = self._approval_verifier()

@@ -130,7 +130,7 @@ class ContentsGate:
     def _check(self, model: dict[str, Any], path: str) -> GateOutcome:
         """Run the gate on a model; raises an HTTPError unless the save may go ahead."""
         try:
-            outcome = self.gate.check_model(model, path.strip("/"), current_user.get())
+            outcome = self.gate.check_model(model, path.strip("/"), current_user.get(), saving=True)
         except Exception as exc:
             raise _fail_closed(exc, path) from None
         if outcome.action == "block":
@@ -199,7 +199,7 @@ class ContentsGate:
                 return _staged_model(path, staging.stat().st_size)
             raw = staging.read_bytes()
             outcome = await asyncio.to_thread(
-                self.gate.check_bytes, raw, path.strip("/"), current_user.get()
+                self.gate.check_bytes, raw, path.strip("/"), current_user.get(), saving=True
             )
         except web.HTTPError:
             staging.unlink(missing_ok=True)

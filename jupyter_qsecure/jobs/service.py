@@ -14,8 +14,6 @@ Submitted circuits, the signed manifest and the signed result are archived in
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 import hashlib
 import json
@@ -35,9 +33,9 @@ from typing import Any, cast
 from .._lru import LRU
 from ..errors import QSecureError
 from ..ledger.signing import KeyRing, Signer
-from .aer_run import circuits_to_qpy, noise_model_sha256
+from .aer_run import noise_model_sha256
 from .archive import JobArchive
-from .canonical import CanonicalisationError, circuit_summary, hash_many
+from .declared import MAX_CIRCUITS_PARSED, Excess, MalformedCircuit, check_declared
 from .executor import ExecutorError, QueueFull
 from .manifest import (
     Envelope,
@@ -47,11 +45,11 @@ from .manifest import (
     sign_envelopes,
     statement_body_digest,
 )
+from .parse_pool import ParsedCircuits, ParsePool, ParseRefused, ParseUnavailable
+from .parse_worker import parse_circuits  # noqa: F401  (it lived here; parsed in workers now)
 from .policy import CircuitSummary, Decision, Identity, JobRequest, PolicyEngine
 
 log = logging.getLogger("jupyter_qsecure.jobs")
-
-MAX_CIRCUITS_PARSED = 1000
 #: Parsed requests remembered (:meth:`JobService._circuits`), and the largest one kept.
 PARSED_CACHE_ENTRIES = 256
 PARSED_CACHE_MAX_CHARS = 256 * 1024
@@ -118,6 +116,14 @@ class Unavailable(JobError):
     status = 503
 
 
+class _OverPolicy(Exception):
+    """A declared circuit size over the policy (:meth:`JobService._circuits`)."""
+
+    def __init__(self, excess: Excess) -> None:
+        super().__init__(excess.message)
+        self.excess = excess
+
+
 @dataclass
 class JobState:
     job_id: str
@@ -178,70 +184,6 @@ def _utc() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_circuits(items: Any, bind: Any) -> list[Any]:
-    """Circuits from the request's ``circuits`` list (QPY base64, OpenQASM 2 or 3)."""
-    from qiskit import QuantumCircuit, qasm2, qpy
-
-    if not isinstance(items, list) or not items:
-        raise InvalidJob("'circuits' must be a non-empty list", hint="send at least one circuit")
-    if len(items) > MAX_CIRCUITS_PARSED:
-        raise InvalidJob(
-            f"{len(items)} circuits in one job is more than {MAX_CIRCUITS_PARSED} can be parsed"
-        )
-    circuits: list[Any] = []
-    for position, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("data"), str):
-            raise InvalidJob(f"circuit {position} must be an object with 'format' and 'data'")
-        fmt = item.get("format")
-        try:
-            if fmt == "qpy":
-                import io
-
-                loaded = qpy.load(io.BytesIO(base64.b64decode(item["data"], validate=True)))
-            elif fmt == "qasm2":
-                loaded = [
-                    qasm2.loads(item["data"], custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
-                ]
-            elif fmt == "qasm3":
-                from qiskit import qasm3
-
-                loaded = [qasm3.loads(item["data"])]
-            else:
-                raise InvalidJob(
-                    f"circuit {position}: unknown format {fmt!r}", hint="use qpy, qasm2 or qasm3"
-                )
-        except JobError:
-            raise
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidJob(
-                f"circuit {position} ({fmt}) cannot be read: {str(exc)[:200]}"
-            ) from None
-        except Exception as exc:  # qiskit parse errors have many types
-            raise InvalidJob(
-                f"circuit {position} ({fmt}) is malformed: {type(exc).__name__}: {str(exc)[:200]}"
-            ) from None
-        for circuit in loaded:
-            if not isinstance(circuit, QuantumCircuit):
-                raise InvalidJob(
-                    f"circuit {position} is a {type(circuit).__name__}, not a QuantumCircuit"
-                )
-            circuits.append(circuit)
-    if bind:
-        if not isinstance(bind, dict) or not all(
-            isinstance(v, (int, float)) for v in bind.values()
-        ):
-            raise InvalidJob("'bind' must map parameter names to numbers")
-        bound = []
-        for circuit in circuits:
-            by_name = {p.name: p for p in circuit.parameters}
-            values = {
-                by_name[name]: float(value) for name, value in bind.items() if name in by_name
-            }
-            bound.append(circuit.assign_parameters(values) if values else circuit)
-        circuits = bound
-    return circuits
-
-
 def _circuits_key(items: Any, bind: Any) -> str | None:
     """SHA-256 over the circuits' formats and texts and the bindings; None if uncacheable."""
     if not isinstance(items, list) or not items or len(items) > MAX_CIRCUITS_PARSED:
@@ -285,6 +227,7 @@ class JobService:
         max_jobs_kept: int = 10_000,
         io_threads: int = 16,
         max_in_flight: int = 128,
+        parser: Any = None,
     ) -> None:
         self.identify = identify
         self.engine = engine
@@ -314,8 +257,23 @@ class JobService:
         self._parsed: LRU[str, tuple[list[str], list[dict[str, Any]], str]] = LRU(
             PARSED_CACHE_ENTRIES
         )
+        # Circuits are parsed in worker processes with memory and CPU limits, never here:
+        # a ParsePool, or a zero-argument factory of one called on first use (default: a
+        # ParsePool with its default limits).
+        self._parser: Any = parser if hasattr(parser, "parse") else None
+        self._parser_factory: Callable[[], Any] = (
+            ParsePool if parser is None or self._parser is not None else parser
+        )
 
     # ---- identity --------------------------------------------------------------------------
+    @property
+    def parser(self) -> Any:
+        """The :class:`ParsePool` (started on first use)."""
+        with self._lock:
+            if self._parser is None:
+                self._parser = self._parser_factory()
+            return self._parser
+
     @property
     def executor(self) -> Any:
         with self._lock:
@@ -419,7 +377,10 @@ class JobService:
             raise InvalidJob("'shots' must be an integer", hint="e.g. --shots 1024")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise InvalidJob("'seed' must be a non-negative integer or null")
-        hashes, summaries, circuits_qpy = self._circuits(body.get("circuits"), body.get("bind"))
+        try:
+            hashes, summaries, circuits_qpy = self._circuits(body.get("circuits"), body.get("bind"))
+        except _OverPolicy as over:
+            raise self._deny_declared(identity, request_id, over.excess) from None
         tags = body.get("tags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) and len(t) <= 64 for t in tags):
             raise InvalidJob("'tags' must be a list of short strings")
@@ -501,26 +462,59 @@ class JobService:
     def _circuits(self, items: Any, bind: Any) -> tuple[list[str], list[dict[str, Any]], str]:
         """Canonical hashes, policy summaries and worker QPY of the request's circuits.
 
+        Nothing is parsed here: what the circuits declare is checked against the policy
+        first (:func:`~jupyter_qsecure.jobs.declared.check_declared`: :class:`_OverPolicy`
+        for a size over a limit, :class:`InvalidJob` for a malformed request or an
+        include), then a parse worker with memory and CPU limits reads them
+        (:class:`~jupyter_qsecure.jobs.parse_pool.ParsePool`).
+
         Memoised by the SHA-256 of the request's circuit texts and bindings: the same
         bytes always parse to the same circuits, so a circuit submitted again (a seed or
-        shots sweep, a retry) is not decoded and hashed again.
+        shots sweep, a retry) is neither checked nor parsed again.
         """
         key = _circuits_key(items, bind)
         cached = self._parsed.get(key) if key is not None else None
         if cached is None:
-            circuits = parse_circuits(items, bind)
+            policy = self.engine.policy
             try:
-                hashes = hash_many(circuits)
-            except CanonicalisationError as exc:
+                excess = check_declared(items, policy.rules, policy.environment)
+            except MalformedCircuit as exc:
                 raise InvalidJob(exc.message, hint=exc.hint) from None
-            # One QPY text as sent needs no re-encoding for the worker.
-            single_qpy = not bind and len(items) == 1 and items[0].get("format") == "qpy"
-            qpy = items[0]["data"] if single_qpy else circuits_to_qpy(circuits)
-            cached = (hashes, [circuit_summary(c) for c in circuits], qpy)
+            if excess is not None:
+                raise _OverPolicy(excess)
+            try:
+                parsed: ParsedCircuits = self.parser.parse(items, bind)
+            except ParseRefused as exc:
+                raise InvalidJob(exc.message, hint=exc.hint) from None
+            except ParseUnavailable as exc:
+                raise Unavailable(exc.message, hint=exc.hint) from None
+            cached = (parsed.hashes, parsed.summaries, parsed.qpy)
             if key is not None:
                 self._parsed.put(key, cached)
         hashes, summaries, qpy = cached
         return hashes, [dict(s) for s in summaries], qpy  # callers never share the cache's
+
+    def _deny_declared(self, identity: dict[str, Any], request_id: str, excess: Excess) -> Denied:
+        """Record (``job.decided``) a denial decided from the sizes the circuits declare,
+        before they were parsed; the :class:`Denied` to raise."""
+        who = Identity(
+            user=identity["user"],
+            kernel_id=identity.get("kernel_id"),
+            accessor=identity.get("accessor"),
+            environment=identity.get("environment", self.environment),
+        )
+        decision = self.engine.refuse(
+            who, rule=excess.rule, limit=excess.limit, actual=excess.actual, message=excess.message
+        )
+        job_id = uuid.uuid4().hex
+        decided = dict(decision.to_ledger_body())
+        decided.update({"job_id": job_id, "request_id": request_id, "circuit_hashes": []})
+        self._append_many(
+            [("job.decided", decided)], actor=f"user:{identity['user']}", correlation_id=job_id
+        )
+        with self._lock:
+            self._request_ids[request_id] = job_id
+        return Denied(decision.message, payload=decision.to_denial())
 
     def _append_many(
         self, entries: list[tuple[str, dict[str, Any]]], *, actor: str, correlation_id: str
@@ -781,6 +775,8 @@ class JobService:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._parser is not None:
+            self._parser.close()
         if self._executor is not None:
             self._executor.close()
         if self._archive_store is not None:

@@ -13,6 +13,7 @@ from traitlets import Instance
 from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
 from jupyter_qsecure.jobs.executor import executor_from_settings
+from jupyter_qsecure.jobs.parse_pool import ParsePool
 from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
 from jupyter_qsecure.jobs.service import JobService
 from jupyter_qsecure.ledger import EntryFilter, Ledger
@@ -196,6 +197,12 @@ class QSecureExtension(ExtensionApp):
             # queued + running jobs each hold a broker thread while they run (local
             # executor: job_workers running; a Dask cluster may run more at once)
             max_in_flight=settings.job_queue_size + max(settings.job_workers, 32),
+            # no process starts until the first submission; bad settings fail here
+            parser=ParsePool(
+                settings.job_parse_workers,
+                memory_mb=settings.job_parse_memory_mb,
+                cpu_seconds=settings.job_parse_cpu_seconds,
+            ),
         )
         self.credentials.on_revoke.append(self.jobs.forget_kernel)
         self._approvals_seen = self.ledger.size()

@@ -153,10 +153,10 @@ _CIRCUIT_PROGRAM = b"q"  # qiskit.qpy.type_keys.Program.CIRCUIT
 
 def _circuit_header_pack(version: int) -> str:
     if version >= 12:
-        return qpy_formats.CIRCUIT_HEADER_V12_PACK
+        return str(qpy_formats.CIRCUIT_HEADER_V12_PACK)
     if version >= 2:
-        return qpy_formats.CIRCUIT_HEADER_V2_PACK
-    return qpy_formats.CIRCUIT_HEADER_PACK
+        return str(qpy_formats.CIRCUIT_HEADER_V2_PACK)
+    return str(qpy_formats.CIRCUIT_HEADER_PACK)
 
 
 class _QpyFile:

@@ -257,13 +257,17 @@ class ParsePool:
                 return {"error": "the parse worker's reply was not an object", "retire": True}
         if not ready:
             worker.dispose()
+            log.warning("jupyter-qsecure: circuit parse worker killed after %g s", self.timeout)
             raise ParseRefused(
                 f"parsing the circuits took longer than {self.timeout:g} s; the parse worker "
                 "was stopped",
                 hint=self._limits_hint(),
             )
-        worker.dispose()  # exited, or a reply too large to read: make sure it is gone
-        raise ParseRefused(self._death(worker.process.exitcode), hint=self._limits_hint())
+        worker.process.join(5)  # it is exiting (its pipe closed): let it finish, then read why
+        worker.dispose()  # and make sure it is gone (a reply too large to read, a hang)
+        reason = self._death(worker.process.exitcode)
+        log.warning("jupyter-qsecure: circuit parse worker stopped: %s", reason)
+        raise ParseRefused(reason, hint=self._limits_hint())
 
     def _death(self, exitcode: int | None) -> str:
         if exitcode == -signal.SIGXCPU:

@@ -46,13 +46,15 @@ from ..errors import QSecureError
 
 __all__ = ["CircuitError", "parse_circuits", "parse_request", "worker_main"]
 
-#: Set in a worker before Qiskit loads: one thread for Qiskit's Rust code and for BLAS.
+#: Set in a worker before Qiskit loads: one thread for Qiskit's Rust code and for BLAS;
+#: short panic messages.
 WORKER_ENV = {
     "RAYON_NUM_THREADS": "1",
     "QISKIT_PARALLEL": "FALSE",
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
+    "RUST_BACKTRACE": "0",  # a worker stopped mid-parse logs one line, not a backtrace
 }
 
 

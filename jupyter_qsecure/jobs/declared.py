@@ -45,7 +45,7 @@ import base64
 import binascii
 import re
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,10 +58,12 @@ from .policy import EnvironmentPolicy
 __all__ = [
     "FORMATS",
     "MAX_CIRCUITS_PARSED",
+    "SERVER_QASM_CHARS",
     "STANDARD_INCLUDES",
     "Declared",
     "Excess",
     "MalformedCircuit",
+    "OverPolicy",
     "check_declared",
     "declared_circuits",
     "max_clbits",
@@ -73,6 +75,9 @@ FORMATS = ("qpy", "qasm2", "qasm3")
 MAX_CIRCUITS_PARSED = 1000
 #: The one file each OpenQASM version may include: its standard library, built into Qiskit.
 STANDARD_INCLUDES = {"qasm2": "qelib1.inc", "qasm3": "stdgates.inc"}
+#: OpenQASM texts the server scans itself (at most a few milliseconds each); longer ones
+#: are scanned by the parse worker, under its limits, before it parses them.
+SERVER_QASM_CHARS = 64 * 1024
 #: Digits a register size may have before it is refused as implausible (10**40 qubits).
 _MAX_SIZE_DIGITS = 40
 
@@ -104,6 +109,12 @@ class Excess:
 def max_clbits(rules: EnvironmentPolicy) -> int:
     """The most clbits a circuit may declare: ``max_qubits x max_depth``."""
     return rules.max_qubits * rules.max_depth
+
+
+def _scan_budget(rules: EnvironmentPolicy) -> int:
+    """Comments, strings and keywords an OpenQASM program may hold before the scan stops:
+    twice as many as a circuit within the policy has operations, and a thousand more."""
+    return 2 * rules.max_qubits * rules.max_depth + 1000
 
 
 # ---- the request's shape -------------------------------------------------------------------
@@ -160,14 +171,20 @@ def _circuit_header_pack(version: int) -> str:
 
 
 class _QpyFile:
-    """The headers of one base64 QPY entry, read with :mod:`struct` only."""
+    """The headers of one base64 QPY entry, read with :mod:`struct` only.
+
+    Only the base64 characters that cover the bytes read are decoded (four characters hold
+    three bytes), so the check costs the same for a 500-byte file and an 8 MiB one; the
+    parse worker decodes (and so validates) the whole text.
+    """
 
     def __init__(self, position: int, data: str) -> None:
         self.position = position
-        try:
-            self.raw = base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise self._malformed(f"is not base64 ({exc})") from None
+        self.data = data
+        padding = len(data) - len(data.rstrip("="))
+        if len(data) % 4 or padding > 2 or not data.isascii():
+            raise self._malformed("is not base64 (its length or characters are wrong)")
+        self.size = len(data) // 4 * 3 - padding  # bytes it decodes to
         preface, self.version = self._unpack(0, "!6sB", "file header")
         if preface != b"QISKIT":
             raise self._malformed("is not a QPY file (it does not start with 'QISKIT')")
@@ -192,13 +209,22 @@ class _QpyFile:
         if self.programs == 0:
             raise self._malformed("holds no circuit")
 
+    def _bytes(self, offset: int, count: int) -> bytes:
+        """Bytes ``offset`` to ``offset + count`` of the decoded file."""
+        first, last = offset // 3 * 4, -(-(offset + count) // 3) * 4
+        try:
+            chunk = base64.b64decode(self.data[first:last], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise self._malformed(f"is not base64 ({exc})") from None
+        return chunk[offset % 3 : offset % 3 + count]
+
     def _malformed(self, what: str, *, hint: str | None = None) -> MalformedCircuit:
         return MalformedCircuit(f"circuit {self.position} (qpy) {what}", hint=hint)
 
     def _unpack(self, offset: int, pack: str, what: str) -> tuple[Any, ...]:
-        if offset + _size(pack) > len(self.raw):
-            raise self._malformed(f"is cut short: its {what} ends at byte {len(self.raw)}")
-        return struct.unpack_from(pack, self.raw, offset)
+        if offset + _size(pack) > self.size:
+            raise self._malformed(f"is cut short: its {what} ends at byte {self.size}")
+        return struct.unpack(pack, self._bytes(offset, _size(pack)))
 
     def circuit_offsets(self) -> Sequence[int]:
         """Where each circuit starts (call only once the count is within the policy)."""
@@ -211,7 +237,7 @@ class _QpyFile:
                     "one circuit per entry",
                 )
             return [self.offset]
-        room = (len(self.raw) - self.offset) // _TABLE_ENTRY
+        room = (self.size - self.offset) // _TABLE_ENTRY
         if self.programs > room:
             raise self._malformed(
                 f"declares {self.programs:,} circuits but has room for at most {room:,}"
@@ -232,7 +258,7 @@ class _QpyFile:
         else:
             name, _, qubits, clbits, metadata, registers, instructions = header
             phase = variables = 0
-        room = len(self.raw) - start - _size(pack)
+        room = self.size - start - _size(pack)
         claims = (
             (name + phase + metadata, 1, "bytes of name, global phase and metadata"),
             (registers, _MIN_REGISTER, "registers"),
@@ -249,24 +275,28 @@ class _QpyFile:
 
 
 # ---- OpenQASM ------------------------------------------------------------------------------
-#: Comments and string literals, as each language's lexer reads them. A line comment ends at
-#: the first CR or LF (Qiskit's OpenQASM 2 lexer ends it at LF only: text after a lone CR is
-#: scanned as code here, never hidden). OpenQASM 2 has no block comments and only
-#: double-quoted strings.
-_LEXEMES = {
-    "qasm2": re.compile(r'//[^\r\n]*|"[^"\r\n]*"'),
-    "qasm3": re.compile(r"//[^\r\n]*|/\*.*?\*/|\"[^\"\r\n]*\"|'[^'\r\n]*'", re.DOTALL),
-}
-_INCLUDE = re.compile(r"\binclude\b")
-_INCLUDE_FORM = re.compile(r'include\s*"(\d+)"\s*;')
+# The scan is driven by str.find (C speed, memchr-like) from one marker to the next, never by
+# a regular expression run over the whole text: Python's re scans a pattern that does not
+# start with a literal at some 100 ns a character, a second per 8 MiB. Only anchored, bounded
+# patterns run at the markers found, and the number of markers handled is capped.
+
+#: What opens a comment or a string literal in each language. OpenQASM 2 has no block
+#: comments and only double-quoted strings.
+_OPENERS = {"qasm2": ("//", '"'), "qasm3": ("//", "/*", '"', "'")}
+#: Keywords the scan reads (``bit`` also finds ``qubit``).
+_KEYWORDS = {"qasm2": ("include", "qreg", "creg"), "qasm3": ("include", "qreg", "creg", "bit")}
+#: ``include`` statements a program may hold (its standard library, once).
+_MAX_INCLUDES = 4
 _IDENT = r"[^\W\d]\w*"
-_SIZE = r"\[\s*([^\]]*?)\s*\]"
+_SHORT_SIZE = r"\[([^\]\r\n]{0,64})\]"
+_INCLUDE_FORM = re.compile(r"""include\s*("[^"\r\n]*"|'[^'\r\n]*')\s*;""")
 #: ``qreg``/``creg`` (both versions; the size is optional in OpenQASM 3).
-_OLD_DECL = re.compile(rf"\b(qreg|creg)\s+{_IDENT}\s*(?:{_SIZE})?\s*;")
-_OLD_KEYWORD = re.compile(r"\b(?:qreg|creg)\b")
+_OLD_DECL = re.compile(rf"(qreg|creg)\s+{_IDENT}\s*(?:{_SHORT_SIZE})?\s*;")
 #: ``qubit[N] q;``, ``qubit q;``, ``bit[N] c;``, ``bit c = "01";`` (OpenQASM 3); a
-#: subroutine's ``qubit[2] a,`` or a cast ``bit[4](x)`` is not followed by ``;`` or ``=``.
-_NEW_DECL = re.compile(rf"\b(qubit|bit)(?:\s*{_SIZE}\s*|\s+)(?={_IDENT}\s*[;=])")
+#: subroutine's ``qubit[2] a,`` or a cast ``bit[4](x)`` is not followed by a name and ``;``.
+_NEW_DECL = re.compile(rf"(qubit|bit)(?:\s*{_SHORT_SIZE}\s*|\s+){_IDENT}\s*[;=]")
+_NEW_SIZED = re.compile(r"(?:qubit|bit)\s*\[")
+_NEW_SHORT = re.compile(rf"(?:qubit|bit)\s*{_SHORT_SIZE}")
 _PHYSICAL = re.compile(r"\$([0-9]+)")
 _DECIMAL = re.compile(r"[0-9](?:_?[0-9])*")
 _PREFIXED = re.compile(
@@ -274,45 +304,61 @@ _PREFIXED = re.compile(
 )
 
 
-def _code(fmt: str, text: str) -> tuple[str, list[str]]:
-    """``text`` with comments blanked and each string literal replaced by ``"N"`` (its
-    index in the returned list of literals)."""
-    strings: list[str] = []
-
-    def replace(match: re.Match[str]) -> str:
-        lexeme = match.group()
-        if lexeme[0] in "\"'":
-            strings.append(lexeme[1:-1])
-            return f'"{len(strings) - 1}"'
-        return " "
-
-    return _LEXEMES[fmt].sub(replace, text), strings
+def _word_char(char: str) -> bool:
+    return char.isalnum() or char in "_$"
 
 
-def _check_includes(fmt: str, position: int, code: str, strings: list[str]) -> None:
-    allowed = STANDARD_INCLUDES[fmt]
-    for keyword in _INCLUDE.finditer(code):
-        form = _INCLUDE_FORM.match(code, keyword.start())
-        if form is not None:
-            name = strings[int(form.group(1))]
-            if name == allowed:
-                continue
+def _line_end(text: str, start: int) -> int:
+    """Where a line comment starting at ``start`` ends: the first LF or CR (Qiskit's
+    OpenQASM 2 lexer ends it at LF only: text after a lone CR is scanned as code here,
+    never hidden)."""
+    end = text.find("\n", start)
+    if end < 0:
+        end = len(text)
+    cr = text.find("\r", start, end)
+    return end if cr < 0 else cr
+
+
+def _markers(fmt: str, text: str, budget: int | None) -> Iterator[tuple[int, str]]:
+    """``(position, keyword)`` of each keyword candidate outside comments and string
+    literals, in order. Stops with :class:`MalformedCircuit` past ``budget`` markers."""
+    markers = _OPENERS[fmt] + _KEYWORDS[fmt]
+    following = {marker: text.find(marker) for marker in markers}
+    handled = 0
+    while True:
+        found = [(at, marker) for marker, at in following.items() if at >= 0]
+        if not found:
+            return
+        at, marker = min(found)
+        handled += 1
+        if budget is not None and handled > budget:
+            raise MalformedCircuit(
+                f"holds more than {budget:,} comments, strings and declarations, more than a "
+                "circuit within the policy can need",
+                hint="submit the circuit without comments, or split it",
+            )
+        if marker == "//":
+            cursor = _line_end(text, at)
+        elif marker == "/*":
+            close = text.find("*/", at + 2)
+            cursor = len(text) if close < 0 else close + 2
+        elif marker in "\"'":
+            close = text.find(marker, at + 1)
+            one_line = close >= 0 and text.find("\n", at, close) < 0
+            cursor = close + 1 if one_line and text.find("\r", at, close) < 0 else at + 1
         else:
-            name = code[keyword.end() : keyword.end() + 60].strip()
-        raise MalformedCircuit(
-            f"circuit {position} ({fmt}) includes {name[:200]!r}: only {allowed!r}, the "
-            "standard library, may be included",
-            hint="put the definitions you need in the program itself; the broker reads no "
-            "file a circuit names",
-        )
+            yield at, marker
+            cursor = at + len(marker)
+        for other, where in following.items():
+            if 0 <= where < cursor:
+                following[other] = text.find(other, cursor)
 
 
-def _integer(fmt: str, position: int, text: str, what: str) -> int:
+def _integer(fmt: str, text: str, what: str) -> int:
     digits = text.strip()
     if len(digits) > _MAX_SIZE_DIGITS:
         raise MalformedCircuit(
-            f"circuit {position} ({fmt}) declares {what} of {len(digits)} digits",
-            hint="declare registers of plausible size",
+            f"declares {what} of {len(digits)} digits", hint="declare registers of plausible size"
         )
     if fmt == "qasm2" and digits.isascii() and digits.isdigit():
         return int(digits)
@@ -322,51 +368,96 @@ def _integer(fmt: str, position: int, text: str, what: str) -> int:
         if _PREFIXED.fullmatch(digits):
             return int(digits.replace("_", ""), 0)
     raise MalformedCircuit(
-        f"circuit {position} ({fmt}) declares {what} {digits[:60]!r}, which is not an "
-        "integer literal",
-        hint="write register sizes as plain integers, e.g. qubit[5] q;",
+        f"declares {what} {digits[:60]!r}, which is not an integer literal",
+        hint="write register sizes as plain integers, e.g. qreg q[5]; or qubit[5] q;",
     )
 
 
-def _qasm(fmt: str, position: int, text: str) -> tuple[int, int]:
-    """``(qubits, clbits)`` an OpenQASM program declares; includes checked."""
-    code, strings = _code(fmt, text)
-    _check_includes(fmt, position, code, strings)
-    qubits = clbits = 0
-    declared = 0
-    for declaration in _OLD_DECL.finditer(code):
-        declared += 1
-        kind, size = declaration.group(1), declaration.group(2)
-        if size is None and fmt == "qasm2":
-            raise MalformedCircuit(f"circuit {position} (qasm2) declares {kind} without a size")
-        count = 1 if size is None else _integer(fmt, position, size, f"a {kind} size")
-        if kind == "qreg":
-            qubits += count
+def _qasm(fmt: str, text: str, budget: int | None) -> tuple[int, int]:
+    """``(qubits, clbits)`` an OpenQASM program declares, its includes checked; raises
+    :class:`MalformedCircuit` (without the circuit's name: the caller adds it)."""
+    allowed = STANDARD_INCLUDES[fmt]
+    qubits = clbits = includes = 0
+    for at, keyword in _markers(fmt, text, budget):
+        start = at - 2 if keyword == "bit" and text[at - 2 : at] == "qu" else at
+        end = at + len(keyword)
+        if (start and _word_char(text[start - 1])) or (end < len(text) and _word_char(text[end])):
+            continue  # part of a longer name
+        if keyword == "include":
+            includes += 1
+            form = _INCLUDE_FORM.match(text, start)
+            name = form.group(1)[1:-1] if form else text[end : end + 60].strip()
+            if includes > _MAX_INCLUDES:
+                raise MalformedCircuit(
+                    f"includes {allowed!r} more than {_MAX_INCLUDES} times",
+                    hint="include the standard library once",
+                )
+            if name != allowed:
+                raise MalformedCircuit(
+                    f"includes {name[:200]!r}: only {allowed!r}, the standard library, may "
+                    "be included",
+                    hint="put the definitions you need in the program itself; the broker "
+                    "reads no file a circuit names",
+                )
+        elif keyword in ("qreg", "creg"):
+            declaration = _OLD_DECL.match(text, start)
+            if declaration is None:
+                raise MalformedCircuit(
+                    f"has a {keyword} declaration that is not of the form '{keyword} name[size];'",
+                    hint="declare registers as qreg q[5]; creg c[5];",
+                )
+            size = declaration.group(2)
+            if size is None and fmt == "qasm2":
+                raise MalformedCircuit(f"declares {keyword} without a size")
+            count = 1 if size is None else _integer(fmt, size, f"a {keyword} size")
+            qubits, clbits = (
+                (qubits + count, clbits) if keyword == "qreg" else (qubits, clbits + count)
+            )
         else:
-            clbits += count
-    if declared != len(_OLD_KEYWORD.findall(code)):  # a qreg/creg this scan cannot read
-        raise MalformedCircuit(
-            f"circuit {position} ({fmt}) has a qreg or creg declaration that is not of the "
-            "form 'qreg name[size];'",
-            hint="declare registers as qreg q[5]; creg c[5];",
-        )
-    if fmt == "qasm3":
-        for declaration in _NEW_DECL.finditer(code):
+            declaration = _NEW_DECL.match(text, start)
+            if declaration is None:
+                if _NEW_SIZED.match(text, start) and not _NEW_SHORT.match(text, start):
+                    raise MalformedCircuit(
+                        "has a qubit or bit size that is not a short integer literal",
+                        hint="write register sizes as plain integers, e.g. qubit[5] q;",
+                    )
+                continue  # a subroutine's parameter, a cast, a return type
             kind, size = declaration.group(1), declaration.group(2)
-            count = 1 if size is None else _integer(fmt, position, size, f"a {kind} size")
-            if kind == "qubit":
-                qubits += count
-            else:
-                clbits += count
-        physical = [
-            _integer(fmt, position, index, "physical qubit $") for index in _PHYSICAL.findall(code)
-        ]
-        if physical:
-            qubits += max(physical) + 1
+            count = 1 if size is None else _integer(fmt, size, f"a {kind} size")
+            qubits, clbits = (
+                (qubits + count, clbits) if kind == "qubit" else (qubits, clbits + count)
+            )
+    if fmt == "qasm3" and "$" in text:
+        references = text.count("$")
+        if budget is not None and references > 2 * budget:
+            raise MalformedCircuit(
+                f"holds {references:,} physical qubit references ($), more than a circuit "
+                "within the policy can need"
+            )
+        # Comments included (an over-estimate): the highest index decides the count.
+        indices = _PHYSICAL.findall(text)
+        if indices:
+            highest = max(indices, key=lambda digits: (len(digits.lstrip("0")), digits.lstrip("0")))
+            qubits += _integer(fmt, highest, "physical qubit $") + 1
     return qubits, clbits
 
 
 # ---- the checks ----------------------------------------------------------------------------
+class OverPolicy(QSecureError):
+    """A declared size over the policy: the broker records ``excess`` as a denial (403)."""
+
+    def __init__(self, excess: Excess) -> None:
+        super().__init__(excess.message)
+        self.excess = excess
+
+
+@dataclass(frozen=True)
+class _Limits:
+    rules: EnvironmentPolicy
+    environment: str
+    qasm_chars: int | None
+
+
 def declared_circuits(items: Any) -> list[Declared]:
     """What each circuit of a request's ``circuits`` declares, in order (a QPY entry may hold
     several circuits). Raises :class:`MalformedCircuit`. Does not apply a policy: use
@@ -374,16 +465,23 @@ def declared_circuits(items: Any) -> list[Declared]:
     return _read(items, None)
 
 
-def check_declared(items: Any, rules: EnvironmentPolicy, environment: str) -> Excess | None:
+def check_declared(
+    items: Any, rules: EnvironmentPolicy, environment: str, *, qasm_chars: int | None = None
+) -> Excess | None:
     """The first declared size over ``rules`` (circuits, then qubits and clbits per circuit,
     in order), or None. Raises :class:`MalformedCircuit` for a request that is malformed or
-    includes a file."""
+    includes a file.
+
+    ``qasm_chars``: OpenQASM texts longer than this are counted as one circuit each but not
+    scanned (the server passes it, so a crafted multi-megabyte program costs it nothing;
+    the parse worker scans everything, under its limits, before it parses).
+    """
     excess: list[Excess] = []
-    _read(items, (rules, environment, excess))
+    _read(items, (_Limits(rules, environment, qasm_chars), excess))
     return excess[0] if excess else None
 
 
-def _read(items: Any, limits: tuple[EnvironmentPolicy, str, list[Excess]] | None) -> list[Declared]:
+def _read(items: Any, limits: tuple[_Limits, list[Excess]] | None) -> list[Declared]:
     entries = _entries(items)
     files: dict[int, _QpyFile] = {}
     total = 0
@@ -394,9 +492,9 @@ def _read(items: Any, limits: tuple[EnvironmentPolicy, str, list[Excess]] | None
         else:
             total += 1
     if limits is not None:
-        rules, env, excess = limits
+        rules, env = limits[0].rules, limits[0].environment
         if total > rules.max_circuits_per_job:
-            excess.append(
+            limits[1].append(
                 Excess(
                     "max_circuits_per_job",
                     rules.max_circuits_per_job,
@@ -407,29 +505,39 @@ def _read(items: Any, limits: tuple[EnvironmentPolicy, str, list[Excess]] | None
             )
             return []
     declared: list[Declared] = []
+    index = 0
     for position, (fmt, data) in enumerate(entries):
         if fmt == "qpy":
             qpy = files[position]
             sizes = [qpy.circuit(i, start) for i, start in enumerate(qpy.circuit_offsets())]
+        elif (
+            limits is not None
+            and limits[0].qasm_chars is not None
+            and (len(data) > limits[0].qasm_chars)
+        ):
+            index += 1  # left to the parse worker
+            continue
         else:
-            sizes = [_qasm(fmt, position, data)]
+            budget = None if limits is None else _scan_budget(limits[0].rules)
+            try:
+                sizes = [_qasm(fmt, data, budget)]
+            except MalformedCircuit as exc:
+                raise MalformedCircuit(
+                    f"circuit {position} ({fmt}) {exc.message}", hint=exc.hint
+                ) from None
         for qubits, clbits in sizes:
             declared.append(Declared(position, fmt, qubits, clbits))
-            if limits is not None and _over(declared[-1], len(declared) - 1, total, limits):
+            if limits is not None and _over(declared[-1], index, total, limits):
                 return declared
+            index += 1
     return declared
 
 
-def _over(
-    circuit: Declared,
-    index: int,
-    total: int,
-    limits: tuple[EnvironmentPolicy, str, list[Excess]],
-) -> bool:
-    rules, env, excess = limits
+def _over(circuit: Declared, index: int, total: int, limits: tuple[_Limits, list[Excess]]) -> bool:
+    rules, env = limits[0].rules, limits[0].environment
     where = f" (circuit {index})" if total > 1 else ""
     if circuit.qubits > rules.max_qubits:
-        excess.append(
+        limits[1].append(
             Excess(
                 "max_qubits",
                 rules.max_qubits,
@@ -440,7 +548,7 @@ def _over(
         return True
     most = max_clbits(rules)
     if circuit.clbits > most:
-        excess.append(
+        limits[1].append(
             Excess(
                 "max_clbits",
                 most,

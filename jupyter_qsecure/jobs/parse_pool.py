@@ -30,8 +30,10 @@ from multiprocessing.connection import wait as wait_for
 from typing import Any
 
 from ..errors import ConfigError, QSecureError
+from .declared import Excess, OverPolicy
 from .local_executor import _describe_exit, _spawnable_main
-from .parse_worker import worker_main
+from .parse_worker import CircuitError, encode_request, worker_main
+from .policy import EnvironmentPolicy
 
 __all__ = ["ParsePool", "ParseRefused", "ParseUnavailable", "ParsedCircuits"]
 
@@ -117,16 +119,34 @@ class ParsePool:
         self.started = 0
 
     # -- public API ------------------------------------------------------------------------
-    def parse(self, items: Any, bind: Any) -> ParsedCircuits:
-        """Parse a request's ``circuits`` and ``bind`` in a worker (blocks this thread)."""
+    def parse(
+        self,
+        items: Any,
+        bind: Any,
+        *,
+        rules: EnvironmentPolicy | None = None,
+        environment: str = "",
+    ) -> ParsedCircuits:
+        """Parse a request's ``circuits`` and ``bind`` in a worker (blocks this thread).
+
+        With ``rules`` the worker first checks what the circuits declare
+        (:func:`~jupyter_qsecure.jobs.declared.check_declared`, every text in full) and
+        raises :class:`~jupyter_qsecure.jobs.declared.OverPolicy` instead of parsing a
+        circuit over them.
+        """
         deadline = time.monotonic() + self.timeout
-        request = json.dumps({"circuits": items, "bind": bind}).encode()
+        try:
+            request = encode_request(
+                items, bind, None if rules is None else rules.model_dump(mode="json"), environment
+            )
+        except CircuitError as exc:
+            raise ParseRefused(exc.message, hint=exc.hint) from None
         worker = self._acquire(deadline)
         healthy = False
         try:
             reply = self._exchange(worker, request, deadline)
             healthy = not reply.get("retire", True)
-            return self._result(reply)
+            return self._result(reply, items)
         finally:
             self._release(worker, healthy)
 
@@ -287,11 +307,22 @@ class ParsePool:
             "(QSecure.job_parse_memory_mb, QSecure.job_parse_cpu_seconds)"
         )
 
-    def _result(self, reply: dict[str, Any]) -> ParsedCircuits:
+    def _result(self, reply: dict[str, Any], items: list[dict[str, Any]]) -> ParsedCircuits:
         if "ok" in reply:
             ok = reply["ok"]
+            qpy = items[0]["data"] if ok["qpy"] is None else str(ok["qpy"])
             return ParsedCircuits(
-                hashes=list(ok["hashes"]), summaries=list(ok["summaries"]), qpy=str(ok["qpy"])
+                hashes=list(ok["hashes"]), summaries=list(ok["summaries"]), qpy=qpy
+            )
+        if "excess" in reply:
+            excess = reply["excess"]
+            raise OverPolicy(
+                Excess(
+                    str(excess["rule"]),
+                    int(excess["limit"]),
+                    int(excess["actual"]),
+                    str(excess["message"]),
+                )
             )
         if "invalid" in reply:
             raise ParseRefused(str(reply["invalid"]), hint=reply.get("hint"))

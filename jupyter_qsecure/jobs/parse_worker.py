@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 import json
 import math
@@ -44,7 +45,14 @@ from typing import Any
 
 from ..errors import QSecureError
 
-__all__ = ["CircuitError", "parse_circuits", "parse_request", "worker_main"]
+__all__ = [
+    "CircuitError",
+    "decode_request",
+    "encode_request",
+    "parse_circuits",
+    "parse_request",
+    "worker_main",
+]
 
 #: Set in a worker before Qiskit loads: one thread for Qiskit's Rust code and for BLAS;
 #: short panic messages.
@@ -187,9 +195,58 @@ def _unlimit() -> None:
         resource.setrlimit(which, (hard, hard))
 
 
+def encode_request(
+    items: Any, bind: Any, rules: dict[str, Any] | None = None, environment: str = ""
+) -> bytes:
+    """A request for a worker: one line of JSON (formats, text lengths, ``bind``, the
+    policy's ``rules`` to check declared sizes against, or None), then the circuit texts
+    as UTF-8, back to back. Not JSON throughout: escaping megabytes of circuit text costs
+    the server more than the parse it hands off. Raises :class:`CircuitError` for a
+    ``circuits`` list of the wrong shape."""
+    if not isinstance(items, list) or not items:
+        raise CircuitError("'circuits' must be a non-empty list", hint="send at least one circuit")
+    blobs = []
+    for position, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("data"), str):
+            raise CircuitError(f"circuit {position} must be an object with 'format' and 'data'")
+        blobs.append(item["data"].encode("utf-8", "surrogatepass"))
+    header = {
+        "formats": [str(item.get("format")) for item in items],
+        "lengths": [len(blob) for blob in blobs],
+        "bind": bind,
+        "rules": rules,
+        "environment": environment,
+    }
+    return json.dumps(header).encode() + b"\n" + b"".join(blobs)
+
+
+def decode_request(raw: bytes) -> dict[str, Any]:
+    """The request :func:`encode_request` wrote, with ``circuits`` rebuilt."""
+    line, _, texts = raw.partition(b"\n")
+    request: dict[str, Any] = json.loads(line)
+    circuits, at = [], 0
+    for fmt, length in zip(request.pop("formats"), request.pop("lengths"), strict=True):
+        data = texts[at : at + length].decode("utf-8", "surrogatepass")
+        circuits.append({"format": fmt, "data": data})
+        at += length
+    request["circuits"] = circuits
+    return request
+
+
 def _handle(request: dict[str, Any]) -> dict[str, Any]:
+    from .declared import MalformedCircuit, check_declared
+    from .policy import EnvironmentPolicy
+
+    items, bind = request["circuits"], request.get("bind")
     try:
-        return {"ok": parse_request(request.get("circuits"), request.get("bind"))}
+        if request.get("rules") is not None:
+            rules = EnvironmentPolicy.model_validate(request["rules"])
+            excess = check_declared(items, rules, str(request.get("environment")))
+            if excess is not None:
+                return {"excess": dataclasses.asdict(excess)}
+        parsed = parse_request(items, bind)
+    except MalformedCircuit as exc:
+        return {"invalid": exc.message, "hint": exc.hint}
     except CircuitError as exc:
         return {"invalid": exc.message, "hint": exc.hint}
     except MemoryError:
@@ -198,22 +255,31 @@ def _handle(request: dict[str, Any]) -> dict[str, Any]:
         return {"invalid": "the circuit is nested too deeply to be read"}
     except Exception as exc:  # reported to the broker, which answers 422 and logs it
         return {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+    if parsed["qpy"] is items[0]["data"]:
+        parsed["qpy"] = None  # the text as sent: the broker has it
+    return {"ok": parsed}
 
 
 def _warm_up() -> None:
-    """Load Qiskit and the canonicaliser before reporting ready (not on a job's clock)."""
-    parse_request(
-        [{"format": "qasm2", "data": 'OPENQASM 2.0; include "qelib1.inc"; qreg q[1]; h q[0];'}],
-        None,
-    )
+    """Load Qiskit, the checks and the canonicaliser before reporting ready (not on a
+    job's clock)."""
+    from .declared import declared_circuits
+    from .policy import EnvironmentPolicy  # noqa: F401  (pydantic: loaded now, not per job)
+
+    program = 'OPENQASM 2.0; include "qelib1.inc"; qreg q[1]; h q[0];'
+    items = [{"format": "qasm2", "data": program}]
+    declared_circuits(items)
+    parse_request(items, None)
 
 
 def worker_main(conn: Any, memory_bytes: int, cpu_seconds: int) -> None:
     """Entry point of a parse worker: parse requests from ``conn`` until it closes.
 
-    Requests and replies are JSON (``conn.send_bytes``): ``{"circuits", "bind"}`` in,
-    ``{"ok": {...}}``, ``{"invalid": message, "hint"}``, ``{"limit": "memory"}`` or
-    ``{"error": text}`` out, each with ``"retire": bool``.
+    Requests are :func:`encode_request` bytes; replies are JSON: ``{"ok": {"hashes",
+    "summaries", "qpy"}}`` (``qpy`` null: the one QPY text as sent), ``{"excess": {"rule",
+    "limit", "actual", "message"}}`` (a declared size over the request's ``rules``: nothing
+    was parsed), ``{"invalid": message, "hint"}``, ``{"limit": "memory"}`` or
+    ``{"error": text}``, each with ``"retire": bool``. An empty request ends the worker.
     """
     os.environ.update(WORKER_ENV)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server's Ctrl-C is the parent's job
@@ -226,10 +292,10 @@ def worker_main(conn: Any, memory_bytes: int, cpu_seconds: int) -> None:
             raw = conn.recv_bytes()
         except (EOFError, OSError):
             return
-        request = json.loads(raw)
-        if not isinstance(request, dict):
+        if not raw:
             return
         _limit(memory_bytes, cpu_seconds)
+        request = decode_request(raw)
         reply = _handle(request)
         _unlimit()
         grown = memory_bytes > 0 and _resident() - baseline > memory_bytes // 2

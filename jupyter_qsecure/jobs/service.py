@@ -35,7 +35,14 @@ from ..errors import QSecureError
 from ..ledger.signing import KeyRing, Signer
 from .aer_run import noise_model_sha256
 from .archive import JobArchive
-from .declared import MAX_CIRCUITS_PARSED, Excess, MalformedCircuit, check_declared
+from .declared import (
+    MAX_CIRCUITS_PARSED,
+    SERVER_QASM_CHARS,
+    Excess,
+    MalformedCircuit,
+    OverPolicy,
+    check_declared,
+)
 from .executor import ExecutorError, QueueFull
 from .manifest import (
     Envelope,
@@ -114,14 +121,6 @@ class Busy(JobError):
 
 class Unavailable(JobError):
     status = 503
-
-
-class _OverPolicy(Exception):
-    """A declared circuit size over the policy (:meth:`JobService._circuits`)."""
-
-    def __init__(self, excess: Excess) -> None:
-        super().__init__(excess.message)
-        self.excess = excess
 
 
 @dataclass
@@ -379,7 +378,7 @@ class JobService:
             raise InvalidJob("'seed' must be a non-negative integer or null")
         try:
             hashes, summaries, circuits_qpy = self._circuits(body.get("circuits"), body.get("bind"))
-        except _OverPolicy as over:
+        except OverPolicy as over:
             raise self._deny_declared(identity, request_id, over.excess) from None
         tags = body.get("tags") or []
         if not isinstance(tags, list) or not all(isinstance(t, str) and len(t) <= 64 for t in tags):
@@ -463,9 +462,10 @@ class JobService:
         """Canonical hashes, policy summaries and worker QPY of the request's circuits.
 
         Nothing is parsed here: what the circuits declare is checked against the policy
-        first (:func:`~jupyter_qsecure.jobs.declared.check_declared`: :class:`_OverPolicy`
-        for a size over a limit, :class:`InvalidJob` for a malformed request or an
-        include), then a parse worker with memory and CPU limits reads them
+        first (:func:`~jupyter_qsecure.jobs.declared.check_declared`: ``OverPolicy`` for a
+        size over a limit, :class:`InvalidJob` for a malformed request or an include; here
+        for everything but OpenQASM texts over ``SERVER_QASM_CHARS``), then a parse worker
+        with memory and CPU limits checks every text in full and reads them
         (:class:`~jupyter_qsecure.jobs.parse_pool.ParsePool`).
 
         Memoised by the SHA-256 of the request's circuit texts and bindings: the same
@@ -477,13 +477,17 @@ class JobService:
         if cached is None:
             policy = self.engine.policy
             try:
-                excess = check_declared(items, policy.rules, policy.environment)
+                excess = check_declared(
+                    items, policy.rules, policy.environment, qasm_chars=SERVER_QASM_CHARS
+                )
             except MalformedCircuit as exc:
                 raise InvalidJob(exc.message, hint=exc.hint) from None
             if excess is not None:
-                raise _OverPolicy(excess)
+                raise OverPolicy(excess)
             try:
-                parsed: ParsedCircuits = self.parser.parse(items, bind)
+                parsed: ParsedCircuits = self.parser.parse(
+                    items, bind, rules=policy.rules, environment=policy.environment
+                )
             except ParseRefused as exc:
                 raise InvalidJob(exc.message, hint=exc.hint) from None
             except ParseUnavailable as exc:

@@ -251,8 +251,14 @@ def test_register_sizes_must_be_integer_literals() -> None:
     assert "not an integer literal" in refusal(
         [{"format": "qasm2", "data": "OPENQASM 2.0; qreg q[0x10];"}]
     )
-    assert "digits" in refusal(
+    assert "a qreg size of 50 digits" in refusal(
+        [{"format": "qasm2", "data": "OPENQASM 2.0; qreg q[" + "9" * 50 + "];"}]
+    )
+    assert "not of the form" in refusal(
         [{"format": "qasm2", "data": "OPENQASM 2.0; qreg q[" + "9" * 5000 + "];"}]
+    )
+    assert "not a short integer literal" in refusal(
+        [{"format": "qasm3", "data": "OPENQASM 3.0; qubit[" + " " * 70 + "10000000] q;"}]
     )
     assert "without a size" in refusal([{"format": "qasm2", "data": "OPENQASM 2.0; qreg q;"}])
     assert "not of the form" in refusal([{"format": "qasm2", "data": "OPENQASM 2.0; qreg 5;"}])

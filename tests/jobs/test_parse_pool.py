@@ -14,8 +14,10 @@ import pytest
 from qiskit import qpy
 
 from jupyter_qsecure.jobs.canonical import circuit_summary, hash_many
+from jupyter_qsecure.jobs.declared import SERVER_QASM_CHARS, OverPolicy, check_declared
 from jupyter_qsecure.jobs.parse_pool import ParsePool, ParseRefused, ParseUnavailable
-from jupyter_qsecure.jobs.parse_worker import parse_circuits
+from jupyter_qsecure.jobs.parse_worker import decode_request, encode_request, parse_circuits
+from jupyter_qsecure.jobs.policy import Policy
 from jupyter_qsecure.testing.circuits import ghz
 from jupyter_qsecure.testing.circuits import nested_gates_qasm2 as nested_gates
 
@@ -92,3 +94,52 @@ def test_a_closed_pool_refuses() -> None:
     with pytest.raises(ParseUnavailable, match="shut down"):
         closed.parse([qpy_entry(ghz(2))], None)
     assert closed.started == 0
+
+
+def test_the_worker_checks_declared_sizes_before_it_parses(pool: ParsePool) -> None:
+    rules = Policy.load(None, "dev").rules
+    # Longer than the server scans itself: the worker scans it, under its limits.
+    padding = "// " + "x" * 77 + "\n"
+    program = "OPENQASM 2.0;\n" + padding * (SERVER_QASM_CHARS // len(padding) + 1)
+    assert check_declared([{"format": "qasm2", "data": program + "qreg q[99];"}], rules, "dev")
+    assert (
+        check_declared(
+            [{"format": "qasm2", "data": program + "qreg q[99];"}],
+            rules,
+            "dev",
+            qasm_chars=SERVER_QASM_CHARS,
+        )
+        is None
+    )
+    with pytest.raises(OverPolicy) as over:
+        pool.parse(
+            [{"format": "qasm2", "data": program + "qreg q[10000000];"}],
+            None,
+            rules=rules,
+            environment="dev",
+        )
+    assert (over.value.excess.rule, over.value.excess.actual) == ("max_qubits", 10_000_000)
+    with pytest.raises(ParseRefused, match="includes '/etc/passwd'"):
+        pool.parse(
+            [{"format": "qasm2", "data": program + 'include "/etc/passwd";'}],
+            None,
+            rules=rules,
+            environment="dev",
+        )
+    parsed = pool.parse(
+        [{"format": "qasm2", "data": program + "qreg q[3];\ncreg c[3];\nmeasure q -> c;"}],
+        None,
+        rules=rules,
+        environment="dev",
+    )
+    assert parsed.summaries[0]["num_qubits"] == 3
+    assert pool.started == 1
+
+
+def test_any_text_crosses_the_pipe_intact() -> None:
+    items = [
+        {"format": "qasm3", "data": "OPENQASM 3.0; // \u00e9\u4e2d \ud800 \n qubit q;"},
+        {"format": "qpy", "data": ""},
+    ]
+    request = decode_request(encode_request(items, {"θ": 1.5}, None, "dev"))
+    assert request["circuits"] == items and request["bind"] == {"θ": 1.5}

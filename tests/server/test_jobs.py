@@ -379,9 +379,9 @@ async def test_resubmitted_circuits_are_parsed_once_and_bindings_kept_apart(
     parser = broker.service.parser
     real_parse = parser.parse
 
-    def counting_parse(items: Any, bind: Any) -> Any:
+    def counting_parse(items: Any, bind: Any, **checks: Any) -> Any:
         parsed.append(len(items))
-        return real_parse(items, bind)
+        return real_parse(items, bind, **checks)
 
     monkeypatch.setattr(parser, "parse", counting_parse)
     theta = Parameter("theta")

@@ -30,11 +30,14 @@ from test_jobs import (  # noqa: F401  (fixtures: broker, policy_file)
     start_kernel,
 )
 
+from jupyter_qsecure.jobs.declared import SERVER_QASM_CHARS
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure.testing.circuits import ghz, nested_gates_qasm2
 
 #: The server's memory may move a little between two requests; never by this much.
 RSS_SLACK = 100 << 20
+#: Comment lines that make a program longer than the server scans itself.
+PADDING = ("// " + "x" * 77 + "\n") * (SERVER_QASM_CHARS // 80 + 1)
 
 
 @pytest.fixture
@@ -120,6 +123,8 @@ async def test_huge_qasm_registers_are_refused_before_they_are_allocated(
         ("qasm2", "OPENQASM 2.0;\nqreg q[10000000];\n", 10_000_000),
         ("qasm3", "OPENQASM 3.0;\nqubit[10000000] q;\n", 10_000_000),
         ("qasm3", 'OPENQASM 3.0;\ninclude "stdgates.inc";\nh $100000000;\n', 100_000_001),
+        # too long for the server's own scan: the parse worker scans it before parsing
+        ("qasm2", "OPENQASM 2.0;\n" + PADDING + "qreg q[10000000];\n", 10_000_000),
     ):
         code, body, _ = await broker.post(token, qasm_job(fmt, program))
         assert code == 403 and body["rule"] == "max_qubits", (fmt, program, body)
@@ -175,9 +180,12 @@ async def test_max_qubits_is_accepted_and_one_more_refused_unparsed(
     parser = broker.service.parser
     parsed: list[Any] = []
     real_parse = parser.parse
-    monkeypatch.setattr(
-        parser, "parse", lambda items, bind: parsed.append(items) or real_parse(items, bind)
-    )
+
+    def counting_parse(items: Any, bind: Any, **checks: Any) -> Any:
+        parsed.append(items)
+        return real_parse(items, bind, **checks)
+
+    monkeypatch.setattr(parser, "parse", counting_parse)
     qasm = "OPENQASM 2.0;\nqreg q[{n}];\ncreg c[{n}];\nmeasure q -> c;\n"
     for limit, over in (
         (job(ghz(10)), job(ghz(11))),

@@ -59,6 +59,7 @@ __all__ = [
     "FORMATS",
     "MAX_CIRCUITS_PARSED",
     "SERVER_QASM_CHARS",
+    "SERVER_QASM_MARKERS",
     "STANDARD_INCLUDES",
     "Declared",
     "Excess",
@@ -75,9 +76,11 @@ FORMATS = ("qpy", "qasm2", "qasm3")
 MAX_CIRCUITS_PARSED = 1000
 #: The one file each OpenQASM version may include: its standard library, built into Qiskit.
 STANDARD_INCLUDES = {"qasm2": "qelib1.inc", "qasm3": "stdgates.inc"}
-#: OpenQASM texts the server scans itself (at most a few milliseconds each); longer ones
-#: are scanned by the parse worker, under its limits, before it parses them.
+#: The server's share of the OpenQASM scan of one request (a few milliseconds at most):
+#: characters, and comments, strings and keywords. The parse worker scans what is beyond
+#: it, under its limits, before it parses.
 SERVER_QASM_CHARS = 64 * 1024
+SERVER_QASM_MARKERS = 1000
 #: Digits a register size may have before it is refused as implausible (10**40 qubits).
 _MAX_SIZE_DIGITS = 40
 
@@ -319,9 +322,26 @@ def _line_end(text: str, start: int) -> int:
     return end if cr < 0 else cr
 
 
-def _markers(fmt: str, text: str, budget: int | None) -> Iterator[tuple[int, str]]:
+class _Deferred(Exception):
+    """The server's share of scanning ran out: the parse worker checks the rest."""
+
+
+@dataclass
+class _Share:
+    """What the server scans of one request before it leaves the rest to the parse worker:
+    OpenQASM characters, and markers (comments, strings, keywords: microseconds of Python
+    each)."""
+
+    chars: int
+    markers: int
+
+
+def _markers(
+    fmt: str, text: str, budget: int | None, share: _Share | None
+) -> Iterator[tuple[int, str]]:
     """``(position, keyword)`` of each keyword candidate outside comments and string
-    literals, in order. Stops with :class:`MalformedCircuit` past ``budget`` markers."""
+    literals, in order. Past ``budget`` markers: :class:`MalformedCircuit`; past the
+    server's ``share``: :class:`_Deferred`."""
     markers = _OPENERS[fmt] + _KEYWORDS[fmt]
     following = {marker: text.find(marker) for marker in markers}
     handled = 0
@@ -337,6 +357,10 @@ def _markers(fmt: str, text: str, budget: int | None) -> Iterator[tuple[int, str
                 "circuit within the policy can need",
                 hint="submit the circuit without comments, or split it",
             )
+        if share is not None:
+            if share.markers <= 0:
+                raise _Deferred
+            share.markers -= 1
         if marker == "//":
             cursor = _line_end(text, at)
         elif marker == "/*":
@@ -373,12 +397,12 @@ def _integer(fmt: str, text: str, what: str) -> int:
     )
 
 
-def _qasm(fmt: str, text: str, budget: int | None) -> tuple[int, int]:
+def _qasm(fmt: str, text: str, budget: int | None, share: _Share | None) -> tuple[int, int]:
     """``(qubits, clbits)`` an OpenQASM program declares, its includes checked; raises
     :class:`MalformedCircuit` (without the circuit's name: the caller adds it)."""
     allowed = STANDARD_INCLUDES[fmt]
     qubits = clbits = includes = 0
-    for at, keyword in _markers(fmt, text, budget):
+    for at, keyword in _markers(fmt, text, budget, share):
         start = at - 2 if keyword == "bit" and text[at - 2 : at] == "qu" else at
         end = at + len(keyword)
         if (start and _word_char(text[start - 1])) or (end < len(text) and _word_char(text[end])):
@@ -455,7 +479,7 @@ class OverPolicy(QSecureError):
 class _Limits:
     rules: EnvironmentPolicy
     environment: str
-    qasm_chars: int | None
+    share: _Share | None
 
 
 def declared_circuits(items: Any) -> list[Declared]:
@@ -466,18 +490,21 @@ def declared_circuits(items: Any) -> list[Declared]:
 
 
 def check_declared(
-    items: Any, rules: EnvironmentPolicy, environment: str, *, qasm_chars: int | None = None
+    items: Any, rules: EnvironmentPolicy, environment: str, *, server: bool = False
 ) -> Excess | None:
     """The first declared size over ``rules`` (circuits, then qubits and clbits per circuit,
     in order), or None. Raises :class:`MalformedCircuit` for a request that is malformed or
     includes a file.
 
-    ``qasm_chars``: OpenQASM texts longer than this are counted as one circuit each but not
-    scanned (the server passes it, so a crafted multi-megabyte program costs it nothing;
-    the parse worker scans everything, under its limits, before it parses).
+    ``server``: scan OpenQASM only up to the server's share of one request
+    (:data:`SERVER_QASM_CHARS` characters, :data:`SERVER_QASM_MARKERS` comments, strings
+    and keywords: a few milliseconds); texts beyond it count as one circuit each and are
+    left to the parse worker, which checks everything, under its limits, before it
+    parses. A crafted multi-megabyte program so costs the server nothing.
     """
     excess: list[Excess] = []
-    _read(items, (_Limits(rules, environment, qasm_chars), excess))
+    share = _Share(SERVER_QASM_CHARS, SERVER_QASM_MARKERS) if server else None
+    _read(items, (_Limits(rules, environment, share), excess))
     return excess[0] if excess else None
 
 
@@ -510,17 +537,20 @@ def _read(items: Any, limits: tuple[_Limits, list[Excess]] | None) -> list[Decla
         if fmt == "qpy":
             qpy = files[position]
             sizes = [qpy.circuit(i, start) for i, start in enumerate(qpy.circuit_offsets())]
-        elif (
-            limits is not None
-            and limits[0].qasm_chars is not None
-            and (len(data) > limits[0].qasm_chars)
-        ):
-            index += 1  # left to the parse worker
-            continue
         else:
+            share = None if limits is None else limits[0].share
             budget = None if limits is None else _scan_budget(limits[0].rules)
             try:
-                sizes = [_qasm(fmt, data, budget)]
+                if share is not None:
+                    if len(data) > share.chars:
+                        raise _Deferred
+                    share.chars -= len(data)
+                sizes = [_qasm(fmt, data, budget, share)]
+            except _Deferred:
+                if share is not None:
+                    share.chars = share.markers = 0  # the worker checks the rest
+                index += 1
+                continue
             except MalformedCircuit as exc:
                 raise MalformedCircuit(
                     f"circuit {position} ({fmt}) {exc.message}", hint=exc.hint

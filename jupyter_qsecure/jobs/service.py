@@ -37,7 +37,6 @@ from .aer_run import noise_model_sha256
 from .archive import JobArchive
 from .declared import (
     MAX_CIRCUITS_PARSED,
-    SERVER_QASM_CHARS,
     Excess,
     MalformedCircuit,
     OverPolicy,
@@ -464,7 +463,7 @@ class JobService:
         Nothing is parsed here: what the circuits declare is checked against the policy
         first (:func:`~jupyter_qsecure.jobs.declared.check_declared`: ``OverPolicy`` for a
         size over a limit, :class:`InvalidJob` for a malformed request or an include; here
-        for everything but OpenQASM texts over ``SERVER_QASM_CHARS``), then a parse worker
+        for all but what is beyond the server's share of an OpenQASM scan), then a parse worker
         with memory and CPU limits checks every text in full and reads them
         (:class:`~jupyter_qsecure.jobs.parse_pool.ParsePool`).
 
@@ -477,9 +476,7 @@ class JobService:
         if cached is None:
             policy = self.engine.policy
             try:
-                excess = check_declared(
-                    items, policy.rules, policy.environment, qasm_chars=SERVER_QASM_CHARS
-                )
+                excess = check_declared(items, policy.rules, policy.environment, server=True)
             except MalformedCircuit as exc:
                 raise InvalidJob(exc.message, hint=exc.hint) from None
             if excess is not None:

@@ -19,6 +19,8 @@ from test_canonical import build
 
 from jupyter_qsecure.jobs.declared import (
     MAX_CIRCUITS_PARSED,
+    SERVER_QASM_CHARS,
+    SERVER_QASM_MARKERS,
     Excess,
     MalformedCircuit,
     check_declared,
@@ -262,3 +264,19 @@ def test_register_sizes_must_be_integer_literals() -> None:
     )
     assert "without a size" in refusal([{"format": "qasm2", "data": "OPENQASM 2.0; qreg q;"}])
     assert "not of the form" in refusal([{"format": "qasm2", "data": "OPENQASM 2.0; qreg 5;"}])
+
+
+def test_the_server_scans_a_bounded_share_and_leaves_the_rest_to_the_worker() -> None:
+    over = "qreg q[99];\n"
+    commented = "OPENQASM 2.0;\n" + "// a comment\n" * (SERVER_QASM_MARKERS + 1) + over
+    long = "OPENQASM 2.0;\n" + " " * SERVER_QASM_CHARS + over
+    small = {"format": "qasm2", "data": "OPENQASM 2.0;\n" + over}
+    for program in (commented, long):
+        entry = {"format": "qasm2", "data": program}
+        full = check([entry])
+        assert full is not None and full.rule == "max_qubits"
+        assert check_declared([entry], RULES, "dev", server=True) is None
+        # what comes after the server's share is the worker's too; what comes first is not
+        assert check_declared([entry, small], RULES, "dev", server=True) is None
+        first = check_declared([small, entry], RULES, "dev", server=True)
+        assert first is not None and first.message.endswith("(circuit 0)")

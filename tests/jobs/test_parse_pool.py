@@ -104,10 +104,7 @@ def test_the_worker_checks_declared_sizes_before_it_parses(pool: ParsePool) -> N
     assert check_declared([{"format": "qasm2", "data": program + "qreg q[99];"}], rules, "dev")
     assert (
         check_declared(
-            [{"format": "qasm2", "data": program + "qreg q[99];"}],
-            rules,
-            "dev",
-            qasm_chars=SERVER_QASM_CHARS,
+            [{"format": "qasm2", "data": program + "qreg q[99];"}], rules, "dev", server=True
         )
         is None
     )

@@ -235,7 +235,8 @@ class ParsePool:
             ) from None
         child.close()
         worker = _Worker(process, parent)
-        self.started += 1
+        with self._cond:
+            self.started += 1
         ready = wait_for([parent, process.sentinel], self._startup_timeout)
         if parent in ready:
             try:

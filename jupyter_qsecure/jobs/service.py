@@ -7,6 +7,9 @@ Denials, jobs awaiting approval and jobs submitted without waiting are recorded 
 decided; a waiting job's entries are committed together with its outcome, in one
 transaction, before anything of its result is released.
 Identity always comes from the kernel's token (``identify``), never from the request.
+Circuits are never parsed in the server process: their declared sizes are checked against
+the policy first (``declared``), then a parse worker with memory and CPU limits reads them
+(``parse_pool``).
 Submitted circuits, the signed manifest and the signed result are archived in
 ``<data_dir>/jobs/archive.db`` so ``jupyter qsecure replay JOB_ID`` can re-run a job later.
 """
@@ -56,6 +59,7 @@ from .parse_worker import parse_circuits  # noqa: F401  (it lived here; parsed i
 from .policy import CircuitSummary, Decision, Identity, JobRequest, PolicyEngine
 
 log = logging.getLogger("jupyter_qsecure.jobs")
+
 #: Parsed requests remembered (:meth:`JobService._circuits`), and the largest one kept.
 PARSED_CACHE_ENTRIES = 256
 PARSED_CACHE_MAX_CHARS = 256 * 1024

@@ -224,6 +224,25 @@ class QSecure(Configurable):
         8 * 1024 * 1024, help="Largest %qsubmit request body accepted (HTTP 413 beyond)."
     ).tag(config=True)
 
+    job_parse_workers = Integer(
+        2,
+        help="Worker processes that parse submitted circuits (QPY, OpenQASM): the server "
+        "never parses one itself. Started on first use.",
+    ).tag(config=True)
+
+    job_parse_memory_mb = Integer(
+        2048,
+        help="Memory (MiB of address space) a parse worker may add while parsing one "
+        "submission; past it the submission gets HTTP 422 and the worker is replaced. "
+        "0: no limit.",
+    ).tag(config=True)
+
+    job_parse_cpu_seconds = Integer(
+        20,
+        help="CPU seconds a parse worker may spend on one submission (RLIMIT_CPU); past it "
+        "the worker is stopped and the submission gets HTTP 422. 0: no limit.",
+    ).tag(config=True)
+
     jobs_transit_key = Unicode(
         "qsecure-jobs",
         help="Transit key (ed25519) that signs job manifests and results when OpenBao is "

@@ -642,6 +642,25 @@ class PolicyEngine:
             **common,
         )
 
+    def refuse(
+        self, identity: Identity, *, rule: str, limit: Any, actual: Any, message: str
+    ) -> Decision:
+        """A denial decided before the circuits were parsed, from the sizes they declare
+        (``jupyter_qsecure.jobs.declared``); recorded like any other denial."""
+        return Decision(
+            decision_id=uuid.uuid4().hex,
+            allowed=False,
+            rule=rule,
+            limit=limit,
+            actual=actual,
+            message=message,
+            policy_sha256=self.policy.sha256,
+            policy_version=self.policy.version,
+            environment=self.policy.environment,
+            evaluated_at=datetime.fromtimestamp(self.clock(), tz=timezone.utc),
+            identity_key=identity.usage_key,
+        )
+
     # ------------------------------------------------------------------ rules
 
     def _static_check(self, request: JobRequest, identity: Identity) -> _Violation | None:

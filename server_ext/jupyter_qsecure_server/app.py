@@ -17,6 +17,7 @@ from jupyter_qsecure.exposure import ServedPrivateFiles, check_not_served, priva
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
 from jupyter_qsecure.jobs.approval import ApprovalVerifier, ApproverTrust
 from jupyter_qsecure.jobs.executor import executor_from_settings
+from jupyter_qsecure.jobs.parse_pool import ParsePool
 from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
 from jupyter_qsecure.jobs.service import JobService
 from jupyter_qsecure.jobs.wiring import job_signer, trust_signer
@@ -231,6 +232,12 @@ class QSecureExtension(ExtensionApp):
             max_in_flight=settings.job_queue_size
             + max(settings.job_workers + settings.job_spare_workers, 32),
             approvals=approvals,
+            # no process starts until the first submission; bad settings fail here
+            parser=ParsePool(
+                settings.job_parse_workers,
+                memory_mb=settings.job_parse_memory_mb,
+                cpu_seconds=settings.job_parse_cpu_seconds,
+            ),
         )
         self.credentials.on_revoke.append(self.jobs.forget_kernel)
         self._approvals_seen = self.ledger.size()

@@ -44,7 +44,10 @@ _ANSI = re.compile(
     r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\|\Z)"
     r"|\x1b[ -/]*[0-~]"
 )
-_JSON_ESCAPE = re.compile(r"\\(?:u[0-9a-fA-F]{4}|[\"\\/bfnrt])")
+_JSON_ESCAPE = re.compile(
+    r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"  # a surrogate pair
+    r"|\\(?:u[0-9a-fA-F]{4}|[\"\\/bfnrt])"
+)
 _JSON_SIMPLE = {
     '"': '"',
     "\\": "\\",
@@ -63,6 +66,9 @@ def _decode_entity(token: str) -> str | None:
 
 
 def _decode_json_escape(token: str) -> str:
+    if len(token) == 12:  # a surrogate pair: one character
+        high, low = int(token[2:6], 16), int(token[8:], 16)
+        return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
     if token[1] == "u":
         return chr(int(token[2:], 16))
     return _JSON_SIMPLE[token[1]]

@@ -69,6 +69,7 @@ class _Run(NamedTuple):
     end: int
     owner: int
     grows: bool  # touches the end of the text and its source continues
+    size: int  # length of the source: on a tie the most specific (a field) is shown
 
 
 def common_prefix(a: str, i: int, b: str, j: int, limit: int) -> int:
@@ -355,7 +356,8 @@ class ValueSearch:
             source, owner = sources[src]
             for start, end in known:
                 if end - start >= k:
-                    runs.append(_Run(start, end, owner, end == n and end - align < len(source)))
+                    grows = end == n and end - align < len(source)
+                    runs.append(_Run(start, end, owner, grows, len(source)))
         return runs
 
     def _analyse(self, text: str) -> tuple[list[Span], list[Span], int]:
@@ -372,12 +374,12 @@ class ValueSearch:
         k = self.min_fragment
         # Sweep: at each position the whole form there, else the run reaching farthest.
         items = sorted(
-            [(s.start, 0, s.end, s.owner, s.kind) for s in picks]
-            + [(r.start, 1, r.end, r.owner, FRAGMENT) for r in runs]
+            [(s.start, 0, s.end, 0, s.owner, s.kind) for s in picks]
+            + [(r.start, 1, r.end, r.size, r.owner, FRAGMENT) for r in runs]
         )
         spans: list[Span] = []
         cur = i = 0
-        pending: list[tuple[int, int, int, int, str]] = []
+        pending: list[tuple[int, int, int, int, int, str]] = []
         while True:
             while i < len(items) and items[i][0] <= cur:
                 pending.append(items[i])
@@ -388,12 +390,15 @@ class ValueSearch:
                 if it[1] == 0:  # a whole form (picks never overlap: at most one)
                     best = it
                     break
-                # the run reaching farthest; on a tie the first owner (not the first
-                # start: a cut may have shortened the start of some runs)
-                if it[2] - cur >= k and (best is None or (it[2], -it[3]) > (best[2], -best[3])):
+                # the run reaching farthest; on a tie the shortest source (a field over
+                # its document), then the first owner; never the first start (a cut
+                # may have shortened the start of some runs)
+                if it[2] - cur >= k and (
+                    best is None or (it[2], -it[3], -it[4]) > (best[2], -best[3], -best[4])
+                ):
                     best = it
             if best is not None:
-                spans.append(Span(cur, best[2], best[3], best[4]))
+                spans.append(Span(cur, best[2], best[4], best[5]))
                 cur = best[2]
                 continue
             if i >= len(items):

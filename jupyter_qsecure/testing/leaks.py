@@ -14,7 +14,7 @@ import ahocorasick_rs
 from ..scan.exact import fragment_sources
 from ..scan.rendered import visible_text
 
-__all__ = ["leaks", "strings_in", "windows"]
+__all__ = ["leaks", "service_account_json", "strings_in", "windows"]
 
 
 def windows(value: str, k: int = 12) -> set[str]:
@@ -58,3 +58,33 @@ def strings_in(obj: Any) -> Iterator[str]:
             yield from strings_in(child)
     elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
         yield repr(obj)
+
+
+def service_account_json(project: str = "qsecure-test") -> str:
+    """A fake Google service-account key, ~2,300 characters, with a fresh RSA key (PEM)."""
+    import json
+    import secrets
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+    account = f"runner-{secrets.token_hex(4)}"
+    return json.dumps(
+        {
+            "type": "service_account",
+            "project_id": project,
+            "private_key_id": secrets.token_hex(20),
+            "private_key": pem,
+            "client_email": f"{account}@{project}.iam.gserviceaccount.com",
+            "client_id": str(secrets.randbelow(10**21)),
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        },
+        indent=2,
+    )

@@ -14,7 +14,9 @@ a label ``NAME.field`` that the placeholder shows:
 * PEM blocks: every base64 line of the body as ``NAME`` (or ``NAME.field``), and the
   body without line breaks.
 
-Leaves shorter than ``min_length`` are left out (they would match everywhere).
+Leaves shorter than ``min_length`` are left out (they would match everywhere), and so
+are plain ``http(s)`` URLs without userinfo, query or fragment (a key file's
+``token_uri``): public addresses, which would otherwise be masked in every output.
 Numbers and booleans inside JSON are not secrets' fields: they are left out too.
 Deliberately not handled: other formats (YAML, INI, ``key=value`` DSNs), base64-
 wrapped documents (a Kubernetes secret's data), nesting deeper than ``MAX_DEPTH``.
@@ -35,6 +37,8 @@ _PEM = re.compile(
     r"-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n(?P<body>.*?)-----END (?P=label)-----",
     re.DOTALL,
 )
+# A URL with no userinfo, query or fragment (a key file's token_uri): public, not a field
+_PLAIN_URL = re.compile(r"https?://[^@?#\s]*\Z")
 _PEM_HEADER = re.compile(r"^[A-Za-z-]+:")  # Proc-Type:, DEK-Info: (encrypted PEM)
 
 
@@ -102,7 +106,7 @@ def _leaves(label: str, node: Any, min_length: int, out: dict[str, str], depth: 
     elif isinstance(node, list):
         for i, child in enumerate(node):
             _leaves(f"{label}.{i}", child, min_length, out, depth + 1)
-    elif isinstance(node, str):
+    elif isinstance(node, str) and not _PLAIN_URL.match(node):
         _expand(label, node, min_length, out, depth)
 
 

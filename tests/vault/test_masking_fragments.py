@@ -365,3 +365,14 @@ def test_split_holds_only_what_can_still_grow(service_account: str) -> None:
     check(masker.mask(held + value[30:40]) == P("tok"))
     emit, held = masker.split(f"x {value[5:10]}")  # could become a run with more text
     check(emit == "x " and held == value[5:10])
+
+
+def test_mask_fragment_min_setting() -> None:
+    from traitlets import TraitError
+
+    from jupyter_qsecure.config import QSecure
+
+    assert QSecure().mask_fragment_min == 12
+    assert QSecure(mask_fragment_min=0).mask_fragment_min == 0
+    with pytest.raises(TraitError, match="mask_fragment_min must be 0"):
+        QSecure(mask_fragment_min=5)

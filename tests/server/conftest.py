@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,10 @@ import pytest
 # a non-root conftest may not declare pytest_plugins, so import them here.
 from pytest_jupyter.jupyter_core import *  # noqa: E402,F403
 from pytest_jupyter.jupyter_server import *  # noqa: E402,F403
+
+from jupyter_qsecure.kernel.install import install_kernelspec
+from jupyter_qsecure.testing.openbao import OpenBaoDev
+from jupyter_qsecure.vault import layout
 
 
 @pytest.fixture
@@ -37,3 +42,50 @@ def jp_server_config(qsecure_data_dir: Path, save_mode: str) -> dict[str, Any]:
             "save_mode": save_mode,
         },
     }
+
+
+@pytest.fixture
+def qsecure_kernel(jp_environ: Any) -> str:
+    """The qsecure kernelspec, installed into the test's isolated Jupyter data dir."""
+    install_kernelspec(user=True)
+    return "qsecure"
+
+
+@pytest.fixture
+def vault_server_token(
+    openbao: OpenBaoDev, openbao_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """The qsecure layout in the session's OpenBao and a dev server token in ``BAO_TOKEN``.
+
+    As `jupyter qsecure lab` does: the token comes from the environment (config values
+    are echoed in debug logs), and the extension removes it before kernels start.
+    """
+    layout.bootstrap(openbao_client)
+    server_token = layout.create_server_token(openbao_client, "dev")["client_token"]
+    monkeypatch.setenv("BAO_TOKEN", server_token)
+    return {"addr": openbao.addr, "token": server_token}
+
+
+@pytest.fixture
+def vault_server_config(
+    qsecure_data_dir: Path, vault_server_token: dict[str, str]
+) -> Callable[[dict[str, str]], dict[str, Any]]:
+    """Builds a server config: the extension on that OpenBao (dev) handing out ``secrets``."""
+
+    def config(secrets: dict[str, str]) -> dict[str, Any]:
+        return {
+            "ServerApp": {
+                "jpserver_extensions": {"jupyter_qsecure_server": True},
+                "allow_unauthenticated_access": False,
+            },
+            "ZMQChannelsWebsocketConnection": {"limit_rate": False},
+            "QSecure": {
+                "data_dir": str(qsecure_data_dir),
+                "vault_addr": vault_server_token["addr"],
+                "ledger_signer": "local",
+                "environment": "dev",
+                "secrets": secrets,
+            },
+        }
+
+    return config

@@ -123,6 +123,7 @@ class ValueSearch:
         "_anchors",
         "_automaton",
         "_by_head",
+        "_byte_sources",
         "_joined",
         "_longest_form",
         "_short",
@@ -186,6 +187,9 @@ class ValueSearch:
         self._whole = tuple(whole_info)
         self._anchors = tuple(tuple(a) for a in anchors)
         self._sources = tuple(sources)
+        self._byte_sources = tuple(
+            (src.encode(*ENCODING).decode("latin-1"), owner) for src, owner in sources
+        )
         encoded = [p.encode(*ENCODING) for p in patterns]
         self._automaton: ahocorasick_rs.BytesAhoCorasick | None = None
         if encoded:
@@ -236,15 +240,16 @@ class ValueSearch:
         """Every whole form and every run of a fragment source in ``text`` (module doc)."""
         return self._analyse(text)[0]
 
-    def find_bytes(self, data: bytes) -> list[tuple[int, int, int]]:
-        """Whole forms (their UTF-8 bytes) in binary ``data``: (start, end, owner), byte offsets.
-
-        Leftmost-longest, not overlapping. Fragments are not searched in binary data.
-        """
+    def find_bytes(self, data: bytes) -> list[Span]:
+        """:meth:`find` on binary ``data``, in byte offsets: the UTF-8 bytes of every form,
+        and runs of at least ``min_fragment`` bytes of the UTF-8 bytes of a source."""
         if self._automaton is None or len(data) < self.shortest:
             return []
-        occurrences = self._automaton.find_matches_as_indexes(data, overlapping=True)
-        return [(s, e, owner) for s, e, owner, _ in self._picks(occurrences)]
+        found = self._automaton.find_matches_as_indexes(data, overlapping=True)
+        if not found:
+            return []
+        # Latin-1 reads one byte as one character: extension compares bytes exactly.
+        return self._analyse(data.decode("latin-1"), found, self._byte_sources)[0]
 
     def split(self, text: str) -> tuple[list[Span], int]:
         """(final spans, cut): spans before ``cut`` and where to cut ``text``.
@@ -332,9 +337,14 @@ class ValueSearch:
                 last = -neg_e
         return picks
 
-    def _runs(self, text: str, occurrences: list[tuple[int, int, int]]) -> list[_Run]:
+    def _runs(
+        self,
+        text: str,
+        occurrences: list[tuple[int, int, int]],
+        sources: tuple[tuple[str, int], ...],
+    ) -> list[_Run]:
         """Maximal runs of fragment sources around every anchor occurrence."""
-        anchors, sources, n = self._anchors, self._sources, len(text)
+        anchors, n = self._anchors, len(text)
         # (source, alignment) -> runs; one alignment can hold several runs, apart
         found: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for p, s, e in occurrences:
@@ -360,14 +370,20 @@ class ValueSearch:
                     runs.append(_Run(start, end, owner, grows, len(source)))
         return runs
 
-    def _analyse(self, text: str) -> tuple[list[Span], list[Span], int]:
+    def _analyse(
+        self,
+        text: str,
+        occurrences: list[tuple[int, int, int]] | None = None,
+        sources: tuple[tuple[str, int], ...] | None = None,
+    ) -> tuple[list[Span], list[Span], int]:
         """(spans, whole-form picks, first start of a growing run or len(text))."""
         n = len(text)
-        occurrences = self._occurrences(text)
+        if occurrences is None:
+            occurrences = self._occurrences(text)
         if not occurrences:
             return [], [], n
         picks = self._picks(occurrences)
-        runs = self._runs(text, occurrences) if self._sources else []
+        runs = self._runs(text, occurrences, sources or self._sources) if self._sources else []
         grow = min((r.start for r in runs if r.grows), default=n)
         if not runs:
             return picks, picks, grow

@@ -44,7 +44,7 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from ..scan.exact import MIN_VALUE_LENGTH, encoded_forms, fragment_sources
@@ -227,17 +227,17 @@ class Masker:
         return self.mask(self.mask_rendered(text, mime))
 
     def mask_bytes(self, data: bytes | bytearray | memoryview) -> bytes:
-        """``data`` with the UTF-8, hex and base64 forms of values overwritten by ``*``.
+        """``data`` with every form and fragment of a value (as UTF-8) overwritten by ``*``.
 
-        For binary buffers (comm messages): the size and every other byte stay as they
-        are. Fragments are not searched in binary data.
+        For binary buffers (comm messages, binary files): the size and every other byte
+        stay as they are. A fragment here is a run of ``min_fragment`` bytes.
         """
         raw = bytes(data)
         found = self._engine.find_bytes(raw)
         if not found:
             return raw
         out = bytearray(raw)
-        for start, end, _ in found:
+        for start, end, _, _ in found:
             out[start:end] = b"*" * (end - start)
         return bytes(out)
 
@@ -318,20 +318,37 @@ class StreamMasker:
         return list(self._held)
 
 
-def _mask_value(value: Any, masker: Masker, mime: str | None = None) -> Any:
+def _mask_value(value: Any, mask: Callable[[str], str]) -> Any:
+    """Every string in a JSON-like value through ``mask``, keys included (for file models)."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {
+            (mask(k) if isinstance(k, str) else k): _mask_value(v, mask) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_mask_value(v, mask) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_mask_value(v, mask) for v in value)
+    return value
+
+
+def _mask_content(value: Any, masker: Masker, mime: str | None = None) -> Any:
+    """A message's content or metadata: strings (rendered MIME types on their visible text
+    too) and JSON numbers."""
     if isinstance(value, str):
         return masker.mask_output(value, mime)
     if isinstance(value, dict):
         return {
-            (masker.mask(k) if isinstance(k, str) else k): _mask_value(
+            (masker.mask(k) if isinstance(k, str) else k): _mask_content(
                 v, masker, k if k in RENDERED_MIME else None
             )
             for k, v in value.items()
         }
     if isinstance(value, list):
-        return [_mask_value(v, masker, mime) for v in value]
+        return [_mask_content(v, masker, mime) for v in value]
     if isinstance(value, tuple):
-        return tuple(_mask_value(v, masker, mime) for v in value)
+        return tuple(_mask_content(v, masker, mime) for v in value)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return masker.mask_number(value)
     return value
@@ -369,12 +386,14 @@ def mask_message(
         key = ((msg.get("parent_header") or {}).get("msg_id"), content.get("name"))
         out["content"] = {
             k: (
-                masker.mask_rendered(stream.feed(key, v)) if k == "text" else _mask_value(v, masker)
+                masker.mask_rendered(stream.feed(key, v))
+                if k == "text"
+                else _mask_content(v, masker)
             )
             for k, v in content.items()
         }
     elif content is not None:
-        out["content"] = _mask_value(content, masker)
+        out["content"] = _mask_content(content, masker)
     if "metadata" in msg:
-        out["metadata"] = _mask_value(msg["metadata"], masker)
+        out["metadata"] = _mask_content(msg["metadata"], masker)
     return out

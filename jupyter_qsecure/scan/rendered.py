@@ -46,7 +46,8 @@ _ANSI = re.compile(
 )
 _JSON_ESCAPE = re.compile(
     r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}"  # a surrogate pair
-    r"|\\(?:u[0-9a-fA-F]{4}|[\"\\/bfnrt])"
+    r"|\\+/"  # \/, also as repr shows it (\\/): an escaped "/"
+    r"|\\(?:u[0-9a-fA-F]{4}|[\"\\bfnrt])"
 )
 _JSON_SIMPLE = {
     '"': '"',
@@ -66,6 +67,8 @@ def _decode_entity(token: str) -> str | None:
 
 
 def _decode_json_escape(token: str) -> str:
+    if token.endswith("/"):
+        return "/"
     if len(token) == 12:  # a surrogate pair: one character
         high, low = int(token[2:6], 16), int(token[8:], 16)
         return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
@@ -79,8 +82,9 @@ def visible_text(source: str, kind: str) -> tuple[str, list[int]]:
 
     ``kind`` is ``"html"`` or ``"svg"`` (tags removed, entities decoded), ``"ansi"``
     (escape codes removed) or ``"json"`` (string escapes decoded, e.g. ``\\/``,
-    ``\\n``, ``\\uXXXX``). A decoded entity or escape maps to the offset where it
-    starts; :func:`token_end` gives where it ends. ``len(map) == len(visible)``.
+    ``\\n``, ``\\uXXXX``; leniently, any run of backslashes before ``/`` is an
+    escaped ``/``, as the ``repr`` of ``to_json`` output shows it). A decoded entity or
+    escape maps to the offset where it starts; :func:`token_end` gives where it ends. ``len(map) == len(visible)``.
     Raises ``ValueError`` for another ``kind``.
     """
     if kind in ("html", "svg"):

@@ -77,3 +77,11 @@ def test_pieces_merge_contiguous_text_and_skip_markup() -> None:
 def test_unknown_kind_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown kind 'xml'"):
         visible_text("x", "xml")
+
+
+def test_json_slash_escape_as_repr_shows_it() -> None:
+    source = repr('{"u": "a\\/b"}')  # the repr of to_json output doubles the backslash
+    assert "\\\\/" in source
+    visible, index = visible_text(source, "json")
+    assert visible == "'{\"u\": \"a/b\"}'"
+    assert source_pieces(source, "json", index, 8, 11) == [(8, 13)]

@@ -122,7 +122,7 @@ class Masker:
                 f"{MIN_FRAGMENT_FLOOR} characters, not {min_fragment!r}: set "
                 "QSecure.mask_fragment_min accordingly"
             )
-        labels: list[str] = []
+        label_index: dict[str, int] = {}  # NAME or NAME.field -> owner index
         whole: list[tuple[str, int, str]] = []
         fragments: list[tuple[str, int]] = []
         names, ignored, numbers = [], [], False
@@ -138,9 +138,7 @@ class Masker:
                 continue
             names.append(name)
             for label, part in expand_secret(name, value, MIN_VALUE_LENGTH):
-                if label not in labels:
-                    labels.append(label)
-                owner = labels.index(label)
+                owner = label_index.setdefault(label, len(label_index))
                 whole.extend((form, owner, kind) for form, kind in _named_forms(part))
                 numbers = numbers or bool(_NUMBER.fullmatch(part))
                 if min_fragment and len(part) >= min_fragment and not is_document(part):
@@ -151,9 +149,11 @@ class Masker:
         set_(self, "min_fragment", min_fragment)
         set_(self, "_numbers", numbers)
         set_(self, "_engine", ValueSearch(whole, fragments, min_fragment=min_fragment))
-        set_(self, "_placeholders", tuple(placeholder(label) for label in labels))
+        set_(self, "_placeholders", tuple(placeholder(label) for label in label_index))
         if any(self._engine.find(text) for text in self._placeholders):  # a name spells a value
-            set_(self, "_placeholders", tuple(placeholder(f"#{i}") for i in range(len(labels))))
+            set_(
+                self, "_placeholders", tuple(placeholder(f"#{i}") for i in range(len(label_index)))
+            )
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable")
@@ -385,8 +385,9 @@ def mask_message(
     ):
         key = ((msg.get("parent_header") or {}).get("msg_id"), content.get("name"))
         out["content"] = {
+            # the visible text first (values cut by codes), then the carry-over
             k: (
-                masker.mask_rendered(stream.feed(key, v))
+                stream.feed(key, masker.mask_rendered(v))
                 if k == "text"
                 else _mask_content(v, masker)
             )

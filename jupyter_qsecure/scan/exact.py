@@ -84,8 +84,8 @@ def fragment_sources(value: str) -> list[str]:
     """The forms of ``value`` whose runs count as fragments.
 
     Raw, JSON- and HTML-escaped, ``repr``'s body; each cut at line breaks, raw or
-    escaped (a run does not continue over one), without PEM armor lines
-    (``-----BEGIN ...-----`` is in every PEM file, not a secret).
+    escaped: a run does not continue over one (and a held stream tail never ends in
+    a newline).
     """
     forms = dict.fromkeys(
         [
@@ -98,11 +98,10 @@ def fragment_sources(value: str) -> list[str]:
         ]
     )
     pieces = dict.fromkeys(piece for form in forms for piece in _LINE_BREAK.split(form))
-    return [piece for piece in pieces if piece and not _PEM_ARMOR.fullmatch(piece)]
+    return [piece for piece in pieces if piece]
 
 
 _LINE_BREAK = re.compile(r"[\r\n]+|(?:\\[rn])+")
-_PEM_ARMOR = re.compile(r"-----(?:BEGIN|END) [A-Z0-9 ]+-----")
 
 
 _CACHE: LRU[tuple[frozenset[str], int], tuple[tuple[str, ...], ValueSearch]] = LRU(8)

@@ -240,6 +240,10 @@ class ValueSearch:
         """Every whole form and every run of a fragment source in ``text`` (module doc)."""
         return self._analyse(text)[0]
 
+    def find_whole(self, text: str) -> list[Span]:
+        """Only the whole forms in ``text`` (leftmost-longest), no fragments."""
+        return self._picks(self._occurrences(text))
+
     def find_bytes(self, data: bytes) -> list[Span]:
         """:meth:`find` on binary ``data``, in byte offsets: the UTF-8 bytes of every form,
         and runs of at least ``min_fragment`` bytes of the UTF-8 bytes of a source."""

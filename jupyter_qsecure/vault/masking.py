@@ -50,7 +50,7 @@ from typing import Any
 from ..scan.exact import MIN_VALUE_LENGTH, encoded_forms, fragment_sources
 from ..scan.rendered import source_pieces, visible_text
 from ..scan.valuesearch import Span, ValueSearch
-from .structured import expand_secret, is_document
+from .structured import expand_secret
 
 __all__ = [
     "DEFAULT_MIN_FRAGMENT",
@@ -87,6 +87,22 @@ def _named_forms(value: str) -> list[tuple[str, str]]:
     if body and all(body != form for form, _ in forms):
         forms.append((body, "repr"))
     return forms
+
+
+_PLACEHOLDER = re.compile(r"«secret:[^«»]*»")
+
+
+def _outside_placeholders(text: str, spans: list[Span]) -> list[Span]:
+    """``spans`` without those inside a placeholder already in ``text``.
+
+    A field's placeholder (``«secret:sa.private_key_id»``) can hold a run of its
+    document (``private_key_id``); a second pass over masked text must leave it be.
+    No run crosses a placeholder's edge: no value holds ``«`` or ``»``.
+    """
+    if not spans or "«secret:" not in text:
+        return spans
+    ranges = [(m.start(), m.end()) for m in _PLACEHOLDER.finditer(text)]
+    return [s for s in spans if not any(a <= s.start and s.end <= b for a, b in ranges)]
 
 
 class Masker:
@@ -141,7 +157,7 @@ class Masker:
                 owner = label_index.setdefault(label, len(label_index))
                 whole.extend((form, owner, kind) for form, kind in _named_forms(part))
                 numbers = numbers or bool(_NUMBER.fullmatch(part))
-                if min_fragment and len(part) >= min_fragment and not is_document(part):
+                if min_fragment and len(part) >= min_fragment:
                     fragments.extend((src, owner) for src in fragment_sources(part))
         set_ = object.__setattr__
         set_(self, "names", tuple(names))
@@ -150,7 +166,7 @@ class Masker:
         set_(self, "_numbers", numbers)
         set_(self, "_engine", ValueSearch(whole, fragments, min_fragment=min_fragment))
         set_(self, "_placeholders", tuple(placeholder(label) for label in label_index))
-        if any(self._engine.find(text) for text in self._placeholders):  # a name spells a value
+        if any(self._engine.find_whole(p) for p in self._placeholders):  # a name spells a value
             set_(
                 self, "_placeholders", tuple(placeholder(f"#{i}") for i in range(len(label_index)))
             )
@@ -191,12 +207,12 @@ class Masker:
 
     def mask(self, text: str) -> str:
         """``text`` with every form and fragment of a value replaced by its placeholder."""
-        found = self._engine.find(text)
+        found = self._find(text)
         return self._render(text, found) if found else text
 
     def spans(self, text: str) -> list[tuple[int, int, str]]:
         """Every masked range of ``text``: (start, end, placeholder), in order, not overlapping."""
-        return [(s.start, s.end, self._placeholders[s.owner]) for s in self._engine.find(text)]
+        return [(s.start, s.end, self._placeholders[s.owner]) for s in self._find(text)]
 
     def split(self, text: str) -> tuple[str, str]:
         """(masked text safe to emit now, raw tail to hold until more text proves what it is).
@@ -206,6 +222,7 @@ class Masker:
         continuation ``b``: ``mask(text + b) == emit + mask(tail + b)``.
         """
         spans, cut = self._engine.split(text)
+        spans = _outside_placeholders(text, spans)
         if cut == len(text):
             return (self._render(text, spans) if spans else text), ""
         return self._render(text[:cut], spans), text[cut:]
@@ -249,6 +266,9 @@ class Masker:
         masked = self.mask(text)
         return number if masked == text else masked
 
+    def _find(self, text: str) -> list[Span]:
+        return _outside_placeholders(text, self._engine.find(text))
+
     def _render(self, text: str, found: list[Span]) -> str:
         parts, last = [], 0
         for start, end, owner, _ in found:
@@ -262,7 +282,7 @@ class Masker:
         visible, index = visible_text(source, kind)
         if len(visible) == len(source):
             return source  # nothing removed or decoded: the plain search saw it all
-        found = self._engine.find(visible)
+        found = self._find(visible)
         if not found:
             return source
         edits: list[tuple[int, int, str]] = []

@@ -14,9 +14,9 @@ a label ``NAME.field`` that the placeholder shows:
 * PEM blocks: every base64 line of the body as ``NAME`` (or ``NAME.field``), and the
   body without line breaks.
 
-Leaves shorter than ``min_length`` are left out (they would match everywhere), and so
-are plain ``http(s)`` URLs without userinfo, query or fragment (a key file's
-``token_uri``): public addresses, which would otherwise be masked in every output.
+Leaves shorter than ``min_length`` are left out (they would match everywhere). The
+document itself stays a value too: a run of its text (keys and punctuation included)
+is masked like a run of any value.
 Numbers and booleans inside JSON are not secrets' fields: they are left out too.
 Deliberately not handled: other formats (YAML, INI, ``key=value`` DSNs), base64-
 wrapped documents (a Kubernetes secret's data), nesting deeper than ``MAX_DEPTH``.
@@ -29,7 +29,7 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
-__all__ = ["expand_secret", "is_document"]
+__all__ = ["expand_secret"]
 
 MAX_DEPTH = 8
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://(?P<rest>.*)\Z", re.DOTALL)
@@ -37,8 +37,6 @@ _PEM = re.compile(
     r"-----BEGIN (?P<label>[A-Z0-9 ]+)-----\r?\n(?P<body>.*?)-----END (?P=label)-----",
     re.DOTALL,
 )
-# A URL with no userinfo, query or fragment (a key file's token_uri): public, not a field
-_PLAIN_URL = re.compile(r"https?://[^@?#\s]*\Z")
 _PEM_HEADER = re.compile(r"^[A-Za-z-]+:")  # Proc-Type:, DEK-Info: (encrypted PEM)
 
 
@@ -106,16 +104,5 @@ def _leaves(label: str, node: Any, min_length: int, out: dict[str, str], depth: 
     elif isinstance(node, list):
         for i, child in enumerate(node):
             _leaves(f"{label}.{i}", child, min_length, out, depth + 1)
-    elif isinstance(node, str) and not _PLAIN_URL.match(node):
+    elif isinstance(node, str):
         _expand(label, node, min_length, out, depth)
-
-
-def is_document(value: str) -> bool:
-    """Whether ``value`` is a JSON object or array (its leaves are its fields)."""
-    stripped = value.strip()
-    if stripped[:1] not in ("{", "["):
-        return False
-    try:
-        return isinstance(json.loads(stripped), (dict, list))
-    except ValueError:
-        return False

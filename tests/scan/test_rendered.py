@@ -83,5 +83,5 @@ def test_json_slash_escape_as_repr_shows_it() -> None:
     source = repr('{"u": "a\\/b"}')  # the repr of to_json output doubles the backslash
     assert "\\\\/" in source
     visible, index = visible_text(source, "json")
-    assert visible == "'{\"u\": \"a/b\"}'"
+    assert visible == '\'{"u": "a/b"}\''
     assert source_pieces(source, "json", index, 8, 11) == [(8, 13)]

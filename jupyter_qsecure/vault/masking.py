@@ -68,6 +68,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MIN_FRAGMENT = 12  # characters: a shorter run of a random value is noise
 MIN_FRAGMENT_FLOOR = 8  # below this, fragments of ordinary words would be masked
 RENDERED_MIME = {"text/html": "html", "image/svg+xml": "svg"}
+_BINARY_KINDS = frozenset({"hex", "base64", "base64url"})
 _NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
@@ -155,7 +156,10 @@ class Masker:
             names.append(name)
             for label, part in expand_secret(name, value, MIN_VALUE_LENGTH):
                 owner = label_index.setdefault(label, len(label_index))
-                whole.extend((form, owner, kind) for form, kind in _named_forms(part))
+                forms = _named_forms(part)
+                if label != name:  # a field: its text forms (hex/base64 of a field is no accident)
+                    forms = [(form, kind) for form, kind in forms if kind not in _BINARY_KINDS]
+                whole.extend((form, owner, kind) for form, kind in forms)
                 numbers = numbers or bool(_NUMBER.fullmatch(part))
                 if min_fragment and len(part) >= min_fragment:
                     fragments.extend((src, owner) for src in fragment_sources(part))

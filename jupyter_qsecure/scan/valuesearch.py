@@ -53,6 +53,7 @@ ENCODING = ("utf-8", "surrogatepass")  # JSON can carry lone surrogates; never f
 DFA_LIMIT = 250_000  # total pattern bytes up to which the automaton is a DFA (faster, bigger)
 ANCHOR_LENGTH = 8  # characters per anchor (fewer for a smaller min_fragment)
 ANCHOR_PLACES = 32  # places in the sources remembered per anchor (periodic values repeat)
+SHORT_HASHES = 250_000  # substrings hashed for split() (~20 MB at most); beyond, searched
 
 
 class Span(NamedTuple):
@@ -127,6 +128,7 @@ class ValueSearch:
         "_joined",
         "_longest_form",
         "_short",
+        "_short_limit",
         "_short_prefixes",
         "_sources",
         "_starts",
@@ -214,12 +216,16 @@ class ValueSearch:
             self._starts = ahocorasick_rs.BytesAhoCorasick(
                 sorted({f[:3].encode(*ENCODING) for f in forms})
             )
-        # (b) a substring of a fragment source that the source continues
-        short: set[str] = set()
+        # (b) a substring of a fragment source that the source continues: hashes of all
+        # of them shorter than min_fragment (a collision only holds a little more), or,
+        # for very long sources, of those up to 3 characters and a search beyond
+        total = sum(len(src) for src, _ in sources)
+        self._short_limit = k - 1 if total * (k - 1) <= SHORT_HASHES else 3
+        short: set[int] = set()
         for source, _ in sources:
             body = source[:-1]
-            for n in (1, 2, 3):
-                short.update(body[i : i + n] for i in range(len(body) - n + 1))
+            for n in range(1, min(self._short_limit, len(body)) + 1):
+                short.update(hash(body[i : i + n]) for i in range(len(body) - n + 1))
         self._short = frozenset(short)
         self._joined = "\0".join(src[:-1] for src, _ in sources)
         self._tail_chars = frozenset(
@@ -430,11 +436,11 @@ class ValueSearch:
         """Longest ``l < min_fragment`` such that ``text[-l:]`` occurs in a source before its end."""
         if not self._sources:
             return 0
-        short, length = self._short, 0
+        short, hashed, length = self._short, self._short_limit, 0
         limit = min(self.min_fragment - 1, len(text))
         while length < limit:
             tail = text[-(length + 1) :]
-            if not (tail in short if length < 3 else tail in self._joined):
+            if not (hash(tail) in short if length < hashed else tail in self._joined):
                 break
             length += 1
         return length

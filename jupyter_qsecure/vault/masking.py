@@ -100,7 +100,7 @@ def _outside_placeholders(text: str, spans: list[Span]) -> list[Span]:
     document (``private_key_id``); a second pass over masked text must leave it be.
     No run crosses a placeholder's edge: no value holds ``«`` or ``»``.
     """
-    if not spans or "«secret:" not in text:
+    if not spans or "«" not in text:
         return spans
     ranges = [(m.start(), m.end()) for m in _PLACEHOLDER.finditer(text)]
     return [s for s in spans if not any(a <= s.start and s.end <= b for a, b in ranges)]
@@ -211,6 +211,8 @@ class Masker:
 
     def mask(self, text: str) -> str:
         """``text`` with every form and fragment of a value replaced by its placeholder."""
+        if len(text) < self._engine.shortest:  # e.g. "stdout", a dict key
+            return text
         found = self._find(text)
         return self._render(text, found) if found else text
 
@@ -239,7 +241,7 @@ class Masker:
             text = self._mask_visible(text, kind)
         if "\x1b" in text:
             text = self._mask_visible(text, "ansi")
-        if "\\/" in text:
+        if "\\" in text and "\\/" in text:  # memchr first: "\\/" alone is a slow search
             text = self._mask_visible(text, "json")
         return text
 

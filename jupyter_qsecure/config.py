@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_config_path, jupyter_data_dir
-from traitlets import Bool, Dict, Enum, Float, Integer, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Integer, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 from traitlets.config.loader import Config, JSONFileConfigLoader, PyFileConfigLoader
 
@@ -262,6 +262,24 @@ class QSecure(Configurable):
         "encrypted with its approver's passphrase. Default: ~/.config/jupyter-qsecure/"
         "approvers (outside data_dir). Env: QSECURE_APPROVER_KEY_DIR.",
     ).tag(config=True)
+
+    mask_fragment_min = Integer(
+        12,
+        help="Shortest run of an injected value that is masked on its own in kernel output "
+        "(formatters truncate and wrap long values): any run of at least this many "
+        "characters of a value, or of its JSON/HTML-escaped form, is replaced by its "
+        "placeholder. 0 masks whole values only; otherwise at least 8.",
+    ).tag(config=True)
+
+    @validate("mask_fragment_min")
+    def _valid_fragment_min(self, proposal: dict[str, Any]) -> int:
+        value = int(proposal["value"])
+        if value != 0 and value < 8:
+            raise TraitError(
+                f"QSecure.mask_fragment_min must be 0 (whole values only) or at least 8, "
+                f"not {value}: shorter runs of a value are common text"
+            )
+        return value
 
     save_mode = Enum(
         ["block", "redact", "warn"],

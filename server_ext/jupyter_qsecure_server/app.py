@@ -163,7 +163,9 @@ class QSecureExtension(ExtensionApp):
             local = LocalKernelTokens(
                 environment=settings.environment, registry=registry, ledger=self.ledger
             )
-            self.credentials = CredentialService(local, registry, "", broker_url)
+            self.credentials = CredentialService(
+                local, registry, "", broker_url, mask_fragment_min=settings.mask_fragment_min
+            )
             self.credentials.install_kernel_hooks(self._server.kernel_manager)
             return
         client = client_from_settings(settings)
@@ -175,7 +177,13 @@ class QSecureExtension(ExtensionApp):
             registry=registry,
             vault_addr=settings.vault_addr,
         )
-        self.credentials = CredentialService(broker, registry, settings.vault_addr, broker_url)
+        self.credentials = CredentialService(
+            broker,
+            registry,
+            settings.vault_addr,
+            broker_url,
+            mask_fragment_min=settings.mask_fragment_min,
+        )
         self.credentials.install_kernel_hooks(self._server.kernel_manager)
         self.log.info(
             "jupyter-qsecure: credentials from %s for environment %s (%d secrets configured)",

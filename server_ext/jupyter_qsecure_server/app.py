@@ -28,6 +28,7 @@ from jupyter_qsecure.vault_client import client_from_settings
 
 from .credentials import CredentialService
 from .jobs_routes import job_routes
+from .kernel_output import KernelOutputLog, RegistryMasker
 from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
 from .save_gate import ContentsGate, contents_routes
@@ -47,6 +48,7 @@ class QSecureExtension(ExtensionApp):
     save_gate = Instance(SaveGate, allow_none=True)
 
     credentials = Instance(CredentialService, allow_none=True)
+    kernel_output = Instance(KernelOutputLog, allow_none=True)
     jobs = Instance(JobService, allow_none=True)
 
     @property
@@ -93,6 +95,7 @@ class QSecureExtension(ExtensionApp):
                 "qsecure_credentials": self.credentials,
                 "qsecure_registry": self.credentials.registry if self.credentials else None,
                 "qsecure_jobs": self.jobs,
+                "qsecure_kernel_output": self.kernel_output,
             }
         )
         interval_ms = max(1.0, settings.checkpoint_every_seconds) * 1000
@@ -115,6 +118,10 @@ class QSecureExtension(ExtensionApp):
         self.settings["kernel_websocket_connection_class"] = QSecureKernelConnection
         settings = self._qsecure
         registry = ValueRegistry()
+        # Kernels' own stdout/stderr reach the log masked; installed before the credential
+        # hooks so that a shutdown drains it before the values are revoked.
+        self.kernel_output = KernelOutputLog(RegistryMasker(registry), self.log)
+        self.kernel_output.install(self._server.kernel_manager)
         broker_url = url_path_join(self._server.connection_url, "qsecure", "api", "jobs")
         if not settings.vault_addr:
             self.log.info(
@@ -248,6 +255,8 @@ class QSecureExtension(ExtensionApp):
             self.jobs.close()
         if self.credentials is not None:
             await self.credentials.revoke_all("server stopped")
+        if self.kernel_output is not None:
+            self.kernel_output.close_all()
         if self.ledger is not None:
             self.ledger.checkpoint_if_due()
             self.ledger.close()

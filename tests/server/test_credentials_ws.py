@@ -11,9 +11,7 @@ import asyncio
 import base64
 import json
 import os
-import secrets
 import uuid
-from pathlib import Path
 from typing import Any
 
 import hvac
@@ -25,64 +23,15 @@ from jupyter_server.services.kernels.connection.base import (
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure.testing.openbao import OpenBaoDev
-from jupyter_qsecure.vault import layout
 
 V1 = "v1.kernel.websocket.jupyter.org"
 
 
-@pytest.fixture(scope="module")
-def fake_value() -> str:
-    return "ibmq-" + secrets.token_urlsafe(30)
-
-
 @pytest.fixture
-def vault(
-    openbao: OpenBaoDev, openbao_client: Any, fake_value: str, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    layout.bootstrap(openbao_client)
-    openbao_client.secrets.kv.v2.create_or_update_secret(
-        path="qsecure/dev/ibm", secret={"token": fake_value}, mount_point="secret"
-    )
-    openbao_client.secrets.kv.v2.create_or_update_secret(
-        path="qsecure/prod/ibm",
-        secret={"token": "prod-" + secrets.token_urlsafe(20)},
-        mount_point="secret",
-    )
-    server_token = layout.create_server_token(openbao_client, "dev")["client_token"]
-    # As `jupyter qsecure lab` does: the token comes from the environment (config values
-    # are echoed in debug logs), and the extension removes it before kernels start.
-    monkeypatch.setenv("BAO_TOKEN", server_token)
-    return {"addr": openbao.addr, "token": server_token}
-
-
-@pytest.fixture
-def jp_server_config(qsecure_data_dir: Path, vault: dict[str, str]) -> dict[str, Any]:
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_qsecure_server": True},
-            "allow_unauthenticated_access": False,
-        },
-        "ZMQChannelsWebsocketConnection": {"limit_rate": False},
-        "QSecure": {
-            "data_dir": str(qsecure_data_dir),
-            "vault_addr": vault["addr"],
-            "ledger_signer": "local",
-            "environment": "dev",
-            "secrets": {
-                "ibm": "secret/qsecure/dev/ibm#token",
-                "prodibm": "secret/qsecure/prod/ibm#token",
-            },
-        },
-    }
-
-
-@pytest.fixture
-def qsecure_kernel(jp_environ: Any) -> str:
-    install_kernelspec(user=True)  # into the test's isolated Jupyter data dir
-    return "qsecure"
+def jp_server_config(vault_server_config: dict[str, Any]) -> dict[str, Any]:
+    return vault_server_config
 
 
 class KernelClient:

@@ -1,0 +1,150 @@
+"""Issue 11, case 5: what a kernel writes to its own stdout/stderr reaches the server's
+log only masked.
+
+ipykernel writes every byte of descriptor-level output (``os.system``, ``subprocess``,
+C extensions) raw to the kernel's original stdout/stderr, which it inherited from the
+server: the server's log. Through a real server, OpenBao and kernel (the qsecure one
+and the plain ``python3`` one, which gets credentials too), a cell prints injected
+values many times by every such route; the server's log (the records of the logger
+kernel output goes to, and file descriptors 1 and 2 of this process, which the
+kernels inherited) must hold placeholders only, while the browser still gets the
+masked output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from server_fakes import sized_values
+from test_credentials_ws import V1, start, stdout_of
+
+from jupyter_qsecure.vault.masking import placeholder
+
+COPIES = 300
+
+
+@pytest.fixture(scope="module")
+def values() -> dict[str, str]:
+    return sized_values()
+
+
+@pytest.fixture
+def vault_secrets(values: dict[str, str]) -> dict[str, str]:
+    return {name: f"secret/qsecure/dev/{name}#value" for name in values}
+
+
+@pytest.fixture
+def jp_server_config(
+    vault_server_config: dict[str, Any], openbao_client: Any, values: dict[str, str]
+) -> dict[str, Any]:
+    for name, value in values.items():
+        openbao_client.secrets.kv.v2.create_or_update_secret(
+            path=f"qsecure/dev/{name}", secret={"value": value}, mount_point="secret"
+        )
+    return vault_server_config
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def cell(names: list[str]) -> str:
+    return (
+        "import os, subprocess, sys\n"
+        "from jupyter_qsecure import secrets\n"
+        f"for name in {names!r}:\n"
+        "    os.environ['V'] = secrets.get(name)\n"
+        f'    os.system(\'for i in $(seq {COPIES}); do printf "%s\\\\n" "$V"; done\')\n'
+        "    subprocess.run(['printf', '%s\\n', os.environ['V']], check=True)\n"
+        "    subprocess.run(['sh', '-c', 'printf \"%s\\\\n\" \"$V\" >&2'], check=True)\n"
+        # fileno() of ipykernel's stdout is the kernel's original stdout: this bypasses
+        # the browser and goes to the server's log only
+        "    subprocess.run(['printf', 'direct %s\\n', os.environ['V']], stdout=sys.stdout)\n"
+        "    os.write(2, ('fd2 ' + os.environ['V'] + '\\n').encode())\n"
+        "del os.environ['V']\n"
+        "print('done')\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kernel", "protocol"), [("qsecure", "legacy"), ("qsecure", V1), ("python3", V1)]
+)
+async def test_kernel_fd_output_reaches_the_server_log_masked(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    qsecure_kernel: str,
+    values: dict[str, str],
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    kernel: str,
+    protocol: str,
+) -> None:
+    # ipykernel does not capture descriptor-level output when it sees it runs under pytest
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    output = jp_serverapp.web_app.settings["qsecure_kernel_output"]
+    records = Records()
+    logger = output.log if output is not None else jp_serverapp.log
+    logger.addHandler(records)
+    try:
+        kernel_id, client = await start(jp_fetch, jp_ws_fetch, kernel, protocol)
+        messages = await client.execute(cell(sorted(values)))
+        client.ws.close()
+        # The shutdown returns once what the kernel wrote last has been logged.
+        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    finally:
+        logger.removeHandler(records)
+    captured = capfd.readouterr()
+    server_log = "\n".join([*records.lines, captured.out, captured.err])
+
+    errors = [m["content"] for m in messages if m["header"]["msg_type"] == "error"]
+    assert not errors, errors
+    browser = json.dumps(messages, ensure_ascii=False)
+    shown = stdout_of(messages)
+    assert "done" in shown
+    # (names only in assertions: pytest would print part of a value it compares)
+    assert not [name for name, value in values.items() if value in server_log], "server log"
+    assert not [name for name, value in values.items() if value in browser], "browser"
+    for name in values:
+        assert placeholder(name) in shown  # the browser still gets the (masked) output
+        # ... and so does the log: every copy, by every route
+        assert server_log.count(placeholder(name)) >= COPIES + 4, name
+    assert f"kernel {kernel_id}: direct {placeholder('v32')}" in server_log
+
+
+async def test_a_restarted_kernel_writes_into_the_masked_pipe_too(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    qsecure_kernel: str,
+    values: dict[str, str],
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    output = jp_serverapp.web_app.settings["qsecure_kernel_output"]
+    records = Records()
+    output.log.addHandler(records)
+    try:
+        kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, "legacy")
+        await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="")
+        messages = await client.execute(cell(["v32"]))
+        client.ws.close()
+        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    finally:
+        output.log.removeHandler(records)
+    captured = capfd.readouterr()
+    server_log = "\n".join([*records.lines, captured.out, captured.err])
+    assert "done" in stdout_of(messages)
+    in_log = values["v32"] in server_log  # (no value in an assertion: pytest would show it)
+    assert not in_log
+    assert f"kernel {kernel_id}: fd2 {placeholder('v32')}" in server_log
+    assert not output.pipes  # closed with the kernel

@@ -49,6 +49,7 @@ class QSecureExtension(ExtensionApp):
 
     credentials = Instance(CredentialService, allow_none=True)
     kernel_output = Instance(KernelOutputLog, allow_none=True)
+    contents_gate = Instance(ContentsGate, allow_none=True)
     jobs = Instance(JobService, allow_none=True)
 
     @property
@@ -79,12 +80,13 @@ class QSecureExtension(ExtensionApp):
             ledger=self.ledger,
             exact_values=self.injected_values,
         )
-        ContentsGate(
+        self.contents_gate = ContentsGate(
             self._server.contents_manager,
             self.save_gate,
             settings.data_path / "staging",
             self.log,
-        ).install()
+        )
+        self.contents_gate.install()
         self._setup_credentials()
         self._setup_jobs()
         self.settings.update(
@@ -92,6 +94,7 @@ class QSecureExtension(ExtensionApp):
                 "qsecure": settings,
                 "qsecure_ledger": self.ledger,
                 "qsecure_save_gate": self.save_gate,
+                "qsecure_contents_gate": self.contents_gate,
                 "qsecure_credentials": self.credentials,
                 "qsecure_registry": self.credentials.registry if self.credentials else None,
                 "qsecure_jobs": self.jobs,
@@ -251,6 +254,8 @@ class QSecureExtension(ExtensionApp):
         approvals = getattr(self, "_approvals_timer", None)
         if approvals is not None:
             approvals.stop()
+        if self.contents_gate is not None:
+            self.contents_gate.stop()
         if self.jobs is not None:
             self.jobs.close()
         if self.credentials is not None:

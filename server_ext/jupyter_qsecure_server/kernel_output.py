@@ -1,9 +1,9 @@
 """Kernels' own stdout/stderr reach the server's log only through the masker.
 
-Every kernel this server starts gets, as its standard output and error, the write
-end of a pipe that the server reads; what it reads is masked like websocket output
-(:class:`jupyter_qsecure.vault.output_log.MaskedLines`) and logged line by line,
-as ``kernel <id>: <line>``.
+Every kernel this server starts gets, as its standard output and its standard
+error, the write end of a pipe that the server reads; what it reads is masked like
+websocket output (:class:`jupyter_qsecure.vault.output_log.MaskedLines`) and logged
+line by line, as ``kernel <id> stdout: <line>`` (or ``stderr``).
 
 Why this and not a change inside the kernel. ipykernel captures output written at
 the file-descriptor level (``subprocess``, ``os.system``, C extensions) by
@@ -24,12 +24,19 @@ kernels that load the extension, and only as long as user code does not undo it
 - keeps the kernel's own diagnostics (startup errors, crash tracebacks), which
   discarding the streams (``DEVNULL``) would lose.
 
-The pipe is created once per kernel and passed as ``stdout``/``stderr`` to
+The pipes are created once per kernel and passed as ``stdout``/``stderr`` to
 ``start_kernel``; jupyter_client keeps these launch arguments for restarts, so a
-restarted kernel writes into the same pipe. It is closed when the kernel is shut
-down (and the reader drained before the shutdown returns, so before the
-kernel's credentials are revoked and their values leave the masker), when the
-kernel dies for good, and when the server stops.
+restarted kernel writes into the same pipes. They are closed when the kernel is
+shut down (and drained before the shutdown returns, so before the kernel's
+credentials are revoked and their values leave the masker), when the kernel dies
+for good, and when the server stops.
+
+One pipe per stream, because writers into one pipe interleave: ipykernel echoes in
+chunks of up to 1,000 bytes, one thread per stream, and a value cut by another
+writer's chunk is no longer the value. Within one stream that can still happen
+when a child process writes to the kernel's original descriptor directly (e.g.
+``subprocess.run(..., stdout=sys.stdout)``) while ipykernel is still echoing; the
+masker's fragment matching (runs of a value) covers the pieces.
 
 Not covered: kernels started by a remote provisioner or gateway (their output
 never reaches this server's log), and Windows consoles (a pipe works there too,
@@ -59,9 +66,12 @@ DRAIN_SECONDS = 10.0
 class KernelPipe:
     """One kernel's stdout/stderr pipe and the thread that logs what comes out of it."""
 
-    def __init__(self, masker: Callable[[], Masker | None], log: logging.Logger) -> None:
+    def __init__(
+        self, masker: Callable[[], Masker | None], log: logging.Logger, stream: str = "stdout"
+    ) -> None:
         self.read_fd, self.write_fd = os.pipe()
         self.label = "(starting)"
+        self.stream = stream
         self._log = log
         self._lines = MaskedLines(masker, self._emit)
         self._write_closed = False
@@ -71,26 +81,31 @@ class KernelPipe:
         self._thread.start()
 
     def _emit(self, line: str) -> None:
-        self._log.info("kernel %s: %s", self.label, line)
+        self._log.info("kernel %s %s: %s", self.label, self.stream, line)
 
     def _run(self) -> None:
+        working = True
         try:
-            while True:
+            while data := os.read(self.read_fd, READ_SIZE):
+                if not working:
+                    continue  # keep draining, so the kernel never blocks on a full pipe
                 try:
-                    data = os.read(self.read_fd, READ_SIZE)
-                except InterruptedError:  # pragma: no cover - retried by Python (PEP 475)
-                    continue
-                if not data:
-                    break
-                self._lines.feed(data)
-        except Exception as exc:  # a broken reader must not take the server down
+                    self._lines.feed(data)
+                except Exception as exc:  # fail closed: drop the output, never log it raw
+                    working = False
+                    self._log.error(
+                        "jupyter-qsecure: masking the output of kernel %s failed (%s); "
+                        "its stdout/stderr is left out of the log from now on",
+                        self.label,
+                        type(exc).__name__,
+                    )
+            if working:
+                self._lines.close()
+        except Exception as exc:
             self._log.error("jupyter-qsecure: kernel output reader failed: %s", type(exc).__name__)
         finally:
-            try:
-                self._lines.close()
-            finally:
-                os.close(self.read_fd)
-                self.done.set()
+            os.close(self.read_fd)
+            self.done.set()
 
     def close_write_end(self) -> None:
         """The server no longer hands this pipe to a (re)started kernel. Idempotent."""
@@ -135,7 +150,7 @@ class KernelOutputLog:
     def __init__(self, masker: Callable[[], Masker | None], log: logging.Logger) -> None:
         self.masker = masker
         self.log = log
-        self.pipes: dict[str, KernelPipe] = {}
+        self.pipes: dict[str, tuple[KernelPipe, KernelPipe]] = {}
 
     def install(self, kernel_manager: Any) -> None:
         start = kernel_manager.start_kernel
@@ -143,21 +158,27 @@ class KernelOutputLog:
         output = self
 
         async def start_kernel(*args: Any, **kwargs: Any) -> Any:
-            pipe = KernelPipe(output.masker, output.log)
+            pipes = (
+                KernelPipe(output.masker, output.log, "stdout"),
+                KernelPipe(output.masker, output.log, "stderr"),
+            )
             # Overrides any stdout/stderr given by a caller: none may bypass the masker.
-            kwargs["stdout"] = kwargs["stderr"] = pipe.write_fd
+            kwargs["stdout"], kwargs["stderr"] = (pipe.write_fd for pipe in pipes)
             try:
                 kernel_id = start(*args, **kwargs)
                 if inspect.isawaitable(kernel_id):
                     kernel_id = await kernel_id
             except BaseException:
-                pipe.close_write_end()
+                for pipe in pipes:
+                    pipe.close_write_end()
                 raise
-            if kernel_id in output.pipes:  # an existing kernel was returned: pipe unused
-                pipe.close_write_end()
+            if kernel_id in output.pipes:  # an existing kernel was returned: pipes unused
+                for pipe in pipes:
+                    pipe.close_write_end()
                 return kernel_id
-            pipe.label = str(kernel_id)
-            output.pipes[kernel_id] = pipe
+            for pipe in pipes:
+                pipe.label = str(kernel_id)
+            output.pipes[kernel_id] = pipes
 
             def on_dead() -> None:
                 output.close(kernel_id)
@@ -171,20 +192,20 @@ class KernelOutputLog:
                 if inspect.isawaitable(result):
                     result = await result
             finally:
-                pipe = output.close(kernel_id)
-                if pipe is not None:  # log what the kernel wrote last, while it is masked
+                # log what the kernel wrote last while its values are still masked
+                for pipe in output.close(kernel_id):
                     await _wait(pipe.done, DRAIN_SECONDS)
             return result
 
         kernel_manager.start_kernel = start_kernel
         kernel_manager.shutdown_kernel = shutdown_kernel
 
-    def close(self, kernel_id: str) -> KernelPipe | None:
-        """Stop handing ``kernel_id``'s pipe out; the reader ends when the kernel has exited."""
-        pipe = self.pipes.pop(kernel_id, None)
-        if pipe is not None:
+    def close(self, kernel_id: str) -> tuple[KernelPipe, ...]:
+        """Stop handing ``kernel_id``'s pipes out; the readers end when the kernel has exited."""
+        pipes = self.pipes.pop(kernel_id, ())
+        for pipe in pipes:
             pipe.close_write_end()
-        return pipe
+        return pipes
 
     def close_all(self) -> None:
         for kernel_id in list(self.pipes):

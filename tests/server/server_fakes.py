@@ -8,6 +8,11 @@ import secrets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from jupyter_qsecure.scan.exact import encoded_forms
+
+#: Length of the pieces of a value that :func:`shows` looks for.
+PIECE = 16
+
 
 def service_account_json() -> str:
     """A Google-style service-account key (about 2,300 characters) with a fresh PEM key."""
@@ -37,3 +42,14 @@ def sized_values() -> dict[str, str]:
         "v300": secrets.token_urlsafe(300)[:300],
         "sa": service_account_json(),
     }
+
+
+def shows(text: str, value: str) -> bool:
+    """Whether ``text`` shows ``value``, one of its encodings, or a piece of 16 characters.
+
+    Assert on the boolean (``assert not shows(...)``): pytest prints the operands of a
+    failed comparison, and these are values.
+    """
+    if any(form in text for form in encoded_forms(value)):
+        return True
+    return any(value[i : i + PIECE] in text for i in range(0, max(1, len(value) - PIECE + 1), 4))

@@ -35,8 +35,9 @@ One pipe per stream, because writers into one pipe interleave: ipykernel echoes 
 chunks of up to 1,000 bytes, one thread per stream, and a value cut by another
 writer's chunk is no longer the value. Within one stream that can still happen
 when a child process writes to the kernel's original descriptor directly (e.g.
-``subprocess.run(..., stdout=sys.stdout)``) while ipykernel is still echoing; the
-masker's fragment matching (runs of a value) covers the pieces.
+``subprocess.run(..., stdout=sys.stdout)``) while ipykernel is still echoing: the
+pieces are masked by the masker's fragment matching (runs of a value, issue 11
+case 2), not as the whole value.
 
 Not covered: kernels started by a remote provisioner or gateway (their output
 never reaches this server's log), and Windows consoles (a pipe works there too,

@@ -31,6 +31,7 @@ from ..errors import QSecureError
 from ..promote.digest import notebook_digest
 from ..promote.errors import NotebookRefused
 from ..scan import InvalidNotebook, Scanner, ScanResult, redact_notebook, redact_text
+from ..scan.extract import decode_text
 from ..scan.fingerprints import FingerprintIndex
 from ..scan.models import Finding
 from .recovery import RecoveryStore
@@ -68,6 +69,16 @@ class _Subject:
     text: str = ""
     raw: bytes = b""
     encoding: Literal["json", "text", "base64", "bytes"] = "text"
+    #: The codec of ``raw`` (see :func:`~jupyter_qsecure.scan.extract.decode_text`): a
+    #: redacted copy is written back in it.
+    charset: str = "utf-8"
+
+    def encode(self, text: str) -> bytes:
+        """``text`` (a redacted copy) in this file's own encoding."""
+        try:
+            return text.encode(self.charset)
+        except UnicodeEncodeError:  # e.g. a placeholder character cp1252 lacks
+            return text.encode(self.charset, "replace")
 
 
 def _subject_from_model(model: dict[str, Any], path: str) -> _Subject:
@@ -90,22 +101,32 @@ def _subject_from_model(model: dict[str, Any], path: str) -> _Subject:
 
 
 def _subject_from_bytes(raw: bytes, path: str, *, encoding: Literal["base64", "bytes"]) -> _Subject:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
+    """Bytes of a file: text in whatever encoding it is in (UTF-8, UTF-16/32 with a byte
+    order mark, Windows-1252/Latin-1), or binary, which is not scanned."""
+    decoded = decode_text(raw)
+    if decoded is None:
         return _Subject("skip", raw=raw, encoding=encoding)  # binary payloads are not text
-    return _subject_from_text(text, path, raw, encoding)
+    return _subject_from_text(decoded.text, path, raw, encoding, charset=decoded.codec)
 
 
-def _subject_from_text(text: str, path: str, raw: bytes, encoding: Any) -> _Subject:
+def _subject_from_text(
+    text: str, path: str, raw: bytes, encoding: Any, *, charset: str = "utf-8"
+) -> _Subject:
     if path.endswith(".ipynb"):
         try:
             notebook = json.loads(text)
         except ValueError:
             notebook = None
         if isinstance(notebook, dict) and "cells" in notebook:
-            return _Subject("notebook", notebook=notebook, text=text, raw=raw, encoding=encoding)
-    return _Subject("text", text=text, raw=raw, encoding=encoding)
+            return _Subject(
+                "notebook",
+                notebook=notebook,
+                text=text,
+                raw=raw,
+                encoding=encoding,
+                charset=charset,
+            )
+    return _Subject("text", text=text, raw=raw, encoding=encoding, charset=charset)
 
 
 class SaveGate:
@@ -164,7 +185,7 @@ class SaveGate:
         subject = _subject_from_bytes(raw, path, encoding="bytes")
         outcome = self._decide(subject, path, user)
         if outcome.action == "redact":
-            outcome.content = self._redacted_text(subject, outcome).encode("utf-8")
+            outcome.content = subject.encode(self._redacted_text(subject, outcome))
         elif outcome.action in ("allow", "warn"):
             outcome.content = raw
         if saving and subject.kind == "notebook" and outcome.content is not None:
@@ -345,7 +366,7 @@ class SaveGate:
             return redacted
         text = self._redacted_text(subject, outcome)
         if subject.encoding == "base64":
-            redacted["content"] = base64.b64encode(text.encode("utf-8")).decode("ascii")
+            redacted["content"] = base64.b64encode(subject.encode(text)).decode("ascii")
         else:
             redacted["content"] = text
         return redacted

@@ -37,6 +37,7 @@ from jupyter_qsecure.vault_client import client_from_settings
 from .credentials import CredentialService
 from .file_masking import check_routes, file_routes, masked_contents_routes
 from .jobs_routes import job_routes
+from .kernel_output import KernelOutputLog, RegistryMasker
 from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
 from .save_gate import ContentsGate, contents_routes
@@ -58,6 +59,8 @@ class QSecureExtension(ExtensionApp):
     injected = Instance(InjectedRegistry, allow_none=True)
 
     credentials = Instance(CredentialService, allow_none=True)
+    kernel_output = Instance(KernelOutputLog, allow_none=True)
+    contents_gate = Instance(ContentsGate, allow_none=True)
     jobs = Instance(JobService, allow_none=True)
 
     @property
@@ -97,12 +100,13 @@ class QSecureExtension(ExtensionApp):
             injected=self.injected.index,
             root_dir=getattr(self._server.contents_manager, "root_dir", None),
         )
-        ContentsGate(
+        self.contents_gate = ContentsGate(
             self._server.contents_manager,
             self.save_gate,
             settings.data_path / "staging",
             self.log,
-        ).install()
+        )
+        self.contents_gate.install()
         self._setup_credentials()
         self._setup_jobs()
         self.settings.update(
@@ -110,11 +114,13 @@ class QSecureExtension(ExtensionApp):
                 "qsecure": settings,
                 "qsecure_ledger": self.ledger,
                 "qsecure_save_gate": self.save_gate,
+                "qsecure_contents_gate": self.contents_gate,
                 "qsecure_credentials": self.credentials,
                 "qsecure_registry": self.credentials.registry if self.credentials else None,
                 "qsecure_injected": self.injected,
                 "qsecure_jobs": self.jobs,
                 "qsecure_exposures": ExposureLog(self.ledger),
+                "qsecure_kernel_output": self.kernel_output,
             }
         )
         interval_ms = max(1.0, settings.checkpoint_every_seconds) * 1000
@@ -154,6 +160,10 @@ class QSecureExtension(ExtensionApp):
             retention_seconds=float(settings.fingerprint_retention_days) * 86400.0,
             on_register=self.injected.record if self.injected is not None else None,
         )
+        # Kernels' own stdout/stderr reach the log masked; installed before the credential
+        # hooks so that a shutdown drains it before the values are revoked.
+        self.kernel_output = KernelOutputLog(RegistryMasker(registry), self.log)
+        self.kernel_output.install(self._server.kernel_manager)
         broker_url = url_path_join(self._server.connection_url, "qsecure", "api", "jobs")
         if not settings.vault_addr:
             self.log.info(
@@ -359,10 +369,14 @@ class QSecureExtension(ExtensionApp):
             timer = getattr(self, name, None)
             if timer is not None:
                 timer.stop()
+        if self.contents_gate is not None:
+            self.contents_gate.stop()
         if self.jobs is not None:
             self.jobs.close()
         if self.credentials is not None:
             await self.credentials.revoke_all("server stopped")
+        if self.kernel_output is not None:
+            self.kernel_output.close_all()
         if self.ledger is not None:
             self.ledger.checkpoint_if_due()
             self.ledger.close()

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
-from test_credentials_ws import V1, KernelClient, start
+from server_helpers import V1, KernelClient, start
 
 from jupyter_qsecure.testing.leaks import leaks, service_account_json, strings_in
 from jupyter_qsecure.vault.structured import expand_secret

@@ -26,26 +26,9 @@ from nbformat.v4 import new_markdown_cell, new_notebook, new_output
 from server_fakes import shows, sized_values
 from tornado.httpclient import HTTPClientError
 
-from jupyter_qsecure.scan.exact import ExactMatcher
 from jupyter_qsecure_server.save_gate import STAGING_MAX_IDLE_SECONDS
 
-
-def _exact_matcher_takes(length: int) -> bool:
-    try:
-        ExactMatcher([secrets.token_urlsafe(length)])
-    except RecursionError:
-        return False
-    return True
-
-
-# Values of 248+ characters break the exact matcher (RecursionError: every save is a 500)
-# until issue 11 case 2 is fixed on its own branch; these cases then run normally.
-_NEEDS_CASE_2 = pytest.mark.xfail(
-    not _exact_matcher_takes(2500),
-    reason="exact matcher RecursionError on long values (issue 11, case 2)",
-    strict=True,
-)
-SIZES = ["v32", pytest.param("v300", marks=_NEEDS_CASE_2), pytest.param("sa", marks=_NEEDS_CASE_2)]
+SIZES = ["v32", "v300", "sa"]
 
 
 @pytest.fixture(scope="module")

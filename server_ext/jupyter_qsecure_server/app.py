@@ -13,7 +13,6 @@ from traitlets import Instance
 
 from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.errors import SigningError
-from jupyter_qsecure.exposure import ServedPrivateFiles, check_not_served, private_paths
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
 from jupyter_qsecure.jobs.approval import ApprovalVerifier, ApproverTrust
 from jupyter_qsecure.jobs.executor import executor_from_settings
@@ -25,6 +24,7 @@ from jupyter_qsecure.ledger import Ledger
 from jupyter_qsecure.ledger.transit import TransitSigner
 from jupyter_qsecure.scan import default_scanner, fingerprinter_from_settings
 from jupyter_qsecure.scan.fingerprints import set_process_fingerprinter
+from jupyter_qsecure.served_paths import ServedPrivateFiles, check_not_served, private_paths
 from jupyter_qsecure.vault.broker import CredentialBroker
 from jupyter_qsecure.vault.exposure import ExposureLog
 from jupyter_qsecure.vault.injected import InjectedRegistry

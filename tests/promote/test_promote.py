@@ -261,6 +261,16 @@ REFUSED = {
         1,
         "cell 1, line 1: uses get_ipython()",
     ),
+    "kernel token": (
+        [("code", "from jupyter_qsecure import secrets as s"), ("code", "x = 1\nt = s.token()")],
+        1,
+        "cell 2: uses secrets.token(), the kernel's own token",
+    ),
+    "kernel token imported": (
+        [("code", "x = 1"), ("code", "from jupyter_qsecure.secrets import get, token")],
+        1,
+        "cell 2: uses secrets.token(), the kernel's own token",
+    ),
 }
 
 

@@ -6,6 +6,7 @@ notebook's (tests/server/test_promote_venv.py) and in tests/promote (signed mani
 
 from __future__ import annotations
 
+import getpass
 import secrets as pysecrets
 from typing import Any
 
@@ -55,7 +56,9 @@ def test_secrets_need_openbao(use: Any) -> None:
     use()
     with pytest.raises(SecretsUnavailable, match="secret 'warehouse': no OpenBao/Vault"):
         runtime.secrets.get("warehouse")
-    assert runtime.identity().source == "local"
+    who = runtime.secrets.identity()  # as secrets.identity() in a kernel
+    assert who is runtime.identity()
+    assert (who.source, who.method, who.user) == ("local", "os-user", getpass.getuser())
 
 
 def test_secrets_get_reads_openbao_as_the_approle_identity(
@@ -87,7 +90,7 @@ def test_secrets_get_reads_openbao_as_the_approle_identity(
     use(secrets={"database": "secret/qsecure/{env}/db#dsn"})
     assert runtime.secrets.get("warehouse") == value  # by convention
     assert runtime.secrets.get("database") == dsn  # configured in c.QSecure.secrets
-    who = runtime.identity()
+    who = runtime.secrets.identity()
     assert (who.source, who.method) == ("openbao", "approle") and policy in who.policies
 
     monkeypatch.setenv("QSECURE_ENVIRONMENT", "prod")  # this role may not read prod

@@ -21,7 +21,7 @@ from typing import Any
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-from test_credentials_ws import start
+from server_helpers import start
 from test_jobs import jp_server_config, policy_file, run_cell  # noqa: F401 (fixtures)
 
 from jupyter_qsecure.cli.main import main

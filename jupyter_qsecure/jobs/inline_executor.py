@@ -20,7 +20,7 @@ import traceback
 from typing import Any
 
 from .aer_run import run_aer
-from .executor_base import ExecutorClosed, ExecutorError, JobFailed, JobHandle
+from .executor_base import ExecutorClosed, ExecutorError, JobFailed, JobHandle, QueuePlace
 
 __all__ = ["InlineExecutor"]
 
@@ -42,8 +42,17 @@ class InlineExecutor:
         return 0
 
     def submit(
-        self, job_id: str, payload: dict[str, Any], *, timeout: float, here: bool = False
+        self,
+        job_id: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float,
+        here: bool = False,
+        owner: str = "",
+        place: QueuePlace | None = None,
     ) -> JobHandle:
+        """A handle that runs the job when its result is asked for (``owner`` and
+        ``place`` are the fair queue's: one process has no queue to share)."""
         if not here:
             raise ExecutorError(
                 "the inline executor runs a job only in the thread that waits for it",
@@ -52,7 +61,7 @@ class InlineExecutor:
         with self._lock:
             if self._closed:
                 raise ExecutorClosed(f"the executor is shut down; job {job_id} was not accepted")
-        handle = JobHandle(job_id, timeout)
+        handle = JobHandle(job_id, timeout, owner)
         handle._run_here = lambda: self._run(handle, payload)
         return handle
 

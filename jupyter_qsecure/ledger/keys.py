@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from .signing import Ed25519FileSigner, KeyRing, MLDSA65FileSigner, Signer
@@ -11,8 +11,12 @@ if TYPE_CHECKING:
     from ..config import QSecure
 
 
-def signers_from_settings(settings: QSecure) -> list[Signer]:
-    """The primary signer (transit or local Ed25519) plus the optional ML-DSA-65 co-signer."""
+def signers_from_settings(settings: QSecure, client: Any = None) -> list[Signer]:
+    """The primary signer (transit or local Ed25519) plus the optional ML-DSA-65 co-signer.
+
+    ``client``: an authenticated hvac client for transit (a promoted script's own login);
+    None logs in as configured (:func:`~jupyter_qsecure.vault_client.client_from_settings`).
+    """
     choice = settings.ledger_signer
     if choice == "auto":
         choice = "transit" if settings.vault_addr else "local"
@@ -27,7 +31,7 @@ def signers_from_settings(settings: QSecure) -> list[Signer]:
         from .transit import TransitSigner
 
         signer = TransitSigner(
-            client_from_settings(settings),
+            client if client is not None else client_from_settings(settings),
             mount=settings.ledger_transit_mount,
             key_name=settings.ledger_transit_key,
         )

@@ -43,9 +43,9 @@ RUNTIME_REQUIREMENTS = (
     "traitlets",
 )
 OWN_DISTRIBUTION = "jupyter-qsecure"
-#: Requirements of jupyter-qsecure that only promotion needs, never a promoted script
-#: (excluded even when the installed metadata predates them).
-PROMOTION_ONLY = ("uv",)
+#: Requirements of jupyter-qsecure that only review and promotion need, never a promoted
+#: script (excluded even when the installed metadata predates them).
+PROMOTION_ONLY = ("nbdime", "uv")
 
 
 class PinsError(PromotionError):

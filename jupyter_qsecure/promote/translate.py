@@ -15,12 +15,14 @@ or refused:
   them) and the line: other magics (``%time``, ``%run``, ``%%bash`` ...), shell
   escapes (``!cmd``, ``x = !cmd``), help (``obj?``), ``%qsubmit --status/--cancel/
   --no-wait``, magic arguments with ``$name``/``{expr}`` expansions, direct uses of
-  ``get_ipython`` and of IPython's ``display`` builtin, top-level ``await``.
+  ``get_ipython`` and of IPython's ``display`` builtin, top-level ``await``, and
+  ``secrets.token()`` (the kernel's token for the Jupyter server's job broker).
 
 ``from jupyter_qsecure import secrets`` (and the ``jupyter_qsecure.secrets`` module
-forms) become the same imports from :mod:`jupyter_qsecure.runtime`, which has the same
-API with the script's production identity. Markdown cells become comments; raw cells
-and cells tagged ``skip-promote`` are left out (a comment says so).
+forms) become the same imports from :mod:`jupyter_qsecure.runtime`: ``get``,
+``names`` and ``identity`` with the script's production identity. Markdown cells
+become comments; raw cells and cells tagged ``skip-promote`` are left out (a comment
+says so).
 
 Deliberately not supported: translating magics whose effect outside Jupyter is not the
 same (timing, shell commands, other kernels' languages): a refusal is clearer than a
@@ -466,12 +468,47 @@ def _check_names(body: str) -> None:
             f"binds the name {RUNTIME_NAME}, which the promoted script reserves",
             hint="rename it",
         )
+    _check_kernel_token(tree, body)
     if "display" in used and "display" not in bound:
         raise CellRefused(
             _cell_of(body, used["display"]),
             None,
             "uses display(), IPython's built-in, which plain Python does not have",
             hint="use print(...), or `from IPython.display import display` explicitly",
+        )
+
+
+def _check_kernel_token(tree: ast.Module, body: str) -> None:
+    """Refuse ``secrets.token()``: the kernel's own token, for the Jupyter server's job
+    broker. A script has neither (its jobs go through :mod:`jupyter_qsecure.runtime` in
+    its own process), and handing it the script's token instead would do something else."""
+    modules: set[str] = set()  # names bound to jupyter_qsecure.runtime.secrets
+    line: int | None = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "jupyter_qsecure.runtime":
+            modules |= {a.asname or a.name for a in node.names if a.name == "secrets"}
+        elif isinstance(node, ast.Import):
+            modules |= {a.asname for a in node.names if a.name == _RUNTIME_SECRETS and a.asname}
+        if isinstance(node, ast.ImportFrom) and node.module == _RUNTIME_SECRETS:
+            if any(a.name == "token" for a in node.names):
+                line = node.lineno if line is None else min(line, node.lineno)
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "token"
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+        ):
+            line = node.lineno if line is None else min(line, node.lineno)
+    if line is not None:
+        raise CellRefused(
+            _cell_of(body, line),
+            None,
+            "uses secrets.token(), the kernel's own token for the Jupyter server's job "
+            "broker, which a promoted script does not have",
+            hint="submit circuits with %qsubmit (the script runs them through "
+            "jupyter_qsecure.runtime), read secrets with secrets.get, or tag the cell "
+            "skip-promote",
         )
 
 

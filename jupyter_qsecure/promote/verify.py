@@ -13,6 +13,9 @@ naming it):
 4. every approval in ``approvals.json`` has the digest the provenance records, verifies
    against a trusted reviewer key, approves this notebook digest for this environment,
    and the distinct approvers reach the policy's ``approvals_required``.
+
+With no trusted key at all (no ``--keys`` and an empty keyring) nothing can be checked:
+a :class:`~jupyter_qsecure.errors.QSecureError` (exit 2) asks for ``--keys``.
 """
 
 from __future__ import annotations
@@ -100,6 +103,12 @@ def verify_promotion(
     if not root.is_dir():
         raise QSecureError(f"{root} is not a folder", hint="pass the folder promote wrote")
     keyring = _keyring(keys, settings)
+    if not len(keyring):
+        raise QSecureError(
+            "no trusted public keys to verify the promotion with",
+            hint="pass the keys of the machine that promoted it with --keys FILE (there: "
+            "`jupyter qsecure audit keys -o FILE`)",
+        )
     envelope_path = root / ENVELOPE_NAME
     if not envelope_path.is_file():
         raise _fail(f"{ENVELOPE_NAME} is missing from {root}")
@@ -108,7 +117,11 @@ def verify_promotion(
         statement, signers = verify_envelope_keys(envelope, keyring, predicate_type=SLSA_PROVENANCE)
     except (ManifestError, ValueError) as exc:
         message = getattr(exc, "message", None) or str(exc).splitlines()[0]
-        raise _fail(f"{ENVELOPE_NAME} does not verify: {message}") from None
+        raise _fail(
+            f"{ENVELOPE_NAME} does not verify: {message}",
+            hint="do not deploy it: check that the trusted keys (--keys) are those of the "
+            "machine that promoted it; otherwise promote the approved notebook again",
+        ) from None
     predicate = statement["predicate"]
     definition = predicate.get("buildDefinition") or {}
     if definition.get("buildType") != BUILD_TYPE:

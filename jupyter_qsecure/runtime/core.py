@@ -119,13 +119,18 @@ class Runtime:
         from ..jobs.service import JobService
         from ..jobs.wiring import job_signer, trust_signer
         from ..ledger import Ledger
+        from ..ledger.keys import signers_from_settings
 
         settings = self.settings
         identity = self.identity()
         signer = job_signer(settings, self._client)
         trust_signer(settings, signer)
         policy = Policy.load(settings.policy_file or None, settings.environment)
-        self._ledger = Ledger.open(settings=settings)
+        # the ledger signs checkpoints as the script's identity too, not as configured
+        # for the server (a script may have AppRole/JWT credentials only)
+        self._ledger = Ledger.open(
+            settings=settings, signers=signers_from_settings(settings, self._client)
+        )
         job_identity = identity.to_job_identity()
         token = self._token
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import getpass
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, QSecureError
@@ -73,27 +72,14 @@ def _env(name: str) -> str:
     return os.environ.get(name, "").strip()
 
 
-def _read_file(path: str, what: str) -> str:
-    try:
-        return Path(path).expanduser().read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the {what} file {path}: {exc.strerror}",
-            hint=f"check the path and permissions of the {what} file",
-        ) from None
-
-
 def _client(settings: QSecure) -> Any:
     """An authenticated hvac client (see the module docstring for the order)."""
-    import hvac
-    import requests
-
-    from ..vault_client import client_from_settings, session_for, verify_from_environment
+    from ..vault_client import client_from_settings, login_errors, new_client, read_secret_file
 
     role_id, secret_id = _env("QSECURE_ROLE_ID"), _env("QSECURE_SECRET_ID")
     jwt = _env("QSECURE_JWT")
     if not jwt and _env("QSECURE_JWT_FILE"):
-        jwt = _read_file(_env("QSECURE_JWT_FILE"), "JWT")
+        jwt = read_secret_file(_env("QSECURE_JWT_FILE"), "JWT")
     if bool(role_id) != bool(secret_id):
         raise ConfigError(
             "QSECURE_ROLE_ID and QSECURE_SECRET_ID must be set together",
@@ -101,15 +87,14 @@ def _client(settings: QSecure) -> Any:
         )
     if not role_id and not jwt:
         return client_from_settings(settings), settings.vault_auth_method
-    client = hvac.Client(
-        url=settings.vault_addr,
-        namespace=settings.vault_namespace or None,
-        timeout=10.0,
-        session=session_for(settings.vault_addr),
-        verify=verify_from_environment(),
-    )
+    client = new_client(settings)
     method = "approle" if role_id else "jwt"
-    try:
+    with login_errors(
+        settings.vault_addr,
+        method,
+        unreachable_hint="check BAO_ADDR/VAULT_ADDR and the network path to it",
+        refused_hint="check the role and the credentials given to the script",
+    ):
         if role_id:
             client.auth.approle.login(
                 role_id=role_id,
@@ -124,17 +109,6 @@ def _client(settings: QSecure) -> Any:
                     hint="set QSECURE_JWT_ROLE (or c.QSecure.vault_jwt_role)",
                 )
             client.auth.jwt.jwt_login(role=role, jwt=jwt, path=_env("QSECURE_JWT_MOUNT") or "jwt")
-    except requests.exceptions.RequestException as exc:
-        raise QSecureError(
-            f"cannot reach OpenBao/Vault at {settings.vault_addr} ({type(exc).__name__})",
-            hint="check BAO_ADDR/VAULT_ADDR and the network path to it",
-        ) from None
-    except hvac.exceptions.VaultError as exc:
-        raise QSecureError(
-            f"OpenBao/Vault refused the {method} login at {settings.vault_addr} "
-            f"({type(exc).__name__})",
-            hint="check the role and the credentials given to the script",
-        ) from None
     return client, method
 
 

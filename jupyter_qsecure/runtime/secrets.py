@@ -6,6 +6,8 @@ Same calls as :mod:`jupyter_qsecure.secrets` in a kernel::
 
     key = secrets.get("openai")  # a KV value: str
     db = secrets.get("warehouse")  # dynamic database credentials: {"username", "password"}
+    secrets.names()  # the names configured in c.QSecure.secrets
+    secrets.identity()  # who the script runs as (user, accessor, policies, environment, ...)
 
 A name resolves through ``c.QSecure.secrets`` (name -> ``MOUNT/PATH#FIELD`` or
 ``MOUNT/creds/ROLE``, ``{env}`` replaced by the environment) when it is configured
@@ -14,15 +16,20 @@ read when asked for and never cached, logged or put in an error message; what Op
 allows the identity to read is OpenBao's decision (its policies).
 
 Deliberately not supported: reading without OpenBao (there is nowhere safe to read a
-secret from), and renewing or revoking dynamic credentials (their lease ends on its own).
+secret from), renewing or revoking dynamic credentials (their lease ends on its own),
+and ``secrets.token()``: a kernel's token is for the Jupyter server's job broker, which
+a script does not use (``jupyter qsecure promote`` refuses a notebook that calls it).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..secrets import CredentialsError, SecretUnavailable, UnknownSecret
+
+if TYPE_CHECKING:
+    from .identity import RuntimeIdentity
 
 __all__ = [
     "CredentialsError",
@@ -30,6 +37,7 @@ __all__ = [
     "SecretsUnavailable",
     "UnknownSecret",
     "get",
+    "identity",
     "names",
 ]
 
@@ -52,6 +60,14 @@ def _specs() -> dict[str, Any]:
 def names() -> list[str]:
     """The names configured in ``c.QSecure.secrets`` (others resolve by convention)."""
     return sorted(_specs())
+
+
+def identity() -> RuntimeIdentity:
+    """Who the script runs as: ``user``, ``accessor``, ``policies``, ``environment`` (and
+    ``source``, ``method``, ``entity_id``); a script has no kernel id. Contains no secret."""
+    from . import default
+
+    return default().identity()
 
 
 def get(name: str) -> Any:

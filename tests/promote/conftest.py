@@ -1,13 +1,21 @@
-"""Fixtures of the promotion tests: the review tests' people, a wheel of this package."""
+"""Fixtures of the review and promotion tests: a team of reviewers, a wheel of this package."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from test_review import team  # noqa: F401 (the review tests' people and ledger)
+from promote_helpers import Team
 
 from jupyter_qsecure.testing.wheels import build_wheel
+
+
+@pytest.fixture
+def team(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Team:
+    """People with their own reviewer keys sharing one ledger (:class:`promote_helpers.Team`)."""
+    return Team(tmp_path, monkeypatch, capsys)
 
 
 @pytest.fixture(scope="session")

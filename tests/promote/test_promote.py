@@ -1,6 +1,6 @@
 """``jupyter qsecure promote`` and ``verify-promotion`` end to end (embedded default).
 
-Real reviewers' keys and ledger (``Team`` of the review tests), the real scanner, the
+Real reviewers' keys and ledger (``promote_helpers.Team``), the real scanner, the
 real resolver (uv) against this machine's pip indexes plus a wheel of this package.
 """
 
@@ -21,9 +21,9 @@ import nbformat
 import pytest
 import tomllib
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from promote_helpers import Team, edit
 from securesystemslib.dsse import Envelope as SslibEnvelope
 from securesystemslib.signer import SSlibKey
-from test_review import Team, edit
 
 from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.jobs.manifest import JOB_PREDICATE_TYPE, verify_envelope
@@ -160,7 +160,7 @@ def test_two_person_rule_counts_in_promotion(team: Team, tmp_path: Path, wheelho
     code, _, err = promoted(team, bob, nb, out, wheelhouse, *args)
     assert code == 0, err
     code, stdout, err = team.run(alice, "verify-promotion", str(out))
-    assert code == 1 and "promotion.intoto.json does not verify" in err  # alice trusts no key
+    assert code == 2 and "no trusted public keys" in err and "--keys" in err  # alice has none
     ring = KeyRing.load(keys)
     for key in KeyRing.load(Path(team.keys_of(bob))):  # bob's promotion key too
         ring.add(key)
@@ -260,6 +260,16 @@ REFUSED = {
         [("code", "ip = get_ipython()")],
         1,
         "cell 1, line 1: uses get_ipython()",
+    ),
+    "kernel token": (
+        [("code", "from jupyter_qsecure import secrets as s"), ("code", "x = 1\nt = s.token()")],
+        1,
+        "cell 2: uses secrets.token(), the kernel's own token",
+    ),
+    "kernel token imported": (
+        [("code", "x = 1"), ("code", "from jupyter_qsecure.secrets import get, token")],
+        1,
+        "cell 2: uses secrets.token(), the kernel's own token",
     ),
 }
 
@@ -413,6 +423,30 @@ def _sslib_verify(envelope: dict[str, Any], keys: KeyRing) -> dict[str, Any]:
 
 
 # ---- nbconvert ---------------------------------------------------------------------------------
+def nbconvert_to_qsecure(
+    nb: Path, wheelhouse: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``jupyter nbconvert --to qsecure NB`` in NB's folder, as a user runs it."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "qsecure",
+            str(nb),
+            f"--QSecureExporter.find_links={wheelhouse}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=nb.parent,
+        timeout=300,
+        check=False,
+    )
+
+
 def test_nbconvert_exporter_is_the_same_promotion(
     team: Team, tmp_path: Path, wheelhouse: Path
 ) -> None:
@@ -434,24 +468,7 @@ def test_nbconvert_exporter_is_the_same_promotion(
         [str(tmp_path / "ep"), str(ROOT), env.get("PYTHONPATH", "")]
     )
     env.update(QSECURE_DATA_DIR=str(alice.data), JUPYTERHUB_USER="alice")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "nbconvert",
-            "--to",
-            "qsecure",
-            str(nb),
-            f"--QSecureExporter.find_links={wheelhouse}",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
+    done = nbconvert_to_qsecure(nb, wheelhouse, env)
     assert done.returncode == 0, done.stderr[-3000:]
     script = (tmp_path / "x.py").read_text(encoding="utf-8")
     folder = tmp_path / "x.promotion"
@@ -467,24 +484,7 @@ def test_nbconvert_exporter_is_the_same_promotion(
     assert team.run(alice, "review", "approve", str(nb))[0] == 0
     (tmp_path / "x.py").unlink()
     shutil.rmtree(folder)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "nbconvert",
-            "--to",
-            "qsecure",
-            str(nb),
-            f"--QSecureExporter.find_links={wheelhouse}",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
+    done = nbconvert_to_qsecure(nb, wheelhouse, env)
     assert done.returncode != 0
     assert "cell 6, line 1: runs a shell command (!cmd)" in done.stderr
     assert not (tmp_path / "x.py").exists() and not folder.exists()

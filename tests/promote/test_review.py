@@ -10,23 +10,20 @@ import json
 import secrets
 import string
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from promote_helpers import Person, Team, edit
 from securesystemslib.dsse import Envelope as SslibEnvelope
 from securesystemslib.exceptions import VerificationError
 from securesystemslib.signer import SSlibKey
 
-from jupyter_qsecure.cli.main import main
 from jupyter_qsecure.config import QSecure
-from jupyter_qsecure.gate import SaveGate
-from jupyter_qsecure.gate.recovery import LocalKeyWrapper, RecoveryStore
 from jupyter_qsecure.jobs.manifest import Envelope
-from jupyter_qsecure.ledger import EntryFilter, KeyRing, Ledger
+from jupyter_qsecure.ledger import KeyRing
 from jupyter_qsecure.ledger.signing import Ed25519FileSigner
 from jupyter_qsecure.promote.digest import load_notebook, notebook_digest
 from jupyter_qsecure.promote.review import (
@@ -40,7 +37,6 @@ from jupyter_qsecure.promote.review import (
     sign_review,
     verify_approval_envelope,
 )
-from jupyter_qsecure.scan import Scanner
 
 CELLS = ["# Bell state", "from qiskit import QuantumCircuit", "qc = QuantumCircuit(2)\ny = 2"]
 
@@ -52,72 +48,6 @@ def write_notebook(path: Path, cells: list[str] = CELLS) -> dict[str, Any]:
     )
     nbformat.write(nb, path)
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def edit(path: Path, change: Any) -> None:
-    nb = json.loads(path.read_text(encoding="utf-8"))
-    change(nb)
-    path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
-
-
-@dataclass
-class Person:
-    name: str
-    data: Path
-
-
-class Team:
-    """People with their own data dirs (own reviewer keys), sharing one ledger."""
-
-    def __init__(
-        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-    ) -> None:
-        self.tmp_path = tmp_path
-        self.monkeypatch = monkeypatch
-        self.capsys = capsys
-        self.ledger_url = f"sqlite:///{tmp_path / 'ledger.db'}"
-        monkeypatch.setenv("QSECURE_LEDGER", self.ledger_url)
-        monkeypatch.setenv("JUPYTER_CONFIG_DIR", str(tmp_path / "config"))
-        monkeypatch.delenv("JPY_PARENT_PID", raising=False)
-
-    def person(self, name: str) -> Person:
-        return Person(name, self.tmp_path / f"data-{name}")
-
-    def run(self, who: Person, *args: str) -> tuple[int, str, str]:
-        self.monkeypatch.setenv("QSECURE_DATA_DIR", str(who.data))
-        self.monkeypatch.setenv("JUPYTERHUB_USER", who.name)
-        code = main(list(args))
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-    def keys_of(self, who: Person) -> str:
-        target = self.tmp_path / f"{who.name}-keys.json"
-        code, _, err = self.run(who, "audit", "keys", "-o", str(target))
-        assert code == 0, err
-        return str(target)
-
-    def save_through_gate(self, notebook: Path, user: str) -> None:
-        """What the server's save gate records when ``user`` saves the notebook."""
-        store = RecoveryStore(self.tmp_path / "rec", LocalKeyWrapper(self.tmp_path / "rec.key"))
-        with Ledger.open(self.ledger_url, signers=[]) as ledger:
-            gate = SaveGate(
-                scanner=Scanner(), recovery=store, ledger=ledger, root_dir=notebook.parent
-            )
-            model = {"type": "notebook", "content": load_notebook(notebook)}
-            edit(notebook, lambda nb: nb["cells"].append(new_code_cell("pass")))  # the old one
-            assert gate.check_model(model, notebook.name, user, saving=True).action == "allow"
-            notebook.write_text(json.dumps(model["content"]), encoding="utf-8")
-
-    def ledger_entries(self, kind: str) -> list[dict[str, Any]]:
-        with Ledger.open(self.ledger_url, signers=[]) as ledger:
-            return [e.body for e in ledger.entries(EntryFilter(kinds=[kind]))]
-
-
-@pytest.fixture
-def team(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Team:
-    return Team(tmp_path, monkeypatch, capsys)
 
 
 def test_approve_change_one_character_then_reapprove(team: Team, tmp_path: Path) -> None:

@@ -35,9 +35,9 @@ from typing import Any, cast
 
 from .._lru import LRU
 from ..errors import InvalidEntry, QSecureError
-from ..ledger.canonical import canonical_json
 from ..ledger.kinds import validate_body
-from ..ledger.signing import KeyRing, Signer
+from ..signing.canonical import canonical_json
+from ..signing.signers import KeyRing, Signer
 from .aer_run import noise_model_sha256
 from .approval import ApprovalRefused, ApprovalVerifier, approval_subject
 from .archive import JobArchive

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..ledger.signing import Ed25519FileSigner, KeyRing, Signer
+from ..signing.signers import Ed25519FileSigner, KeyRing, Signer
 
 if TYPE_CHECKING:
     from ..config import QSecure
@@ -26,7 +26,7 @@ def job_signer(settings: QSecure, client: Any = None, *, batching: bool = False)
     together. Otherwise the local Ed25519 key ``<data_dir>/keys/jobs-ed25519.pem``.
     """
     if settings.vault_addr:
-        from ..ledger.transit import TransitSigner
+        from ..signing.transit import TransitSigner
 
         if client is None:
             from ..vault_client import client_from_settings
@@ -37,7 +37,7 @@ def job_signer(settings: QSecure, client: Any = None, *, batching: bool = False)
         )
         transit.ensure_key()
         if batching:
-            from ..ledger.batching import BatchingSigner
+            from ..signing.batching import BatchingSigner
 
             return BatchingSigner(transit, max_concurrent=2)
         return transit

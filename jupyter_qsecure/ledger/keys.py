@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .signing import Ed25519FileSigner, KeyRing, MLDSA65FileSigner, Signer
+from ..signing.signers import Ed25519FileSigner, KeyRing, MLDSA65FileSigner, Signer
 
 if TYPE_CHECKING:
     from ..config import QSecure
@@ -27,8 +27,8 @@ def signers_from_settings(settings: QSecure, client: Any = None) -> list[Signer]
                 "ledger_signer is 'transit' but no OpenBao/Vault address is configured",
                 hint="set BAO_ADDR/VAULT_ADDR (or c.QSecure.vault_addr), or use ledger_signer='local'",
             )
+        from ..signing.transit import TransitSigner
         from ..vault_client import client_from_settings
-        from .transit import TransitSigner
 
         signer = TransitSigner(
             client if client is not None else client_from_settings(settings),

@@ -5,12 +5,12 @@ The reviewer's identity (:func:`reviewer_identity`):
 * OpenBao configured (``vault_addr``): the reviewer's own token (``BAO_TOKEN`` /
   ``VAULT_TOKEN`` in their shell, or the configured auth method) must have the
   environment's approver policy ``qsecure-approver-ENV``; it signs through transit with
-  the approver key ``qsecure-approver-ENV`` (:class:`~jupyter_qsecure.ledger.transit.
+  the approver key ``qsecure-approver-ENV`` (:class:`~jupyter_qsecure.signing.transit.
   TransitSigner`), and the name is the token's (``lookup-self``), as for approvals of
   heavy runs (:mod:`jupyter_qsecure.jobs.approval`).
 * Embedded default: the reviewer's local Ed25519 key (``reviewer-ed25519.pem`` beside
   the ledger's key in the local key store, created 0600 on first use;
-  :class:`~jupyter_qsecure.ledger.signing.Ed25519FileSigner`) and the Jupyter/OS user
+  :class:`~jupyter_qsecure.signing.signers.Ed25519FileSigner`) and the Jupyter/OS user
   (``JUPYTERHUB_USER``, else the login name).
 
 Deliberately not supported: approving from inside a Jupyter kernel (refused, as for
@@ -31,7 +31,7 @@ from typing import Any
 from ..errors import QSecureError
 from ..jobs.manifest import Envelope
 from ..jobs.policy import ENVIRONMENTS, Policy, ReviewPolicy
-from ..ledger.signing import Ed25519FileSigner, KeyRing, Signer
+from ..signing.signers import Ed25519FileSigner, KeyRing, Signer
 from .digest import canonical_document, document_digest, load_notebook
 from .errors import SecretInNotebook
 from .review import (
@@ -150,7 +150,7 @@ def _check_name(name: str) -> str:
 
 
 def _approver_signer(settings: Any, environment: str) -> Any:
-    from ..ledger.transit import TransitSigner
+    from ..signing.transit import TransitSigner
     from ..vault.layout import approver_transit_key
     from ..vault_client import client_from_settings
 

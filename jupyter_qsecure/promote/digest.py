@@ -1,7 +1,7 @@
 """The canonical digest of what a notebook will run.
 
 An approval binds a reviewer to :func:`notebook_digest`, the SHA-256 (hex) of the
-RFC 8785 canonical JSON (:func:`jupyter_qsecure.ledger.canonical.canonical_json`) of
+RFC 8785 canonical JSON (:func:`jupyter_qsecure.signing.canonical.canonical_json`) of
 :func:`canonical_document`::
 
     {"format": DIGEST_FORMAT,
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..ledger.canonical import canonical_json
+from ..signing.canonical import canonical_json
 from .errors import InvalidNotebookFormat, MissingKernelspec, NotebookRefused
 
 __all__ = [

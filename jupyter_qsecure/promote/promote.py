@@ -45,7 +45,7 @@ from .translate import RUNTIME_NAME, Translation, translate_cells
 
 if TYPE_CHECKING:
     from ..config import QSecure
-    from ..ledger.signing import Signer
+    from ..signing.signers import Signer
 
 __all__ = [
     "APPROVALS_NAME",
@@ -123,7 +123,7 @@ def promotion_signer(settings: QSecure, client: Any = None) -> Signer:
     """OpenBao transit key ``qsecure-promotions`` when OpenBao is configured (created if
     missing), else the local Ed25519 key ``<data_dir>/keys/promotion-ed25519.pem``."""
     if settings.vault_addr:
-        from ..ledger.transit import TransitSigner
+        from ..signing.transit import TransitSigner
 
         if client is None:
             from ..vault_client import client_from_settings
@@ -134,7 +134,7 @@ def promotion_signer(settings: QSecure, client: Any = None) -> Signer:
         )
         signer.ensure_key()
         return signer
-    from ..ledger.signing import Ed25519FileSigner
+    from ..signing.signers import Ed25519FileSigner
 
     return Ed25519FileSigner(settings.data_path / "keys" / "promotion-ed25519.pem")
 

@@ -66,7 +66,7 @@ from ..jobs.manifest import (
     verify_envelope_keys,
 )
 from ..jobs.policy import ReviewPolicy
-from ..ledger.signing import KeyRing, PublicKeyRecord, Signer
+from ..signing.signers import KeyRing, PublicKeyRecord, Signer
 from .digest import CellChange, cell_changes, document_digest
 from .errors import PromotionError
 

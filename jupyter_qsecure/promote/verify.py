@@ -34,7 +34,7 @@ from .provenance import BUILD_TYPE, SLSA_PROVENANCE
 
 if TYPE_CHECKING:
     from ..config import QSecure
-    from ..ledger.signing import KeyRing
+    from ..signing.signers import KeyRing
 
 __all__ = ["PromotionMismatch", "VerifiedPromotion", "verify_promotion"]
 
@@ -72,7 +72,7 @@ def _sha256(path: Path) -> str:
 
 
 def _keyring(keys: str | os.PathLike[str] | KeyRing | None, settings: QSecure | None) -> KeyRing:
-    from ..ledger.signing import KeyRing
+    from ..signing.signers import KeyRing
 
     if isinstance(keys, KeyRing):
         return keys

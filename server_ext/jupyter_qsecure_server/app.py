@@ -21,10 +21,10 @@ from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
 from jupyter_qsecure.jobs.service import JobService
 from jupyter_qsecure.jobs.wiring import job_signer, trust_signer
 from jupyter_qsecure.ledger import Ledger
-from jupyter_qsecure.ledger.transit import TransitSigner
 from jupyter_qsecure.scan import default_scanner, fingerprinter_from_settings
 from jupyter_qsecure.scan.fingerprints import set_process_fingerprinter
 from jupyter_qsecure.served_paths import ServedPrivateFiles, check_not_served, private_paths
+from jupyter_qsecure.signing.transit import TransitSigner
 from jupyter_qsecure.vault.broker import CredentialBroker
 from jupyter_qsecure.vault.exposure import ExposureLog
 from jupyter_qsecure.vault.injected import InjectedRegistry

@@ -12,9 +12,9 @@ from typing import Any
 from jupyter_qsecure.gate import SaveGate
 from jupyter_qsecure.gate.recovery import LocalKeyWrapper, RecoveryStore
 from jupyter_qsecure.ledger import EntryFilter, Ledger
-from jupyter_qsecure.ledger.signing import Ed25519FileSigner
 from jupyter_qsecure.promote.digest import notebook_digest
 from jupyter_qsecure.scan import Scanner
+from jupyter_qsecure.signing.signers import Ed25519FileSigner
 from jupyter_qsecure.testing.notebooks import one_cell_notebook
 
 

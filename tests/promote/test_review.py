@@ -24,7 +24,6 @@ from securesystemslib.signer import SSlibKey
 from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.jobs.manifest import Envelope
 from jupyter_qsecure.ledger import KeyRing
-from jupyter_qsecure.ledger.signing import Ed25519FileSigner
 from jupyter_qsecure.promote.digest import load_notebook, notebook_digest
 from jupyter_qsecure.promote.review import (
     REVIEW_PREDICATE_TYPE,
@@ -37,6 +36,7 @@ from jupyter_qsecure.promote.review import (
     sign_review,
     verify_approval_envelope,
 )
+from jupyter_qsecure.signing.signers import Ed25519FileSigner
 
 CELLS = ["# Bell state", "from qiskit import QuantumCircuit", "qc = QuantumCircuit(2)\ny = 2"]
 

@@ -12,7 +12,7 @@ from test_jobs import Broker, broker, ghz, job, kernel_token, run_cell  # noqa: 
 
 from jupyter_qsecure.jobs.canonical import circuit_hash
 from jupyter_qsecure.jobs.result import Expected, verify_record
-from jupyter_qsecure.ledger.signing import KeyRing
+from jupyter_qsecure.signing.signers import KeyRing
 from jupyter_qsecure.testing.openbao import OpenBaoDev
 
 

@@ -6,7 +6,7 @@ Verification needs only public keys (:class:`PublicKeyRecord`, collected in a
 
 Implemented here: a local Ed25519 key file (the embedded default) and a local
 ML-DSA-65 key file (post-quantum co-signature). The OpenBao/Vault transit signer
-lives in :mod:`jupyter_qsecure.ledger.transit`.
+lives in :mod:`jupyter_qsecure.signing.transit`.
 """
 
 from __future__ import annotations

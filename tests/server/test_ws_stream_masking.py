@@ -150,7 +150,8 @@ def assert_no_leak(messages: list[dict[str, Any]], value: str, masker: Any) -> N
     text = shown(messages)
     leak = leaks(text, value, masker)
     assert leak is None, f"stream text shown by the browser holds {leak}"
-    everything = json.dumps([(m["content"], m["metadata"]) for m in messages])
+    # ensure_ascii=False keeps placeholders as they are, so their labels are cut out
+    everything = json.dumps([(m["content"], m["metadata"]) for m in messages], ensure_ascii=False)
     leak = leaks(everything, Hidden(json.dumps(value)[1:-1]), masker)
     assert leak is None, f"a message's content or metadata holds {leak}"
 

@@ -150,6 +150,9 @@ class Scanner:
         self._exact = ExactMatcher(exact_values)
         #: Rendered JSON units (big metadata such as widget state), by content hash.
         self._json_memo: LRU[Any, Any] = LRU(2048)
+        #: (unit digest, value set's engine) -> exact matches; the key holds the engine, so
+        #: a new value set never finds an old set's entries
+        self._exact_memo: LRU[tuple[bytes, object], tuple[Detection, ...]] = LRU(cache_entries)
 
     @property
     def fingerprinter(self) -> Fingerprinter:
@@ -159,12 +162,25 @@ class Scanner:
     # ---------------------------------------------------------------- cache
     def clear_cache(self) -> None:
         self._cache.clear()
+        self._exact_memo.clear()
 
     @staticmethod
     def _unit_key(unit: TextUnit) -> bytes:
         return hashlib.sha256(
             unit.profile.encode() + b"\0" + unit.text.encode("utf-8", "surrogatepass")
         ).digest()
+
+    def _exact_cached(
+        self, matcher: ExactMatcher, unit: TextUnit, digest: bytes
+    ) -> tuple[Detection, ...]:
+        """``matcher.find(unit.text)``, remembered per text and value set: an autosave after
+        a one-cell edit searches only the changed cell for the injected values again."""
+        key = (digest, matcher.cache_token)
+        hit = self._exact_memo.get(key)
+        if hit is None:
+            hit = tuple(matcher.find(unit.text))
+            self._exact_memo.put(key, hit)
+        return hit
 
     def _detect_cached(self, unit: TextUnit, key: bytes | None = None) -> tuple[Detection, ...]:
         key = key or self._unit_key(unit)
@@ -196,7 +212,7 @@ class Scanner:
             digest = self._unit_key(unit)
             detections = list(self._detect_cached(unit, digest))
             for matcher in matchers:
-                detections.extend(matcher.find(unit.text))
+                detections.extend(self._exact_cached(matcher, unit, digest))
             if registry is not None:
                 detections.extend(_unknown_in_memory(registry.find(unit.text, digest), detections))
             for d in detections:

@@ -137,6 +137,11 @@ class ExactMatcher:
     def __bool__(self) -> bool:
         return bool(self._engine)
 
+    @property
+    def cache_token(self) -> object:
+        """Shared by every matcher of the same values (and fragment setting): a cache key."""
+        return self._engine
+
     def __repr__(self) -> str:  # never show the values
         return f"ExactMatcher({len(self.values)} values, {self._engine!r})"
 

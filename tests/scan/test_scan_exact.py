@@ -129,3 +129,31 @@ def test_fragments_only_when_asked() -> None:
     found = ExactMatcher([value], min_fragment=12).find(f"a {piece} b")
     assert [(d.type, d.start, d.end) for d in found] == [("Injected Secret (fragment)", 2, 32)]
     assert found[0].fingerprint_of == value
+
+
+def test_exact_matches_are_remembered_per_text_and_value_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An autosave after a one-cell edit searches only the changed text again, and another
+    set of values is never answered from the first set's results."""
+    import secrets
+
+    first, second = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    nb = fk.code_notebook(f"a = {first!r}", f"b = {second!r}", "print('plain')")
+    searched: list[str] = []
+    find = ExactMatcher.find
+
+    def counting(self: ExactMatcher, text: str) -> list:  # type: ignore[type-arg]
+        searched.append(text)
+        return find(self, text)
+
+    monkeypatch.setattr(ExactMatcher, "find", counting)
+    scanner = Scanner()
+    found = scanner.scan_notebook(nb, exact_values=[first])
+    assert [f.type for f in found.findings if f.type.startswith("Injected")] == ["Injected Secret"]
+    searched.clear()
+    again = scanner.scan_notebook(nb, exact_values=[first])
+    assert searched == [] and again.findings == found.findings
+    other = scanner.scan_notebook(nb, exact_values=[second])
+    injected = [f for f in other.findings if f.type.startswith("Injected")]
+    assert len(injected) == 1 and injected[0].cell == 1 and searched

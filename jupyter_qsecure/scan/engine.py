@@ -5,9 +5,16 @@ are cached under a hash of ``(detector profile, text)``, so re-scanning a notebo
 after one cell changed runs the detectors on that cell's texts only (everything
 else is a cache hit). :attr:`Scanner.stats` counts both, for tests and benchmarks.
 
+Layers (see :mod:`.layers` for how they are merged into one finding per secret):
+values injected into kernels (exact match), an organisation's rule file
+(:mod:`.orgrules`), kingfisher's provider rules (:mod:`.providers`), our detectors and
+detect-secrets' plugins (:mod:`.detectors`). The units of one scan that miss the cache
+go to kingfisher in one native call.
+
 Thread safety: a :class:`Scanner` may be shared by any number of threads (the
 server saves many notebooks at once). The cache is guarded by a lock; detectors
-keep no shared mutable state (see :mod:`.detectors`).
+keep no shared mutable state (see :mod:`.detectors`); the native scanners are
+thread-safe.
 """
 
 from __future__ import annotations
@@ -24,11 +31,14 @@ from typing import Any
 
 from .._lru import LRU
 from .baseline import Baseline
-from .detectors import detect
+from .detectors import detect, is_line_allowlisted
 from .errors import InvalidNotebook, ScanError
 from .exact import ExactMatcher
 from .extract import TextUnit, notebook_units, text_file_unit
-from .models import Detection, Finding, Match, ScanReport, sha256_hex
+from .layers import Layered, Rank, rank_of_ours, resolve
+from .models import Finding, Match, ScanReport, sha256_hex
+from .orgrules import OrgRules
+from .providers import builtin_detections, builtin_loader
 
 #: Folders never descended into by a folder scan.
 SKIP_DIRS = frozenset(
@@ -50,6 +60,14 @@ SKIP_DIRS = frozenset(
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
 ExactValues = ExactMatcher | Iterable[str] | None
+RulesFile = str | os.PathLike[str] | OrgRules | None
+
+
+@dataclass(frozen=True)
+class LayeredMatch(Match):
+    """A match plus the ``(type, sha1)`` of every detection merged into it (baselines)."""
+
+    aliases: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass
@@ -124,10 +142,26 @@ class Scanner:
     """Scans notebooks and texts for secrets. Share one instance: it owns the cache.
 
     ``exact_values`` given here are searched in every scan (and per call, more).
+    ``rules``: an organisation's rule file (gitleaks TOML or kingfisher YAML, see
+    :mod:`.orgrules`), or a loaded :class:`OrgRules`. ``providers=False`` leaves out
+    kingfisher's built-in provider rules (for comparisons; the product always has them).
     """
 
-    def __init__(self, *, cache_entries: int = 200_000, exact_values: Iterable[str] = ()) -> None:
-        self._cache: LRU[bytes, tuple[Detection, ...]] = LRU(cache_entries)
+    def __init__(
+        self,
+        *,
+        cache_entries: int = 200_000,
+        exact_values: Iterable[str] = (),
+        rules: RulesFile = None,
+        providers: bool = True,
+    ) -> None:
+        self.org_rules: OrgRules | None = (
+            rules if isinstance(rules, OrgRules) or rules is None else OrgRules.load(rules)
+        )
+        self.providers = providers
+        if providers:
+            builtin_loader()  # starts loading kingfisher's catalogue in the background
+        self._cache: LRU[bytes, tuple[Layered, ...]] = LRU(cache_entries)
         self._lock = threading.Lock()  # for the statistics
         self.stats = ScanStats()
         self._exact = ExactMatcher(exact_values)
@@ -138,20 +172,46 @@ class Scanner:
     def clear_cache(self) -> None:
         self._cache.clear()
 
-    def _detect_cached(self, unit: TextUnit) -> tuple[Detection, ...]:
-        key = hashlib.sha256(
+    @staticmethod
+    def _unit_key(unit: TextUnit) -> bytes:
+        return hashlib.sha256(
             unit.profile.encode() + b"\0" + unit.text.encode("utf-8", "surrogatepass")
         ).digest()
-        hit = self._cache.get(key)
-        if hit is not None:
-            with self._lock:
-                self.stats.units_cached += 1
-            return hit
-        found = tuple(detect(unit.text, unit.profile))
+
+    def _detect_all(self, units: list[TextUnit]) -> list[tuple[Layered, ...]]:
+        """Every layer but exact values over ``units``: one native call per rule engine."""
+        texts = [u.text for u in units]
+        found: list[list[Layered]] = [
+            [Layered(rank_of_ours(d.type), d) for d in detect(u.text, u.profile)] for u in units
+        ]
+        rule_hits: list[list[Layered]] = [[] for _ in units]
+        if self.providers:
+            for i, dets in enumerate(builtin_detections(texts)):
+                rule_hits[i].extend(
+                    Layered(Rank.PROVIDER_RULE if high else Rank.PROVIDER_GUESS, d)
+                    for high, d in dets
+                )
+        if self.org_rules is not None:
+            for i, pairs in enumerate(self.org_rules.detections(texts)):
+                rule_hits[i].extend(Layered(Rank.ORG_RULE, d, rid) for rid, d in pairs)
+        for i, hits in enumerate(rule_hits):
+            if hits:
+                found[i].extend(_not_pragma_allowed(texts[i], hits))
+        return [tuple(f) for f in found]
+
+    def _detect_cached(self, units: list[TextUnit]) -> list[tuple[Layered, ...]]:
+        keys = [self._unit_key(u) for u in units]
+        out: list[tuple[Layered, ...] | None] = [self._cache.get(k) for k in keys]
+        misses = [i for i, hit in enumerate(out) if hit is None]
+        if misses:
+            fresh = self._detect_all([units[i] for i in misses])
+            for i, value in zip(misses, fresh, strict=True):
+                self._cache.put(keys[i], value)
+                out[i] = value
         with self._lock:
-            self.stats.units_scanned += 1
-        self._cache.put(key, found)
-        return found
+            self.stats.units_scanned += len(misses)
+            self.stats.units_cached += len(units) - len(misses)
+        return [o if o is not None else () for o in out]
 
     # ---------------------------------------------------------------- scanning
     def _scan_units(
@@ -160,11 +220,25 @@ class Scanner:
         matchers = [m for m in (self._exact if self._exact else None, exact) if m is not None]
         matches: list[Match] = []
         seen: set[tuple[Any, ...]] = set()
-        for index, unit in enumerate(units):
-            detections = list(self._detect_cached(unit))
+        org = self.org_rules
+        for index, (unit, cached) in enumerate(zip(units, self._detect_cached(units), strict=True)):
+            items = list(cached)
+            if org is not None:
+                items = [
+                    x
+                    for x in items
+                    if not x.rule
+                    or not org.rule_allows(
+                        x.rule,
+                        path=path,
+                        secret=x.detection.secret,
+                        line=_line_at(unit.text, x.detection.start),
+                    )
+                ]
             for matcher in matchers:
-                detections.extend(matcher.find(unit.text))
-            for d in detections:
+                items.extend(Layered(Rank.EXACT, d) for d in matcher.find(unit.text))
+            for group in resolve(items):
+                d = group.detection
                 piece = unit.piece_at(d.start)
                 finding = Finding(
                     path=path,
@@ -177,7 +251,23 @@ class Scanner:
                     type=d.type,
                     hashed_secret=d.hashed_secret or sha256_hex(d.secret),
                 )
-                matches.append(Match(finding, index, d.start, d.end, d.secret))
+                if (
+                    org is not None
+                    and group.winner.rank != Rank.EXACT
+                    and org.allows(
+                        path=path,
+                        secret=d.secret,
+                        line=_line_at(unit.text, d.start),
+                        hashes=_hashes(finding, group.members),
+                    )
+                ):
+                    continue
+                aliases = tuple(
+                    (m.detection.type, _sha1(m.detection.secret)) for m in group.members
+                )
+                matches.append(
+                    LayeredMatch(finding, index, group.start, group.end, d.secret, aliases)
+                )
         findings: list[Finding] = []
         for m in matches:
             key = tuple(m.finding.model_dump().values())
@@ -277,8 +367,10 @@ class Scanner:
         report = ScanReport()
         names = list(iter_files(paths, report.errors))
         if jobs > 1 and len(names) >= 2 * jobs:
+            if self.providers:
+                builtin_loader().get()  # loaded before the workers fork (they inherit it)
             outcomes: Iterable[tuple[str, list[Finding] | None, str | None]] = _parallel(
-                names, baseline, matcher, jobs
+                names, baseline, matcher, jobs, self.org_rules, self.providers
             )
         else:
             outcomes = (_scan_one(self, name, baseline, matcher) for name in names)
@@ -290,6 +382,41 @@ class Scanner:
                 report.findings.extend(findings)
         report.seconds = round(time.perf_counter() - started, 4)
         return report
+
+
+def _line_at(text: str, offset: int) -> str:
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", offset)
+    return text[start : end if end != -1 else len(text)]
+
+
+def _sha1(secret: str) -> str:
+    return hashlib.sha1(secret.encode("utf-8", "surrogatepass")).hexdigest()  # noqa: S324
+
+
+def _hashes(finding: Finding, members: Iterable[Layered]) -> list[str]:
+    """The reported hash of the finding (and its keyed fingerprint, when it has one)."""
+    dumped = finding.model_dump()
+    out = [str(v) for k in ("hashed_secret", "fingerprint") if (v := dumped.get(k))]
+    out.extend(sha256_hex(m.detection.secret) for m in members)
+    return out
+
+
+def _not_pragma_allowed(text: str, hits: list[Layered]) -> list[Layered]:
+    """Rule-engine hits not on a line allowlisted inline (``pragma: allowlist secret``,
+    ``gitleaks:allow``), as our own detectors honour the pragma."""
+    if "pragma" not in text and "gitleaks:allow" not in text:
+        return hits
+    kept = []
+    for hit in hits:
+        start = hit.detection.start
+        line = _line_at(text, start)
+        line_start = text.rfind("\n", 0, start) + 1
+        previous = _line_at(text, line_start - 1) if line_start > 0 else ""
+        if "gitleaks:allow" in line or is_line_allowlisted(line[-4096:], previous[-4096:]):
+            continue
+        kept.append(hit)
+    return kept
 
 
 def _scan_one(
@@ -307,8 +434,10 @@ def _scan_one(
 _worker_state: dict[str, Any] = {}
 
 
-def _worker_init(baseline: Baseline | None, values: frozenset[str]) -> None:
-    _worker_state["scanner"] = Scanner()
+def _worker_init(
+    baseline: Baseline | None, values: frozenset[str], rules: str | None, providers: bool
+) -> None:
+    _worker_state["scanner"] = Scanner(rules=rules, providers=providers)
     _worker_state["baseline"] = baseline
     _worker_state["matcher"] = ExactMatcher(values) if values else None
 
@@ -320,7 +449,12 @@ def _worker_scan(name: str) -> tuple[str, list[Finding] | None, str | None]:
 
 
 def _parallel(
-    names: list[str], baseline: Baseline | None, matcher: ExactMatcher | None, jobs: int
+    names: list[str],
+    baseline: Baseline | None,
+    matcher: ExactMatcher | None,
+    jobs: int,
+    rules: OrgRules | None,
+    providers: bool,
 ) -> list[tuple[str, list[Finding] | None, str | None]]:
     from concurrent.futures import ProcessPoolExecutor
 
@@ -328,7 +462,9 @@ def _parallel(
     order = sorted(names, key=lambda n: -_size(n))
     values = matcher.values if matcher is not None else frozenset()
     with ProcessPoolExecutor(
-        max_workers=jobs, initializer=_worker_init, initargs=(baseline, values)
+        max_workers=jobs,
+        initializer=_worker_init,
+        initargs=(baseline, values, rules.path if rules is not None else None, providers),
     ) as pool:
         done = {
             name: out
@@ -350,7 +486,12 @@ def _apply_baseline(result: ScanResult, baseline: Baseline | None) -> list[Findi
     known = {
         tuple(m.finding.model_dump().values())
         for m in result.matches
-        if baseline.is_known(result.path, m.finding.type, m.sha1)
+        if any(
+            baseline.is_known(result.path, type_, sha1)
+            for type_, sha1 in (
+                m.aliases if isinstance(m, LayeredMatch) else ((m.finding.type, m.sha1),)
+            )
+        )
     }
     return [f for f in result.findings if tuple(f.model_dump().values()) not in known]
 

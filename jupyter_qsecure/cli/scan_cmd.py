@@ -1,10 +1,14 @@
-"""``jupyter qsecure scan PATH... [--format text|json] [--baseline FILE]``.
+"""``jupyter qsecure scan PATH... [--format text|json|sarif] [--baseline FILE] [--rules FILE]``.
 
 Scans files and folders (recursed): ``.ipynb`` files as notebooks, other text files
 line by line, binary files skipped. Exit status: 0 clean, 1 secrets found, 2 a file
 could not be scanned (unreadable, invalid notebook, bad baseline) and nothing was
 found. A file that cannot be scanned in a folder scan is reported on stderr and the
 scan goes on. Output never contains a secret, only its type, place and SHA-256.
+
+``--format sarif`` prints a SARIF 2.1.0 log (GitHub code scanning, CI annotations).
+``--rules FILE`` (default ``c.QSecure.scan_rules``) adds an organisation's gitleaks
+TOML or kingfisher YAML rules and allowlists to the built-in detectors.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import os
 import sys
 from typing import Any
 
-from ..scan import Baseline, Scanner, ScanReport
+from ..scan import Baseline, OrgRules, Scanner, ScanReport
 from ..scan.errors import ScanError
+from ..scan.sarif import to_sarif
 
 
 def register(subparsers: Any) -> None:
@@ -28,7 +33,16 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
     parser.add_argument(
-        "--format", choices=("text", "json"), default="text", help="output format (default text)"
+        "--format",
+        choices=("text", "json", "sarif"),
+        default="text",
+        help="output format: text (default), json, or sarif (SARIF 2.1.0 for code scanning)",
+    )
+    parser.add_argument(
+        "--rules",
+        metavar="FILE",
+        help="an organisation's rules and allowlists: gitleaks TOML or kingfisher YAML "
+        "(default: c.QSecure.scan_rules)",
     )
     parser.add_argument(
         "--baseline",
@@ -63,7 +77,8 @@ def _print_text(report: ScanReport, out: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Any) -> int:
     baseline = Baseline.load(args.baseline) if args.baseline else None
-    scanner = Scanner()
+    rules_file = args.rules or str(getattr(settings, "scan_rules", "") or "")
+    scanner = Scanner(rules=OrgRules.load(rules_file) if rules_file else None)
     paths: list[str] = list(args.paths)
     if len(paths) == 1 and os.path.isfile(paths[0]):
         # One named file: an unreadable or invalid file is the command's error (exit 2,
@@ -77,6 +92,9 @@ def run(args: argparse.Namespace, settings: Any) -> int:
         )
     if args.format == "json":
         json.dump(report.model_dump(mode="json"), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.format == "sarif":
+        json.dump(to_sarif(report), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         _print_text(report, sys.stdout)

@@ -12,6 +12,8 @@ Public API (what the save gate and the CLI call)::
     scanner.scan_text(text, path="x.env")     # non-notebook text
     scanner.scan_paths(["dir/"], baseline=Baseline.load(".secrets.baseline"))
     ExactMatcher(values).find(text)           # injected values and their encodings
+    Scanner(rules="acme.toml")                # + an organisation's gitleaks/kingfisher rules
+    to_sarif(report)                          # SARIF 2.1.0 (from .sarif)
 """
 
 from .baseline import Baseline
@@ -24,10 +26,12 @@ from .engine import (
     scan_notebook,
     scan_paths,
     scan_text,
+    scanner_for_settings,
 )
 from .errors import InvalidNotebook, ScanError
 from .exact import ExactMatcher, encoded_forms
 from .models import Finding, ScanReport, sha256_hex
+from .orgrules import OrgRules
 from .redact import placeholder_for, redact_notebook, redact_text
 
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "ExactMatcher",
     "Finding",
     "InvalidNotebook",
+    "OrgRules",
     "ScanError",
     "ScanReport",
     "ScanResult",
@@ -49,5 +54,6 @@ __all__ = [
     "scan_notebook",
     "scan_paths",
     "scan_text",
+    "scanner_for_settings",
     "sha256_hex",
 ]

@@ -529,6 +529,25 @@ def default_scanner() -> Scanner:
     return _default
 
 
+def scanner_for_settings(settings: Any) -> Scanner:
+    """The scanner a server or command uses: the shared one, with ``settings.scan_rules``.
+
+    Raises :class:`ScanError` if the rule file is missing or invalid (fail closed).
+    """
+    rules = str(getattr(settings, "scan_rules", "") or "")
+    if not rules:
+        return default_scanner()
+    org = OrgRules.load(rules)
+    with _default_lock:
+        scanner = _with_rules.get(org.path)
+        if scanner is None or scanner.org_rules is not org:
+            scanner = _with_rules[org.path] = Scanner(rules=org)
+    return scanner
+
+
+_with_rules: dict[str, Scanner] = {}
+
+
 def scan_notebook(nb: Any, *, path: str = "", exact_values: ExactValues = None) -> ScanResult:
     """Scan a notebook with the process-wide :func:`default_scanner`."""
     return default_scanner().scan_notebook(nb, path=path, exact_values=exact_values)

@@ -19,7 +19,7 @@ from jupyter_qsecure.ledger import EntryFilter, Ledger
 from jupyter_qsecure.ledger.batching import BatchingSigner
 from jupyter_qsecure.ledger.signing import Ed25519FileSigner, KeyRing
 from jupyter_qsecure.ledger.transit import TransitSigner
-from jupyter_qsecure.scan import default_scanner
+from jupyter_qsecure.scan import scanner_for_settings
 from jupyter_qsecure.vault.broker import CredentialBroker
 from jupyter_qsecure.vault.exposure import ExposureLog
 from jupyter_qsecure.vault.local_tokens import LocalKernelTokens
@@ -73,7 +73,7 @@ class QSecureExtension(ExtensionApp):
             os.environ.pop(variable, None)
         self.ledger = Ledger.open(settings=settings)
         self.save_gate = SaveGate(
-            scanner=default_scanner(),
+            scanner=scanner_for_settings(settings),
             recovery=recovery_store_from_settings(settings),
             mode=settings.save_mode,
             ledger=self.ledger,

@@ -35,7 +35,7 @@ from .detectors import detect, is_line_allowlisted
 from .errors import InvalidNotebook, ScanError
 from .exact import ExactMatcher
 from .extract import TextUnit, notebook_units, text_file_unit
-from .layers import Layered, Rank, rank_of_ours, resolve
+from .layers import Layered, Rank, is_placeholder_value, rank_of_ours, resolve, token_around
 from .models import Finding, Match, ScanReport, sha256_hex
 from .orgrules import OrgRules
 from .providers import builtin_detections, builtin_loader
@@ -197,7 +197,14 @@ class Scanner:
         for i, hits in enumerate(rule_hits):
             if hits:
                 found[i].extend(_not_pragma_allowed(texts[i], hits))
-        return [tuple(f) for f in found]
+        return [
+            tuple(
+                x
+                for x in f
+                if not is_placeholder_value(token_around(text, x.detection.start, x.detection.end))
+            )
+            for text, f in zip(texts, found, strict=True)
+        ]
 
     def _detect_cached(self, units: list[TextUnit]) -> list[tuple[Layered, ...]]:
         keys = [self._unit_key(u) for u in units]

@@ -25,6 +25,7 @@ detect-secrets baseline entry written for any of them still suppresses the findi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -83,6 +84,43 @@ OUR_PROVIDER_TYPES = frozenset(
         "Connection String Password",
     }
 )
+
+
+#: A placeholder inside a value: ``shpat_xxxxxxxx…``, ``key-********``, ``sk-<your-key>``,
+#: ``${TOKEN}``. A random token (or base64 of random bytes) has no such run: six ``x`` in a
+#: row in 64 random base64 characters is a one-in-ten-million event.
+_PLACEHOLDER_IN_VALUE = re.compile(
+    r"(?i)x{6,}|\*{4,}|\.{6,}|_{6,}|#{6,}|<[a-z][\w .-]{0,40}>|\$\{[^}\s]{1,64}\}|\{\{[^}]{1,64}\}\}"
+)
+
+
+_TOKEN_CHARS = frozenset(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/=*"
+)
+
+
+def is_placeholder_value(secret: str) -> bool:
+    """True for a value with a placeholder inside (applied to every layer but exact values).
+
+    The detectors' own filters look at whole values (``xxxx``, ``<your-token>``); a
+    provider prefix in front (``ghp_xxxx…``) hides the placeholder from them.
+    """
+    return _PLACEHOLDER_IN_VALUE.search(secret) is not None
+
+
+def token_around(text: str, start: int, end: int, limit: int = 512) -> str:
+    """The detection widened to the whole token it sits in (at most ``limit`` more each side).
+
+    Some detect-secrets plugins report only a token's prefix (``ghp`` of a GitHub token):
+    the placeholder check must see the rest.
+    """
+    lo = start
+    while lo > 0 and start - lo < limit and text[lo - 1] in _TOKEN_CHARS:
+        lo -= 1
+    hi = end
+    while hi < len(text) and hi - end < limit and text[hi] in _TOKEN_CHARS:
+        hi += 1
+    return text[lo:hi]
 
 
 def rank_of_ours(type_: str) -> Rank:

@@ -219,7 +219,8 @@ def scan_batch(scan: Callable[[bytes], list[Any]], texts: Sequence[str]) -> list
 
     ``scan`` takes UTF-8 bytes and returns kingfisher findings (``rule_id``,
     ``visible``, ``location`` byte offsets). Invisible findings (components another
-    rule needs, such as a client id) and hits across a separator are dropped.
+    rule needs, such as a client id) and hits across a separator are dropped. XML
+    elements are made visible to the rules (see below).
     """
     out: list[list[RawHit]] = [[] for _ in texts]
     if not texts:
@@ -232,7 +233,10 @@ def scan_batch(scan: Callable[[bytes], list[Any]], texts: Sequence[str]) -> list
         pos += len(data) + len(_SEPARATOR_BYTES)
     import bisect
 
-    for finding in scan(_SEPARATOR_BYTES.join(encoded)):
+    # ``<`` becomes a space (same length, so offsets hold): rules end a value at a quote,
+    # whitespace or ``;``, which misses ``<token>VALUE</token>``; ``>`` already counts as
+    # an assignment for the keyword rules, so the element's name is the keyword.
+    for finding in scan(_SEPARATOR_BYTES.join(encoded).replace(b"<", b" ")):
         if not finding.visible:
             continue
         loc = finding.location

@@ -269,9 +269,7 @@ class Scanner:
                     )
                 ):
                     continue
-                aliases = tuple(
-                    (m.detection.type, _sha1(m.detection.secret)) for m in group.members
-                )
+                aliases = _aliases(group.members)
                 matches.append(
                     LayeredMatch(finding, index, group.start, group.end, d.secret, aliases)
                 )
@@ -395,6 +393,21 @@ def _line_at(text: str, offset: int) -> str:
     start = text.rfind("\n", 0, offset) + 1
     end = text.find("\n", offset)
     return text[start : end if end != -1 else len(text)]
+
+
+#: Value-level detect-secrets types: the same value was reported under any of them from
+#: one run to the next (issue 13), so a baseline entry under one covers the others.
+_GENERIC_TYPES = ("Secret Keyword", "Base64 High Entropy String", "Hex High Entropy String")
+
+
+def _aliases(members: Iterable[Layered]) -> tuple[tuple[str, str], ...]:
+    """``(type, sha1)`` pairs under which a baseline may know this secret."""
+    out: list[tuple[str, str]] = []
+    for m in members:
+        sha1 = _sha1(m.detection.secret)
+        types = _GENERIC_TYPES if m.detection.type in _GENERIC_TYPES else (m.detection.type,)
+        out.extend((t, sha1) for t in types if (t, sha1) not in out)
+    return tuple(out)
 
 
 def _sha1(secret: str) -> str:

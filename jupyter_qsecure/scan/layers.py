@@ -94,9 +94,7 @@ _PLACEHOLDER_IN_VALUE = re.compile(
 )
 
 
-_TOKEN_CHARS = frozenset(
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/=*"
-)
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.+/=*")
 
 
 def is_placeholder_value(secret: str) -> bool:

@@ -126,7 +126,10 @@ PROVIDERS: tuple[Provider, ...] = (
         "openai",
         "OpenAI API Key",
         "OPENAI_API_KEY",
-        lambda r: "sk-proj-" + rand(r, 74, URLSAFE) + "T3BlbkFJ" + rand(r, 74, URLSAFE),
+        # real keys end in a letter or digit (kingfisher's rule ends in \b)
+        lambda r: (
+            "sk-proj-" + rand(r, 74, URLSAFE) + "T3BlbkFJ" + rand(r, 73, URLSAFE) + r.choice(ALNUM)
+        ),
         "sk-proj-",
     ),
     # well-known formats
@@ -461,6 +464,11 @@ def cases(
         for syntax in syntaxes:
             for place in places:
                 yield case(provider, syntax, place, positive=positive, rng=rng)
+
+
+def random_base64(n_bytes: int) -> str:
+    """Standard base64 of ``n_bytes`` random bytes (what a generated key often looks like)."""
+    return base64.b64encode(secrets.token_bytes(n_bytes)).decode()
 
 
 def token(n: int = 32) -> str:

@@ -1,0 +1,248 @@
+"""The provider layer (kingfisher in process): families, syntaxes, places, batching, precedence.
+
+Every value is generated at run time by :mod:`jupyter_qsecure.testing.planted`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from jupyter_qsecure.cli.main import main
+from jupyter_qsecure.scan import Baseline, Scanner, redact_notebook, sha256_hex
+from jupyter_qsecure.scan import providers as prov
+from jupyter_qsecure.scan.layers import is_placeholder_value, resolve
+from jupyter_qsecure.testing import planted as pl
+
+#: Families the scanner found 0 times in 6 before kingfisher (issue 13), and more it adds.
+KINGFISHER_FAMILIES = [
+    "shopify",
+    "digitalocean",
+    "mailgun",
+    "databricks",
+    "hubspot",
+    "datadog",
+    "snyk",
+    "age",
+    "plaid",
+    "airtable",
+    "openai",
+    "anthropic",
+    "huggingface",
+    "gcp",
+    "linear",
+    "doppler",
+    "postman",
+    "pulumi",
+    "grafana",
+    "sentry",
+    "dynatrace",
+    "heroku",
+    "groq",
+    "replicate",
+    "vercel",
+    "notion",
+    "new-relic",
+]
+
+
+def _hits(result, secret: str):
+    return [m for m in result.matches if secret in m.secret or m.secret in secret]
+
+
+@pytest.mark.parametrize("family", KINGFISHER_FAMILIES)
+def test_family_found_in_every_syntax_and_place_with_its_type(family: str) -> None:
+    provider = pl.PROVIDER_BY_FAMILY[family]
+    scanner = Scanner()
+    problems = []
+    for case in pl.cases(providers=[provider]):
+        result = scanner.scan_notebook(case.notebook, path="planted.ipynb")
+        hits = _hits(result, case.secret)
+        if not hits:
+            problems.append(f"{case.name}: not found")
+        elif {m.finding.type for m in hits} != {provider.type}:
+            problems.append(f"{case.name}: types {sorted({m.finding.type for m in hits})}")
+        dumped = json.dumps(result.to_json()) + repr(result.findings)
+        assert case.secret not in dumped
+    assert problems == []
+
+
+@pytest.mark.parametrize("family", KINGFISHER_FAMILIES)
+def test_family_near_miss_is_not_reported(family: str) -> None:
+    provider = pl.PROVIDER_BY_FAMILY[family]
+    scanner = Scanner()
+    noisy = [
+        f"{case.name}: {[f.type for f in result.findings]}"
+        for case in pl.cases(providers=[provider], positive=False)
+        for result in [scanner.scan_notebook(case.notebook)]
+        if result.findings
+    ]
+    assert noisy == []
+
+
+def test_generated_values_match_their_provider_rule() -> None:
+    """The generator is right about the formats: kingfisher alone finds each, in code."""
+    for provider in pl.PROVIDERS:
+        if provider.family in ("azure-storage", "aws"):
+            # kingfisher pairs an AWS key id with its secret, and wants AccountKey= next
+            # to an Azure key; detect-secrets' plugins find those two
+            continue
+        value = pl.make_secret(provider)
+        text = pl.snippet(provider, "py", value)
+        types = {d.type for _, d in prov.builtin_detections([text])[0]}
+        assert provider.type in types, (provider.family, types)
+
+
+def test_every_builtin_rule_has_a_short_type_name() -> None:
+    import kingfisher_sdk
+
+    rules = kingfisher_sdk.Rules()
+    names = {m["id"]: prov.provider_type(m["id"]) for m in rules.metadata() if m["visible"]}
+    assert len(names) > 400
+    assert all(0 < len(n) <= 60 and "Uncovered" not in n for n in names.values())
+    assert names["betterleaks.github-pat"] == "GitHub Token"
+    assert names["betterleaks.aws-access-token"] == "AWS Access Key"
+    assert names["betterleaks.slack-bot-token"] == "Slack Token"
+    assert names["betterleaks.shopify-access-token"] == "Shopify Token"
+    assert names["veles.secrets/digitaloceanapikey"] == "DigitalOcean Token"
+    assert prov.provider_type("betterleaks.some-new-provider-token") == "Some Credential"
+
+
+def test_one_native_call_per_scan_and_one_unit_after_an_edit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[int] = []
+    real = prov.builtin_scan
+
+    def counting(data: bytes):
+        calls.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(prov, "builtin_scan", counting)
+    provider = pl.PROVIDER_BY_FAMILY["shopify"]
+    nb = pl.place_notebook(pl.snippet(provider, "py", pl.make_secret(provider)), "py", "stream")
+    for i in range(30):
+        nb["cells"].append(pl._cell("code", f"x{i} = {i}\nprint(x{i})", 100 + i))
+    scanner = Scanner()
+    assert scanner.scan_notebook(nb).findings
+    assert len(calls) == 1
+    nb["cells"][5]["source"] += "\n# edited"
+    before = scanner.stats.units_scanned
+    scanner.scan_notebook(nb)
+    assert scanner.stats.units_scanned - before == 1
+    assert len(calls) == 2 and calls[1] < calls[0] / 10
+
+
+def test_offsets_map_back_through_non_ascii_units_and_redaction_is_exact() -> None:
+    provider = pl.PROVIDER_BY_FAMILY["databricks"]
+    value = pl.make_secret(provider)
+    nb = pl.place_notebook("Überblick: 東京 🎉 données\n", "py", "markdown")
+    nb["cells"].append(
+        pl._cell("code", f"# café ☕ ünïcode\nDATABRICKS_TOKEN = '{value}'  # 🔑\n", 7)
+    )
+    scanner = Scanner()
+    result = scanner.scan_notebook(nb)
+    (finding,) = result.findings
+    assert (finding.cell, finding.line, finding.type) == (2, 2, "Databricks Token")
+    assert finding.hashed_secret == sha256_hex(value)
+    redacted = redact_notebook(nb, result, scanner=scanner)
+    assert redacted["cells"][2]["source"] == (
+        "# café ☕ ünïcode\nDATABRICKS_TOKEN = '«secret:Databricks Token»'  # 🔑\n"
+    )
+
+
+def test_no_keyword_then_value_match_across_two_units() -> None:
+    value = pl.rand(pl._sys(), 32, pl.HEX)
+    nb = pl.place_notebook("The mailgun key:", "py", "markdown")
+    nb["cells"].append(pl._cell("markdown", f"key-{value}\n", 5))
+    types = {f.type for f in Scanner().scan_notebook(nb).findings}
+    assert "Mailgun API Key" not in types
+
+
+def test_inline_allowlist_pragma_applies_to_provider_rules() -> None:
+    provider = pl.PROVIDER_BY_FAMILY["shopify"]
+    value = pl.make_secret(provider)
+    scanner = Scanner()
+    text = f'SHOPIFY = "{value}"  # pragma: allowlist secret\n'
+    assert scanner.scan_text(text, path="a.py").findings == []
+    assert scanner.scan_text(f'X = "{value}"  # gitleaks:allow\n', path="a.py").findings == []
+    assert scanner.scan_text(f'SHOPIFY = "{value}"\n', path="a.py").findings
+
+
+def test_one_finding_per_secret_with_the_full_token_hash() -> None:
+    """detect-secrets reports a GitHub token's prefix, kingfisher the token: one finding."""
+    token = pl.make_secret(pl.PROVIDER_BY_FAMILY["github"])
+    result = Scanner().scan_text(f'GITHUB_TOKEN = "{token}"\n', path="a.py")
+    (finding,) = result.findings
+    assert finding.type == "GitHub Token"
+    assert finding.hashed_secret == sha256_hex(token)
+    match = result.matches[0]
+    assert "GitHub Token" in {t for t, _ in match.aliases} and len(match.aliases) >= 2
+
+
+def test_injected_value_outranks_every_provider_rule() -> None:
+    token = pl.make_secret(pl.PROVIDER_BY_FAMILY["shopify"])
+    result = Scanner().scan_text(f"token: {token}\n", path="a.yaml", exact_values={token})
+    assert [f.type for f in result.findings] == ["Injected Secret"]
+
+
+def test_ambiguous_shape_rule_does_not_rename_our_provider() -> None:
+    """``sk-`` + 48 characters is kingfisher's (medium) Kimi rule and our OpenAI family."""
+    key = "sk-" + pl.rand(pl._sys(), 48)
+    result = Scanner().scan_text(f'client = OpenAI(api_key="{key}")\n', path="a.py")
+    assert [f.type for f in result.findings] == ["OpenAI API Key"]
+
+
+def test_baseline_entry_for_any_layer_suppresses_the_merged_finding(tmp_path: Path) -> None:
+    token = pl.make_secret(pl.PROVIDER_BY_FAMILY["github"])
+    value = pl.rand(pl._sys(), 40)
+    path = tmp_path / "settings.py"
+    path.write_text(f'GITHUB_TOKEN = "{token}"\ndb_password = "{value}"\n')
+    scanner = Scanner()
+    found = scanner.scan_paths([path]).findings
+    assert [f.type for f in found] == ["GitHub Token", "Secret Keyword"]
+    (gh, kw) = scanner.scan_file(path).matches
+    sha1 = hashlib.sha1(value.encode()).hexdigest()  # noqa: S324
+    # the entry an earlier run wrote when the value came out as an entropy string
+    for generic in ("Secret Keyword", "Base64 High Entropy String", "Hex High Entropy String"):
+        baseline = Baseline([(str(path), generic, sha1)])
+        assert [f.type for f in scanner.scan_paths([path], baseline=baseline).findings] == [
+            "GitHub Token"
+        ]
+    # detect-secrets' own entry for the token (its plugin hashes the token's prefix)
+    for type_, alias_sha1 in gh.aliases:
+        baseline = Baseline([(str(path), type_, alias_sha1)])
+        assert [f.type for f in scanner.scan_paths([path], baseline=baseline).findings] == [
+            "Secret Keyword"
+        ]
+
+
+def test_placeholder_inside_a_value() -> None:
+    assert is_placeholder_value("ghp_" + "x" * 36)
+    assert is_placeholder_value("sk-<your-openai-key>")
+    assert is_placeholder_value("prefix-${TOKEN}")
+    assert not is_placeholder_value(pl.make_secret(pl.PROVIDER_BY_FAMILY["shopify"]))
+    assert resolve([]) == []
+
+
+def test_pre_commit_entry_finds_provider_formats_without_extra_install(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hook's entry is the CLI; kingfisher is a base dependency, not an extra."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    assert any(d.startswith("kingfisher-secret-scanner") for d in project["dependencies"])
+    provider = pl.PROVIDER_BY_FAMILY["digitalocean"]
+    value = pl.make_secret(provider)
+    (tmp_path / "deploy.env").write_text(pl.snippet(provider, "env", value))
+    assert main(["scan", str(tmp_path / "deploy.env")]) == 1
+    out = capsys.readouterr().out
+    assert "DigitalOcean Token" in out and value not in out

@@ -111,6 +111,8 @@ class OrgRule:
 
     id: str
     type: str
+    #: What kingfisher compiles for a gitleaks rule: ``[[rules]]`` with id, regex, group.
+    native: str = field(default="", repr=False)
     entropy: float = 0.0
     keywords: tuple[str, ...] = ()
     path: re.Pattern[str] | None = None
@@ -197,6 +199,13 @@ def _type_name(name: Any, rule_id: str) -> str:
     return rule_id
 
 
+def _toml_str(value: str) -> str:
+    """A TOML basic string (JSON string syntax is valid TOML for these characters)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _parse_toml(path: str, text: str) -> tuple[list[OrgRule], tuple[Allowlist, ...]]:
     try:
         data = tomllib.loads(text)
@@ -239,9 +248,16 @@ def _parse_toml(path: str, text: str) -> tuple[list[OrgRule], tuple[Allowlist, .
         rule_path = raw.get("path")
         if rule_path is not None and not isinstance(rule_path, str):
             raise _error(path, f"{where}: path must be a regular expression string")
+        native = (
+            "[[rules]]\n"
+            f"id = {_toml_str(rid)}\n"
+            f"description = {_toml_str(_type_name(raw.get('description'), rid))}\n"
+            f"regex = {_toml_str(regex)}\n" + (f"secretGroup = {group}\n" if group else "")
+        )
         rules.append(
             OrgRule(
                 id="custom." + rid,
+                native=native,
                 type=_type_name(raw.get("description"), rid),
                 entropy=float(entropy),
                 keywords=tuple(
@@ -324,13 +340,14 @@ class OrgRules:
         suffix = Path(name).suffix.lower()
         if suffix == ".toml":
             rules, allow = _parse_toml(name, text)
-            native_file, native_text = name, None
+            # kingfisher gets the rules alone: path, entropy, keywords and allowlists are
+            # applied here (a path-restricted rule would never fire on unit texts there).
+            native_text = "\n".join(r.native for r in rules)
         elif suffix in (".yaml", ".yml"):
             rules, allow, native_text = _parse_yaml(name, text)
-            native_file = None
         else:
             raise _error(name, "must end in .toml (gitleaks format) or .yaml/.yml (kingfisher)")
-        scanner = _compile(name, native_file, native_text, rules) if rules else None
+        scanner = _compile(name, native_text, rules) if rules else None
         return cls(name, {r.id: r for r in rules}, allow, scanner)
 
     # ------------------------------------------------------------ scanning
@@ -374,23 +391,18 @@ class OrgRules:
         )
 
 
-def _compile(
-    name: str, native_file: str | None, native_text: str | None, rules: list[OrgRule]
-) -> Any:
+def _compile(name: str, native_text: str, rules: list[OrgRule]) -> Any:
+    """A kingfisher scanner for the rules (written to a private temporary file)."""
     import tempfile
 
     import kingfisher_sdk
 
     tmp: str | None = None
     try:
-        if native_file is None:
-            fd, tmp = tempfile.mkstemp(suffix=".yaml", prefix="qsecure-rules-")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(native_text or "")
-            native_file = tmp
-        compiled = kingfisher_sdk.Rules(
-            [native_file], builtins=False, confidence="low", cache=False
-        )
+        fd, tmp = tempfile.mkstemp(suffix=Path(name).suffix, prefix="qsecure-rules-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(native_text)
+        compiled = kingfisher_sdk.Rules([tmp], builtins=False, confidence="low", cache=False)
     except (RuntimeError, ValueError, OSError) as exc:
         raise _error(name, f"kingfisher cannot compile the rules: {exc}") from None
     finally:

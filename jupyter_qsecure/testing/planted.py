@@ -392,6 +392,7 @@ def _cell(cell_type: str, source: str, index: int, **extra: Any) -> dict[str, An
 def place_notebook(text: str, syntax: str, place: str) -> dict[str, Any]:
     """A v4 notebook (plain dicts) with ``text`` in one notebook place, and a clean cell."""
     cells = [_cell("code", "import os\nprint(os.getcwd())", 0)]
+    out: dict[str, Any]
     if place == "source":
         source = text if syntax == "py" else f"%%writefile {_FILE_NAMES[syntax]}\n{text}"
         cells.append(_cell("code", source, 1))

@@ -217,3 +217,24 @@ def _write(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.write_text(text)
     return path
+
+
+def test_worker_processes_use_the_rules_and_the_provider_layer(
+    rules_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"clean{i}.py").write_text(f"x = {i}\n")
+    (folder / "org.md").write_text(f"key {org_token()}\n")
+    shopify = pl.PROVIDER_BY_FAMILY["shopify"]
+    (folder / "shop.env").write_text(pl.snippet(shopify, "env", pl.make_secret(shopify)))
+    code = main(
+        ["scan", "--jobs", "2", "--format", "json", "--rules", str(rules_file), str(folder)]
+    )
+    assert code == 1
+    found = json.loads(capsys.readouterr().out)["findings"]
+    assert sorted((Path(f["path"]).name, f["type"]) for f in found) == [
+        ("org.md", "Acme API Token"),
+        ("shop.env", "Shopify Token"),
+    ]

@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 
 from jupyter_qsecure.cli.main import main
 from jupyter_qsecure.scan import Scanner, ScanReport
-from jupyter_qsecure.scan.sarif import FINGERPRINT_KEY, rule_id, to_sarif
+from jupyter_qsecure.scan.sarif import FINGERPRINT_KEY, json_value_lines, rule_id, to_sarif
 from jupyter_qsecure.testing import planted as pl
 
 
@@ -42,8 +43,8 @@ def test_sarif_log_of_a_folder(
     github = pl.make_secret(pl.PROVIDER_BY_FAMILY["github"])
     (tmp_path / "src dir").mkdir()
     (tmp_path / "src dir" / "settings.py").write_text(f'\n\nSHOPIFY = "{shopify}"\n')
-    nb = pl.place_notebook(f"token: {github}\n", "yaml", "stream")
-    (tmp_path / "work.ipynb").write_text(json.dumps(nb))
+    nb = pl.place_notebook(f"settings:\n  token: {github}\n", "yaml", "stream")
+    (tmp_path / "work.ipynb").write_text(nbformat.writes(nbformat.from_dict(nb)))
     (tmp_path / "broken.ipynb").write_text("{not json")
     code, log = _scan_sarif(["."], capsys)
     assert code == 1
@@ -68,7 +69,10 @@ def test_sarif_log_of_a_folder(
     nb_loc = by_rule["github-token"]["locations"][0]
     assert nb_loc["physicalLocation"]["artifactLocation"]["uri"] == "work.ipynb"
     assert nb_loc["logicalLocations"][0]["name"] == "cell 2 outputs[0]"
-    assert "GitHub Token in cell 2 outputs[0], line 1" in by_rule["github-token"]["message"]["text"]
+    assert "GitHub Token in cell 2 outputs[0], line 2" in by_rule["github-token"]["message"]["text"]
+    # the line of the .ipynb file that holds the secret, for annotations
+    raw_lines = (tmp_path / "work.ipynb").read_text().splitlines()
+    assert github in raw_lines[nb_loc["physicalLocation"]["region"]["startLine"] - 1]
     (invocation,) = run["invocations"]
     assert invocation["executionSuccessful"] is False
     assert "broken.ipynb" in invocation["toolExecutionNotifications"][0]["message"]["text"]
@@ -99,3 +103,29 @@ def test_rule_ids_and_fingerprint() -> None:
     assert rule_id("Weights & Biases API Key") == "weights-biases-api-key"
     empty = to_sarif(ScanReport())
     assert empty["runs"][0]["results"] == []
+
+
+def test_ipynb_line_of_every_notebook_place(tmp_path: Path) -> None:
+    """Each finding's region points at the .ipynb line holding the secret (nbformat layout)."""
+    values = [pl.make_secret(pl.PROVIDER_BY_FAMILY["shopify"]) for _ in range(4)]
+    nb = nbformat.v4.new_notebook()
+    nb.cells.append(nbformat.v4.new_markdown_cell(f"# Notes\n\nold key {values[0]}\nend"))
+    code = nbformat.v4.new_code_cell(f"x = 1\ny = 2\nkey = '{values[1]}'\n")
+    code.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="a\n"),
+        nbformat.v4.new_output("stream", name="stdout", text=f"b\nkey {values[2]}\n"),
+        nbformat.v4.new_output("execute_result", data={"text/plain": f"'{values[3]}'"}),
+    ]
+    nb.cells.append(code)
+    path = tmp_path / "n.ipynb"
+    path.write_text(nbformat.writes(nb))
+    raw = path.read_text().splitlines()
+    log = to_sarif(Scanner().scan_paths([path]), root=tmp_path)
+    results = log["runs"][0]["results"]
+    assert len(results) == 4
+    for result in results:
+        line = result["locations"][0]["physicalLocation"]["region"]["startLine"]
+        assert any(v in raw[line - 1] for v in values), result["message"]["text"]
+    index = json_value_lines(path.read_text())
+    assert raw[index[("cells", 1, "source", 2)] - 1].strip().startswith('"key = ')
+    assert json_value_lines("{not json") == {(): 1}

@@ -13,7 +13,7 @@ Public API (what the save gate and the CLI call)::
     scanner.scan_paths(["dir/"], baseline=Baseline.load(".secrets.baseline"))
     ExactMatcher(values).find(text)           # injected values and their encodings
     Scanner(rules="acme.toml")                # + an organisation's gitleaks/kingfisher rules
-    to_sarif(report)                          # SARIF 2.1.0 (from .sarif)
+    to_sarif(report)                          # SARIF 2.1.0 log (a JSON-ready dict)
 """
 
 from .baseline import Baseline
@@ -33,6 +33,7 @@ from .exact import ExactMatcher, encoded_forms
 from .models import Finding, ScanReport, sha256_hex
 from .orgrules import OrgRules
 from .redact import placeholder_for, redact_notebook, redact_text
+from .sarif import to_sarif
 
 __all__ = [
     "Baseline",
@@ -56,4 +57,5 @@ __all__ = [
     "scan_text",
     "scanner_for_settings",
     "sha256_hex",
+    "to_sarif",
 ]

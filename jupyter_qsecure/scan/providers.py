@@ -24,6 +24,7 @@ without the layer.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -211,7 +212,11 @@ class RawHit:
 def _char_offset(text: str, data: bytes, byte_offset: int) -> int:
     if len(data) == len(text):  # ASCII: bytes are characters
         return byte_offset
-    return len(data[:byte_offset].decode("utf-8", "ignore"))
+    head = data[:byte_offset]
+    try:
+        return len(head.decode("utf-8", "surrogatepass"))  # lone surrogates: 3 bytes, 1 char
+    except UnicodeDecodeError:  # an offset inside a character (never at a rule's edge)
+        return len(head.decode("utf-8", "ignore"))
 
 
 def scan_batch(scan: Callable[[bytes], list[Any]], texts: Sequence[str]) -> list[list[RawHit]]:
@@ -231,8 +236,6 @@ def scan_batch(scan: Callable[[bytes], list[Any]], texts: Sequence[str]) -> list
     for data in encoded:
         starts.append(pos)
         pos += len(data) + len(_SEPARATOR_BYTES)
-    import bisect
-
     # ``<`` becomes a space (same length, so offsets hold): rules end a value at a quote,
     # whitespace or ``;``, which misses ``<token>VALUE</token>``; ``>`` already counts as
     # an assignment for the keyword rules, so the element's name is the keyword.

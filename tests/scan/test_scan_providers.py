@@ -246,3 +246,11 @@ def test_pre_commit_entry_finds_provider_formats_without_extra_install(
     assert main(["scan", str(tmp_path / "deploy.env")]) == 1
     out = capsys.readouterr().out
     assert "DigitalOcean Token" in out and value not in out
+
+
+def test_offsets_after_a_lone_surrogate() -> None:
+    value = pl.make_secret(pl.PROVIDER_BY_FAMILY["databricks"])
+    text = f'bad \ud800 char é\nDATABRICKS_TOKEN = "{value}"\n'
+    result = Scanner().scan_text(text, path="x.py")
+    (match,) = result.matches
+    assert result.units[0].text[match.start : match.end] == value

@@ -65,8 +65,25 @@ B. Sustained throughput: ``--kernels`` (4) qsecure kernels, each running one cel
    uncounted throughput window runs with py-spy attached to the server process tree
    and the profile is summarised (``--gil``: only the thread holding the GIL).
 
+C. Fairness (issue 12): two named users on the same server (a header-named identity
+   provider in the server's config, as a Hub or a custom provider names users). User
+   "alice" floods the queue from her kernel: a cell that keeps submitting
+   ``--flood-circuit`` (qc20: 20-qubit random, depth 20) with 1024 shots without waiting
+   (``BrokerClient.submit(wait=False)``), pausing ``--flood-pause`` s after each 429, so
+   her share of the queue (``QSecure.job_queue_per_user``, default half of
+   ``job_queue_size``) stays full. Once her first 429 says it is full, user "bob" runs
+   ``%qsubmit qc5 --shots 10 --seed S`` ``--fair-runs`` (20) times in his kernel, timed
+   inside it like A. Reported: bob's latency p50/p95/max, the broker's queue time of his
+   jobs, alice's accepted and refused (429) submissions, and what a single FIFO queue
+   (before issue 12) would have cost bob: alice's waiting jobs x her jobs' p50 run time
+   / workers. Afterwards alice's kernel cancels what she still has queued. The server
+   runs with ``job_spare_workers = --spare-workers`` (1, the default): bob, with nothing
+   running, gets the spare worker at once instead of waiting for one of alice's running
+   jobs to end (``--spare-workers 0`` shows fair order alone).
+
 Targets (issue 5): <= 5 ms added p50 (5-qubit, OpenBao signing), <= 5 % added p50
 (20-qubit), >= 200 jobs/s sustained with every job signed and in the ledger.
+Target (issue 12): another user's 10-shot job under one user's flood, p95 < 1 s.
 
 Nothing secret is printed: the OpenBao root token, the server token, Jupyter's token
 and the kernels' tokens stay in memory, the server's environment or the kernels.
@@ -75,6 +92,8 @@ OpenBao, the server and its kernels are stopped at the end, also on errors.
 Usage: python benchmarks/qsubmit_bench.py [--runs5 100] [--runs20 20] [--seconds 20]
        [--repeats 3] [--kernels 4] [--workers 2] [--tp-client broker|magic]
        [--profile auto|always|never] [--gil] [--quick]
+       [--parts latency,throughput,fairness] [--fair-runs 20] [--flood-circuit qc20|qc5]
+       [--flood-pause 0.05]
 """
 
 from __future__ import annotations
@@ -115,7 +134,25 @@ from jupyter_qsecure.vault import layout
 ADDED_MS_TARGET = 5.0
 ADDED_PCT_TARGET = 5.0
 JOBS_PER_S_TARGET = 200.0
+FAIR_P95_MS_TARGET = 1000.0
 CELL_TIMEOUT = 900.0
+PARTS = ("latency", "throughput", "fairness")
+USER_HEADER = "X-Qb-User"
+
+#: C. two users on one server: Jupyter's token login, the user named by a request header.
+NAMED_USERS_CONFIG = f"""
+from jupyter_server.auth.identity import IdentityProvider as _QbIdentity, User as _QbUser
+
+
+class QbHeaderUsers(_QbIdentity):
+    async def get_user(self, handler):
+        user = await self._get_user(handler)
+        name = handler.request.headers.get({USER_HEADER!r})
+        return _QbUser(username=name, name=name) if user is not None and name else user
+
+
+c.ServerApp.identity_provider_class = QbHeaderUsers
+"""
 
 #: Far above anything the benchmark submits: it must not be throttled or held for approval.
 POLICY = """
@@ -352,6 +389,66 @@ def _qb_throughput(start_at, seconds, seed0, out):
 """
 
 
+FLOOD_CELL = r"""
+import json as _qb_json, os as _qb_os, time as _qb_time
+from jupyter_qsecure import secrets as _qb_secrets
+from jupyter_qsecure.jobs.client import BrokerClient as _QbClient, QueueFull as _QbFull
+from jupyter_qsecure.jobs.client import encode_circuit as _qb_encode
+from jupyter_qsecure.kernel.context import current_metadata as _qb_meta
+
+def _qb_flood(name, shots, pause, ready_path, stop_path, out):
+    url = _qb_meta(get_ipython()).raw["broker_url"]
+    client = _QbClient(url, _qb_secrets.token(), timeout=120)
+    payload = [_qb_encode(globals()[name])]
+    accepted, refused, scopes, seed = [], 0, {}, 0
+    while not _qb_os.path.exists(stop_path):
+        seed += 1
+        try:
+            accepted.append(client.submit(payload, shots=shots, seed=seed, wait=False)["job_id"])
+        except _QbFull as exc:
+            refused += 1
+            scopes[exc.scope] = scopes.get(exc.scope, 0) + 1
+            if refused == 1:
+                open(ready_path, "w").close()  # her share of the queue is full
+            _qb_time.sleep(pause)
+    ends, runs, completed = {}, [], []
+    for job_id in accepted:  # stop what still waits; count how each one ended
+        record = client.status(job_id)
+        if record["status"] in ("queued", "running"):
+            record = client.cancel(job_id)
+        ends[record["status"]] = ends.get(record["status"], 0) + 1
+        if record["status"] == "completed":
+            completed.append(job_id)
+            runs.append(record["timings_ms"]["run"])
+    client.close()
+    with open(out, "w") as f:
+        _qb_json.dump({"accepted": len(accepted), "refused": refused, "scopes": scopes,
+                       "ends": ends, "run_ms": runs, "completed": completed}, f)
+    print("flood done", len(accepted), refused)
+"""
+
+PROBE_CELL = r"""
+import json as _qb_json, time as _qb_time
+
+def _qb_fair_probe(n, seed0, out, name="qc5", shots=10):
+    ip = get_ipython()
+    latencies, queue_ms, run_ms, job_ids, unverified = [], [], [], [], 0
+    for i in range(n):
+        t0 = _qb_time.perf_counter()
+        r = ip.run_line_magic("qsubmit", f"{name} --shots {shots} --seed {seed0 + i}")
+        latencies.append(_qb_time.perf_counter() - t0)
+        unverified += not r.verification.verified
+        timings = r.record.get("timings_ms") or {}
+        queue_ms.append(timings.get("queue", 0.0))
+        run_ms.append(timings.get("run", 0.0))
+        job_ids.append(r.job_id)
+    with open(out, "w") as f:
+        _qb_json.dump({"latencies": latencies, "queue_ms": queue_ms, "run_ms": run_ms,
+                       "job_ids": job_ids, "unverified": unverified}, f)
+    print("probe done", n)
+"""
+
+
 # ---- process accounting and profiling ------------------------------------------------------
 def process_groups(server: Server, bao: Any) -> dict[str, list[Any]]:
     """psutil.Process objects: the server, its job workers, its kernels, OpenBao."""
@@ -544,6 +641,117 @@ def summarise_profile(path: Path, seconds: float, rate: int, top: int = 16) -> s
 
 
 # ---- orchestration -------------------------------------------------------------------------
+class AsUser:
+    """The server as one named user sees it: its requests carry the user header."""
+
+    def __init__(self, server: Server, user: str) -> None:
+        self._server = server
+        self._user = user
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {**self._server.headers, USER_HEADER: self._user}
+
+
+async def fairness(args: argparse.Namespace, server: Server, out_dir: Path) -> dict[str, Any]:
+    """C: bob's 10-shot jobs while alice keeps her share of the queue full."""
+    alice = await KernelClient.open(AsUser(server, "alice"))  # type: ignore[arg-type]
+    bob = await KernelClient.open(AsUser(server, "bob"))  # type: ignore[arg-type]
+    try:
+        for client in (alice, bob):
+            await client.execute(SETUP_CELL.replace("RC_SEED", str(args.rc_seed)))
+        await alice.execute(FLOOD_CELL)
+        for client in (alice, bob):
+            await client.execute(PROBE_CELL)
+        # One of alice's flood jobs, waited for: its run time (and both users are seen).
+        alice_out, warm_out = out_dir / "alice-one.json", out_dir / "probe-warm.json"
+        await alice.execute(
+            f"_qb_fair_probe(1, 800, {str(alice_out)!r}, {args.flood_circuit!r}, 1024)"
+        )
+        await bob.execute(f"_qb_fair_probe(2, 900, {str(warm_out)!r})")
+        ready, stop = out_dir / "flood-ready", out_dir / "flood-stop"
+        flood_out, probe_out = out_dir / "flood.json", out_dir / "probe.json"
+        flood = asyncio.ensure_future(
+            alice.execute(
+                f"_qb_flood({args.flood_circuit!r}, 1024, {args.flood_pause!r}, "
+                f"{str(ready)!r}, {str(stop)!r}, {str(flood_out)!r})"
+            )
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while not ready.exists():  # a benchmark may poll: alice's first 429
+                if flood.done() or time.monotonic() > deadline:
+                    await flood  # raises the cell's error, if any
+                    raise RuntimeError("the flood never filled alice's share of the queue")
+                await asyncio.sleep(0.05)
+            # Not counted: the first job of a second user may start the spare worker.
+            flood_warm = out_dir / "probe-flood-warm.json"
+            await bob.execute(f"_qb_fair_probe(2, 950, {str(flood_warm)!r})")
+            t0 = time.perf_counter()
+            await bob.execute(f"_qb_fair_probe({args.fair_runs}, 1000, {str(probe_out)!r})")
+            probe_seconds = time.perf_counter() - t0
+        finally:
+            stop.touch()
+            await flood
+        warm = [json.loads(p.read_text()) for p in (alice_out, warm_out, flood_warm)]
+        return {
+            "probe": json.loads(probe_out.read_text()),
+            "flood": json.loads(flood_out.read_text()),
+            "alice_one": warm[0],
+            "flood_warm": warm[2],
+            "warm_ids": [j for w in warm for j in w["job_ids"]],
+            "probe_seconds": probe_seconds,
+        }
+    finally:
+        for client in (alice, bob):
+            with contextlib.suppress(Exception):
+                await client.close()
+
+
+def fairness_report(
+    args: argparse.Namespace, data: dict[str, Any]
+) -> tuple[list[str], tuple[str, float, str, float, bool], bool]:
+    probe, flood = data["probe"], data["flood"]
+    lat = [x * 1e3 for x in probe["latencies"]]
+    p95 = pct(lat, 0.95)
+    run_ms = statistics.median(flood["run_ms"] or data["alice_one"]["run_ms"])
+    first = data["flood_warm"]["latencies"][0] * 1e3
+    share = args.queue_per_user
+    fifo_s = share * run_ms / 1e3 / args.workers
+    lines = [
+        f"C. fairness: bob's %qsubmit qc5 --shots 10 ({len(lat)} runs in "
+        f"{data['probe_seconds']:.1f} s) while alice floods with {args.flood_circuit}, 1024 "
+        f"shots, no-wait, {args.workers} workers",
+        f"  bob's latency in his kernel: p50 {statistics.median(lat):.1f} ms, p95 {p95:.1f} ms, "
+        f"max {max(lat):.1f} ms; broker queue time p50 "
+        f"{statistics.median(probe['queue_ms']):.1f} ms, max {max(probe['queue_ms']):.1f} ms; "
+        f"unverified {probe['unverified']}",
+        f"  bob's first job under the flood (not counted; may start the spare worker): "
+        f"{first:.1f} ms",
+        f"  alice: {flood['accepted']} jobs accepted, {flood['refused']} refused with 429 "
+        f"({flood['scopes']}), ended {flood['ends']}; her jobs' run time p50 {run_ms:.1f} ms",
+        f"  a single FIFO queue (before issue 12) would have put bob behind her {share} waiting "
+        f"jobs: about {fifo_s:.1f} s per job; fair order alone, behind the rest of her running "
+        f"job (up to {run_ms / 1e3:.1f} s); "
+        + (
+            f"the spare worker (job_spare_workers={args.spare_workers}) runs his at once"
+            if args.spare_workers
+            else "no spare worker (job_spare_workers=0): fair order alone"
+        ),
+    ]
+    claim = (
+        "C. another user's 10-shot job under one user's flood: p95 latency",
+        p95,
+        "ms",
+        FAIR_P95_MS_TARGET,
+        p95 < FAIR_P95_MS_TARGET,
+    )
+    return lines, claim, probe["unverified"] == 0
+
+
 @dataclass
 class Throughput:
     jobs_in_window: int
@@ -714,15 +922,20 @@ async def run(args: argparse.Namespace, tmp: Path, bao: Any) -> int:
             "policy_file": str(policy_path),
             "job_workers": args.workers,
             "job_executor": "local",
+            "job_queue_per_user": args.queue_per_user,
+            "job_spare_workers": args.spare_workers,
         },
         env_extra={"BAO_TOKEN": server_token},
         redact=[server_token, bao.root_token],
         stop_timeout=20.0,
+        # only for C: the other parts' kernels stay anonymous token sessions, as before
+        config_tail=NAMED_USERS_CONFIG if "fairness" in args.parts else "",
     )
     out_dir = tmp / "out"
     out_dir.mkdir()
     lat: dict[str, dict[str, Any]] = {}
     tp: Throughput | None = None
+    fair: dict[str, Any] | None = None
     profile_text = ""
     all_job_ids: list[str] = []
     failed = False
@@ -742,7 +955,8 @@ async def run(args: argparse.Namespace, tmp: Path, bao: Any) -> int:
             main = await KernelClient.open(server)
             clients.append(main)
             await main.execute(SETUP_CELL.replace("RC_SEED", str(args.rc_seed)))
-            for name, n, warmup in (("qc5", args.runs5, 10), ("qc20", args.runs20, 2)):
+            latency_runs = (("qc5", args.runs5, 10), ("qc20", args.runs20, 2))
+            for name, n, warmup in latency_runs if "latency" in args.parts else ():
                 t0 = time.perf_counter()
                 out = out_dir / f"lat-{name}.json"
                 await main.execute(
@@ -756,84 +970,108 @@ async def run(args: argparse.Namespace, tmp: Path, bao: Any) -> int:
                     flush=True,
                 )
             # ---- B. throughput, N kernels ----------------------------------------------------
-            cell = THROUGHPUT_CELL_BROKER if args.tp_client == "broker" else THROUGHPUT_CELL_MAGIC
-            tp_clients = [main]
-            for _ in range(args.kernels - 1):
-                client = await KernelClient.open(server)
-                clients.append(client)
-                tp_clients.append(client)
-                await client.execute(SETUP_CELL.replace("RC_SEED", str(args.rc_seed)))
-            for client in tp_clients:
-                await client.execute(cell)
-            print(f"load average before B: {loadavg()}", flush=True)
-            warm = await throughput(tp_clients, server, bao, 2.0, out_dir, "warm", 5_000_000)
-            all_job_ids += warm.job_ids
-            print(f"B warm-up: {warm.jobs_total} jobs in 2 s (not counted)", flush=True)
-            windows: list[Throughput] = []
-            for r in range(args.repeats):  # this VM's speed drifts: report the median window
-                window = await throughput(
-                    tp_clients, server, bao, args.seconds, out_dir, f"main{r}", 6_000_000 + r * 7919
+            if "throughput" in args.parts:
+                cell = (
+                    THROUGHPUT_CELL_BROKER if args.tp_client == "broker" else THROUGHPUT_CELL_MAGIC
                 )
-                windows.append(window)
-                all_job_ids += window.job_ids
-                print(
-                    f"B throughput window {r + 1}/{args.repeats}: {window.jobs_in_window} jobs in "
-                    f"{args.seconds:g} s = {window.jobs_per_s:.1f} jobs/s ({window.jobs_total} "
-                    "incl. the last in-flight ones)",
-                    flush=True,
-                )
-            tp = sorted(windows, key=lambda w: w.jobs_per_s)[len(windows) // 2]
-            if len(windows) > 1:
-                print(
-                    "B windows (jobs/s): "
-                    + ", ".join(f"{w.jobs_per_s:.1f}" for w in windows)
-                    + f"; reported: the median window, {tp.jobs_per_s:.1f}",
-                    flush=True,
-                )
-            missed = tp.jobs_per_s < JOBS_PER_S_TARGET
-            if args.profile == "always" or (args.profile == "auto" and missed):
-                py_spy = find_py_spy()
-                if py_spy is None:
-                    profile_text = "  (py-spy not found: pip install py-spy)"
-                else:
-                    assert server.process is not None
-                    groups = process_groups(server, bao)
-                    prof_seconds = min(args.seconds, 12.0)
-                    profilers = [
-                        (
-                            "server",
-                            Profiler(
-                                py_spy, server.process.pid, tmp / "prof-server.txt", gil=args.gil
-                            ),
-                        )
-                    ]
-                    for i, worker in enumerate(groups["workers"][:1]):
-                        profilers.append(
-                            (
-                                f"job worker {i}",
-                                Profiler(py_spy, worker.pid, tmp / f"prof-w{i}.txt"),
-                            )
-                        )
-                    if groups["kernels"]:
-                        kernel_pid = groups["kernels"][0].pid
-                        profilers.append(
-                            ("kernel 0", Profiler(py_spy, kernel_pid, tmp / "prof-k0.txt"))
-                        )
-                    await asyncio.sleep(1.0)
-                    prof = await throughput(
-                        tp_clients, server, bao, prof_seconds, out_dir, "prof", 7_000_000
+                tp_clients = [main]
+                for _ in range(args.kernels - 1):
+                    client = await KernelClient.open(server)
+                    clients.append(client)
+                    tp_clients.append(client)
+                    await client.execute(SETUP_CELL.replace("RC_SEED", str(args.rc_seed)))
+                for client in tp_clients:
+                    await client.execute(cell)
+                print(f"load average before B: {loadavg()}", flush=True)
+                warm = await throughput(tp_clients, server, bao, 2.0, out_dir, "warm", 5_000_000)
+                all_job_ids += warm.job_ids
+                print(f"B warm-up: {warm.jobs_total} jobs in 2 s (not counted)", flush=True)
+                windows: list[Throughput] = []
+                for r in range(args.repeats):  # this VM's speed drifts: report the median window
+                    window = await throughput(
+                        tp_clients,
+                        server,
+                        bao,
+                        args.seconds,
+                        out_dir,
+                        f"main{r}",
+                        6_000_000 + r * 7919,
                     )
-                    all_job_ids += prof.job_ids
-                    parts = [
-                        f"profiled run (not counted): {prof.jobs_per_s:.1f} jobs/s under py-spy"
-                    ]
-                    for label, profiler in profilers:
-                        path, secs, err = profiler.stop()
-                        parts.append(f" {label} (pid tree member):")
-                        parts.append(
-                            summarise_profile(path, secs, profiler.rate) if path else f"  ({err})"
+                    windows.append(window)
+                    all_job_ids += window.job_ids
+                    print(
+                        f"B throughput window {r + 1}/{args.repeats}: {window.jobs_in_window} jobs in "
+                        f"{args.seconds:g} s = {window.jobs_per_s:.1f} jobs/s ({window.jobs_total} "
+                        "incl. the last in-flight ones)",
+                        flush=True,
+                    )
+                tp = sorted(windows, key=lambda w: w.jobs_per_s)[len(windows) // 2]
+                if len(windows) > 1:
+                    print(
+                        "B windows (jobs/s): "
+                        + ", ".join(f"{w.jobs_per_s:.1f}" for w in windows)
+                        + f"; reported: the median window, {tp.jobs_per_s:.1f}",
+                        flush=True,
+                    )
+                missed = tp.jobs_per_s < JOBS_PER_S_TARGET
+                if args.profile == "always" or (args.profile == "auto" and missed):
+                    py_spy = find_py_spy()
+                    if py_spy is None:
+                        profile_text = "  (py-spy not found: pip install py-spy)"
+                    else:
+                        assert server.process is not None
+                        groups = process_groups(server, bao)
+                        prof_seconds = min(args.seconds, 12.0)
+                        profilers = [
+                            (
+                                "server",
+                                Profiler(
+                                    py_spy,
+                                    server.process.pid,
+                                    tmp / "prof-server.txt",
+                                    gil=args.gil,
+                                ),
+                            )
+                        ]
+                        for i, worker in enumerate(groups["workers"][:1]):
+                            profilers.append(
+                                (
+                                    f"job worker {i}",
+                                    Profiler(py_spy, worker.pid, tmp / f"prof-w{i}.txt"),
+                                )
+                            )
+                        if groups["kernels"]:
+                            kernel_pid = groups["kernels"][0].pid
+                            profilers.append(
+                                ("kernel 0", Profiler(py_spy, kernel_pid, tmp / "prof-k0.txt"))
+                            )
+                        await asyncio.sleep(1.0)
+                        prof = await throughput(
+                            tp_clients, server, bao, prof_seconds, out_dir, "prof", 7_000_000
                         )
-                    profile_text = "\n".join(parts)
+                        all_job_ids += prof.job_ids
+                        parts = [
+                            f"profiled run (not counted): {prof.jobs_per_s:.1f} jobs/s under py-spy"
+                        ]
+                        for label, profiler in profilers:
+                            path, secs, err = profiler.stop()
+                            parts.append(f" {label} (pid tree member):")
+                            parts.append(
+                                summarise_profile(path, secs, profiler.rate)
+                                if path
+                                else f"  ({err})"
+                            )
+                        profile_text = "\n".join(parts)
+            # ---- C. fairness, two users -----------------------------------------------------
+            if "fairness" in args.parts:
+                print(f"load average before C: {loadavg()}", flush=True)
+                t0 = time.perf_counter()
+                fair = await fairness(args, server, out_dir)
+                # every job that completed (alice's were not verified by her kernel, but the
+                # ledger must still hold a job.completed for each)
+                all_job_ids += fair["warm_ids"] + fair["probe"]["job_ids"]
+                all_job_ids += fair["flood"]["completed"]
+                print(f"C fairness: done in {time.perf_counter() - t0:.1f} s", flush=True)
         except BaseException:
             failed = True
             tail = server.log_tail(25)
@@ -847,7 +1085,7 @@ async def run(args: argparse.Namespace, tmp: Path, bao: Any) -> int:
             await shutdown_server(server, grace=30.0)
 
     ledger_ok, ledger_lines = ledger_check(server, all_job_ids, tmp)
-    return report(args, lat, tp, ledger_ok, ledger_lines, profile_text, bao, failed, t_all)
+    return report(args, lat, tp, ledger_ok, ledger_lines, profile_text, bao, failed, t_all, fair)
 
 
 def report(
@@ -860,6 +1098,7 @@ def report(
     bao: Any,
     failed: bool,
     t_all: float,
+    fair: dict[str, Any] | None = None,
 ) -> int:
     import qiskit
     import qiskit_aer
@@ -871,11 +1110,14 @@ def report(
         f"(transit signs every manifest and result); 1 jupyter_server subprocess, "
         f"job_workers={args.workers}, local executor"
     )
-    print()
-    print("A. latency per call, timed inside one qsecure kernel (time.perf_counter), 1024 shots")
-    print(f"  {'circuit':<9}{'case':<52}{'n':>5}{'p50 ms':>10}{'p95 ms':>10}")
     claims: list[tuple[str, float, str, float, bool]] = []
-    for name in ("qc5", "qc20"):
+    if lat:
+        print()
+        print(
+            "A. latency per call, timed inside one qsecure kernel (time.perf_counter), 1024 shots"
+        )
+        print(f"  {'circuit':<9}{'case':<52}{'n':>5}{'p50 ms':>10}{'p95 ms':>10}")
+    for name in [n for n in ("qc5", "qc20") if n in lat]:
         data = lat[name]
         rows, p50 = latency_rows("5q GHZ" if name == "qc5" else "20q rand", data)
         print("\n".join(rows))
@@ -930,7 +1172,14 @@ def report(
                 )
             )
     checks_ok = all(d["mismatches"] == 0 and d["unverified"] == 0 for d in lat.values())
-    print(f"  verification checks of every %qsubmit result: {lat['qc5']['verified_checks']}")
+    if "qc5" in lat:
+        print(f"  verification checks of every %qsubmit result: {lat['qc5']['verified_checks']}")
+    if fair is not None:
+        print()
+        lines, claim, fair_verified = fairness_report(args, fair)
+        print("\n".join(lines))
+        claims.append(claim)
+        checks_ok = checks_ok and fair_verified
 
     if tp is not None:
         print()
@@ -992,7 +1241,7 @@ def report(
         print(profile_text)
 
     print()
-    print("summary (targets from issue 5)")
+    print("summary (targets from issues 5 and 12)")
     print(f"  {'claim':<70}{'measured':>12}  {'target':>10}  verdict")
     for claim, value, unit, target, ok in claims:
         op = ">=" if unit == "/s" else "<="
@@ -1032,7 +1281,30 @@ def main() -> int:
         help="profile only the server thread holding the GIL (where its Python CPU goes)",
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the script")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="which parts to run, comma-separated: latency, throughput, fairness",
+    )
+    parser.add_argument("--fair-runs", type=int, default=20, help="C: bob's 10-shot jobs")
+    parser.add_argument("--flood-circuit", choices=("qc20", "qc5"), default="qc20")
+    parser.add_argument(
+        "--flood-pause", type=float, default=0.05, help="C: alice's pause after a 429, s"
+    )
+    parser.add_argument(
+        "--queue-per-user",
+        type=int,
+        default=32,
+        help="QSecure.job_queue_per_user (the default: half of job_queue_size 64)",
+    )
+    parser.add_argument(
+        "--spare-workers", type=int, default=1, help="QSecure.job_spare_workers (default 1)"
+    )
     args = parser.parse_args()
+    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = sorted(set(args.parts) - set(PARTS))
+    if unknown or not args.parts:
+        parser.error(f"--parts takes {', '.join(PARTS)}; got {', '.join(unknown) or 'none'}")
     if args.quick:
         given = set(sys.argv[1:])
         for option, value in (("runs5", 10), ("runs20", 2), ("seconds", 4.0)):

@@ -28,6 +28,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "save_mode": ("QSECURE_SAVE_MODE",),
     "data_dir": ("QSECURE_DATA_DIR",),
     "scan_rules": ("QSECURE_SCAN_RULES",),
+    "approver_key_dir": ("QSECURE_APPROVER_KEY_DIR",),
 }
 
 CONFIG_FILE_STEMS = ("jupyter_qsecure_config", "jupyter_server_config")
@@ -185,6 +186,29 @@ class QSecure(Configurable):
         64, help="Jobs that may wait for a worker; beyond it submissions get HTTP 429."
     ).tag(config=True)
 
+    job_queue_per_user = Integer(
+        0,
+        help="Jobs one user may have waiting for a worker (their share of job_queue_size); "
+        "beyond it that user's submissions get HTTP 429 with Retry-After, waiting or not. "
+        "Users take turns at the workers (round robin) whatever their backlog. "
+        "0: half of job_queue_size (at least 1).",
+    ).tag(config=True)
+
+    job_spare_workers = Integer(
+        1,
+        help="Extra Aer worker processes of the local executor that run only the job of a "
+        "user with nothing running while other users' jobs fill the job_workers: that "
+        "user's job starts at once instead of waiting for another user's long job to end "
+        "(running jobs are never stopped). Started only once a second user submits. "
+        "0: none (fair order only).",
+    ).tag(config=True)
+
+    def resolved_job_queue_per_user(self) -> int:
+        """``job_queue_per_user``, or half of ``job_queue_size`` (at least 1) when 0."""
+        if self.job_queue_per_user > 0:
+            return int(min(self.job_queue_per_user, max(1, self.job_queue_size)))
+        return max(1, self.job_queue_size // 2)
+
     job_timeout_seconds = Float(
         300.0, help="A job running (or awaiting approval) longer than this is stopped."
     ).tag(config=True)
@@ -215,12 +239,36 @@ class QSecure(Configurable):
         "and fingerprint). Empty: built-in rules only. Env: QSECURE_SCAN_RULES.",
     ).tag(config=True)
 
+    job_approvers_file = Unicode(
+        "",
+        help="JSON list of the local approver keys the server trusts for approvals of heavy "
+        "runs (names and public keys; `jupyter qsecure jobs approver add` writes it). Read "
+        "once when the server starts. Default: <data_dir>/keys/approvers.json.",
+    ).tag(config=True)
+
+    approver_key_dir = Unicode(
+        "",
+        help="Where `jupyter qsecure jobs approver add` keeps approvers' private keys, each "
+        "encrypted with its approver's passphrase. Default: ~/.config/jupyter-qsecure/"
+        "approvers (outside data_dir). Env: QSECURE_APPROVER_KEY_DIR.",
+    ).tag(config=True)
+
     save_mode = Enum(
         ["block", "redact", "warn"],
         default_value="block",
         help="What the save gate does with a secret: refuse the save (block), save with the "
         "secret replaced by a placeholder (redact), or save and report (warn). "
         "Env: QSECURE_SAVE_MODE.",
+    ).tag(config=True)
+
+    fingerprint_retention_days = Float(
+        30.0,
+        help="How long a secret's value is still recognised after it was last injected "
+        "into a kernel: the save gate keeps matching (and the websocket keeps masking) a KV "
+        "value this long after its kernel stopped, and the fingerprint registry in data_dir "
+        "(keyed fingerprints, never values) keeps it this long for `jupyter qsecure scan` "
+        "and the pre-commit hook. Leased values (database credentials, kernel tokens) are "
+        "kept until their lease ends, if sooner.",
     ).tag(config=True)
 
     secrets = Dict(
@@ -260,6 +308,17 @@ class QSecure(Configurable):
 
     def resolved_pq_key_file(self) -> Path:
         return self.resolved_signing_key_file().with_name("ledger-mldsa65.key")
+
+    def resolved_approvers_file(self) -> Path:
+        if self.job_approvers_file:
+            return Path(self.job_approvers_file).expanduser()
+        return self.data_path / "keys" / "approvers.json"
+
+    def resolved_approver_key_dir(self) -> Path:
+        if self.approver_key_dir:
+            return Path(self.approver_key_dir).expanduser()
+        base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+        return Path(base) / "jupyter-qsecure" / "approvers"
 
     def resolved_keyring_file(self) -> Path:
         if self.ledger_keyring_file:

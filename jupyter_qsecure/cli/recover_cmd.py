@@ -11,6 +11,7 @@ from typing import Any
 from ..config import QSecure
 from ..errors import ConfigError
 from ..gate.recovery import recovery_store_from_settings
+from ..kernel_guard import refuse_inside_kernel
 
 
 def register(subparsers: Any) -> None:
@@ -33,7 +34,8 @@ def register(subparsers: Any) -> None:
         "restore",
         help="decrypt a copy into a file",
         description="Decrypt a recovery copy into a file. The file holds the secret(s) the gate "
-        "refused: remove them before saving it again in Jupyter.",
+        "refused: remove them before saving it again in Jupyter. Run it in a terminal: it is "
+        "refused inside a Jupyter kernel (a notebook cell, ! command or subprocess).",
     )
     restore.add_argument("id", help="the recovery id (from the refusal message or `recover list`)")
     restore.add_argument(
@@ -74,6 +76,7 @@ def _list(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _restore(args: argparse.Namespace, settings: QSecure) -> int:
+    refuse_inside_kernel("restoring a recovery copy")
     store = recovery_store_from_settings(settings)
     record, content = store.open(args.id)
     if args.output:
@@ -103,6 +106,7 @@ def _restore(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _delete(args: argparse.Namespace, settings: QSecure) -> int:
+    refuse_inside_kernel("deleting a recovery copy")
     recovery_store_from_settings(settings).delete(args.id)
     print(f"deleted recovery copy {args.id}")
     return 0

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from ..errors import QSecureError
 from ..scan import InvalidNotebook, Scanner, ScanResult, redact_notebook, redact_text
+from ..scan.fingerprints import FingerprintIndex
 from ..scan.models import Finding
 from .recovery import RecoveryStore
 
@@ -105,6 +106,7 @@ class SaveGate:
         mode: str = "block",
         ledger: Any = None,
         exact_values: Callable[[], Iterable[str]] | None = None,
+        injected: Callable[[], FingerprintIndex | None] | None = None,
     ) -> None:
         if mode not in MODES:
             raise GateError(f"save_mode {mode!r} is not one of {', '.join(MODES)}")
@@ -112,7 +114,10 @@ class SaveGate:
         self.recovery = recovery
         self.mode = mode
         self.ledger = ledger
+        # Values injected into kernels: exactly (with their encodings) while they may be
+        # valid, and through the fingerprint registry (also across server restarts).
         self._exact_values = exact_values or (lambda: ())
+        self._injected = injected or (lambda: None)
 
     # ---- entry points ---------------------------------------------------------------------
     def check_model(self, model: dict[str, Any], path: str, user: str) -> GateOutcome:
@@ -139,20 +144,29 @@ class SaveGate:
     def _scan(self, subject: _Subject, path: str) -> ScanResult | None:
         if subject.kind == "skip":
             return None
-        values = list(self._exact_values())
+        try:
+            values = list(self._exact_values())
+            index = self._injected()
+        except QSecureError as exc:  # e.g. the fingerprint registry is unreadable
+            raise GateError(
+                f"the save of {path} was refused to be safe: {exc.message}", hint=exc.hint
+            ) from exc
         try:
             if subject.kind == "notebook":
                 try:
                     return self.scanner.scan_notebook(
-                        subject.notebook, path=path, exact_values=values
+                        subject.notebook, path=path, exact_values=values, injected=index
                     )
                 except InvalidNotebook:
                     return self.scanner.scan_text(
                         subject.text or subject.raw.decode("utf-8", "replace"),
                         path=path,
                         exact_values=values,
+                        injected=index,
                     )
-            return self.scanner.scan_text(subject.text, path=path, exact_values=values)
+            return self.scanner.scan_text(
+                subject.text, path=path, exact_values=values, injected=index
+            )
         except Exception as exc:
             raise GateError(
                 f"the secret scan of {path} failed ({type(exc).__name__}); the save was refused to be safe",
@@ -231,7 +245,7 @@ class SaveGate:
             "user": user,
             "mode": mode or self.mode,
             "findings": [
-                {"type": f.type, "hashed_secret": f.hashed_secret, "cell": f.cell, "where": f.where}
+                {"type": f.type, "fingerprint": f.fingerprint, "cell": f.cell, "where": f.where}
                 for f in findings
             ],
             "recovery_id": recovery_id,
@@ -251,7 +265,10 @@ class SaveGate:
         redacted = dict(model)
         if subject.kind == "notebook" and subject.encoding == "json":
             redacted["content"] = redact_notebook(
-                subject.notebook, scanner=self.scanner, exact_values=list(self._exact_values())
+                subject.notebook,
+                scanner=self.scanner,
+                exact_values=list(self._exact_values()),
+                injected=self._injected(),
             )
             return redacted
         text = self._redacted_text(subject, outcome)
@@ -263,11 +280,18 @@ class SaveGate:
 
     def _redacted_text(self, subject: _Subject, outcome: GateOutcome) -> str:
         values = list(self._exact_values())
+        index = self._injected()
         if subject.kind == "notebook":
-            notebook = redact_notebook(subject.notebook, scanner=self.scanner, exact_values=values)
+            notebook = redact_notebook(
+                subject.notebook, scanner=self.scanner, exact_values=values, injected=index
+            )
             return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
         return redact_text(
-            subject.text, scanner=self.scanner, path=outcome.path, exact_values=values
+            subject.text,
+            scanner=self.scanner,
+            path=outcome.path,
+            exact_values=values,
+            injected=index,
         )
 
 

@@ -4,14 +4,13 @@ Envelope encryption: each copy is sealed with a fresh 256-bit data key (AES-256-
 the copy's id as associated data); the data key is wrapped either by OpenBao/Vault
 transit (the key-encryption key never leaves OpenBao) or by a local key file (0600)
 when no OpenBao is configured. Records hold the path, the user, when, and the
-finding types and hashes: never the secrets in clear.
+finding types and keyed fingerprints: never the secrets, nor an unkeyed hash.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import secrets
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from .._keyfile import load_or_create_key
 from ..errors import QSecureError
 
 if TYPE_CHECKING:
@@ -46,32 +46,7 @@ class LocalKeyWrapper:
 
     def __init__(self, key_file: Path) -> None:
         self.key_file = Path(key_file)
-        if not self.key_file.exists():
-            self.key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = self.key_file.with_name(f".{self.key_file.name}.{secrets.token_hex(4)}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(AESGCM.generate_key(bit_length=256))
-                handle.flush()
-                os.fsync(handle.fileno())
-            try:
-                os.link(tmp, self.key_file)
-            except FileExistsError:
-                pass
-            finally:
-                os.unlink(tmp)
-        info = self.key_file.stat()
-        if info.st_mode & 0o077:
-            raise RecoveryError(
-                f"recovery key {self.key_file} is accessible by other users",
-                hint=f"run: chmod 600 {self.key_file}",
-            )
-        key = self.key_file.read_bytes()
-        if len(key) != 32:
-            raise RecoveryError(
-                f"recovery key {self.key_file} is not a 256-bit key",
-                hint="restore it from backup; copies sealed with another key cannot be opened",
-            )
+        key = load_or_create_key(self.key_file, what="recovery key", error=RecoveryError)
         self._aead = AESGCM(key)
 
     def wrap(self, data_key: bytes) -> str:
@@ -144,7 +119,8 @@ class TransitKeyWrapper:
 class FindingDigest(BaseModel):
     model_config = ConfigDict(frozen=True)
     type: str
-    hashed_secret: str
+    #: Keyed fingerprint; records written before it existed hold "hashed_secret" instead.
+    fingerprint: str = Field(validation_alias=AliasChoices("fingerprint", "hashed_secret"))
 
 
 class RecoveryRecord(BaseModel):
@@ -197,7 +173,7 @@ class RecoveryStore:
             size=len(content),
             wrapper=self.wrapper.name,
             wrapped_key=self.wrapper.wrap(data_key),
-            findings=[FindingDigest(type=f.type, hashed_secret=f.hashed_secret) for f in findings],
+            findings=[FindingDigest(type=f.type, fingerprint=f.fingerprint) for f in findings],
         )
         self._write(self.folder / f"{ident}.bin", sealed)
         self._write(self.folder / f"{ident}.json", record.model_dump_json(indent=2).encode())

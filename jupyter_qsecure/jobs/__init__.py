@@ -31,13 +31,20 @@ short-lived OpenBao token (``Authorization: Bearer <token>``), never by what the
   "request_id": str}`` -> 200 ``JobRecord`` when finished (wait), 202 when queued,
   403 policy denial ``{"error": "denied", "rule", "limit", "message", "decision_id"}``,
   401 bad token, 409 replayed request id, 413 oversized payload, 422 invalid circuit or
-  a field not listed here, 429 queue full (``Retry-After``), 503 OpenBao or the ledger
-  unavailable (``{"message", "hint", "job_id", "status": "failed"}`` once a job was decided).
+  a field not listed here, 429 queue full (``Retry-After``; ``{"retry_after", "scope":
+  "user"|"global", "limit"}``: this user's share of the queue, or the whole queue), for
+  waiting and non-waiting submissions alike and before anything is decided or recorded,
+  503 OpenBao or the ledger unavailable (``{"message", "hint", "job_id", "status":
+  "failed"}`` once a job was decided).
+  Waiting jobs are dispatched in round robin across users (``fair_queue``); rate limits,
+  quotas and queue shares follow the identity's stable user name (the Jupyter or Hub
+  user, or the OS user on a single-user server), never a per-session id.
 - ``GET /qsecure/api/jobs/ID`` -> ``JobRecord``; ``DELETE /qsecure/api/jobs/ID`` cancels.
 - ``GET /qsecure/api/jobs/keys`` -> public keys that verify manifests and results.
 
 ``JobRecord``: ``{"job_id", "status": queued|pending_approval|running|completed|failed|
-cancelled|denied, "identity", "decision": {...}, "manifest": Envelope, "result":
+cancelled|denied`` (``status.JobStatus``; ``queued`` waits for a worker, ``running`` has
+one), ``"identity", "decision": {...}, "manifest": Envelope, "result":
 {"counts": [...], "metadata": {...}} | null, "result_envelope": Envelope | null,
 "error": str | null, "circuit_hashes": [...], "transpiled_hashes": [...]}``.
 """

@@ -21,7 +21,7 @@ HTTP answer           exception
 409                   :class:`RequestConflict` (replayed request id)
 413                   :class:`PayloadTooLarge`
 422 / 400             :class:`InvalidCircuit`
-429                   :class:`QueueFull` (``retry_after`` seconds)
+429                   :class:`QueueFull` (``retry_after`` seconds, ``scope``)
 5xx, refused, slow    :class:`BrokerUnavailable`
 ====================  ==========================================================
 
@@ -111,15 +111,32 @@ class JobDenied(BrokerError):
 
 
 class QueueFull(BrokerError):
-    """The broker's job queue is full (429); retry after ``retry_after`` seconds."""
+    """The broker did not accept the job because its queue is full (429), whether the
+    submission waits or not; retry after ``retry_after`` seconds.
 
-    def __init__(self, retry_after: float | None, message: str | None = None) -> None:
+    ``scope`` is ``"user"`` when this user already has as many jobs waiting as one user
+    may (the queue has room for others), ``"global"`` when the whole queue is full."""
+
+    def __init__(
+        self,
+        retry_after: float | None,
+        message: str | None = None,
+        *,
+        scope: str | None = None,
+    ) -> None:
         self.retry_after = retry_after
+        self.scope = scope
         when = f"in {retry_after:g} s" if retry_after is not None else "in a moment"
-        super().__init__(
-            message or f"the job broker's queue is full; retry {when}",
-            hint="submit again later, or with --no-wait to queue fewer waiting requests",
-        )
+        if scope == "user":
+            default = "you already have as many jobs waiting as one user may"
+            hint = (
+                f"submit again {when}, once one of your waiting jobs has started "
+                "(`%qsubmit --status JOB`), or cancel some (`%qsubmit --cancel JOB`)"
+            )
+        else:
+            default = "the job broker's queue is full"
+            hint = f"the broker is busy: submit again {when}"
+        super().__init__(f"{message or default}; retry {when}", hint=hint)
 
 
 class InvalidCircuit(BrokerError):
@@ -420,7 +437,12 @@ class BrokerClient:
         if status in (400, 422):
             return InvalidCircuit(f"the job broker could not accept the job: {text()}")
         if status == 429:
-            return QueueFull(_retry_after(response, info))
+            scope = info.get("scope")
+            return QueueFull(
+                _retry_after(response, info),
+                f"the job broker did not accept the job: {text()}",
+                scope=scope if isinstance(scope, str) else None,
+            )
         if status >= 500:
             job_id = info.get("job_id")
             job = (

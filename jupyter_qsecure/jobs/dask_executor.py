@@ -64,8 +64,9 @@ class DaskExecutor(_QueuedExecutor):
     """:func:`run_aer` on a Dask distributed cluster, same API and errors as LocalExecutor.
 
     Give a scheduler ``address`` (``tcp://host:8786``), a ``cluster`` object (e.g. a
-    ``LocalCluster``) or an existing ``client``. Jobs wait in a bounded client-side queue and
-    go to the cluster while it has an idle worker thread. ``restart_on_timeout`` restarts the
+    ``LocalCluster``) or an existing ``client``. Jobs wait in a bounded, fair (round robin
+    across owners) client-side queue and go to the cluster while it has an idle worker
+    thread. ``restart_on_timeout`` restarts the
     worker of a timed-out or cancelled job (needs nannies) so that its task really stops.
     """
 
@@ -76,10 +77,11 @@ class DaskExecutor(_QueuedExecutor):
         cluster: Any = None,
         client: Any = None,
         max_queued: int = 64,
+        max_queued_per_owner: int | None = None,
         connect_timeout: float = 10.0,
         restart_on_timeout: bool = True,
     ) -> None:
-        super().__init__(max_queued)
+        super().__init__(max_queued, max_queued_per_owner)
         try:
             from distributed import Client
         except ImportError as exc:  # pragma: no cover - distributed is a dependency
@@ -230,7 +232,7 @@ class DaskExecutor(_QueuedExecutor):
                     self._cond.wait(None if wake == math.inf else max(0.0, wake))
                     continue
                 if free:
-                    job = self._pending.popleft()
+                    job = self._pop_locked()
                     self._mark_running_locked(job, None)
                 for late in expired:
                     late.cancel_reason = "timeout"

@@ -3,8 +3,13 @@
 Both executors share one API (:class:`Executor`) and one set of errors:
 
 - :meth:`Executor.submit` returns a :class:`JobHandle` at once, never blocking on the job;
-  when ``capacity`` jobs are already waiting it raises :class:`QueueFull` with
-  ``retry_after_seconds`` (the REST layer answers 429 with ``Retry-After``).
+  when ``capacity`` jobs are already waiting, or ``capacity_per_owner`` of the job's
+  owner, it raises :class:`QueueFull` with ``retry_after_seconds`` (the REST layer
+  answers 429 with ``Retry-After``). :meth:`Executor.admit` takes that decision ahead
+  of time: it holds a :class:`QueuePlace` that a later ``submit`` uses up.
+- Waiting jobs are dispatched in round robin across owners (FIFO within one owner,
+  :class:`~jupyter_qsecure.jobs.fair_queue.FairQueue`), so one user's backlog does not
+  delay another user's job.
 - :meth:`JobHandle.result` returns :func:`~jupyter_qsecure.jobs.aer_run.run_aer`'s dict or
   raises :class:`JobTimeout`, :class:`JobCancelled`, :class:`WorkerCrashed` or
   :class:`JobFailed`; :meth:`JobHandle.wait` gives an asyncio future for Tornado handlers.
@@ -27,12 +32,13 @@ from .executor_base import (
     ExecutorClosed,
     ExecutorError,
     ExecutorUnavailable,
+    HandleStatus,
     JobCancelled,
     JobFailed,
     JobHandle,
-    JobStatus,
     JobTimeout,
     QueueFull,
+    QueuePlace,
     ResultNotReady,
     WorkerCrashed,
 )
@@ -46,11 +52,12 @@ __all__ = [
     "ExecutorUnavailable",
     "JobCancelled",
     "JobFailed",
+    "HandleStatus",
     "JobHandle",
-    "JobStatus",
     "JobTimeout",
     "LocalExecutor",
     "QueueFull",
+    "QueuePlace",
     "ResultNotReady",
     "WorkerCrashed",
     "executor_from_settings",
@@ -60,9 +67,10 @@ __all__ = [
 def executor_from_settings(kind: str = "local", **options: Any) -> LocalExecutor | DaskExecutor:
     """The executor a configuration names: ``"local"`` or ``"dask"`` plus its options.
 
-    ``local``: ``max_workers``, ``max_queued``, ``worker_env``, ``mp_context``.
+    ``local``: ``max_workers``, ``max_queued``, ``max_queued_per_owner``, ``worker_env``,
+    ``mp_context``.
     ``dask``: ``address`` (scheduler, e.g. ``tcp://127.0.0.1:8786``), ``cluster``,
-    ``max_queued``, ``connect_timeout``, ``restart_on_timeout``.
+    ``max_queued``, ``max_queued_per_owner``, ``connect_timeout``, ``restart_on_timeout``.
     """
     if kind == "local":
         return LocalExecutor(**options)

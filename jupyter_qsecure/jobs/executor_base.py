@@ -20,9 +20,15 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from jupyter_qsecure.errors import ConfigError, QSecureError
 
+from .fair_queue import FairQueue
+
 log = logging.getLogger(__name__)
 
-JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+#: A handle's status. (The broker's job records have their own, wider set:
+#: :class:`jupyter_qsecure.jobs.status.JobStatus`.)
+HandleStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+#: Which limit refused a job: the submitting owner's share of the queue, or the queue.
+QueueScope = Literal["user", "global"]
 _TERMINAL = frozenset({"completed", "failed", "cancelled"})
 
 
@@ -32,11 +38,26 @@ class ExecutorError(QSecureError):
 
 
 class QueueFull(ExecutorError):
-    """The bounded job queue is full: retry after ``retry_after_seconds`` (HTTP 429)."""
+    """The bounded job queue is full: retry after ``retry_after_seconds`` (HTTP 429).
 
-    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+    ``scope`` says which limit: ``"user"`` (the owner already has ``limit`` jobs waiting)
+    or ``"global"`` (``limit`` jobs wait in all); ``waiting`` is how many do.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_seconds: int,
+        scope: QueueScope = "global",
+        limit: int | None = None,
+        waiting: int | None = None,
+    ) -> None:
         super().__init__(message, hint=f"retry in {retry_after_seconds} s")
         self.retry_after_seconds = retry_after_seconds
+        self.scope: QueueScope = scope
+        self.limit = limit
+        self.waiting = waiting
 
 
 class ExecutorClosed(ExecutorError):
@@ -71,6 +92,10 @@ class JobFailed(ExecutorError):
         self.detail = detail
 
 
+def _owner_of(job: _Job) -> str:
+    return job.owner
+
+
 # ---- job handles --------------------------------------------------------------------------
 class JobHandle:
     """One submitted job: its status, and its result when it has one.
@@ -80,11 +105,17 @@ class JobHandle:
     cancel the job with :meth:`Executor.cancel`.
     """
 
-    def __init__(self, job_id: str, timeout: float) -> None:
+    def __init__(self, job_id: str, timeout: float, owner: str = "") -> None:
         self.job_id = job_id
         self.timeout = timeout
-        self.status: JobStatus = "queued"
+        self.owner = owner
+        self.status: HandleStatus = "queued"
         self.submitted_at = time.time()
+        #: Jobs the executor had dispatched when this one was queued, and this job's own
+        #: number in dispatch order (1 = the first job it ever dispatched): how many
+        #: jobs went ahead of it is ``dispatch_seq - queue_seq - 1``.
+        self.queue_seq: int | None = None
+        self.dispatch_seq: int | None = None
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self._future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
@@ -167,8 +198,17 @@ class JobHandle:
 class Executor(Protocol):
     """What the job service needs from an executor."""
 
+    def admit(self, owner: str = "") -> QueuePlace: ...
+
     def submit(
-        self, job_id: str, payload: dict[str, Any], *, timeout: float, here: bool = False
+        self,
+        job_id: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float,
+        here: bool = False,
+        owner: str = "",
+        place: QueuePlace | None = None,
     ) -> JobHandle: ...
 
     def cancel(self, job_id: str) -> bool: ...
@@ -182,11 +222,43 @@ class Executor(Protocol):
     def capacity(self) -> int: ...
 
 
+class QueuePlace:
+    """A place in the queue, held for one job from its submission until the job is
+    queued (``submit(..., place=...)`` uses it up) or given up (:meth:`release`).
+
+    :meth:`_QueuedExecutor.admit` hands it out, and that is where a full queue is
+    refused: before the broker parses, decides or records anything, so a refused
+    submission costs nothing and a job that was answered "accepted" never finds the
+    queue full later. A held place counts as a waiting job of its owner.
+    """
+
+    __slots__ = ("_executor", "_held", "owner")
+
+    def __init__(self, executor: _QueuedExecutor, owner: str) -> None:
+        self._executor = executor
+        self.owner = owner
+        self._held = True
+
+    @property
+    def held(self) -> bool:
+        """True until the place is used by a submission or released."""
+        return self._held
+
+    def release(self) -> None:
+        """Give the place back (the job was refused, failed or cancelled before it was
+        queued). Idempotent; a no-op once ``submit`` used it."""
+        self._executor._give_back(self)
+
+    def __repr__(self) -> str:
+        return f"<QueuePlace {self.owner!r} {'held' if self._held else 'spent'}>"
+
+
 class _Job:
-    __slots__ = ("cancel_reason", "deadline", "handle", "payload", "runner", "started")
+    __slots__ = ("cancel_reason", "deadline", "handle", "owner", "payload", "runner", "started")
 
     def __init__(self, handle: JobHandle, payload: dict[str, Any]) -> None:
         self.handle = handle
+        self.owner = handle.owner
         self.payload = payload
         self.cancel_reason: str | None = None
         self.runner: Any = None  # the worker process (local) or Dask future running it
@@ -195,16 +267,37 @@ class _Job:
 
 
 class _QueuedExecutor:
-    """The bounded queue, bookkeeping and error delivery both executors share."""
+    """The bounded fair queue, bookkeeping and error delivery both executors share.
 
-    def __init__(self, max_queued: int) -> None:
+    Jobs wait in a :class:`~jupyter_qsecure.jobs.fair_queue.FairQueue`: round robin
+    across owners (``submit(..., owner=...)``), FIFO within one. At most ``max_queued``
+    jobs wait in all, and at most ``max_queued_per_owner`` (default: ``max_queued``) of
+    one owner, so one user cannot fill the queue for everyone.
+    """
+
+    def __init__(self, max_queued: int, max_queued_per_owner: int | None = None) -> None:
         if max_queued < 0:
             raise ConfigError(f"max_queued must be >= 0, got {max_queued}")
+        if max_queued_per_owner is not None and max_queued_per_owner < 1:
+            raise ConfigError(
+                f"max_queued_per_owner must be >= 1, got {max_queued_per_owner}",
+                hint="leave it unset for no limit below max_queued",
+            )
         self._max_queued = max_queued
+        self._max_per_owner = min(
+            max_queued, max_queued if max_queued_per_owner is None else max_queued_per_owner
+        )
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._pending: collections.deque[_Job] = collections.deque()
+        self._pending: FairQueue[_Job] = FairQueue(_owner_of)
         self._jobs: dict[str, _Job] = {}  # queued and running jobs
+        self._places: collections.Counter[str] = collections.Counter()  # held, per owner
+        self._places_total = 0
+        self._dispatched = 0  # jobs taken from the queue (or run at once) so far
+        # Dispatched and not finished: running, or about to (all, and per owner).
+        self._in_flight = 0
+        self._in_flight_by: collections.Counter[str] = collections.Counter()
+        self._owners_seen: set[str] = set()  # up to two: is there more than one user?
         self._closing = False
         self._avg_seconds = 1.0  # moving average of run times, for Retry-After
 
@@ -220,6 +313,16 @@ class _QueuedExecutor:
         return self._max_queued
 
     @property
+    def capacity_per_owner(self) -> int:
+        """How many jobs of one owner may wait (held places included)."""
+        return self._max_per_owner
+
+    def waiting(self, owner: str) -> int:
+        """Jobs of ``owner`` waiting for a worker, plus the places it holds."""
+        with self._lock:
+            return self._pending.count(owner) + self._places[owner]
+
+    @property
     def running(self) -> int:
         """Jobs running now."""
         with self._lock:
@@ -230,11 +333,72 @@ class _QueuedExecutor:
         job = self._jobs.get(job_id)
         return job.handle if job else None
 
+    def admit(self, owner: str = "") -> QueuePlace:
+        """Hold a place in the queue for one job of ``owner``; :class:`QueueFull` when
+        the owner's share or the whole queue is taken. Pass the place to :meth:`submit`,
+        or :meth:`QueuePlace.release` it if the job does not go ahead."""
+        with self._cond:
+            if self._closing:
+                raise ExecutorClosed("the executor is shut down; no job is accepted")
+            self._see_owner_locked(owner)
+            self._check_room_locked(owner, "")
+            self._places[owner] += 1
+            self._places_total += 1
+        return QueuePlace(self, owner)
+
+    def _give_back(self, place: QueuePlace) -> None:
+        with self._cond:
+            self._spend_locked(place)
+            self._cond.notify_all()
+
+    def _spend_locked(self, place: QueuePlace) -> None:
+        if not place._held:
+            return
+        place._held = False
+        self._places[place.owner] -= 1
+        if self._places[place.owner] <= 0:
+            del self._places[place.owner]
+        self._places_total -= 1
+
+    def _check_room_locked(self, owner: str, job_id: str) -> None:
+        """Raise :class:`QueueFull` unless one more job of ``owner`` may wait."""
+        what = f"job {job_id}" if job_id else "the job"
+        mine = self._pending.count(owner) + self._places[owner]
+        if mine >= self._max_per_owner and self._max_per_owner < self._max_queued:
+            raise QueueFull(
+                f"{mine} jobs of the same user are already waiting, the most one user may "
+                f"have queued ({self._max_per_owner}); {what} was not accepted",
+                retry_after_seconds=self._retry_after_locked("user"),
+                scope="user",
+                limit=self._max_per_owner,
+                waiting=mine,
+            )
+        total = len(self._pending) + self._places_total
+        if total >= self._max_queued:
+            raise QueueFull(
+                f"the job queue is full ({total} jobs waiting for {self._slots()} workers); "
+                f"{what} was not accepted",
+                retry_after_seconds=self._retry_after_locked("global"),
+                scope="global",
+                limit=self._max_queued,
+                waiting=total,
+            )
+
     def submit(
-        self, job_id: str, payload: dict[str, Any], *, timeout: float, here: bool = False
+        self,
+        job_id: str,
+        payload: dict[str, Any],
+        *,
+        timeout: float,
+        here: bool = False,
+        owner: str = "",
+        place: QueuePlace | None = None,
     ) -> JobHandle:
         """Queue ``payload`` (a :func:`run_aer` payload) as ``job_id``; returns at once.
 
+        ``owner`` is whose job it is (the fair queue takes turns between owners).
+        ``place``, from :meth:`admit`, is used up: the job is queued even if the queue
+        filled up since; without one, a full queue raises :class:`QueueFull` here.
         ``here=True`` says the caller will wait for the job with :meth:`JobHandle.result`;
         an executor that can, runs the job in that thread instead of queueing it (see
         :meth:`_reserve_locked`); the others ignore it.
@@ -248,18 +412,24 @@ class _QueuedExecutor:
                 raise ExecutorClosed(f"the executor is shut down; job {job_id} was not accepted")
             if job_id in self._jobs:
                 raise ExecutorError(f"job {job_id} is already queued or running")
-            job = _Job(JobHandle(job_id, float(timeout)), payload)
+            if place is not None and (place._executor is not self or not place._held):
+                raise ExecutorError(f"job {job_id}: its queue place was already used or released")
+            if place is not None and place.owner != owner:
+                raise ExecutorError(f"job {job_id}: its queue place belongs to another owner")
+            self._see_owner_locked(owner)
+            job = _Job(JobHandle(job_id, float(timeout), owner), payload)
             if here and self._reserve_locked(job):
+                if place is not None:
+                    self._spend_locked(place)
                 self._jobs[job_id] = job
+                self._count_dispatch_locked(job)
                 return job.handle
-            if len(self._pending) >= self._max_queued:
-                retry = self._retry_after_locked()
-                raise QueueFull(
-                    f"the job queue is full ({len(self._pending)} jobs waiting for "
-                    f"{self._slots()} workers); job {job_id} was not accepted",
-                    retry_after_seconds=retry,
-                )
+            if place is None:
+                self._check_room_locked(owner, job_id)
+            else:
+                self._spend_locked(place)
             self._jobs[job_id] = job
+            job.handle.queue_seq = self._dispatched
             self._pending.append(job)
             self._cond.notify_all()
         return job.handle
@@ -307,9 +477,40 @@ class _QueuedExecutor:
         """
         raise NotImplementedError
 
-    def _retry_after_locked(self) -> int:
-        waiting = len(self._pending) - self._max_queued + 1
-        return max(1, math.ceil(self._avg_seconds * max(1, waiting) / max(1, self._slots())))
+    def _retry_after_locked(self, scope: QueueScope = "global") -> int:
+        slots = max(1, self._slots())
+        if scope == "user":  # the owner's next job starts within one turn of every owner
+            turns = max(1, self._pending.owners)
+            return max(1, math.ceil(self._avg_seconds * turns / slots))
+        waiting = len(self._pending) + self._places_total - self._max_queued + 1
+        return max(1, math.ceil(self._avg_seconds * max(1, waiting) / slots))
+
+    def _pop_locked(self) -> _Job:
+        """The next job to run, in fair order (lock held, queue not empty)."""
+        job = self._pending.popleft()
+        self._count_dispatch_locked(job)
+        return job
+
+    def _pop_idle_owner_locked(self) -> _Job | None:
+        """The next job, in fair order, of an owner with nothing in flight (lock held)."""
+        job = self._pending.popleft_where(lambda owner: self._in_flight_by[owner] == 0)
+        if job is not None:
+            self._count_dispatch_locked(job)
+        return job
+
+    def _count_dispatch_locked(self, job: _Job) -> None:
+        self._dispatched += 1
+        job.handle.dispatch_seq = self._dispatched
+        if job.handle.queue_seq is None:
+            job.handle.queue_seq = self._dispatched - 1
+        self._in_flight += 1
+        self._in_flight_by[job.owner] += 1
+
+    def _see_owner_locked(self, owner: str) -> None:
+        if len(self._owners_seen) < 2 and owner not in self._owners_seen:
+            self._owners_seen.add(owner)
+            if len(self._owners_seen) == 2:
+                self._cond.notify_all()  # e.g. a spare worker may start now
 
     def _mark_running_locked(self, job: _Job, runner: Any) -> None:
         job.handle.status = "running"
@@ -334,6 +535,11 @@ class _QueuedExecutor:
             else:
                 handle.status = "failed"
             handle.finished_at = time.time()
+            if handle.dispatch_seq is not None:  # it was in flight
+                self._in_flight -= 1
+                self._in_flight_by[job.owner] -= 1
+                if self._in_flight_by[job.owner] <= 0:
+                    del self._in_flight_by[job.owner]
             if self._jobs.get(handle.job_id) is job:
                 del self._jobs[handle.job_id]
             if job.started and error is None:

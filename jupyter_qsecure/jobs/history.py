@@ -9,7 +9,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: The ledger kinds that make up a job's history.
-JOB_KINDS = ("job.decided", "job.submitted", "job.approved", "job.cancelled", "job.completed")
+JOB_KINDS = (
+    "job.decided",
+    "job.submitted",
+    "job.approved",
+    "job.approval_refused",
+    "job.released",
+    "job.cancelled",
+    "job.completed",
+)
 
 
 @dataclass
@@ -34,8 +42,11 @@ def summarise_jobs(entries: Iterable[Any]) -> list[JobSummary]:
     :class:`~jupyter_qsecure.ledger.Entry` objects, in ledger order), oldest first.
 
     ``status``: ``denied``; the ``job.completed`` status (``completed``, ``failed``,
-    ``cancelled``, ``rejected``); ``cancelled``; ``pending_approval``; ``approved`` (not
-    finished yet); or ``unfinished`` (running, or the server stopped before it ended).
+    ``cancelled``, ``rejected``); ``cancelled``; ``pending_approval``; ``approved`` (the
+    server released it on a verified approval, ``job.released``; not finished yet); or
+    ``unfinished`` (running, or the server stopped before it ended). A ``job.approved``
+    entry is only a claim until the server releases the job; a refused one leaves the
+    job ``pending_approval`` with the reason in ``error``.
     """
     jobs: dict[str, JobSummary] = {}
     for entry in entries:
@@ -65,8 +76,11 @@ def summarise_jobs(entries: Iterable[Any]) -> list[JobSummary]:
             request = entry.body.get("request") or {}
             job.backend = request.get("backend")
             job.tags = list(request.get("tags") or [])
-        elif entry.kind == "job.approved" and job.status == "pending_approval":
+        elif entry.kind == "job.released" and job.status == "pending_approval":
             job.status = "approved"
+            job.error = None
+        elif entry.kind == "job.approval_refused" and job.status == "pending_approval":
+            job.error = f"approval refused: {entry.body.get('reason')}"
         elif entry.kind == "job.cancelled" and job.status != "completed":
             job.status = "cancelled"
         elif entry.kind == "job.completed":

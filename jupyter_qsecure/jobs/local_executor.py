@@ -7,7 +7,15 @@ whole pool), and one worker dying breaks it for every job in flight. Here each o
 ``max_workers`` worker processes (started with ``spawn``: the server has threads, so ``fork``
 is unsafe) is driven over a pipe by the thread that runs a job on it: one of ``max_workers``
 slot threads for queued jobs, or, for ``submit(..., here=True)``, the thread that waits for
-the job (it runs the job itself when a worker is idle, saving two thread hand-offs):
+the job (it runs the job itself when a worker is idle, saving two thread hand-offs).
+
+Queued jobs are taken in fair order (round robin across owners). A job that is already
+running is never stopped for another user, so with only fair order a user's small job
+still waits for the end of another user's long one. ``spare_workers`` (default 0; the
+server sets 1) adds worker processes that run only jobs of owners with nothing in flight
+while others' jobs fill the ``max_workers``: a user who starts a job while another keeps
+every worker busy gets one at once. They are started only once a second owner submits, so
+a single user never has more than ``max_workers`` jobs running or processes started.
 
 - **Timeout**: the running thread waits for the reply with the job's deadline (the clock starts
   when the job is handed to an already running, warmed-up worker, so queueing and worker
@@ -127,7 +135,8 @@ def _spawnable_main() -> None:
 
 
 class LocalExecutor(_QueuedExecutor):
-    """Aer in ``max_workers`` worker processes on this machine, with a bounded queue.
+    """Aer in ``max_workers`` worker processes on this machine, with a bounded fair queue
+    (``max_queued`` jobs waiting in all, ``max_queued_per_owner`` of one owner).
 
     ``worker_env`` is added to each worker's environment (e.g. ``{"QSECURE_TESTING": "1"}``
     enables :mod:`~jupyter_qsecure.jobs.aer_run`'s test hooks); ``mp_context`` is
@@ -140,19 +149,24 @@ class LocalExecutor(_QueuedExecutor):
         max_workers: int = 2,
         max_queued: int = 64,
         *,
+        max_queued_per_owner: int | None = None,
+        spare_workers: int = 0,
         worker_env: Mapping[str, str] | None = None,
         mp_context: str = "spawn",
         startup_timeout: float = 120.0,
     ) -> None:
         if max_workers < 1:
             raise ConfigError(f"max_workers must be >= 1, got {max_workers}")
+        if spare_workers < 0:
+            raise ConfigError(f"spare_workers must be >= 0, got {spare_workers}")
         if mp_context not in ("spawn", "forkserver"):
             raise ConfigError(
                 f"mp_context must be 'spawn' or 'forkserver', got {mp_context!r}",
                 hint="fork is unsafe in a server process that runs threads",
             )
-        super().__init__(max_queued)
+        super().__init__(max_queued, max_queued_per_owner)
         self.max_workers = max_workers
+        self.spare_workers = spare_workers
         self._ctx: Any = multiprocessing.get_context(mp_context)
         self._env = dict(worker_env or {})
         self._startup_timeout = startup_timeout
@@ -164,7 +178,7 @@ class LocalExecutor(_QueuedExecutor):
             threading.Thread(
                 target=self._slot_loop, args=(slot,), name=f"qsecure-executor-{slot}", daemon=True
             )
-            for slot in range(max_workers)
+            for slot in range(max_workers + spare_workers)
         ]
         for thread in self._threads:
             thread.start()
@@ -179,7 +193,9 @@ class LocalExecutor(_QueuedExecutor):
         talking to the worker itself. A thread that submits a job and then waits for it
         (the job broker) so saves two hand-offs between threads per job. Only for callers
         that will call ``result()``: nothing else starts a reserved job."""
-        worker = self._idle_worker_locked() if not self._pending else None
+        if self._pending or self._in_flight >= self.max_workers:
+            return False  # others wait, or every regular slot is taken: the queue decides
+        worker = self._idle_worker_locked()
         if worker is None:
             return False
         job.handle._run_here = functools.partial(self._run_reserved, worker, job)
@@ -257,8 +273,9 @@ class LocalExecutor(_QueuedExecutor):
         return self._start_worker(key, for_job=True)
 
     def _new_worker_key_locked(self) -> int | None:
-        """A key for one more worker, counted from now on, or None at ``max_workers``."""
-        if len(self._workers) >= self.max_workers:
+        """A key for one more worker, counted from now on, or None at ``max_workers`` (plus
+        ``spare_workers``: at most one process per job in flight)."""
+        if len(self._workers) >= self.max_workers + self.spare_workers:
             return None
         key = self._next_key
         self._next_key += 1
@@ -332,17 +349,37 @@ class LocalExecutor(_QueuedExecutor):
     # -- running jobs ------------------------------------------------------------------------
     def _take(self) -> _Job | None:
         with self._cond:
-            while not self._pending:
-                if self._closing:
+            while True:
+                job = self._next_locked()
+                if job is not None:
+                    job.handle.status = "running"
+                    return job
+                if self._closing and not self._pending:
                     return None
                 self._cond.wait()
-            job = self._pending.popleft()
-            job.handle.status = "running"
-            return job
+
+    def _next_locked(self) -> _Job | None:
+        """The job a free slot runs now, if any: the next in fair order while fewer than
+        ``max_workers`` jobs are in flight; beyond that (a spare slot) only the next job
+        of an owner with nothing in flight."""
+        if not self._pending:
+            return None
+        if self._in_flight < self.max_workers:
+            return self._pop_locked()
+        if self._in_flight < self.max_workers + self.spare_workers:
+            return self._pop_idle_owner_locked()
+        return None
 
     def _slot_loop(self, slot: int) -> None:
         """One slot: start a worker (so one is warm before the first job), then run queued
-        jobs, each on an idle worker."""
+        jobs, each on an idle worker. A spare slot (beyond ``max_workers``) starts its
+        worker only once a second owner has submitted: a single user never needs it."""
+        if slot >= self.max_workers:
+            with self._cond:
+                while len(self._owners_seen) < 2 and not self._closing:
+                    self._cond.wait()
+                if self._closing:
+                    return
         with self._cond:  # one more worker, never taking an idle one: all start warm
             key = self._new_worker_key_locked()
         if key is not None:

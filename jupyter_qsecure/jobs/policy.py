@@ -25,7 +25,10 @@ which is the policy key where there is one):
 11. jobs in the last 60 s for this user (``jobs_per_minute``)
 12. shots (shots x circuits) since 00:00 UTC for this user (``shots_per_day``)
 13. heavy-run thresholds (``heavy_run``): not a denial, the job is allowed but
-    ``needs_approval`` until ``jupyter qsecure jobs approve JOB_ID`` is recorded.
+    ``needs_approval`` until ``jupyter qsecure jobs approve JOB_ID`` is recorded: a
+    statement signed by an approver, who must not be the submitter unless the section
+    sets ``allow_self_approval = true`` (allowed in ``[dev]`` only; see
+    :mod:`jupyter_qsecure.jobs.approval`).
 
 Steps 11 and 12 and the recording of the job's usage happen under one lock in
 :class:`UsageTracker`, so concurrent submissions cannot overshoot a limit. Only allowed
@@ -158,6 +161,8 @@ class EnvironmentPolicy(BaseModel):
     jobs_per_minute: int = Field(ge=1)
     shots_per_day: int = Field(ge=1)
     heavy_run: HeavyRunThresholds = Field(default_factory=HeavyRunThresholds)
+    #: May the submitter approve their own heavy run? Only ``[dev]`` may say yes.
+    allow_self_approval: bool = False
 
     @field_validator("allowed_gates", mode="before")
     @classmethod
@@ -313,6 +318,16 @@ class Policy:
                 hint="fix the named key; the shipped default_policy.toml documents every key",
             ) from None
         sections = parsed.sections()
+        for name, section in sections.items():
+            if name != "dev" and section.allow_self_approval:
+                raise PolicyError(
+                    f"invalid policy file {source}: [{name}] allow_self_approval: self-approval "
+                    "of heavy runs may be allowed in [dev] only",
+                    path=source,
+                    key=f"[{name}] allow_self_approval",
+                    hint="remove the key (default false): in test and prod an approver must be "
+                    "someone other than the submitter",
+                )
         if environment not in sections:
             present = ", ".join(f"[{name}]" for name in sections) or "none"
             raise PolicyError(

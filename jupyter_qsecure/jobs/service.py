@@ -33,12 +33,15 @@ from pathlib import Path
 from typing import Any, cast
 
 from .._lru import LRU
-from ..errors import QSecureError
+from ..errors import InvalidEntry, QSecureError
+from ..ledger.canonical import canonical_json
+from ..ledger.kinds import validate_body
 from ..ledger.signing import KeyRing, Signer
 from .aer_run import circuits_to_qpy, noise_model_sha256
+from .approval import ApprovalRefused, ApprovalVerifier, approval_subject
 from .archive import JobArchive
 from .canonical import CanonicalisationError, circuit_summary, hash_many
-from .executor import ExecutorError, QueueFull
+from .executor import ExecutorError, QueueFull, QueuePlace
 from .manifest import (
     Envelope,
     build_job_statement,
@@ -48,6 +51,8 @@ from .manifest import (
     statement_body_digest,
 )
 from .policy import CircuitSummary, Decision, Identity, JobRequest, PolicyEngine
+from .request import RequestError, parse_request
+from .status import JobStatus
 
 log = logging.getLogger("jupyter_qsecure.jobs")
 
@@ -55,23 +60,6 @@ MAX_CIRCUITS_PARSED = 1000
 #: Parsed requests remembered (:meth:`JobService._circuits`), and the largest one kept.
 PARSED_CACHE_ENTRIES = 256
 PARSED_CACHE_MAX_CHARS = 256 * 1024
-
-
-#: The fields of a ``POST /qsecure/api/jobs`` body (see the package docstring).
-REQUEST_FIELDS = frozenset(
-    {
-        "circuits",
-        "shots",
-        "seed",
-        "backend",
-        "method",
-        "noise",
-        "tags",
-        "bind",
-        "wait",
-        "request_id",
-    }
-)
 
 
 class JobError(QSecureError):
@@ -127,7 +115,8 @@ class JobState:
     circuit_hashes: list[str]
     payload: dict[str, Any]
     request_id: str
-    status: str = "queued"
+    #: The broker's view; ``current_status()`` tells ``queued`` from ``running``.
+    status: str = JobStatus.QUEUED
     transpiled_hashes: list[str] = field(default_factory=list)
     manifest: Envelope | None = None
     result: dict[str, Any] | None = None
@@ -144,12 +133,24 @@ class JobState:
     #: Ledger entries of an allowed submission not written yet (``prepare(...,
     #: record_later=True)``): ``complete`` commits them with the job's outcome.
     unrecorded: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: The job's place in the executor's queue, held from submission until the job is
+    #: queued (or refused, cancelled, not approved): see :meth:`JobService.submit`.
+    place: QueuePlace | None = None
+
+    def current_status(self) -> str:
+        """``running`` once a worker took the job, ``queued`` while it waits for one."""
+        status = self.status
+        if status == JobStatus.QUEUED:
+            handle = self.handle
+            if handle is not None and getattr(handle, "started_at", None) is not None:
+                return JobStatus.RUNNING
+        return status
 
     def record(self) -> dict[str, Any]:
         """The JobRecord of the REST contract (no token, no secret)."""
         return {
             "job_id": self.job_id,
-            "status": self.status,
+            "status": str(self.current_status()),
             "identity": self.identity,
             "decision": self.decision.model_dump(mode="json"),
             "manifest": self.manifest.model_dump(mode="json") if self.manifest else None,
@@ -172,6 +173,35 @@ class _Sealed:
     result_envelope: Envelope
     result: dict[str, Any]
     completion: dict[str, Any]
+
+
+def _give_up_place(state: JobState) -> None:
+    """Release the job's queue place if it still holds one (refused, cancelled, failed)."""
+    place, state.place = state.place, None
+    if place is not None:
+        place.release()
+
+
+def _busy(exc: QueueFull) -> Busy:
+    """The 429 for a full queue: which limit, what to do, and when to retry."""
+    retry = exc.retry_after_seconds
+    if exc.scope == "user":
+        message = (
+            f"you already have {exc.waiting} jobs waiting in the job queue, the most one user "
+            f"may have queued ({exc.limit}); this job was not accepted"
+        )
+        hint = (
+            f"retry in {retry} s, when one of them has started (`%qsubmit --status JOB` "
+            "shows where each one is), or cancel some with `%qsubmit --cancel JOB`"
+        )
+    else:
+        message = exc.message
+        hint = f"the broker is busy with other jobs: retry in {retry} s"
+    return Busy(
+        message,
+        hint=hint,
+        payload={"retry_after": retry, "scope": exc.scope, "limit": exc.limit},
+    )
 
 
 def _utc() -> str:
@@ -285,6 +315,7 @@ class JobService:
         max_jobs_kept: int = 10_000,
         io_threads: int = 16,
         max_in_flight: int = 128,
+        approvals: ApprovalVerifier | None = None,
     ) -> None:
         self.identify = identify
         self.engine = engine
@@ -299,6 +330,8 @@ class JobService:
         self.job_timeout = job_timeout
         self.aer_threads = aer_threads
         self.keyring = KeyRing(signer.public_keys())
+        #: Who may approve heavy runs (None: nobody; every approval is refused).
+        self.approvals = approvals
         self._jobs: OrderedDict[str, JobState] = OrderedDict()
         self._request_ids: OrderedDict[str, str] = OrderedDict()
         self._max_jobs = max_jobs_kept
@@ -314,6 +347,10 @@ class JobService:
         self._parsed: LRU[str, tuple[list[str], list[dict[str, Any]], str]] = LRU(
             PARSED_CACHE_ENTRIES
         )
+        #: Jobs whose record a ledger failure prevented: (job id, actor, entries), written
+        #: by :meth:`flush_unwritten` when the ledger is back.
+        self._unwritten: list[tuple[str, str, list[tuple[str, dict[str, Any]]]]] = []
+        self._flush_lock = threading.Lock()
 
     # ---- identity --------------------------------------------------------------------------
     @property
@@ -372,28 +409,28 @@ class JobService:
                     return
 
     # ---- submission --------------------------------------------------------------------------
-    def prepare(self, token: str | None, body: Any, *, record_later: bool = False) -> JobState:
+    def prepare(
+        self,
+        token: str | None,
+        body: Any,
+        *,
+        record_later: bool = False,
+        identity: dict[str, Any] | None = None,
+    ) -> JobState:
         """Authenticate, parse, hash, decide and record (sync: run it in a thread).
 
         Denials and jobs that wait for an approval are recorded before this returns. With
         ``record_later`` an allowed job's ``job.decided``/``job.submitted`` entries are
         committed by :meth:`complete` together with its ``job.completed`` (one durable
         commit per job); no result is released unless that commit succeeded.
+        ``identity``: what :meth:`authenticate` already returned for ``token``.
         """
-        identity = self.authenticate(token)
-        if not isinstance(body, dict):
-            raise InvalidJob("the request body must be a JSON object")
-        unknown = sorted(str(key) for key in body if key not in REQUEST_FIELDS)
-        if unknown:  # e.g. a claimed "user" or "environment": refused, never half-read
-            raise InvalidJob(
-                f"unknown field{'s' if len(unknown) > 1 else ''} in the job request: "
-                + ", ".join(repr(key[:40]) for key in unknown[:10]),
-                hint="send only " + ", ".join(sorted(REQUEST_FIELDS)) + "; who submits comes "
-                "from the kernel token",
-            )
-        request_id = body.get("request_id")
-        if not isinstance(request_id, str) or not 8 <= len(request_id) <= 128:
-            raise InvalidJob("'request_id' must be a unique string of 8 to 128 characters")
+        identity = identity if identity is not None else self.authenticate(token)
+        try:  # every field, strictly, before anything is parsed, decided or run
+            body = parse_request(body).model_dump()
+        except RequestError as exc:
+            raise InvalidJob(exc.message, hint=exc.hint) from None
+        request_id = body["request_id"]
         with self._lock:
             if request_id in self._request_ids:
                 raise Replayed(
@@ -413,22 +450,24 @@ class JobService:
         self, identity: dict[str, Any], request_id: str, body: dict[str, Any], record_later: bool
     ) -> JobState:
         began = time.perf_counter()
-        shots = body.get("shots")
-        seed = body.get("seed")
-        if isinstance(shots, bool) or not isinstance(shots, int):
-            raise InvalidJob("'shots' must be an integer", hint="e.g. --shots 1024")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise InvalidJob("'seed' must be a non-negative integer or null")
+        # ``body`` is validated (``parse_request``): every field has its type and range.
+        shots, seed, tags = body["shots"], body["seed"], body["tags"]
+        request_fields = {
+            "shots": shots,
+            "seed": seed,
+            "backend": body["backend"],
+            "method": body["method"],
+            "noise": body["noise"],
+            "tags": tags,
+        }
+        self._check_recordable(identity, request_fields, request_id)
         hashes, summaries, circuits_qpy = self._circuits(body.get("circuits"), body.get("bind"))
-        tags = body.get("tags") or []
-        if not isinstance(tags, list) or not all(isinstance(t, str) and len(t) <= 64 for t in tags):
-            raise InvalidJob("'tags' must be a list of short strings")
         request = JobRequest(
             shots=shots,
             seed=seed,
-            backend=str(body.get("backend") or "aer_simulator"),
-            method=body.get("method"),
-            noise=body.get("noise"),
+            backend=body["backend"],
+            method=body["method"],
+            noise=body["noise"],
             tags=tags,
             circuits=cast(list[CircuitSummary], summaries),  # pydantic validates the dicts
         )
@@ -443,14 +482,7 @@ class JobService:
         state = JobState(
             job_id=job_id,
             identity={k: identity.get(k) for k in ("user", "kernel_id", "accessor", "environment")},
-            request={
-                "shots": shots,
-                "seed": seed,
-                "backend": request.backend,
-                "method": request.method,
-                "noise": request.noise,
-                "tags": tags,
-            },
+            request=request_fields,
             decision=decision,
             circuit_hashes=hashes,
             payload={
@@ -483,7 +515,10 @@ class JobService:
         if record_later and decision.allowed and not decision.needs_approval:
             state.unrecorded = entries
         else:
-            self._append_many(entries, actor=actor, correlation_id=job_id)
+            try:
+                self._append_many(entries, actor=actor, correlation_id=job_id)
+            except Exception as exc:  # fail closed: not recorded, not run
+                raise self._unrecorded(exc, "the job's decision", "nothing was run") from None
         with self._lock:
             self._request_ids[request_id] = job_id
             while len(self._request_ids) > 100_000:
@@ -525,7 +560,95 @@ class JobService:
     def _append_many(
         self, entries: list[tuple[str, dict[str, Any]]], *, actor: str, correlation_id: str
     ) -> None:
+        self.flush_unwritten()  # jobs a ledger outage left unrecorded go first
         self.ledger.append_many(entries, actor=actor, correlation_id=correlation_id)  # one commit
+
+    # ---- the record: checked before anything runs, failures recorded when the ledger returns
+    def _check_recordable(
+        self,
+        identity: dict[str, Any],
+        request: dict[str, Any],
+        request_id: str,
+    ) -> None:
+        """Refuse (422) a request whose entries the ledger would refuse, before it runs.
+
+        The ledger validates every body (kinds, secret-shaped values) and writes canonical
+        JSON; checking the request's part of ``job.submitted`` and ``job.decided`` here
+        means a job never runs only to find that its record cannot be written.
+        """
+        probe = {
+            "job_id": "0" * 32,
+            "identity": {
+                k: identity.get(k) for k in ("user", "kernel_id", "accessor", "environment")
+            },
+            "request": request,
+            "circuit_hashes": [],
+            "decision_id": "0" * 32,
+        }
+        try:
+            canonical_json(validate_body("job.submitted", probe))
+            canonical_json(validate_body("job.decided", {"request_id": request_id}))
+        except InvalidEntry as exc:
+            raise InvalidJob(
+                f"the request cannot be recorded in the audit ledger: {exc.message}",
+                hint="a job request is recorded as sent: it must not carry a secret; "
+                "remove it from the named field",
+            ) from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise InvalidJob(
+                f"the request cannot be recorded in the audit ledger ({type(exc).__name__})",
+                hint="send JSON values the ledger can hold: printable text, integers "
+                "within +/-(2**53 - 1)",
+            ) from None
+
+    def _unrecorded(self, exc: Exception, what: str, consequence: str) -> Unavailable:
+        """The 503 for a ledger write that failed (never the exception's text if not ours)."""
+        reason = exc.message if isinstance(exc, QSecureError) else type(exc).__name__
+        message = f"{what} could not be recorded in the ledger ({reason}): {consequence}"
+        log.error("jupyter-qsecure jobs: %s", message)
+        return Unavailable(message, hint="check the ledger (`jupyter qsecure audit verify`)")
+
+    def has_unwritten(self) -> bool:
+        """True while jobs wait to be recorded as failed (the ledger was unavailable)."""
+        return bool(self._unwritten)
+
+    def flush_unwritten(self) -> int:
+        """Record the jobs a ledger failure left unrecorded, oldest first; the count written.
+
+        Each is written as it was decided and submitted, with ``job.completed`` status
+        ``failed`` (its result was never released). Stops at the first failure (the ledger
+        is still down) and keeps the rest for the next call.
+        """
+        written = 0
+        if not self._unwritten:  # the hot path: one read, no lock
+            return written
+        with self._flush_lock:
+            while True:
+                with self._lock:
+                    if not self._unwritten:
+                        return written
+                    job_id, actor, entries = self._unwritten[0]
+                try:
+                    self.ledger.append_many(entries, actor=actor, correlation_id=job_id)
+                except (InvalidEntry, ValueError, TypeError) as exc:  # never writable as it is
+                    log.error(
+                        "job %s: the ledger refuses its entries (%s)", job_id, type(exc).__name__
+                    )
+                    with self._lock:
+                        if len(entries) > 1:  # record the failure alone
+                            self._unwritten[0] = (job_id, actor, [entries[-1]])
+                        else:
+                            self._unwritten.pop(0)
+                    continue
+                except Exception as exc:
+                    if written == 0:
+                        raise
+                    log.warning("job records: the ledger failed again (%s)", type(exc).__name__)
+                    return written
+                with self._lock:
+                    self._unwritten.pop(0)
+                written += 1
+                log.info("job %s: recorded as failed now that the ledger is back", job_id)
 
     def _keep(self, state: JobState) -> None:
         with self._lock:
@@ -534,29 +657,90 @@ class JobService:
                 self._jobs.popitem(last=False)
 
     async def run(self, state: JobState) -> JobState:
-        """Execute an allowed (and, if needed, approved) job; sign and record its result."""
+        """Follow an allowed (and, if needed, approved) job to its end: wait for the
+        approval, then run it (or wait for the queued job), sign and record its result."""
         state.finished = state.finished or asyncio.Event()
         if state.status == "pending_approval":
             approved = await self._approval(state)
             if not approved or state.status == "cancelled":
                 if state.status != "cancelled":
                     state.status, state.error = "failed", "not approved in time"
+                _give_up_place(state)
                 state.finished.set()
                 return state
         try:
             return await self.call(self.complete, state)  # type: ignore[no-any-return]
         finally:
+            _give_up_place(state)
             state.finished.set()
 
-    def submit_and_wait(self, token: str | None, body: Any) -> JobState:
-        """:meth:`prepare` and :meth:`complete` in the calling (broker) thread: what a
-        waiting submission needs, without returning to the event loop in between. A job
-        that needs an approval is returned still ``pending_approval`` (run it with
-        :meth:`run`)."""
-        state = self.prepare(token, body, record_later=True)
+    # ---- the queue ---------------------------------------------------------------------------
+    def owner(self, identity: dict[str, Any]) -> str:
+        """Whose turn a job takes in the fair queue, and whose share of the queue it uses:
+        the same key as the policy's rate limits and quotas (``environment:user``)."""
+        return f"{identity.get('environment') or self.environment}:{identity['user']}"
+
+    def submit(self, token: str | None, body: Any, *, wait: bool = True) -> JobState:
+        """Admit, prepare and queue a submission in the calling (broker) thread; with
+        ``wait`` also run it to the end (:meth:`complete`).
+
+        First a place in the queue is taken for the identity (the executor's
+        :meth:`~jupyter_qsecure.jobs.executor.Executor.admit`): when the user's share of
+        the queue or the whole queue is taken the submission is refused with
+        :class:`Busy` (HTTP 429 with ``Retry-After``), waiting or not, before its body is
+        parsed and before anything is decided, counted against a quota or recorded. An
+        accepted job keeps its place until it is queued, so a job answered 202 never
+        finds the queue full later. Without ``wait`` the job is returned ``queued`` (its
+        end is followed by :meth:`run`). A job that needs an approval is returned
+        ``pending_approval`` and keeps its place until it is approved (:meth:`run`),
+        cancelled or given up.
+        """
+        identity = self.authenticate(token)
+        place = self._admit(identity)
+        try:
+            state = self.prepare(token, body, record_later=wait, identity=identity)
+        except BaseException:
+            if place is not None:
+                place.release()
+            raise
+        state.place = place
         if state.status == "pending_approval":
             return state
-        return self.complete(state)
+        try:
+            if wait:
+                return self.complete(state)
+            self._enqueue(state)
+            return state
+        finally:
+            _give_up_place(state)  # a no-op once the job was queued with it
+
+    def submit_and_wait(self, token: str | None, body: Any) -> JobState:
+        """``submit(token, body, wait=True)``."""
+        return self.submit(token, body, wait=True)
+
+    def _admit(self, identity: dict[str, Any]) -> QueuePlace | None:
+        admit = getattr(self.executor, "admit", None)
+        if admit is None:  # an executor without places: its submit() checks the queue
+            return None
+        try:
+            return cast(QueuePlace, admit(self.owner(identity)))
+        except QueueFull as exc:
+            raise _busy(exc) from None
+
+    def _enqueue(self, state: JobState) -> None:
+        """Hand a job that nobody waits for to the executor's queue, with its place."""
+        try:
+            state.handle = self.executor.submit(
+                state.job_id,
+                state.payload,
+                timeout=self.job_timeout,
+                owner=self.owner(state.identity),
+                place=state.place,
+            )
+        except QueueFull as exc:  # only an executor without places gets here
+            self._record(state, "rejected", {"error": exc.message})
+            state.status, state.error = "failed", exc.message
+            raise _busy(exc) from None
 
     def complete(self, state: JobState) -> JobState:
         """Run an allowed, released job to the end in the calling (broker) thread: submit,
@@ -570,21 +754,22 @@ class JobService:
         result reaches the signing code without hopping through the event loop; broker
         threads outnumber the jobs the executor accepts, so waiting never starves others.
         """
-        try:
-            # here: this thread waits for the result anyway, so it may run the job itself
-            state.handle = self.executor.submit(
-                state.job_id, state.payload, timeout=self.job_timeout, here=True
-            )
-        except QueueFull as exc:
-            self._record(state, "rejected", {"error": exc.message})
-            state.status, state.error = "failed", exc.message
-            raise Busy(
-                exc.message,
-                hint=f"retry in {exc.retry_after_seconds} s",
-                payload={"retry_after": exc.retry_after_seconds},
-            ) from None
-        state.status = "running"
-        submitted = time.perf_counter()
+        if state.handle is None:  # not queued yet (a waiting submission, an approved run)
+            try:
+                # here: this thread waits for the result anyway, so it may run the job itself
+                state.handle = self.executor.submit(
+                    state.job_id,
+                    state.payload,
+                    timeout=self.job_timeout,
+                    here=True,
+                    owner=self.owner(state.identity),
+                    place=state.place,
+                )
+            except QueueFull as exc:  # only without a held place
+                self._record(state, "rejected", {"error": exc.message})
+                state.status, state.error = "failed", exc.message
+                raise _busy(exc) from None
+        # still "queued" here: current_status() says "running" once a worker has it
         try:
             outcome = state.handle.result()
         except ExecutorError as exc:
@@ -595,7 +780,8 @@ class JobService:
         handle = state.handle
         if handle.started_at is not None and handle.finished_at is not None:
             run = (handle.finished_at - handle.started_at) * 1000
-            state.timings["queue"] = max(0.0, (time.perf_counter() - submitted) * 1000 - run)
+            waited = (time.time() - handle.submitted_at) * 1000
+            state.timings["queue"] = max(0.0, waited - run)
             state.timings["run"] = run
         try:
             sealed = self._seal(state, outcome)
@@ -647,15 +833,29 @@ class JobService:
                 ("job.completed", {"job_id": state.job_id, "status": status, **fields}),
             ]
             state.unrecorded = []
+        actor = f"user:{state.identity['user']}"
         try:
-            self._append_many(
-                entries, actor=f"user:{state.identity['user']}", correlation_id=state.job_id
-            )
+            self._append_many(entries, actor=actor, correlation_id=state.job_id)
         except Exception as exc:  # fail closed: no record, no result
             reason = exc.message if isinstance(exc, QSecureError) else type(exc).__name__
             state.status = "failed"
             state.error = f"the job could not be recorded in the ledger: {reason}"
             log.error("job %s: %s", state.job_id, state.error)
+            # ...and recorded as soon as the ledger takes writes again: a completed job as
+            # failed (its result was not released), any other outcome as it was
+            kind, completion = entries[-1]
+            failed = (
+                kind,
+                {
+                    **completion,
+                    "status": "failed" if status == "completed" else status,
+                    "error": f"{state.error}; its result was not released"
+                    if status == "completed"
+                    else f"{completion.get('error') or status} ({state.error})",
+                },
+            )
+            with self._lock:
+                self._unwritten.append((state.job_id, actor, [*entries[:-1], failed]))
             raise Unavailable(
                 state.error,
                 hint="check the ledger (`jupyter qsecure audit verify`)",
@@ -754,23 +954,110 @@ class JobService:
             if state.unrecorded:
                 state.unrecorded.append(("job.cancelled", {"job_id": job_id}))
                 return state
-        self.ledger.append(
-            "job.cancelled",
-            {"job_id": job_id},
-            actor=f"user:{state.identity['user']}",
-            correlation_id=job_id,
-        )
+        actor = f"user:{state.identity['user']}"
+        try:
+            self._append_many(
+                [("job.cancelled", {"job_id": job_id})], actor=actor, correlation_id=job_id
+            )
+        except Exception as exc:  # cancelled all the same; recorded when the ledger is back
+            with self._lock:
+                self._unwritten.append((job_id, actor, [("job.cancelled", {"job_id": job_id})]))
+            log.error("job %s: cancellation not recorded yet (%s)", job_id, type(exc).__name__)
         return state
 
-    def approve(self, job_id: str, approver: str) -> bool:
-        """Release a heavy run after its approval was recorded (``job.approved``)."""
-        state = self._jobs.get(job_id)
+    def take_approvals(self, start: int, end: int) -> int:
+        """Verify the ``job.approved`` entries at ledger indexes ``start`` to ``end``.
+
+        Each approval of a job waiting here is checked (:class:`ApprovalVerifier`): a
+        valid one is recorded as ``job.released`` (approver and submitter) and releases
+        the job; any other as ``job.approval_refused`` (why). Returns the index to resume
+        from: ``end``, or the first approval whose outcome could not be recorded (the
+        ledger failed; its job stays waiting and it is checked again next time).
+        """
+        from ..ledger import EntryFilter
+
+        entries = self.ledger.entries(EntryFilter(kinds=["job.approved"], start=start))
+        for entry in entries:
+            if entry.index >= end:
+                break
+            try:
+                self.take_approval(entry.index, entry.body)
+            except Exception as exc:
+                log.warning(
+                    "job approvals: the outcome of ledger entry %d could not be recorded (%s); "
+                    "checked again shortly",
+                    entry.index,
+                    type(exc).__name__,
+                )
+                return int(entry.index)
+        return end
+
+    def take_approval(self, index: int, body: dict[str, Any]) -> str | None:
+        """Verify one recorded approval (ledger entry ``index``); release its job if it
+        holds. Returns ``released``, ``refused``, or None when no job here waits for it."""
+        job_id = body.get("job_id")
+        state = self._jobs.get(job_id) if isinstance(job_id, str) else None
         if state is None or state.status != "pending_approval":
-            return False
+            return None
+        submitter = str(state.identity.get("user"))
+        try:
+            if self.approvals is None:
+                raise ApprovalRefused("this server trusts no approver")
+            verified = self.approvals.verify(
+                body,
+                job_id=state.job_id,
+                decision_id=state.decision.decision_id,
+                subject=approval_subject(
+                    state.job_id, state.decision.decision_id, state.circuit_hashes, state.request
+                ),
+                submitter=submitter,
+                allow_self=self.engine.policy.rules.allow_self_approval,
+            )
+        except ApprovalRefused as exc:
+            log.warning(
+                "job %s: approval (ledger entry %d) refused: %s", state.job_id, index, exc.message
+            )
+            self._append_many(
+                [
+                    (
+                        "job.approval_refused",
+                        {
+                            "job_id": state.job_id,
+                            "approval_index": index,
+                            "submitter": submitter,
+                            "reason": exc.message,
+                        },
+                    )
+                ],
+                actor="qsecure:broker",
+                correlation_id=state.job_id,
+            )
+            return "refused"
+        # recorded before the job is released: a job never runs on an unrecorded approval
+        self._append_many(
+            [
+                (
+                    "job.released",
+                    {
+                        "job_id": state.job_id,
+                        "approval_index": index,
+                        "approver": verified.to_ledger(),
+                        "submitter": {
+                            "user": submitter,
+                            "kernel_id": state.identity.get("kernel_id"),
+                        },
+                    },
+                )
+            ],
+            actor=f"approver:{verified.approver}",
+            correlation_id=state.job_id,
+        )
+        if state.status != "pending_approval":  # cancelled meanwhile
+            return None
         state.status = "queued"
         self._release(state)
-        log.info("job %s approved by %s", job_id, approver)
-        return True
+        log.info("job %s approved by %s (%s)", state.job_id, verified.approver, verified.source)
+        return "released"
 
     @staticmethod
     def _release(state: JobState) -> None:

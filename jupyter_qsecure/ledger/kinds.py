@@ -30,8 +30,10 @@ class NoteBody(Body):
 
 
 class FindingRef(Body):
+    """A finding of the save gate: its type and keyed fingerprint (HMAC-SHA-256, hex)."""
+
     type: str
-    hashed_secret: Sha256Hex = Field(pattern=r"^[0-9a-f]{64}$")
+    fingerprint: Sha256Hex = Field(pattern=r"^[0-9a-f]{64}$")
     cell: int | None = None
     where: str | None = None
 

@@ -14,6 +14,8 @@ Public API (what the save gate and the CLI call)::
     ExactMatcher(values).find(text)           # injected values and their encodings
     Scanner(rules="acme.toml")                # + an organisation's gitleaks/kingfisher rules
     to_sarif(report)                          # SARIF 2.1.0 log (a JSON-ready dict)
+    Scanner(fingerprinter=fingerprinter_from_settings(settings, create=False))
+    scanner.scan_paths(["run.log"], injected=index)   # + the fingerprint registry
 """
 
 from .baseline import Baseline
@@ -30,7 +32,8 @@ from .engine import (
 )
 from .errors import InvalidNotebook, ScanError
 from .exact import ExactMatcher, encoded_forms
-from .models import Finding, ScanReport, sha256_hex
+from .fingerprints import Fingerprinter, FingerprintIndex, fingerprinter_from_settings
+from .models import Finding, ScanReport
 from .orgrules import OrgRules
 from .redact import placeholder_for, redact_notebook, redact_text
 from .sarif import to_sarif
@@ -39,6 +42,8 @@ __all__ = [
     "Baseline",
     "ExactMatcher",
     "Finding",
+    "FingerprintIndex",
+    "Fingerprinter",
     "InvalidNotebook",
     "OrgRules",
     "ScanError",
@@ -49,6 +54,7 @@ __all__ = [
     "as_notebook",
     "default_scanner",
     "encoded_forms",
+    "fingerprinter_from_settings",
     "placeholder_for",
     "redact_notebook",
     "redact_text",
@@ -56,6 +62,5 @@ __all__ = [
     "scan_paths",
     "scan_text",
     "scanner_for_settings",
-    "sha256_hex",
     "to_sarif",
 ]

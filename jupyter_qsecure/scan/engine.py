@@ -6,7 +6,8 @@ after one cell changed runs the detectors on that cell's texts only (everything
 else is a cache hit). :attr:`Scanner.stats` counts both, for tests and benchmarks.
 
 Layers (see :mod:`.layers` for how they are merged into one finding per secret):
-values injected into kernels (exact match), an organisation's rule file
+values injected into kernels (exact match, and the fingerprint registry's index of
+earlier injections, :mod:`.fingerprints`), an organisation's rule file
 (:mod:`.orgrules`), kingfisher's provider rules (:mod:`.providers`), our detectors and
 detect-secrets' plugins (:mod:`.detectors`). The units of one scan that miss the cache
 go to kingfisher in one native call.
@@ -35,8 +36,9 @@ from .detectors import detect, is_line_allowlisted
 from .errors import InvalidNotebook, ScanError
 from .exact import ExactMatcher
 from .extract import TextUnit, notebook_units, text_file_unit
+from .fingerprints import Fingerprinter, FingerprintIndex, process_fingerprinter
 from .layers import Layered, Rank, is_placeholder_value, rank_of_ours, resolve, token_around
-from .models import Finding, Match, ScanReport, sha256_hex
+from .models import Detection, Finding, Match, ScanReport
 from .orgrules import OrgRules
 from .providers import builtin_detections, builtin_loader
 
@@ -145,6 +147,9 @@ class Scanner:
     ``rules``: an organisation's rule file (gitleaks TOML or kingfisher YAML, see
     :mod:`.orgrules`), or a loaded :class:`OrgRules`. ``providers=False`` leaves out
     kingfisher's built-in provider rules (for comparisons; the product always has them).
+    ``fingerprinter`` keys the fingerprints of findings (the server's and the command
+    line's come from :func:`~.fingerprints.fingerprinter_from_settings`); without one,
+    the process-wide one (:func:`~.fingerprints.set_process_fingerprinter`) is used.
     """
 
     def __init__(
@@ -154,19 +159,30 @@ class Scanner:
         exact_values: Iterable[str] = (),
         rules: RulesFile = None,
         providers: bool = True,
+        fingerprinter: Fingerprinter | None = None,
     ) -> None:
+        self._fingerprinter = fingerprinter
         self.org_rules: OrgRules | None = (
             rules if isinstance(rules, OrgRules) or rules is None else OrgRules.load(rules)
         )
         self.providers = providers
         if providers:
             builtin_loader()  # starts loading kingfisher's catalogue in the background
+        # Detections only, never fingerprints: those are computed per scan with the
+        # fingerprinter in force then, so a cached unit is never reported under another
+        # key. The registry's matches are cached by its index (one key) under the same
+        # unit digest.
         self._cache: LRU[bytes, tuple[Layered, ...]] = LRU(cache_entries)
         self._lock = threading.Lock()  # for the statistics
         self.stats = ScanStats()
         self._exact = ExactMatcher(exact_values)
         #: Rendered JSON units (big metadata such as widget state), by content hash.
         self._json_memo: LRU[Any, Any] = LRU(2048)
+
+    @property
+    def fingerprinter(self) -> Fingerprinter:
+        """The key of this scanner's fingerprints (the process-wide one unless given)."""
+        return self._fingerprinter or process_fingerprinter()
 
     # ---------------------------------------------------------------- cache
     def clear_cache(self) -> None:
@@ -206,8 +222,10 @@ class Scanner:
             for text, f in zip(texts, found, strict=True)
         ]
 
-    def _detect_cached(self, units: list[TextUnit]) -> list[tuple[Layered, ...]]:
-        keys = [self._unit_key(u) for u in units]
+    def _detect_cached(
+        self, units: list[TextUnit], keys: list[bytes] | None = None
+    ) -> list[tuple[Layered, ...]]:
+        keys = keys if keys is not None else [self._unit_key(u) for u in units]
         out: list[tuple[Layered, ...] | None] = [self._cache.get(k) for k in keys]
         misses = [i for i, hit in enumerate(out) if hit is None]
         if misses:
@@ -222,13 +240,23 @@ class Scanner:
 
     # ---------------------------------------------------------------- scanning
     def _scan_units(
-        self, units: list[TextUnit], path: str, exact: ExactMatcher | None, *, is_notebook: bool
+        self,
+        units: list[TextUnit],
+        path: str,
+        exact: ExactMatcher | None,
+        *,
+        is_notebook: bool,
+        injected: FingerprintIndex | None = None,
     ) -> ScanResult:
         matchers = [m for m in (self._exact if self._exact else None, exact) if m is not None]
+        registry = injected if injected else None
         matches: list[Match] = []
         seen: set[tuple[Any, ...]] = set()
         org = self.org_rules
-        for index, (unit, cached) in enumerate(zip(units, self._detect_cached(units), strict=True)):
+        fingerprinter = self.fingerprinter
+        keys = [self._unit_key(u) for u in units]
+        layered = self._detect_cached(units, keys)
+        for index, (unit, digest, cached) in enumerate(zip(units, keys, layered, strict=True)):
             items = list(cached)
             if org is not None:
                 items = [
@@ -240,10 +268,18 @@ class Scanner:
                         path=path,
                         secret=x.detection.secret,
                         line=_line_at(unit.text, x.detection.start),
+                        hashes=(fingerprinter(x.detection.secret),),
                     )
                 ]
+            exact_found: list[Detection] = []
             for matcher in matchers:
-                items.extend(Layered(Rank.EXACT, d) for d in matcher.find(unit.text))
+                exact_found.extend(matcher.find(unit.text))
+            if registry is not None:
+                # Registry values rank with exact values: both are what a kernel was given.
+                exact_found.extend(
+                    _unknown_in_memory(registry.find(unit.text, digest), exact_found)
+                )
+            items.extend(Layered(Rank.EXACT, d) for d in exact_found)
             for group in resolve(items):
                 d = group.detection
                 piece = unit.piece_at(d.start)
@@ -256,7 +292,9 @@ class Scanner:
                     mime=unit.mime,
                     line=unit.line_of(d.start),
                     type=d.type,
-                    hashed_secret=d.hashed_secret or sha256_hex(d.secret),
+                    fingerprint=d.fingerprint or fingerprinter(d.fingerprint_of or d.secret),
+                    secret_name=d.secret_name,
+                    injected_on=d.injected_on,
                 )
                 if (
                     org is not None
@@ -265,7 +303,7 @@ class Scanner:
                         path=path,
                         secret=d.secret,
                         line=_line_at(unit.text, d.start),
-                        hashes=_hashes(finding, group.members),
+                        hashes=_fingerprints(finding, group.members, fingerprinter),
                     )
                 ):
                     continue
@@ -282,20 +320,33 @@ class Scanner:
         return ScanResult(path, findings, matches, units, is_notebook)
 
     def scan_notebook(
-        self, nb: Any, *, path: str = "", exact_values: ExactValues = None
+        self,
+        nb: Any,
+        *,
+        path: str = "",
+        exact_values: ExactValues = None,
+        injected: FingerprintIndex | None = None,
     ) -> ScanResult:
         """Scan a notebook (``NotebookNode``, dict, JSON text or bytes).
 
         ``exact_values``: extra values to find with their encodings (e.g. what the
         server injected into this notebook's kernel), or a prepared :class:`ExactMatcher`.
-        Raises :class:`InvalidNotebook` if ``nb`` is not a notebook.
+        ``injected``: fingerprints of values injected earlier (the registry), matched
+        on candidate tokens. Raises :class:`InvalidNotebook` if ``nb`` is not a notebook.
         """
         node = as_notebook(nb, path=path)
         units = notebook_units(node, memo=self._json_memo)
-        return self._scan_units(units, path, _matcher(exact_values), is_notebook=True)
+        return self._scan_units(
+            units, path, _matcher(exact_values), is_notebook=True, injected=injected
+        )
 
     def scan_text(
-        self, text: str, *, path: str = "", exact_values: ExactValues = None
+        self,
+        text: str,
+        *,
+        path: str = "",
+        exact_values: ExactValues = None,
+        injected: FingerprintIndex | None = None,
     ) -> ScanResult:
         """Scan a non-notebook text (a ``.py``, ``.env``, ``.yaml`` … file's content).
 
@@ -304,10 +355,16 @@ class Scanner:
         """
         unit = text_file_unit(text, path or "text.txt")
         units = [unit] if unit is not None else []
-        return self._scan_units(units, path, _matcher(exact_values), is_notebook=False)
+        return self._scan_units(
+            units, path, _matcher(exact_values), is_notebook=False, injected=injected
+        )
 
     def scan_file(
-        self, path: str | os.PathLike[str], *, exact_values: ExactValues = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        exact_values: ExactValues = None,
+        injected: FingerprintIndex | None = None,
     ) -> ScanResult | None:
         """Scan one file: ``.ipynb`` as a notebook, other text line by line.
 
@@ -345,14 +402,14 @@ class Scanner:
                     f"column {exc.colno}",
                     hint="open it in Jupyter to repair it, or exclude it from the scan",
                 ) from exc
-            return self.scan_notebook(obj, path=name, exact_values=exact_values)
+            return self.scan_notebook(obj, path=name, exact_values=exact_values, injected=injected)
         if b"\0" in data[:8192]:
             return None
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        return self.scan_text(text, path=name, exact_values=exact_values)
+        return self.scan_text(text, path=name, exact_values=exact_values, injected=injected)
 
     def scan_paths(
         self,
@@ -360,12 +417,14 @@ class Scanner:
         *,
         baseline: Baseline | None = None,
         exact_values: ExactValues = None,
+        injected: FingerprintIndex | None = None,
         jobs: int = 1,
     ) -> ScanReport:
         """Scan files and folders (recursed). Unreadable files go to ``report.errors``.
 
         ``jobs > 1`` scans files in that many worker processes (for the command line;
         a server should keep ``jobs=1`` and share this scanner's cache instead).
+        ``injected``: the fingerprint registry's index, matched in every file.
         """
         started = time.perf_counter()
         matcher = _matcher(exact_values)
@@ -375,10 +434,17 @@ class Scanner:
             if self.providers:
                 builtin_loader().get()  # loaded before the workers fork (they inherit it)
             outcomes: Iterable[tuple[str, list[Finding] | None, str | None]] = _parallel(
-                names, baseline, matcher, jobs, self.org_rules, self.providers
+                names,
+                baseline,
+                matcher,
+                jobs,
+                self.org_rules,
+                self.providers,
+                self.fingerprinter,
+                injected,
             )
         else:
-            outcomes = (_scan_one(self, name, baseline, matcher) for name in names)
+            outcomes = (_scan_one(self, name, baseline, matcher, injected) for name in names)
         for _name, findings, error in outcomes:
             if error is not None:
                 report.errors.append(error)
@@ -414,11 +480,18 @@ def _sha1(secret: str) -> str:
     return hashlib.sha1(secret.encode("utf-8", "surrogatepass")).hexdigest()  # noqa: S324
 
 
-def _hashes(finding: Finding, members: Iterable[Layered]) -> list[str]:
-    """The reported hash of the finding (and its keyed fingerprint, when it has one)."""
-    dumped = finding.model_dump()
-    out = [str(v) for k in ("hashed_secret", "fingerprint") if (v := dumped.get(k))]
-    out.extend(sha256_hex(m.detection.secret) for m in members)
+def _fingerprints(
+    finding: Finding, members: Iterable[Layered], fingerprinter: Fingerprinter
+) -> list[str]:
+    """The keyed fingerprints an organisation's ``fingerprints`` allowlist may name for
+    this secret: the finding's, and that of every detection merged into it (a value the
+    finding's span widened from one run to the next keeps matching)."""
+    out = [finding.fingerprint]
+    for m in members:
+        d = m.detection
+        fp = d.fingerprint or fingerprinter(d.fingerprint_of or d.secret)
+        if fp not in out:
+            out.append(fp)
     return out
 
 
@@ -440,10 +513,14 @@ def _not_pragma_allowed(text: str, hits: list[Layered]) -> list[Layered]:
 
 
 def _scan_one(
-    scanner: Scanner, name: str, baseline: Baseline | None, matcher: ExactMatcher | None
+    scanner: Scanner,
+    name: str,
+    baseline: Baseline | None,
+    matcher: ExactMatcher | None,
+    injected: FingerprintIndex | None = None,
 ) -> tuple[str, list[Finding] | None, str | None]:
     try:
-        result = scanner.scan_file(name, exact_values=matcher)
+        result = scanner.scan_file(name, exact_values=matcher, injected=injected)
     except ScanError as exc:
         return name, None, exc.message
     if result is None:
@@ -455,16 +532,28 @@ _worker_state: dict[str, Any] = {}
 
 
 def _worker_init(
-    baseline: Baseline | None, values: frozenset[str], rules: str | None, providers: bool
+    baseline: Baseline | None,
+    values: frozenset[str],
+    rules: str | None,
+    providers: bool,
+    fingerprinter: Fingerprinter,
+    injected: FingerprintIndex | None,
 ) -> None:
-    _worker_state["scanner"] = Scanner(rules=rules, providers=providers)
+    _worker_state["scanner"] = Scanner(
+        rules=rules, providers=providers, fingerprinter=fingerprinter
+    )
     _worker_state["baseline"] = baseline
     _worker_state["matcher"] = ExactMatcher(values) if values else None
+    _worker_state["injected"] = injected
 
 
 def _worker_scan(name: str) -> tuple[str, list[Finding] | None, str | None]:
     return _scan_one(
-        _worker_state["scanner"], name, _worker_state["baseline"], _worker_state["matcher"]
+        _worker_state["scanner"],
+        name,
+        _worker_state["baseline"],
+        _worker_state["matcher"],
+        _worker_state["injected"],
     )
 
 
@@ -475,6 +564,8 @@ def _parallel(
     jobs: int,
     rules: OrgRules | None,
     providers: bool,
+    fingerprinter: Fingerprinter,
+    injected: FingerprintIndex | None,
 ) -> list[tuple[str, list[Finding] | None, str | None]]:
     from concurrent.futures import ProcessPoolExecutor
 
@@ -484,13 +575,28 @@ def _parallel(
     with ProcessPoolExecutor(
         max_workers=jobs,
         initializer=_worker_init,
-        initargs=(baseline, values, rules.path if rules is not None else None, providers),
+        initargs=(
+            baseline,
+            values,
+            rules.path if rules is not None else None,
+            providers,
+            fingerprinter,
+            injected,
+        ),
     ) as pool:
         done = {
             name: out
             for name, out in zip(order, pool.map(_worker_scan, order, chunksize=1), strict=True)
         }
     return [done[name] for name in names]
+
+
+def _unknown_in_memory(found: list[Detection], others: list[Detection]) -> list[Detection]:
+    """Registry hits not already reported where an in-memory injected value was matched."""
+    if not found:
+        return found
+    spans = [(d.start, d.end) for d in others if d.type.startswith("Injected Secret")]
+    return [d for d in found if not any(s < d.end and d.start < e for s, e in spans)]
 
 
 def _size(name: str) -> int:

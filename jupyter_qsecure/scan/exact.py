@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import quote, quote_plus
 
-from .models import Detection, sha256_hex
+from .models import Detection
 
 MIN_VALUE_LENGTH = 4
 MIN_ENCODED_LENGTH = 8
@@ -122,5 +122,5 @@ class ExactMatcher:
         for m in self._regex.finditer(text):
             value, name = self._forms[m.group(0)]
             kind = EXACT_TYPE if not name else f"{EXACT_TYPE} ({name})"
-            out.append(Detection(kind, m.group(0), m.start(), m.end(), sha256_hex(value)))
+            out.append(Detection(kind, m.group(0), m.start(), m.end(), fingerprint_of=value))
         return out

@@ -7,7 +7,8 @@ detection carries its layer's :class:`Rank`; detections of one text unit whose s
 overlap (directly or through a chain) are one secret, reported once, with the type of
 the detection that sorts first by
 
-1. rank: exact injected value > organisation rule > kingfisher provider rule of high
+1. rank: injected value (matched exactly in memory, or through the fingerprint
+   registry of earlier injections) > organisation rule > kingfisher provider rule of high
    confidence (a distinctive prefix or structure) > our provider detectors (and
    detect-secrets' provider plugins) > kingfisher rule of medium confidence (a bare
    shape such as ``sk-`` + 48 characters, which several providers share, or a keyword
@@ -36,7 +37,7 @@ from .models import Detection
 class Rank(IntEnum):
     """A layer's precedence: lower wins."""
 
-    EXACT = 0
+    EXACT = 0  # injected values: in memory (ExactMatcher) and the fingerprint registry
     ORG_RULE = 1
     PROVIDER_RULE = 2
     OUR_PROVIDER = 3

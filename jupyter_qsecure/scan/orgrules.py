@@ -22,7 +22,7 @@ FILE``) adds the file's rules to every scan, beside the built-in layers.
     regexTarget = "secret"                # secret (default), match (= secret here) or line
     stopwords = ["dummy"]
     condition = "OR"                      # OR (default): any criterion; AND: all given
-    fingerprints = ["<sha256 hex>"]       # ours: a finding's hashed_secret / fingerprint
+    fingerprints = ["<64 hex digits>"]    # ours: a finding's keyed fingerprint, as reported
 
 **kingfisher format** (``.yaml``/``.yml``: ``rules:`` with ``id``, ``name``, ``pattern``,
 ``min_entropy``…, see kingfisher's docs) plus the same allowlist keys under a
@@ -374,14 +374,20 @@ class OrgRules:
             out.append(found)
         return out
 
-    def rule_allows(self, rule_id: str, *, path: str, secret: str, line: str) -> bool:
-        """True when the rule's own path filter or allowlists drop this detection."""
+    def rule_allows(
+        self, rule_id: str, *, path: str, secret: str, line: str, hashes: Iterable[str] = ()
+    ) -> bool:
+        """True when the rule's own path filter or allowlists drop this detection
+        (``hashes``: its keyed fingerprint, for allowlists by ``fingerprints``)."""
         rule = self.rules.get(rule_id)
         if rule is None:
             return False
         if rule.path is not None and not rule.path.search(path.replace(os.sep, "/")):
             return True
-        return any(a.allows(path=path, secret=secret, line=line) for a in rule.allowlists)
+        hashes = [h.lower() for h in hashes]
+        return any(
+            a.allows(path=path, secret=secret, line=line, hashes=hashes) for a in rule.allowlists
+        )
 
     def allows(self, *, path: str, secret: str, line: str, hashes: Iterable[str]) -> bool:
         """True when a file-wide allowlist allows this finding."""

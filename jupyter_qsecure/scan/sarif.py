@@ -4,10 +4,10 @@ One run, tool ``jupyter-qsecure``; one ``tool.driver.rules`` entry per finding t
 occurs (``ruleId`` is the type's slug, e.g. ``github-token``); one result per finding at
 level ``error``, with a message naming the type and place (never the secret), the file
 as ``artifactLocation.uri`` (relative to ``%SRCROOT%``, the current folder, when the
-file is under it), ``region.startLine``, and the finding's fingerprint (the SHA-256 of
-the secret, or the keyed fingerprint where findings carry one) in
-``partialFingerprints`` so a code-scanning service tracks one alert per secret across
-runs and line moves. Files that could not be scanned are tool execution
+file is under it), ``region.startLine``, and the finding's keyed ``fingerprint``
+(HMAC-SHA-256 under the configured fingerprint key, never an unkeyed hash of the
+secret) in ``partialFingerprints`` so a code-scanning service tracks one alert per
+secret across runs and line moves (as long as the key stays the same). Files that could not be scanned are tool execution
 notifications.
 
 For a notebook, ``startLine`` is the line of the ``.ipynb`` file where the secret's text
@@ -41,9 +41,8 @@ def rule_id(type_: str) -> str:
 
 
 def fingerprint_of(finding: Finding) -> str:
-    """The finding's keyed fingerprint when it has one, else its ``hashed_secret``."""
-    dumped = finding.model_dump()
-    return str(dumped.get("fingerprint") or dumped.get("hashed_secret") or "")
+    """The finding's keyed fingerprint (what ``partialFingerprints`` carries)."""
+    return finding.fingerprint
 
 
 def _place(finding: Finding) -> str:

@@ -8,7 +8,15 @@ Per environment ``E`` (dev, test, prod):
   ``qsecure-kernel-E`` reads that environment's secrets, nothing else.
 - The server's own token has policy ``qsecure-server-E``: it may mint ``qsecure-kernel-E``
   tokens (never another environment's), look up and revoke them, renew and revoke
-  leases, sign with ``transit/sign/qsecure-*`` and wrap recovery keys.
+  leases, sign with ``transit/sign/qsecure-*`` (except the approver keys), wrap
+  recovery keys, and create (once) and read the fingerprint key at
+  ``secret/data/qsecure/_system/E/fingerprint-key``.
+- Approvers of heavy runs hold tokens with policy ``qsecure-approver-E`` (from any auth
+  method: userpass, OIDC, or ``create_approver_token``): the only identity that may sign
+  with the transit key ``qsecure-approver-E``. The server may read that key's public
+  keys and verify, never sign; kernels' tokens have no transit access at all. So an
+  approval verified against that key was made by an approver, not by a kernel or by the
+  server on a kernel's behalf.
 
 So a dev server cannot obtain prod credentials: its token may only create
 ``qsecure-kernel-dev`` tokens, and those may only read ``qsecure/dev`` paths.
@@ -34,6 +42,15 @@ def server_policy(env: str) -> str:
     return f"qsecure-server-{env}"
 
 
+def approver_policy(env: str) -> str:
+    return f"qsecure-approver-{env}"
+
+
+def approver_transit_key(env: str) -> str:
+    """The transit key that signs approvals of ``env``'s heavy runs."""
+    return f"qsecure-approver-{env}"
+
+
 def kernel_token_role(env: str) -> str:
     return f"qsecure-kernel-{env}"
 
@@ -45,6 +62,14 @@ def database_role_prefix(env: str) -> str:
 def kv_prefix(env: str) -> str:
     """Logical KV path prefix (without the mount's ``data/``), e.g. ``qsecure/dev``."""
     return f"qsecure/{env}"
+
+
+def fingerprint_key_path(env: str) -> str:
+    """KV v2 path (in :data:`KV_MOUNT`) of the environment's fingerprint key.
+
+    Outside ``qsecure/ENV/``, which kernels may read: a kernel never sees the key.
+    """
+    return f"qsecure/_system/{env}/fingerprint-key"
 
 
 def kernel_policy_hcl(env: str) -> str:
@@ -75,6 +100,20 @@ path "{TRANSIT_MOUNT}/sign/qsecure-*" {{ capabilities = ["update"] }}
 path "{TRANSIT_MOUNT}/verify/qsecure-*" {{ capabilities = ["update"] }}
 path "{TRANSIT_MOUNT}/encrypt/qsecure-recovery" {{ capabilities = ["update"] }}
 path "{TRANSIT_MOUNT}/decrypt/qsecure-recovery" {{ capabilities = ["update"] }}
+# The key of the secrets' fingerprints: created once (check-and-set), then only read.
+path "{KV_MOUNT}/data/{fingerprint_key_path(env)}" {{ capabilities = ["create", "read"] }}
+# Approvals are made by approvers only: the server reads and verifies, never signs.
+path "{TRANSIT_MOUNT}/sign/qsecure-approver-*" {{ capabilities = ["deny"] }}
+path "{TRANSIT_MOUNT}/keys/qsecure-approver-*" {{ capabilities = ["read"] }}
+"""
+
+
+def approver_policy_hcl(env: str) -> str:
+    return f"""
+# Approvers of the {env} environment's heavy runs: sign approvals, nothing else.
+path "{TRANSIT_MOUNT}/sign/{approver_transit_key(env)}" {{ capabilities = ["update"] }}
+path "{TRANSIT_MOUNT}/keys/{approver_transit_key(env)}" {{ capabilities = ["read"] }}
+path "auth/token/lookup-self" {{ capabilities = ["read"] }}
 """
 
 
@@ -96,6 +135,10 @@ def bootstrap(
     for env in environments:
         client.sys.create_or_update_policy(name=kernel_policy(env), policy=kernel_policy_hcl(env))
         client.sys.create_or_update_policy(name=server_policy(env), policy=server_policy_hcl(env))
+        client.sys.create_or_update_policy(
+            name=approver_policy(env), policy=approver_policy_hcl(env)
+        )
+        _ensure_approver_key(client, env)
         client.write(
             f"auth/token/roles/{kernel_token_role(env)}",
             allowed_policies=[kernel_policy(env)],
@@ -105,6 +148,57 @@ def bootstrap(
             token_type="service",  # noqa: S106
             token_no_default_policy=True,
         )
+
+
+def _ensure_approver_key(client: Any, env: str) -> None:
+    """The approver transit key of ``env`` (ed25519, not exportable), created by the admin:
+    the server's policy may not create it (it could then pick a key it can use)."""
+    import hvac.exceptions
+
+    name = approver_transit_key(env)
+    try:
+        client.secrets.transit.read_key(name=name, mount_point=TRANSIT_MOUNT)
+    except hvac.exceptions.InvalidPath:
+        client.secrets.transit.create_key(name=name, key_type="ed25519", mount_point=TRANSIT_MOUNT)
+
+
+def create_approver_token(client: Any, env: str, name: str, *, ttl: str = "8h") -> dict[str, Any]:
+    """A token for approver ``name`` of ``env`` (auth data: client_token, accessor).
+
+    Hand it to the approver only (it signs approvals); prefer an auth method that gives
+    each approver their own login (userpass, OIDC) with policy ``qsecure-approver-ENV``.
+    """
+    response = client.auth.token.create_orphan(
+        policies=[approver_policy(env)],
+        ttl=ttl,
+        renewable=False,
+        no_default_policy=True,
+        display_name=name,
+        meta={"approver": name, "environment": env},
+    )
+    return dict(response["auth"])
+
+
+def approver_name(token_data: dict[str, Any]) -> str:
+    """The approver a token (``lookup-self`` / ``lookup-accessor`` data) belongs to.
+
+    ``meta.username`` (userpass, LDAP logins) or ``meta.approver`` (created by
+    :func:`create_approver_token`), else the display name without its auth-method prefix
+    (OpenBao writes ``token-alice``, ``userpass-alice``).
+    """
+    meta = token_data.get("meta") or {}
+    for key in ("username", "approver"):
+        value = meta.get(key) if isinstance(meta, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    display = str(token_data.get("display_name") or "")
+    method, _, rest = display.partition("-")
+    return rest if rest and method in _AUTH_PREFIXES else display
+
+
+_AUTH_PREFIXES = frozenset(
+    {"token", "userpass", "ldap", "oidc", "jwt", "github", "approle", "cert"}
+)
 
 
 def create_server_token(client: Any, env: str, *, period: str = "24h") -> dict[str, Any]:

@@ -26,13 +26,14 @@ Nothing here logs or shows a value: placeholders and warnings carry secret names
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 # ahocorasick-rs (Rust, maintained by G-Research): GB/s SIMD search, 10-100x pyahocorasick and re.
 import ahocorasick_rs
 
 from ..scan.exact import MIN_VALUE_LENGTH, encoded_forms
+from .stream_masking import StreamMasker  # re-exported: it lives there now
 
 __all__ = [
     "MIN_VALUE_LENGTH",
@@ -263,40 +264,6 @@ def _render(text: str, found: Iterable[Match], placeholders: tuple[str, ...]) ->
         last = end
     parts.append(text[last:])
     return "".join(parts)
-
-
-class StreamMasker:
-    """Carry-over per output stream, so a value split across messages is still masked.
-
-    ``feed`` returns the masked text that is safe to show now and holds back only a
-    tail that could be the beginning of a form (at most ``longest_form - 1``
-    characters; nothing when the text ends with a character no form continues
-    from, e.g. a newline). Concatenating everything ``feed`` and ``flush`` return
-    for a key equals ``masker.mask`` of the whole stream.
-
-    Flush a key when the stream cannot continue it: before forwarding any other
-    message with the same parent (to keep the order), when the kernel reports idle
-    for that parent, and after a short quiet period.
-    """
-
-    __slots__ = ("_held", "masker")
-
-    def __init__(self, masker: Masker) -> None:
-        self.masker = masker
-        self._held: dict[Hashable, str] = {}
-
-    def feed(self, key: Hashable, text: str) -> str:
-        held = self._held.pop(key, "")
-        emit, tail = self.masker.split(held + text if held else text)
-        if tail:
-            self._held[key] = tail
-        return emit
-
-    def flush(self, key: Hashable) -> str:
-        return self.masker.mask(self._held.pop(key, ""))
-
-    def pending_keys(self) -> list[Hashable]:
-        return list(self._held)
 
 
 def _mask_value(value: Any, mask: Callable[[str], str]) -> Any:

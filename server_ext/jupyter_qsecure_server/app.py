@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -11,17 +12,23 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Instance
 
 from jupyter_qsecure.config import QSecure
+from jupyter_qsecure.errors import SigningError
+from jupyter_qsecure.exposure import ServedPrivateFiles, check_not_served, private_paths
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
+from jupyter_qsecure.jobs.approval import ApprovalVerifier, ApproverTrust
 from jupyter_qsecure.jobs.executor import executor_from_settings
 from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
 from jupyter_qsecure.jobs.service import JobService
-from jupyter_qsecure.ledger import EntryFilter, Ledger
+from jupyter_qsecure.ledger import Ledger
 from jupyter_qsecure.ledger.batching import BatchingSigner
 from jupyter_qsecure.ledger.signing import Ed25519FileSigner, KeyRing
 from jupyter_qsecure.ledger.transit import TransitSigner
-from jupyter_qsecure.scan import scanner_for_settings
+from jupyter_qsecure.scan import fingerprinter_from_settings, scanner_for_settings
+from jupyter_qsecure.scan.fingerprints import set_process_fingerprinter
 from jupyter_qsecure.vault.broker import CredentialBroker
 from jupyter_qsecure.vault.exposure import ExposureLog
+from jupyter_qsecure.vault.injected import InjectedRegistry
+from jupyter_qsecure.vault.layout import approver_name, approver_policy, approver_transit_key
 from jupyter_qsecure.vault.local_tokens import LocalKernelTokens
 from jupyter_qsecure.vault.registry import ValueRegistry
 from jupyter_qsecure.vault.secrets_spec import parse_secret_specs
@@ -33,6 +40,7 @@ from .jobs_routes import job_routes
 from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
 from .save_gate import ContentsGate, contents_routes
+from .served import served_trees
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
@@ -47,6 +55,7 @@ class QSecureExtension(ExtensionApp):
     settings_obj = Instance(QSecure, allow_none=True)
     ledger = Instance(Ledger, allow_none=True)
     save_gate = Instance(SaveGate, allow_none=True)
+    injected = Instance(InjectedRegistry, allow_none=True)
 
     credentials = Instance(CredentialService, allow_none=True)
     jobs = Instance(JobService, allow_none=True)
@@ -67,17 +76,25 @@ class QSecureExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         # QSecure reads its own section of the server's config, plus env overrides.
         settings = self.settings_obj = QSecure(config=self._server.config, parent=self)
+        self._refuse_to_serve_private_files(settings)
         # The server's own OpenBao token must never reach a kernel: kernels inherit the
         # server's environment, so take it out now, before any kernel is started.
         for variable in ("BAO_TOKEN", "VAULT_TOKEN"):
             os.environ.pop(variable, None)
         self.ledger = Ledger.open(settings=settings)
+        # Findings, 422 bodies and ledger entries carry fingerprints under this key (in
+        # OpenBao when one is configured, else a local key file); so does the registry of
+        # injected values, which the gate also matches (it survives a server restart).
+        fingerprinter = fingerprinter_from_settings(settings, create=True)
+        set_process_fingerprinter(fingerprinter)
+        self.injected = InjectedRegistry.for_settings(settings, fingerprinter)
         self.save_gate = SaveGate(
             scanner=scanner_for_settings(settings),
             recovery=recovery_store_from_settings(settings),
             mode=settings.save_mode,
             ledger=self.ledger,
             exact_values=self.injected_values,
+            injected=self.injected.index,
         )
         ContentsGate(
             self._server.contents_manager,
@@ -94,6 +111,7 @@ class QSecureExtension(ExtensionApp):
                 "qsecure_save_gate": self.save_gate,
                 "qsecure_credentials": self.credentials,
                 "qsecure_registry": self.credentials.registry if self.credentials else None,
+                "qsecure_injected": self.injected,
                 "qsecure_jobs": self.jobs,
                 "qsecure_exposures": ExposureLog(self.ledger),
             }
@@ -102,6 +120,18 @@ class QSecureExtension(ExtensionApp):
         self._checkpoint_timer = PeriodicCallback(self._checkpoint_tick, interval_ms)
         self._checkpoint_timer.start()
         self.log.info("jupyter-qsecure: ledger at %s", self.ledger.store.display_url)
+
+    def _refuse_to_serve_private_files(self, settings: QSecure) -> None:
+        """Stop the server when the data dir (recovery copies and their key, signing keys,
+        the ledger) would be served by the contents API; before anything is written there.
+
+        SystemExit, not an exception: Jupyter Server logs an extension's exceptions and
+        starts without it, which would serve those files with no save gate either.
+        """
+        try:
+            check_not_served(private_paths(settings), served_trees(self._server))
+        except ServedPrivateFiles as exc:
+            raise SystemExit(f"{exc.message}\n  hint: {exc.hint}") from None
 
     def _setup_credentials(self) -> None:
         """Credential broker and output masking, when an OpenBao/Vault is configured."""
@@ -117,7 +147,12 @@ class QSecureExtension(ExtensionApp):
             )
         self.settings["kernel_websocket_connection_class"] = QSecureKernelConnection
         settings = self._qsecure
-        registry = ValueRegistry()
+        # Values stay masked and matched after their kernel stops, while they may be
+        # valid; each injection is recorded (fingerprints only) in the registry file.
+        registry = ValueRegistry(
+            retention_seconds=float(settings.fingerprint_retention_days) * 86400.0,
+            on_register=self.injected.record if self.injected is not None else None,
+        )
         broker_url = url_path_join(self._server.connection_url, "qsecure", "api", "jobs")
         if not settings.vault_addr:
             self.log.info(
@@ -173,6 +208,9 @@ class QSecureExtension(ExtensionApp):
             trusted.save(keyring_path)
         policy = Policy.load(settings.policy_file or None, settings.environment)
         usage = UsageTracker.from_ledger(self.ledger)
+        approvals = self._approval_verifier()
+
+        per_user = settings.resolved_job_queue_per_user()
 
         def executor() -> Any:
             if settings.job_executor == "dask":
@@ -180,9 +218,14 @@ class QSecureExtension(ExtensionApp):
                     "dask",
                     address=settings.dask_scheduler or None,
                     max_queued=settings.job_queue_size,
+                    max_queued_per_owner=per_user,
                 )
             return executor_from_settings(
-                "local", max_workers=settings.job_workers, max_queued=settings.job_queue_size
+                "local",
+                max_workers=settings.job_workers,
+                max_queued=settings.job_queue_size,
+                max_queued_per_owner=per_user,
+                spare_workers=max(0, settings.job_spare_workers),
             )
 
         self.jobs = JobService(
@@ -198,34 +241,95 @@ class QSecureExtension(ExtensionApp):
             identity_cache_seconds=settings.job_identity_cache_seconds,
             # queued + running jobs each hold a broker thread while they run (local
             # executor: job_workers running; a Dask cluster may run more at once)
-            max_in_flight=settings.job_queue_size + max(settings.job_workers, 32),
+            max_in_flight=settings.job_queue_size
+            + max(settings.job_workers + settings.job_spare_workers, 32),
+            approvals=approvals,
         )
         self.credentials.on_revoke.append(self.jobs.forget_kernel)
         self._approvals_seen = self.ledger.size()
+        self._approvals_lock = asyncio.Lock()
         self._approvals_timer = PeriodicCallback(self._approvals_tick, 1000)
         self._approvals_timer.start()
+        self._records_timer = PeriodicCallback(self._records_tick, 1000)
+        self._records_timer.start()
         self.log.info(
-            "jupyter-qsecure: job broker on %s executor, policy %s (%s), signer %s",
+            "jupyter-qsecure: job broker on %s executor, policy %s (%s), signer %s; "
+            "heavy runs approved by %s",
             settings.job_executor,
             policy.version,
             policy.sha256[:12],
             signer.key_id,
+            approvals.describe(),
         )
 
-    def _approvals_tick(self) -> None:
-        """Release heavy runs whose approval (``jupyter qsecure jobs approve``) was recorded."""
-        if self.ledger is None or self.jobs is None:
+    def _approval_verifier(self) -> ApprovalVerifier:
+        """Who may approve heavy runs, fixed now (see ``jupyter_qsecure.jobs.approval``):
+        the local approvers listed in ``job_approvers_file``, and with OpenBao the holders
+        of the environment's approver policy (its transit key's public keys)."""
+        settings = self._qsecure
+        env = settings.environment
+        trust = ApproverTrust.load(settings.resolved_approvers_file())
+        if not settings.vault_addr:
+            return ApprovalVerifier(env, local=trust.approvers)
+        client = client_from_settings(settings)
+        keys: list[Any] = []
+        try:
+            keys = TransitSigner(
+                client, mount=settings.ledger_transit_mount, key_name=approver_transit_key(env)
+            ).public_keys()
+        except SigningError as exc:
+            self.log.warning(
+                "jupyter-qsecure: no OpenBao approver key for %s (%s): only local approvers "
+                "can approve heavy runs; `jupyter qsecure vault up` (or layout.bootstrap with an "
+                "admin token) creates it",
+                env,
+                exc.message,
+            )
+
+        def lookup_accessor(accessor: str) -> dict[str, Any] | None:
+            try:
+                return dict(client.auth.token.lookup_accessor(accessor)["data"])
+            except Exception:  # expired, revoked, unknown, or OpenBao unreachable
+                return None
+
+        return ApprovalVerifier(
+            env,
+            local=trust.approvers,
+            openbao_keys=keys,
+            lookup_accessor=lookup_accessor,
+            approver_policy=approver_policy(env),
+            name_of=approver_name,
+        )
+
+    async def _approvals_tick(self) -> None:
+        """Check approvals (``jupyter qsecure jobs approve``) recorded since the last tick;
+        release the heavy runs whose approval holds (``JobService.take_approvals``)."""
+        if self.ledger is None or self.jobs is None or self._approvals_lock.locked():
             return
-        size = self.ledger.size()
-        if size == self._approvals_seen:
+        async with self._approvals_lock:
+            size = self.ledger.size()
+            if size == self._approvals_seen:
+                return
+            self._approvals_seen = await self.jobs.call(
+                self.jobs.take_approvals, self._approvals_seen, size
+            )
+
+    async def _records_tick(self) -> None:
+        """Record the jobs a ledger outage left unrecorded, once it takes writes again."""
+        jobs = self.jobs
+        if jobs is None or not jobs.has_unwritten():
             return
-        where = EntryFilter(kinds=["job.approved"], start=self._approvals_seen)
-        for entry in self.ledger.entries(where):
-            self.jobs.approve(str(entry.body.get("job_id")), entry.actor)
-        self._approvals_seen = size
+        try:
+            await jobs.call(jobs.flush_unwritten)
+        except Exception as exc:
+            self.log.warning(
+                "jupyter-qsecure: the ledger still refuses writes (%s); unrecorded jobs wait",
+                type(exc).__name__,
+            )
 
     def injected_values(self) -> list[str]:
-        """Values handed to kernels, matched exactly by the save gate."""
+        """Values handed to kernels (also of stopped kernels, while the values may be
+        valid), matched exactly by the save gate."""
         return list(self.credentials.registry.all_values()) if self.credentials else []
 
     def _checkpoint_tick(self) -> None:
@@ -249,9 +353,10 @@ class QSecureExtension(ExtensionApp):
         timer = getattr(self, "_checkpoint_timer", None)
         if timer is not None:
             timer.stop()
-        approvals = getattr(self, "_approvals_timer", None)
-        if approvals is not None:
-            approvals.stop()
+        for name in ("_approvals_timer", "_records_timer"):
+            timer = getattr(self, name, None)
+            if timer is not None:
+                timer.stop()
         if self.jobs is not None:
             self.jobs.close()
         if self.credentials is not None:

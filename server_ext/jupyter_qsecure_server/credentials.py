@@ -4,6 +4,12 @@ Holds the broker (issuing, renewal, revocation), the registry of injected values
 and a masker rebuilt whenever the registry changes; revokes a kernel's credentials
 when it is shut down, restarted (by the user or the auto-restarter) or culled,
 and every kernel's when the server stops.
+
+Revoking does not forget the values: the registry keeps them *lingering* (masked,
+and matched by the save gate) while they may still be valid, because revoking the
+kernel's token does not change a KV secret and an output holding one may still be
+open in the browser (see :mod:`jupyter_qsecure.vault.registry`); the fingerprint
+registry in the data dir keeps recognising them after a server restart.
 """
 
 from __future__ import annotations

@@ -5,6 +5,15 @@ Bearer``), not Jupyter's login: the broker must know WHICH kernel (and so which
 identity) submits, and the kernel has no Jupyter token. Requests without a valid
 kernel token are refused (401). No cookie is read, so cross-site request forgery
 does not apply and the XSRF check is skipped on purpose.
+
+Bodies are read as a stream (``@stream_request_body``), never buffered before they are
+checked: ``prepare`` runs as soon as the headers are in, and refuses a request without a
+valid kernel token (401) or with a declared ``Content-Length`` over
+``job_max_payload_bytes`` (413) before a byte of its body is read; a body without a
+declared length is counted while it arrives and cut off with a 413 at the limit. Tornado
+then closes the connection instead of reading the rest. Only ``POST /jobs`` takes a body.
+A body that is not JSON, or nests too deeply, is a 400; one that is JSON but not a valid
+job request is a 422 naming the fields (``jupyter_qsecure.jobs.request``).
 """
 
 from __future__ import annotations
@@ -17,12 +26,26 @@ from typing import Any
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
+from tornado.web import stream_request_body
 
 from jupyter_qsecure.jobs.service import JobError, JobService, TooLarge
 
+#: Bytes a body may run over the limit before tornado itself drops the connection (the
+#: handler answers 413 at the limit; this only bounds what is read while that is sent).
+_OVERRUN = 64 * 1024
 
+
+class MalformedBody(JobError):
+    """The body is not JSON (or nests deeper than the decoder allows)."""
+
+    status = 400
+
+
+@stream_request_body
 class _JobsHandler(APIHandler):
     auth_resource = "qsecure"
+    #: Methods that may carry a body (every other one is refused a body with a 413).
+    body_methods: frozenset[str] = frozenset()
 
     @property
     def service(self) -> JobService:
@@ -30,6 +53,69 @@ class _JobsHandler(APIHandler):
 
     def check_xsrf_cookie(self) -> None:
         return None  # bearer-token only; see the module docstring
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        """Who and how much, as soon as the headers are in (see the module docstring)."""
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._limit = 0
+        await super().prepare()
+        if self._finished or self.request.method not in ("GET", "POST", "DELETE"):
+            return
+        try:
+            await self.service.call(self.service.authenticate, self._token())
+        except JobError as exc:
+            self._fail(exc)
+            return
+        if self.request.method in self.body_methods:
+            self._limit = self.settings["qsecure"].job_max_payload_bytes
+        declared = self.request.headers.get("Content-Length", "0").strip() or "0"
+        if not declared.isdigit():
+            self._fail(MalformedBody("the Content-Length header is not a number"))
+            return
+        if int(declared) > self._limit:
+            self._too_large(int(declared))
+            return
+        self.request.connection.set_max_body_size(self._limit + _OVERRUN)  # type: ignore[union-attr]
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._finished:
+            return  # refused already; tornado closes the connection
+        self._size += len(chunk)
+        if self._size > self._limit:
+            self._too_large(self._size, declared=False)
+            return
+        self._chunks.append(chunk)
+
+    def _too_large(self, size: int, *, declared: bool = True) -> None:
+        if not self._limit:
+            self._fail(TooLarge(f"{self.request.method} requests take no body"))
+            return
+        what = f"request of {size:,} bytes" if declared else f"request of more than {size:,} bytes"
+        self._fail(
+            TooLarge(
+                f"{what} exceeds the {self._limit:,}-byte limit",
+                hint="submit fewer or smaller circuits per job",
+            )
+        )
+
+    def _json_body(self) -> Any:
+        """The body as JSON; :class:`MalformedBody` (400) when it is not."""
+        raw = b"".join(self._chunks)
+        self._chunks = []
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            raise MalformedBody(
+                "the request body nests JSON too deeply",
+                hint="a job request is a flat object: {circuits, shots, request_id, ...}",
+            ) from None
+        except ValueError as exc:  # also UnicodeDecodeError: not UTF-8
+            detail = str(exc)[:120] if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
+            raise MalformedBody(
+                f"the request body is not valid JSON ({detail})",
+                hint="send a JSON object: {circuits, shots, request_id, ...}",
+            ) from None
 
     def _token(self) -> str | None:
         header = self.request.headers.get("Authorization", "")
@@ -52,26 +138,19 @@ class _JobsHandler(APIHandler):
 class JobsHandler(_JobsHandler):
     """POST /qsecure/api/jobs: submit (wait for the result unless ``wait`` is false)."""
 
+    body_methods = frozenset({"POST"})
+
     @allow_unauthenticated
     async def post(self) -> None:
         received = time.perf_counter()
         service = self.service
         try:
-            limit = self.settings["qsecure"].job_max_payload_bytes
-            if len(self.request.body) > limit:
-                raise TooLarge(
-                    f"request of {len(self.request.body):,} bytes exceeds the {limit:,}-byte limit",
-                    hint="submit fewer or smaller circuits per job",
-                )
-            try:
-                body = json.loads(self.request.body or b"null")
-            except ValueError:
-                body = None
-            wait = not isinstance(body, dict) or bool(body.get("wait", True))
-            if wait:  # decided, run, signed and recorded in one broker thread
-                state = await service.call(service.submit_and_wait, self._token(), body)
-            else:
-                state = await service.call(service.prepare, self._token(), body)
+            body = self._json_body()
+            # ``wait`` is validated with the rest of the body (a boolean, or absent)
+            wait = not isinstance(body, dict) or body.get("wait", True) is not False
+            # Admitted to the queue (or 429), decided, and with wait run, signed and
+            # recorded, in one broker thread; without wait, queued before the 202.
+            state = await service.call(service.submit, self._token(), body, wait=wait)
             if state.status in ("queued", "pending_approval"):  # not run yet: in the background
                 task = asyncio.ensure_future(service.run(state))
                 task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)

@@ -12,35 +12,48 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeGuard
 
 from jupyter_server.services.kernels.connection.base import (
     deserialize_msg_from_ws_v1,
     serialize_msg_to_ws_v1,
 )
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
-from tornado.ioloop import IOLoop
 
-from jupyter_qsecure.vault.masking import StreamMasker, mask_message
+from jupyter_qsecure.vault.masking import mask_message
+from jupyter_qsecure.vault.stream_masking import StreamMasker, mask_bytes
+
+from .identity import stable_user
 
 V1 = "v1.kernel.websocket.jupyter.org"
-#: How long a held-back stream tail (a possible start of a secret) may wait.
-FLUSH_DELAY_SECONDS = 0.05
+#: Executions with a held stream tail, at most (each holds at most the longest value):
+#: beyond, the oldest is released. Only output after an execution's end (threads) can
+#: stay held, until more of its output, a restart or the disconnect.
+MAX_HELD_EXECUTIONS = 256
 
 
 def _bytes(part: Any) -> bytes:
     return part.bytes if hasattr(part, "bytes") else bytes(part)
 
 
+def _has_text(content: Any) -> TypeGuard[dict[str, Any]]:
+    return isinstance(content, dict) and isinstance(content.get("text"), str)
+
+
 class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
     """ZMQ channels websocket connection with credential injection and output masking."""
 
     _incoming_tail: asyncio.Future[None] | None = None
-    _stream_masker: StreamMasker | None = None
-    _stream_masker_for: Any = None
-    _flush_handle: Any = None
-    _held_headers: dict[Any, tuple[Any, dict[str, Any], dict[str, Any]]]
+    _streams: StreamMasker | None = None
+    #: parent msg_id → (zmq stream, header, parent header) of the execution's last stream
+    #: message with a held tail; oldest first
+    _held: dict[Any, tuple[Any, dict[str, Any], dict[str, Any]]]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._held = {}
 
     @property
     def _service(self) -> Any:
@@ -48,8 +61,8 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
 
     @property
     def _user(self) -> str:
-        user = getattr(self.websocket_handler, "current_user", None)
-        return getattr(user, "username", None) or "anonymous"
+        # A stable name, not Jupyter's per-session anonymous id: quotas follow it.
+        return stable_user(self.websocket_handler)
 
     # ---- browser -> kernel -----------------------------------------------------------------
     def handle_incoming_message(self, incoming_msg: Any) -> None:
@@ -112,39 +125,50 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
         return json.dumps(msg)
 
     # ---- kernel -> browser -----------------------------------------------------------------
+    # Stream text goes through the carry-over (StreamMasker), keyed by the execution (parent
+    # msg_id) across stdout and stderr. A held tail is released on evidence only: more
+    # stream text of that execution, any other iopub message of it (status idle ends it;
+    # display_data, error... must stay after the text), a kernel (re)start, a disconnect.
+    # Not the execute_reply: it comes on the shell channel, which is not ordered with
+    # iopub, and ipykernel sends it before its last stream flush. Never on a clock.
     def _on_zmq_reply(self, stream: Any, msg_or_list: Any) -> None:
         service = self._service
         masker = service.masker() if service is not None else None
         if masker is None:
+            if self._streams is not None:
+                self._release_all()  # with the values they were held for
             super()._on_zmq_reply(stream, msg_or_list)
             return
-        if self._stream_masker is None or self._stream_masker_for is not masker:
-            self._flush_all(stream_override=None)
-            self._stream_masker = StreamMasker(masker)
-            self._stream_masker_for = masker
-            self._held_headers = {}
+        if self._streams is None:
+            self._streams = StreamMasker(masker)
+        elif self._streams.masker is not masker:
+            self._streams.masker = masker  # held tails are raw: matched against the new values
         channel = getattr(stream, "channel", None)
         if self.subprotocol == V1:
             self._reply_v1(stream, channel, msg_or_list, masker, service.raw_screening)
-            return
-        msg = msg_or_list
-        msg_type = (msg.get("header") or {}).get("msg_type")
-        if channel == "iopub" and msg_type != "stream":
-            self._flush_all(stream_override=stream)  # held tails go out before what follows
-        masked = mask_message(msg, masker, self._stream_masker)
-        if msg_type == "stream" and not self._note_stream(stream, msg, masked):
-            return
-        super()._on_zmq_reply(stream, masked)
+        else:
+            self._reply_legacy(stream, channel, msg_or_list, masker)
 
-    def _note_stream(self, stream: Any, msg: dict[str, Any], masked: dict[str, Any]) -> bool:
-        """Remember a stream's headers for a later flush; False if nothing is to be sent now."""
-        key = (
-            (msg.get("parent_header") or {}).get("msg_id"),
-            (msg.get("content") or {}).get("name"),
-        )
-        self._held_headers[key] = (stream, msg["header"], msg.get("parent_header") or {})
-        self._schedule_flush()
-        return bool((masked.get("content") or {}).get("text"))
+    def _reply_legacy(self, stream: Any, channel: Any, msg: dict[str, Any], masker: Any) -> None:
+        header = msg.get("header") or {}
+        parent = msg.get("parent_header") or {}
+        content = msg.get("content")
+        if channel == "iopub" and header.get("msg_type") == "stream" and _has_text(content):
+            metadata = msg.get("metadata") or {}
+            masked_metadata = mask_message({"metadata": metadata}, masker)["metadata"]
+            clean = masked_metadata == metadata
+            if self._stream(
+                stream, header, parent, lambda: masked_metadata, clean, content, masker
+            ):
+                super()._on_zmq_reply(stream, msg)  # nothing masked or held back
+            return
+        if channel == "iopub":
+            self._before_iopub(stream, header, lambda: parent, lambda: content)
+        masked = mask_message(msg, masker)
+        buffers = msg.get("buffers")
+        if buffers:
+            masked["buffers"] = self._mask_buffers(masker, buffers)
+        super()._on_zmq_reply(stream, masked)
 
     def _reply_v1(
         self, stream: Any, channel: Any, msg_list: Any, masker: Any, raw_screening: bool
@@ -153,94 +177,203 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
 
         Most messages hold no injected value: when the raw JSON of content and metadata
         contains no form of any value (valid because JSON escaping leaves these values
-        unchanged, see ``raw_screening``), the original frames are forwarded untouched.
+        unchanged, see ``raw_screening``), the original frames are forwarded untouched,
+        after any stream text held for the same execution.
         """
         parts = [_bytes(p) for p in msg_list]
-        header = self.session.unpack(parts[0])
-        msg_type = header.get("msg_type")
         unpack = self.session.unpack
-        if msg_type != "stream":
-            if channel == "iopub":
-                self._flush_all(stream_override=stream)
-            if raw_screening and not any(
-                masker.contains_any(part.decode("utf-8", "surrogateescape")) for part in parts[2:4]
-            ):
-                super()._on_zmq_reply(stream, msg_list)
+
+        def contains_any(part: bytes) -> bool:
+            return bool(masker.contains_any(part.decode("utf-8", "surrogateescape")))
+
+        header = unpack(parts[0])
+        if channel == "iopub" and header.get("msg_type") == "stream":
+            content = unpack(parts[3])
+            if _has_text(content):
+                if raw_screening and not contains_any(parts[2]):
+                    metadata_of, clean = (lambda: unpack(parts[2])), True
+                else:
+                    metadata = unpack(parts[2])
+                    masked_metadata = mask_message({"metadata": metadata}, masker)["metadata"]
+                    metadata_of, clean = (lambda: masked_metadata), masked_metadata == metadata
+                parent = unpack(parts[1])
+                if self._stream(stream, header, parent, metadata_of, clean, content, masker):
+                    super()._on_zmq_reply(stream, msg_list)  # nothing masked or held back
                 return
+        if channel == "iopub":
+            self._before_iopub(stream, header, lambda: unpack(parts[1]), lambda: unpack(parts[3]))
+        buffers = self._mask_buffers(masker, parts[4:])
+        if raw_screening and not any(contains_any(part) for part in parts[2:4]):
+            if buffers == parts[4:]:
+                super()._on_zmq_reply(stream, msg_list)
+            else:
+                super()._on_zmq_reply(stream, [*parts[:4], *buffers])
+            return
+        masked = mask_message(
+            {
+                "header": header,
+                "parent_header": unpack(parts[1]),
+                "metadata": unpack(parts[2]),
+                "content": unpack(parts[3]),
+            },
+            masker,
+        )
+        pack = self.session.pack
+        super()._on_zmq_reply(
+            stream,
+            [parts[0], parts[1], pack(masked["metadata"]), pack(masked["content"]), *buffers],
+        )
+
+    def _stream(
+        self,
+        stream: Any,
+        header: dict[str, Any],
+        parent: dict[str, Any],
+        metadata_of: Callable[[], Any],
+        metadata_clean: bool,
+        content: dict[str, Any],
+        masker: Any,
+    ) -> bool:
+        """A stream message through the carry-over: True if it can go out as it came.
+
+        Otherwise what is safe to show now is sent here, as one or more stream messages.
+        """
+        text: str = content["text"]
+        name = masker.mask(str(content.get("name", "stdout")))  # "stdout" or "stderr", really
+        rest = {k: v for k, v in content.items() if k not in ("name", "text")}
+        masked_rest = mask_message({"content": rest}, masker)["content"] if rest else rest
+        pieces = self._write(stream, header, parent, name, text)
+        unchanged = masked_rest == rest and name == content.get("name")
+        if metadata_clean and unchanged and pieces == [(name, text)]:
+            return True
         msg = {
             "header": header,
-            "parent_header": unpack(parts[1]),
-            "metadata": unpack(parts[2]),
-            "content": unpack(parts[3]),
+            "parent_header": parent,
+            "metadata": metadata_of(),
+            "content": masked_rest,
         }
-        masked = mask_message(msg, masker, self._stream_masker)
-        if msg_type == "stream":
-            if not self._note_stream(stream, msg, masked):
-                return
-            if masked["content"] == msg["content"] and masked["metadata"] == msg["metadata"]:
-                super()._on_zmq_reply(stream, msg_list)  # nothing masked or held back
-                return
-        packed = [
-            parts[0],
-            parts[1],
-            self.session.pack(masked["metadata"]),
-            self.session.pack(masked["content"]),
-            *parts[4:],
-        ]
-        super()._on_zmq_reply(stream, packed)
+        self._send_pieces(stream, msg, pieces, name)
+        return False
 
-    def _schedule_flush(self) -> None:
-        if self._stream_masker is None or not self._stream_masker.pending_keys():
+    # ---- the carry-over ----------------------------------------------------------------------
+    def _write(
+        self, stream: Any, header: dict[str, Any], parent: dict[str, Any], name: str, text: str
+    ) -> list[tuple[str, str]]:
+        """Feed one stream message's text; what to send now, as (name, text) pieces."""
+        streams = self._streams
+        assert streams is not None
+        key = parent.get("msg_id")
+        pieces = streams.write(key, name, text)
+        self._held.pop(key, None)
+        if streams.holds(key):
+            self._held[key] = (stream, header, parent)  # newest last
+            if len(self._held) > MAX_HELD_EXECUTIONS:  # output of long-finished executions
+                self._release(next(iter(self._held)), stream)
+        return pieces
+
+    def _send_pieces(
+        self, stream: Any, msg: dict[str, Any], pieces: list[tuple[str, str]], name: str
+    ) -> None:
+        """Send the pieces of a stream message: the last piece of its own stream keeps
+        its header (and metadata); pieces released for the other stream get new ones."""
+        last_own = max((i for i, (n, _) in enumerate(pieces) if n == name), default=-1)
+        for i, (piece_name, text) in enumerate(pieces):
+            if i == last_own:
+                content = {**msg["content"], "name": name, "text": text}
+                self._send(stream, msg["header"], msg["parent_header"], msg["metadata"], content)
+            else:
+                self._send_new(stream, msg["header"], msg["parent_header"], piece_name, text)
+
+    def _before_iopub(
+        self,
+        stream: Any,
+        header: dict[str, Any],
+        parent_of: Callable[[], Any],
+        content_of: Callable[[], Any],
+    ) -> None:
+        """Release the held tail of this message's execution before the message goes out."""
+        if not self._held:
+            return  # the common case: nothing held, nothing unpacked
+        key = (parent_of() or {}).get("msg_id")
+        if key in self._held:
+            self._release(key, stream)
+        if self._held and header.get("msg_type") == "status":
+            state = (content_of() or {}).get("execution_state")
+            if state == "starting":  # a (re)started kernel continues no earlier output
+                self._release_all()
+
+    def _release(self, key: Any, stream: Any = None) -> None:
+        held = self._held.pop(key, None)
+        streams = self._streams
+        if streams is None:
             return
-        if self._flush_handle is None:
-            self._flush_handle = IOLoop.current().call_later(FLUSH_DELAY_SECONDS, self._timed_flush)
-
-    def _timed_flush(self) -> None:
-        self._flush_handle = None
-        self._flush_all(stream_override=None)
-
-    def _flush_all(self, stream_override: Any) -> None:
-        masker = self._stream_masker
-        if masker is None:
+        pieces = streams.release(key)
+        if held is None:
             return
-        for key in list(masker.pending_keys()):
-            text = masker.flush(key)
-            held = self._held_headers.pop(key, None)
-            if not text or held is None:
-                continue
-            stream, header, parent = held
-            self._emit_stream(stream_override or stream, header, parent, key[1], text)
+        held_stream, header, parent = held
+        for name, text in pieces:
+            self._send_new(stream or held_stream, header, parent, name, text)
 
-    def _emit_stream(
+    def _release_all(self) -> None:
+        for key in list(self._held):
+            self._release(key)
+
+    def _mask_buffers(self, masker: Any, buffers: Any) -> list[Any]:
+        """Binary buffers with every value overwritten (same length); unchanged ones as given."""
+        out = []
+        for buffer in buffers:
+            data = _bytes(buffer)
+            masked = mask_bytes(masker, data)
+            out.append(buffer if masked == data else masked)
+        return out
+
+    def _send_new(
         self, stream: Any, header: dict[str, Any], parent: dict[str, Any], name: str, text: str
     ) -> None:
+        """A stream message of our own (released or re-cut text), like the kernel's."""
         new_header = dict(header)
         new_header["msg_id"] = uuid.uuid4().hex
         new_header["date"] = datetime.now(timezone.utc).isoformat()
-        content = {"name": name, "text": text}
+        new_header["msg_type"] = "stream"
+        self._send(stream, new_header, parent, {}, {"name": name, "text": text})
+
+    def _send(
+        self,
+        stream: Any,
+        header: dict[str, Any],
+        parent: dict[str, Any],
+        metadata: dict[str, Any],
+        content: dict[str, Any],
+    ) -> None:
+        if stream.closed():
+            return  # the connection is going away: nothing more reaches the browser
         if self.subprotocol == V1:
-            parts = [
-                self.session.pack(new_header),
-                self.session.pack(parent),
-                self.session.pack({}),
-                self.session.pack(content),
-            ]
+            pack = self.session.pack
+            parts = [pack(header), pack(parent), pack(metadata), pack(content)]
             ZMQChannelsWebsocketConnection._on_zmq_reply(self, stream, parts)
         else:
             msg = {
-                "header": new_header,
+                "header": header,
                 "parent_header": parent,
-                "metadata": {},
+                "metadata": metadata,
                 "content": content,
                 "buffers": [],
-                "msg_id": new_header["msg_id"],
-                "msg_type": "stream",
+                "msg_id": header["msg_id"],
+                "msg_type": header.get("msg_type", "stream"),
             }
             ZMQChannelsWebsocketConnection._on_zmq_reply(self, stream, msg)
 
+    def on_kernel_restarted(self) -> None:
+        self._release_all()
+        super().on_kernel_restarted()
+
+    def on_restart_failed(self) -> None:
+        self._release_all()
+        super().on_restart_failed()
+
     def disconnect(self) -> None:
         try:
-            self._flush_all(stream_override=None)
+            self._release_all()
         except Exception:  # noqa: S110 - closing anyway
             pass
         super().disconnect()

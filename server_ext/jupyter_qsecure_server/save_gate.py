@@ -35,6 +35,8 @@ from tornado import web
 from jupyter_qsecure.errors import QSecureError
 from jupyter_qsecure.gate import GateOutcome, SaveGate
 
+from .identity import stable_user
+
 #: The user behind the request that is saving, set by the contents handler below.
 current_user: contextvars.ContextVar[str] = contextvars.ContextVar("qsecure_user", default="server")
 #: True while the manager saves content this gate has just checked.
@@ -82,8 +84,7 @@ class _GateAware:
 
     async def prepare(self) -> None:
         await super().prepare()  # type: ignore[misc]
-        user = self.current_user  # type: ignore[attr-defined]
-        current_user.set(getattr(user, "username", None) or "anonymous")
+        current_user.set(stable_user(self))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -351,6 +351,64 @@ def test_queue_full_gives_retry_after_and_cancel_of_queued_jobs_is_immediate() -
         ex.close()
 
 
+def test_owners_take_turns_and_one_owner_cannot_fill_the_queue() -> None:
+    ex = LocalExecutor(max_workers=1, max_queued=6, max_queued_per_owner=4, worker_env=TEST_ENV)
+    try:
+        assert ex.capacity == 6 and ex.capacity_per_owner == 4
+        blocker = ex.submit("blocker", payload(_test_sleep=60), timeout=WAIT, owner="a")
+        assert blocker.wait_started(WAIT)
+        flood = [ex.submit(f"a-{i}", payload(), timeout=WAIT, owner="a") for i in range(4)]
+        with pytest.raises(QueueFull) as info:  # a's share is taken; the queue is not full
+            ex.submit("a-4", payload(), timeout=WAIT, owner="a")
+        assert info.value.scope == "user" and info.value.limit == 4 and info.value.waiting == 4
+        assert info.value.retry_after_seconds >= 1
+        with pytest.raises(QueueFull, match="already waiting"):
+            ex.admit("a")
+
+        place = ex.admit("b")  # b's share is untouched: a place is held for b's job
+        assert place.held and ex.waiting("b") == 1
+        late = ex.submit("b-0", payload(), timeout=WAIT, owner="b", place=place)
+        assert not place.held and ex.waiting("b") == 1  # the place became the queued job
+        with pytest.raises(ExecutorError, match="already used"):
+            ex.submit("b-1", payload(), timeout=WAIT, owner="b", place=place)
+        held = ex.admit("c")  # the 6th waiting job: the queue is now full for everyone
+        with pytest.raises(QueueFull, match="the job queue is full") as info:
+            ex.admit("d")
+        assert info.value.scope == "global" and info.value.limit == 6
+        held.release()
+        held.release()  # idempotent
+        assert ex.waiting("c") == 0 and ex.admit("d").held  # room again
+
+        assert ex.cancel("blocker")
+        expected = run_aer(payload())["counts"]
+        assert late.result(WAIT)["counts"] == expected
+        assert all(h.result(WAIT)["counts"] == expected for h in flood)
+        # Dispatch order, not time: b's job went after one of a's, not after all four.
+        assert late.queue_seq is not None and late.dispatch_seq is not None
+        assert late.dispatch_seq - late.queue_seq - 1 == 1
+        assert [h.dispatch_seq for h in flood] == [2, 4, 5, 6]
+    finally:
+        ex.close()
+
+
+def test_a_spare_worker_serves_an_owner_with_nothing_running_at_once() -> None:
+    ex = LocalExecutor(max_workers=1, max_queued=8, spare_workers=1, worker_env=TEST_ENV)
+    try:
+        blocker = ex.submit("blocker", payload(_test_sleep=600), timeout=900, owner="a")
+        assert blocker.wait_started(WAIT)
+        more = ex.submit("a-1", payload(), timeout=WAIT, owner="a")
+        with ex._lock:  # one owner so far: no spare process was started for it
+            assert len(ex._workers) == 1
+        late = ex.submit("b-0", payload(), timeout=WAIT, owner="b", here=True)
+        # b has nothing running: its job runs on the spare while a's long job goes on
+        assert late.result(WAIT)["counts"] == run_aer(payload())["counts"]
+        assert blocker.status == "running" and more.status == "queued"  # a waits its turn
+        assert ex.cancel("blocker")
+        assert more.result(WAIT)["counts"]
+    finally:
+        ex.close()
+
+
 def test_timeout_kills_the_job_and_the_executor_keeps_serving(executor: LocalExecutor) -> None:
     started = time.perf_counter()
     slow = executor.submit("slow", payload(_test_sleep=60), timeout=1.0)

@@ -140,6 +140,28 @@ def test_dask_queue_full_cancel_and_timeout(cluster: LocalCluster, body: dict[st
         assert after.result(WAIT)["counts"] == run_aer(dict(body))["counts"]
 
 
+def test_dask_owners_take_turns(cluster: LocalCluster, body: dict[str, Any]) -> None:
+    with DaskExecutor(cluster=cluster, max_queued=8, max_queued_per_owner=4) as executor:
+        blocker = executor.submit(
+            "dask-fair-blocker", {**body, "_test_sleep": 60}, timeout=WAIT, owner="a"
+        )
+        assert blocker.wait_started(WAIT)
+        flood = [
+            executor.submit(f"dask-fair-a{i}", dict(body), timeout=WAIT, owner="a")
+            for i in range(4)
+        ]
+        with pytest.raises(QueueFull) as info:
+            executor.admit("a")
+        assert info.value.scope == "user"
+        late = executor.submit("dask-fair-b", dict(body), timeout=WAIT, owner="b")
+        assert executor.cancel("dask-fair-blocker") is True
+        expected = run_aer(dict(body))["counts"]
+        assert late.result(WAIT)["counts"] == expected
+        assert all(h.result(WAIT)["counts"] == expected for h in flood)
+        assert late.queue_seq is not None and late.dispatch_seq is not None
+        assert late.dispatch_seq - late.queue_seq - 1 == 1  # one of a's four went first
+
+
 def test_dask_cancel_running_job(executor: DaskExecutor, body: dict[str, Any]) -> None:
     running = executor.submit("dask-running", {**body, "_test_sleep": 60}, timeout=WAIT)
     assert running.wait_started(WAIT)

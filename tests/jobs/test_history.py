@@ -31,6 +31,11 @@ def test_every_ending_gets_its_status() -> None:
         decided("heavy", needs_approval=True),
         decided("released", needs_approval=True),
         entry("job.approved", "released"),
+        entry("job.released", "released"),
+        # an approval is a claim until the server releases the job on it
+        decided("claimed", needs_approval=True),
+        entry("job.approved", "claimed"),
+        entry("job.approval_refused", "claimed", reason="not signed by a trusted approver key"),
         decided("stopped"),
         entry("job.cancelled", "stopped"),
         decided("running"),
@@ -43,12 +48,14 @@ def test_every_ending_gets_its_status() -> None:
         "crashed": "failed",
         "heavy": "pending_approval",
         "released": "approved",
+        "claimed": "pending_approval",
         "stopped": "cancelled",
         "running": "unfinished",
         "refused": "denied",
     }
     assert jobs["done"].tags == ["t"] and jobs["done"].shots == 100 and jobs["done"].circuits == 1
     assert jobs["crashed"].error == "worker exited"
+    assert jobs["claimed"].error == "approval refused: not signed by a trusted approver key"
     assert jobs["refused"].rule == "max_depth" and jobs["refused"].error == "depth 60"
     assert list(jobs) == [e.body["job_id"] for e in entries if e.kind == "job.decided"]
 

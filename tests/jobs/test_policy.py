@@ -402,6 +402,20 @@ def test_unknown_key_in_another_environment_fails_too(tmp_path: Path) -> None:
     assert "[prod] max_shot: unknown key" in str(err)
 
 
+def test_self_approval_is_off_by_default_and_may_be_allowed_in_dev_only(tmp_path: Path) -> None:
+    for env in ENVIRONMENTS:
+        assert Policy.load(None, env).rules.allow_self_approval is False
+    text = policy_text().replace("[dev]\n", "[dev]\nallow_self_approval = true\n")
+    assert Policy.load(write_policy(tmp_path, text), "dev").rules.allow_self_approval is True
+    assert Policy.load(write_policy(tmp_path, text), "prod").rules.allow_self_approval is False
+    for env in ("test", "prod"):
+        text = policy_text().replace(f"[{env}]\n", f"[{env}]\nallow_self_approval = true\n")
+        err = load_error(tmp_path, text, env="dev")  # a broken [prod] fails in dev too
+        assert err.key == f"[{env}] allow_self_approval" and "[dev] only" in str(err)
+    err = load_error(tmp_path, policy_text(extra='allow_self_approval = "yes"'))
+    assert "[dev] allow_self_approval" in str(err)
+
+
 def test_unknown_section_and_heavy_run_key(tmp_path: Path) -> None:
     err = load_error(tmp_path, policy_text() + "\n[staging]\nmax_qubits = 3\n")
     assert "staging: unknown key 'staging'" in str(err) and "dev, test, prod" in str(err)

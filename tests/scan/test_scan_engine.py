@@ -115,7 +115,7 @@ def test_concurrent_scans_from_threads_are_correct() -> None:
         nb.cells[i % 8].source = f"key = '{key}'\npassword = \"{fk.password()}\""
         notebooks.append(nb)
     expected = [
-        sorted((f.cell, f.type, f.hashed_secret) for f in Scanner().scan_notebook(nb).findings)
+        sorted((f.cell, f.type, f.fingerprint) for f in Scanner().scan_notebook(nb).findings)
         for nb in notebooks
     ]
     stop = threading.Event()
@@ -132,7 +132,7 @@ def test_concurrent_scans_from_threads_are_correct() -> None:
             got = list(
                 pool.map(
                     lambda nb: sorted(
-                        (f.cell, f.type, f.hashed_secret)
+                        (f.cell, f.type, f.fingerprint)
                         for f in scanner.scan_notebook(copy.deepcopy(nb)).findings
                     ),
                     notebooks * 3,

@@ -10,7 +10,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 import scan_fakes as fk
 
-from jupyter_qsecure.scan import ExactMatcher, Scanner, sha256_hex
+from jupyter_qsecure.scan import ExactMatcher, Scanner
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_encodings(value: str, encode, name: str) -> None:
     matcher = ExactMatcher([value])
     detections = matcher.find(f"prefix {encode(value)} suffix")
     assert [d.type for d in detections] == [name]
-    assert detections[0].hashed_secret == sha256_hex(value)
+    assert detections[0].fingerprint_of == value  # the finding fingerprints the value
 
 
 def test_many_values_one_pass_and_no_partial_matches() -> None:
@@ -66,7 +66,7 @@ def test_many_values_one_pass_and_no_partial_matches() -> None:
     matcher = ExactMatcher(values)
     text = "noise " * 1000 + values[123] + " more " + values[-1][:-1] + "!"
     found = matcher.find(text)
-    assert [d.hashed_secret for d in found] == [sha256_hex(values[123])]
+    assert [d.fingerprint_of for d in found] == [values[123]]
     assert "values" not in repr(matcher) or values[0] not in repr(matcher)
 
 

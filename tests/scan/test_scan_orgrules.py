@@ -10,8 +10,18 @@ import pytest
 
 from jupyter_qsecure.cli.main import main
 from jupyter_qsecure.config import QSecure
-from jupyter_qsecure.scan import Baseline, OrgRules, ScanError, Scanner, scanner_for_settings
+from jupyter_qsecure.scan import (
+    Baseline,
+    Fingerprinter,
+    FingerprintIndex,
+    OrgRules,
+    ScanError,
+    Scanner,
+    scanner_for_settings,
+)
 from jupyter_qsecure.testing import planted as pl
+
+pytestmark = pytest.mark.usefixtures("data_dir")
 
 RULES_TOML = """
 title = "acme"
@@ -96,15 +106,17 @@ def test_global_allowlist_by_path_regex_stopword_applies_to_every_layer(
 def test_allowlist_by_fingerprint_and_condition_and(tmp_path: Path) -> None:
     token = org_token()
     other = org_token()
-    first = Scanner(rules=_write(tmp_path, "r1.toml", RULES_TOML))
+    key = Fingerprinter.ephemeral()
+    first = Scanner(rules=_write(tmp_path, "r1.toml", RULES_TOML), fingerprinter=key)
     (finding,) = first.scan_text(f"A = {token}\n", path="a.py").findings
+    assert finding.fingerprint == key(token)
     rules = _write(
         tmp_path,
         "r2.toml",
         RULES_TOML
         + f"""
 [[allowlists]]
-fingerprints = ["{finding.hashed_secret}"]
+fingerprints = ["{finding.fingerprint}"]
 
 [[allowlists]]
 condition = "AND"
@@ -112,10 +124,38 @@ paths = ['''^only/here/''']
 regexes = ['''.''']
 """,
     )
-    scanner = Scanner(rules=rules)
+    scanner = Scanner(rules=rules, fingerprinter=key)
     assert scanner.scan_text(f"A = {token}\n", path="a.py").findings == []
     assert _types(scanner.scan_text(f"A = {other}\n", path="a.py")) == ["Acme API Token"]
     assert scanner.scan_text(f"A = {other}\n", path="only/here/a.py").findings == []
+    # the entry is the keyed fingerprint: under another key it names another secret
+    elsewhere = Scanner(rules=rules, fingerprinter=Fingerprinter.ephemeral())
+    assert _types(elsewhere.scan_text(f"A = {token}\n", path="a.py")) == ["Acme API Token"]
+
+
+def test_fingerprint_allowlists_hold_keyed_fingerprints_only(tmp_path: Path) -> None:
+    """An unkeyed SHA-256 of the secret allows nothing; a rule's own allowlist matches
+    the keyed fingerprint too (it was never given one before)."""
+    token = org_token()
+    key = Fingerprinter.ephemeral()
+    unkeyed = hashlib.sha256(token.encode()).hexdigest()
+    rules = _write(
+        tmp_path,
+        "unkeyed.toml",
+        RULES_TOML + f'\n[[allowlists]]\nfingerprints = ["{unkeyed}"]\n',
+    )
+    scanner = Scanner(rules=rules, fingerprinter=key)
+    assert _types(scanner.scan_text(f"A = {token}\n", path="a.py")) == ["Acme API Token"]
+    # a rule's own allowlist (acme-api-token's second one)
+    per_rule = RULES_TOML.replace(
+        '[[rules]]\nid = "acme-deploy-key"',
+        f'[[rules.allowlists]]\nfingerprints = ["{key(token)}"]\n\n'
+        '[[rules]]\nid = "acme-deploy-key"',
+    )
+    assert per_rule != RULES_TOML
+    scanner = Scanner(rules=_write(tmp_path, "per-rule.toml", per_rule), fingerprinter=key)
+    assert scanner.scan_text(f"A = {token}\n", path="a.py").findings == []
+    assert _types(scanner.scan_text(f"A = {org_token()}\n", path="a.py")) == ["Acme API Token"]
 
 
 def test_allowlist_never_hides_an_injected_value(rules_file: Path) -> None:
@@ -123,6 +163,22 @@ def test_allowlist_never_hides_an_injected_value(rules_file: Path) -> None:
     scanner = Scanner(rules=rules_file)
     result = scanner.scan_text(f"pw: {value}\n", path="fixtures/a.yaml", exact_values={value})
     assert _types(result) == ["Injected Secret"]
+
+
+def test_allowlist_never_hides_a_value_of_the_fingerprint_registry(tmp_path: Path) -> None:
+    value = "EXAMPLE" + pl.token(24)
+    key = Fingerprinter.ephemeral()
+    index = FingerprintIndex.of_values(key, {"db": value}, on="2025-06-15")
+    rules = _write(
+        tmp_path,
+        "all.toml",
+        RULES_TOML + f'\n[[allowlists]]\nfingerprints = ["{key(value)}"]\n',
+    )
+    scanner = Scanner(rules=rules, fingerprinter=key)
+    text = f"pw: {value}\n"
+    assert scanner.scan_text(text, path="fixtures/a.yaml").findings == []
+    (finding,) = scanner.scan_text(text, path="fixtures/a.yaml", injected=index).findings
+    assert (finding.type, finding.secret_name) == ("Injected Secret (registry)", "db")
 
 
 def test_kingfisher_yaml_rules_with_allowlist(tmp_path: Path) -> None:

@@ -12,10 +12,20 @@ from pathlib import Path
 import pytest
 
 from jupyter_qsecure.cli.main import main
-from jupyter_qsecure.scan import Baseline, Scanner, redact_notebook, sha256_hex
+from jupyter_qsecure.scan import (
+    Baseline,
+    Fingerprinter,
+    FingerprintIndex,
+    Scanner,
+    redact_notebook,
+    redact_text,
+)
+from jupyter_qsecure.scan import fingerprints as fps
 from jupyter_qsecure.scan import providers as prov
 from jupyter_qsecure.scan.layers import is_placeholder_value, resolve
 from jupyter_qsecure.testing import planted as pl
+
+pytestmark = pytest.mark.usefixtures("data_dir")
 
 #: Families the scanner found 0 times in 6 before kingfisher (issue 13), and more it adds.
 KINGFISHER_FAMILIES = [
@@ -147,7 +157,7 @@ def test_offsets_map_back_through_non_ascii_units_and_redaction_is_exact() -> No
     result = scanner.scan_notebook(nb)
     (finding,) = result.findings
     assert (finding.cell, finding.line, finding.type) == (2, 2, "Databricks Token")
-    assert finding.hashed_secret == sha256_hex(value)
+    assert finding.fingerprint == scanner.fingerprinter(value)
     redacted = redact_notebook(nb, result, scanner=scanner)
     assert redacted["cells"][2]["source"] == (
         "# café ☕ ünïcode\nDATABRICKS_TOKEN = '«secret:Databricks Token»'  # 🔑\n"
@@ -175,10 +185,11 @@ def test_inline_allowlist_pragma_applies_to_provider_rules() -> None:
 def test_one_finding_per_secret_with_the_full_token_hash() -> None:
     """detect-secrets reports a GitHub token's prefix, kingfisher the token: one finding."""
     token = pl.make_secret(pl.PROVIDER_BY_FAMILY["github"])
-    result = Scanner().scan_text(f'GITHUB_TOKEN = "{token}"\n', path="a.py")
+    scanner = Scanner()
+    result = scanner.scan_text(f'GITHUB_TOKEN = "{token}"\n', path="a.py")
     (finding,) = result.findings
     assert finding.type == "GitHub Token"
-    assert finding.hashed_secret == sha256_hex(token)
+    assert finding.fingerprint == scanner.fingerprinter(token)
     match = result.matches[0]
     assert "GitHub Token" in {t for t, _ in match.aliases} and len(match.aliases) >= 2
 
@@ -187,6 +198,49 @@ def test_injected_value_outranks_every_provider_rule() -> None:
     token = pl.make_secret(pl.PROVIDER_BY_FAMILY["shopify"])
     result = Scanner().scan_text(f"token: {token}\n", path="a.yaml", exact_values={token})
     assert [f.type for f in result.findings] == ["Injected Secret"]
+
+
+def test_registry_value_ranks_with_injected_values() -> None:
+    """A value of the fingerprint registry is one finding of the registry's type, with the
+    secret's name, whichever provider layers also know its format; a value the kernel
+    still holds (exact match) is reported as that instead."""
+    token = pl.make_secret(pl.PROVIDER_BY_FAMILY["github"])
+    key = Fingerprinter.ephemeral()
+    index = FingerprintIndex.of_values(key, {"gh": token}, on="2025-06-15")
+    scanner = Scanner(fingerprinter=key)
+    text = f'GITHUB_TOKEN = "{token}"\n'
+    assert [f.type for f in scanner.scan_text(text, path="a.py").findings] == ["GitHub Token"]
+    result = scanner.scan_text(text, path="a.py", injected=index)
+    (finding,) = result.findings
+    assert (finding.type, finding.secret_name, finding.injected_on) == (
+        fps.REGISTRY_TYPE,
+        "gh",
+        "2025-06-15",
+    )
+    assert finding.fingerprint == key(token)
+    assert "«secret:" in redact_text(text, scanner=scanner, path="a.py", injected=index)
+    assert token not in redact_text(text, scanner=scanner, path="a.py", injected=index)
+    both = scanner.scan_text(text, path="a.py", exact_values={token}, injected=index)
+    assert [f.type for f in both.findings] == ["Injected Secret"]
+    # the cache holds detections, not the registry's: without the index, the token again
+    assert [f.type for f in scanner.scan_text(text, path="a.py").findings] == ["GitHub Token"]
+
+
+def test_cached_units_take_the_fingerprint_key_in_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = pl.make_secret(pl.PROVIDER_BY_FAMILY["shopify"])
+    first, second = Fingerprinter.ephemeral(), Fingerprinter.ephemeral()
+    monkeypatch.setattr(fps, "_default", first)
+    scanner = Scanner()
+    text = f"token: {token}\n"
+    assert [f.fingerprint for f in scanner.scan_text(text, path="a.yaml").findings] == [
+        first(token)
+    ]
+    fps.set_process_fingerprinter(second)
+    before = scanner.stats.units_cached
+    assert [f.fingerprint for f in scanner.scan_text(text, path="a.yaml").findings] == [
+        second(token)
+    ]
+    assert scanner.stats.units_cached == before + 1
 
 
 def test_ambiguous_shape_rule_does_not_rename_our_provider() -> None:

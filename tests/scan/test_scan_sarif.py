@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -11,9 +12,12 @@ import nbformat
 import pytest
 
 from jupyter_qsecure.cli.main import main
-from jupyter_qsecure.scan import Scanner, ScanReport
+from jupyter_qsecure.config import load_settings
+from jupyter_qsecure.scan import Scanner, ScanReport, fingerprinter_from_settings
 from jupyter_qsecure.scan.sarif import FINGERPRINT_KEY, json_value_lines, rule_id, to_sarif
 from jupyter_qsecure.testing import planted as pl
+
+pytestmark = pytest.mark.usefixtures("data_dir")
 
 
 def _schema_validate(log: dict[str, Any]) -> bool:
@@ -46,6 +50,7 @@ def test_sarif_log_of_a_folder(
     nb = pl.place_notebook(f"settings:\n  token: {github}\n", "yaml", "stream")
     (tmp_path / "work.ipynb").write_text(nbformat.writes(nbformat.from_dict(nb)))
     (tmp_path / "broken.ipynb").write_text("{not json")
+    fingerprint = fingerprinter_from_settings(load_settings(), create=True)  # as the server
     code, log = _scan_sarif(["."], capsys)
     assert code == 1
     dumped = json.dumps(log)
@@ -63,6 +68,12 @@ def test_sarif_log_of_a_folder(
         assert result["level"] == "error"
         assert driver["rules"][result["ruleIndex"]]["id"] == result["ruleId"]
         assert len(result["partialFingerprints"][FINGERPRINT_KEY]) == 64
+    # the keyed fingerprint of the data dir's key, never an unkeyed hash of the secret
+    assert by_rule["shopify-token"]["partialFingerprints"] == {
+        FINGERPRINT_KEY: fingerprint(shopify)
+    }
+    assert by_rule["github-token"]["partialFingerprints"] == {FINGERPRINT_KEY: fingerprint(github)}
+    assert hashlib.sha256(shopify.encode()).hexdigest() not in dumped
     py = by_rule["shopify-token"]["locations"][0]["physicalLocation"]
     assert py["artifactLocation"] == {"uri": "src%20dir/settings.py", "uriBaseId": "%SRCROOT%"}
     assert py["region"] == {"startLine": 3}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -61,7 +62,7 @@ def _multi_layer_notebook() -> dict[str, Any]:
 
 
 def _summary(result: Any) -> list[tuple[Any, ...]]:
-    return [(f.cell, f.where, f.output, f.line, f.type, f.hashed_secret) for f in result.findings]
+    return [(f.cell, f.where, f.output, f.line, f.type, f.fingerprint) for f in result.findings]
 
 
 def test_same_span_tie_is_broken_by_precedence_not_hash_order() -> None:
@@ -100,10 +101,12 @@ def test_types_are_the_same_in_every_process(tmp_path: Path) -> None:
     path.write_text(json.dumps(_multi_layer_notebook()))
     script = (
         "import json, sys\n"
-        "from jupyter_qsecure.scan import Scanner\n"
-        "r = Scanner().scan_file(sys.argv[1])\n"
-        "print(json.dumps([[f.cell, f.line, f.type, f.hashed_secret] for f in r.findings]))\n"
+        "from jupyter_qsecure.scan import Fingerprinter, Scanner\n"
+        "key = Fingerprinter(bytes.fromhex(sys.argv[2]), 'test')\n"
+        "r = Scanner(fingerprinter=key).scan_file(sys.argv[1])\n"
+        "print(json.dumps([[f.cell, f.line, f.type, f.fingerprint] for f in r.findings]))\n"
     )
+    key = secrets.token_bytes(32).hex()  # one fingerprint key for every process
     outputs = set()
     for seed in ("0", "1", "2", "3"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
@@ -111,7 +114,7 @@ def test_types_are_the_same_in_every_process(tmp_path: Path) -> None:
             [str(ROOT), str(ROOT / "server_ext"), env.get("PYTHONPATH", "")]
         )
         proc = subprocess.run(
-            [sys.executable, "-c", script, str(path)],
+            [sys.executable, "-c", script, str(path), key],
             capture_output=True,
             text=True,
             env=env,

@@ -1,7 +1,14 @@
-"""A real Jupyter Server with the jupyter-qsecure extension, authentication enforced."""
+"""A real Jupyter Server with the jupyter-qsecure extension, authentication enforced.
+
+Also the fixtures of the credential tests that several modules share: a fake KV value
+in a real OpenBao (``vault``), the server configuration that injects it
+(``vault_server_config``; a module uses it with ``jp_server_config`` returning it) and
+the ``qsecure`` kernelspec. Override ``fake_value`` in a module for other values.
+"""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +22,7 @@ from pytest_jupyter.jupyter_server import *  # noqa: E402,F403
 
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.testing.openbao import OpenBaoDev
+from jupyter_qsecure.testing.values import Hidden
 from jupyter_qsecure.vault import layout
 
 
@@ -89,3 +97,34 @@ def vault_server_config(
         }
 
     return config
+
+
+@pytest.fixture(scope="module")
+def fake_value() -> str:
+    return Hidden("ibmq-" + secrets.token_urlsafe(30))  # a failing test does not print it
+
+
+@pytest.fixture
+def vault(
+    vault_server_token: dict[str, str], openbao_client: Any, fake_value: str
+) -> dict[str, str]:
+    """``ibm`` (``fake_value``) in dev and another value in prod, which dev kernels may not read."""
+    openbao_client.secrets.kv.v2.create_or_update_secret(
+        path="qsecure/dev/ibm", secret={"token": fake_value}, mount_point="secret"
+    )
+    openbao_client.secrets.kv.v2.create_or_update_secret(
+        path="qsecure/prod/ibm",
+        secret={"token": "prod-" + secrets.token_urlsafe(20)},
+        mount_point="secret",
+    )
+    return vault_server_token
+
+
+@pytest.fixture
+def ibm_server_config(
+    vault_server_config: Callable[[dict[str, str]], dict[str, Any]], vault: dict[str, str]
+) -> dict[str, Any]:
+    """A server whose kernels get ``ibm`` (``fake_value``) and, not allowed in dev, ``prodibm``."""
+    return vault_server_config(
+        {"ibm": "secret/qsecure/dev/ibm#token", "prodibm": "secret/qsecure/prod/ibm#token"}
+    )

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from qiskit import QuantumCircuit, qpy
-from test_credentials_ws import start, stdout_of
+from server_helpers import start, stdout_of
 
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.ledger import EntryFilter
@@ -275,30 +275,6 @@ async def test_rest_errors_are_clear_and_recorded(
     assert token not in json.dumps([e.body for e in ledger.entries()])
 
 
-async def test_heavy_run_waits_for_a_recorded_approval(
-    broker: Broker,
-    qsecure_data_dir: Path,
-) -> None:
-    token = await broker.kernel_token()
-    code, body, _ = await broker.post(token, job(ghz(9), wait=False))
-    assert code == 202 and body["status"] == "pending_approval"
-    job_id = body["job_id"]
-    assert "jupyter qsecure jobs approve " + job_id in body["error"]
-    approved = cli(qsecure_data_dir, "jobs", "approve", job_id, "--note", "budget ok")
-    assert approved.returncode == 0, approved.stderr
-    extension = broker.app.web_app.settings["jupyter_qsecure_server"]
-    extension._approvals_tick()  # what the server's 1 s timer does
-    state = extension.jobs._jobs[job_id]
-    await extension.jobs._jobs[job_id].finished.wait() if state.finished else None
-    response = await broker.http.fetch(
-        f"{broker.base_url.rstrip('/')}/qsecure/api/jobs/{job_id}",
-        headers={"Authorization": f"Bearer {token}"},
-        raise_error=False,
-    )
-    record = json.loads(response.body)
-    assert record["status"] == "completed" and record["result"]["counts"][0]
-
-
 async def test_jobs_list_tells_who_ran_what_and_how_it_ended(
     broker: Broker,
     qsecure_data_dir: Path,
@@ -424,7 +400,7 @@ async def test_no_result_is_released_when_the_submission_cannot_be_recorded(
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise LedgerError("the ledger's disk is full", hint="free some space")
 
-    monkeypatch.setattr(service, "_append_many", refuse)
+    monkeypatch.setattr(ledger, "append_many", refuse)  # also for the retry of the record
     code, body, _ = await broker.post(token, job(ghz(3)))
     assert code == 503
     assert "could not be recorded in the ledger" in body["message"]

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_credentials_ws import fake_value, vault  # noqa: F401 (fixtures)
 from test_jobs import Broker, broker, ghz, job, kernel_token, run_cell  # noqa: F401 (fixture)
 
 from jupyter_qsecure.jobs.canonical import circuit_hash

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_save_gate import put, refused
+from server_helpers import put, refused
 
-from jupyter_qsecure.scan.models import sha256_hex
 from jupyter_qsecure.testing import planted as pl
 
 RULES = """
@@ -40,14 +39,17 @@ def _acme() -> str:
 
 
 @pytest.mark.parametrize("family", ["shopify", "databricks", "age"])
-async def test_provider_format_in_an_output_is_refused(jp_fetch: Any, family: str) -> None:
+async def test_provider_format_in_an_output_is_refused(
+    jp_fetch: Any, jp_serverapp: Any, family: str
+) -> None:
     provider = pl.PROVIDER_BY_FAMILY[family]
     value = pl.make_secret(provider)
     nb = pl.place_notebook(pl.snippet(provider, "yaml", value), "yaml", "stream")
     body = await refused(jp_fetch, "work.ipynb", {"type": "notebook", "content": nb})
     assert value not in json.dumps(body)
     assert [(f["where"], f["type"]) for f in body["findings"]] == [("outputs", provider.type)]
-    assert body["findings"][0]["hashed_secret"] == sha256_hex(value)
+    fingerprint = jp_serverapp.web_app.settings["qsecure_save_gate"].scanner.fingerprinter
+    assert body["findings"][0]["fingerprint"] == fingerprint(value)
 
 
 async def test_org_rule_refuses_and_its_allowlist_allows(jp_fetch: Any, jp_root_dir: Path) -> None:

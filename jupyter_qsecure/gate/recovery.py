@@ -31,6 +31,23 @@ class RecoveryError(QSecureError):
     """A recovery copy could not be written, found or opened."""
 
 
+# ---- the cipher: AES-256-GCM, a 96-bit random nonce in front of the ciphertext ----------
+def new_data_key() -> bytes:
+    """A fresh 256-bit data key."""
+    return AESGCM.generate_key(bit_length=256)
+
+
+def seal(data_key: bytes, plaintext: bytes, associated: bytes) -> bytes:
+    """``nonce || AES-256-GCM(plaintext)``, authenticated together with ``associated``."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(data_key).encrypt(nonce, plaintext, associated)
+
+
+def unseal(data_key: bytes, sealed: bytes, associated: bytes) -> bytes:
+    """The plaintext of :func:`seal`; raises ``InvalidTag`` if anything does not match."""
+    return AESGCM(data_key).decrypt(sealed[:12], sealed[12:], associated)
+
+
 class KeyWrapper(Protocol):
     name: str
 
@@ -161,9 +178,8 @@ class RecoveryStore:
         """Seal ``content``; returns its record (the id is what the user restores with)."""
         self._ensure_folder()
         ident = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
-        data_key = AESGCM.generate_key(bit_length=256)
-        nonce = os.urandom(12)
-        sealed = nonce + AESGCM(data_key).encrypt(nonce, content, ident.encode())
+        data_key = new_data_key()
+        sealed = seal(data_key, content, ident.encode())
         record = RecoveryRecord(
             id=ident,
             path=path,
@@ -221,7 +237,7 @@ class RecoveryStore:
         sealed = (self.folder / f"{ident}.bin").read_bytes()
         data_key = self.wrapper.unwrap(record.wrapped_key)
         try:
-            content = AESGCM(data_key).decrypt(sealed[:12], sealed[12:], ident.encode())
+            content = unseal(data_key, sealed, ident.encode())
         except InvalidTag:
             raise RecoveryError(
                 f"recovery copy {ident} is damaged (authentication failed)",

@@ -35,7 +35,13 @@ from .baseline import Baseline
 from .detectors import detect, is_line_allowlisted
 from .errors import InvalidNotebook, ScanError
 from .exact import ExactMatcher
-from .extract import TextUnit, notebook_units, text_file_unit
+from .extract import (
+    TextUnit,
+    decode_text,
+    notebook_units,
+    rendered_file_unit,
+    text_file_unit,
+)
 from .fingerprints import Fingerprinter, FingerprintIndex, process_fingerprinter
 from .layers import Layered, Rank, is_placeholder_value, rank_of_ours, resolve, token_around
 from .models import Detection, Finding, Match, ScanReport
@@ -251,7 +257,6 @@ class Scanner:
         matchers = [m for m in (self._exact if self._exact else None, exact) if m is not None]
         registry = injected if injected else None
         matches: list[Match] = []
-        seen: set[tuple[Any, ...]] = set()
         org = self.org_rules
         fingerprinter = self.fingerprinter
         keys = [self._unit_key(u) for u in units]
@@ -311,13 +316,7 @@ class Scanner:
                 matches.append(
                     LayeredMatch(finding, index, group.start, group.end, d.secret, aliases)
                 )
-        findings: list[Finding] = []
-        for m in matches:
-            key = tuple(m.finding.model_dump().values())
-            if key not in seen:
-                seen.add(key)
-                findings.append(m.finding)
-        return ScanResult(path, findings, matches, units, is_notebook)
+        return ScanResult(path, _unique_findings(matches), matches, units, is_notebook)
 
     def scan_notebook(
         self,
@@ -355,9 +354,20 @@ class Scanner:
         """
         unit = text_file_unit(text, path or "text.txt")
         units = [unit] if unit is not None else []
-        return self._scan_units(
-            units, path, _matcher(exact_values), is_notebook=False, injected=injected
+        rendered = rendered_file_unit(text, path)  # SVG/HTML: also what it shows
+        if rendered is None or not units:
+            return self._scan_units(
+                units, path, _matcher(exact_values), is_notebook=False, injected=injected
+            )
+        result = self._scan_units(
+            [*units, rendered], path, _matcher(exact_values), is_notebook=False, injected=injected
         )
+        # what the file's own text shows is reported there, once
+        shown = {m.secret for m in result.matches if m.unit_index == 0}
+        matches = [m for m in result.matches if m.unit_index == 0 or m.secret not in shown]
+        if len(matches) == len(result.matches):
+            return result
+        return ScanResult(path, _unique_findings(matches), matches, result.units, False)
 
     def scan_file(
         self,
@@ -403,13 +413,10 @@ class Scanner:
                     hint="open it in Jupyter to repair it, or exclude it from the scan",
                 ) from exc
             return self.scan_notebook(obj, path=name, exact_values=exact_values, injected=injected)
-        if b"\0" in data[:8192]:
+        decoded = decode_text(data)  # UTF-8, UTF-16/32 with a BOM, 8-bit; None: binary
+        if decoded is None:
             return None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        return self.scan_text(text, path=name, exact_values=exact_values, injected=injected)
+        return self.scan_text(decoded.text, path=name, exact_values=exact_values, injected=injected)
 
     def scan_paths(
         self,
@@ -643,6 +650,18 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], errors: list[str]) -> It
 
 _default: Scanner | None = None
 _default_lock = threading.Lock()
+
+
+def _unique_findings(matches: list[Match]) -> list[Finding]:
+    """The findings of ``matches``, each once, in order."""
+    findings: list[Finding] = []
+    seen: set[tuple[Any, ...]] = set()
+    for m in matches:
+        key = tuple(m.finding.model_dump().values())
+        if key not in seen:
+            seen.add(key)
+            findings.append(m.finding)
+    return findings
 
 
 def default_scanner() -> Scanner:

@@ -17,11 +17,11 @@ from jupyter_qsecure.exposure import ServedPrivateFiles, check_not_served, priva
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
 from jupyter_qsecure.jobs.approval import ApprovalVerifier, ApproverTrust
 from jupyter_qsecure.jobs.executor import executor_from_settings
+from jupyter_qsecure.jobs.parse_pool import ParsePool
 from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
 from jupyter_qsecure.jobs.service import JobService
+from jupyter_qsecure.jobs.wiring import job_signer, trust_signer
 from jupyter_qsecure.ledger import Ledger
-from jupyter_qsecure.ledger.batching import BatchingSigner
-from jupyter_qsecure.ledger.signing import Ed25519FileSigner, KeyRing
 from jupyter_qsecure.ledger.transit import TransitSigner
 from jupyter_qsecure.scan import fingerprinter_from_settings, scanner_for_settings
 from jupyter_qsecure.scan.fingerprints import set_process_fingerprinter
@@ -37,6 +37,7 @@ from jupyter_qsecure.vault_client import client_from_settings
 from .credentials import CredentialService
 from .file_masking import check_routes, file_routes, masked_contents_routes
 from .jobs_routes import job_routes
+from .kernel_output import KernelOutputLog, RegistryMasker
 from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
 from .save_gate import ContentsGate, contents_routes
@@ -58,6 +59,8 @@ class QSecureExtension(ExtensionApp):
     injected = Instance(InjectedRegistry, allow_none=True)
 
     credentials = Instance(CredentialService, allow_none=True)
+    kernel_output = Instance(KernelOutputLog, allow_none=True)
+    contents_gate = Instance(ContentsGate, allow_none=True)
     jobs = Instance(JobService, allow_none=True)
 
     @property
@@ -95,13 +98,15 @@ class QSecureExtension(ExtensionApp):
             ledger=self.ledger,
             exact_values=self.injected_values,
             injected=self.injected.index,
+            root_dir=getattr(self._server.contents_manager, "root_dir", None),
         )
-        ContentsGate(
+        self.contents_gate = ContentsGate(
             self._server.contents_manager,
             self.save_gate,
             settings.data_path / "staging",
             self.log,
-        ).install()
+        )
+        self.contents_gate.install()
         self._setup_credentials()
         self._setup_jobs()
         self.settings.update(
@@ -109,11 +114,13 @@ class QSecureExtension(ExtensionApp):
                 "qsecure": settings,
                 "qsecure_ledger": self.ledger,
                 "qsecure_save_gate": self.save_gate,
+                "qsecure_contents_gate": self.contents_gate,
                 "qsecure_credentials": self.credentials,
                 "qsecure_registry": self.credentials.registry if self.credentials else None,
                 "qsecure_injected": self.injected,
                 "qsecure_jobs": self.jobs,
                 "qsecure_exposures": ExposureLog(self.ledger),
+                "qsecure_kernel_output": self.kernel_output,
             }
         )
         interval_ms = max(1.0, settings.checkpoint_every_seconds) * 1000
@@ -153,6 +160,10 @@ class QSecureExtension(ExtensionApp):
             retention_seconds=float(settings.fingerprint_retention_days) * 86400.0,
             on_register=self.injected.record if self.injected is not None else None,
         )
+        # Kernels' own stdout/stderr reach the log masked; installed before the credential
+        # hooks so that a shutdown drains it before the values are revoked.
+        self.kernel_output = KernelOutputLog(RegistryMasker(registry), self.log)
+        self.kernel_output.install(self._server.kernel_manager)
         broker_url = url_path_join(self._server.connection_url, "qsecure", "api", "jobs")
         if not settings.vault_addr:
             self.log.info(
@@ -162,7 +173,9 @@ class QSecureExtension(ExtensionApp):
             local = LocalKernelTokens(
                 environment=settings.environment, registry=registry, ledger=self.ledger
             )
-            self.credentials = CredentialService(local, registry, "", broker_url)
+            self.credentials = CredentialService(
+                local, registry, "", broker_url, mask_fragment_min=settings.mask_fragment_min
+            )
             self.credentials.install_kernel_hooks(self._server.kernel_manager)
             return
         client = client_from_settings(settings)
@@ -174,7 +187,13 @@ class QSecureExtension(ExtensionApp):
             registry=registry,
             vault_addr=settings.vault_addr,
         )
-        self.credentials = CredentialService(broker, registry, settings.vault_addr, broker_url)
+        self.credentials = CredentialService(
+            broker,
+            registry,
+            settings.vault_addr,
+            broker_url,
+            mask_fragment_min=settings.mask_fragment_min,
+        )
         self.credentials.install_kernel_hooks(self._server.kernel_manager)
         self.log.info(
             "jupyter-qsecure: credentials from %s for environment %s (%d secrets configured)",
@@ -190,22 +209,9 @@ class QSecureExtension(ExtensionApp):
 
         settings = self._qsecure
         assert self.credentials is not None and self.ledger is not None
-        if settings.vault_addr:
-            signer: Any = TransitSigner(
-                client_from_settings(settings),
-                mount=settings.ledger_transit_mount,
-                key_name=settings.jobs_transit_key,
-            )
-            signer.ensure_key()
-            # jobs finishing together share transit calls; two calls may be in flight
-            signer = BatchingSigner(signer, max_concurrent=2)
-        else:
-            signer = Ed25519FileSigner(settings.data_path / "keys" / "jobs-ed25519.pem")
+        signer = job_signer(settings, batching=True)
         # Trust the job signer's public keys for offline checks (`jupyter qsecure replay`).
-        keyring_path = settings.resolved_keyring_file()
-        trusted = KeyRing.load(keyring_path)
-        if any([trusted.add(key) for key in signer.public_keys()]):  # list: add every key
-            trusted.save(keyring_path)
+        trust_signer(settings, signer)
         policy = Policy.load(settings.policy_file or None, settings.environment)
         usage = UsageTracker.from_ledger(self.ledger)
         approvals = self._approval_verifier()
@@ -244,6 +250,12 @@ class QSecureExtension(ExtensionApp):
             max_in_flight=settings.job_queue_size
             + max(settings.job_workers + settings.job_spare_workers, 32),
             approvals=approvals,
+            # no process starts until the first submission; bad settings fail here
+            parser=ParsePool(
+                settings.job_parse_workers,
+                memory_mb=settings.job_parse_memory_mb,
+                cpu_seconds=settings.job_parse_cpu_seconds,
+            ),
         )
         self.credentials.on_revoke.append(self.jobs.forget_kernel)
         self._approvals_seen = self.ledger.size()
@@ -357,10 +369,14 @@ class QSecureExtension(ExtensionApp):
             timer = getattr(self, name, None)
             if timer is not None:
                 timer.stop()
+        if self.contents_gate is not None:
+            self.contents_gate.stop()
         if self.jobs is not None:
             self.jobs.close()
         if self.credentials is not None:
             await self.credentials.revoke_all("server stopped")
+        if self.kernel_output is not None:
+            self.kernel_output.close_all()
         if self.ledger is not None:
             self.ledger.checkpoint_if_due()
             self.ledger.close()

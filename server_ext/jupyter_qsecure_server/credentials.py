@@ -27,8 +27,16 @@ log = logging.getLogger("jupyter_qsecure_server.credentials")
 
 
 class CredentialService:
-    def __init__(self, broker: Any, registry: Any, vault_addr: str, broker_url: str = "") -> None:
+    def __init__(
+        self,
+        broker: Any,
+        registry: Any,
+        vault_addr: str,
+        broker_url: str = "",
+        mask_fragment_min: int = 12,
+    ) -> None:
         self.broker = broker
+        self.mask_fragment_min = mask_fragment_min  # QSecure.mask_fragment_min
         self.registry = registry
         self.vault_addr = vault_addr
         self.broker_url = broker_url  # where %qsubmit reaches the job broker
@@ -70,7 +78,7 @@ class CredentialService:
         version = self.registry.version
         if version != self._masker_version:
             values = self.registry.named_values()
-            self._masker = Masker(values) if values else None
+            self._masker = Masker(values, min_fragment=self.mask_fragment_min) if values else None
             self._masker_version = version
             # Raw JSON frames can be pre-screened for values only when JSON escaping
             # leaves every value as it is (no quotes, backslashes or control characters).

@@ -32,7 +32,7 @@ def _big_notebook(cells: int = 40):
             nbformat.v4.new_output("stream", name="stdout", text=f"result {i}\n" * 20),
             nbformat.v4.new_output(
                 "execute_result",
-                data={"text/plain": f"{i}", "text/html": f"<b>{i}</b>"},
+                data={"text/plain": f"{i}", "text/html": f"<b>value</b> {i}"},
                 execution_count=i,
             ),
         ]

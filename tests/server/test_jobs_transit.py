@@ -17,7 +17,7 @@ from jupyter_qsecure.testing.openbao import OpenBaoDev
 
 
 @pytest.fixture
-def jp_server_config(qsecure_data_dir: Path, vault: dict[str, str]) -> dict[str, Any]:  # noqa: F811
+def jp_server_config(qsecure_data_dir: Path, vault: dict[str, str]) -> dict[str, Any]:
     return {
         "ServerApp": {
             "jpserver_extensions": {"jupyter_qsecure_server": True},

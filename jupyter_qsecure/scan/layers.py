@@ -7,8 +7,9 @@ detection carries its layer's :class:`Rank`; detections of one text unit whose s
 overlap (directly or through a chain) are one secret, reported once, with the type of
 the detection that sorts first by
 
-1. rank: injected value (matched exactly in memory, or through the fingerprint
-   registry of earlier injections) > organisation rule > kingfisher provider rule of high
+1. rank: injected value (matched in memory: whole, in an encoding, or a run of at
+   least ``min_fragment`` characters of it, type ``Injected Secret (fragment)``; or
+   through the fingerprint registry of earlier injections) > organisation rule > kingfisher provider rule of high
    confidence (a distinctive prefix or structure) > our provider detectors (and
    detect-secrets' provider plugins) > kingfisher rule of medium confidence (a bare
    shape such as ``sk-`` + 48 characters, which several providers share, or a keyword
@@ -37,7 +38,7 @@ from .models import Detection
 class Rank(IntEnum):
     """A layer's precedence: lower wins."""
 
-    EXACT = 0  # injected values: in memory (ExactMatcher) and the fingerprint registry
+    EXACT = 0  # injected values: in memory (ExactMatcher: whole, encoded, fragments), registry
     ORG_RULE = 1
     PROVIDER_RULE = 2
     OUR_PROVIDER = 3

@@ -308,3 +308,84 @@ def test_offsets_after_a_lone_surrogate() -> None:
     result = Scanner().scan_text(text, path="x.py")
     (match,) = result.matches
     assert result.units[0].text[match.start : match.end] == value
+
+
+# ---- what the gate's decoded and rendered units hold goes through the provider layer ------
+def _split_svg(value: str, at: int) -> str:
+    return f"<svg>\n<text><tspan>{value[:at]}</tspan><tspan x='3'>{value[at:]}</tspan></text>\n</svg>\n"
+
+
+def test_provider_token_split_over_svg_elements_in_a_file(tmp_path: Path) -> None:
+    provider = pl.PROVIDER_BY_FAMILY["shopify"]
+    value = pl.make_secret(provider)
+    path = tmp_path / "figure.svg"
+    path.write_text(_split_svg(value, 9))
+    assert prov.builtin_detections([path.read_text()])[0] == []  # not in the file's own text
+    result = Scanner().scan_file(path)
+    assert result is not None
+    assert [f.type for f in result.findings] == [provider.type]
+    assert value not in json.dumps(result.to_json())
+
+
+@pytest.mark.parametrize("codec", ["cp1252", "utf-16", "utf-32"])
+def test_provider_token_in_a_file_of_another_encoding(tmp_path: Path, codec: str) -> None:
+    provider = pl.PROVIDER_BY_FAMILY["databricks"]
+    value = pl.make_secret(provider)
+    path = tmp_path / "export.env"
+    path.write_bytes(f"# réglages\n{pl.snippet(provider, 'env', value)}".encode(codec))
+    result = Scanner().scan_file(path)
+    assert result is not None
+    assert [(f.type, f.line) for f in result.findings] == [(provider.type, 2)]
+
+
+def test_provider_tokens_in_attachments_and_rendered_outputs() -> None:
+    import base64
+
+    provider = pl.PROVIDER_BY_FAMILY["digitalocean"]
+    in_attachment, in_svg = pl.make_secret(provider), pl.make_secret(provider)
+    nb = pl.place_notebook("![notes](attachment:notes.txt)", "py", "markdown")
+    payload = f"réglages\n{pl.snippet(provider, 'env', in_attachment)}".encode("utf-16")
+    nb["cells"][-1]["attachments"] = {
+        "notes.txt": {"text/plain": base64.b64encode(payload).decode()}
+    }
+    cell = pl._cell("code", "plot()", 9)
+    cell["outputs"] = [
+        {
+            "output_type": "display_data",
+            "metadata": {},
+            "data": {"image/svg+xml": _split_svg(in_svg, 11)},
+        }
+    ]
+    nb["cells"].append(cell)
+    result = Scanner().scan_notebook(nb)
+    assert sorted((f.where or "", f.type) for f in result.findings) == [
+        ("attachments", provider.type),
+        ("outputs", provider.type),
+    ]
+
+
+# ---- fragments of injected values rank with injected values --------------------------------
+def test_fragment_of_an_injected_value_outranks_the_provider_rule(tmp_path: Path) -> None:
+    """A run of an injected value (here the token half of an ``id:secret`` pair) is the
+    injected value, not a new provider finding, and no organisation allowlist drops it."""
+    from jupyter_qsecure.scan import ExactMatcher
+
+    provider = pl.PROVIDER_BY_FAMILY["shopify"]
+    token = pl.make_secret(provider)
+    injected = f"{pl.rand(pl._sys(), 16)}:{token}"
+    text = f"token: {token}\n"
+    scanner = Scanner()
+    assert [f.type for f in scanner.scan_text(text, path="a.yaml").findings] == [provider.type]
+    matcher = ExactMatcher([injected], min_fragment=12)
+    result = scanner.scan_text(text, path="a.yaml", exact_values=matcher)
+    (finding,) = result.findings
+    assert finding.type == "Injected Secret (fragment)"
+    assert finding.fingerprint == scanner.fingerprinter(injected)
+    assert provider.type in {t for t, _ in result.matches[0].aliases}
+    assert injected not in json.dumps(result.to_json()) + repr(result.findings)
+    rules = tmp_path / "org.toml"
+    rules.write_text("[allowlist]\npaths = ['''^a\\.yaml$''']\n")
+    allowing = Scanner(rules=rules)
+    assert allowing.scan_text(text, path="a.yaml").findings == []
+    kept = allowing.scan_text(text, path="a.yaml", exact_values=matcher).findings
+    assert [f.type for f in kept] == ["Injected Secret (fragment)"]

@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -271,9 +271,9 @@ class Scanner:
                     or not org.rule_allows(
                         x.rule,
                         path=path,
-                        secret=x.detection.secret,
+                        secret=_value_of(x.detection),
                         line=_line_at(unit.text, x.detection.start),
-                        hashes=(fingerprinter(x.detection.secret),),
+                        hashes=(fingerprinter(_value_of(x.detection)),),
                     )
                 ]
             exact_found: list[Detection] = []
@@ -285,6 +285,7 @@ class Scanner:
                     _unknown_in_memory(registry.find(unit.text, digest), exact_found)
                 )
             items.extend(Layered(Rank.EXACT, d) for d in exact_found)
+            found: list[tuple[LayeredMatch, bool]] = []
             for group in resolve(items):
                 d = group.detection
                 piece = unit.piece_at(d.start)
@@ -306,16 +307,19 @@ class Scanner:
                     and group.winner.rank != Rank.EXACT
                     and org.allows(
                         path=path,
-                        secret=d.secret,
+                        secret=_value_of(d),
                         line=_line_at(unit.text, d.start),
                         hashes=_fingerprints(finding, group.members, fingerprinter),
                     )
                 ):
                     continue
                 aliases = _aliases(group.members)
-                matches.append(
-                    LayeredMatch(finding, index, group.start, group.end, d.secret, aliases)
+                match = LayeredMatch(finding, index, group.start, group.end, d.secret, aliases)
+                # a rule layer's hit inside a base64 blob it decoded (see .providers)
+                found.append(
+                    (match, group.winner.rank != Rank.EXACT and d.fingerprint_of is not None)
                 )
+            matches.extend(_fold_decoded(found))
         return ScanResult(path, _unique_findings(matches), matches, units, is_notebook)
 
     def scan_notebook(
@@ -487,6 +491,24 @@ def _sha1(secret: str) -> str:
     return hashlib.sha1(secret.encode("utf-8", "surrogatepass")).hexdigest()  # noqa: S324
 
 
+def _fold_decoded(found: list[tuple[LayeredMatch, bool]]) -> list[LayeredMatch]:
+    """One unit's matches, a secret decoded from base64 where the unit also holds it as
+    written reported as that finding (one secret, one finding: a short attachment is
+    scanned decoded and as stored). Its match stays, so redaction removes the blob too."""
+    written = {m.finding.fingerprint: m.finding for m, decoded in found if not decoded}
+    out = []
+    for m, decoded in found:
+        same = written.get(m.finding.fingerprint) if decoded else None
+        out.append(m if same is None else replace(m, finding=same))
+    return out
+
+
+def _value_of(d: Detection) -> str:
+    """The secret a detection stands for: what it fingerprints (a token kingfisher decoded
+    from base64, an injected value found encoded), else the matched text."""
+    return d.fingerprint_of or d.secret
+
+
 def _fingerprints(
     finding: Finding, members: Iterable[Layered], fingerprinter: Fingerprinter
 ) -> list[str]:
@@ -496,7 +518,7 @@ def _fingerprints(
     out = [finding.fingerprint]
     for m in members:
         d = m.detection
-        fp = d.fingerprint or fingerprinter(d.fingerprint_of or d.secret)
+        fp = d.fingerprint or fingerprinter(_value_of(d))
         if fp not in out:
             out.append(fp)
     return out

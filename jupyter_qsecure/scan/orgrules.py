@@ -352,7 +352,12 @@ class OrgRules:
 
     # ------------------------------------------------------------ scanning
     def detections(self, texts: Sequence[str]) -> list[list[tuple[str, Detection]]]:
-        """``(rule id, detection)`` per text for this file's rules (entropy, keywords applied)."""
+        """``(rule id, detection)`` per text for this file's rules (entropy, keywords applied).
+
+        A secret kingfisher decoded from a base64 blob is judged (entropy, keywords) and
+        fingerprinted as the decoded secret, as for the built-in rules
+        (:func:`.providers.builtin_detections`).
+        """
         if self._scanner is None:
             return [[] for _ in texts]
         out: list[list[tuple[str, Detection]]] = []
@@ -364,13 +369,18 @@ class OrgRules:
                 if rule is None:
                     continue
                 secret = text[hit.start : hit.end]
-                if rule.entropy and _shannon(secret) < rule.entropy:
+                value = secret if hit.decoded is None else hit.decoded
+                if rule.entropy and _shannon(value) < rule.entropy:
                     continue
                 if rule.keywords:
                     lower = text.lower() if lower is None else lower
-                    if not any(k in lower for k in rule.keywords):
+                    decoded = (hit.decoded or "").lower()
+                    if not any(k in lower or k in decoded for k in rule.keywords):
                         continue
-                found.append((rule.id, Detection(rule.type, secret, hit.start, hit.end)))
+                detection = Detection(
+                    rule.type, secret, hit.start, hit.end, fingerprint_of=hit.decoded
+                )
+                found.append((rule.id, detection))
             out.append(found)
         return out
 

@@ -207,6 +207,9 @@ class RawHit:
     start: int
     end: int
     confidence: str = "high"
+    #: For a match inside a base64 blob kingfisher decoded: the decoded secret (the span
+    #: is the blob's).
+    decoded: str | None = None
 
 
 def _char_offset(text: str, data: bytes, byte_offset: int) -> int:
@@ -254,7 +257,10 @@ def scan_batch(scan: Callable[[bytes], list[Any]], texts: Sequence[str]) -> list
         start = _char_offset(text, data, rel_start)
         end = _char_offset(text, data, rel_end)
         if end > start:
-            out[index].append(RawHit(str(finding.rule_id), start, end, str(finding.confidence)))
+            decoded = str(finding.secret) if getattr(finding, "is_base64_encoded", False) else None
+            out[index].append(
+                RawHit(str(finding.rule_id), start, end, str(finding.confidence), decoded)
+            )
     return out
 
 
@@ -340,14 +346,23 @@ def plausible(secret: str) -> bool:
 
 
 def builtin_detections(texts: Sequence[str]) -> list[list[tuple[bool, Detection]]]:
-    """Built-in provider findings per text: ``(high confidence, detection)`` with our types."""
+    """Built-in provider findings per text: ``(high confidence, detection)`` with our types.
+
+    A secret kingfisher found by decoding a base64 blob (one layer deep) spans the blob
+    and is fingerprinted as the decoded secret, as an encoded injected value is (the
+    scanner reports it as the same finding where its unit also holds it as written).
+    """
     out: list[list[tuple[bool, Detection]]] = []
     for text, hits in zip(texts, scan_batch(builtin_scan, texts), strict=True):
         found = []
         for h in hits:
             secret = text[h.start : h.end]
+            if h.decoded is not None and not plausible(h.decoded):
+                continue
             if plausible(secret):
-                detection = Detection(provider_type(h.rule_id), secret, h.start, h.end)
+                detection = Detection(
+                    provider_type(h.rule_id), secret, h.start, h.end, fingerprint_of=h.decoded
+                )
                 found.append((h.confidence == "high", detection))
         out.append(found)
     return out

@@ -294,3 +294,35 @@ def test_worker_processes_use_the_rules_and_the_provider_layer(
         ("org.md", "Acme API Token"),
         ("shop.env", "Shopify Token"),
     ]
+
+
+def test_org_token_decoded_from_base64_is_that_token(rules_file: Path) -> None:
+    """As for the built-in rules: fingerprinted as the decoded token, and one finding
+    where the text also holds it as written."""
+    import base64
+
+    token = org_token()
+    blob = base64.b64encode(f"key {token}\n".encode()).decode()
+    scanner = Scanner(rules=rules_file)
+    (alone,) = scanner.scan_text(f"data:\n  key: {blob}\n", path="s.yaml").findings
+    assert (alone.type, alone.fingerprint) == ("Acme API Token", scanner.fingerprinter(token))
+    both = scanner.scan_text(f"key: {token}\nblob: {blob}\n", path="s.yaml").findings
+    assert [(f.type, f.line) for f in both] == [("Acme API Token", 1)]
+
+
+def test_allowlists_see_the_token_decoded_from_base64(tmp_path: Path) -> None:
+    """A rule's allowlist (by regex on the secret, or by the reported fingerprint) and a
+    file-wide one judge the decoded token the finding is about."""
+    import base64
+
+    token = org_token("acme_test", 28)
+    other = org_token()
+    text = f"a: {base64.b64encode(token.encode()).decode()}\n"
+    text += f"b: {base64.b64encode(other.encode()).decode()}\n"
+    rules = tmp_path / "acme-rules.toml"
+    rules.write_text(RULES_TOML)
+    scanner = Scanner(rules=rules)
+    (found,) = scanner.scan_text(text, path="s.yaml").findings  # acme_test: allowlisted
+    assert found.fingerprint == scanner.fingerprinter(other)
+    rules.write_text(RULES_TOML + f'\n[[allowlists]]\nfingerprints = ["{found.fingerprint}"]\n')
+    assert Scanner(rules=rules).scan_text(text, path="s.yaml").findings == []

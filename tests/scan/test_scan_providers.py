@@ -389,3 +389,37 @@ def test_fragment_of_an_injected_value_outranks_the_provider_rule(tmp_path: Path
     assert allowing.scan_text(text, path="a.yaml").findings == []
     kept = allowing.scan_text(text, path="a.yaml", exact_values=matcher).findings
     assert [f.type for f in kept] == ["Injected Secret (fragment)"]
+
+
+def test_a_token_kingfisher_decodes_from_base64_is_that_token() -> None:
+    """kingfisher decodes base64 one layer deep: the decoded token is fingerprinted (as
+    written elsewhere it is the same secret), and where the unit also holds it as written
+    (a short text attachment is scanned decoded and as stored) it is one finding."""
+    import base64
+
+    token = pl.make_secret(pl.PROVIDER_BY_FAMILY["github"])
+    blob = base64.b64encode(f"my token {token}\n".encode()).decode()
+    scanner = Scanner()
+    (alone,) = scanner.scan_text(f"data:\n  token: {blob}\n", path="secret.yaml").findings
+    assert (alone.type, alone.fingerprint) == ("GitHub Token", scanner.fingerprinter(token))
+    nb = pl.place_notebook("![notes](attachment:notes.txt)", "py", "markdown")
+    nb["cells"][-1]["attachments"] = {"notes.txt": {"text/plain": blob}}
+    found = scanner.scan_notebook(nb).findings
+    assert [(f.where, f.type, f.fingerprint) for f in found] == [
+        ("attachments", "GitHub Token", scanner.fingerprinter(token))
+    ]
+
+
+def test_a_token_as_written_and_in_base64_in_one_text_is_one_finding_both_redacted() -> None:
+    import base64
+
+    token = pl.make_secret(pl.PROVIDER_BY_FAMILY["github"])
+    blob = base64.b64encode(f"token: {token}\n".encode()).decode()
+    text = f'GITHUB_TOKEN = "{token}"\nENCODED = "{blob}"\n'
+    scanner = Scanner()
+    result = scanner.scan_text(text, path="a.py")
+    assert [(f.type, f.line) for f in result.findings] == [("GitHub Token", 1)]
+    assert len(result.matches) == 2
+    clean = redact_text(text, result, scanner=scanner, path="a.py")
+    assert token not in clean and blob not in clean
+    assert scanner.scan_text(clean, path="a.py").clean

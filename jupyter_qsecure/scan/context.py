@@ -1,0 +1,617 @@
+"""Context detection: a value next to a word that names it as a credential, in any syntax.
+
+detect-secrets' keyword plugin knows a few code syntaxes per file type; people leak
+secrets in many more places of a notebook (issue 13): ``password: X`` printed to a
+stream or written in markdown prose, ``{'credential': 'X'}`` reprs, JSON keys at any
+depth, HTML table rows, ``?api_key=X`` in a traceback's URL, unquoted YAML/INI/env/TOML,
+XML elements and attributes, Go raw strings. This module finds them all with one
+scanner:
+
+1. *key names*: every occurrence of a credential stem (``pass``, ``secret``, ``token``,
+   ``key``, ``credential``, ``auth``, ``sig``) in the lower-cased text is widened to the
+   identifier around it (``db_password``, ``GITHUB_TOKEN``, ``x-api-key``, ``apiKey``,
+   ``config.password``), which names a credential when its last word does
+   (:func:`names_credential`: ``password_hash``, ``token_count``, ``key_id`` do not);
+2. *syntax*: what follows the name is parsed as one of ``=``, ``:``, ``:=``, ``=>``,
+   ``==``, ``<-``, ``is``, an XML element's ``>``, a URL query's ``=``, or a command
+   line flag, then a quoted value (``"…"``, ``'…'``, a Go raw ```…```) or an unquoted
+   one (to a space, quote, ``,;&<>()[]{}|``);
+3. *precision from context* (:func:`plausible_secret`): placeholders and examples
+   (``xxxx``, ``<your-token>``, ``${VAR}``, ``changeme``, ``your_api_key_here``, ``***``,
+   public documentation keys ending in ``EXAMPLE``), references (``os.environ[…]``,
+   ``getpass()``, variables), paths, URLs, host names, numbers, dates, versions,
+   UUIDs, low-entropy or sequential strings, and hex digests next to a hash word are
+   not secrets. In a code cell an unquoted value is an expression, so only quoted
+   values count there (except on ``%``/``!`` lines, in comments, in triple-quoted
+   strings and in cells run by another interpreter, such as ``%%bash``).
+
+HTML tables are read as rows: :func:`table_lines` renders a row whose header cell
+(``<th>`` of the header row, or the row's own first cell) names a credential as a
+``"name": "value"`` line, which :mod:`.extract` appends to the text of an HTML output;
+:func:`context_hits` runs the same on raw ``<table>`` markup in other texts (markdown)
+and on markdown pipe tables.
+
+Hand-written rather than taken from a library: the rule engines we use (detect-secrets,
+kingfisher) match one syntax per rule and need a provider format or a quoted value;
+what is needed here is the same key/value parse across every syntax, cheap enough
+to run on every autosave (one regex pass over the text for the stems, then work only
+at the stems).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .models import Detection
+
+TYPE = "Secret Keyword"
+
+# ---------------------------------------------------------------- key names
+#: Stems searched in the lower-cased text; each hit is widened to a whole key name.
+_STEM = re.compile(r"pass|pwd|secret|token|key|credential|auth|sig|creds")
+#: Lower-cased words one of which must be in the text for anything here to run.
+GATE = ("pass", "pwd", "secret", "token", "key", "credential", "auth", "sig", "creds")
+
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_SPLIT = re.compile(r"[_.\-\s]+")
+
+#: A key name's last word that alone names a credential.
+_LAST_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "passphrase",
+        "passcode",
+        "secret",
+        "token",
+        "apikey",
+        "credential",
+        "credentials",
+        "creds",
+        "auth",
+        "authtoken",
+        "accesstoken",
+        "secretkey",
+        "privatekey",
+        "accesskey",
+        "clientsecret",
+        "sig",
+    }
+)
+#: Suffixes that name a credential inside one word (``dbpassword``, ``myapikey``).
+_SUFFIXES = (
+    "password",
+    "passwd",
+    "passphrase",
+    "secret",
+    "token",
+    "apikey",
+    "secretkey",
+    "privatekey",
+    "accesskey",
+    "credential",
+    "credentials",
+)
+#: Words before ``key`` that make it a credential (``api key``, ``secret_key``...).
+_KEY_QUALIFIERS = frozenset(
+    {
+        "api",
+        "secret",
+        "private",
+        "access",
+        "auth",
+        "client",
+        "encryption",
+        "enc",
+        "signing",
+        "master",
+        "account",
+        "storage",
+        "app",
+        "application",
+        "subscription",
+        "consumer",
+        "license",
+        "licence",
+        "admin",
+        "service",
+        "session",
+        "shared",
+        "sas",
+        "primary",
+        "secondary",
+        "developer",
+        "dev",
+        "personal",
+        "openai",
+        "anthropic",
+        "stripe",
+        "mapbox",
+        "sendgrid",
+        "twilio",
+        "hmac",
+        "cipher",
+        "crypt",
+        "decryption",
+    }
+)
+#: Last words that qualify a credential word before them (``password_value``, ``token_b64``).
+_VALUE_SUFFIXES = frozenset({"value", "str", "string", "b64", "base64", "raw", "plain", "hex"})
+#: Words that make a hex value a digest, not a credential.
+_HASH_WORDS = re.compile(
+    r"(?i)(?<![a-z])(?:sha\d*|md5|hash(?:es)?|digest|commit|checksum|fingerprint|revision|rev|"
+    r"blake2?[bs]?|crc32|etag|oid|object[ _-]?id|hexdigest)(?![a-z])"
+)
+
+
+def key_words(name: str) -> list[str]:
+    """``db_password`` → ``["db", "password"]``, ``apiKey`` → ``["api", "key"]``."""
+    return [w for w in _SPLIT.split(_CAMEL.sub("_", name).lower()) if w]
+
+
+def names_credential(name: str, previous_word: str = "") -> bool:
+    """Whether a key name names a credential; ``previous_word`` is the word before it
+    in prose (``API key``), used when the name is the bare word ``key``."""
+    words = key_words(name)
+    if not words or words[0] in ("amz", "goog") or (len(words) > 1 and words[1] == "amz"):
+        return False  # X-Amz-Credential: an access key id and a scope, not a secret
+    if words == ["pass"]:
+        return False  # "Pass: Unroll3qOrMore", a pass of a pipeline
+    last = words[-1].rstrip("0123456789") or words[-1]
+    if last in _VALUE_SUFFIXES and len(words) > 1:
+        words = words[:-1]
+        last = words[-1]
+    if last in _LAST_WORDS:
+        return True
+    if last == "key":
+        before = words[-2] if len(words) > 1 else previous_word.lower()
+        return before in _KEY_QUALIFIERS
+    return last.endswith(_SUFFIXES) and not last.endswith(("tokens", "secrets"))
+
+
+# ---------------------------------------------------------------- values
+_PLACEHOLDER_WORDS = (
+    "xxx",
+    "***",
+    "...",
+    "…",
+    "example",
+    "sample",
+    "dummy",
+    "placeholder",
+    "changeme",
+    "change_me",
+    "change-me",
+    "your",
+    "redacted",
+    "hidden",
+    "masked",
+    "todo",
+    "fixme",
+    "replace",
+    "insert",
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "apikey",
+    "api_key",
+    "«secret:",
+)
+_VERSION = re.compile(r"(?i)v?\d+(?:[._-]\d+)+(?:[._+-]?(?:rc|a|b|alpha|beta|dev|post|pre)\d*)*")
+_UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HEX_DIGEST = re.compile(r"(?i)(?:0x)?(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})")
+_DATE_OR_NUMBER = re.compile(r"[\d\s:.,/+\-TZ]+")
+_DOMAIN = re.compile(r"[a-z0-9\-]+(?:\.[a-z0-9\-]+)+")
+_IDENTIFIER_WORDS = re.compile(r"[A-Za-z]+(?:_(?:[A-Za-z]+|\d{1,3}))+|_*[A-Za-z]+\d{0,3}")
+_FILE_SUFFIX = re.compile(
+    r"(?i)\.(?:json|txt|pem|key|ya?ml|env|cfg|ini|conf|toml|p12|pfx|crt|cer|pub|csv|"
+    r"py|ipynb|sh|log|gpg|asc|der|jks)$"
+)
+_REFERENCE = re.compile(
+    r"(?i)^(?:os\.|env\.|process\.env|sys\.|self\.|config\.|settings\.|secrets\.|getpass|"
+    r"input\(|environ|vault:|arn:|ssm:|projects/|file:)"
+)
+
+
+def _shannon(data: str) -> float:
+    counts: dict[str, int] = {}
+    for ch in data:
+        counts[ch] = counts.get(ch, 0) + 1
+    n = len(data)
+    return -sum(c / n * math.log2(c / n) for c in counts.values())
+
+
+def _sequential(value: str) -> bool:
+    """Mostly runs of consecutive characters (``abcdefgh1234``, ``qwerty``-free)."""
+    steps = sum(1 for a, b in zip(value, value[1:], strict=False) if ord(b) - ord(a) in (1, -1))
+    return steps >= 0.6 * (len(value) - 1)
+
+
+def is_public_example(value: str) -> bool:
+    """A key from public documentation: AWS's ``…EXAMPLE``/``…EXAMPLEKEY`` style."""
+    upper = value.upper()
+    return "EXAMPLE" in upper or "SAMPLE" in upper
+
+
+def plausible_secret(value: str) -> bool:
+    """Whether a value written next to a credential's name can be a real credential."""
+    n = len(value)
+    if n < 8 or n > 1024:
+        return False
+    low = value.lower()
+    if any(w in low for w in _PLACEHOLDER_WORDS) or is_public_example(value):
+        return False
+    if "-----" in value:
+        return False  # a PEM block: the PEM detector reports it whole, with its type
+    if value[0] in "$%{<[(#@&*=" or value[-1] in "}>)]":
+        return False
+    if "://" in value or value.startswith(("/", "./", "../", "~/", "\\\\")) or value[1:3] == ":\\":
+        return False
+    if _REFERENCE.match(value) or "(" in value or "[" in value:
+        return False
+    if _FILE_SUFFIX.search(value):
+        return False
+    digits = sum(c.isdigit() for c in value)
+    letters = sum(c.isalpha() for c in value)
+    others = n - digits - letters
+    if letters < 2 or (digits == 0 and others == 0):
+        return False  # numbers, dates, words, identifiers written in letters
+    if _DATE_OR_NUMBER.fullmatch(value) or _VERSION.fullmatch(value) or _UUID.search(value):
+        return False
+    if _IDENTIFIER_WORDS.fullmatch(value) or _DOMAIN.fullmatch(value):
+        return False
+    if " " in value.strip() and (digits + others) * 4 < n:
+        return False  # words of a sentence
+    if len(set(value)) < 6 or _shannon(value) < 2.8 or _sequential(value):
+        return False
+    return True
+
+
+def ruled_out(value: str, before: str) -> bool:
+    """Evidence that a value another detector found beside a credential word is not one:
+    a public example, a placeholder, a version, UUID, date or number, a sequence, or a hex
+    digest with a hash word before it (``before``: the text preceding the value)."""
+    low = value.lower()
+    return (
+        is_public_example(value)
+        or any(w in low for w in _PLACEHOLDER_WORDS)
+        or len(set(value)) <= 3
+        or bool(_VERSION.fullmatch(value) or _UUID.fullmatch(value))
+        or bool(_DATE_OR_NUMBER.fullmatch(value))
+        or (len(value) >= 8 and _sequential(value))
+        or _is_digest(value, before[-60:])
+    )
+
+
+def _is_digest(value: str, before: str) -> bool:
+    return bool(_HEX_DIGEST.fullmatch(value)) and bool(_HASH_WORDS.search(before))
+
+
+# ---------------------------------------------------------------- syntax
+_SEP = re.compile(r"[ \t]*(:=|=>|==|<-|=|:(?![:/])|[ \t](?:is|was)[ \t])[ \t]*")
+#: A Python annotation between a name and its value: ``password: str = "…"``.
+_ANNOTATION = re.compile(r"[A-Za-z_][\w.\[\], |]{0,40}?[ \t]*=(?!=)[ \t]*(?=[bBrRuUfF]{0,2}[\"'])")
+_QUOTED = re.compile(r"""[bBrRuUfF]{0,2}("{3}|'{3}|["'`])([^\n]{1,1024}?)\1""")
+_UNQUOTED = re.compile(r"""[^\s"'`,;&<>(){}\[\]|]{1,1024}""")
+_TRAILING = ".:!?"
+#: Cell magics whose body is not Python: their lines are read like text.
+_TEXT_MAGIC = re.compile(r"\s*%%(?:bash|sh|script|writefile|file|html|markdown|latex|svg)\b")
+
+
+@dataclass(frozen=True)
+class _Hit:
+    start: int
+    end: int
+    value: str
+
+
+class _CodeShape:
+    """Which positions of a code cell are Python code (where unquoted values are names)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.all_text = _TEXT_MAGIC.match(text) is not None
+        self._strings: list[tuple[int, int]] | None = None
+
+    def _triple_strings(self) -> list[tuple[int, int]]:
+        if self._strings is None:
+            spans: list[tuple[int, int]] = []
+            for m in re.finditer(r'"""|\'\'\'', self.text):
+                if spans and spans[-1][1] == -1:
+                    if self.text[spans[-1][0] - 3 : spans[-1][0]] == m.group(0):
+                        spans[-1] = (spans[-1][0], m.start())
+                else:
+                    spans.append((m.end(), -1))
+            self._strings = [(a, b if b != -1 else len(self.text)) for a, b in spans]
+        return self._strings
+
+    def is_text_at(self, pos: int) -> bool:
+        if self.all_text:
+            return True
+        line_start = self.text.rfind("\n", 0, pos) + 1
+        line = self.text[line_start:pos].lstrip()
+        if line.startswith(("%", "!", "#")):
+            return True
+        if line.count('"') % 2 or line.count("'") % 2:
+            return True  # inside a string literal: data, not an expression
+        if "#" in line:
+            return True  # a comment (a '#' inside a string was caught above)
+
+        return any(a <= pos < b for a, b in self._triple_strings())
+
+
+def _value_at(text: str, pos: int, *, json_line: bool) -> tuple[int, int, bool] | None:
+    """``(start, end, quoted)`` of the value beginning at ``pos``."""
+    if pos >= len(text):
+        return None
+    if json_line and text[pos] == '"':
+        # a JSON unit line '"key": "value"' holds the value as is (unescaped)
+        eol = text.find("\n", pos)
+        eol = len(text) if eol == -1 else eol
+        if eol - 1 > pos and text[eol - 1] == '"':
+            return pos + 1, eol - 1, True
+    m = _QUOTED.match(text, pos)
+    if m is not None:
+        return m.start(2), m.end(2), True
+    m = _UNQUOTED.match(text, pos)
+    if m is None:
+        return None
+    end = m.end()
+    while end > pos and text[end - 1] in _TRAILING:
+        end -= 1
+    return pos, end, False
+
+
+def _key_span(text: str, hit: int, stem_end: int) -> tuple[int, int]:
+    start, end = hit, stem_end
+    n = len(text)
+    while start > 0 and text[start - 1] in _KEY_CHARS:
+        start -= 1
+    while end < n and text[end] in _KEY_CHARS:
+        end += 1
+    while end > start and text[end - 1] in ".-":
+        end -= 1
+    return start, end
+
+
+def _previous_word(text: str, start: int) -> str:
+    if start < 2 or text[start - 1] != " ":
+        return ""
+    i = start - 1
+    while i > 0 and text[i - 1].isalnum():
+        i -= 1
+    return text[i : start - 1]
+
+
+def _parse_after_key(
+    text: str, kstart: int, kend: int, *, json_line: bool
+) -> tuple[int, int, bool] | None:
+    """The value written after the key name ``text[kstart:kend]``, if any."""
+    n = len(text)
+    before = text[kstart - 1] if kstart > 0 else ""
+    pos = kend
+    if before == "<":  # XML element: <password>value</password>
+        close = text.find(">", pos, pos + 200)
+        if close == -1 or text[pos:close].strip().endswith("/"):
+            return None
+        vstart = close + 1
+        vend = text.find("<", vstart, vstart + 1025)
+        if vend == -1:
+            return None
+        value = text[vstart:vend]
+        stripped = value.strip()
+        if not stripped or "\n" in stripped:
+            return None
+        lead = len(value) - len(value.lstrip())
+        return vstart + lead, vstart + lead + len(stripped), True
+    if before in ("?", "&", ";") and pos < n and text[pos] == "=":  # URL query parameter
+        return _value_at(text, pos + 1, json_line=False)
+    if before == "-" and kstart > 1 and text[kstart - 2] == "-":  # --password value
+        if pos < n and text[pos] in " =":
+            return _value_at(text, pos + 1, json_line=False)
+        return None
+    if before in "\"'`" and pos < n and text[pos] == before:
+        pos += 1  # the key's closing quote
+    if pos < n and text[pos] == "]":
+        pos += 1  # config["password"] = …
+    m = _SEP.match(text, pos)
+    if m is None:
+        return None
+    vpos = m.end()
+    if m.group(1) == ":":
+        ann = _ANNOTATION.match(text, vpos)  # password: str = "…"
+        if ann is not None and text[vpos : ann.end()].split("=")[0].strip().isidentifier():
+            vpos = ann.end()
+    return _value_at(text, vpos, json_line=json_line)
+
+
+def _keyed_hits(text: str, lower: str, profile: str) -> Iterator[_Hit]:
+    json_profile = profile.endswith(".json") and profile.startswith("values")
+    code = _CodeShape(text) if profile.endswith(".py") else None
+    done_until = -1
+    for m in _STEM.finditer(lower):
+        if m.start() < done_until:
+            continue
+        kstart, kend = _key_span(text, m.start(), m.end())
+        done_until = kend
+        name = text[kstart:kend]
+        previous = _previous_word(text, kstart)
+        if not names_credential(name, previous):
+            if not (
+                name.lower() == "key" and kstart > 0 and text[kstart - 1] in "?&"
+            ):  # ?key=… in a URL
+                continue
+        json_line = json_profile and kstart > 0 and text[kstart - 1] == '"'
+        span = _parse_after_key(
+            text, kstart, kend, json_line=json_line and (kstart == 1 or text[kstart - 2] == "\n")
+        )
+        if span is None:
+            continue
+        vstart, vend, quoted = span
+        value = text[vstart:vend]
+        if not quoted and code is not None and not code.is_text_at(kstart):
+            continue  # an unquoted value in Python code is an expression
+        if not plausible_secret(value):
+            continue
+        if _is_digest(value, text[max(0, kstart - 40) : kend]):
+            continue
+        yield _Hit(vstart, vend, value)
+
+
+# ---------------------------------------------------------------- tables
+_TABLE_GATE = re.compile(r"(?i)<t[dh]\b")
+_ROW = re.compile(r"(?is)<tr\b[^>]*>(.*?)(?=<tr\b|</table\s*>|\Z)")
+_CELL = re.compile(r"(?is)<(t[dh])\b[^>]*>(.*?)(?=<t[dh]\b|</tr\s*>|\Z)")
+_TAGS = re.compile(r"(?s)<[^>]*>")
+
+
+@dataclass(frozen=True)
+class _Cell:
+    text: str
+    start: int
+    end: int
+    header: bool
+
+
+def _cells(markup: str, row: re.Match[str]) -> list[_Cell]:
+    cells = []
+    for c in _CELL.finditer(markup, row.start(1), row.end(1)):
+        raw = c.group(2)
+        raw_end = raw.lower().rfind("</t")
+        if raw_end != -1:
+            raw = raw[:raw_end]
+        cells.append(
+            _Cell(
+                html.unescape(_TAGS.sub(" ", raw)).strip(),
+                c.start(2),
+                c.start(2) + len(raw),
+                c.group(1).lower() == "th",
+            )
+        )
+    return cells
+
+
+def table_pairs(markup: str) -> Iterator[tuple[str, _Cell]]:
+    """``(name, value cell)`` for each table cell that a header or first cell names.
+
+    A header is a cell of the first row when that row is all ``<th>``; a row's own
+    first cell names the cell beside it (``<tr><th>password</th><td>…</td></tr>``).
+    """
+    headers: list[_Cell] = []
+    first = True
+    for row in _ROW.finditer(markup):
+        cells = _cells(markup, row)
+        if not cells:
+            continue
+        if first and all(c.header for c in cells):
+            headers = cells
+            first = False
+            continue
+        first = False
+        named = False
+        for i, cell in enumerate(cells[:-1]):
+            if cell.text and names_credential(cell.text, ""):
+                yield cell.text, cells[i + 1]
+                named = True
+                break
+        if headers and not named:
+            offset = len(headers) - len(cells)  # align from the right (index columns)
+            for i, cell in enumerate(cells):
+                j = i + offset
+                if 0 <= j < len(headers) and names_credential(headers[j].text, ""):
+                    yield headers[j].text, cell
+
+
+def table_lines(markup: str) -> list[str]:
+    """``"name": "value"`` lines for the credential cells of HTML tables in ``markup``."""
+    if not _TABLE_GATE.search(markup):
+        return []
+    lower = markup.lower()
+    if not any(w in lower for w in GATE):
+        return []
+    return [
+        f'"{name}": "{cell.text}"'
+        for name, cell in table_pairs(markup)
+        if plausible_secret(cell.text)
+    ]
+
+
+def _markup_table_hits(text: str) -> Iterator[_Hit]:
+    for _name, cell in table_pairs(text):
+        if plausible_secret(cell.text):
+            raw = text[cell.start : cell.end]
+            lead = len(raw) - len(raw.lstrip())
+            trail = len(raw.rstrip())
+            yield _Hit(cell.start + lead, cell.start + trail, cell.text)
+
+
+_PIPE_ROW = re.compile(r"^[ \t]*\|?(.+\|.*)$", re.M)
+_PIPE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$")
+
+
+def _pipe_table_hits(text: str) -> Iterator[_Hit]:
+    """Markdown pipe tables: a header cell or a row's first cell names the value."""
+    lines = text.split("\n")
+    offsets = []
+    pos = 0
+    for line in lines:
+        offsets.append(pos)
+        pos += len(line) + 1
+    for i in range(1, len(lines)):
+        if "|" not in lines[i] or not _PIPE_RULE.match(lines[i]) or "|" not in lines[i - 1]:
+            continue
+        headers = [h.strip() for h in lines[i - 1].strip().strip("|").split("|")]
+        for j in range(i + 1, len(lines)):
+            row = lines[j]
+            if "|" not in row:
+                break
+            cells = _pipe_cells(row, offsets[j])
+            for k, (cell, start) in enumerate(cells):
+                name = headers[k] if k < len(headers) else ""
+                beside = cells[k - 1][0] if k > 0 else ""
+                if (names_credential(name, "") or names_credential(beside, "")) and (
+                    plausible_secret(cell.strip("`"))
+                ):
+                    value = cell.strip("`")
+                    at = start + cell.find(value)
+                    yield _Hit(at, at + len(value), value)
+
+
+def _pipe_cells(row: str, offset: int) -> list[tuple[str, int]]:
+    cells = []
+    body_start = row.find("|") + 1 if row.lstrip().startswith("|") else 0
+    pos = body_start
+    for part in row[body_start:].split("|"):
+        stripped = part.strip()
+        if stripped or pos < len(row):
+            cells.append((stripped, offset + pos + (part.find(stripped) if stripped else 0)))
+        pos += len(part) + 1
+    if cells and not cells[-1][0] and row.rstrip().endswith("|"):
+        cells.pop()
+    return cells
+
+
+# ---------------------------------------------------------------- entry point
+def context_hits(text: str, lower: str, profile: str) -> Iterator[Detection]:
+    """Every value named by a credential word in ``text`` (``lower`` is ``text.lower()``)."""
+    if not any(w in lower for w in GATE):
+        return
+    seen: set[tuple[int, int]] = set()
+    hits: list[_Hit] = list(_keyed_hits(text, lower, profile))
+    if _TABLE_GATE.search(text):
+        hits.extend(_markup_table_hits(text))
+    if "|" in text and "---" in text:
+        hits.extend(_pipe_table_hits(text))
+    for hit in hits:
+        if (hit.start, hit.end) in seen:
+            continue
+        seen.add((hit.start, hit.end))
+        yield Detection(TYPE, hit.value, hit.start, hit.end)

@@ -40,9 +40,11 @@ at the stems).
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import re
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -53,8 +55,6 @@ TYPE = "Secret Keyword"
 # ---------------------------------------------------------------- key names
 #: Stems searched in the lower-cased text; each hit is widened to a whole key name.
 _STEM = re.compile(r"pass|pwd|secret|token|key|credential|auth|sig|creds")
-#: Lower-cased words one of which must be in the text for anything here to run.
-GATE = ("pass", "pwd", "secret", "token", "key", "credential", "auth", "sig", "creds")
 
 _KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
@@ -156,6 +156,7 @@ def key_words(name: str) -> list[str]:
     return [w for w in _SPLIT.split(_CAMEL.sub("_", name).lower()) if w]
 
 
+@functools.lru_cache(maxsize=4096)
 def names_credential(name: str, previous_word: str = "") -> bool:
     """Whether a key name names a credential; ``previous_word`` is the word before it
     in prose (``API key``), used when the name is the bare word ``key``."""
@@ -177,8 +178,8 @@ def names_credential(name: str, previous_word: str = "") -> bool:
 
 
 # ---------------------------------------------------------------- values
+#: Case-insensitive substrings of placeholders.
 _PLACEHOLDER_WORDS = (
-    "xxx",
     "***",
     "...",
     "…",
@@ -205,12 +206,16 @@ _PLACEHOLDER_WORDS = (
     "api_key",
     "«secret:",
 )
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+#: Case-sensitive ones (a random token may hold "xXx", hardly "xxxx").
+_PLACEHOLDER_RUNS = ("xxxx", "XXXX", "0000000")
 _VERSION = re.compile(r"(?i)v?\d+(?:[._-]\d+)+(?:[._+-]?(?:rc|a|b|alpha|beta|dev|post|pre)\d*)*")
 _UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _HEX_DIGEST = re.compile(r"(?i)(?:0x)?(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})")
 _DATE_OR_NUMBER = re.compile(r"[\d\s:.,/+\-TZ]+")
 _DOMAIN = re.compile(r"[a-z0-9\-]+(?:\.[a-z0-9\-]+)+")
 _IDENTIFIER_WORDS = re.compile(r"[A-Za-z]+(?:_(?:[A-Za-z]+|\d{1,3}))+|_*[A-Za-z]+\d{0,3}")
+_CASE_RUNS = re.compile(r"[A-Z]+|[a-z]+")
 _FILE_SUFFIX = re.compile(
     r"(?i)\.(?:json|txt|pem|key|ya?ml|env|cfg|ini|conf|toml|p12|pfx|crt|cer|pub|csv|"
     r"py|ipynb|sh|log|gpg|asc|der|jks)$"
@@ -235,19 +240,45 @@ def _sequential(value: str) -> bool:
     return steps >= 0.6 * (len(value) - 1)
 
 
+def _placeholder(value: str) -> bool:
+    low = value.lower()
+    return any(w in low for w in _PLACEHOLDER_WORDS) or any(w in value for w in _PLACEHOLDER_RUNS)
+
+
+def _identifier(value: str) -> bool:
+    """A name in code: ``api_token_v2``, ``MY_API_KEY``, ``layer12``, ``myApiToken1``.
+
+    Letters with at most a few digits at the end are a name when they read as words:
+    few case changes (a random mixed-case token changes case every other letter).
+    """
+    if not _IDENTIFIER_WORDS.fullmatch(value):
+        return False
+    if "_" in value:
+        return True
+    letters = value.rstrip("0123456789").lstrip("_")
+    return len(_CASE_RUNS.findall(letters)) <= max(2, len(letters) // 5)
+
+
 def is_public_example(value: str) -> bool:
     """A key from public documentation: AWS's ``…EXAMPLE``/``…EXAMPLEKEY`` style."""
     upper = value.upper()
     return "EXAMPLE" in upper or "SAMPLE" in upper
 
 
+def _decoded(value: str) -> str:
+    """A percent-encoded value (in a URL) as it was before encoding."""
+    if "%" in value and _PERCENT.search(value):
+        return urllib.parse.unquote(value)
+    return value
+
+
 def plausible_secret(value: str) -> bool:
     """Whether a value written next to a credential's name can be a real credential."""
+    value = _decoded(value)
     n = len(value)
     if n < 8 or n > 1024:
         return False
-    low = value.lower()
-    if any(w in low for w in _PLACEHOLDER_WORDS) or is_public_example(value):
+    if _placeholder(value) or is_public_example(value):
         return False
     if "-----" in value:
         return False  # a PEM block: the PEM detector reports it whole, with its type
@@ -266,7 +297,7 @@ def plausible_secret(value: str) -> bool:
         return False  # numbers, dates, words, identifiers written in letters
     if _DATE_OR_NUMBER.fullmatch(value) or _VERSION.fullmatch(value) or _UUID.search(value):
         return False
-    if _IDENTIFIER_WORDS.fullmatch(value) or _DOMAIN.fullmatch(value):
+    if _identifier(value) or _DOMAIN.fullmatch(value):
         return False
     if " " in value.strip() and (digits + others) * 4 < n:
         return False  # words of a sentence
@@ -279,11 +310,13 @@ def ruled_out(value: str, before: str) -> bool:
     """Evidence that a value another detector found beside a credential word is not one:
     a public example, a placeholder, a version, UUID, date or number, a sequence, or a hex
     digest with a hash word before it (``before``: the text preceding the value)."""
-    low = value.lower()
+    value = _decoded(value)
     return (
         is_public_example(value)
-        or any(w in low for w in _PLACEHOLDER_WORDS)
+        or _placeholder(value)
         or len(set(value)) <= 3
+        or value.startswith(("/", "./", "../", "~/"))
+        or "://" in value
         or bool(_VERSION.fullmatch(value) or _UUID.fullmatch(value))
         or bool(_DATE_OR_NUMBER.fullmatch(value))
         or (len(value) >= 8 and _sequential(value))
@@ -379,6 +412,8 @@ def _key_span(text: str, hit: int, stem_end: int) -> tuple[int, int]:
         end += 1
     while end > start and text[end - 1] in ".-":
         end -= 1
+    while start < end and text[start] in ".-":
+        start += 1  # --api-key: the flag's dashes are not part of the name
     return start, end
 
 
@@ -518,7 +553,7 @@ def table_pairs(markup: str) -> Iterator[tuple[str, _Cell]]:
         first = False
         named = False
         for i, cell in enumerate(cells[:-1]):
-            if cell.text and names_credential(cell.text, ""):
+            if cell.text and names_credential(cell.text):
                 yield cell.text, cells[i + 1]
                 named = True
                 break
@@ -526,16 +561,15 @@ def table_pairs(markup: str) -> Iterator[tuple[str, _Cell]]:
             offset = len(headers) - len(cells)  # align from the right (index columns)
             for i, cell in enumerate(cells):
                 j = i + offset
-                if 0 <= j < len(headers) and names_credential(headers[j].text, ""):
+                if 0 <= j < len(headers) and names_credential(headers[j].text):
                     yield headers[j].text, cell
 
 
 def table_lines(markup: str) -> list[str]:
     """``"name": "value"`` lines for the credential cells of HTML tables in ``markup``."""
-    if not _TABLE_GATE.search(markup):
+    if "<t" not in markup.lower() or not _TABLE_GATE.search(markup):
         return []
-    lower = markup.lower()
-    if not any(w in lower for w in GATE):
+    if not _STEM.search(markup.lower()):
         return []
     return [
         f'"{name}": "{cell.text}"'
@@ -553,12 +587,27 @@ def _markup_table_hits(text: str) -> Iterator[_Hit]:
             yield _Hit(cell.start + lead, cell.start + trail, cell.text)
 
 
-_PIPE_ROW = re.compile(r"^[ \t]*\|?(.+\|.*)$", re.M)
-_PIPE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$")
+_PIPE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$")
+
+
+def _pipe_cells(line: str, offset: int) -> list[tuple[str, int]]:
+    """Cells of a pipe-table line: ``(text, offset of the text)``."""
+    cells: list[tuple[str, int]] = []
+    pos = 0
+    for part in line.split("|"):
+        stripped = part.strip()
+        cells.append((stripped, offset + pos + (part.find(stripped) if stripped else 0)))
+        pos += len(part) + 1
+    return cells
 
 
 def _pipe_table_hits(text: str) -> Iterator[_Hit]:
-    """Markdown pipe tables: a header cell or a row's first cell names the value."""
+    """Markdown pipe tables: a header cell or a row's first cell names the value.
+
+    The rule line (``|---|---|``) gives the number of columns; a header or row line may
+    carry text before its first pipe (a log prefix), so cells are counted from the
+    first pipe of a row and from the end of the header.
+    """
     lines = text.split("\n")
     offsets = []
     pos = 0
@@ -566,50 +615,149 @@ def _pipe_table_hits(text: str) -> Iterator[_Hit]:
         offsets.append(pos)
         pos += len(line) + 1
     for i in range(1, len(lines)):
-        if "|" not in lines[i] or not _PIPE_RULE.match(lines[i]) or "|" not in lines[i - 1]:
+        rule = lines[i]
+        if "|" not in rule or "|" not in lines[i - 1] or not _PIPE_RULE.match(rule):
             continue
-        headers = [h.strip() for h in lines[i - 1].strip().strip("|").split("|")]
+        columns = rule.strip().strip("|").count("|") + 1
+        header = [c for c, _ in _pipe_cells(lines[i - 1], 0)]
+        if header and not header[-1]:
+            header.pop()
+        header = header[-columns:]
         for j in range(i + 1, len(lines)):
             row = lines[j]
             if "|" not in row:
                 break
-            cells = _pipe_cells(row, offsets[j])
-            for k, (cell, start) in enumerate(cells):
-                name = headers[k] if k < len(headers) else ""
+            cells = _pipe_cells(row, offsets[j])[1:]  # from the first pipe
+            for k, (cell, start) in enumerate(cells[:columns]):
+                name = header[k] if k < len(header) else ""
                 beside = cells[k - 1][0] if k > 0 else ""
-                if (names_credential(name, "") or names_credential(beside, "")) and (
-                    plausible_secret(cell.strip("`"))
-                ):
-                    value = cell.strip("`")
+                value = cell.strip("`")
+                if (names_credential(name) or names_credential(beside)) and plausible_secret(value):
                     at = start + cell.find(value)
                     yield _Hit(at, at + len(value), value)
 
 
-def _pipe_cells(row: str, offset: int) -> list[tuple[str, int]]:
-    cells = []
-    body_start = row.find("|") + 1 if row.lstrip().startswith("|") else 0
-    pos = body_start
-    for part in row[body_start:].split("|"):
-        stripped = part.strip()
-        if stripped or pos < len(row):
-            cells.append((stripped, offset + pos + (part.find(stripped) if stripped else 0)))
-        pos += len(part) + 1
-    if cells and not cells[-1][0] and row.rstrip().endswith("|"):
-        cells.pop()
-    return cells
+_COLUMN_TOKEN = re.compile(r"\S+")
+
+
+def _column_table_hits(text: str, lower: str) -> Iterator[_Hit]:
+    """Text tables with aligned columns (a pandas DataFrame's repr): a value under a
+    header word that names a credential, right- or left-aligned with it."""
+    done_until = -1
+    for m in _STEM.finditer(lower):
+        if m.start() < done_until:
+            continue
+        kstart, kend = _key_span(text, m.start(), m.end())
+        line_end = text.find("\n", m.start())
+        done_until = max(kend, line_end)  # one header per line
+        if line_end == -1 or not names_credential(text[kstart:kend]):
+            continue
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        header = [
+            (t.group(), t.start() - line_start, t.end() - line_start)
+            for t in _COLUMN_TOKEN.finditer(text, line_start, line_end)
+        ]
+        if len(header) < 2:
+            continue
+        named = [(hs, he) for name, hs, he in header if names_credential(name)]
+        if not named:
+            continue
+        header_width = line_end - line_start
+        pos = line_end + 1
+        for _ in range(50):  # rows below the header
+            end = text.find("\n", pos)
+            end = len(text) if end == -1 else end
+            tokens = [
+                (t.group(), t.start() - pos, t.end() - pos)
+                for t in _COLUMN_TOKEN.finditer(text, pos, end)
+            ]
+            if len(tokens) < 2:
+                break
+            row_width = end - pos
+            for hs, he in named:
+                for value, ts, te in tokens:
+                    # aligned by either edge, or by the distance to the line's end (a
+                    # prefix before the header, such as an error message, shifts it)
+                    aligned = te == he or ts == hs or row_width - te == header_width - he
+                    if aligned and plausible_secret(value):
+                        yield _Hit(pos + ts, pos + te, value)
+            if end >= len(text):
+                break
+            pos = end + 1
+
+
+#: Secrets written without a separator after their name, one pattern each:
+#: ``auth=("user", "pw")``, SQL ``PASSWORD 'pw'``/``IDENTIFIED BY 'pw'``, a .netrc
+#: line, ``curl -u user:pw``, and a name/value pair (``{"name": "API_TOKEN", "value":
+#: …}``, ``- name: API_TOKEN\n  value: …``, ``<add key="ApiKey" value="…"/>``) whose
+#: name is checked with :func:`names_credential`.
+_FIXED_SHAPES = (
+    (
+        ("auth",),
+        re.compile(
+            r"""(?i)\b(?:auth|HTTPBasicAuth|HTTPDigestAuth|BasicAuth)\s*(?:=\s*)?[(\[]\s*"""
+            r"""[bru]{0,2}(["'])[^"'\n]{1,200}\1\s*,\s*[bru]{0,2}(["'])([^"'\n]{1,1024})\2"""
+        ),
+        3,
+    ),
+    (
+        ("password", "identified"),
+        re.compile(r"""(?i)\b(?:password|identified\s+by)\s+(["'])([^"'\n]{1,1024})\1"""),
+        2,
+    ),
+    (
+        ("machine",),
+        re.compile(r"(?i)\bmachine\s+\S+\s+login\s+\S+\s+password\s+([^\s\"']{1,1024})"),
+        1,
+    ),
+    (
+        (" -u ", "--user"),
+        re.compile(r"""(?:^|\s)(?:-u|--user)[\s=]+["']?[^\s:'"@]{1,200}:([^\s'"]{1,1024})"""),
+        1,
+    ),
+)
+_NAME_VALUE = re.compile(
+    r"""(?i)["']?\b(?:name|key)["']?\s*[:=]\s*["']?([\w.\-]{2,100})["']?"""
+    r"""(?:\s*[,;]?\s*|[^\n]{0,40}\n[ \t\-]*)["']?\bvalue["']?\s*[:=]\s*"""
+)
+
+
+def _shape_hits(text: str, lower: str, stem: bool) -> Iterator[_Hit]:
+    if not stem and not (" -u " in lower or "--user" in lower or "identified" in lower):
+        return
+    for gates, regex, group in _FIXED_SHAPES:
+        if not any(g in lower for g in gates):
+            continue
+        for m in regex.finditer(text):
+            value = m.group(group).rstrip(_TRAILING)
+            if plausible_secret(value):
+                yield _Hit(m.start(group), m.start(group) + len(value), value)
+    if stem and "value" in lower:
+        for m in _NAME_VALUE.finditer(text):
+            if not names_credential(m.group(1)):
+                continue
+            span = _value_at(text, m.end(), json_line=False)
+            if span is None:
+                continue
+            value = text[span[0] : span[1]]
+            if plausible_secret(value):
+                yield _Hit(span[0], span[1], value)
 
 
 # ---------------------------------------------------------------- entry point
 def context_hits(text: str, lower: str, profile: str) -> Iterator[Detection]:
     """Every value named by a credential word in ``text`` (``lower`` is ``text.lower()``)."""
-    if not any(w in lower for w in GATE):
-        return
+    stem = _STEM.search(lower) is not None
+    hits: list[_Hit] = list(_shape_hits(text, lower, stem))
+    if stem:
+        hits.extend(_keyed_hits(text, lower, profile))
+        if "<t" in lower and _TABLE_GATE.search(text):
+            hits.extend(_markup_table_hits(text))
+        if "|" in text and "---" in text:
+            hits.extend(_pipe_table_hits(text))
+        if "  " in text:
+            hits.extend(_column_table_hits(text, lower))
     seen: set[tuple[int, int]] = set()
-    hits: list[_Hit] = list(_keyed_hits(text, lower, profile))
-    if _TABLE_GATE.search(text):
-        hits.extend(_markup_table_hits(text))
-    if "|" in text and "---" in text:
-        hits.extend(_pipe_table_hits(text))
     for hit in hits:
         if (hit.start, hit.end) in seen:
             continue

@@ -427,9 +427,14 @@ def _basic_ok(secret: str, m: re.Match[str]) -> bool:
     return ":" in decoded and len(decoded.split(":", 1)[1]) >= 3
 
 
+_OPENAI_PREFIX = re.compile(r"sk-(?:(?:proj|svcacct|admin|None|ant-api\d\d)-)?")
+
+
 def _openai_ok(secret: str, m: re.Match[str]) -> bool:
-    body = secret.rsplit("-", 1)[-1] if secret.count("-") > 1 else secret[3:]
-    return _mixed(secret[3:], min_entropy=3.5) and len(body) >= 16
+    # The body after the prefix may itself hold '-' and '_' (project keys do).
+    prefix = _OPENAI_PREFIX.match(secret)
+    body = secret[prefix.end() if prefix else 3 :]
+    return _mixed(body, min_entropy=3.5) and len(body.replace("-", "").replace("_", "")) >= 16
 
 
 def _azure_ok(secret: str, m: re.Match[str]) -> bool:

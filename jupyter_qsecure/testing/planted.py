@@ -123,11 +123,28 @@ CREDENTIAL_KEYS: tuple[str, ...] = (
     "credential",
     "credentials",
     "aws_secret_access_key",
+    "Password",
+    "refresh_token",
+    "sessionToken",
+    "bearer_token",
+    "OPENAI_API_KEY",
+    "private_key",
 )
+#: Key names as people write them in sentences.
+PROSE_KEYS: tuple[str, ...] = ("API key", "password", "access token", "secret key", "Password")
 #: Key names a URL query parameter carrying a credential has.
 QUERY_KEYS: tuple[str, ...] = ("api_key", "apikey", "key", "token", "access_token", "password")
 #: Key names a hash or digest sits next to.
-HASH_KEYS: tuple[str, ...] = ("sha256", "commit", "md5", "digest", "checksum", "git_sha")
+HASH_KEYS: tuple[str, ...] = (
+    "sha256",
+    "commit",
+    "md5",
+    "digest",
+    "checksum",
+    "git_sha",
+    "password_hash",
+    "token_sha256",
+)
 
 VALUES: list[Value] = [
     # true secrets, provider-agnostic
@@ -178,6 +195,14 @@ VALUES: list[Value] = [
         syntaxes=("py-expr",),
     ),
     Value("getpass", lambda r: "getpass.getpass()", secret=False, syntaxes=("py-expr",)),
+    Value("setting", lambda r: "settings.API_KEY", secret=False, syntaxes=("py-expr",)),
+    Value("path", lambda r: "/home/alice/.config/service/credentials.json", secret=False),
+    Value("url", lambda r: "https://vault.example.com/v1/secret/data/app", secret=False),
+    Value("template", lambda r: "{{ secrets.API_KEY }}", secret=False),
+    Value("printf", lambda r: "%(password)s", secret=False),
+    Value("masked-tail", lambda r: "*" * 28 + token(r, 4), secret=False),
+    Value("number", lambda r: str(r.randint(10**13, 10**14)), secret=False),
+    Value("date", lambda r: f"2024-0{r.randint(1, 9)}-1{r.randint(0, 9)}T12:00:00Z", secret=False),
 ]
 
 
@@ -236,6 +261,21 @@ def _html_header(key: str, value: str) -> str:
 def _html_entities(key: str, value: str) -> str:
     coded = "".join(f"&#{ord(c)};" if i % 2 else c for i, c in enumerate(value))
     return Markup(f"<table><tr><td><b>{html.escape(key)}</b></td><td>{coded}</td></tr></table>")
+
+
+def _ident(key: str) -> str:
+    return key.replace("-", "_").replace(" ", "_")
+
+
+def _flag(key: str) -> str:
+    return key.replace("_", "-").replace(" ", "-").lower()
+
+
+def _dataframe_text(key: str, value: str) -> str:
+    """A pandas DataFrame's text repr: right-aligned columns under their headers."""
+    rows = [("", "user", key, "host"), ("0", "alice", value, "db"), ("1", "bob", "-", "db2")]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
 def _url_encode(value: str) -> str:
@@ -307,6 +347,105 @@ SYNTAXES: list[Syntax] = [
         in_code=lambda k, v: f'engine = create_engine("https://alice:{v}@db.example.com/data")',
         encode=_url_encode,
     ),
+    Syntax("py-kwarg", "text", lambda k, v: f'client = Client(region="eu", {_ident(k)}="{v}")'),
+    Syntax("py-environ", "text", lambda k, v: f'os.environ["{_env_name(k)}"] = "{v}"'),
+    Syntax(
+        "json-pretty", "text", lambda k, v: json.dumps({"service": {"name": "db", k: v}}, indent=2)
+    ),
+    Syntax("yaml-quoted", "text", lambda k, v: f'{k}: "{v}"', in_code=lambda k, v: f'# {k}: "{v}"'),
+    Syntax(
+        "dotenv",
+        "text",
+        lambda k, v: f'{_env_name(k)}="{v}"',
+        in_code=lambda k, v: f'%%writefile .env\n{_env_name(k)}="{v}"\n',
+    ),
+    Syntax(
+        "cli-flag",
+        "text",
+        lambda k, v: f"mytool login --user alice --{_flag(k)} {v}",
+        in_code=lambda k, v: f"!mytool login --user alice --{_flag(k)} {v}",
+    ),
+    Syntax(
+        "log-kv",
+        "text",
+        lambda k, v: f"2024-05-01 12:00:01,123 INFO client: user=alice {_ident(k)}={v} region=eu",
+        in_code=lambda k, v: f"# 2024-05-01 INFO client: user=alice {_ident(k)}={v} region=eu",
+    ),
+    Syntax(
+        "repr-kwargs",
+        "text",
+        lambda k, v: f"Credentials(username='alice', {_ident(k)}='{v}', region='eu')",
+    ),
+    Syntax(
+        "prose-is",
+        "text",
+        lambda k, v: f"The {k} is {v}. Keep it safe.",
+        keys=PROSE_KEYS,
+        in_code=lambda k, v: f"# The {k} is {v}. Keep it safe.",
+    ),
+    Syntax(
+        "prose-code",
+        "text",
+        lambda k, v: f"Your {k}: `{v}` (valid for 30 days)",
+        keys=PROSE_KEYS,
+        in_code=lambda k, v: f"# Your {k}: `{v}` (valid for 30 days)",
+    ),
+    Syntax(
+        "name-value-yaml",
+        "text",
+        lambda k, v: f"env:\n  - name: {_env_name(k)}\n    value: {v}\n",
+        in_code=lambda k, v: (
+            "%%writefile deploy.yaml\n" + f"env:\n  - name: {_env_name(k)}\n    value: {v}\n"
+        ),
+    ),
+    Syntax(
+        "name-value-json",
+        "json",
+        lambda k, v: {"env": [{"name": _env_name(k), "value": v}, {"name": "REGION"}]},
+    ),
+    Syntax(
+        "xml-appsetting",
+        "text",
+        lambda k, v: f'<appSettings>\n  <add key="{k}" value="{v}" />\n</appSettings>',
+        in_code=lambda k, v: f"""xml = '<add key="{k}" value="{v}" />'""",
+    ),
+    Syntax("php-array", "text", lambda k, v: f"$config = ['host' => 'db', '{k}' => '{v}'];"),
+    Syntax(
+        "sql-password",
+        "text",
+        lambda k, v: f"CREATE USER alice WITH PASSWORD '{v}';",
+        keys=("password",),
+        in_code=lambda k, v: f"%sql CREATE USER alice WITH PASSWORD '{v}';",
+    ),
+    Syntax(
+        "netrc",
+        "text",
+        lambda k, v: f"machine api.example.com login alice password {v}",
+        keys=("password",),
+        in_code=lambda k, v: (
+            f"%%writefile .netrc\nmachine api.example.com login alice password {v}\n"
+        ),
+    ),
+    Syntax(
+        "curl-user",
+        "text",
+        lambda k, v: f"curl -u alice:{v} https://api.example.com/v1/items",
+        keys=("password",),
+        in_code=lambda k, v: f"!curl -u alice:{v} https://api.example.com/v1/items",
+    ),
+    Syntax(
+        "requests-auth",
+        "text",
+        lambda k, v: f'r = requests.get(url, auth=("alice", "{v}"))',
+        keys=("password",),
+    ),
+    Syntax(
+        "pipe-table",
+        "text",
+        lambda k, v: f"| user | {k} | host |\n|------|------|------|\n| alice | {v} | db |\n",
+        in_code=lambda k, v: f'table = """\n| user | {k} |\n|---|---|\n| alice | {v} |\n"""',
+    ),
+    Syntax("dataframe-text", "text", _dataframe_text),
     Syntax("py-expr", "text", lambda k, v: f"{k.replace('-', '_')} = {v}"),
     Syntax("client-ctor", "text", lambda k, v: f'client = Github("{v}")', keyless=True),
     Syntax("html-row", "html", _html_row),

@@ -433,6 +433,8 @@ def _parse_after_key(
     n = len(text)
     before = text[kstart - 1] if kstart > 0 else ""
     pos = kend
+    if before == ":" and _XML_PREFIX.search(text, max(0, kstart - 40), kstart):
+        before = "<"  # <cfg:password>: a namespaced element
     if before == "<":  # XML element: <password>value</password>
         close = text.find(">", pos, pos + 200)
         if close == -1 or text[pos:close].strip().endswith("/"):
@@ -453,19 +455,75 @@ def _parse_after_key(
         if pos < n and text[pos] in " =":
             return _value_at(text, pos + 1, json_line=False)
         return None
-    if before in "\"'`" and pos < n and text[pos] == before:
-        pos += 1  # the key's closing quote
+    if pos < n and text[pos] in "\"'`":
+        if text[pos] == before:
+            pos += 1  # the key's closing quote
+        elif _opens_multiword_key(text, kstart, text[pos]):
+            pos += 1  # "API Key": the quote opened before the first word
     if pos < n and text[pos] == "]":
         pos += 1  # config["password"] = …
+    emphasis = _emphasis_before(text, kstart)
+    if emphasis and text.startswith(emphasis, pos):
+        pos += len(emphasis)  # **Password**: X
+    aligned = _ALIGNED.match(text, pos)
+    if aligned is not None and _at_line_start(text, kstart):
+        # "password    X" / "password<TAB>X": a printed Series, a TSV or aligned listing,
+        # the value alone on the rest of its line
+        return _value_at(text, aligned.end(), json_line=False)
     m = _SEP.match(text, pos)
     if m is None:
         return None
     vpos = m.end()
+    if emphasis and text.startswith(emphasis, vpos):
+        vpos = _skip_blank(text, vpos + len(emphasis))  # **Password:** X
     if m.group(1) == ":":
         ann = _ANNOTATION.match(text, vpos)  # password: str = "…"
         if ann is not None and text[vpos : ann.end()].split("=")[0].strip().isidentifier():
             vpos = ann.end()
+        block = _YAML_BLOCK.match(text, vpos)
+        if block is not None:  # password: >-\n  value
+            vpos = block.end()
     return _value_at(text, vpos, json_line=json_line)
+
+
+_XML_PREFIX = re.compile(r"<[A-Za-z_][\w.\-]{0,30}:$")
+#: Two or more spaces or a tab, then one token that ends its line.
+_ALIGNED = re.compile(r"(?:\t+| {2,})(?=[^\s\n]{8,1024}[ \t]*(?:\n|$))")
+_YAML_BLOCK = re.compile(r"[|>][+-]?[ \t]*\n[ \t]+")
+
+
+def _emphasis_before(text: str, kstart: int) -> str:
+    """The markdown emphasis (``**``, ``_``) that opens right before a key (or the word
+    before it: ``**API key**``), if any."""
+    j = kstart
+    if j > 1 and text[j - 1] == " " and text[j - 2].isalnum():
+        word = j - 1
+        while word > 0 and text[word - 1].isalnum():
+            word -= 1
+        if word > 0 and text[word - 1] in "*_":
+            j = word
+    kstart = j
+    while j > 0 and kstart - j < 3 and text[j - 1] in "*_":
+        j -= 1
+    return text[j:kstart]
+
+
+def _skip_blank(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos] in " \t":
+        pos += 1
+    return pos
+
+
+def _at_line_start(text: str, pos: int) -> bool:
+    line_start = text.rfind("\n", 0, pos) + 1
+    return not text[line_start:pos].strip(" \t*-•")
+
+
+def _opens_multiword_key(text: str, kstart: int, quote: str) -> bool:
+    """Whether ``quote`` opens a few words before ``kstart`` on its line ("API Key")."""
+    line_start = text.rfind("\n", 0, kstart) + 1
+    opened = text.rfind(quote, max(line_start, kstart - 30), kstart)
+    return opened != -1 and all(c.isalnum() or c in " _-" for c in text[opened + 1 : kstart])
 
 
 def _keyed_hits(text: str, lower: str, profile: str) -> Iterator[_Hit]:
@@ -715,6 +773,26 @@ _FIXED_SHAPES = (
         re.compile(r"""(?:^|\s)(?:-u|--user)[\s=]+["']?[^\s:'"@]{1,200}:([^\s'"]{1,1024})"""),
         1,
     ),
+    (
+        (" -p ",),
+        re.compile(
+            r"(?i)\b(?:docker|podman|nerdctl|buildah|helm\s+registry)\s+login\b[^\n]*?"
+            r"\s-p\s+([^\s\"']{1,1024})"
+        ),
+        1,
+    ),
+    (
+        ("password",),
+        re.compile(
+            r"(?i)<input\b(?=[^>]*\btype\s*=\s*[\"']?password\b)[^>]*\bvalue\s*=\s*"
+            r"([\"'])([^\"'\n]{1,1024})\1"
+        ),
+        2,
+    ),
+)
+#: A Dockerfile ``ENV NAME value`` line; the name is checked with names_credential.
+_DOCKER_ENV = re.compile(
+    r"(?m)^[ \t]*ENV[ \t]+([A-Za-z_][\w.\-]{1,100})[ \t]+([^\s=]\S{0,1023})[ \t]*$"
 )
 _NAME_VALUE = re.compile(
     r"""(?i)["']?\b(?:name|key)["']?\s*[:=]\s*["']?([\w.\-]{2,100})["']?"""
@@ -723,7 +801,9 @@ _NAME_VALUE = re.compile(
 
 
 def _shape_hits(text: str, lower: str, stem: bool) -> Iterator[_Hit]:
-    if not stem and not (" -u " in lower or "--user" in lower or "identified" in lower):
+    if not stem and not (
+        " -u " in lower or "--user" in lower or "identified" in lower or " -p " in lower
+    ):
         return
     for gates, regex, group in _FIXED_SHAPES:
         if not any(g in lower for g in gates):
@@ -732,6 +812,11 @@ def _shape_hits(text: str, lower: str, stem: bool) -> Iterator[_Hit]:
             value = m.group(group).rstrip(_TRAILING)
             if plausible_secret(value):
                 yield _Hit(m.start(group), m.start(group) + len(value), value)
+    if stem and "env" in lower:
+        for m in _DOCKER_ENV.finditer(text):
+            value = m.group(2)
+            if names_credential(m.group(1)) and plausible_secret(value):
+                yield _Hit(m.start(2), m.end(2), value)
     if stem and "value" in lower:
         for m in _NAME_VALUE.finditer(text):
             if not names_credential(m.group(1)):

@@ -278,6 +278,12 @@ def _dataframe_text(key: str, value: str) -> str:
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
+def _series_text(key: str, value: str) -> str:
+    """A pandas Series' text repr: index names padded, then the values."""
+    width = max(len("user"), len(key)) + 4
+    return f"{'user':<{width}}alice\n{_ident(key):<{width}}{value}\nName: 0, dtype: object"
+
+
 def _url_encode(value: str) -> str:
     return urllib.parse.quote(value, safe="-_.~")
 
@@ -446,6 +452,87 @@ SYNTAXES: list[Syntax] = [
         in_code=lambda k, v: f'table = """\n| user | {k} |\n|---|---|\n| alice | {v} |\n"""',
     ),
     Syntax("dataframe-text", "text", _dataframe_text),
+    # added after a first measurement, as a held-out set (see benchmarks/scan_corpus.py)
+    Syntax(
+        "json-spaced-key",
+        "text",
+        lambda k, v: json.dumps({k: v, "region": "eu"}),
+        keys=PROSE_KEYS,
+    ),
+    Syntax(
+        "pandas-series",
+        "text",
+        _series_text,
+        in_code=lambda k, v: f'expected = """\n{_series_text(k, v)}\n"""',
+    ),
+    Syntax(
+        "md-bold-colon-in",
+        "text",
+        lambda k, v: f"**{k}:** {v}",
+        keys=PROSE_KEYS,
+        in_code=lambda k, v: f"# **{k}:** {v}",
+    ),
+    Syntax(
+        "md-bold-colon-out",
+        "text",
+        lambda k, v: f"**{k}**: {v}",
+        keys=PROSE_KEYS,
+        in_code=lambda k, v: f"# **{k}**: {v}",
+    ),
+    Syntax(
+        "xml-namespaced",
+        "text",
+        lambda k, v: f"<cfg:settings><cfg:{_ident(k)}>{v}</cfg:{_ident(k)}></cfg:settings>",
+        in_code=lambda k, v: f'xml = "<cfg:{_ident(k)}>{v}</cfg:{_ident(k)}>"',
+    ),
+    Syntax(
+        "html-input",
+        "text",
+        lambda k, v: f'<input type="password" name="pw" value="{v}">',
+        keys=("password",),
+    ),
+    Syntax(
+        "docker-login",
+        "text",
+        lambda k, v: f"docker login -u alice -p {v} registry.example.com",
+        keys=("password",),
+        in_code=lambda k, v: f"!docker login -u alice -p {v} registry.example.com",
+    ),
+    Syntax(
+        "yaml-block",
+        "text",
+        lambda k, v: f"{k}: >-\n  {v}\n",
+        in_code=lambda k, v: f"%%writefile values.yaml\n{k}: >-\n  {v}\n",
+    ),
+    Syntax("js-const", "text", lambda k, v: f'const {_ident(k)} = "{v}";'),
+    Syntax("r-assign", "text", lambda k, v: f'{_ident(k)} <- "{v}"'),
+    Syntax(
+        "properties",
+        "text",
+        lambda k, v: f"db.{_ident(k)}={v}",
+        in_code=lambda k, v: f"%%writefile app.properties\ndb.{_ident(k)}={v}\n",
+    ),
+    Syntax("powershell", "text", lambda k, v: f'$env:{_env_name(k)} = "{v}"'),
+    Syntax(
+        "curl-header",
+        "text",
+        lambda k, v: f'curl -H "{k}: {v}" https://api.example.com/v1',
+        keys=("X-API-Key", "X-Auth-Token", "Private-Token"),
+        in_code=lambda k, v: f'!curl -H "{k}: {v}" https://api.example.com/v1',
+    ),
+    Syntax(
+        "tsv",
+        "text",
+        lambda k, v: f"name\tvalue\nuser\talice\n{_ident(k)}\t{v}\n",
+        in_code=lambda k, v: f"%%writefile settings.tsv\nname\tvalue\n{_ident(k)}\t{v}\n",
+    ),
+    Syntax(
+        "dockerfile-env",
+        "text",
+        lambda k, v: f"FROM python:3.12\nENV {_env_name(k)} {v}\n",
+        in_code=lambda k, v: f"%%writefile Dockerfile\nFROM python:3.12\nENV {_env_name(k)} {v}\n",
+    ),
+    Syntax("fstring-debug", "text", lambda k, v: f"{_ident(k)}='{v}'"),
     Syntax("py-expr", "text", lambda k, v: f"{k.replace('-', '_')} = {v}"),
     Syntax("client-ctor", "text", lambda k, v: f'client = Github("{v}")', keyless=True),
     Syntax("html-row", "html", _html_row),

@@ -566,14 +566,23 @@ _PRIORITY = {f.type: i for i, f in enumerate(FAMILIES)}
 def _priority(d: Detection) -> int:
     if d.type in _PRIORITY:
         return _PRIORITY[d.type]
-    if d.type in ("Secret Keyword", "Base64 High Entropy String", "Hex High Entropy String"):
+    if d.type == "Secret Keyword":
         return 200
+    if d.type in ("Base64 High Entropy String", "Hex High Entropy String"):
+        return 300
     return 100
 
 
 def dedupe(detections: Iterable[Detection]) -> list[Detection]:
-    """Drop a detection whose span lies inside another one (keep the outer, specific one)."""
-    ordered = sorted(set(detections), key=lambda d: (d.start, -(d.end - d.start), _priority(d)))
+    """Drop a detection whose span lies inside another one (keep the outer, specific one).
+
+    The order is total (type and secret break ties), so which of two detections of the
+    same span survives never depends on set iteration order (``PYTHONHASHSEED``).
+    """
+    ordered = sorted(
+        set(detections),
+        key=lambda d: (d.start, -(d.end - d.start), _priority(d), d.type, d.secret),
+    )
     kept: list[Detection] = []
     max_end = -1
     for d in ordered:

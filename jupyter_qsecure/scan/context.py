@@ -240,9 +240,16 @@ def _sequential(value: str) -> bool:
     return steps >= 0.6 * (len(value) - 1)
 
 
+#: Each placeholder word as people write it: lower, upper or capitalised (a random token
+#: holds some word in mixed case, "TodO", far more often).
+_PLACEHOLDER_FORMS = (
+    tuple({f for w in _PLACEHOLDER_WORDS for f in (w, w.upper(), w.capitalize())})
+    + _PLACEHOLDER_RUNS
+)
+
+
 def _placeholder(value: str) -> bool:
-    low = value.lower()
-    return any(w in low for w in _PLACEHOLDER_WORDS) or any(w in value for w in _PLACEHOLDER_RUNS)
+    return any(w in value for w in _PLACEHOLDER_FORMS)
 
 
 def _identifier(value: str) -> bool:
@@ -255,7 +262,23 @@ def _identifier(value: str) -> bool:
         return False
     if "_" in value:
         return True
-    letters = value.rstrip("0123456789").lstrip("_")
+    return _wordy(value.rstrip("0123456789").lstrip("_"))
+
+
+_PATH_START = ("/", "./", "../", "~/", "\\\\")
+_PATH_PARTS = re.compile(r"[/\\._\-]+")
+
+
+def _path(value: str) -> bool:
+    """A file path: starts like one and its parts read as words (a base64 secret may
+    start with '/' too, but its parts change case every other letter)."""
+    if not (value.startswith(_PATH_START) or value[1:3] == ":\\") or "+" in value:
+        return False
+    return all(_wordy(part) for part in _PATH_PARTS.split(value) if part)
+
+
+def _wordy(part: str) -> bool:
+    letters = part.strip("0123456789")
     return len(_CASE_RUNS.findall(letters)) <= max(2, len(letters) // 5)
 
 
@@ -284,7 +307,7 @@ def plausible_secret(value: str) -> bool:
         return False  # a PEM block: the PEM detector reports it whole, with its type
     if value[0] in "$%{<[(#@&*=" or value[-1] in "}>)]":
         return False
-    if "://" in value or value.startswith(("/", "./", "../", "~/", "\\\\")) or value[1:3] == ":\\":
+    if "://" in value or _path(value):
         return False
     if _REFERENCE.match(value) or "(" in value or "[" in value:
         return False
@@ -293,8 +316,10 @@ def plausible_secret(value: str) -> bool:
     digits = sum(c.isdigit() for c in value)
     letters = sum(c.isalpha() for c in value)
     others = n - digits - letters
-    if letters < 2 or (digits == 0 and others == 0):
-        return False  # numbers, dates, words, identifiers written in letters
+    if letters < 2:
+        return False  # numbers, dates
+    if digits == 0 and others == 0 and (n < 16 or _wordy(value)):
+        return False  # words and names in letters (a random one changes case often)
     if _DATE_OR_NUMBER.fullmatch(value) or _VERSION.fullmatch(value) or _UUID.search(value):
         return False
     if _identifier(value) or _DOMAIN.fullmatch(value):
@@ -315,7 +340,7 @@ def ruled_out(value: str, before: str) -> bool:
         is_public_example(value)
         or _placeholder(value)
         or len(set(value)) <= 3
-        or value.startswith(("/", "./", "../", "~/"))
+        or _path(value)
         or "://" in value
         or bool(_VERSION.fullmatch(value) or _UUID.fullmatch(value))
         or bool(_DATE_OR_NUMBER.fullmatch(value))
@@ -645,6 +670,17 @@ def _markup_table_hits(text: str) -> Iterator[_Hit]:
             yield _Hit(cell.start + lead, cell.start + trail, cell.text)
 
 
+def _escaped_table_hits(text: str) -> Iterator[_Hit]:
+    """Tables in HTML-escaped markup (``&lt;td&gt;``): found in the unescaped text,
+    located again in ``text`` by the value's escaped form."""
+    for hit in _markup_table_hits(html.unescape(text)):
+        for form in (html.escape(hit.value), html.escape(hit.value, quote=False), hit.value):
+            at = text.find(form)
+            if at != -1:
+                yield _Hit(at, at + len(form), hit.value)
+                break
+
+
 _PIPE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(?:\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$")
 
 
@@ -838,6 +874,8 @@ def context_hits(text: str, lower: str, profile: str) -> Iterator[Detection]:
         hits.extend(_keyed_hits(text, lower, profile))
         if "<t" in lower and _TABLE_GATE.search(text):
             hits.extend(_markup_table_hits(text))
+        if "&lt;t" in lower:  # a table shown as escaped markup
+            hits.extend(_escaped_table_hits(text))
         if "|" in text and "---" in text:
             hits.extend(_pipe_table_hits(text))
         if "  " in text:

@@ -27,7 +27,6 @@ value never appears in a case's ``repr``.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import html
 import json
@@ -549,7 +548,8 @@ Notebook = dict[str, Any]
 @dataclass(frozen=True)
 class Place:
     """Where a payload is put: ``plant(nb, payload)`` edits ``nb`` and returns the index
-    of the cell it went into (``None`` for notebook metadata)."""
+    of the cell it went into (``None`` for notebook metadata). A place appends cells or
+    sets a key of ``nb["metadata"]``; it never changes a cell that was there."""
 
     name: str
     media: tuple[Medium, ...]
@@ -690,6 +690,16 @@ class Planted:
         return self.secret is not None
 
 
+def _fresh(base: Mapping[str, Any]) -> Notebook:
+    """A copy of ``base`` a place may plant into: places only append cells and set keys
+    of the notebook's metadata, so the cell list and the metadata dict are copied and
+    the rest is shared (a real notebook as carrier is not copied whole for every case)."""
+    nb = dict(base)
+    nb["cells"] = list(base.get("cells") or [])
+    nb["metadata"] = dict(base.get("metadata") or {})
+    return nb
+
+
 def empty_notebook() -> Notebook:
     return {
         "cells": [],
@@ -750,7 +760,7 @@ def cases(
                 render = syntax.render
                 if place.name == "code" and syntax.in_code is not None:
                     render = syntax.in_code
-                nb = copy.deepcopy(base)
+                nb = _fresh(base)
                 cell = place.plant(nb, render(key, written))
                 yield Planted(
                     value=value.name,
@@ -786,20 +796,30 @@ def place_named(name: str) -> Place:
 
 
 # ---------------------------------------------------------------------------- scoring
+def reports(finding: Any, value: str) -> bool:
+    """Whether ``finding`` is of exactly ``value``: by its keyed ``fingerprint`` (HMAC with
+    the process-wide key, as a default ``Scanner`` makes it), or by the SHA-256
+    ``hashed_secret`` that findings carried before keyed fingerprints."""
+    fingerprint = getattr(finding, "fingerprint", None)
+    if fingerprint is not None:
+        from jupyter_qsecure.scan import fingerprints  # type: ignore[attr-defined,unused-ignore]
+
+        return bool(fingerprint == fingerprints.process_fingerprinter()(value))
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return bool(getattr(finding, "hashed_secret", None) == digest)
+
+
 def caught(case: Planted, findings: Sequence[Any]) -> bool:
-    """Whether ``findings`` (objects with ``hashed_secret``) report the case's secret.
+    """Whether ``findings`` report the case's secret (see :func:`reports`), as written or
+    as encoded in the notebook (percent-encoded in a URL).
 
     A near-miss is "caught" when anything at all is reported (a false alarm), so the
     carrier must scan clean on its own.
     """
     if case.secret is None:
         return bool(findings)
-    digests = {
-        hashlib.sha256(form.encode("utf-8")).hexdigest()
-        for form in (case.secret, case.written)
-        if form is not None
-    }
-    return any(f.hashed_secret in digests for f in findings)
+    forms = [f for f in (case.secret, case.written) if f is not None]
+    return any(reports(finding, form) for finding in findings for form in forms)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Recall on planted secrets and false alarms on near misses, by syntax and notebook place.
 
-The cases come from :mod:`jupyter_qsecure.testing.planted` (value kinds x syntaxes x
+The cases come from :mod:`jupyter_qsecure.testing.planted_context` (value kinds x syntaxes x
 notebook places, generated at run time): each true secret must be reported with its
 hash, each near miss (placeholder, public example, hash, UUID, version...) not at all.
 With ``--carriers K`` every case is planted in one of K real notebooks of the shared
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_qsecure.scan import Scanner
-from jupyter_qsecure.testing import planted as P
+from jupyter_qsecure.testing import planted_context as P
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "notebooks"
@@ -51,12 +51,17 @@ def carriers_from(corpus: Path, count: int, scan: Scan) -> list[dict[str, Any]]:
 
 
 def planted_cases(seed: int, carriers: list[dict[str, Any]]) -> Iterator[P.Planted]:
-    """Every case once; with carriers, case i goes into carrier ``i % len(carriers)``."""
+    """Every case once; with carriers, case i goes into carrier ``i % len(carriers)``.
+
+    The values are this module's and, when :mod:`jupyter_qsecure.testing.planted` is
+    there, its provider formats (:func:`~.planted_context.provider_values`).
+    """
+    values = [*P.VALUES, *P.provider_values()]
     if not carriers:
-        yield from P.cases(rng=random.Random(seed))
+        yield from P.cases(rng=random.Random(seed), values=values)
         return
     for k, carrier in enumerate(carriers):
-        for i, case in enumerate(P.cases(rng=random.Random(seed), carrier=carrier)):
+        for i, case in enumerate(P.cases(rng=random.Random(seed), carrier=carrier, values=values)):
             if i % len(carriers) == k:
                 yield case
 

@@ -1,6 +1,6 @@
 """Context detection (issue 13): a value beside a word naming it, in every syntax and place.
 
-Every case is generated at run time by :mod:`jupyter_qsecure.testing.planted`; failure
+Every case is generated at run time by :mod:`jupyter_qsecure.testing.planted_context`; failure
 messages name the case (value kind / syntax / place), never the value.
 """
 
@@ -19,7 +19,7 @@ import scan_fakes as fk
 
 from jupyter_qsecure.scan import Scanner, redact_notebook, scan_text
 from jupyter_qsecure.scan.context import names_credential, plausible_secret, ruled_out
-from jupyter_qsecure.testing import planted as P
+from jupyter_qsecure.testing import planted_context as P
 
 SCANNER = Scanner()
 #: True value kinds the per-syntax test rotates through; near misses checked in every place.
@@ -324,3 +324,27 @@ def test_hex_digest_beside_a_hash_word_is_ruled_out() -> None:
     assert ruled_out(digest, "sha256: ")
     assert ruled_out(digest[:40], "commit ")
     assert not ruled_out(digest[:32], "api_key: ")
+
+
+def test_provider_values_from_the_companion_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    companion = types.ModuleType("jupyter_qsecure.testing.planted")
+
+    class Provider:
+        family = "example-cloud"
+
+        @staticmethod
+        def make(rng: random.Random) -> str:
+            return "exc_" + P.token(rng, 36)
+
+    companion.PROVIDERS = (Provider(),)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "jupyter_qsecure.testing.planted", companion)
+    import jupyter_qsecure.testing as testing_pkg
+
+    monkeypatch.setattr(testing_pkg, "planted", companion, raising=False)
+    (value,) = P.provider_values()
+    assert value.name == "provider-example-cloud" and value.formatted and value.secret
+    score = _run(P.cases(values=[value], syntaxes=[P.syntax_named("py-assign")]))
+    assert score.secrets == len(P.PLACES) and not score.missed

@@ -1,8 +1,10 @@
 """Planted secrets: fake credentials written the ways people leak them, in every notebook place.
 
-Shared by the scanner's tests and ``benchmarks/scan_corpus.py`` (recall on a generated
-set). Nothing here is a real secret and no secret-shaped literal is in this file: every
-value is generated when a case is built.
+Shared by the scanner's tests (``tests/scan/test_scan_context.py``) and
+``benchmarks/planted_recall.py`` (recall on the generated set). Nothing here is a real
+secret and no secret-shaped literal is in this file: every value is generated when a
+case is built. The companion module :mod:`jupyter_qsecure.testing.planted` (provider
+formats, when present) plugs in through :func:`provider_values`.
 
 A case is the product of three registries, each a plain list that other modules may
 extend (append an entry; names must be unique):
@@ -203,6 +205,22 @@ VALUES: list[Value] = [
     Value("number", lambda r: str(r.randint(10**13, 10**14)), secret=False),
     Value("date", lambda r: f"2024-0{r.randint(1, 9)}-1{r.randint(0, 9)}T12:00:00Z", secret=False),
 ]
+
+
+def provider_values() -> list[Value]:
+    """The provider formats of :mod:`jupyter_qsecure.testing.planted` (its ``PROVIDERS``,
+    each with a ``family`` and a ``make(rng)``) as true values with a format, written in
+    this module's syntaxes and places; empty when that module is not there."""
+    try:
+        from . import planted  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return []
+    providers = getattr(planted, "PROVIDERS", ())
+    return [
+        Value(f"provider-{p.family}", p.make, formatted=True)
+        for p in providers
+        if isinstance(getattr(p, "family", None), str) and callable(getattr(p, "make", None))
+    ]
 
 
 # ---------------------------------------------------------------------------- syntaxes

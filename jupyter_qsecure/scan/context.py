@@ -66,7 +66,6 @@ _LAST_WORDS = frozenset(
         "password",
         "passwd",
         "pwd",
-        "pass",
         "passphrase",
         "passcode",
         "secret",
@@ -82,7 +81,34 @@ _LAST_WORDS = frozenset(
         "privatekey",
         "accesskey",
         "clientsecret",
-        "sig",
+    }
+)
+#: Names that are credentials only as a URL query parameter (``?key=…``, ``&sig=…``).
+_QUERY_NAMES = frozenset({"key", "sig", "signature", "apikey", "api_key", "access_token"})
+#: Words before ``pass`` that make it a password (``DB_PASS``); elsewhere a "pass" is
+#: often a compiler or transpiler pass (``routing_pass``).
+_PASS_QUALIFIERS = frozenset(
+    {
+        "db",
+        "user",
+        "admin",
+        "root",
+        "mysql",
+        "pg",
+        "postgres",
+        "sql",
+        "smtp",
+        "ftp",
+        "redis",
+        "mail",
+        "email",
+        "login",
+        "ldap",
+        "proxy",
+        "vpn",
+        "wifi",
+        "rabbitmq",
+        "mongo",
     }
 )
 #: Suffixes that name a credential inside one word (``dbpassword``, ``myapikey``).
@@ -163,14 +189,16 @@ def names_credential(name: str, previous_word: str = "") -> bool:
     words = key_words(name)
     if not words or words[0] in ("amz", "goog") or (len(words) > 1 and words[1] == "amz"):
         return False  # X-Amz-Credential: an access key id and a scope, not a secret
-    if words == ["pass"]:
-        return False  # "Pass: Unroll3qOrMore", a pass of a pipeline
+    if words[0] == "public":
+        return False  # publicKeyToken, public_key: published by design
     last = words[-1].rstrip("0123456789") or words[-1]
     if last in _VALUE_SUFFIXES and len(words) > 1:
         words = words[:-1]
         last = words[-1]
     if last in _LAST_WORDS:
         return True
+    if last == "pass":
+        return len(words) > 1 and (name.isupper() or words[-2] in _PASS_QUALIFIERS)
     if last == "key":
         before = words[-2] if len(words) > 1 else previous_word.lower()
         return before in _KEY_QUALIFIERS
@@ -214,8 +242,9 @@ _UUID = re.compile(r"(?i)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 _HEX_DIGEST = re.compile(r"(?i)(?:0x)?(?:[0-9a-f]{32}|[0-9a-f]{40}|[0-9a-f]{64})")
 _DATE_OR_NUMBER = re.compile(r"[\d\s:.,/+\-TZ]+")
 _DOMAIN = re.compile(r"[a-z0-9\-]+(?:\.[a-z0-9\-]+)+")
-_IDENTIFIER_WORDS = re.compile(r"[A-Za-z]+(?:_(?:[A-Za-z]+|\d{1,3}))+|_*[A-Za-z]+\d{0,3}")
-_CASE_RUNS = re.compile(r"[A-Z]+|[a-z]+")
+_IDENTIFIER_WORDS = re.compile(r"_*[A-Za-z]+\d{0,3}(?:[_\-.](?:[A-Za-z]+\d{0,3}|\d{1,3}))*")
+_CAMEL_CHUNKS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+_WORD_PUNCT = re.compile(r"[A-Za-z.,;:!?'\-]+")
 _FILE_SUFFIX = re.compile(
     r"(?i)\.(?:json|txt|pem|key|ya?ml|env|cfg|ini|conf|toml|p12|pfx|crt|cer|pub|csv|"
     r"py|ipynb|sh|log|gpg|asc|der|jks)$"
@@ -260,9 +289,7 @@ def _identifier(value: str) -> bool:
     """
     if not _IDENTIFIER_WORDS.fullmatch(value):
         return False
-    if "_" in value:
-        return True
-    return _wordy(value.rstrip("0123456789").lstrip("_"))
+    return all(_wordy(part) for part in re.split(r"[_\-.]+", value) if part)
 
 
 _PATH_START = ("/", "./", "../", "~/", "\\\\")
@@ -278,8 +305,17 @@ def _path(value: str) -> bool:
 
 
 def _wordy(part: str) -> bool:
-    letters = part.strip("0123456789")
-    return len(_CASE_RUNS.findall(letters)) <= max(2, len(letters) // 5)
+    """Letters that read as words: ``TwoQubitPeephole``, ``api_token``, ``MYVALUE``.
+
+    Split into camel-case chunks (an optional capital and lower-case letters, or a run
+    of capitals), words average three letters or more; a random mixed-case token
+    averages about two.
+    """
+    letters = "".join(c for c in part if c.isalpha())
+    if not letters:
+        return True
+    chunks = _CAMEL_CHUNKS.findall(letters)
+    return len(letters) >= 3.5 * len(chunks) or len(chunks) <= 2
 
 
 def is_public_example(value: str) -> bool:
@@ -318,14 +354,20 @@ def plausible_secret(value: str) -> bool:
     others = n - digits - letters
     if letters < 2:
         return False  # numbers, dates
-    if digits == 0 and others == 0 and (n < 16 or _wordy(value)):
-        return False  # words and names in letters (a random one changes case often)
+    if digits == 0 and _WORD_PUNCT.fullmatch(value) and (n < 16 or _wordy(value)):
+        # words and names in letters, maybe with sentence or word punctuation
+        # ("configuration.", "don't", "well-known"); a random token changes case often
+        return False
     if _DATE_OR_NUMBER.fullmatch(value) or _VERSION.fullmatch(value) or _UUID.search(value):
         return False
     if _identifier(value) or _DOMAIN.fullmatch(value):
         return False
-    if " " in value.strip() and (digits + others) * 4 < n:
-        return False  # words of a sentence
+    if (
+        value != value.strip()
+        or value.count(" ") > 1
+        or (" " in value and (digits + others) * 4 < n)
+    ):
+        return False  # words of a sentence, or text around a value
     if len(set(value)) < 6 or _shannon(value) < 2.8 or _sequential(value):
         return False
     return True
@@ -357,7 +399,7 @@ def _is_digest(value: str, before: str) -> bool:
 _SEP = re.compile(r"[ \t]*(:=|=>|==|<-|=|:(?![:/])|[ \t](?:is|was)[ \t])[ \t]*")
 #: A Python annotation between a name and its value: ``password: str = "…"``.
 _ANNOTATION = re.compile(r"[A-Za-z_][\w.\[\], |]{0,40}?[ \t]*=(?!=)[ \t]*(?=[bBrRuUfF]{0,2}[\"'])")
-_QUOTED = re.compile(r"""[bBrRuUfF]{0,2}("{3}|'{3}|["'`])([^\n]{1,1024}?)\1""")
+_QUOTED = re.compile(r"""[bBrRuUfF]{0,2}("{3}|'{3}|["'`])([^\n]{0,1024}?)\1""")
 _UNQUOTED = re.compile(r"""[^\s"'`,;&<>(){}\[\]|]{1,1024}""")
 _TRAILING = ".:!?"
 #: Cell magics whose body is not Python: their lines are read like text.
@@ -423,6 +465,8 @@ def _value_at(text: str, pos: int, *, json_line: bool) -> tuple[int, int, bool] 
     if m is None:
         return None
     end = m.end()
+    if end < len(text) and text[end] in "([":
+        return None  # a call or subscript: an expression, not a value
     while end > pos and text[end - 1] in _TRAILING:
         end -= 1
     return pos, end, False
@@ -480,7 +524,9 @@ def _parse_after_key(
         if pos < n and text[pos] in " =":
             return _value_at(text, pos + 1, json_line=False)
         return None
+    key_closed = False
     if pos < n and text[pos] in "\"'`":
+        key_closed = True
         if text[pos] == before:
             pos += 1  # the key's closing quote
         elif _opens_multiword_key(text, kstart, text[pos]):
@@ -499,6 +545,15 @@ def _parse_after_key(
     if m is None:
         return None
     vpos = m.end()
+    if (
+        before
+        and before in "\"'`"
+        and not key_closed
+        and vpos < n
+        and text[vpos] == before
+        and (vpos + 1 == n or text[vpos + 1] in " \t\n+%),.]};")
+    ):
+        return None  # 'Credential=' + access_key: the string ends, an expression follows
     if emphasis and text.startswith(emphasis, vpos):
         vpos = _skip_blank(text, vpos + len(emphasis))  # **Password:** X
     if m.group(1) == ":":
@@ -564,8 +619,8 @@ def _keyed_hits(text: str, lower: str, profile: str) -> Iterator[_Hit]:
         previous = _previous_word(text, kstart)
         if not names_credential(name, previous):
             if not (
-                name.lower() == "key" and kstart > 0 and text[kstart - 1] in "?&"
-            ):  # ?key=… in a URL
+                kstart > 0 and text[kstart - 1] in "?&" and name.lower() in _QUERY_NAMES
+            ):  # ?key=… or &sig=… in a URL
                 continue
         json_line = json_profile and kstart > 0 and text[kstart - 1] == '"'
         span = _parse_after_key(
@@ -731,7 +786,9 @@ def _pipe_table_hits(text: str) -> Iterator[_Hit]:
                     yield _Hit(at, at + len(value), value)
 
 
-_COLUMN_TOKEN = re.compile(r"\S+")
+#: A cell of a text table: words separated by single spaces (columns are two or more
+#: spaces apart, as pandas prints them).
+_COLUMN_TOKEN = re.compile(r"\S+(?: \S+)*")
 
 
 def _column_table_hits(text: str, lower: str) -> Iterator[_Hit]:

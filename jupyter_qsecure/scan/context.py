@@ -5,31 +5,42 @@ secrets in many more places of a notebook (issue 13): ``password: X`` printed to
 stream or written in markdown prose, ``{'credential': 'X'}`` reprs, JSON keys at any
 depth, HTML table rows, ``?api_key=X`` in a traceback's URL, unquoted YAML/INI/env/TOML,
 XML elements and attributes, Go raw strings. This module finds them all with one
-scanner:
+scanner, and reports each as a ``Secret Keyword`` (the type detect-secrets' keyword
+plugin gives the same kind of find, so the type does not depend on which saw it):
 
 1. *key names*: every occurrence of a credential stem (``pass``, ``secret``, ``token``,
    ``key``, ``credential``, ``auth``, ``sig``) in the lower-cased text is widened to the
    identifier around it (``db_password``, ``GITHUB_TOKEN``, ``x-api-key``, ``apiKey``,
-   ``config.password``), which names a credential when its last word does
-   (:func:`names_credential`: ``password_hash``, ``token_count``, ``key_id`` do not);
+   ``config.password``, ``API key``), which names a credential when its last word does
+   (:func:`names_credential`: ``password_hash``, ``token_count``, ``key_id``,
+   ``routing_pass``, ``publicKeyToken`` do not; ``key`` and ``sig`` alone only as URL
+   query parameters);
 2. *syntax*: what follows the name is parsed as one of ``=``, ``:``, ``:=``, ``=>``,
-   ``==``, ``<-``, ``is``, an XML element's ``>``, a URL query's ``=``, or a command
-   line flag, then a quoted value (``"…"``, ``'…'``, a Go raw ```…```) or an unquoted
-   one (to a space, quote, ``,;&<>()[]{}|``);
+   ``==``, ``<-``, ``is``, an XML element's ``>`` (namespaced too), a URL query's ``=``,
+   a command line flag, markdown emphasis around the name (``**Password:**``), a YAML
+   block scalar, or two spaces or a tab when the name starts its line (a printed
+   Series, a TSV); then a quoted value (``"…"``, ``'…'``, a Go raw ```…```) or an
+   unquoted one (to a space, quote, ``,;&<>()[]{}|``). Fixed shapes without a
+   separator: ``auth=("user", "pw")``, SQL ``PASSWORD 'pw'``, a ``.netrc`` line,
+   ``curl -u user:pw``, ``docker login -p``, ``<input type="password" value=…>``, a
+   Dockerfile ``ENV NAME value``, and name/value pairs (``{"name": "API_TOKEN",
+   "value": …}``, ``<add key="ApiKey" value="…"/>``);
 3. *precision from context* (:func:`plausible_secret`): placeholders and examples
    (``xxxx``, ``<your-token>``, ``${VAR}``, ``changeme``, ``your_api_key_here``, ``***``,
    public documentation keys ending in ``EXAMPLE``), references (``os.environ[…]``,
-   ``getpass()``, variables), paths, URLs, host names, numbers, dates, versions,
-   UUIDs, low-entropy or sequential strings, and hex digests next to a hash word are
-   not secrets. In a code cell an unquoted value is an expression, so only quoted
-   values count there (except on ``%``/``!`` lines, in comments, in triple-quoted
-   strings and in cells run by another interpreter, such as ``%%bash``).
+   ``getpass()``, calls, variables), paths, URLs, host names, numbers, dates,
+   versions, UUIDs, words, low-entropy or sequential strings, and hex digests next to a
+   hash word are not secrets (:func:`ruled_out` applies the same evidence to the other
+   detectors' keyword and entropy finds). In a code cell an unquoted value is an
+   expression, so only quoted values count there (except on ``%``/``!`` lines, in
+   comments, inside string literals and in cells run by another interpreter, such as
+   ``%%bash`` or ``%%writefile``).
 
-HTML tables are read as rows: :func:`table_lines` renders a row whose header cell
-(``<th>`` of the header row, or the row's own first cell) names a credential as a
-``"name": "value"`` line, which :mod:`.extract` appends to the text of an HTML output;
-:func:`context_hits` runs the same on raw ``<table>`` markup in other texts (markdown)
-and on markdown pipe tables.
+Tables: :func:`table_lines` renders an HTML table cell whose header cell (``<th>`` of
+the header row, or the row's own first cell) names a credential as a ``"name":
+"value"`` line, which :mod:`.extract` appends to the text of an HTML output;
+:func:`context_hits` reads raw or escaped ``<table>`` markup in other texts (markdown),
+markdown pipe tables and text tables with aligned columns (a DataFrame's repr).
 
 Hand-written rather than taken from a library: the rule engines we use (detect-secrets,
 kingfisher) match one syntax per rule and need a provider format or a quoted value;

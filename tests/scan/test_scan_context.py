@@ -348,3 +348,17 @@ def test_provider_values_from_the_companion_module(monkeypatch: pytest.MonkeyPat
     assert value.name == "provider-example-cloud" and value.formatted and value.secret
     score = _run(P.cases(values=[value], syntaxes=[P.syntax_named("py-assign")]))
     assert score.secrets == len(P.PLACES) and not score.missed
+
+
+def test_public_example_keys_are_not_reported_by_any_detector() -> None:
+    rng = random.Random(secrets.randbits(32))
+    access = "AKIA" + P.token(rng, 9, string.ascii_uppercase + string.digits) + "EXAMPLE"
+    real = "AKIA" + P.token(rng, 16, string.ascii_uppercase + "234567")
+    assert scan_text(f'AWS_ACCESS_KEY_ID = "{real}"', path="a.py").findings
+    for source in (
+        f'AWS_ACCESS_KEY_ID = "{access}"',
+        f'aws_secret_access_key = "{P.example_key(rng)}"',
+        f"aws_access_key_id={access}\naws_secret_access_key={P.example_key(rng)}",
+    ):
+        found = scan_text(source, path="credentials.ini").findings
+        assert found == [], [f.type for f in found]

@@ -51,6 +51,7 @@ at the stems).
 
 from __future__ import annotations
 
+import bisect
 import functools
 import html
 import math
@@ -62,6 +63,8 @@ from dataclasses import dataclass
 from .models import Detection
 
 TYPE = "Secret Keyword"
+#: How far back from a name the line around it is looked at (bounded work per hit).
+LOOKBACK = 4096
 
 # ---------------------------------------------------------------- key names
 #: Stems searched in the lower-cased text; each hit is widened to a whole key name.
@@ -447,16 +450,18 @@ class _CodeShape:
     def is_text_at(self, pos: int) -> bool:
         if self.all_text:
             return True
-        line_start = self.text.rfind("\n", 0, pos) + 1
-        line = self.text[line_start:pos].lstrip()
+        # the line up to ``pos``, at most LOOKBACK characters of it (bounded work per hit)
+        line_start = self.text.rfind("\n", max(0, pos - LOOKBACK), pos) + 1
+        line = self.text[max(line_start, pos - LOOKBACK) : pos].lstrip()
         if line.startswith(("%", "!", "#")):
             return True
         if line.count('"') % 2 or line.count("'") % 2:
             return True  # inside a string literal: data, not an expression
         if "#" in line:
             return True  # a comment (a '#' inside a string was caught above)
-
-        return any(a <= pos < b for a, b in self._triple_strings())
+        strings = self._triple_strings()
+        i = bisect.bisect_right(strings, (pos, len(self.text) + 1)) - 1
+        return i >= 0 and strings[i][0] <= pos < strings[i][1]
 
 
 def _value_at(text: str, pos: int, *, json_line: bool) -> tuple[int, int, bool] | None:
@@ -501,7 +506,7 @@ def _previous_word(text: str, start: int) -> str:
     if start < 2 or text[start - 1] != " ":
         return ""
     i = start - 1
-    while i > 0 and text[i - 1].isalnum():
+    while i > 0 and start - i < 40 and text[i - 1].isalnum():
         i -= 1
     return text[i : start - 1]
 
@@ -589,7 +594,7 @@ def _emphasis_before(text: str, kstart: int) -> str:
     j = kstart
     if j > 1 and text[j - 1] == " " and text[j - 2].isalnum():
         word = j - 1
-        while word > 0 and text[word - 1].isalnum():
+        while word > 0 and j - word < 40 and text[word - 1].isalnum():
             word -= 1
         if word > 0 and text[word - 1] in "*_":
             j = word
@@ -606,8 +611,8 @@ def _skip_blank(text: str, pos: int) -> int:
 
 
 def _at_line_start(text: str, pos: int) -> bool:
-    line_start = text.rfind("\n", 0, pos) + 1
-    return not text[line_start:pos].strip(" \t*-•")
+    line_start = text.rfind("\n", max(0, pos - 200), pos) + 1
+    return (line_start > 0 or pos < 200) and not text[line_start:pos].strip(" \t*-•")
 
 
 def _opens_multiword_key(text: str, kstart: int, quote: str) -> bool:
@@ -739,11 +744,13 @@ def _markup_table_hits(text: str) -> Iterator[_Hit]:
 def _escaped_table_hits(text: str) -> Iterator[_Hit]:
     """Tables in HTML-escaped markup (``&lt;td&gt;``): found in the unescaped text,
     located again in ``text`` by the value's escaped form."""
+    cursor = 0  # hits come in document order: each is looked for after the last
     for hit in _markup_table_hits(html.unescape(text)):
         for form in (html.escape(hit.value), html.escape(hit.value, quote=False), hit.value):
-            at = text.find(form)
+            at = text.find(form, cursor)
             if at != -1:
                 yield _Hit(at, at + len(form), hit.value)
+                cursor = at + len(form)
                 break
 
 
@@ -814,7 +821,9 @@ def _column_table_hits(text: str, lower: str) -> Iterator[_Hit]:
         done_until = max(kend, line_end)  # one header per line
         if line_end == -1 or not names_credential(text[kstart:kend]):
             continue
-        line_start = text.rfind("\n", 0, m.start()) + 1
+        line_start = text.rfind("\n", max(0, m.start() - LOOKBACK), m.start()) + 1
+        if line_start == 0 and m.start() > LOOKBACK:
+            continue  # a header line is short
         header = [
             (t.group(), t.start() - line_start, t.end() - line_start)
             for t in _COLUMN_TOKEN.finditer(text, line_start, line_end)
@@ -833,8 +842,8 @@ def _column_table_hits(text: str, lower: str) -> Iterator[_Hit]:
                 (t.group(), t.start() - pos, t.end() - pos)
                 for t in _COLUMN_TOKEN.finditer(text, pos, end)
             ]
-            if len(tokens) < 2:
-                break
+            if len(tokens) < 2 or any(names_credential(t[0]) for t in tokens):
+                break  # the table ended, or a new header starts (each row read once)
             row_width = end - pos
             for hs, he in named:
                 for value, ts, te in tokens:

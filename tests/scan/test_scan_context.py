@@ -362,3 +362,24 @@ def test_public_example_keys_are_not_reported_by_any_detector() -> None:
     ):
         found = scan_text(source, path="credentials.ini").findings
         assert found == [], [f.type for f in found]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("profile", ["output.txt", "cell.py", "cell.md"])
+def test_context_work_stays_linear_on_adversarial_text(profile: str) -> None:
+    """Inputs that made one search per hit rescan the text (quadratic) before."""
+    from jupyter_qsecure.scan.context import context_hits
+
+    rng = random.Random(secrets.randbits(32))
+    escaped_rows = "".join(
+        f"&lt;tr&gt;&lt;td&gt;password&lt;/td&gt;&lt;td&gt;{P.token(rng, 20)}&lt;/td&gt;&lt;/tr&gt;"
+        for _ in range(20_000)
+    )
+    texts = [
+        "password=abc " * 80_000,  # one 1 MB line of names (code: the line looked back)
+        ("password  token  secret  api_key\n" + "aaaa  bbbb  cccc  dddd\n" * 3) * 20_000,
+        "&lt;table&gt;" + escaped_rows,
+        '"""a"""\n' * 50_000 + "password = abc\n" * 20_000,
+    ]
+    found = [len(list(context_hits(t, t.lower(), profile))) for t in texts]
+    assert found[:2] == [0, 0] and found[2] == 20_000

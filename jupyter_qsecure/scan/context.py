@@ -298,8 +298,8 @@ def _placeholder(value: str) -> bool:
 def _identifier(value: str) -> bool:
     """A name in code: ``api_token_v2``, ``MY_API_KEY``, ``layer12``, ``myApiToken1``.
 
-    Letters with at most a few digits at the end are a name when they read as words:
-    few case changes (a random mixed-case token changes case every other letter).
+    Letters with at most a few digits at the end are a name when they read as words
+    (:func:`_wordy`; a random mixed-case token does not).
     """
     if not _IDENTIFIER_WORDS.fullmatch(value):
         return False
@@ -323,13 +323,17 @@ def _wordy(part: str) -> bool:
 
     Split into camel-case chunks (an optional capital and lower-case letters, or a run
     of capitals), words average three letters or more; a random mixed-case token
-    averages about two.
+    averages about two. Longer ones must also have the vowels words have.
     """
     letters = "".join(c for c in part if c.isalpha())
     if not letters:
         return True
     chunks = _CAMEL_CHUNKS.findall(letters)
-    return len(letters) >= 3.5 * len(chunks) or len(chunks) <= 2
+    if len(letters) < 3.5 * len(chunks) and len(chunks) > 2:
+        return False
+    # and pronounceable: words are about 40% vowels, random letters about 20%
+    vowels = sum(c in "aeiouyAEIOUY" for c in letters)
+    return len(letters) < 8 or vowels >= 0.3 * len(letters)
 
 
 def is_public_example(value: str) -> bool:

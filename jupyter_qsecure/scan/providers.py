@@ -345,6 +345,28 @@ def plausible(secret: str) -> bool:
     )
 
 
+#: Rules that find a value from the words around it (a curl flag or header), not from its
+#: format: judged as the context layer judges a value beside a name
+#: (:func:`.context.ruled_out`: no version, UUID, number, public example...), and a
+#: ``user:password`` pair taken as its password (the secret, as the context layer and
+#: detect-secrets' ``Basic Auth Credentials`` report it: one secret, one fingerprint).
+_CONTEXT_FAMILIES = frozenset({"curl-auth-header", "curl-auth-user"})
+
+
+def _context_value(family: str, text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span of a context rule's secret, or None when the value is ruled out."""
+    if family == "curl-auth-user":
+        colon = text.find(":", start, end)
+        if colon != -1:
+            start = colon + 1
+    from .context import ruled_out
+
+    line_start = text.rfind("\n", max(0, start - 200), start) + 1
+    if start >= end or ruled_out(text[start:end], text[max(line_start, start - 200) : start]):
+        return None
+    return start, end
+
+
 def builtin_detections(texts: Sequence[str]) -> list[list[tuple[bool, Detection]]]:
     """Built-in provider findings per text: ``(high confidence, detection)`` with our types.
 
@@ -356,12 +378,19 @@ def builtin_detections(texts: Sequence[str]) -> list[list[tuple[bool, Detection]
     for text, hits in zip(texts, scan_batch(builtin_scan, texts), strict=True):
         found = []
         for h in hits:
-            secret = text[h.start : h.end]
+            start, end = h.start, h.end
+            family = family_of(h.rule_id)
+            if family in _CONTEXT_FAMILIES and h.decoded is None:
+                span = _context_value(family, text, start, end)
+                if span is None:
+                    continue
+                start, end = span
+            secret = text[start:end]
             if h.decoded is not None and not plausible(h.decoded):
                 continue
             if plausible(secret):
                 detection = Detection(
-                    provider_type(h.rule_id), secret, h.start, h.end, fingerprint_of=h.decoded
+                    provider_type(h.rule_id), secret, start, end, fingerprint_of=h.decoded
                 )
                 found.append((h.confidence == "high", detection))
         out.append(found)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+import uuid
 from pathlib import Path
 
 import pytest
@@ -183,15 +185,17 @@ def test_inline_allowlist_pragma_applies_to_provider_rules() -> None:
 
 
 def test_one_finding_per_secret_with_the_full_token_hash() -> None:
-    """detect-secrets reports a GitHub token's prefix, kingfisher the token: one finding."""
+    """detect-secrets' plugin and kingfisher both see the token: one finding, of the token."""
     token = pl.make_secret(pl.PROVIDER_BY_FAMILY["github"])
     scanner = Scanner()
     result = scanner.scan_text(f'GITHUB_TOKEN = "{token}"\n', path="a.py")
     (finding,) = result.findings
     assert finding.type == "GitHub Token"
     assert finding.fingerprint == scanner.fingerprinter(token)
-    match = result.matches[0]
-    assert "GitHub Token" in {t for t, _ in match.aliases} and len(match.aliases) >= 2
+    # detect-secrets' plugin captures only the prefix (``ghp``); we take its whole match,
+    # so both layers report the token itself: one alias, of the full token
+    sha1 = hashlib.sha1(token.encode()).hexdigest()  # noqa: S324
+    assert result.matches[0].aliases == (("GitHub Token", sha1),)
 
 
 def test_injected_value_outranks_every_provider_rule() -> None:
@@ -266,12 +270,17 @@ def test_baseline_entry_for_any_layer_suppresses_the_merged_finding(tmp_path: Pa
         assert [f.type for f in scanner.scan_paths([path], baseline=baseline).findings] == [
             "GitHub Token"
         ]
-    # detect-secrets' own entry for the token (its plugin hashes the token's prefix)
+    # an entry for the token (every layer reports the whole token)
     for type_, alias_sha1 in gh.aliases:
         baseline = Baseline([(str(path), type_, alias_sha1)])
         assert [f.type for f in scanner.scan_paths([path], baseline=baseline).findings] == [
             "Secret Keyword"
         ]
+    # detect-secrets' own plugin hashes only the prefix: such an entry would suppress every
+    # GitHub token of the file, so it suppresses none (fail closed)
+    prefix = hashlib.sha1(token[:3].encode()).hexdigest()  # noqa: S324
+    baseline = Baseline([(str(path), "GitHub Token", prefix)])
+    assert len(scanner.scan_paths([path], baseline=baseline).findings) == 2
 
 
 def test_placeholder_inside_a_value() -> None:
@@ -423,3 +432,24 @@ def test_a_token_as_written_and_in_base64_in_one_text_is_one_finding_both_redact
     clean = redact_text(text, result, scanner=scanner, path="a.py")
     assert token not in clean and blob not in clean
     assert scanner.scan_text(clean, path="a.py").clean
+
+
+def test_curl_credentials_are_the_password_and_judged_as_context_values() -> None:
+    """kingfisher's curl rules find a value from a flag or header, not its format: a
+    ``-u user:password`` pair is one finding of the password (the value the context layer
+    reports too), and a version, UUID or public example there is no secret."""
+    password = secrets.token_hex(16)
+    scanner = Scanner()
+    text = f"!curl -u alice:{password} https://api.example.com/v1\n"
+    result = scanner.scan_text(text)
+    (finding,) = result.findings
+    assert finding.fingerprint == scanner.fingerprinter(password)
+    assert redact_text(text, result) == (
+        "!curl -u alice:«secret:Basic Auth Credentials» https://api.example.com/v1\n"
+    )
+    for near_miss in ("1.24.3", str(uuid.uuid4()), "AKIAIOSFODNN7EXAMPLE", "12345678901"):
+        for line in (
+            f"!curl -u alice:{near_miss} https://api.example.com/v1\n",
+            f"!curl -H 'X-Auth-Token: {near_miss}' https://api.example.com/v1\n",
+        ):
+            assert not scanner.scan_text(line).findings, line.split(":", 1)[0]

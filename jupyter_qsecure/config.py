@@ -27,6 +27,7 @@ ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "policy_file": ("QSECURE_POLICY_FILE",),
     "save_mode": ("QSECURE_SAVE_MODE",),
     "data_dir": ("QSECURE_DATA_DIR",),
+    "scan_rules": ("QSECURE_SCAN_RULES",),
     "approver_key_dir": ("QSECURE_APPROVER_KEY_DIR",),
 }
 
@@ -247,6 +248,14 @@ class QSecure(Configurable):
         "qsecure-jobs",
         help="Transit key (ed25519) that signs job manifests and results when OpenBao is "
         "configured; otherwise a local Ed25519 key in data_dir/keys signs them.",
+    ).tag(config=True)
+
+    scan_rules = Unicode(
+        "",
+        help="An organisation's secret-scanning rules, added to the built-in ones in the save "
+        "gate and `jupyter qsecure scan`: a gitleaks-format TOML (.toml) or kingfisher YAML "
+        "(.yaml) file with its own token formats and allowlists (by path, regex, stopword "
+        "and fingerprint). Empty: built-in rules only. Env: QSECURE_SCAN_RULES.",
     ).tag(config=True)
 
     job_approvers_file = Unicode(

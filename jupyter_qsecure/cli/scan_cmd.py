@@ -1,4 +1,4 @@
-"""``jupyter qsecure scan PATH... [--format text|json] [--baseline FILE]``.
+"""``jupyter qsecure scan PATH... [--format text|json|sarif] [--baseline FILE] [--rules FILE]``.
 
 Scans files and folders (recursed): ``.ipynb`` files as notebooks, other text files
 line by line, binary files skipped. Exit status: 0 clean, 1 secrets found, 2 a file
@@ -14,6 +14,10 @@ DATE" wherever they stand as a token (a log line, quotes, ``key=value``, JSON, C
 The key is read with the credentials this process has (OpenBao when ``vault_addr``
 is set, else the local key file); if it cannot be, and the registry holds entries,
 the scan stops with exit 2 rather than call the files clean.
+
+``--format sarif`` prints a SARIF 2.1.0 log (GitHub code scanning, CI annotations).
+``--rules FILE`` (default ``c.QSecure.scan_rules``) adds an organisation's gitleaks
+TOML or kingfisher YAML rules and allowlists to the built-in detectors.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import sys
 from typing import Any
 
 from ..errors import QSecureError
-from ..scan import Baseline, Scanner, ScanReport
+from ..scan import Baseline, OrgRules, Scanner, ScanReport
 from ..scan.errors import ScanError
 from ..scan.fingerprints import (
     Fingerprinter,
@@ -33,6 +37,7 @@ from ..scan.fingerprints import (
     fingerprinter_from_settings,
     set_process_fingerprinter,
 )
+from ..scan.sarif import to_sarif
 
 
 def register(subparsers: Any) -> None:
@@ -44,7 +49,16 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files or folders to scan")
     parser.add_argument(
-        "--format", choices=("text", "json"), default="text", help="output format (default text)"
+        "--format",
+        choices=("text", "json", "sarif"),
+        default="text",
+        help="output format: text (default), json, or sarif (SARIF 2.1.0 for code scanning)",
+    )
+    parser.add_argument(
+        "--rules",
+        metavar="FILE",
+        help="an organisation's rules and allowlists: gitleaks TOML or kingfisher YAML "
+        "(default: c.QSecure.scan_rules)",
     )
     parser.add_argument(
         "--baseline",
@@ -111,9 +125,11 @@ def _registry(settings: Any) -> tuple[Fingerprinter, FingerprintIndex | None, st
 
 def run(args: argparse.Namespace, settings: Any) -> int:
     baseline = Baseline.load(args.baseline) if args.baseline else None
+    rules_file = args.rules or str(getattr(settings, "scan_rules", "") or "")
+    rules = OrgRules.load(rules_file) if rules_file else None
     fingerprinter, index, warning = _registry(settings)
     set_process_fingerprinter(fingerprinter)
-    scanner = Scanner(fingerprinter=fingerprinter)
+    scanner = Scanner(rules=rules, fingerprinter=fingerprinter)
     paths: list[str] = list(args.paths)
     if len(paths) == 1 and os.path.isfile(paths[0]):
         # One named file: an unreadable or invalid file is the command's error (exit 2,
@@ -127,6 +143,9 @@ def run(args: argparse.Namespace, settings: Any) -> int:
         )
     if args.format == "json":
         json.dump(report.model_dump(mode="json"), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif args.format == "sarif":
+        json.dump(to_sarif(report), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         _print_text(report, sys.stdout)

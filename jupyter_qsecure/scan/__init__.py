@@ -12,6 +12,8 @@ Public API (what the save gate and the CLI call)::
     scanner.scan_text(text, path="x.env")     # non-notebook text
     scanner.scan_paths(["dir/"], baseline=Baseline.load(".secrets.baseline"))
     ExactMatcher(values).find(text)           # injected values and their encodings
+    Scanner(rules="acme.toml")                # + an organisation's gitleaks/kingfisher rules
+    to_sarif(report)                          # SARIF 2.1.0 log (a JSON-ready dict)
     Scanner(fingerprinter=fingerprinter_from_settings(settings, create=False))
     scanner.scan_paths(["run.log"], injected=index)   # + the fingerprint registry
 """
@@ -26,12 +28,15 @@ from .engine import (
     scan_notebook,
     scan_paths,
     scan_text,
+    scanner_for_settings,
 )
 from .errors import InvalidNotebook, ScanError
 from .exact import ExactMatcher, encoded_forms
 from .fingerprints import Fingerprinter, FingerprintIndex, fingerprinter_from_settings
 from .models import Finding, ScanReport
+from .orgrules import OrgRules
 from .redact import placeholder_for, redact_notebook, redact_text
+from .sarif import to_sarif
 
 __all__ = [
     "Baseline",
@@ -40,6 +45,7 @@ __all__ = [
     "FingerprintIndex",
     "Fingerprinter",
     "InvalidNotebook",
+    "OrgRules",
     "ScanError",
     "ScanReport",
     "ScanResult",
@@ -55,4 +61,6 @@ __all__ = [
     "scan_notebook",
     "scan_paths",
     "scan_text",
+    "scanner_for_settings",
+    "to_sarif",
 ]

@@ -45,6 +45,7 @@ from detect_secrets.plugins.high_entropy_strings import HighEntropyStringsPlugin
 from detect_secrets.plugins.keyword import DENYLIST_REGEX, KeywordDetector
 from detect_secrets.util.code_snippet import get_code_snippet
 
+from .context import context_hits, is_public_example, ruled_out
 from .models import Detection
 
 #: Lines longer than this are analysed by detect-secrets' plugins in windows.
@@ -289,6 +290,21 @@ def _trigger_lines(plugin: BasePlugin, ctx: _Context) -> Iterable[int]:
     return range(len(ctx.lines))  # pragma: no cover - every built-in plugin is one of the above
 
 
+#: Plugins whose regex captures only a prefix (``(ghp|gho|…)_…``): detect-secrets reports
+#: that group as the secret, so the whole match is taken instead.
+_WHOLE_MATCH = frozenset({"GitHubTokenDetector", "GitLabTokenDetector"})
+#: Plugins whose hits are dropped on a line like ``token = get_token()``.
+_REFERENCE_FILTERED = frozenset(
+    {"KeywordDetector", "BasicAuthDetector", "Base64HighEntropyString", "HexHighEntropyString"}
+)
+
+
+def _whole_matches(plugin: RegexBasedDetector, line: str) -> Iterator[str]:
+    for regex in plugin.denylist:
+        for m in regex.finditer(line):
+            yield m.group(0)
+
+
 def _detect_secrets_hits(ctx: _Context) -> Iterator[Detection]:
     text, profile, lines = ctx.text, ctx.profile, ctx.lines
     collapsed: dict[int, str] = {}
@@ -312,19 +328,25 @@ def _detect_secrets_hits(ctx: _Context) -> Iterator[Detection]:
             indirect: bool | None = None
             for wstart, wend in _windows(0, len(work)):
                 line = work[wstart:wend].rstrip()
-                found = plugin.analyze_line(filename=profile, line=line, line_number=li + 1)
-                for potential in found or ():
-                    secret = potential.secret_value
+                if isinstance(plugin, RegexBasedDetector) and type(plugin).__name__ in _WHOLE_MATCH:
+                    values: Iterable[str | None] = _whole_matches(plugin, line)
+                else:
+                    found = plugin.analyze_line(filename=profile, line=line, line_number=li + 1)
+                    values = (p.secret_value for p in found or ())
+                for secret in values:
                     if not secret or is_filtered_secret(secret, line, plugin):
                         continue
                     if isinstance(
                         plugin, (KeywordDetector, BasicAuthDetector)
                     ) and looks_like_placeholder(secret):
                         continue
-                    if indirect is None:
-                        indirect = _indirect_reference(raw_line)
-                    if indirect:
-                        continue
+                    if type(plugin).__name__ in _REFERENCE_FILTERED:
+                        # ``secret = get_secret()``: only for plugins that read a value
+                        # from its name; a provider format stays one inside a call.
+                        if indirect is None:
+                            indirect = _indirect_reference(raw_line)
+                        if indirect:
+                            continue
                     pattern = re.compile(re.escape(secret))
                     in_context = [
                         m
@@ -405,9 +427,14 @@ def _basic_ok(secret: str, m: re.Match[str]) -> bool:
     return ":" in decoded and len(decoded.split(":", 1)[1]) >= 3
 
 
+_OPENAI_PREFIX = re.compile(r"sk-(?:(?:proj|svcacct|admin|None|ant-api\d\d)-)?")
+
+
 def _openai_ok(secret: str, m: re.Match[str]) -> bool:
-    body = secret.rsplit("-", 1)[-1] if secret.count("-") > 1 else secret[3:]
-    return _mixed(secret[3:], min_entropy=3.5) and len(body) >= 16
+    # The body after the prefix may itself hold '-' and '_' (project keys do).
+    prefix = _OPENAI_PREFIX.match(secret)
+    body = secret[prefix.end() if prefix else 3 :]
+    return _mixed(body, min_entropy=3.5) and len(body.replace("-", "").replace("_", "")) >= 16
 
 
 def _azure_ok(secret: str, m: re.Match[str]) -> bool:
@@ -539,14 +566,23 @@ _PRIORITY = {f.type: i for i, f in enumerate(FAMILIES)}
 def _priority(d: Detection) -> int:
     if d.type in _PRIORITY:
         return _PRIORITY[d.type]
-    if d.type in ("Secret Keyword", "Base64 High Entropy String", "Hex High Entropy String"):
+    if d.type == "Secret Keyword":
         return 200
+    if d.type in ("Base64 High Entropy String", "Hex High Entropy String"):
+        return 300
     return 100
 
 
 def dedupe(detections: Iterable[Detection]) -> list[Detection]:
-    """Drop a detection whose span lies inside another one (keep the outer, specific one)."""
-    ordered = sorted(set(detections), key=lambda d: (d.start, -(d.end - d.start), _priority(d)))
+    """Drop a detection whose span lies inside another one (keep the outer, specific one).
+
+    The order is total (type and secret break ties), so which of two detections of the
+    same span survives never depends on set iteration order (``PYTHONHASHSEED``).
+    """
+    ordered = sorted(
+        set(detections),
+        key=lambda d: (d.start, -(d.end - d.start), _priority(d), d.type, d.secret),
+    )
     kept: list[Detection] = []
     max_end = -1
     for d in ordered:
@@ -557,6 +593,34 @@ def dedupe(detections: Iterable[Detection]) -> list[Detection]:
     return kept
 
 
+def _context_hits(ctx: _Context) -> Iterator[Detection]:
+    """:mod:`.context`'s hits, minus those on a ``pragma: allowlist secret`` line."""
+    for d in context_hits(ctx.text, ctx.lower, ctx.profile):
+        if "pragma" in ctx.lower:
+            li = ctx.lines.index_of(d.start)
+            line = ctx.lines.line(li)[:MAX_LINE]
+            if is_line_allowlisted(line, ctx.lines.line(li - 1)[:MAX_LINE] if li > 0 else ""):
+                continue
+        yield d
+
+
+#: Types found from a word beside a value (not a format): checked by ``ruled_out``.
+_CONTEXT_TYPES = frozenset(
+    {
+        "Secret Keyword",
+        "Base64 High Entropy String",
+        "Hex High Entropy String",
+        "Basic Auth Credentials",
+        "Connection String Password",
+    }
+)
+
+
+def _before(ctx: _Context, start: int) -> str:
+    line_start = ctx.text.rfind("\n", max(0, start - 200), start) + 1
+    return ctx.text[max(line_start, start - 200) : start]
+
+
 def detect(text: str, profile: str) -> list[Detection]:
     """All secrets in ``text``; ``profile`` is a file-name hint for keyword syntax."""
     if not text or not text.strip():
@@ -564,8 +628,16 @@ def detect(text: str, profile: str) -> list[Detection]:
     ctx = _Context(text, profile)
     found = list(_family_hits(ctx))
     found.extend(_detect_secrets_hits(ctx))
-    # A redaction placeholder (``«secret:TYPE»``) is not a secret.
-    found = [d for d in found if "«secret:" not in d.secret]
+    found.extend(_context_hits(ctx))
+    # A redaction placeholder (``«secret:TYPE»``) is not a secret; neither is a public
+    # example key, nor (beside a word) a placeholder, version, hash... (see .context).
+    found = [
+        d
+        for d in found
+        if "«secret:" not in d.secret
+        and not is_public_example(d.secret)
+        and not (d.type in _CONTEXT_TYPES and ruled_out(d.secret, _before(ctx, d.start)))
+    ]
     # detect-secrets' Private Key plugin reports only the "BEGIN … PRIVATE KEY" header;
     # ours covers the whole block, so the header hit inside it is dropped by dedupe().
     return dedupe(found)

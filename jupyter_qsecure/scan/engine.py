@@ -5,9 +5,17 @@ are cached under a hash of ``(detector profile, text)``, so re-scanning a notebo
 after one cell changed runs the detectors on that cell's texts only (everything
 else is a cache hit). :attr:`Scanner.stats` counts both, for tests and benchmarks.
 
+Layers (see :mod:`.layers` for how they are merged into one finding per secret):
+values injected into kernels (exact match, and the fingerprint registry's index of
+earlier injections, :mod:`.fingerprints`), an organisation's rule file
+(:mod:`.orgrules`), kingfisher's provider rules (:mod:`.providers`), our detectors and
+detect-secrets' plugins (:mod:`.detectors`). The units of one scan that miss the cache
+go to kingfisher in one native call.
+
 Thread safety: a :class:`Scanner` may be shared by any number of threads (the
 server saves many notebooks at once). The cache is guarded by a lock; detectors
-keep no shared mutable state (see :mod:`.detectors`).
+keep no shared mutable state (see :mod:`.detectors`); the native scanners are
+thread-safe.
 """
 
 from __future__ import annotations
@@ -18,13 +26,13 @@ import os
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .._lru import LRU
 from .baseline import Baseline
-from .detectors import detect
+from .detectors import detect, is_line_allowlisted
 from .errors import InvalidNotebook, ScanError
 from .exact import ExactMatcher
 from .extract import (
@@ -35,7 +43,10 @@ from .extract import (
     text_file_unit,
 )
 from .fingerprints import Fingerprinter, FingerprintIndex, process_fingerprinter
+from .layers import Layered, Rank, is_placeholder_value, rank_of_ours, resolve, token_around
 from .models import Detection, Finding, Match, ScanReport
+from .orgrules import OrgRules
+from .providers import builtin_detections, builtin_loader
 
 #: Folders never descended into by a folder scan.
 SKIP_DIRS = frozenset(
@@ -57,6 +68,14 @@ SKIP_DIRS = frozenset(
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
 ExactValues = ExactMatcher | Iterable[str] | None
+RulesFile = str | os.PathLike[str] | OrgRules | None
+
+
+@dataclass(frozen=True)
+class LayeredMatch(Match):
+    """A match plus the ``(type, sha1)`` of every detection merged into it (baselines)."""
+
+    aliases: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 @dataclass
@@ -131,6 +150,9 @@ class Scanner:
     """Scans notebooks and texts for secrets. Share one instance: it owns the cache.
 
     ``exact_values`` given here are searched in every scan (and per call, more).
+    ``rules``: an organisation's rule file (gitleaks TOML or kingfisher YAML, see
+    :mod:`.orgrules`), or a loaded :class:`OrgRules`. ``providers=False`` leaves out
+    kingfisher's built-in provider rules (for comparisons; the product always has them).
     ``fingerprinter`` keys the fingerprints of findings (the server's and the command
     line's come from :func:`~.fingerprints.fingerprinter_from_settings`); without one,
     the process-wide one (:func:`~.fingerprints.set_process_fingerprinter`) is used.
@@ -141,10 +163,22 @@ class Scanner:
         *,
         cache_entries: int = 200_000,
         exact_values: Iterable[str] = (),
+        rules: RulesFile = None,
+        providers: bool = True,
         fingerprinter: Fingerprinter | None = None,
     ) -> None:
         self._fingerprinter = fingerprinter
-        self._cache: LRU[bytes, tuple[Detection, ...]] = LRU(cache_entries)
+        self.org_rules: OrgRules | None = (
+            rules if isinstance(rules, OrgRules) or rules is None else OrgRules.load(rules)
+        )
+        self.providers = providers
+        if providers:
+            builtin_loader()  # starts loading kingfisher's catalogue in the background
+        # Detections only, never fingerprints: those are computed per scan with the
+        # fingerprinter in force then, so a cached unit is never reported under another
+        # key. The registry's matches are cached by its index (one key) under the same
+        # unit digest.
+        self._cache: LRU[bytes, tuple[Layered, ...]] = LRU(cache_entries)
         self._lock = threading.Lock()  # for the statistics
         self.stats = ScanStats()
         self._exact = ExactMatcher(exact_values)
@@ -182,18 +216,49 @@ class Scanner:
             self._exact_memo.put(key, hit)
         return hit
 
-    def _detect_cached(self, unit: TextUnit, key: bytes | None = None) -> tuple[Detection, ...]:
-        key = key or self._unit_key(unit)
-        hit = self._cache.get(key)
-        if hit is not None:
-            with self._lock:
-                self.stats.units_cached += 1
-            return hit
-        found = tuple(detect(unit.text, unit.profile))
+    def _detect_all(self, units: list[TextUnit]) -> list[tuple[Layered, ...]]:
+        """Every layer but exact values over ``units``: one native call per rule engine."""
+        texts = [u.text for u in units]
+        found: list[list[Layered]] = [
+            [Layered(rank_of_ours(d.type), d) for d in detect(u.text, u.profile)] for u in units
+        ]
+        rule_hits: list[list[Layered]] = [[] for _ in units]
+        if self.providers:
+            for i, dets in enumerate(builtin_detections(texts)):
+                rule_hits[i].extend(
+                    Layered(Rank.PROVIDER_RULE if high else Rank.PROVIDER_GUESS, d)
+                    for high, d in dets
+                )
+        if self.org_rules is not None:
+            for i, pairs in enumerate(self.org_rules.detections(texts)):
+                rule_hits[i].extend(Layered(Rank.ORG_RULE, d, rid) for rid, d in pairs)
+        for i, hits in enumerate(rule_hits):
+            if hits:
+                found[i].extend(_not_pragma_allowed(texts[i], hits))
+        return [
+            tuple(
+                x
+                for x in f
+                if not is_placeholder_value(token_around(text, x.detection.start, x.detection.end))
+            )
+            for text, f in zip(texts, found, strict=True)
+        ]
+
+    def _detect_cached(
+        self, units: list[TextUnit], keys: list[bytes] | None = None
+    ) -> list[tuple[Layered, ...]]:
+        keys = keys if keys is not None else [self._unit_key(u) for u in units]
+        out: list[tuple[Layered, ...] | None] = [self._cache.get(k) for k in keys]
+        misses = [i for i, hit in enumerate(out) if hit is None]
+        if misses:
+            fresh = self._detect_all([units[i] for i in misses])
+            for i, value in zip(misses, fresh, strict=True):
+                self._cache.put(keys[i], value)
+                out[i] = value
         with self._lock:
-            self.stats.units_scanned += 1
-        self._cache.put(key, found)
-        return found
+            self.stats.units_scanned += len(misses)
+            self.stats.units_cached += len(units) - len(misses)
+        return [o if o is not None else () for o in out]
 
     # ---------------------------------------------------------------- scanning
     def _scan_units(
@@ -208,14 +273,37 @@ class Scanner:
         matchers = [m for m in (self._exact if self._exact else None, exact) if m is not None]
         registry = injected if injected else None
         matches: list[Match] = []
-        for index, unit in enumerate(units):
-            digest = self._unit_key(unit)
-            detections = list(self._detect_cached(unit, digest))
+        org = self.org_rules
+        fingerprinter = self.fingerprinter
+        keys = [self._unit_key(u) for u in units]
+        layered = self._detect_cached(units, keys)
+        for index, (unit, digest, cached) in enumerate(zip(units, keys, layered, strict=True)):
+            items = list(cached)
+            if org is not None:
+                items = [
+                    x
+                    for x in items
+                    if not x.rule
+                    or not org.rule_allows(
+                        x.rule,
+                        path=path,
+                        secret=_value_of(x.detection),
+                        line=_line_at(unit.text, x.detection.start),
+                        hashes=(fingerprinter(_value_of(x.detection)),),
+                    )
+                ]
+            exact_found: list[Detection] = []
             for matcher in matchers:
-                detections.extend(self._exact_cached(matcher, unit, digest))
+                exact_found.extend(self._exact_cached(matcher, unit, digest))
             if registry is not None:
-                detections.extend(_unknown_in_memory(registry.find(unit.text, digest), detections))
-            for d in detections:
+                # Registry values rank with exact values: both are what a kernel was given.
+                exact_found.extend(
+                    _unknown_in_memory(registry.find(unit.text, digest), exact_found)
+                )
+            items.extend(Layered(Rank.EXACT, d) for d in exact_found)
+            found: list[tuple[LayeredMatch, bool]] = []
+            for group in resolve(items):
+                d = group.detection
                 piece = unit.piece_at(d.start)
                 finding = Finding(
                     path=path,
@@ -226,11 +314,28 @@ class Scanner:
                     mime=unit.mime,
                     line=unit.line_of(d.start),
                     type=d.type,
-                    fingerprint=d.fingerprint or self.fingerprinter(d.fingerprint_of or d.secret),
+                    fingerprint=d.fingerprint or fingerprinter(d.fingerprint_of or d.secret),
                     secret_name=d.secret_name,
                     injected_on=d.injected_on,
                 )
-                matches.append(Match(finding, index, d.start, d.end, d.secret))
+                if (
+                    org is not None
+                    and group.winner.rank != Rank.EXACT
+                    and org.allows(
+                        path=path,
+                        secret=_value_of(d),
+                        line=_line_at(unit.text, d.start),
+                        hashes=_fingerprints(finding, group.members, fingerprinter),
+                    )
+                ):
+                    continue
+                aliases = _aliases(group.members)
+                match = LayeredMatch(finding, index, group.start, group.end, d.secret, aliases)
+                # a rule layer's hit inside a base64 blob it decoded (see .providers)
+                found.append(
+                    (match, group.winner.rank != Rank.EXACT and d.fingerprint_of is not None)
+                )
+            matches.extend(_fold_decoded(found))
         return ScanResult(path, _unique_findings(matches), matches, units, is_notebook)
 
     def scan_notebook(
@@ -353,8 +458,17 @@ class Scanner:
         report = ScanReport()
         names = list(iter_files(paths, report.errors))
         if jobs > 1 and len(names) >= 2 * jobs:
+            if self.providers:
+                builtin_loader().get()  # loaded before the workers fork (they inherit it)
             outcomes: Iterable[tuple[str, list[Finding] | None, str | None]] = _parallel(
-                names, baseline, matcher, jobs, self.fingerprinter, injected
+                names,
+                baseline,
+                matcher,
+                jobs,
+                self.org_rules,
+                self.providers,
+                self.fingerprinter,
+                injected,
             )
         else:
             outcomes = (_scan_one(self, name, baseline, matcher, injected) for name in names)
@@ -366,6 +480,81 @@ class Scanner:
                 report.findings.extend(findings)
         report.seconds = round(time.perf_counter() - started, 4)
         return report
+
+
+def _line_at(text: str, offset: int) -> str:
+    start = text.rfind("\n", 0, offset) + 1
+    end = text.find("\n", offset)
+    return text[start : end if end != -1 else len(text)]
+
+
+#: Value-level detect-secrets types: the same value was reported under any of them from
+#: one run to the next (issue 13), so a baseline entry under one covers the others.
+_GENERIC_TYPES = ("Secret Keyword", "Base64 High Entropy String", "Hex High Entropy String")
+
+
+def _aliases(members: Iterable[Layered]) -> tuple[tuple[str, str], ...]:
+    """``(type, sha1)`` pairs under which a baseline may know this secret."""
+    out: list[tuple[str, str]] = []
+    for m in members:
+        sha1 = _sha1(m.detection.secret)
+        types = _GENERIC_TYPES if m.detection.type in _GENERIC_TYPES else (m.detection.type,)
+        out.extend((t, sha1) for t in types if (t, sha1) not in out)
+    return tuple(out)
+
+
+def _sha1(secret: str) -> str:
+    return hashlib.sha1(secret.encode("utf-8", "surrogatepass")).hexdigest()  # noqa: S324
+
+
+def _fold_decoded(found: list[tuple[LayeredMatch, bool]]) -> list[LayeredMatch]:
+    """One unit's matches, a secret decoded from base64 where the unit also holds it as
+    written reported as that finding (one secret, one finding: a short attachment is
+    scanned decoded and as stored). Its match stays, so redaction removes the blob too."""
+    written = {m.finding.fingerprint: m.finding for m, decoded in found if not decoded}
+    out = []
+    for m, decoded in found:
+        same = written.get(m.finding.fingerprint) if decoded else None
+        out.append(m if same is None else replace(m, finding=same))
+    return out
+
+
+def _value_of(d: Detection) -> str:
+    """The secret a detection stands for: what it fingerprints (a token kingfisher decoded
+    from base64, an injected value found encoded), else the matched text."""
+    return d.fingerprint_of or d.secret
+
+
+def _fingerprints(
+    finding: Finding, members: Iterable[Layered], fingerprinter: Fingerprinter
+) -> list[str]:
+    """The keyed fingerprints an organisation's ``fingerprints`` allowlist may name for
+    this secret: the finding's, and that of every detection merged into it (a value the
+    finding's span widened from one run to the next keeps matching)."""
+    out = [finding.fingerprint]
+    for m in members:
+        d = m.detection
+        fp = d.fingerprint or fingerprinter(_value_of(d))
+        if fp not in out:
+            out.append(fp)
+    return out
+
+
+def _not_pragma_allowed(text: str, hits: list[Layered]) -> list[Layered]:
+    """Rule-engine hits not on a line allowlisted inline (``pragma: allowlist secret``,
+    ``gitleaks:allow``), as our own detectors honour the pragma."""
+    if "pragma" not in text and "gitleaks:allow" not in text:
+        return hits
+    kept = []
+    for hit in hits:
+        start = hit.detection.start
+        line = _line_at(text, start)
+        line_start = text.rfind("\n", 0, start) + 1
+        previous = _line_at(text, line_start - 1) if line_start > 0 else ""
+        if "gitleaks:allow" in line or is_line_allowlisted(line[-4096:], previous[-4096:]):
+            continue
+        kept.append(hit)
+    return kept
 
 
 def _scan_one(
@@ -390,10 +579,14 @@ _worker_state: dict[str, Any] = {}
 def _worker_init(
     baseline: Baseline | None,
     values: frozenset[str],
+    rules: str | None,
+    providers: bool,
     fingerprinter: Fingerprinter,
     injected: FingerprintIndex | None,
 ) -> None:
-    _worker_state["scanner"] = Scanner(fingerprinter=fingerprinter)
+    _worker_state["scanner"] = Scanner(
+        rules=rules, providers=providers, fingerprinter=fingerprinter
+    )
     _worker_state["baseline"] = baseline
     _worker_state["matcher"] = ExactMatcher(values) if values else None
     _worker_state["injected"] = injected
@@ -414,6 +607,8 @@ def _parallel(
     baseline: Baseline | None,
     matcher: ExactMatcher | None,
     jobs: int,
+    rules: OrgRules | None,
+    providers: bool,
     fingerprinter: Fingerprinter,
     injected: FingerprintIndex | None,
 ) -> list[tuple[str, list[Finding] | None, str | None]]:
@@ -425,7 +620,14 @@ def _parallel(
     with ProcessPoolExecutor(
         max_workers=jobs,
         initializer=_worker_init,
-        initargs=(baseline, values, fingerprinter, injected),
+        initargs=(
+            baseline,
+            values,
+            rules.path if rules is not None else None,
+            providers,
+            fingerprinter,
+            injected,
+        ),
     ) as pool:
         done = {
             name: out
@@ -455,7 +657,12 @@ def _apply_baseline(result: ScanResult, baseline: Baseline | None) -> list[Findi
     known = {
         tuple(m.finding.model_dump().values())
         for m in result.matches
-        if baseline.is_known(result.path, m.finding.type, m.sha1)
+        if any(
+            baseline.is_known(result.path, type_, sha1)
+            for type_, sha1 in (
+                m.aliases if isinstance(m, LayeredMatch) else ((m.finding.type, m.sha1),)
+            )
+        )
     }
     return [f for f in result.findings if tuple(f.model_dump().values()) not in known]
 
@@ -503,6 +710,25 @@ def default_scanner() -> Scanner:
             if _default is None:
                 _default = Scanner()
     return _default
+
+
+def scanner_for_settings(settings: Any) -> Scanner:
+    """The scanner a server or command uses: the shared one, with ``settings.scan_rules``.
+
+    Raises :class:`ScanError` if the rule file is missing or invalid (fail closed).
+    """
+    rules = str(getattr(settings, "scan_rules", "") or "")
+    if not rules:
+        return default_scanner()
+    org = OrgRules.load(rules)
+    with _default_lock:
+        scanner = _with_rules.get(org.path)
+        if scanner is None or scanner.org_rules is not org:
+            scanner = _with_rules[org.path] = Scanner(rules=org)
+    return scanner
+
+
+_with_rules: dict[str, Scanner] = {}
 
 
 def scan_notebook(nb: Any, *, path: str = "", exact_values: ExactValues = None) -> ScanResult:

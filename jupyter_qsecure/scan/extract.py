@@ -42,6 +42,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .context import table_lines
 from .models import Where
 
 PathKey = str | int
@@ -105,7 +106,8 @@ def html_to_text(markup: str, *, keep_text: bool = True) -> str:
     """Text of an HTML/SVG fragment: tags removed, entities unescaped, link targets kept.
 
     Block-level tags become line breaks, inline tags a space; ``href``/``src`` values
-    (other than ``data:`` URIs and ``#fragments``) are appended one per line.
+    (other than ``data:`` URIs and ``#fragments``) are appended one per line, and so are
+    table cells named as credentials (:func:`.context.table_lines`).
     """
     links = [
         value
@@ -121,6 +123,11 @@ def html_to_text(markup: str, *, keep_text: bool = True) -> str:
     text = html.unescape(_TAG_RE.sub(_tag, markup)) if keep_text else ""
     if links:
         text = text + "\n" + "\n".join(html.unescape(v) for v in links)
+    # Table cells a header or first cell names as a credential, as '"name": "value"'
+    # lines (the rendered text loses which header a cell is under); see .context.
+    pairs = table_lines(markup)
+    if pairs:
+        text = text + "\n" + "\n".join(pairs)
     return text
 
 

@@ -21,7 +21,7 @@ from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
 from jupyter_qsecure.jobs.service import JobService
 from jupyter_qsecure.jobs.wiring import job_signer, trust_signer
 from jupyter_qsecure.ledger import Ledger
-from jupyter_qsecure.scan import default_scanner, fingerprinter_from_settings
+from jupyter_qsecure.scan import fingerprinter_from_settings, scanner_for_settings
 from jupyter_qsecure.scan.fingerprints import set_process_fingerprinter
 from jupyter_qsecure.served_paths import ServedPrivateFiles, check_not_served, private_paths
 from jupyter_qsecure.signing.transit import TransitSigner
@@ -92,7 +92,7 @@ class QSecureExtension(ExtensionApp):
         set_process_fingerprinter(fingerprinter)
         self.injected = InjectedRegistry.for_settings(settings, fingerprinter)
         self.save_gate = SaveGate(
-            scanner=default_scanner(),
+            scanner=scanner_for_settings(settings),
             recovery=recovery_store_from_settings(settings),
             mode=settings.save_mode,
             ledger=self.ledger,

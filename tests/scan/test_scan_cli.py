@@ -18,13 +18,7 @@ from jupyter_qsecure.scan import Fingerprinter, fingerprinter_from_settings
 from jupyter_qsecure.testing.ports import free_loopback_port
 from jupyter_qsecure.vault.injected import InjectedRegistry
 
-
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The scan reads the fingerprint key and registry of the data dir: never the user's."""
-    path = tmp_path_factory.mktemp("qsecure-data")
-    monkeypatch.setenv("QSECURE_DATA_DIR", str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("data_dir")
 
 
 def _write_nb(path: Path, *sources: str) -> None:

@@ -46,6 +46,8 @@ from typing import NamedTuple
 # ahocorasick-rs (Rust, maintained by G-Research): GB/s SIMD search, 10-100x pyahocorasick and re.
 import ahocorasick_rs
 
+from .literal_screen import LiteralScreen, build_screen
+
 __all__ = ["FRAGMENT", "Span", "ValueSearch"]
 
 FRAGMENT = "fragment"  # the kind of a span that is a run of a fragment source
@@ -127,6 +129,7 @@ class ValueSearch:
         "_byte_sources",
         "_joined",
         "_longest_form",
+        "_screen",
         "_short",
         "_short_limit",
         "_short_prefixes",
@@ -145,6 +148,7 @@ class ValueSearch:
         fragments: Sequence[tuple[str, int]] = (),
         *,
         min_fragment: int = 0,
+        screen: bool = True,
     ) -> None:
         self.min_fragment = min_fragment
         k = min_fragment
@@ -199,6 +203,9 @@ class ValueSearch:
             self._automaton = ahocorasick_rs.BytesAhoCorasick(
                 encoded, implementation=None if big else ahocorasick_rs.Implementation.DFA
             )
+        # The same patterns for the SIMD screen: a text that holds none of them skips the
+        # automaton (exact, so results are unchanged; None without Hyperscan).
+        self._screen: LiteralScreen | None = build_screen(encoded) if screen else None
         self.shortest = min(map(len, patterns), default=0)
 
         # For split(): which tails of a text could still grow into a match.
@@ -254,6 +261,8 @@ class ValueSearch:
         """:meth:`find` on binary ``data``, in byte offsets: the UTF-8 bytes of every form,
         and runs of at least ``min_fragment`` bytes of the UTF-8 bytes of a source."""
         if self._automaton is None or len(data) < self.shortest:
+            return []
+        if self._screen is not None and not self._screen.any_in(data):
             return []
         found = self._automaton.find_matches_as_indexes(data, overlapping=True)
         if not found:
@@ -320,6 +329,8 @@ class ValueSearch:
         if self._automaton is None or len(text) < self.shortest:
             return []
         data = text.encode(*ENCODING)
+        if self._screen is not None and not self._screen.any_in(data):
+            return []  # the common case: no pattern at all
         found: list[tuple[int, int, int]] = self._automaton.find_matches_as_indexes(
             data, overlapping=True
         )

@@ -1,0 +1,84 @@
+"""A SIMD screen in front of the Aho-Corasick pass: does any of a set of byte strings occur?
+
+:class:`~jupyter_qsecure.scan.valuesearch.ValueSearch` looks for hundreds of patterns
+(every encoded form of every value, plus the fragment anchors of long values). With
+that many patterns ahocorasick-rs has no prefilter and walks its DFA byte by byte
+(~0.4-0.5 GB/s), while almost every text (kernel output, notebooks) holds none of them.
+Hyperscan (Intel, via the ``hyperscan`` bindings) answers "does any literal occur?"
+with its SIMD literal matcher at several GB/s, so the automaton runs only on the texts
+that hold a pattern; its answer is exact (no pattern missed, none invented), so the
+result of the search does not change, only its cost.
+
+Optional: where ``hyperscan`` is not installed or cannot compile the set (another CPU
+architecture), :func:`build_screen` returns ``None`` and every text goes through the
+automaton, as before.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+_hs: Any
+try:  # Hyperscan bindings: x86-64 wheels with the library inside
+    import hyperscan as _hs
+except ImportError:  # pragma: no cover - depends on the platform
+    _hs = None
+
+__all__ = ["LiteralScreen", "build_screen"]
+
+
+_ESCAPED = tuple(b"\\x%02x" % b for b in range(256))
+
+
+def _stop(*_: object) -> bool:
+    return True  # the first match answers the question: stop the scan
+
+
+class LiteralScreen:
+    """``screen.any_in(data)``: whether any of the literals occurs in ``data`` (bytes).
+
+    Thread-safe: each thread scans with its own Hyperscan scratch space.
+    """
+
+    __slots__ = ("_database", "_local", "count")
+
+    def __init__(self, database: Any, count: int) -> None:
+        self._database = database
+        self._local = threading.local()
+        self._local.scratch = database.scratch  # the building thread's
+        self.count = count
+
+    def __repr__(self) -> str:  # counts only, never values
+        return f"LiteralScreen(literals={self.count})"
+
+    def any_in(self, data: bytes) -> bool:
+        """True if some literal occurs in ``data``; False only if none does."""
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = self._database.scratch.clone()
+        try:
+            self._database.scan(data, match_event_handler=_stop, scratch=scratch)
+        except _hs.ScanTerminated:
+            return True
+        return False
+
+
+def build_screen(literals: Sequence[bytes]) -> LiteralScreen | None:
+    """A screen for ``literals`` (non-empty byte strings), or ``None`` without Hyperscan."""
+    if _hs is None or not literals or not all(literals):
+        return None
+    try:
+        database = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        database.compile(
+            # every byte escaped: exact for any bytes (the bindings' literal mode would
+            # cut a literal at a NUL byte)
+            expressions=[b"".join(_ESCAPED[b] for b in literal) for literal in literals],
+            ids=list(range(len(literals))),
+            elements=len(literals),
+            flags=_hs.HS_FLAG_SINGLEMATCH,
+        )
+    except _hs.error:  # e.g. a CPU without the instructions the library needs
+        return None
+    return LiteralScreen(database, len(literals))

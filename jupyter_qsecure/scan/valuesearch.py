@@ -281,10 +281,16 @@ class ValueSearch:
         ``cut``: masking in pieces gives what masking the whole would.
         """
         n = len(text)
+        screen = self._screen  # the common case: no pattern at all, one SIMD pass
+        clean = (
+            screen is not None
+            and n >= self.shortest
+            and not screen.any_in(text.encode(*ENCODING))
+        )
         if not n or text[-1] not in self._tail_chars:
             # e.g. output ending in a newline: the common case, nothing held
-            return self._analyse(text)[0], n
-        spans, picks, grow = self._analyse(text)
+            return ([] if clean else self._analyse(text)[0]), n
+        spans, picks, grow = self._analyse(text, [] if clean else None)
         cut0 = min(grow, n - self._short_suffix(text))
         # (a) the first place, in the leftmost-longest chain of whole forms, where a
         # whole form could start and run past the end

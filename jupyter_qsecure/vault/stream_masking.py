@@ -135,6 +135,14 @@ class StreamMasker:
     # ---- the single-stream interface of earlier versions (key per stream) ----------------
     def feed(self, key: Hashable, text: str) -> str:
         """Masked text safe to show now for a single stream ``key``."""
+        if key not in self._held:  # the common case, as in write(), without the pieces
+            if not text:
+                return ""
+            emit, tail = self.masker.split(text)
+            if tail:
+                self._held[key] = tail
+                self._names[key] = [("", len(tail))]
+            return emit
         return "".join(piece for _, piece in self.write(key, "", text))
 
     def flush(self, key: Hashable) -> str:

@@ -2,7 +2,9 @@
 
 Runs each command N times as a fresh process, as a user types it (``jupyter qsecure
 ...`` through jupyter_core's dispatcher, with this interpreter), and prints the min and
-median wall time next to the anchor ``python -c pass`` with the same interpreter:
+median wall time next to the anchor ``python -c pass`` with the same interpreter, and
+the same for CPU time (user + system of the child processes), which a busy shared
+machine disturbs less than wall time:
 
   * ``jupyter qsecure --version``
   * ``jupyter qsecure audit note ...`` (a real append to a fresh SQLite ledger in a
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,17 +32,28 @@ from pathlib import Path
 TARGET_SECONDS = 0.3
 
 
-def wall_times(argv: Sequence[str], runs: int, env: dict[str, str]) -> list[float]:
-    times = []
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_times(
+    argv: Sequence[str], runs: int, env: dict[str, str]
+) -> tuple[list[float], list[float]]:
+    """(wall seconds, CPU seconds) of each of ``runs`` runs of ``argv``."""
+    walls, cpus = [], []
+    subprocess.run(argv, env=env, capture_output=True, check=False)  # warm-up: caches, .pyc
     for _ in range(runs):
+        cpu_before = _children_cpu()
         started = time.perf_counter()
         done = subprocess.run(argv, env=env, capture_output=True, check=False)
-        times.append(time.perf_counter() - started)
+        walls.append(time.perf_counter() - started)
+        cpus.append(_children_cpu() - cpu_before)
         if done.returncode != 0:
             raise SystemExit(
                 f"{' '.join(argv)} exited {done.returncode}: {done.stderr.decode()[-500:]}"
             )
-    return times
+    return walls, cpus
 
 
 def main() -> int:
@@ -49,6 +63,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="qsecure-cli-bench-") as folder:
         root = Path(folder)
         env = dict(os.environ)
+        # An installed package has its .pyc files; without them every run recompiles.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env.update(
             QSECURE_DATA_DIR=str(root / "data"),
             QSECURE_LEDGER=f"sqlite:///{root / 'audit.db'}",
@@ -61,12 +77,17 @@ def main() -> int:
             "jupyter qsecure audit note": [*qsecure, "audit", "note", "benchmark", "remark"],
         }
         print(f"{args.runs} runs each, {sys.executable}")
-        print(f"{'command':<30} {'min s':>8} {'median s':>9}")
+        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+        print(f"{'':<30} {'---- wall s ----':>19} {'---- CPU s -----':>19}")
+        print(f"{'command':<30} {'min':>9} {'median':>9} {'min':>9} {'median':>9}")
         slow = []
         for label, argv in commands.items():
-            times = wall_times(argv, args.runs, env)
-            best, median = min(times), statistics.median(times)
-            print(f"{label:<30} {best:>8.3f} {median:>9.3f}")
+            walls, cpus = run_times(argv, args.runs, env)
+            median = statistics.median(walls)
+            print(
+                f"{label:<30} {min(walls):>9.3f} {median:>9.3f} "
+                f"{min(cpus):>9.3f} {statistics.median(cpus):>9.3f}"
+            )
             if "anchor" not in label and median > TARGET_SECONDS:
                 slow.append(label)
     if slow:

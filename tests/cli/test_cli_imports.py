@@ -113,3 +113,17 @@ def test_scan_imports_neither_qiskit_nor_dask_nor_psycopg(
         "psycopg",
         "jupyter_server",
     }
+
+
+def test_command_table_names_every_registered_command() -> None:
+    # main imports only the module of the command that runs, found in COMMANDS: a command
+    # registered by a module but missing there (or named after the wrong module) would
+    # be an "invalid choice" for users.
+    from jupyter_qsecure.cli.main import COMMANDS, build_parser
+
+    parser = build_parser()
+    registered = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert list(registered) == list(COMMANDS)
+    for name, module in COMMANDS.items():
+        alone = build_parser((module,))._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+        assert name in alone, (name, module)

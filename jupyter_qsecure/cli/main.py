@@ -13,10 +13,12 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .._version import __version__
 from ..errors import QSecureError
+from ..extras import missing_extra
 
 #: Each subcommand and the module that registers it, in the order ``--help`` lists them.
 #: Only the module of the command that runs is imported (and it imports its own
@@ -65,7 +67,32 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    words = list(argv) if argv is not None else sys.argv[1:]
+    try:
+        try:
+            return _main(list(argv) if argv is not None else sys.argv[1:])
+        finally:  # also after --help's SystemExit
+            sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+    except BrokenPipeError:
+        return _output_closed()
+
+
+def _output_closed() -> int:
+    """The reader of our output went away (``jupyter qsecure audit export | head -1``).
+
+    Quiet, like other Unix tools, and with their status (128 + SIGPIPE), not 0: a
+    pipeline under ``set -o pipefail`` must not take a cut-off scan for a clean one.
+    Python flushes stdout again at exit; pointing it at /dev/null keeps that quiet too.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout replaced by a file object without a descriptor
+        pass
+    return 128 + 13  # SIGPIPE
+
+
+def _main(words: list[str]) -> int:
     if words[:1] == ["scan"]:
         # kingfisher's rule catalogue loads in a background thread (it releases the GIL)
         # while the scanner's modules import: ~0.3 s hidden from every scan.
@@ -82,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ..config import load_settings
 
         settings = load_settings()
-        return int(handler(args, settings))
+        return _run(handler, args, settings)
+    except BrokenPipeError:
+        raise  # the reader went away: main ends quietly
     except QSecureError as exc:
         print(f"jupyter qsecure {args.command}: error: {exc.message}", file=sys.stderr)
         if exc.hint:
@@ -106,8 +135,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
+
+
+def _run(
+    handler: Callable[[argparse.Namespace, Any], int], args: argparse.Namespace, settings: Any
+) -> int:
+    """Run a command; a missing optional dependency becomes an error naming its extra."""
+    try:
+        return int(handler(args, settings))
+    except ModuleNotFoundError as exc:
+        needed = missing_extra(exc, f"jupyter qsecure {args.command}")
+        if needed is None:
+            raise
+        raise needed from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,12 +9,9 @@ this test checks *what is imported*, in a fresh interpreter, never how long it t
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 #: Top-level packages no start-up path may import (each costs 0.05 to 0.9 s).
 HEAVY = (
@@ -63,33 +60,20 @@ def probe(argv: list[str], env: dict[str, str]) -> dict[str, object]:
     return result
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        QSECURE_DATA_DIR=str(tmp_path / "data"),
-        QSECURE_LEDGER=f"sqlite:///{tmp_path / 'audit.db'}",
-        JUPYTER_CONFIG_DIR=str(tmp_path / "config"),
-    )
-    for name in ("BAO_ADDR", "VAULT_ADDR"):  # the local signer: no OpenBao in this test
-        env.pop(name, None)
-    return env
-
-
-def test_version_imports_nothing_heavy(env: dict[str, str]) -> None:
-    result = probe(["--version"], env)
+def test_version_imports_nothing_heavy(cli_env: dict[str, str]) -> None:
+    result = probe(["--version"], cli_env)
     assert result["status"] == 0 and "jupyter-qsecure" in str(result["out"])
     assert result["loaded"] == []
 
 
-def test_audit_note_imports_nothing_heavy(env: dict[str, str]) -> None:
-    result = probe(["audit", "note", "rotated", "the", "transit", "key"], env)
+def test_audit_note_imports_nothing_heavy(cli_env: dict[str, str]) -> None:
+    result = probe(["audit", "note", "rotated", "the", "transit", "key"], cli_env)
     assert result["status"] == 0 and "recorded note as entry 0" in str(result["out"])
     assert result["loaded"] == []
 
 
-def test_help_lists_every_command_without_importing_them(env: dict[str, str]) -> None:
-    result = probe(["--help"], env)
+def test_help_lists_every_command_without_importing_them(cli_env: dict[str, str]) -> None:
+    result = probe(["--help"], cli_env)
     assert result["status"] == 0
     for command in ("scan", "audit", "jobs", "vault", "lab", "promote", "recover"):
         assert command in str(result["out"])
@@ -97,11 +81,11 @@ def test_help_lists_every_command_without_importing_them(env: dict[str, str]) ->
 
 
 def test_scan_imports_neither_qiskit_nor_dask_nor_psycopg(
-    env: dict[str, str], tmp_path: Path
+    cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     clean = tmp_path / "clean.py"
     clean.write_text("print('hello')\n")
-    result = probe(["scan", str(clean)], env)
+    result = probe(["scan", str(clean)], cli_env)
     assert result["status"] == 0, result
     loaded = set(map(str, result["loaded"]))  # type: ignore[call-overload]
     assert not loaded & {

@@ -19,9 +19,11 @@ import importlib.util
 
 from .errors import ConfigError
 
-#: Top-level module -> the extra that installs it.
+#: Top-level module -> the extra that installs it (numpy comes with Qiskit; the job code
+#: imports it directly).
 EXTRA_OF_MODULE: dict[str, str] = {
     "qiskit": "jobs",
+    "numpy": "jobs",
     "qiskit_aer": "jobs",
     "qiskit_qasm3_import": "jobs",
     "dask": "jobs",

@@ -7,16 +7,15 @@ import json
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import QSecure
 from ..errors import ConfigError, QSecureError, VerificationFailed
-from ..ledger import EntryFilter, InclusionProof, KeyRing, Ledger, verify_inclusion_proof
-from ..ledger.keys import keyring_from_settings
-from ..ledger.models import Checkpoint, Entry
-from ..ledger.store import open_store
-from ..ledger.verify import verify_ledger
 from ._table import print_table
+
+if TYPE_CHECKING:  # the ledger (pydantic, cryptography) is imported by the action that runs
+    from ..config import QSecure
+    from ..ledger import KeyRing
+    from ..ledger.models import Entry
 
 
 def register(subparsers: Any) -> None:
@@ -203,6 +202,9 @@ def _load_json_file(path: str, what: str) -> Any:
 
 
 def _keyring(settings: QSecure, extra_files: list[str]) -> KeyRing:
+    from ..ledger import KeyRing
+    from ..ledger.keys import keyring_from_settings
+
     keyring = keyring_from_settings(settings)
     for path in extra_files:
         data = _load_json_file(path, "key file")
@@ -219,6 +221,10 @@ def _keyring(settings: QSecure, extra_files: list[str]) -> KeyRing:
 
 # ---- actions ---------------------------------------------------------------------------------
 def _verify(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..ledger.models import Checkpoint
+    from ..ledger.store import open_store
+    from ..ledger.verify import verify_ledger
+
     keyring = _keyring(settings, args.keys)
     trusted = []
     for path in args.checkpoint:
@@ -290,6 +296,10 @@ def _entry_summary(entry: Entry, width: int = 60) -> str:
 
 
 def _show(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..ledger import EntryFilter
+    from ..ledger.models import Entry
+    from ..ledger.store import open_store
+
     where = EntryFilter(
         kinds=args.kind,
         actors=args.actor,
@@ -317,6 +327,8 @@ def _show(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _prove(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..ledger import Ledger
+
     with Ledger.open(_url(args, settings), settings=settings, create=False) as ledger:
         proof = ledger.prove(args.index)
     _write(args.output, proof.model_dump_json(indent=2) + "\n")
@@ -324,6 +336,9 @@ def _prove(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _check_proof(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..config import QSecure
+    from ..ledger import InclusionProof, KeyRing, verify_inclusion_proof
+
     data = _load_json_file(args.proof, "proof")
     try:
         proof = InclusionProof.model_validate(data)
@@ -349,6 +364,8 @@ def _check_proof(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _export(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..ledger.store import open_store
+
     since = parse_time(args.since, "--since")
     kinds = set(args.kind)
     store = open_store(_url(args, settings), create=False)
@@ -371,6 +388,8 @@ def _export(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _note(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..ledger import Ledger
+
     text = " ".join(args.text)
     with Ledger.open(_url(args, settings), settings=settings, actor=args.actor) as ledger:
         entry = ledger.append("note", {"text": text})
@@ -379,6 +398,8 @@ def _note(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _keys(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..ledger.keys import keyring_from_settings
+
     keyring = keyring_from_settings(settings)
     if not len(keyring):
         raise QSecureError(
@@ -390,6 +411,8 @@ def _keys(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _checkpoint(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..ledger import Ledger
+
     with Ledger.open(_url(args, settings), settings=settings) as ledger:
         checkpoint = ledger.checkpoint()
     text = checkpoint.model_dump_json(indent=2) + "\n"

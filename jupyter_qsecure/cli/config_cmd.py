@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import textwrap
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import ENV_OVERRIDES, QSecure
+if TYPE_CHECKING:
+    from ..config import QSecure
 
 #: Settings whose values are credentials: shown as set/unset only.
 SENSITIVE = {"vault_token"}
@@ -31,6 +32,8 @@ def _shown(name: str, value: Any) -> Any:
 
 
 def run(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..config import ENV_OVERRIDES
+
     traits = settings.class_traits(config=True)
     rows = []
     for name in sorted(traits):

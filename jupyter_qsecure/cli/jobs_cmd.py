@@ -8,29 +8,17 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import QSecure
-from ..jobs.approval import (
-    ENVIRONMENTS,
-    ApprovalError,
-    ApproverRef,
-    ApproverTrust,
-    LocalApproverKey,
-    approval_subject,
-    build_approval,
-    check_name,
-    kernel_context,
-)
 from ..jobs.history import JOB_KINDS, JobSummary, summarise_jobs, user_matches
-from ..jobs.replay import replay
-from ..ledger import EntryFilter, Ledger
-from ..ledger.keys import keyring_from_settings
-from ..signing.transit import TransitSigner
-from ..vault.layout import approver_name, approver_policy, approver_transit_key
-from ..vault_client import client_from_settings
+from ..vault.layout import ENVIRONMENTS, approver_name, approver_policy, approver_transit_key
 from ._table import print_table
 from .audit_cmd import parse_time
+
+if TYPE_CHECKING:  # imported by the action that runs: the CLI starts without them
+    from ..config import QSecure
+    from ..jobs.approval import ApproverRef
+    from ..ledger import Ledger
 
 
 def register(subparsers: Any) -> None:
@@ -136,6 +124,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _refuse_in_kernel(what: str) -> None:
+    from ..jobs.approval import ApprovalError, kernel_context
+
     reason = kernel_context()
     if reason is not None:
         raise ApprovalError(
@@ -147,6 +137,8 @@ def _refuse_in_kernel(what: str) -> None:
 
 def _read_passphrase(prompt: str, *, confirm: bool = False) -> str:
     """From a hidden prompt on the terminal, or one line of stdin; never from argv."""
+    from ..jobs.approval import ApprovalError
+
     if sys.stdin is not None and sys.stdin.isatty():
         first = getpass.getpass(prompt)
         if confirm and getpass.getpass("Again: ") != first:
@@ -163,6 +155,9 @@ def _read_passphrase(prompt: str, *, confirm: bool = False) -> str:
 
 def _job_entries(ledger: Ledger, job_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The job's ``job.decided`` and ``job.submitted`` bodies; ApprovalError if unfit."""
+    from ..jobs.approval import ApprovalError
+    from ..ledger import EntryFilter
+
     entries = ledger.entries(EntryFilter(kinds=["job.decided", "job.submitted"]))
     decided = [
         e.body for e in entries if e.kind == "job.decided" and e.body.get("job_id") == job_id
@@ -184,6 +179,10 @@ def _approver_signer(
     args: argparse.Namespace, settings: QSecure, environment: str
 ) -> tuple[Any, ApproverRef]:
     """The approver's signer: an OpenBao approver token, or a local key and passphrase."""
+    from ..jobs.approval import ApprovalError, ApproverRef, LocalApproverKey, check_name
+    from ..signing.transit import TransitSigner
+    from ..vault_client import client_from_settings
+
     if settings.vault_addr and not args.key and not args.approver:
         client = client_from_settings(settings)
         try:
@@ -226,6 +225,9 @@ def _approver_signer(
 
 
 def _approve(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..jobs.approval import approval_subject, build_approval
+    from ..ledger import Ledger
+
     _refuse_in_kernel("jupyter qsecure jobs approve")
     # No checkpoint signers: an approver's identity may not use the ledger's key (the
     # server signs the next checkpoint, which covers this entry too).
@@ -260,6 +262,8 @@ def _approve(args: argparse.Namespace, settings: QSecure) -> int:
 
 def _await_answer(ledger: Ledger, job_id: str, index: int, wait: float) -> int:
     """Wait (polling the ledger) for the server's answer to approval ``index``."""
+    from ..ledger import EntryFilter
+
     deadline = time.monotonic() + max(0.0, wait)
     where = EntryFilter(kinds=["job.released", "job.approval_refused"], start=index + 1)
     while True:
@@ -283,6 +287,8 @@ def _await_answer(ledger: Ledger, job_id: str, index: int, wait: float) -> int:
 
 
 def _approver_add(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..jobs.approval import ApprovalError, ApproverTrust, LocalApproverKey, check_name
+
     _refuse_in_kernel("jupyter qsecure jobs approver add")
     name = check_name(args.name)
     environments = args.environment or [settings.environment]
@@ -307,6 +313,8 @@ def _approver_add(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _approver_list(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..jobs.approval import ApproverTrust
+
     trust = ApproverTrust.load(settings.resolved_approvers_file())
     rows = [(a.name, a.key.key_id, ",".join(a.environments), a.added_at) for a in trust.approvers]
     print_table(("APPROVER", "KEY", "ENVIRONMENTS", "ADDED"), rows, "(no local approvers)")
@@ -314,6 +322,8 @@ def _approver_list(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _list(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..ledger import EntryFilter, Ledger
+
     if args.last < 1:
         print("--last must be at least 1", file=sys.stderr)
         return 2
@@ -354,6 +364,8 @@ def _details(job: JobSummary, width: int = 60) -> str:
 
 
 def _show(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..ledger import EntryFilter, Ledger
+
     with Ledger.open(settings=settings, create=False) as ledger:
         entries = [
             e
@@ -365,6 +377,9 @@ def _show(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _replay(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..jobs.replay import replay
+    from ..ledger.keys import keyring_from_settings
+
     keyring = keyring_from_settings(settings)
     if args.keys:
         from ..signing.signers import KeyRing

@@ -21,12 +21,14 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import QSecure
 from ..errors import ConfigError
 from ..vault.layout import ENVIRONMENTS
 from .vault_cmd import embedded_from_settings, external_vault_addr
+
+if TYPE_CHECKING:
+    from ..config import QSecure
 
 KERNEL_NAME = "qsecure"
 MASK = "***"

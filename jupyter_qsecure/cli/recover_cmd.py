@@ -6,12 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import QSecure
 from ..errors import ConfigError
-from ..gate.recovery import recovery_store_from_settings
 from ..kernel_guard import refuse_inside_kernel
+
+if TYPE_CHECKING:
+    from ..config import QSecure
 
 
 def register(subparsers: Any) -> None:
@@ -60,6 +61,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _list(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..gate.recovery import recovery_store_from_settings
+
     records = recovery_store_from_settings(settings).list()
     if args.json:
         print(json.dumps([r.model_dump(exclude={"wrapped_key"}) for r in records], indent=2))
@@ -76,6 +79,8 @@ def _list(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _restore(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..gate.recovery import recovery_store_from_settings
+
     refuse_inside_kernel("restoring a recovery copy")
     store = recovery_store_from_settings(settings)
     record, content = store.open(args.id)
@@ -106,6 +111,8 @@ def _restore(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _delete(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..gate.recovery import recovery_store_from_settings
+
     refuse_inside_kernel("deleting a recovery copy")
     recovery_store_from_settings(settings).delete(args.id)
     print(f"deleted recovery copy {args.id}")

@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from ..config import QSecure
+if TYPE_CHECKING:
+    from ..config import QSecure
 
 ENVIRONMENTS = ("dev", "test", "prod")
 

@@ -26,18 +26,13 @@ import argparse
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import QSecureError
-from ..scan import Baseline, OrgRules, Scanner, ScanReport
-from ..scan.errors import ScanError
-from ..scan.fingerprints import (
-    Fingerprinter,
-    FingerprintIndex,
-    fingerprinter_from_settings,
-    set_process_fingerprinter,
-)
-from ..scan.sarif import to_sarif
+
+if TYPE_CHECKING:  # the scanner (detect-secrets, kingfisher) is imported when a scan runs
+    from ..scan import ScanReport
+    from ..scan.fingerprints import Fingerprinter, FingerprintIndex
 
 
 def register(subparsers: Any) -> None:
@@ -93,6 +88,7 @@ def _print_text(report: ScanReport, out: Any) -> None:
 
 def _registry(settings: Any) -> tuple[Fingerprinter, FingerprintIndex | None, str | None]:
     """The fingerprint key, the registry's index, and a warning for stderr (or None)."""
+    from ..scan.fingerprints import Fingerprinter, fingerprinter_from_settings
     from ..vault.injected import InjectedRegistry
 
     try:
@@ -124,6 +120,11 @@ def _registry(settings: Any) -> tuple[Fingerprinter, FingerprintIndex | None, st
 
 
 def run(args: argparse.Namespace, settings: Any) -> int:
+    from ..scan import Baseline, OrgRules, Scanner
+    from ..scan.errors import ScanError
+    from ..scan.fingerprints import set_process_fingerprinter
+    from ..scan.sarif import to_sarif
+
     baseline = Baseline.load(args.baseline) if args.baseline else None
     rules_file = args.rules or str(getattr(settings, "scan_rules", "") or "")
     rules = OrgRules.load(rules_file) if rules_file else None

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from ..config import QSecure
-from ..vault.embedded import EmbeddedOpenBao, EmbeddedStatus
 from ..vault.layout import ENVIRONMENTS, server_policy
+
+if TYPE_CHECKING:
+    from ..config import QSecure
+    from ..vault.embedded import EmbeddedOpenBao, EmbeddedStatus
 
 _LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -76,6 +78,8 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 # ---- shared with `lab` ----------------------------------------------------------------
 def embedded_from_settings(settings: QSecure) -> EmbeddedOpenBao:
+    from ..vault.embedded import EmbeddedOpenBao
+
     return EmbeddedOpenBao(settings.data_path)
 
 

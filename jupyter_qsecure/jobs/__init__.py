@@ -27,8 +27,9 @@ Modules and their contracts (kept stable; other parts rely on them):
                canonicalised in worker processes with memory and CPU limits
                (``parse_worker``), never in the server.
 ``service``    ``JobService``: authenticate (kernel token -> identity), check declared sizes,
-               parse (in a worker), decide, sign, record, execute, sign the result, record;
-               ``replay(job_id)``.
+               parse (in a worker), decide, sign, record, execute, sign the result, record.
+``replay``     ``replay(archive_dir, job_id, keyring) -> ReplayReport``: re-run an archived
+               job on Aer and compare it with its signed result (``jupyter qsecure replay``).
 
 REST API served by the extension (``/qsecure/api/jobs``), authenticated with the kernel's
 short-lived OpenBao token (``Authorization: Bearer <token>``), never by what the client claims:

@@ -20,7 +20,8 @@ Sha256Hex = str
 class Body(BaseModel):
     """Base of every body model: strict about unknown fields unless a kind opts out."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: the schema is built on first use, not at import (CLI start-up, issue 15)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class NoteBody(Body):
@@ -85,7 +86,7 @@ class ReviewApprovedBody(Body):
 class CredentialBody(Body):
     """A credential issued, renewed or revoked. Never the value: accessor and lease id."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
     kernel_id: str | None = None
     name: str | None = None
@@ -112,7 +113,7 @@ class FileMaskedBody(Body):
 class OpenBody(Body):
     """Kinds whose body shape is owned by a later feature; still secret-guarded."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, defer_build=True)
 
 
 _REGISTRY: dict[str, type[BaseModel]] = {

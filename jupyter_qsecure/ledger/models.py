@@ -16,7 +16,8 @@ HEX64 = r"^[0-9a-f]{64}$"
 class Entry(BaseModel):
     """One ledger record. ``leaf_hash`` = SHA-256(0x00 || canonical bytes) is not part of them."""
 
-    model_config = ConfigDict(frozen=True)
+    # defer_build: the schema is built on first use, not at import (CLI start-up, issue 15)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     index: int = Field(ge=0)
     timestamp: str
@@ -37,7 +38,7 @@ class Entry(BaseModel):
 class CheckpointBody(BaseModel):
     """What a checkpoint signs: canonical JSON of these four fields plus the origin."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     origin: str
     tree_size: int = Field(ge=0)
@@ -51,7 +52,7 @@ class CheckpointBody(BaseModel):
 class Checkpoint(BaseModel):
     """A signed tree head. ``seq`` orders checkpoints; sizes never decrease along it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     seq: int = Field(ge=0)
     body: CheckpointBody
@@ -69,7 +70,7 @@ class Checkpoint(BaseModel):
 class InclusionProof(BaseModel):
     """Everything a third party needs to check an entry offline with only public keys."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     format: Literal["jupyter-qsecure/inclusion-proof/v1"] = "jupyter-qsecure/inclusion-proof/v1"
     hash_algorithm: Literal["sha256-rfc9162"] = "sha256-rfc9162"
@@ -86,7 +87,7 @@ class InclusionProof(BaseModel):
 
 
 class ConsistencyProof(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     format: Literal["jupyter-qsecure/consistency-proof/v1"] = "jupyter-qsecure/consistency-proof/v1"
     old: Checkpoint

@@ -9,7 +9,10 @@ Request: ``{"modules": [top-level module names], "roots": {module: distribution}
 "partial": {distribution: [requirement names to follow]}}``. ``roots`` names the
 distribution of modules that ``packages_distributions()`` may miss (editable installs);
 ``partial`` limits which requirements of a distribution are followed (jupyter-qsecure's
-runtime needs only part of what the whole package requires).
+runtime needs only part of what the whole package requires). ``extras`` (optional,
+``{distribution: [extra]}``) also follows those extras of a root distribution, where
+installed: a requirement only an extra brings that is not installed is left out
+(listed in ``excluded``), not reported missing.
 
 Answer: ``{"python": "3.11.7", "distributions": {canonical name: version},
 "roots": {module: distribution}, "unmapped": [modules no distribution provides],
@@ -36,6 +39,9 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
     roots: dict[str, str] = {}
     unmapped: list[str] = []
     wanted: list[tuple[str, frozenset[str]]] = []
+    root_extras = {
+        canonicalize_name(k): list(v) for k, v in dict(request.get("extras") or {}).items()
+    }
     fixed = {k: v for k, v in dict(request.get("roots") or {}).items()}
     for module in sorted(set(request.get("modules") or ())):
         if module in stdlib or module == "__future__":
@@ -45,7 +51,7 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
             unmapped.append(module)
             continue
         roots[module] = dists[0]
-        wanted.extend((d, frozenset()) for d in dists)
+        wanted.extend((d, frozenset(root_extras.get(canonicalize_name(d), ()))) for d in dists)
     partial = {
         canonicalize_name(k): {canonicalize_name(n) for n in v}
         for k, v in dict(request.get("partial") or {}).items()
@@ -56,9 +62,9 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
     missing: list[list[str]] = []
     excluded: set[str] = set()
     editable: set[str] = set()
-    queue = [(d, extras, "") for d, extras in wanted]
+    queue = [(d, extras, "", False) for d, extras in wanted]
     while queue:
-        name, extras, parent = queue.pop()
+        name, extras, parent, optional = queue.pop()
         key = (canonicalize_name(name), extras)
         if key in seen:
             continue
@@ -66,7 +72,10 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
         try:
             dist = metadata.distribution(name)
         except metadata.PackageNotFoundError:
-            missing.append([name, parent])
+            if optional:  # brought only by an extra that is not installed here
+                excluded.add(canonicalize_name(name))
+            else:
+                missing.append([name, parent])
             continue
         meta = dist.metadata  # parsed once: each access of .metadata parses again
         canonical = canonicalize_name(meta["Name"] or name)
@@ -80,18 +89,19 @@ def probe(request: dict[str, Any]) -> dict[str, Any]:
                 req = Requirement(text)
             except InvalidRequirement:
                 continue
-            applies = False
+            applies = by_extra = False
             for extra in extras or {""}:
                 env: dict[str, Any] = {**environment, "extra": extra}
                 if req.marker is None or req.marker.evaluate(env):
                     applies = True
+                    by_extra = req.marker is not None and "extra" in str(req.marker)
                     break
             if not applies:
                 continue
             if follow is not None and canonicalize_name(req.name) not in follow:
                 excluded.add(canonicalize_name(req.name))
                 continue
-            queue.append((req.name, frozenset(req.extras), canonical))
+            queue.append((req.name, frozenset(req.extras), canonical, optional or by_extra))
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),

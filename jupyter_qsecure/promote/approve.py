@@ -196,7 +196,10 @@ def _trust(settings: Any, signer: Signer, reviewer: Reviewer) -> KeyRing:
         records = [r.model_copy(update={"source": LOCAL_REVIEWER_SOURCE}) for r in records]
     path = Path(settings.resolved_keyring_file())
     keyring = KeyRing.load(path)
-    if any(keyring.add(r) for r in list(records)):
+    added = False
+    for record in records:  # every key: any() would stop at the first new one
+        added = keyring.add(record) or added
+    if added:
         keyring.save(path)
     return KeyRing(records)
 

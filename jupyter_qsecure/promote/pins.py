@@ -42,6 +42,8 @@ RUNTIME_REQUIREMENTS = (
     "tomli",
     "traitlets",
 )
+#: Extras of jupyter-qsecure whose requirements the runtime imports (where installed).
+RUNTIME_EXTRAS = ("jobs", "postgres")
 OWN_DISTRIBUTION = "jupyter-qsecure"
 #: Requirements of jupyter-qsecure that only review and promotion need, never a promoted
 #: script (excluded even when the installed metadata predates them).
@@ -119,6 +121,8 @@ def resolve_pins(modules: set[str], python: str) -> Pins:
         "modules": sorted(modules | {"jupyter_qsecure"}),
         "roots": {"jupyter_qsecure": OWN_DISTRIBUTION},
         "partial": {OWN_DISTRIBUTION: list(RUNTIME_REQUIREMENTS)},
+        # Qiskit, Aer (and psycopg) are extras of jupyter-qsecure: followed where installed
+        "extras": {OWN_DISTRIBUTION: list(RUNTIME_EXTRAS)},
     }
     if _same_interpreter(python):
         from ._envprobe import probe

@@ -14,6 +14,8 @@ Modules: :mod:`.signers` (the ``Signer`` protocol, local Ed25519 and ML-DSA-65 k
 (many signatures per transit call), :mod:`.canonical` (RFC 8785 JSON).
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .batching import BatchingSigner
 from .canonical import canonical_json
 from .signers import (
@@ -26,7 +28,20 @@ from .signers import (
     Signer,
     verify_signature,
 )
-from .transit import TransitSigner
+
+if TYPE_CHECKING:
+    from .transit import TransitSigner
+
+
+def __getattr__(name: str) -> Any:
+    # TransitSigner needs hvac and requests (~0.3 s to import): loaded on first use, so
+    # the ledger and the CLI's short commands, which import .signers, do not pay for it.
+    if name == "TransitSigner":
+        from .transit import TransitSigner
+
+        return TransitSigner
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BatchingSigner",

@@ -33,7 +33,8 @@ Algorithm = Literal["ed25519", "ml-dsa-65"]
 class SignatureRecord(BaseModel):
     """One signature over a checkpoint's canonical bytes."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: the schema is built on first use, not at import (CLI start-up, issue 15)
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     key_id: str
     key_version: int = 1
@@ -44,7 +45,7 @@ class SignatureRecord(BaseModel):
 class PublicKeyRecord(BaseModel):
     """A public key (one version of a key) that may have signed checkpoints."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     key_id: str
     key_version: int = 1

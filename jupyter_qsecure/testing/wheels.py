@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
-__all__ = ["SOURCE_ROOT", "build_wheel"]
+__all__ = ["SOURCE_ROOT", "build_wheel", "deploy_env"]
 
 #: The source tree this package was imported from (the repository in a checkout).
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
@@ -34,3 +35,16 @@ def build_wheel(folder: Path) -> Path:
         raise RuntimeError(f"uv build failed: {done.stderr[-2000:]}")
     (wheel,) = folder.glob("jupyter_qsecure-*.whl")
     return wheel
+
+
+def deploy_env(**extra: str) -> dict[str, str]:
+    """The environment of a deploy step or a fresh install: nothing of this test
+    process's Python (no PYTHONPATH, virtual environment or pip settings), no uv
+    Python downloads."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("PIP_")
+    }
+    env.update(UV_PYTHON_DOWNLOADS="never", NO_COLOR="1", **extra)
+    return env

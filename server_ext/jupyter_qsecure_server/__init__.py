@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from jupyter_qsecure import __version__
+from jupyter_qsecure.extras import MissingExtra, require_extra
 
-from .app import QSecureExtension
+try:
+    require_extra("jobs", "the jupyter-qsecure server extension (its %qsubmit job broker)")
+except MissingExtra as exc:
+    # SystemExit, not ImportError: Jupyter Server logs an extension that fails to import
+    # and starts without it, which would serve notebooks with no save gate or masking.
+    raise SystemExit(f"{exc.message}\n  hint: {exc.hint}") from None
+
+from .app import QSecureExtension  # noqa: E402
 
 __all__ = ["QSecureExtension", "__version__"]
 

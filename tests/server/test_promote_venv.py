@@ -12,7 +12,6 @@ while (less from a warm uv cache): this is the one such test (marker ``slow``).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +31,7 @@ from jupyter_qsecure.ledger import EntryFilter, KeyRing
 from jupyter_qsecure.promote.digest import load_notebook, notebook_digest
 from jupyter_qsecure.promote.lock import index_settings, uv_binary
 from jupyter_qsecure.testing.wheels import build_wheel
+from jupyter_qsecure.testing.wheels import deploy_env as _clean_env
 
 pytestmark = pytest.mark.slow
 
@@ -40,17 +40,6 @@ CELLS = [
     "qc = QuantumCircuit(3)\nqc.h(0)\nqc.cx(0, 1)\nqc.rx(0.3, 2)\nqc.measure_all()",
     "r = %qsubmit qc --shots 2000 --seed 1234\nprint('COUNTS', json.dumps(r.counts, sort_keys=True))",
 ]
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a deploy step: nothing of this test process's Python."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME") and not k.startswith("PIP_")
-    }
-    env.update(UV_PYTHON_DOWNLOADS="never", NO_COLOR="1", **extra)
-    return env
 
 
 def _run(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:

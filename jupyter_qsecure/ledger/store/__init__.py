@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from ...errors import ConfigError
+from ...extras import missing_extra
 from .base import CheckpointRow, EntryFilter, EntryRow, LedgerStore, NodeRow, ReadTx, WriteTx
 
 
@@ -16,8 +17,13 @@ def open_store(url: str, *, create: bool) -> LedgerStore:
 
         return SQLiteStore.from_url(url, create=create)
     if scheme in ("postgresql", "postgres"):
-        from .postgres import PostgresStore
-
+        try:
+            from .postgres import PostgresStore
+        except ModuleNotFoundError as exc:
+            needed = missing_extra(exc, "a PostgreSQL ledger")
+            if needed is None:
+                raise
+            raise needed from None
         return PostgresStore.from_url(url, create=create)
     raise ConfigError(
         f"unsupported ledger URL scheme {scheme or '(none)'!r}",

@@ -31,9 +31,13 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jupyter_qsecure.cli.kernel_cmd",
     "jupyter_qsecure.cli.promote_cmd",
 )
+#: Commands whose module is the only one imported when the command line names them: the
+#: other commands' modules import qiskit, numpy and the ledger (about 1 s), which the
+#: pre-commit hook's ``scan`` would otherwise pay on every run.
+SOLE_MODULES: dict[str, str] = {"scan": "jupyter_qsecure.cli.scan_cmd"}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jupyter qsecure",
         description="jupyter-qsecure: secret scanning, audit ledger, credentials and signed "
@@ -41,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"jupyter-qsecure {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
+    for module_name in modules:
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -56,11 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = list(argv) if argv is not None else sys.argv[1:]
     if words[:1] == ["scan"]:
         # kingfisher's rule catalogue loads in a background thread (it releases the GIL)
-        # while the other commands' modules import: ~0.3 s hidden from every scan.
+        # while the scanner's modules import: ~0.3 s hidden from every scan.
         from ..scan.providers import builtin_loader
 
         builtin_loader()
-    parser = build_parser()
+    sole = SOLE_MODULES.get(words[0]) if words else None
+    parser = build_parser((sole,) if sole is not None else COMMAND_MODULES)
     args = parser.parse_args(words)
     handler = getattr(args, "handler", None)
     if handler is None:

@@ -141,9 +141,9 @@ def rendered_text(markup: str, kind: str) -> str:
     """
     # Imported here: the rendered-text module is shared with output masking, and only
     # markup needs it.
-    from .rendered import visible_text
+    from .rendered import visible_only
 
-    shown: str = visible_text(markup, kind)[0]
+    shown = visible_only(markup, kind)
     return shown + html_to_text(markup, keep_text=False)
 
 

@@ -296,14 +296,27 @@ _REGEX_GATES: dict[str, tuple[re.Pattern[str], bool]] = {
 _SECRETISH_GATE = ("key", "secret", "pass", "pwd", "token", "auth", "credential", "sig")
 
 
+#: Every gate word, looked up once per text (:meth:`_Context.present`); words as written
+#: carry a ``\0`` prefix, so ``AP`` as written and ``ap`` in the lower case stay apart.
+_GATE_WORDS = tuple(sorted({w for ws in _GATES.values() for w in ws} | set(_SECRETISH_GATE)))
+_RAW_GATE_WORDS = tuple(sorted({w for ws in _RAW_GATES.values() for w in ws}))
+_PLUGIN_WORDS: dict[str, tuple[frozenset[str], ...]] = {
+    name: tuple(
+        frozenset(prefix + w for w in table[name])
+        for table, prefix in ((_GATES, ""), (_RAW_GATES, "\0"))
+        if name in table
+    )
+    for name in {*_GATES, *_RAW_GATES}
+}
+
+
 def _gated_out(name: str, ctx: _Context) -> bool:
     """True when the plugin ``name`` cannot fire on ``ctx``'s text (its gate is absent)."""
-    words = _GATES.get(name)
-    if words is not None and not any(w in ctx.lower for w in words):
-        return True
-    raw = _RAW_GATES.get(name)
-    if raw is not None and not any(w in ctx.text for w in raw):
-        return True
+    words = _PLUGIN_WORDS.get(name)
+    if words is not None:
+        present = ctx.present()
+        if any(ws.isdisjoint(present) for ws in words):
+            return True
     gate = _REGEX_GATES.get(name)
     if gate is not None:
         regex, on_folded = gate
@@ -338,10 +351,20 @@ class _Context:
         self.folded = folded_text(text, self.lower)
         self.lines = Lines(text)
         self._secretish: set[int] | None = None
+        self._present: frozenset[str] | None = None
+
+    def present(self) -> frozenset[str]:
+        """The gate words in the text (each searched once, not once per plugin)."""
+        if self._present is None:
+            lower, text = self.lower, self.text
+            found = [w for w in _GATE_WORDS if w in lower]
+            found.extend("\0" + w for w in _RAW_GATE_WORDS if w in text)
+            self._present = frozenset(found)
+        return self._present
 
     def secretish_lines(self) -> set[int]:
         if self._secretish is None:
-            if any(w in self.lower for w in _SECRETISH_GATE):
+            if not self.present().isdisjoint(_SECRETISH_GATE):
                 self._secretish = _line_set(_SECRETISH, self)
             else:
                 self._secretish = set()

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import ahocorasick_rs
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 from detect_secrets.filters import allowlist as ds_allowlist
 from detect_secrets.filters import heuristic as ds_heuristic
@@ -296,10 +297,12 @@ _REGEX_GATES: dict[str, tuple[re.Pattern[str], bool]] = {
 _SECRETISH_GATE = ("key", "secret", "pass", "pwd", "token", "auth", "credential", "sig")
 
 
-#: Every gate word, looked up once per text (:meth:`_Context.present`); words as written
-#: carry a ``\0`` prefix, so ``AP`` as written and ``ap`` in the lower case stay apart.
+#: Every gate word, found in one pass per text (:meth:`_Context.present`); words as
+#: written carry a ``\0`` prefix, so ``AP`` as written and ``ap`` in lower case stay apart.
 _GATE_WORDS = tuple(sorted({w for ws in _GATES.values() for w in ws} | set(_SECRETISH_GATE)))
 _RAW_GATE_WORDS = tuple(sorted({w for ws in _RAW_GATES.values() for w in ws}))
+_GATE_SEARCH = ahocorasick_rs.AhoCorasick(list(_GATE_WORDS))
+_RAW_GATE_SEARCH = ahocorasick_rs.AhoCorasick(list(_RAW_GATE_WORDS))
 _PLUGIN_WORDS: dict[str, tuple[frozenset[str], ...]] = {
     name: tuple(
         frozenset(prefix + w for w in table[name])
@@ -308,15 +311,28 @@ _PLUGIN_WORDS: dict[str, tuple[frozenset[str], ...]] = {
     )
     for name in {*_GATES, *_RAW_GATES}
 }
+#: present words -> names of the plugins whose word gates they pass (few distinct sets)
+_PASSING: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _word_gated_out(present: frozenset[str]) -> frozenset[str]:
+    """Names of the plugins whose word gates ``present`` fails."""
+    out = _PASSING.get(present)
+    if out is None:
+        out = frozenset(
+            name
+            for name, words in _PLUGIN_WORDS.items()
+            if any(ws.isdisjoint(present) for ws in words)
+        )
+        if len(_PASSING) < 4096:
+            _PASSING[present] = out
+    return out
 
 
 def _gated_out(name: str, ctx: _Context) -> bool:
     """True when the plugin ``name`` cannot fire on ``ctx``'s text (its gate is absent)."""
-    words = _PLUGIN_WORDS.get(name)
-    if words is not None:
-        present = ctx.present()
-        if any(ws.isdisjoint(present) for ws in words):
-            return True
+    if name in _word_gated_out(ctx.present()):
+        return True
     gate = _REGEX_GATES.get(name)
     if gate is not None:
         regex, on_folded = gate
@@ -356,9 +372,15 @@ class _Context:
     def present(self) -> frozenset[str]:
         """The gate words in the text (each searched once, not once per plugin)."""
         if self._present is None:
-            lower, text = self.lower, self.text
-            found = [w for w in _GATE_WORDS if w in lower]
-            found.extend("\0" + w for w in _RAW_GATE_WORDS if w in text)
+            # overlapping: "key" inside "accountkey=" counts too
+            found = {
+                _GATE_WORDS[i]
+                for i, _, _ in _GATE_SEARCH.find_matches_as_indexes(self.lower, overlapping=True)
+            }
+            found.update(
+                "\0" + _RAW_GATE_WORDS[i]
+                for i, _, _ in _RAW_GATE_SEARCH.find_matches_as_indexes(self.text, overlapping=True)
+            )
             self._present = frozenset(found)
         return self._present
 

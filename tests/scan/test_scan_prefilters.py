@@ -269,3 +269,9 @@ def test_visible_only_is_visible_text_without_the_map() -> None:
         assert visible_only(source, "json") == visible_text(source, "json")[0], source
     with pytest.raises(ValueError, match="unknown kind"):
         visible_only("x", "pdf")
+
+
+def test_gate_words_overlap() -> None:
+    """A gate word inside another ("key" in "accountkey=") is present too."""
+    present = D._Context("AccountKey=abc", "cell.py").present()
+    assert {"key", "accountkey="} <= present

@@ -568,7 +568,46 @@ def _azure_ok(secret: str, m: re.Match[str]) -> bool:
 
 _PEM_BODY = r"(?:[A-Za-z0-9+/=:,\- \t\r\n]|\\[rn]){64,20000}?"
 
+_UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+#: A UUID assigned to a name (``key = "…"``, ``token: …``, ``"api_key": "…"``): group 1
+#: the name, group 2 the value. Lower case: it runs over the folded text (caseless()).
+_NAMED_UUID = re.compile(
+    r"(?<![\w.-])([a-z_][\w.-]{0,60})[\"'\]]?[ \t]*(?:=>|:=|[:=])[ \t]*[bru]{0,2}[\"'`]?"
+    r"(" + _UUID_RE + r")(?![\w-])",
+    re.IGNORECASE,
+)
+_CREDENTIAL_NAME = re.compile(r"token|key|secret|passw|pwd|auth|credential")
+_ID_NAME = re.compile(r"(?:id|ids|uuid|guid|name|url|uri|path|type)$")
+#: How far from a UUID its provider's name may stand (the cell's lines around it).
+PROVIDER_WINDOW = 400
+
+
+def _named_by(provider: str) -> Callable[[str, re.Match[str]], bool]:
+    """A UUID is this provider's key when a credential's name holds it and the provider's
+    name stands near: Snyk tokens and HubSpot keys are bare UUIDs, which notebooks are
+    full of as ids, so neither the name alone (``key = …``) nor the shape is enough."""
+
+    def check(secret: str, m: re.Match[str]) -> bool:
+        name = m.group(1).lower().rstrip("_-.")
+        if not _CREDENTIAL_NAME.search(name) or _ID_NAME.search(name):
+            return False
+        around = m.string[max(0, m.start(2) - PROVIDER_WINDOW) : m.end(2) + PROVIDER_WINDOW]
+        return provider in around.lower()
+
+    return check
+
+
 FAMILIES: tuple[Family, ...] = (
+    Family(
+        # Plaid access tokens name themselves: access-<environment>-<uuid>
+        "Plaid Credential",
+        re.compile(
+            r"(?<![\w-])(access-(?:sandbox|development|production)-" + _UUID_RE + r")(?![\w-])"
+        ),
+        gate=("access-",),
+    ),
+    Family("Snyk API Token", _NAMED_UUID, group=2, check=_named_by("snyk"), gate=("snyk",)),
+    Family("HubSpot API Key", _NAMED_UUID, group=2, check=_named_by("hubspot"), gate=("hubspot",)),
     Family(
         "PEM Private Key",
         re.compile(

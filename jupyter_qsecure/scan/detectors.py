@@ -372,15 +372,20 @@ class _Context:
     def present(self) -> frozenset[str]:
         """The gate words in the text (each searched once, not once per plugin)."""
         if self._present is None:
-            # overlapping: "key" inside "accountkey=" counts too
-            found = {
-                _GATE_WORDS[i]
-                for i, _, _ in _GATE_SEARCH.find_matches_as_indexes(self.lower, overlapping=True)
-            }
-            found.update(
-                "\0" + _RAW_GATE_WORDS[i]
-                for i, _, _ in _RAW_GATE_SEARCH.find_matches_as_indexes(self.text, overlapping=True)
-            )
+            lower, text = self.lower, self.text
+            try:
+                # overlapping: "key" inside "accountkey=" counts too
+                found = {
+                    _GATE_WORDS[i]
+                    for i, _, _ in _GATE_SEARCH.find_matches_as_indexes(lower, overlapping=True)
+                }
+                found.update(
+                    "\0" + _RAW_GATE_WORDS[i]
+                    for i, _, _ in _RAW_GATE_SEARCH.find_matches_as_indexes(text, overlapping=True)
+                )
+            except UnicodeEncodeError:  # a lone surrogate (not UTF-8): word by word
+                found = {w for w in _GATE_WORDS if w in lower}
+                found.update("\0" + w for w in _RAW_GATE_WORDS if w in text)
             self._present = frozenset(found)
         return self._present
 

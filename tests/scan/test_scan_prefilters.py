@@ -275,3 +275,8 @@ def test_gate_words_overlap() -> None:
     """A gate word inside another ("key" in "accountkey=") is present too."""
     present = D._Context("AccountKey=abc", "cell.py").present()
     assert {"key", "accountkey="} <= present
+
+
+def test_gate_words_in_a_text_with_a_lone_surrogate() -> None:
+    present = D._Context("bad \ud800 AccountKey=abc AP", "cell.py").present()
+    assert {"key", "accountkey=", "\0AP"} <= present

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import ahocorasick_rs
 from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 from detect_secrets.filters import allowlist as ds_allowlist
 from detect_secrets.filters import heuristic as ds_heuristic
@@ -129,8 +130,9 @@ def _windows(start: int, end: int) -> Iterator[tuple[int, int]]:
 # ------------------------------------------------------------------ filters
 _WS_RUN = re.compile(r"\s{2,}")
 _SECRETISH = re.compile(
-    r"(?i)(?:api[_-]?key|apikey|secret|passw(?:or)?d|passwd|pwd|token|auth|credential|"
-    r"access[_-]?key|private[_-]?key|client[_-]?key|sig(?:nature)?\b)"
+    r"(?:api[_-]?key|apikey|secret|passw(?:or)?d|passwd|pwd|token|auth|credential|"
+    r"access[_-]?key|private[_-]?key|client[_-]?key|sig(?:nature)?\b)",
+    re.IGNORECASE,
 )
 _ASSIGNED = re.compile(r"""[\w\]'")]\s*(?::=|=|:)\s*[bru]{0,2}['"]?$""")
 _PLACEHOLDER = re.compile(
@@ -139,6 +141,43 @@ _PLACEHOLDER = re.compile(
     r"secret|password|passwd|token|none|null|undefined|string|str|value|foo|bar)"
     r"(?-i:[_-]?[a-z_]*))$"
 )
+
+
+#: Characters that case-insensitive matching takes for an ASCII letter but ``str.lower``
+#: leaves alone (dotless i, long s). Every other character whose lower case is one
+#: character matches a lower-case pattern as ``(?i)`` matches it (checked over all of
+#: Unicode by tests/scan/test_scan_prefilters.py).
+_FOLD_EXCEPTIONS = re.compile("[\u0131\u017f]")
+
+
+def folded_text(text: str, lower: str) -> str | None:
+    """``lower`` (``text.lower()``) if a lower-case pattern matched over it case-sensitively
+    finds exactly what its ``(?i)`` form finds over ``text``, at the same offsets; else None.
+
+    Case-insensitive matching is the slowest thing ``re`` does (about 10x a plain pattern),
+    and detect-secrets' keyword regex and our secret-word regex run over every text.
+    """
+    if text.isascii():
+        return lower
+    if len(lower) != len(text) or _FOLD_EXCEPTIONS.search(text) is not None:
+        return None  # a character lowers to two (İ) or (?i) folds it otherwise
+    return lower
+
+
+_CASELESS: dict[re.Pattern[str], re.Pattern[str] | None] = {}
+_ESCAPE = re.compile(r"\\.")
+
+
+def caseless(regex: re.Pattern[str]) -> re.Pattern[str] | None:
+    """``regex`` without ``re.IGNORECASE``, for :func:`folded_text`; None when that would
+    not be the same pattern (it names an upper-case letter outside an escape)."""
+    if regex in _CASELESS:
+        return _CASELESS[regex]
+    plain: re.Pattern[str] | None = None
+    if regex.flags & re.IGNORECASE and not any(c.isupper() for c in _ESCAPE.sub("", regex.pattern)):
+        plain = re.compile(regex.pattern, regex.flags & ~re.IGNORECASE)
+    _CASELESS[regex] = plain
+    return plain
 
 
 def is_line_allowlisted(line: str, previous_line: str) -> bool:
@@ -210,38 +249,106 @@ _GATES: dict[str, tuple[str, ...]] = {
     "IbmCosHmacDetector": ("secret",),
     "CloudantDetector": ("cloudant", "key", "pwd", "pass", "token"),
     "SoftlayerDetector": ("softlayer", "key", "pwd", "pass", "token"),
-    "MailchimpDetector": ("-us",),
     "AWSKeyDetector": ("a3t", "abia", "acca", "akia", "asia", "aws"),
     "SlackDetector": ("xox", "hooks.slack.com"),
     "StripeDetector": ("k_live_",),
     "SquareOAuthDetector": ("sq0csp-",),
     "PypiTokenDetector": ("pypi-",),
     "NpmDetector": ("_authtoken",),
-    "GitHubTokenDetector": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
-    "SendGridDetector": ("sg.",),
-    "JwtTokenDetector": ("eyj",),
     "PrivateKeyDetector": ("private key", "putty-user-key"),
     "OpenAIDetector": ("t3blbkfj",),
     "AzureStorageKeyDetector": ("accountkey=",),
-    "TwilioKeyDetector": ("ac", "sk"),
-    "ArtifactoryDetector": ("akc", "ap"),
-    "GitLabTokenDetector": ("gl", "gr1348941"),
+}
+#: The same for plugins whose regexes are case-sensitive: words as written in the text
+#: (``AP`` is rare, ``ap`` is in every other text).
+_RAW_GATES: dict[str, tuple[str, ...]] = {
+    "ArtifactoryDetector": ("AKC", "AP"),
+    "TwilioKeyDetector": ("AC", "SK"),
+    "MailchimpDetector": ("-us",),
+    "SendGridDetector": ("SG.",),
+    "JwtTokenDetector": ("eyJ",),
+    "GitHubTokenDetector": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+    "GitLabTokenDetector": ("gl", "GR1348941"),
+}
+#: Regex gates: every match of the plugin's regexes contains a match of the gate, which
+#: starts with a literal (``re`` then skips to it at C speed) or, for ``(?i)`` plugins,
+#: runs case-sensitively over the folded text (:func:`folded_text`; no gate without it).
+#: ``(gate, over the folded text)``. Tests check each against the plugin's own regexes.
+_REGEX_GATES: dict[str, tuple[re.Pattern[str], bool]] = {
+    "TelegramBotTokenDetector": (re.compile(r":[\w-]{35}"), False),
+    "DiscordBotTokenDetector": (re.compile(r"\.[\w-]{6}\.[\w-]{27}"), False),
+    "IPPublicDetector": (re.compile(r"\.\d{1,3}\.\d{1,3}\.\d"), False),
+    "CloudantDetector": (
+        re.compile(r"cl(?:ou(?:dant)?)?[_-]?(?:api)?(?:key|pwd|pw|pass|token)|cloudant\.com"),
+        True,
+    ),
+    "SoftlayerDetector": (
+        re.compile(r"softlayer|sl[_-]?(?:api)?[_-]?(?:key|pwd|pass|token)"),
+        True,
+    ),
+    "IbmCloudIamDetector": (
+        re.compile(
+            r"(?:key|pwd|password|pass|token)[\"']?\]? *(?:=>?|:=?|::| +) *[\"']?[a-z0-9_\-]{44}"
+        ),
+        True,
+    ),
 }
 #: Words an entropy hit must follow (see :func:`_entropy_in_context`); lower-cased gate.
 _SECRETISH_GATE = ("key", "secret", "pass", "pwd", "token", "auth", "credential", "sig")
-_IP_GATE = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d")
 
 
-def _gated_out(name: str, lower: str, text: str) -> bool:
-    words = _GATES.get(name)
-    if words is not None:
-        return not any(w in lower for w in words)
-    if name == "IPPublicDetector":
-        return _IP_GATE.search(text) is None
+#: Every gate word, found in one pass per text (:meth:`_Context.present`); words as
+#: written carry a ``\0`` prefix, so ``AP`` as written and ``ap`` in lower case stay apart.
+_GATE_WORDS = tuple(sorted({w for ws in _GATES.values() for w in ws} | set(_SECRETISH_GATE)))
+_RAW_GATE_WORDS = tuple(sorted({w for ws in _RAW_GATES.values() for w in ws}))
+_GATE_SEARCH = ahocorasick_rs.AhoCorasick(list(_GATE_WORDS))
+_RAW_GATE_SEARCH = ahocorasick_rs.AhoCorasick(list(_RAW_GATE_WORDS))
+_PLUGIN_WORDS: dict[str, tuple[frozenset[str], ...]] = {
+    name: tuple(
+        frozenset(prefix + w for w in table[name])
+        for table, prefix in ((_GATES, ""), (_RAW_GATES, "\0"))
+        if name in table
+    )
+    for name in {*_GATES, *_RAW_GATES}
+}
+#: present words -> names of the plugins whose word gates they pass (few distinct sets)
+_PASSING: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _word_gated_out(present: frozenset[str]) -> frozenset[str]:
+    """Names of the plugins whose word gates ``present`` fails."""
+    out = _PASSING.get(present)
+    if out is None:
+        out = frozenset(
+            name
+            for name, words in _PLUGIN_WORDS.items()
+            if any(ws.isdisjoint(present) for ws in words)
+        )
+        if len(_PASSING) < 4096:
+            _PASSING[present] = out
+    return out
+
+
+def _gated_out(name: str, ctx: _Context) -> bool:
+    """True when the plugin ``name`` cannot fire on ``ctx``'s text (its gate is absent)."""
+    if name in _word_gated_out(ctx.present()):
+        return True
+    gate = _REGEX_GATES.get(name)
+    if gate is not None:
+        regex, on_folded = gate
+        where = ctx.folded if on_folded else ctx.text
+        if where is not None and regex.search(where) is None:
+            return True
     return False
 
 
-def _line_set(regex: re.Pattern[str], text: str, lines: Lines) -> set[int]:
+def _line_set(regex: re.Pattern[str], ctx: _Context) -> set[int]:
+    """Lines holding a match of ``regex`` (case-insensitive ones over the folded text)."""
+    text = ctx.text
+    plain = caseless(regex) if regex.flags & re.IGNORECASE else None
+    if plain is not None and ctx.folded is not None:
+        regex, text = plain, ctx.folded
+    lines = ctx.lines
     hit: set[int] = set()
     for m in regex.finditer(text):
         first = lines.index_of(m.start())
@@ -257,13 +364,35 @@ class _Context:
         self.text = text
         self.profile = profile
         self.lower = text.lower()
+        self.folded = folded_text(text, self.lower)
         self.lines = Lines(text)
         self._secretish: set[int] | None = None
+        self._present: frozenset[str] | None = None
+
+    def present(self) -> frozenset[str]:
+        """The gate words in the text (each searched once, not once per plugin)."""
+        if self._present is None:
+            lower, text = self.lower, self.text
+            try:
+                # overlapping: "key" inside "accountkey=" counts too
+                found = {
+                    _GATE_WORDS[i]
+                    for i, _, _ in _GATE_SEARCH.find_matches_as_indexes(lower, overlapping=True)
+                }
+                found.update(
+                    "\0" + _RAW_GATE_WORDS[i]
+                    for i, _, _ in _RAW_GATE_SEARCH.find_matches_as_indexes(text, overlapping=True)
+                )
+            except UnicodeEncodeError:  # a lone surrogate (not UTF-8): word by word
+                found = {w for w in _GATE_WORDS if w in lower}
+                found.update("\0" + w for w in _RAW_GATE_WORDS if w in text)
+            self._present = frozenset(found)
+        return self._present
 
     def secretish_lines(self) -> set[int]:
         if self._secretish is None:
-            if any(w in self.lower for w in _SECRETISH_GATE):
-                self._secretish = _line_set(_SECRETISH, self.text, self.lines)
+            if not self.present().isdisjoint(_SECRETISH_GATE):
+                self._secretish = _line_set(_SECRETISH, self)
             else:
                 self._secretish = set()
         return self._secretish
@@ -272,20 +401,19 @@ class _Context:
 def _trigger_lines(plugin: BasePlugin, ctx: _Context) -> Iterable[int]:
     """Indices of lines where the plugin could fire (one C-speed pass over the text)."""
     name = type(plugin).__name__
-    if _gated_out(name, ctx.lower, ctx.text):
+    if _gated_out(name, ctx):
         return ()
     if isinstance(plugin, KeywordDetector):
-        return sorted(_line_set(_KEYWORD_TRIGGER, ctx.text, ctx.lines))
+        return sorted(_line_set(_KEYWORD_TRIGGER, ctx))
     if isinstance(plugin, HighEntropyStringsPlugin):
-        # An entropy hit is only kept next to a secret-sounding word on its line.
-        candidates = ctx.secretish_lines()
-        if not candidates:
-            return ()
-        return sorted(candidates & _line_set(plugin.regex, ctx.text, ctx.lines))
+        # An entropy hit is only kept next to a secret-sounding word on its line, so only
+        # those lines are searched (the plugin's quoted-string regex never spans lines).
+        search = plugin.regex.search
+        return sorted(li for li in ctx.secretish_lines() if search(ctx.text, *ctx.lines.span(li)))
     if isinstance(plugin, RegexBasedDetector):
         hit: set[int] = set()
         for regex in plugin.denylist:
-            hit |= _line_set(regex, ctx.text, ctx.lines)
+            hit |= _line_set(regex, ctx)
         return sorted(hit)
     return range(len(ctx.lines))  # pragma: no cover - every built-in plugin is one of the above
 
@@ -376,6 +504,8 @@ class Family:
     placeholder_filter: bool = True
     #: Lower-cased words one of which must be in the text for the regex to run.
     gate: tuple[str, ...] = ()
+    #: A regex every match contains (starting with a literal, so ``re`` skips to it).
+    needs: re.Pattern[str] | None = None
 
 
 def _mixed(secret: str, *, min_entropy: float = 3.0) -> bool:
@@ -443,7 +573,46 @@ def _azure_ok(secret: str, m: re.Match[str]) -> bool:
 
 _PEM_BODY = r"(?:[A-Za-z0-9+/=:,\- \t\r\n]|\\[rn]){64,20000}?"
 
+_UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+#: A UUID assigned to a name (``key = "…"``, ``token: …``, ``"api_key": "…"``): group 1
+#: the name, group 2 the value. Lower case: it runs over the folded text (caseless()).
+_NAMED_UUID = re.compile(
+    r"(?<![\w.-])([a-z_][\w.-]{0,60})[\"'\]]?[ \t]*(?:=>|:=|[:=])[ \t]*[bru]{0,2}[\"'`]?"
+    r"(" + _UUID_RE + r")(?![\w-])",
+    re.IGNORECASE,
+)
+_CREDENTIAL_NAME = re.compile(r"token|key|secret|passw|pwd|auth|credential")
+_ID_NAME = re.compile(r"(?:id|ids|uuid|guid|name|url|uri|path|type)$")
+#: How far from a UUID its provider's name may stand (the cell's lines around it).
+PROVIDER_WINDOW = 400
+
+
+def _named_by(provider: str) -> Callable[[str, re.Match[str]], bool]:
+    """A UUID is this provider's key when a credential's name holds it and the provider's
+    name stands near: Snyk tokens and HubSpot keys are bare UUIDs, which notebooks are
+    full of as ids, so neither the name alone (``key = …``) nor the shape is enough."""
+
+    def check(secret: str, m: re.Match[str]) -> bool:
+        name = m.group(1).lower().rstrip("_-.")
+        if not _CREDENTIAL_NAME.search(name) or _ID_NAME.search(name):
+            return False
+        around = m.string[max(0, m.start(2) - PROVIDER_WINDOW) : m.end(2) + PROVIDER_WINDOW]
+        return provider in around.lower()
+
+    return check
+
+
 FAMILIES: tuple[Family, ...] = (
+    Family(
+        # Plaid access tokens name themselves: access-<environment>-<uuid>
+        "Plaid Credential",
+        re.compile(
+            r"(?<![\w-])(access-(?:sandbox|development|production)-" + _UUID_RE + r")(?![\w-])"
+        ),
+        gate=("access-",),
+    ),
+    Family("Snyk API Token", _NAMED_UUID, group=2, check=_named_by("snyk"), gate=("snyk",)),
+    Family("HubSpot API Key", _NAMED_UUID, group=2, check=_named_by("hubspot"), gate=("hubspot",)),
     Family(
         "PEM Private Key",
         re.compile(
@@ -461,13 +630,16 @@ FAMILIES: tuple[Family, ...] = (
             r"(?![\w.\-/])"
         ),
         check=_vault_ok,
+        needs=re.compile(r"\.[A-Za-z0-9_-]{24}"),
     ),
     Family(
         "IBM Quantum API Token",
         re.compile(
-            r"(?i)(?:token|api[_-]?key|save_account|enable_account|QiskitRuntimeService|IBMQ|"
-            r"ibm_quantum|IBMProvider|QISKIT_IBM)[^\n]{0,120}?(?<![0-9a-fA-F])([0-9a-fA-F]{128})"
-            r"(?![0-9a-fA-F])"
+            # lower case, so it runs case-sensitively over the folded text (caseless())
+            r"(?:token|api[_-]?key|save_account|enable_account|qiskitruntimeservice|ibmq|"
+            r"ibm_quantum|ibmprovider|qiskit_ibm)[^\n]{0,120}?(?<![0-9a-f])([0-9a-f]{128})"
+            r"(?![0-9a-f])",
+            re.IGNORECASE,
         ),
         check=_hex128_ok,
         gate=("token", "api", "account", "qiskit", "ibm"),
@@ -529,15 +701,21 @@ def _family_hits(ctx: _Context) -> Iterator[Detection]:
     for family in FAMILIES:
         if family.gate and not any(w in ctx.lower for w in family.gate):
             continue
-        for m in family.regex.finditer(text):
+        if family.needs is not None and family.needs.search(text) is None:
+            continue
+        regex, where = family.regex, text
+        plain = caseless(regex) if regex.flags & re.IGNORECASE else None
+        if plain is not None and ctx.folded is not None:
+            regex, where = plain, ctx.folded  # same offsets; the secret is read from text
+        for m in regex.finditer(where):
             if family.group == 0:
                 g = 1 if m.group(1) is not None else 2
             else:
                 g = family.group
-            secret = m.group(g)
-            if not secret:
+            start, end = m.span(g)
+            if start < 0 or start == end:
                 continue
-            start, end = m.start(g), m.end(g)
+            secret = text[start:end]
             if family.check is not None and not family.check(secret, m):
                 continue
             li = lines.index_of(start)

@@ -141,9 +141,9 @@ def rendered_text(markup: str, kind: str) -> str:
     """
     # Imported here: the rendered-text module is shared with output masking, and only
     # markup needs it.
-    from .rendered import visible_text
+    from .rendered import visible_only
 
-    shown: str = visible_text(markup, kind)[0]
+    shown = visible_only(markup, kind)
     return shown + html_to_text(markup, keep_text=False)
 
 
@@ -316,7 +316,10 @@ def as_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, list):
-        return "".join(v for v in value if isinstance(v, str))
+        try:
+            return "".join(value)  # the usual case: every item a str
+        except TypeError:
+            return "".join(v for v in value if isinstance(v, str))
     return ""
 
 
@@ -338,6 +341,10 @@ def _is_json_mime(mime: str) -> bool:
 MAX_JSON_DEPTH = 64
 
 
+#: JSON leaves that are never text (exact classes: a str subclass is still walked).
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+
 def walk_json(
     value: Any, path: tuple[PathKey, ...], key: str = ""
 ) -> Iterator[tuple[tuple[PathKey, ...], str, str, bool]]:
@@ -355,10 +362,13 @@ def walk_json(
             yield node_path, node_key, node, not deep
         elif isinstance(node, dict) or (not isinstance(node, list) and isinstance(node, Mapping)):
             for k, v in reversed(list(node.items())):
-                stack.append((v, node_path if deep else (*node_path, k), str(k)))
+                if v.__class__ not in _SCALARS:  # numbers hold no text: not walked
+                    stack.append((v, node_path if deep else (*node_path, k), str(k)))
         elif isinstance(node, (list, tuple)):
             for i in range(len(node) - 1, -1, -1):
-                stack.append((node[i], node_path if deep else (*node_path, i), node_key))
+                v = node[i]
+                if v.__class__ not in _SCALARS:
+                    stack.append((v, node_path if deep else (*node_path, i), node_key))
 
 
 def json_unit(

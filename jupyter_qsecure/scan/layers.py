@@ -84,6 +84,9 @@ OUR_PROVIDER_TYPES = frozenset(
         "OpenAI API Key",
         "HTTP Authorization",
         "Connection String Password",
+        "Plaid Credential",
+        "Snyk API Token",
+        "HubSpot API Key",
     }
 )
 

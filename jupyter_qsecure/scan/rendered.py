@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable
 from typing import Literal
 
-__all__ = ["Kind", "source_pieces", "token_end", "visible_text"]
+__all__ = ["Kind", "source_pieces", "token_end", "visible_only", "visible_text"]
 
 Kind = Literal["html", "svg", "ansi", "json"]
 
@@ -94,6 +94,31 @@ def visible_text(source: str, kind: str) -> tuple[str, list[int]]:
     if kind == "json":
         return _decode(source, _JSON_ESCAPE, _decode_json_escape)
     raise ValueError(f"unknown kind {kind!r}: expected one of html, svg, ansi, json")
+
+
+def visible_only(source: str, kind: str) -> str:
+    """``visible_text(source, kind)[0]`` without the offset map (the scanner's units need
+    only the text; building the map costs most of the time on big HTML outputs)."""
+    if kind in ("html", "svg"):
+        if "&" not in source:
+            return _TAG.sub("", source)
+        # entities are decoded between tags only, as visible_text does
+        return "".join(
+            _ENTITY.sub(_entity_or_literal, part) if "&" in part else part
+            for part in _TAG.split(source)
+        )
+    if kind == "ansi":
+        return _ANSI.sub("", source)
+    if kind == "json":
+        if "\\" not in source:
+            return source
+        return _JSON_ESCAPE.sub(lambda m: _decode_json_escape(m.group(0)), source)
+    raise ValueError(f"unknown kind {kind!r}: expected one of html, svg, ansi, json")
+
+
+def _entity_or_literal(m: re.Match[str]) -> str:
+    decoded = _decode_entity(m.group(0))
+    return m.group(0) if decoded is None else decoded
 
 
 def _strip(source: str, pattern: re.Pattern[str]) -> tuple[str, list[int]]:

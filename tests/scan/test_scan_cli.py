@@ -128,6 +128,34 @@ def test_baseline_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "no 'results'" in capsys.readouterr().err
 
 
+def test_scan_imports_only_the_scanner(tmp_path: Path) -> None:
+    """``scan`` (the pre-commit hook, on every commit) does not import the other commands'
+    modules: they pull in qiskit, numpy and the ledger (about 1 s per run)."""
+    import subprocess
+    import sys
+
+    _write_nb(tmp_path / "a.ipynb", "x = 1")
+    probe = (
+        "import sys\n"
+        "from jupyter_qsecure.cli.main import main\n"
+        f"code = main(['scan', {str(tmp_path / 'a.ipynb')!r}])\n"
+        "heavy = sorted(m for m in ('qiskit', 'numpy', 'jupyter_qsecure.ledger', "
+        "'jupyter_qsecure.cli.jobs_cmd') if m in sys.modules)\n"
+        "print('HEAVY', heavy, 'CODE', code)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert "HEAVY [] CODE 0" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_other_commands_still_registered(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "scan" in out and "jobs" in out and "audit" in out
+
+
 def test_pre_commit_hook_manifest() -> None:
     manifest = Path(__file__).resolve().parents[2] / ".pre-commit-hooks.yaml"
     text = manifest.read_text()

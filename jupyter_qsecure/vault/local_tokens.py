@@ -15,6 +15,7 @@ import secrets
 import threading
 from typing import Any
 
+from ..identity import user_actor
 from .broker import KernelCredentials
 from .registry import ValueRegistry
 
@@ -58,7 +59,7 @@ class LocalKernelTokens:
                     "environment": self.environment,
                     "user": user,
                 },
-                actor=user,
+                actor=user_actor(user),
             )
         return creds
 
@@ -76,7 +77,7 @@ class LocalKernelTokens:
             self.ledger.append(
                 "credential.revoked",
                 {"kernel_id": kernel_id, "accessor": creds.accessor, "reason": reason},
-                actor=creds.user,
+                actor=user_actor(creds.user),
             )
         return True
 

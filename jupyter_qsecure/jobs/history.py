@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..identity import user_matches
+
 #: The ledger kinds that make up a job's history.
 JOB_KINDS = (
     "job.decided",
@@ -89,6 +91,18 @@ def summarise_jobs(entries: Iterable[Any]) -> list[JobSummary]:
     return list(jobs.values())
 
 
-def user_matches(actor: str, user: str) -> bool:
-    """``actor`` (``user:alice``) is ``user`` (``alice`` or ``user:alice``)."""
-    return actor == user or actor == f"user:{user}"
+def resolve_job_id(entries: Iterable[Any], ident: str) -> str | None:
+    """The job ``ident`` names: a job id, or the decision id of a job (what a denial
+    quotes). None when neither is among ``entries`` (ledger entries of ``JOB_KINDS``)."""
+    by_decision: str | None = None
+    for entry in entries:
+        body = entry.body
+        job_id = str(body.get("job_id") or "")
+        if job_id and job_id == ident:
+            return job_id
+        if by_decision is None and job_id and body.get("decision_id") == ident:
+            by_decision = job_id
+    return by_decision
+
+
+__all__ = ["JOB_KINDS", "JobSummary", "resolve_job_id", "summarise_jobs", "user_matches"]

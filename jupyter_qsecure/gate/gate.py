@@ -4,19 +4,28 @@ Works on Jupyter contents models (``type`` notebook/file/directory, ``format``
 json/text/base64) and on raw bytes (assembled chunked uploads, checkpoints), so
 every path that persists a file can call it. Fails closed: any error while
 scanning or recording becomes a :class:`GateError`, and the caller refuses the save.
+
+Refusals do not stack: when the content refused for a user at a path is the same as
+last time (JupyterLab's autosave sending an unchanged notebook again), the refusal is a
+*repeat*: no new recovery copy, no new ledger entry, and the earlier copy's id. The last
+refused digest per (user, path) is forgotten when that path is saved.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Literal
 
+from .._lru import LRU
 from ..errors import QSecureError
+from ..identity import user_actor
 from ..scan import InvalidNotebook, Scanner, ScanResult, redact_notebook, redact_text
 from ..scan.models import Finding
 from .recovery import RecoveryStore
@@ -40,9 +49,29 @@ class GateOutcome:
     content: bytes | None = None  # the (possibly redacted) bytes to save, for raw checks
     recovery_id: str | None = None
     message: str = ""
+    #: A refusal of the same content as the last refusal of this path: nothing kept
+    #: or recorded again (``recovery_id`` and ``refused_at`` are the first refusal's).
+    repeat: bool = False
+    refused_at: str | None = None
 
     def findings_json(self) -> list[dict[str, Any]]:
-        return [f.model_dump(mode="json") for f in self.findings]
+        """Findings as in the scan contract (``cell`` 0-based), plus ``cell_number`` (as
+        JupyterLab numbers cells, from 1) and ``location`` (text for people)."""
+        return [
+            {**f.model_dump(mode="json"), "cell_number": f.cell_number, "location": f.location()}
+            for f in self.findings
+        ]
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    digest: str
+    recovery_id: str | None
+    at: str
+
+
+#: (user, path) pairs whose last refusal is remembered.
+MAX_REMEMBERED_REFUSALS = 4096
 
 
 @dataclass
@@ -113,6 +142,7 @@ class SaveGate:
         self.mode = mode
         self.ledger = ledger
         self._exact_values = exact_values or (lambda: ())
+        self._refused: LRU[tuple[str, str], _Refusal] = LRU(MAX_REMEMBERED_REFUSALS)
 
     # ---- entry points ---------------------------------------------------------------------
     def check_model(self, model: dict[str, Any], path: str, user: str) -> GateOutcome:
@@ -171,19 +201,13 @@ class SaveGate:
             self._record("save.refused", path, user, [], recovery_id, mode="error")
             raise
         if result is None or result.clean:
+            self._refused.pop((user, path))
             return GateOutcome("allow", path)
         findings = result.findings
         summary = _summary(findings)
         if self.mode == "block":
-            recovery_id = self._keep(subject, path, user, "secrets found", findings)
-            self._record("save.refused", path, user, findings, recovery_id)
-            message = (
-                f"Save of {path} refused: {summary}. Remove the secret(s), or mark a false "
-                "positive with a `pragma: allowlist secret` comment, then save again."
-            )
-            if recovery_id:
-                message += f" Your unsaved content is kept encrypted: `jupyter qsecure recover restore {recovery_id}`."
-            return GateOutcome("block", path, findings, recovery_id=recovery_id, message=message)
+            return self._refuse(subject, path, user, findings, summary)
+        self._refused.pop((user, path))
         if self.mode == "redact":
             recovery_id = self._keep(subject, path, user, "redacted on save", findings)
             self._record("save.redacted", path, user, findings, recovery_id)
@@ -197,6 +221,40 @@ class SaveGate:
             )
         self._record("save.warned", path, user, findings, None)
         return GateOutcome("warn", path, findings, message=f"Saved {path}, but it holds {summary}.")
+
+    def _refuse(
+        self, subject: _Subject, path: str, user: str, findings: list[Finding], summary: str
+    ) -> GateOutcome:
+        digest = _digest(subject)
+        last = self._refused.get((user, path))
+        repeat = last is not None and last.digest == digest
+        if last is not None and repeat:
+            recovery_id, at = last.recovery_id, last.at
+        else:
+            recovery_id = self._keep(subject, path, user, "secrets found", findings)
+            self._record("save.refused", path, user, findings, recovery_id)
+            at = _now()
+            self._refused.put((user, path), _Refusal(digest, recovery_id, at))
+        message = (
+            f"Save of {path} refused: {summary}. Remove the secret(s), or mark a false "
+            "positive with a `pragma: allowlist secret` comment, then save again."
+        )
+        if recovery_id:
+            message += (
+                " Your unsaved content is kept encrypted: "
+                f"`jupyter qsecure recover restore {recovery_id}`."
+            )
+        if repeat:
+            message += f" (Unchanged since the refusal at {at}: not recorded again.)"
+        return GateOutcome(
+            "block",
+            path,
+            findings,
+            recovery_id=recovery_id,
+            message=message,
+            repeat=repeat,
+            refused_at=at,
+        )
 
     def _keep(
         self, subject: _Subject, path: str, user: str, reason: str, findings: list[Finding]
@@ -231,13 +289,19 @@ class SaveGate:
             "user": user,
             "mode": mode or self.mode,
             "findings": [
-                {"type": f.type, "hashed_secret": f.hashed_secret, "cell": f.cell, "where": f.where}
+                {
+                    "type": f.type,
+                    "hashed_secret": f.hashed_secret,
+                    "cell": f.cell,
+                    "where": f.where,
+                    "line": f.line,
+                }
                 for f in findings
             ],
             "recovery_id": recovery_id,
         }
         try:
-            self.ledger.append(kind, body, actor=user)
+            self.ledger.append(kind, body, actor=user_actor(user))
         except Exception as exc:
             raise GateError(
                 f"the save gate could not record its decision for {path} in the audit ledger "
@@ -271,11 +335,27 @@ class SaveGate:
         )
 
 
+def _digest(subject: _Subject) -> str:
+    """SHA-256 of the content a refusal is about (what the user would save)."""
+    if subject.raw:
+        data = subject.raw
+    elif subject.text:
+        data = subject.text.encode("utf-8", "surrogatepass")
+    else:
+        data = json.dumps(
+            subject.notebook, sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        ).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _summary(findings: list[Finding]) -> str:
     parts = []
     for f in findings[:5]:
-        where = f"cell {f.cell} {f.where}" if f.cell is not None else (f.where or f"line {f.line}")
-        parts.append(f"{f.type} in {where}")
+        parts.append(f"{f.type} in {f.location()}")
     more = f" and {len(findings) - 5} more" if len(findings) > 5 else ""
     noun = "secret" if len(findings) == 1 else "secrets"
     return f"{len(findings)} {noun} found ({'; '.join(parts)}{more})"

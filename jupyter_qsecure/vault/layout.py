@@ -8,8 +8,9 @@ Per environment ``E`` (dev, test, prod):
   ``qsecure-kernel-E`` reads that environment's secrets, nothing else.
 - The server's own token has policy ``qsecure-server-E``: it may mint ``qsecure-kernel-E``
   tokens (never another environment's), look up and revoke them, renew and revoke
-  leases, sign with ``transit/sign/qsecure-*`` (except the approver keys) and wrap
-  recovery keys.
+  leases, sign with ``transit/sign/qsecure-*`` (except the approver keys), wrap
+  recovery keys, and store, list and delete the environment's secrets by name
+  (``secret/qsecure/E/NAME``, field ``value``) for its users without reading them.
 - Approvers of heavy runs hold tokens with policy ``qsecure-approver-E`` (from any auth
   method: userpass, OIDC, or ``create_approver_token``): the only identity that may sign
   with the transit key ``qsecure-approver-E``. The server may read that key's public
@@ -94,6 +95,11 @@ path "{TRANSIT_MOUNT}/decrypt/qsecure-recovery" {{ capabilities = ["update"] }}
 # Approvals are made by approvers only: the server reads and verifies, never signs.
 path "{TRANSIT_MOUNT}/sign/qsecure-approver-*" {{ capabilities = ["deny"] }}
 path "{TRANSIT_MOUNT}/keys/qsecure-approver-*" {{ capabilities = ["read"] }}
+# Secrets stored by name for users of this environment (`secret put`, the Secrets panel):
+# write and list them, read their metadata (versions, times), delete them; never read a
+# value (kernels read values with their own tokens).
+path "{KV_MOUNT}/data/{kv_prefix(env)}/*" {{ capabilities = ["create", "update"] }}
+path "{KV_MOUNT}/metadata/{kv_prefix(env)}/*" {{ capabilities = ["list", "read", "delete"] }}
 """
 
 

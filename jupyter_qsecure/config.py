@@ -252,11 +252,25 @@ class QSecure(Configurable):
         "Env: QSECURE_SAVE_MODE.",
     ).tag(config=True)
 
+    allow_override = Bool(
+        False,
+        help="Let a user save content the save gate refused, with a written reason that is "
+        "recorded in the audit ledger (JupyterLab's 'Save anyway'). Never honoured in the "
+        "prod environment, whatever this says.",
+    ).tag(config=True)
+
+    def override_allowed(self) -> bool:
+        """``allow_override``, except in prod (never there)."""
+        return bool(self.allow_override) and self.environment != "prod"
+
     secrets = Dict(
         value_trait=Unicode(),
         default_value={},
-        help="Secrets a kernel may obtain: name -> 'kv-mount/path#field' (KV v2) or "
-        "'database/creds/ROLE' (dynamic credentials).",
+        help="Secrets a kernel may obtain besides the ones stored by name (`jupyter "
+        "qsecure secret put NAME` stores field 'value' of secret/qsecure/ENV/NAME, which "
+        "needs no entry here): name -> 'kv-mount/path#field' (KV v2) or "
+        "'database/creds/ROLE' (dynamic credentials). A running server applies a change "
+        "at the next execution.",
     ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -307,13 +321,39 @@ class QSecure(Configurable):
         return self.data_path / "keys" / "ledger-keyring.json"
 
 
-def load_jupyter_config(extra_paths: list[str] | None = None) -> Config:
+def config_dirs(first: str | None = None) -> list[str]:
+    """The Jupyter config path, highest precedence first (``first`` in front, as Jupyter
+    Server puts its ``config_dir``)."""
+    dirs = list(jupyter_config_path())
+    if first and first not in dirs:
+        dirs.insert(0, first)
+    return dirs
+
+
+def config_files(dirs: list[str]) -> list[Path]:
+    """Every file :func:`load_jupyter_config` would read from ``dirs``, whether it exists
+    or not (a file created later counts as a change)."""
+    return [
+        Path(directory) / f"{stem}{suffix}"
+        for directory in dirs
+        for stem in CONFIG_FILE_STEMS
+        for suffix in (".json", ".py")
+    ]
+
+
+def load_jupyter_config(
+    extra_paths: list[str] | None = None, *, dirs: list[str] | None = None
+) -> Config:
     """Read ``jupyter_qsecure_config`` and ``jupyter_server_config`` files (py and json).
 
-    Later paths in the Jupyter config path take precedence, as in Jupyter itself.
+    ``dirs`` (highest precedence first) defaults to the Jupyter config path; a Jupyter
+    server passes its own ``config_file_paths``. Earlier directories take precedence, as
+    in Jupyter itself; within one directory ``jupyter_server_config`` wins over
+    ``jupyter_qsecure_config``; ``extra_paths`` win over both.
     """
     merged = Config()
-    paths = list(reversed(jupyter_config_path())) + list(extra_paths or [])
+    paths = list(reversed(dirs if dirs is not None else jupyter_config_path()))
+    paths += list(extra_paths or [])
     for directory in paths:
         for stem in CONFIG_FILE_STEMS:
             for loader_class, suffix in (
@@ -338,3 +378,65 @@ def load_jupyter_config(extra_paths: list[str] | None = None) -> Config:
 def load_settings(config: Config | None = None) -> QSecure:
     """``QSecure`` from Jupyter config files (or ``config``), with environment overrides."""
     return QSecure(config=config if config is not None else load_jupyter_config())
+
+
+#: Settings a running server applies when its config files change (the rest are read
+#: once, at start: a change to them needs a restart).
+LIVE_SETTINGS = ("secrets",)
+
+
+class ConfigWatcher:
+    """Notices when the config files a server read change, and reads them again.
+
+    :meth:`poll` costs one ``stat`` per candidate file (a few per config directory), so
+    a server can call it before every execution's credential fetch. ``overrides`` (the
+    server's command line) are merged on top of what the files say, as at start.
+    """
+
+    def __init__(self, dirs: list[str], overrides: Config | None = None) -> None:
+        self.dirs = list(dirs)
+        self.overrides = overrides if overrides is not None else Config()
+        self._files = config_files(self.dirs)
+        self._stamp = self._take_stamp()
+
+    def _take_stamp(self) -> tuple[tuple[int, int] | None, ...]:
+        stamp: list[tuple[int, int] | None] = []
+        for path in self._files:
+            try:
+                info = path.stat()
+            except OSError:
+                stamp.append(None)
+            else:
+                stamp.append((info.st_mtime_ns, info.st_size))
+        return tuple(stamp)
+
+    def changed(self) -> bool:
+        """True (once) when a config file was created, changed or removed since the last
+        call."""
+        stamp = self._take_stamp()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        return True
+
+    def read(self) -> QSecure:
+        """The settings the files (and overrides) say now; ConfigError for a broken file."""
+        config = load_jupyter_config(dirs=self.dirs)
+        config.merge(self.overrides)
+        return QSecure(config=config)
+
+
+def restart_needed(running: QSecure, files: QSecure) -> list[str]:
+    """Settings whose value in the files differs from what a running server uses and
+    which it does not apply live (sorted names; values never shown)."""
+    names = []
+    for name in sorted(running.class_traits(config=True)):
+        if name in LIVE_SETTINGS or name in SENSITIVE_SETTINGS:
+            continue
+        if getattr(running, name) != getattr(files, name):
+            names.append(name)
+    return names
+
+
+#: Settings whose values are credentials (never shown, never compared for display).
+SENSITIVE_SETTINGS = frozenset({"vault_token"})

@@ -32,7 +32,7 @@ _DOT = 0.07
 
 def svg() -> str:
     """The icon as SVG (``logo-svg.svg``)."""
-    bg = "#%02x%02x%02x" % BACKGROUND
+    bg = "#" + bytes(BACKGROUND).hex()
     cx, cy = (v * 64 for v in _CENTRE)
     r, stroke, ry = _RADIUS * 64, _STROKE * 64, _EQUATOR_RY * 64
     sx, sy = (v * 64 for v in _STATE)

@@ -388,55 +388,51 @@ LIVE_SETTINGS = ("secrets",)
 class ConfigWatcher:
     """Notices when the config files a server read change, and reads them again.
 
-    :meth:`poll` costs one ``stat`` per candidate file (a few per config directory), so
-    a server can call it before every execution's credential fetch. ``overrides`` (the
-    server's command line) are merged on top of what the files say, as at start.
+    :meth:`poll` costs one ``stat`` per candidate file (four per config directory), so a
+    server can call it before every execution's credential fetch. It compares what the
+    *files* say now with what they said before, so settings the server got elsewhere (its
+    command line, other config files) are neither lost nor mistaken for a change.
     """
 
-    def __init__(self, dirs: list[str], overrides: Config | None = None) -> None:
+    def __init__(self, dirs: list[str]) -> None:
         self.dirs = list(dirs)
-        self.overrides = overrides if overrides is not None else Config()
         self._files = config_files(self.dirs)
         self._stamp = self._take_stamp()
+        self.current = self.read()
 
-    def _take_stamp(self) -> tuple[tuple[int, int] | None, ...]:
-        stamp: list[tuple[int, int] | None] = []
+    def _take_stamp(self) -> tuple[tuple[int, int, int] | None, ...]:
+        stamp: list[tuple[int, int, int] | None] = []
         for path in self._files:
             try:
                 info = path.stat()
             except OSError:
                 stamp.append(None)
             else:
-                stamp.append((info.st_mtime_ns, info.st_size))
+                stamp.append((info.st_ino, info.st_mtime_ns, info.st_size))
         return tuple(stamp)
 
-    def changed(self) -> bool:
-        """True (once) when a config file was created, changed or removed since the last
-        call."""
+    def read(self) -> QSecure:
+        """What the files say now; ConfigError naming a broken file."""
+        return QSecure(config=load_jupyter_config(dirs=self.dirs))
+
+    def poll(self) -> tuple[QSecure, QSecure] | None:
+        """``(before, now)`` when a config file was created, changed or removed since the
+        last call, else None. A broken file raises ConfigError (and is read again at the
+        next change)."""
         stamp = self._take_stamp()
         if stamp == self._stamp:
-            return False
+            return None
         self._stamp = stamp
-        return True
-
-    def read(self) -> QSecure:
-        """The settings the files (and overrides) say now; ConfigError for a broken file."""
-        config = load_jupyter_config(dirs=self.dirs)
-        config.merge(self.overrides)
-        return QSecure(config=config)
+        before, now = self.current, self.read()
+        self.current = now
+        return before, now
 
 
-def restart_needed(running: QSecure, files: QSecure) -> list[str]:
-    """Settings whose value in the files differs from what a running server uses and
-    which it does not apply live (sorted names; values never shown)."""
-    names = []
-    for name in sorted(running.class_traits(config=True)):
-        if name in LIVE_SETTINGS or name in SENSITIVE_SETTINGS:
-            continue
-        if getattr(running, name) != getattr(files, name):
-            names.append(name)
-    return names
-
-
-#: Settings whose values are credentials (never shown, never compared for display).
-SENSITIVE_SETTINGS = frozenset({"vault_token"})
+def restart_needed(before: QSecure, now: QSecure) -> list[str]:
+    """Settings changed between two reads of the files that a running server does not
+    apply live (sorted names; values are never shown, so credentials may be compared)."""
+    return sorted(
+        name
+        for name in before.class_traits(config=True)
+        if name not in LIVE_SETTINGS and getattr(before, name) != getattr(now, name)
+    )

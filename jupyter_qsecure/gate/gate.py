@@ -32,7 +32,7 @@ from .recovery import RecoveryStore
 
 log = logging.getLogger("jupyter_qsecure.gate")
 
-Action = Literal["allow", "block", "redact", "warn"]
+Action = Literal["allow", "block", "redact", "warn", "override"]
 MODES = ("block", "redact", "warn")
 
 
@@ -53,6 +53,8 @@ class GateOutcome:
     #: or recorded again (``recovery_id`` and ``refused_at`` are the first refusal's).
     repeat: bool = False
     refused_at: str | None = None
+    #: The ledger entry that recorded the decision (overrides report it).
+    ledger_index: int | None = None
 
     def findings_json(self) -> list[dict[str, Any]]:
         """Findings as in the scan contract (``cell`` 0-based), plus ``cell_number`` (as
@@ -144,6 +146,10 @@ class SaveGate:
         self._exact_values = exact_values or (lambda: ())
         self._refused: LRU[tuple[str, str], _Refusal] = LRU(MAX_REMEMBERED_REFUSALS)
 
+    def exact_values(self) -> list[str]:
+        """The values handed to kernels (and stored by name), matched exactly on save."""
+        return list(self._exact_values())
+
     # ---- entry points ---------------------------------------------------------------------
     def check_model(self, model: dict[str, Any], path: str, user: str) -> GateOutcome:
         """Check a contents model before it is saved at ``path``."""
@@ -164,6 +170,30 @@ class SaveGate:
         elif outcome.action in ("allow", "warn"):
             outcome.content = raw
         return outcome
+
+    def check_override(
+        self, model: dict[str, Any], path: str, user: str, reason: str
+    ) -> GateOutcome:
+        """A save the user makes anyway, with ``reason`` (where policy allows it: the
+        caller checks). The findings and the reason are recorded (``save.overridden``)
+        before the content may be written; a failed record raises :class:`GateError`."""
+        subject = _subject_from_model(model, path)
+        result = self._scan(subject, path)
+        findings = result.findings if result is not None else []
+        entry = self._record(
+            "save.overridden", path, user, findings, None, mode="override", reason=reason
+        )
+        self._refused.pop((user, path))
+        noun = "secret" if len(findings) == 1 else "secrets"
+        return GateOutcome(
+            "override",
+            path,
+            findings,
+            model=model,
+            message=f"Saved {path} with {len(findings)} {noun}, overriding the save gate "
+            f"(recorded with your reason).",
+            ledger_index=getattr(entry, "index", None),
+        )
 
     # ---- internals ------------------------------------------------------------------------
     def _scan(self, subject: _Subject, path: str) -> ScanResult | None:
@@ -281,10 +311,11 @@ class SaveGate:
         recovery_id: str | None,
         *,
         mode: str | None = None,
-    ) -> None:
+        reason: str | None = None,
+    ) -> Any:
         if self.ledger is None:
-            return
-        body = {
+            return None
+        body: dict[str, Any] = {
             "path": path,
             "user": user,
             "mode": mode or self.mode,
@@ -300,8 +331,10 @@ class SaveGate:
             ],
             "recovery_id": recovery_id,
         }
+        if reason is not None:
+            body["reason"] = reason
         try:
-            self.ledger.append(kind, body, actor=user_actor(user))
+            return self.ledger.append(kind, body, actor=user_actor(user))
         except Exception as exc:
             raise GateError(
                 f"the save gate could not record its decision for {path} in the audit ledger "

@@ -34,6 +34,11 @@ class JobSummary:
     backend: str | None = None
     tags: list[str] = field(default_factory=list)
     error: str | None = None
+    decision_id: str | None = None
+    decision: str | None = None  # allowed, denied, pending_approval
+    circuit_hashes: list[str] = field(default_factory=list)
+    ledger_index: int | None = None  # of the job.decided entry
+    shots_per_circuit: int | None = None  # as requested (``shots`` is what was charged)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +74,11 @@ def summarise_jobs(entries: Iterable[Any]) -> list[JobSummary]:
                 circuits=len(body.get("circuit_hashes") or []),
                 shots=body.get("shots_charged"),
                 error=body.get("message") if status == "denied" else None,
+                decision_id=body.get("decision_id"),
+                decision=body.get("outcome")
+                or ("denied" if body.get("allowed") is False else "allowed"),
+                circuit_hashes=list(body.get("circuit_hashes") or []),
+                ledger_index=getattr(entry, "index", None),
             )
             continue
         job = jobs.get(job_id)
@@ -77,6 +87,7 @@ def summarise_jobs(entries: Iterable[Any]) -> list[JobSummary]:
         if entry.kind == "job.submitted":
             request = entry.body.get("request") or {}
             job.backend = request.get("backend")
+            job.shots_per_circuit = request.get("shots")
             job.tags = list(request.get("tags") or [])
         elif entry.kind == "job.released" and job.status == "pending_approval":
             job.status = "approved"

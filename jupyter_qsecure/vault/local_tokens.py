@@ -66,6 +66,11 @@ class LocalKernelTokens:
     def cached(self, kernel_id: str) -> KernelCredentials | None:
         return self._by_kernel.get(kernel_id)
 
+    def kernel_leases(self) -> dict[str, KernelCredentials]:
+        """Every kernel's credentials (for status displays)."""
+        with self._lock:
+            return dict(self._by_kernel)
+
     def revoke(self, kernel_id: str, reason: str) -> bool:
         with self._lock:
             creds = self._by_kernel.pop(kernel_id, None)

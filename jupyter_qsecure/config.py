@@ -428,11 +428,18 @@ class ConfigWatcher:
         return before, now
 
 
+#: Not compared between reads: the server takes its token out of its environment at
+#: start (kernels must not inherit it), so a later read differs without any change.
+_NOT_COMPARED = frozenset({"vault_token"})
+
+
 def restart_needed(before: QSecure, now: QSecure) -> list[str]:
     """Settings changed between two reads of the files that a running server does not
-    apply live (sorted names; values are never shown, so credentials may be compared)."""
+    apply live (sorted names; values are never shown)."""
     return sorted(
         name
         for name in before.class_traits(config=True)
-        if name not in LIVE_SETTINGS and getattr(before, name) != getattr(now, name)
+        if name not in LIVE_SETTINGS
+        and name not in _NOT_COMPARED
+        and getattr(before, name) != getattr(now, name)
     )

@@ -48,6 +48,9 @@ def store_for_copy(settings: QSecure, ident: str) -> RecoveryStore:
     record = RecoveryStore(folder, _Sealed()).record(ident)
     if record.wrapper == "transit":
         target = cli_openbao(settings)
+        note = target.started_note()
+        if note:
+            print(note, file=sys.stderr)
         return RecoveryStore(
             folder, TransitKeyWrapper(target.client, mount=settings.ledger_transit_mount)
         )

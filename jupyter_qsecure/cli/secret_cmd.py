@@ -103,6 +103,9 @@ def read_value(name: str) -> str:
 
 def _store(args: argparse.Namespace, settings: QSecure) -> tuple[SecretStore, str]:
     target = cli_openbao(settings)
+    note = target.started_note()
+    if note:
+        print(note, file=sys.stderr)
     return SecretStore(target.client, args.environment or settings.environment), target.describe()
 
 

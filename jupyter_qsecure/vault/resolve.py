@@ -64,10 +64,21 @@ class OpenBaoTarget:
     client: Any
     addr: str
     embedded: bool
+    #: The embedded OpenBao was not running and this call started it.
+    started: bool = False
 
     def describe(self) -> str:
         return (
             f"the embedded OpenBao at {self.addr}" if self.embedded else f"OpenBao at {self.addr}"
+        )
+
+    def started_note(self) -> str | None:
+        """What to tell the user when this command started the embedded OpenBao."""
+        if not self.started:
+            return None
+        return (
+            f"note: started the embedded OpenBao at {self.addr} (it keeps running; "
+            "`jupyter qsecure vault down` stops it)"
         )
 
 
@@ -86,6 +97,7 @@ def cli_openbao(settings: QSecure) -> OpenBaoTarget:
     if settings.vault_addr and (settings.vault_token or settings.vault_token_file):
         # BAO_ADDR names the embedded server and a token was given: use that token.
         return OpenBaoTarget(client_from_settings(settings), str(settings.vault_addr), True)
+    was_running = bao.status().running
     status = bao.up(settings.environment)
     assert status.addr is not None
-    return OpenBaoTarget(bao.admin_client(), status.addr, embedded=True)
+    return OpenBaoTarget(bao.admin_client(), status.addr, embedded=True, started=not was_running)

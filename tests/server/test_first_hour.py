@@ -156,3 +156,14 @@ async def test_recover_restore_in_a_plain_terminal(
     assert target.read_text() == content
     assert key not in restored.stdout + restored.stderr
     no_tokens(embedded, restored.stdout, restored.stderr)
+
+
+def test_a_command_starts_a_stopped_embedded_openbao_and_says_so(
+    embedded: EmbeddedOpenBao,
+) -> None:
+    embedded.down()
+    listed = terminal(embedded.data_dir, "secret", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "started the embedded OpenBao" in listed.stderr and "vault down" in listed.stderr
+    assert embedded.status().running
+    no_tokens(embedded, listed.stdout, listed.stderr)

@@ -185,3 +185,5 @@ async def test_audit_rows_name_people_one_readable_way(
     assert status["user"] == me
     shown = cli(qsecure_data_dir, "audit", "show")
     assert shown.returncode == 0 and f"user:{me}" in shown.stdout
+    mine = cli(qsecure_data_dir, "audit", "show", "--actor", me, "--kind", "save.refused")
+    assert mine.returncode == 0 and "save.refused" in mine.stdout

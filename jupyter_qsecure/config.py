@@ -396,19 +396,37 @@ class ConfigWatcher:
 
     def __init__(self, dirs: list[str]) -> None:
         self.dirs = list(dirs)
-        self._files = config_files(self.dirs)
+        # Per directory: its (inode, mtime) and the candidate files it holds. A file
+        # created, renamed in or removed changes the directory's mtime; an edit in place
+        # changes the file's. So a poll stats the directories and the files that exist,
+        # not every candidate name (most directories of the config path do not exist).
+        self._present: dict[str, tuple[tuple[int, int] | None, list[Path]]] = {}
         self._stamp = self._take_stamp()
         self.current = self.read()
 
-    def _take_stamp(self) -> tuple[tuple[int, int, int] | None, ...]:
-        stamp: list[tuple[int, int, int] | None] = []
-        for path in self._files:
+    def _take_stamp(self) -> tuple[Any, ...]:
+        stamp: list[Any] = []
+        for directory in self.dirs:
             try:
-                info = path.stat()
+                info = os.stat(directory)
             except OSError:
                 stamp.append(None)
-            else:
-                stamp.append((info.st_ino, info.st_mtime_ns, info.st_size))
+                continue
+            key = (info.st_ino, info.st_mtime_ns)
+            known = self._present.get(directory)
+            if known is None or known[0] != key:
+                files = [p for p in config_files([directory]) if p.is_file()]
+                self._present[directory] = known = (key, files)
+            stamp.append(key)
+            for path in known[1]:
+                try:
+                    file_info = path.stat()
+                except OSError:
+                    stamp.append((str(path), None))
+                else:
+                    stamp.append(
+                        (str(path), file_info.st_ino, file_info.st_mtime_ns, file_info.st_size)
+                    )
         return tuple(stamp)
 
     def read(self) -> QSecure:

@@ -32,6 +32,10 @@ def test_watcher_sees_a_new_file_a_change_and_a_removal(tmp_path: Path) -> None:
 
     (high / "jupyter_qsecure_config.json").unlink()
     assert (watcher.poll() or (None, None))[1].secrets == {"a": "secret/x#y"}  # type: ignore[union-attr]
+    # an edit in place (same inode, the directory unchanged)
+    with open(low / "jupyter_qsecure_config.py", "w") as handle:
+        handle.write("c.QSecure.secrets = {'c': 'secret/x#z'}\n")
+    assert (watcher.poll() or (None, None))[1].secrets == {"c": "secret/x#z"}  # type: ignore[union-attr]
     assert load_jupyter_config(dirs=[str(high), str(low)]).QSecure.save_mode == "warn"
 
 

@@ -26,7 +26,7 @@ A. Added latency per cell execution: round trip of ``pass`` from sending the
          are read from OpenBao. Added = ext3 first-execution p50 - plain's.
 B. Masking cost: one cell printing ~200 MB of realistic text through the websocket
    in ~4 KB stream messages (write + flush per chunk), 1 in 64 chunks containing one
-   of the 50 injected values (raw), timed from sending the execute_request until idle
+   of the 50 injected values (raw; 5 of them 300 characters), timed from sending the execute_request until idle
    with all output received; ext50 (values registered, everything masked) vs ext0
    (the same extension, nothing to mask) and the server without the extension.
    Checked: every byte arrived; in the masked run no form of any injected value
@@ -568,7 +568,11 @@ async def run(args: argparse.Namespace, tmp: Path, bao: Any, admin: Any) -> int:
         lambda: "hvs." + secrets.token_urlsafe(70),
         lambda: "ibmq-" + secrets.token_urlsafe(40),
     ]
-    values = [makers[i % len(makers)]() for i in range(N_SECRETS)]
+    # every tenth value is 300 characters (keys, certificates): fragments of it are masked too
+    values = [
+        secrets.token_urlsafe(225) if i % 10 == 9 else makers[i % len(makers)]()
+        for i in range(N_SECRETS)
+    ]
     for name, value in zip(names, values, strict=True):
         admin.secrets.kv.v2.create_or_update_secret(
             path=f"qsecure/dev/bench/{name}", secret={"token": value}, mount_point="secret"

@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 from jupyter_qsecure.ledger import Ledger, verify_inclusion_proof
-from jupyter_qsecure.ledger.signing import Ed25519FileSigner, MLDSA65FileSigner
 from jupyter_qsecure.ledger.store.sqlite import SQLiteStore
+from jupyter_qsecure.signing.signers import Ed25519FileSigner, MLDSA65FileSigner
 
 
 def body(i: int) -> dict[str, str]:

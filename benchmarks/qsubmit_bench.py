@@ -557,6 +557,8 @@ INCLUSIVE_WANTED = (
     "_prepare (",
     "authenticate (",
     "identify (",
+    "check_declared (",
+    "parse (jupyter_qsecure/jobs/parse_pool",
     "parse_circuits (",
     "hash_many (",
     "circuit_summary (",

@@ -7,7 +7,11 @@ gate installed (scan + decision; a clean notebook is neither recorded nor copied
   cold        a fresh scanner (empty content-hash cache) for every save
   one-cell    the same scanner, after changing one cell's source
 
-Usage: python benchmarks/save_gate_bench.py [--notebook PATH] [--repeat N]
+With ``--values N`` (default 50) the gate also holds N registered injected values (one
+in ten 300 characters long), matched exactly with their encodings and fragments, as on a
+server whose kernels hold them.
+
+Usage: python benchmarks/save_gate_bench.py [--notebook PATH] [--repeat N] [--values N]
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import argparse
 import asyncio
 import copy
 import logging
+import secrets
 import statistics
 import sys
 import tempfile
@@ -54,7 +59,12 @@ def edited(nb: dict, n: int) -> dict:
     return changed
 
 
-async def main_async(notebook: Path, repeat: int) -> None:
+def injected_values(n: int) -> list[str]:
+    """``n`` fake injected values, one in ten 300 characters long (generated per run)."""
+    return [secrets.token_urlsafe(225 if i % 10 == 9 else 30) for i in range(n)]
+
+
+async def main_async(notebook: Path, repeat: int, n_values: int) -> None:
     nb = nbformat.read(notebook, as_version=4)
     content = dict(nbformat.from_dict(nb))
     size = len(nbformat.writes(nb).encode())
@@ -63,7 +73,10 @@ async def main_async(notebook: Path, repeat: int) -> None:
         plain = AsyncLargeFileManager(root_dir=root)
         gated = AsyncLargeFileManager(root_dir=root)
         recovery = RecoveryStore(Path(data) / "rec", LocalKeyWrapper(Path(data) / "k"))
-        gate = SaveGate(scanner=Scanner(), recovery=recovery, mode="block")
+        values = injected_values(n_values)
+        gate = SaveGate(
+            scanner=Scanner(), recovery=recovery, mode="block", exact_values=lambda: values
+        )
         ContentsGate(gated, gate, Path(data) / "staging", logging.getLogger("bench")).install()
         await plain.save(model, "warmup.ipynb")
         await gated.save(model, "warmup.ipynb")
@@ -93,7 +106,8 @@ async def main_async(notebook: Path, repeat: int) -> None:
 
     p50 = statistics.median
     print(
-        f"notebook: {notebook.name} ({size / 1e6:.2f} MB, {len(nb.cells)} cells), {repeat} saves each"
+        f"notebook: {notebook.name} ({size / 1e6:.2f} MB, {len(nb.cells)} cells), {repeat} saves "
+        f"each, {n_values} registered injected values"
     )
     print(f"{'case':<22}{'without gate p50':>18}{'with gate p50':>16}{'added':>12}{'ratio':>9}")
     for label, base, ours in (
@@ -112,6 +126,7 @@ def main() -> int:
     )
     parser.add_argument("--notebook", type=Path, default=DEFAULT)
     parser.add_argument("--repeat", type=int, default=25)
+    parser.add_argument("--values", type=int, default=50, help="registered injected values")
     args = parser.parse_args()
     if not args.notebook.exists():
         print(
@@ -119,7 +134,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    asyncio.run(main_async(args.notebook, args.repeat))
+    asyncio.run(main_async(args.notebook, args.repeat, args.values))
     return 0
 
 

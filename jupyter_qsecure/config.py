@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_core.paths import jupyter_config_path, jupyter_data_dir
-from traitlets import Bool, Dict, Enum, Float, Integer, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Integer, TraitError, Unicode, default, validate
 from traitlets.config import Configurable
 from traitlets.config.loader import Config, JSONFileConfigLoader, PyFileConfigLoader
 
@@ -224,6 +224,25 @@ class QSecure(Configurable):
         8 * 1024 * 1024, help="Largest %qsubmit request body accepted (HTTP 413 beyond)."
     ).tag(config=True)
 
+    job_parse_workers = Integer(
+        2,
+        help="Worker processes that parse submitted circuits (QPY, OpenQASM): the server "
+        "never parses one itself. Started on first use.",
+    ).tag(config=True)
+
+    job_parse_memory_mb = Integer(
+        2048,
+        help="Memory (MiB of address space) a parse worker may add while parsing one "
+        "submission; past it the submission gets HTTP 422 and the worker is replaced. "
+        "0: no limit.",
+    ).tag(config=True)
+
+    job_parse_cpu_seconds = Integer(
+        20,
+        help="CPU seconds a parse worker may spend on one submission (RLIMIT_CPU); past it "
+        "the worker is stopped and the submission gets HTTP 422. 0: no limit.",
+    ).tag(config=True)
+
     jobs_transit_key = Unicode(
         "qsecure-jobs",
         help="Transit key (ed25519) that signs job manifests and results when OpenBao is "
@@ -244,6 +263,24 @@ class QSecure(Configurable):
         "approvers (outside data_dir). Env: QSECURE_APPROVER_KEY_DIR.",
     ).tag(config=True)
 
+    mask_fragment_min = Integer(
+        12,
+        help="Shortest run of an injected value that is masked on its own in kernel output "
+        "(formatters truncate and wrap long values): any run of at least this many "
+        "characters of a value, or of its JSON/HTML-escaped form, is replaced by its "
+        "placeholder. 0 masks whole values only; otherwise at least 8.",
+    ).tag(config=True)
+
+    @validate("mask_fragment_min")
+    def _valid_fragment_min(self, proposal: dict[str, Any]) -> int:
+        value = int(proposal["value"])
+        if value != 0 and value < 8:
+            raise TraitError(
+                f"QSecure.mask_fragment_min must be 0 (whole values only) or at least 8, "
+                f"not {value}: shorter runs of a value are common text"
+            )
+        return value
+
     save_mode = Enum(
         ["block", "redact", "warn"],
         default_value="block",
@@ -262,6 +299,16 @@ class QSecure(Configurable):
     def override_allowed(self) -> bool:
         """``allow_override``, except in prod (never there)."""
         return bool(self.allow_override) and self.environment != "prod"
+
+    fingerprint_retention_days = Float(
+        30.0,
+        help="How long a secret's value is still recognised after it was last injected "
+        "into a kernel: the save gate keeps matching (and the websocket keeps masking) a KV "
+        "value this long after its kernel stopped, and the fingerprint registry in data_dir "
+        "(keyed fingerprints, never values) keeps it this long for `jupyter qsecure scan` "
+        "and the pre-commit hook. Leased values (database credentials, kernel tokens) are "
+        "kept until their lease ends, if sooner.",
+    ).tag(config=True)
 
     secrets = Dict(
         value_trait=Unicode(),

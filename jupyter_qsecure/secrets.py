@@ -25,7 +25,10 @@ at once (nothing here waits on the network): the kernel stays usable after them.
 Deliberately not supported: reading credentials outside an execution's context
 (e.g. from a thread that outlives its cell; see the context module for the rules),
 and setting or overriding values from the kernel. Promoted scripts, which run outside
-Jupyter, use :mod:`jupyter_qsecure.runtime` (same calls, production identity).
+Jupyter, use :mod:`jupyter_qsecure.runtime.secrets` (``jupyter qsecure promote``
+rewrites the import): the same ``get``, ``names`` and ``identity`` with the script's
+production identity, read from OpenBao when called; no ``token`` (a script's jobs go
+through :func:`jupyter_qsecure.runtime.submit`, not the server's broker).
 """
 
 from __future__ import annotations

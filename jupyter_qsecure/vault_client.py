@@ -7,6 +7,8 @@ logged or put in error messages.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +21,9 @@ if TYPE_CHECKING:
     from .config import QSecure
 
 
-def _read_secret_file(path: str, what: str) -> str:
+def read_secret_file(path: str, what: str) -> str:
+    """The stripped text of a file holding a credential (a token, a secret_id, a JWT);
+    an error names the file and what it is for, never its content."""
     try:
         return Path(path).expanduser().read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -62,18 +66,17 @@ def client_from_settings(settings: QSecure, *, timeout: float = 10.0) -> hvac.Cl
             "no OpenBao/Vault address configured",
             hint="set BAO_ADDR or VAULT_ADDR, or c.QSecure.vault_addr",
         )
-    client = hvac.Client(
-        url=settings.vault_addr,
-        namespace=settings.vault_namespace or None,
-        timeout=timeout,
-        session=session_for(settings.vault_addr),
-        verify=verify_from_environment(),
-    )
+    client = new_client(settings, timeout=timeout)
     method = settings.vault_auth_method
-    try:
+    with login_errors(
+        settings.vault_addr,
+        method,
+        unreachable_hint="start it (`jupyter qsecure vault up`) or fix BAO_ADDR/VAULT_ADDR",
+        refused_hint="check the role and credentials configured for the server",
+    ):
         if method == "token":
             if not settings.vault_token and settings.vault_token_file:
-                settings.vault_token = _read_secret_file(settings.vault_token_file, "token")
+                settings.vault_token = read_secret_file(settings.vault_token_file, "token")
             if not settings.vault_token:
                 raise ConfigError(
                     "vault_auth_method is 'token' but no token is configured",
@@ -81,21 +84,41 @@ def client_from_settings(settings: QSecure, *, timeout: float = 10.0) -> hvac.Cl
                 )
             client.token = settings.vault_token
         elif method == "approle":
-            secret_id = _read_secret_file(
-                settings.vault_approle_secret_id_file, "AppRole secret_id"
-            )
+            secret_id = read_secret_file(settings.vault_approle_secret_id_file, "AppRole secret_id")
             client.auth.approle.login(role_id=settings.vault_approle_role_id, secret_id=secret_id)
         elif method == "jwt":
-            jwt = _read_secret_file(settings.vault_jwt_file, "JWT")
+            jwt = read_secret_file(settings.vault_jwt_file, "JWT")
             client.auth.jwt.jwt_login(role=settings.vault_jwt_role, jwt=jwt)
+    return client
+
+
+def new_client(settings: QSecure, *, timeout: float = 10.0) -> hvac.Client:
+    """An hvac client for ``settings.vault_addr``, not logged in yet (proxies and TLS
+    verification from the environment, see :func:`session_for`)."""
+    return hvac.Client(
+        url=settings.vault_addr,
+        namespace=settings.vault_namespace or None,
+        timeout=timeout,
+        session=session_for(settings.vault_addr),
+        verify=verify_from_environment(),
+    )
+
+
+@contextmanager
+def login_errors(
+    addr: str, method: str, *, unreachable_hint: str, refused_hint: str
+) -> Iterator[None]:
+    """Around a login: transport and OpenBao errors become a :class:`QSecureError` that
+    names the address and the auth method, never a credential."""
+    try:
+        yield
     except requests.exceptions.RequestException as exc:
         raise QSecureError(
-            f"cannot reach OpenBao/Vault at {settings.vault_addr} ({type(exc).__name__})",
-            hint="start it (`jupyter qsecure vault up`) or fix BAO_ADDR/VAULT_ADDR",
+            f"cannot reach OpenBao/Vault at {addr} ({type(exc).__name__})",
+            hint=unreachable_hint,
         ) from None
     except hvac.exceptions.VaultError as exc:
         raise QSecureError(
-            f"OpenBao/Vault refused {method} login at {settings.vault_addr} ({type(exc).__name__})",
-            hint="check the role and credentials configured for the server",
+            f"OpenBao/Vault refused {method} login at {addr} ({type(exc).__name__})",
+            hint=refused_hint,
         ) from None
-    return client

@@ -26,7 +26,7 @@ from ..jobs.history import JOB_KINDS, JobSummary, resolve_job_id, summarise_jobs
 from ..jobs.replay import replay
 from ..ledger import EntryFilter, Ledger
 from ..ledger.keys import keyring_from_settings
-from ..ledger.transit import TransitSigner
+from ..signing.transit import TransitSigner
 from ..vault.layout import approver_name, approver_policy, approver_transit_key
 from ..vault_client import client_from_settings
 from ._table import print_table
@@ -375,7 +375,7 @@ def _show(args: argparse.Namespace, settings: QSecure) -> int:
 def _replay(args: argparse.Namespace, settings: QSecure) -> int:
     keyring = keyring_from_settings(settings)
     if args.keys:
-        from ..ledger.signing import KeyRing
+        from ..signing.signers import KeyRing
 
         with open(args.keys, encoding="utf-8") as handle:
             for key in KeyRing.from_json(handle.read()):

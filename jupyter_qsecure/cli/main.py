@@ -26,9 +26,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jupyter_qsecure.cli.secret_cmd",
     "jupyter_qsecure.cli.recover_cmd",
     "jupyter_qsecure.cli.jobs_cmd",
+    "jupyter_qsecure.cli.review_cmd",
     "jupyter_qsecure.cli.vault_cmd",
     "jupyter_qsecure.cli.lab_cmd",
     "jupyter_qsecure.cli.kernel_cmd",
+    "jupyter_qsecure.cli.promote_cmd",
 )
 
 

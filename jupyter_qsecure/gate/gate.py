@@ -9,6 +9,15 @@ Refusals do not stack: when the content refused for a user at a path is the same
 last time (JupyterLab's autosave sending an unchanged notebook again), the refusal is a
 *repeat*: no new recovery copy, no new ledger entry, and the earlier copy's id. The last
 refused digest per (user, path) is forgotten when that path is saved.
+
+A save (``saving=True``) of a notebook that changes what it runs (its
+:func:`~jupyter_qsecure.promote.digest.notebook_digest`) is recorded as
+``notebook.saved`` with the user: the notebook's last editor, whom the two-person rule of
+review (:mod:`jupyter_qsecure.promote.review`) keeps from approving their own change.
+Saves that change only outputs or metadata are not recorded (one entry per change of
+code, not per autosave). If that record cannot be written the save still goes ahead:
+the ledger then does not know who made the current version, and review refuses to
+count approvals where the rule needs the editor (it fails closed there instead).
 """
 
 from __future__ import annotations
@@ -21,12 +30,17 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Literal
 
 from .._lru import LRU
 from ..errors import QSecureError
 from ..identity import user_actor
+from ..promote.digest import notebook_digest
+from ..promote.errors import NotebookRefused
 from ..scan import InvalidNotebook, Scanner, ScanResult, redact_notebook, redact_text
+from ..scan.extract import decode_text
+from ..scan.fingerprints import FingerprintIndex
 from ..scan.models import Finding
 from .recovery import RecoveryStore
 
@@ -85,6 +99,16 @@ class _Subject:
     text: str = ""
     raw: bytes = b""
     encoding: Literal["json", "text", "base64", "bytes"] = "text"
+    #: The codec of ``raw`` (see :func:`~jupyter_qsecure.scan.extract.decode_text`): a
+    #: redacted copy is written back in it.
+    charset: str = "utf-8"
+
+    def encode(self, text: str) -> bytes:
+        """``text`` (a redacted copy) in this file's own encoding."""
+        try:
+            return text.encode(self.charset)
+        except UnicodeEncodeError:  # e.g. a placeholder character cp1252 lacks
+            return text.encode(self.charset, "replace")
 
 
 def _subject_from_model(model: dict[str, Any], path: str) -> _Subject:
@@ -107,22 +131,32 @@ def _subject_from_model(model: dict[str, Any], path: str) -> _Subject:
 
 
 def _subject_from_bytes(raw: bytes, path: str, *, encoding: Literal["base64", "bytes"]) -> _Subject:
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
+    """Bytes of a file: text in whatever encoding it is in (UTF-8, UTF-16/32 with a byte
+    order mark, Windows-1252/Latin-1), or binary, which is not scanned."""
+    decoded = decode_text(raw)
+    if decoded is None:
         return _Subject("skip", raw=raw, encoding=encoding)  # binary payloads are not text
-    return _subject_from_text(text, path, raw, encoding)
+    return _subject_from_text(decoded.text, path, raw, encoding, charset=decoded.codec)
 
 
-def _subject_from_text(text: str, path: str, raw: bytes, encoding: Any) -> _Subject:
+def _subject_from_text(
+    text: str, path: str, raw: bytes, encoding: Any, *, charset: str = "utf-8"
+) -> _Subject:
     if path.endswith(".ipynb"):
         try:
             notebook = json.loads(text)
         except ValueError:
             notebook = None
         if isinstance(notebook, dict) and "cells" in notebook:
-            return _Subject("notebook", notebook=notebook, text=text, raw=raw, encoding=encoding)
-    return _Subject("text", text=text, raw=raw, encoding=encoding)
+            return _Subject(
+                "notebook",
+                notebook=notebook,
+                text=text,
+                raw=raw,
+                encoding=encoding,
+                charset=charset,
+            )
+    return _Subject("text", text=text, raw=raw, encoding=encoding, charset=charset)
 
 
 class SaveGate:
@@ -136,6 +170,8 @@ class SaveGate:
         mode: str = "block",
         ledger: Any = None,
         exact_values: Callable[[], Iterable[str]] | None = None,
+        injected: Callable[[], FingerprintIndex | None] | None = None,
+        root_dir: str | Path | None = None,
     ) -> None:
         if mode not in MODES:
             raise GateError(f"save_mode {mode!r} is not one of {', '.join(MODES)}")
@@ -143,7 +179,14 @@ class SaveGate:
         self.recovery = recovery
         self.mode = mode
         self.ledger = ledger
+        # Values injected into kernels: exactly (with their encodings) while they may be
+        # valid, and through the fingerprint registry (also across server restarts).
         self._exact_values = exact_values or (lambda: ())
+        self._injected = injected or (lambda: None)
+        #: The contents manager's root: maps a contents path to the file on disk.
+        self.root_dir = Path(root_dir).resolve() if root_dir else None
+        #: path -> digest last recorded ("" when the notebook has none)
+        self._saved_digests: LRU[str, str] = LRU(4096)
         self._refused: LRU[tuple[str, str], _Refusal] = LRU(MAX_REMEMBERED_REFUSALS)
 
     def exact_values(self) -> list[str]:
@@ -151,24 +194,37 @@ class SaveGate:
         return list(self._exact_values())
 
     # ---- entry points ---------------------------------------------------------------------
-    def check_model(self, model: dict[str, Any], path: str, user: str) -> GateOutcome:
-        """Check a contents model before it is saved at ``path``."""
+    def check_model(
+        self, model: dict[str, Any], path: str, user: str, *, saving: bool = False
+    ) -> GateOutcome:
+        """Check a contents model before it is saved at ``path``.
+
+        ``saving``: the model is about to replace the file (a save, not a checkpoint):
+        a notebook whose digest changes is recorded with ``user`` as its editor.
+        """
         subject = _subject_from_model(model, path)
         outcome = self._decide(subject, path, user)
         if outcome.action == "redact":
             outcome.model = self._redacted_model(model, subject, outcome)
         elif outcome.action in ("allow", "warn"):
             outcome.model = model
+        if saving and subject.kind == "notebook" and outcome.model is not None:
+            content = outcome.model.get("content")
+            if not isinstance(content, dict):
+                content = _parse_notebook(content, outcome.model.get("format"))
+            self._record_editor(content, path, user)
         return outcome
 
-    def check_bytes(self, raw: bytes, path: str, user: str) -> GateOutcome:
+    def check_bytes(self, raw: bytes, path: str, user: str, *, saving: bool = False) -> GateOutcome:
         """Check a whole file's bytes (assembled chunked upload, checkpoint)."""
         subject = _subject_from_bytes(raw, path, encoding="bytes")
         outcome = self._decide(subject, path, user)
         if outcome.action == "redact":
-            outcome.content = self._redacted_text(subject, outcome).encode("utf-8")
+            outcome.content = subject.encode(self._redacted_text(subject, outcome))
         elif outcome.action in ("allow", "warn"):
             outcome.content = raw
+        if saving and subject.kind == "notebook" and outcome.content is not None:
+            self._record_editor(_parse_notebook(outcome.content, "bytes"), path, user)
         return outcome
 
     def check_override(
@@ -184,6 +240,8 @@ class SaveGate:
             "save.overridden", path, user, findings, None, mode="override", reason=reason
         )
         self._refused.pop((user, path))
+        if subject.kind == "notebook":  # a save: the overriding user is the editor
+            self._record_editor(subject.notebook, path, user)
         noun = "secret" if len(findings) == 1 else "secrets"
         return GateOutcome(
             "override",
@@ -195,24 +253,74 @@ class SaveGate:
             ledger_index=getattr(entry, "index", None),
         )
 
+    # ---- last editors -----------------------------------------------------------------------
+    def _record_editor(self, notebook: Any, path: str, user: str) -> None:
+        """Record ``user`` as the notebook's editor if this save changes its digest."""
+        if self.ledger is None:
+            return
+        digest = _digest(notebook)
+        known = self._saved_digests.get(path)
+        if known is None:  # first save of this path since the server started
+            known = self._digest_on_disk(path)
+        if known == digest:
+            self._saved_digests.put(path, digest)
+            return
+        body = {
+            "path": path,
+            "file": str(self._file(path).resolve()) if self.root_dir is not None else None,
+            "user": user,
+            "digest": digest or None,
+        }
+        try:
+            self.ledger.append("notebook.saved", body, actor=user_actor(user))
+        except Exception as exc:  # see the module docstring: review fails closed instead
+            log.error(
+                "could not record the editor of %s in the ledger (%s)", path, type(exc).__name__
+            )
+            return
+        self._saved_digests.put(path, digest)
+
+    def _file(self, path: str) -> Path:
+        assert self.root_dir is not None
+        return self.root_dir / path.strip("/")
+
+    def _digest_on_disk(self, path: str) -> str | None:
+        """The digest of the notebook the save replaces, or None when unknown."""
+        if self.root_dir is None:
+            return None
+        try:
+            raw = self._file(path).read_bytes()
+        except OSError:
+            return None
+        return _digest(_parse_notebook(raw, "bytes"))
+
     # ---- internals ------------------------------------------------------------------------
     def _scan(self, subject: _Subject, path: str) -> ScanResult | None:
         if subject.kind == "skip":
             return None
-        values = list(self._exact_values())
+        try:
+            values = list(self._exact_values())
+            index = self._injected()
+        except QSecureError as exc:  # e.g. the fingerprint registry is unreadable
+            raise GateError(
+                f"the save of {path} was refused to be safe: {exc.message}", hint=exc.hint
+            ) from exc
         try:
             if subject.kind == "notebook":
                 try:
                     return self.scanner.scan_notebook(
-                        subject.notebook, path=path, exact_values=values
+                        subject.notebook, path=path, exact_values=values, injected=index
                     )
                 except InvalidNotebook:
                     return self.scanner.scan_text(
                         subject.text or subject.raw.decode("utf-8", "replace"),
                         path=path,
                         exact_values=values,
+                        injected=index,
                     )
-            return self.scanner.scan_text(subject.text, path=path, exact_values=values)
+            return self.scanner.scan_text(
+                subject.text, path=path, exact_values=values, injected=index
+            )
         except Exception as exc:
             raise GateError(
                 f"the secret scan of {path} failed ({type(exc).__name__}); the save was refused to be safe",
@@ -255,7 +363,7 @@ class SaveGate:
     def _refuse(
         self, subject: _Subject, path: str, user: str, findings: list[Finding], summary: str
     ) -> GateOutcome:
-        digest = _digest(subject)
+        digest = _content_digest(subject)
         last = self._refused.get((user, path))
         repeat = last is not None and last.digest == digest
         if last is not None and repeat:
@@ -322,7 +430,7 @@ class SaveGate:
             "findings": [
                 {
                     "type": f.type,
-                    "hashed_secret": f.hashed_secret,
+                    "fingerprint": f.fingerprint,
                     "cell": f.cell,
                     "where": f.where,
                     "line": f.line,
@@ -348,27 +456,37 @@ class SaveGate:
         redacted = dict(model)
         if subject.kind == "notebook" and subject.encoding == "json":
             redacted["content"] = redact_notebook(
-                subject.notebook, scanner=self.scanner, exact_values=list(self._exact_values())
+                subject.notebook,
+                scanner=self.scanner,
+                exact_values=list(self._exact_values()),
+                injected=self._injected(),
             )
             return redacted
         text = self._redacted_text(subject, outcome)
         if subject.encoding == "base64":
-            redacted["content"] = base64.b64encode(text.encode("utf-8")).decode("ascii")
+            redacted["content"] = base64.b64encode(subject.encode(text)).decode("ascii")
         else:
             redacted["content"] = text
         return redacted
 
     def _redacted_text(self, subject: _Subject, outcome: GateOutcome) -> str:
         values = list(self._exact_values())
+        index = self._injected()
         if subject.kind == "notebook":
-            notebook = redact_notebook(subject.notebook, scanner=self.scanner, exact_values=values)
+            notebook = redact_notebook(
+                subject.notebook, scanner=self.scanner, exact_values=values, injected=index
+            )
             return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
         return redact_text(
-            subject.text, scanner=self.scanner, path=outcome.path, exact_values=values
+            subject.text,
+            scanner=self.scanner,
+            path=outcome.path,
+            exact_values=values,
+            injected=index,
         )
 
 
-def _digest(subject: _Subject) -> str:
+def _content_digest(subject: _Subject) -> str:
     """SHA-256 of the content a refusal is about (what the user would save)."""
     if subject.raw:
         data = subject.raw
@@ -383,6 +501,27 @@ def _digest(subject: _Subject) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _parse_notebook(content: Any, encoding: Any) -> Any:
+    try:
+        if encoding == "base64" and isinstance(content, str):
+            content = base64.b64decode(content)
+        if isinstance(content, bytes):
+            content = content.decode("utf-8")
+        return json.loads(content) if isinstance(content, str) else None
+    except (ValueError, binascii.Error):
+        return None
+
+
+def _digest(notebook: Any) -> str:
+    """The notebook's digest, or "" when it has none (invalid, no kernelspec)."""
+    if not isinstance(notebook, dict):
+        return ""
+    try:
+        return notebook_digest(notebook, schema=False)
+    except (NotebookRefused, RecursionError, ValueError, TypeError):
+        return ""
 
 
 def _summary(findings: list[Finding]) -> str:

@@ -4,14 +4,13 @@ Envelope encryption: each copy is sealed with a fresh 256-bit data key (AES-256-
 the copy's id as associated data); the data key is wrapped either by OpenBao/Vault
 transit (the key-encryption key never leaves OpenBao) or by a local key file (0600)
 when no OpenBao is configured. Records hold the path, the user, when, and the
-finding types and hashes: never the secrets in clear.
+finding types and keyed fingerprints: never the secrets, nor an unkeyed hash.
 """
 
 from __future__ import annotations
 
 import base64
 import os
-import secrets
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from .._keyfile import load_or_create_key
 from ..errors import QSecureError
 
 if TYPE_CHECKING:
@@ -29,6 +29,23 @@ if TYPE_CHECKING:
 
 class RecoveryError(QSecureError):
     """A recovery copy could not be written, found or opened."""
+
+
+# ---- the cipher: AES-256-GCM, a 96-bit random nonce in front of the ciphertext ----------
+def new_data_key() -> bytes:
+    """A fresh 256-bit data key."""
+    return AESGCM.generate_key(bit_length=256)
+
+
+def seal(data_key: bytes, plaintext: bytes, associated: bytes) -> bytes:
+    """``nonce || AES-256-GCM(plaintext)``, authenticated together with ``associated``."""
+    nonce = os.urandom(12)
+    return nonce + AESGCM(data_key).encrypt(nonce, plaintext, associated)
+
+
+def unseal(data_key: bytes, sealed: bytes, associated: bytes) -> bytes:
+    """The plaintext of :func:`seal`; raises ``InvalidTag`` if anything does not match."""
+    return AESGCM(data_key).decrypt(sealed[:12], sealed[12:], associated)
 
 
 class KeyWrapper(Protocol):
@@ -46,32 +63,7 @@ class LocalKeyWrapper:
 
     def __init__(self, key_file: Path) -> None:
         self.key_file = Path(key_file)
-        if not self.key_file.exists():
-            self.key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = self.key_file.with_name(f".{self.key_file.name}.{secrets.token_hex(4)}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(AESGCM.generate_key(bit_length=256))
-                handle.flush()
-                os.fsync(handle.fileno())
-            try:
-                os.link(tmp, self.key_file)
-            except FileExistsError:
-                pass
-            finally:
-                os.unlink(tmp)
-        info = self.key_file.stat()
-        if info.st_mode & 0o077:
-            raise RecoveryError(
-                f"recovery key {self.key_file} is accessible by other users",
-                hint=f"run: chmod 600 {self.key_file}",
-            )
-        key = self.key_file.read_bytes()
-        if len(key) != 32:
-            raise RecoveryError(
-                f"recovery key {self.key_file} is not a 256-bit key",
-                hint="restore it from backup; copies sealed with another key cannot be opened",
-            )
+        key = load_or_create_key(self.key_file, what="recovery key", error=RecoveryError)
         self._aead = AESGCM(key)
 
     def wrap(self, data_key: bytes) -> str:
@@ -144,7 +136,8 @@ class TransitKeyWrapper:
 class FindingDigest(BaseModel):
     model_config = ConfigDict(frozen=True)
     type: str
-    hashed_secret: str
+    #: Keyed fingerprint; records written before it existed hold "hashed_secret" instead.
+    fingerprint: str = Field(validation_alias=AliasChoices("fingerprint", "hashed_secret"))
 
 
 class RecoveryRecord(BaseModel):
@@ -185,9 +178,8 @@ class RecoveryStore:
         """Seal ``content``; returns its record (the id is what the user restores with)."""
         self._ensure_folder()
         ident = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
-        data_key = AESGCM.generate_key(bit_length=256)
-        nonce = os.urandom(12)
-        sealed = nonce + AESGCM(data_key).encrypt(nonce, content, ident.encode())
+        data_key = new_data_key()
+        sealed = seal(data_key, content, ident.encode())
         record = RecoveryRecord(
             id=ident,
             path=path,
@@ -197,7 +189,7 @@ class RecoveryStore:
             size=len(content),
             wrapper=self.wrapper.name,
             wrapped_key=self.wrapper.wrap(data_key),
-            findings=[FindingDigest(type=f.type, hashed_secret=f.hashed_secret) for f in findings],
+            findings=[FindingDigest(type=f.type, fingerprint=f.fingerprint) for f in findings],
         )
         self._write(self.folder / f"{ident}.bin", sealed)
         self._write(self.folder / f"{ident}.json", record.model_dump_json(indent=2).encode())
@@ -245,7 +237,7 @@ class RecoveryStore:
         sealed = (self.folder / f"{ident}.bin").read_bytes()
         data_key = self.wrapper.unwrap(record.wrapped_key)
         try:
-            content = AESGCM(data_key).decrypt(sealed[:12], sealed[12:], ident.encode())
+            content = unseal(data_key, sealed, ident.encode())
         except InvalidTag:
             raise RecoveryError(
                 f"recovery copy {ident} is damaged (authentication failed)",

@@ -59,9 +59,9 @@ from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import QSecureError
-from ..ledger.canonical import canonical_json
 from ..ledger.kinds import OpenBody, register_kind
-from ..ledger.signing import (
+from ..signing.canonical import canonical_json
+from ..signing.signers import (
     Algorithm,
     KeyRing,
     PublicKeyRecord,

@@ -103,7 +103,7 @@ from qiskit.circuit.controlflow import (
 
 from .._lru import LRU
 from ..errors import QSecureError
-from ..ledger.canonical import canonical_json
+from ..signing.canonical import canonical_json
 
 __all__ = [
     "FORM_VERSION",

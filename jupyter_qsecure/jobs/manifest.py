@@ -14,12 +14,12 @@ Both travel in DSSE envelopes (https://github.com/secure-systems-lab/dsse):
   digest over them, are reproducible), base64-encoded in the envelope;
 * each signature is over ``PAE(payloadType, payload)`` =
   ``"DSSEv1" SP LEN(type) SP type SP LEN(body) SP body``, made by a ledger
-  :class:`~jupyter_qsecure.ledger.signing.Signer` (OpenBao transit or a local Ed25519
+  :class:`~jupyter_qsecure.signing.signers.Signer` (OpenBao transit or a local Ed25519
   key; the private key never leaves the signer);
 * ``keyid`` is ``"<key_id>@v<key_version>"``, e.g. ``transit:transit/jobs@v3`` or
   ``ed25519:0123456789abcdef@v1``. As DSSE requires, it is only a hint that narrows the
   keys tried; a signature counts when it verifies against a key in the verifier's
-  :class:`~jupyter_qsecure.ledger.signing.KeyRing` (public keys only, offline).
+  :class:`~jupyter_qsecure.signing.signers.KeyRing` (public keys only, offline).
 
 A kernel checks a result with :func:`verify_result`: both signatures, that the result
 names the manifest it received (by :func:`statement_digest`) and the same job id, and
@@ -44,8 +44,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._version import __version__
 from ..errors import QSecureError
-from ..ledger.canonical import canonical_json
-from ..ledger.signing import (
+from ..signing.canonical import canonical_json
+from ..signing.signers import (
     KeyRing,
     PublicKeyRecord,
     SignatureProblem,

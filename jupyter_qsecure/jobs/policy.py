@@ -34,6 +34,13 @@ Steps 11 and 12 and the recording of the job's usage happen under one lock in
 :class:`UsageTracker`, so concurrent submissions cannot overshoot a limit. Only allowed
 jobs (including those waiting for approval) consume rate limit and quota.
 
+Each section may also have a ``[ENV.review]`` table for notebook review and promotion
+(:mod:`jupyter_qsecure.promote.review`): ``approvals_required`` (distinct approvers of
+the notebook's current digest) and ``allow_self_approval`` (may the notebook's last
+editor be one of them; ``[dev]`` only). Missing keys take the environment's default,
+:data:`DEFAULT_REVIEW`: one approval and self-approval allowed in dev (a single
+researcher can promote), two approvers other than the last editor in test and prod.
+
 Deliberately not supported: per-user or per-group overrides inside the file (run a
 separate environment instead), and inheritance between sections (each section states
 every limit, so a reviewer reads one section to know what applies).
@@ -68,6 +75,7 @@ __all__ = [
     "ENVIRONMENTS",
     "SUPPORTED_BACKENDS",
     "CircuitSummary",
+    "DEFAULT_REVIEW",
     "Decision",
     "EnvironmentPolicy",
     "HeavyRunThresholds",
@@ -76,6 +84,8 @@ __all__ = [
     "Policy",
     "PolicyEngine",
     "PolicyError",
+    "ReviewPolicy",
+    "ReviewRules",
     "UsageTracker",
 ]
 
@@ -133,6 +143,45 @@ class HeavyRunThresholds(BaseModel):
     total_shots: int | None = Field(default=None, ge=1, description="shots x circuits.")
 
 
+class ReviewRules(BaseModel):
+    """``[ENV.review]``: what approvals a notebook needs before it is promoted.
+
+    A key left out takes the environment's default (:data:`DEFAULT_REVIEW`).
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    approvals_required: int | None = Field(
+        default=None, ge=1, le=20, description="Distinct approvers of the current digest."
+    )
+    allow_self_approval: bool | None = Field(
+        default=None, description="May the notebook's last editor approve it? [dev] only."
+    )
+
+
+@dataclass(frozen=True)
+class ReviewPolicy:
+    """The review rules in force for one environment (defaults filled in)."""
+
+    environment: str
+    approvals_required: int
+    allow_self_approval: bool
+
+    def describe(self) -> str:
+        who = (
+            "any approvers" if self.allow_self_approval else "approvers other than the last editor"
+        )
+        return f"{self.approvals_required} approval(s) by {who} ({self.environment} policy)"
+
+
+#: Review rules of an environment whose policy section has no ``[ENV.review]`` keys.
+DEFAULT_REVIEW: dict[str, ReviewPolicy] = {
+    "dev": ReviewPolicy("dev", approvals_required=1, allow_self_approval=True),
+    "test": ReviewPolicy("test", approvals_required=2, allow_self_approval=False),
+    "prod": ReviewPolicy("prod", approvals_required=2, allow_self_approval=False),
+}
+
+
 def _check_names(value: Any, what: str, *, star: bool) -> Any:
     """Shape check for allow-lists, giving one clear message instead of union noise."""
     if star and value == "*":
@@ -163,6 +212,8 @@ class EnvironmentPolicy(BaseModel):
     heavy_run: HeavyRunThresholds = Field(default_factory=HeavyRunThresholds)
     #: May the submitter approve their own heavy run? Only ``[dev]`` may say yes.
     allow_self_approval: bool = False
+    #: Notebook review before promotion (``[ENV.review]``); defaults per environment.
+    review: ReviewRules = Field(default_factory=ReviewRules)
 
     @field_validator("allowed_gates", mode="before")
     @classmethod
@@ -242,7 +293,13 @@ def _render_problem(err: Mapping[str, Any]) -> str:
                 f"unknown key {loc[0]!r} (top-level keys: version, description; "
                 f"environments: {', '.join(ENVIRONMENTS)})"
             )
-        model: type[BaseModel] = EnvironmentPolicy if len(loc) == 2 else HeavyRunThresholds
+        model: type[BaseModel] = (
+            EnvironmentPolicy
+            if len(loc) == 2
+            else ReviewRules
+            if loc[1] == "review"
+            else HeavyRunThresholds
+        )
         return f"unknown key (known keys: {', '.join(model.model_fields)})"
     if kind == "missing":
         return "required key is missing"
@@ -265,6 +322,25 @@ class Policy:
     source: str
     rules: EnvironmentPolicy
     description: str | None = None
+
+    @property
+    def review(self) -> ReviewPolicy:
+        """The ``[ENV.review]`` rules, with the environment's defaults for missing keys."""
+        default = DEFAULT_REVIEW[self.environment]
+        rules = self.rules.review
+        return ReviewPolicy(
+            self.environment,
+            approvals_required=(
+                default.approvals_required
+                if rules.approvals_required is None
+                else rules.approvals_required
+            ),
+            allow_self_approval=(
+                default.allow_self_approval
+                if rules.allow_self_approval is None
+                else rules.allow_self_approval
+            ),
+        )
 
     @classmethod
     def load(cls, path: Path | str | None, environment: str) -> Policy:
@@ -327,6 +403,15 @@ class Policy:
                     key=f"[{name}] allow_self_approval",
                     hint="remove the key (default false): in test and prod an approver must be "
                     "someone other than the submitter",
+                )
+            if name != "dev" and section.review.allow_self_approval:
+                raise PolicyError(
+                    f"invalid policy file {source}: [{name}.review] allow_self_approval: the "
+                    "last editor of a notebook may approve it in [dev] only",
+                    path=source,
+                    key=f"[{name}.review] allow_self_approval",
+                    hint="remove the key (default false): in test and prod a notebook's "
+                    "approvers must be people other than its last editor",
                 )
         if environment not in sections:
             present = ", ".join(f"[{name}]" for name in sections) or "none"
@@ -555,6 +640,25 @@ class PolicyEngine:
             message=f"allowed by {env} policy {self.policy.version}",
             shots_charged=total_shots,
             **common,
+        )
+
+    def refuse(
+        self, identity: Identity, *, rule: str, limit: Any, actual: Any, message: str
+    ) -> Decision:
+        """A denial decided before the circuits were parsed, from the sizes they declare
+        (``jupyter_qsecure.jobs.declared``); recorded like any other denial."""
+        return Decision(
+            decision_id=uuid.uuid4().hex,
+            allowed=False,
+            rule=rule,
+            limit=limit,
+            actual=actual,
+            message=message,
+            policy_sha256=self.policy.sha256,
+            policy_version=self.policy.version,
+            environment=self.policy.environment,
+            evaluated_at=datetime.fromtimestamp(self.clock(), tz=timezone.utc),
+            identity_key=identity.usage_key,
         )
 
     # ------------------------------------------------------------------ rules

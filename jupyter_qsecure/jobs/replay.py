@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import QSecureError
-from ..ledger.signing import KeyRing
+from ..signing.signers import KeyRing
 from .aer_run import circuits_from_qpy, noise_model_sha256, run_aer
 from .archive import read_archived
 from .canonical import hash_many

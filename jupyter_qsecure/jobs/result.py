@@ -146,8 +146,8 @@ def _signer_label(signers: Sequence[Any]) -> str:
 
 
 def fetch_keyring(client: BrokerClient) -> Any:
-    """The broker's public keys as a :class:`jupyter_qsecure.ledger.signing.KeyRing`."""
-    from ..ledger.signing import KeyRing, PublicKeyRecord
+    """The broker's public keys as a :class:`jupyter_qsecure.signing.signers.KeyRing`."""
+    from ..signing.signers import KeyRing, PublicKeyRecord
 
     try:
         return KeyRing(PublicKeyRecord.model_validate(k) for k in client.keys())

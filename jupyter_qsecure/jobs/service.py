@@ -7,6 +7,9 @@ Denials, jobs awaiting approval and jobs submitted without waiting are recorded 
 decided; a waiting job's entries are committed together with its outcome, in one
 transaction, before anything of its result is released.
 Identity always comes from the kernel's token (``identify``), never from the request.
+Circuits are never parsed in the server process: their declared sizes are checked against
+the policy first (``declared``), then a parse worker with memory and CPU limits reads them
+(``parse_pool``).
 Submitted circuits, the signed manifest and the signed result are archived in
 ``<data_dir>/jobs/archive.db`` so ``jupyter qsecure replay JOB_ID`` can re-run a job later.
 """
@@ -14,8 +17,6 @@ Submitted circuits, the signed manifest and the signed result are archived in
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import functools
 import hashlib
 import json
@@ -34,13 +35,19 @@ from typing import Any, cast
 
 from .._lru import LRU
 from ..errors import InvalidEntry, QSecureError
-from ..ledger.canonical import canonical_json
 from ..ledger.kinds import validate_body
-from ..ledger.signing import KeyRing, Signer
-from .aer_run import circuits_to_qpy, noise_model_sha256
+from ..signing.canonical import canonical_json
+from ..signing.signers import KeyRing, Signer
+from .aer_run import noise_model_sha256
 from .approval import ApprovalRefused, ApprovalVerifier, approval_subject
 from .archive import JobArchive
-from .canonical import CanonicalisationError, circuit_summary, hash_many
+from .declared import (
+    MAX_CIRCUITS_PARSED,
+    Excess,
+    MalformedCircuit,
+    OverPolicy,
+    check_declared,
+)
 from .executor import ExecutorError, QueueFull, QueuePlace
 from .manifest import (
     Envelope,
@@ -50,13 +57,14 @@ from .manifest import (
     sign_envelopes,
     statement_body_digest,
 )
+from .parse_pool import ParsedCircuits, ParsePool, ParseRefused, ParseUnavailable
+from .parse_worker import parse_circuits  # noqa: F401  (it lived here; parsed in workers now)
 from .policy import CircuitSummary, Decision, Identity, JobRequest, PolicyEngine
 from .request import RequestError, parse_request
 from .status import JobStatus
 
 log = logging.getLogger("jupyter_qsecure.jobs")
 
-MAX_CIRCUITS_PARSED = 1000
 #: Parsed requests remembered (:meth:`JobService._circuits`), and the largest one kept.
 PARSED_CACHE_ENTRIES = 256
 PARSED_CACHE_MAX_CHARS = 256 * 1024
@@ -208,70 +216,6 @@ def _utc() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_circuits(items: Any, bind: Any) -> list[Any]:
-    """Circuits from the request's ``circuits`` list (QPY base64, OpenQASM 2 or 3)."""
-    from qiskit import QuantumCircuit, qasm2, qpy
-
-    if not isinstance(items, list) or not items:
-        raise InvalidJob("'circuits' must be a non-empty list", hint="send at least one circuit")
-    if len(items) > MAX_CIRCUITS_PARSED:
-        raise InvalidJob(
-            f"{len(items)} circuits in one job is more than {MAX_CIRCUITS_PARSED} can be parsed"
-        )
-    circuits: list[Any] = []
-    for position, item in enumerate(items):
-        if not isinstance(item, dict) or not isinstance(item.get("data"), str):
-            raise InvalidJob(f"circuit {position} must be an object with 'format' and 'data'")
-        fmt = item.get("format")
-        try:
-            if fmt == "qpy":
-                import io
-
-                loaded = qpy.load(io.BytesIO(base64.b64decode(item["data"], validate=True)))
-            elif fmt == "qasm2":
-                loaded = [
-                    qasm2.loads(item["data"], custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
-                ]
-            elif fmt == "qasm3":
-                from qiskit import qasm3
-
-                loaded = [qasm3.loads(item["data"])]
-            else:
-                raise InvalidJob(
-                    f"circuit {position}: unknown format {fmt!r}", hint="use qpy, qasm2 or qasm3"
-                )
-        except JobError:
-            raise
-        except (binascii.Error, ValueError) as exc:
-            raise InvalidJob(
-                f"circuit {position} ({fmt}) cannot be read: {str(exc)[:200]}"
-            ) from None
-        except Exception as exc:  # qiskit parse errors have many types
-            raise InvalidJob(
-                f"circuit {position} ({fmt}) is malformed: {type(exc).__name__}: {str(exc)[:200]}"
-            ) from None
-        for circuit in loaded:
-            if not isinstance(circuit, QuantumCircuit):
-                raise InvalidJob(
-                    f"circuit {position} is a {type(circuit).__name__}, not a QuantumCircuit"
-                )
-            circuits.append(circuit)
-    if bind:
-        if not isinstance(bind, dict) or not all(
-            isinstance(v, (int, float)) for v in bind.values()
-        ):
-            raise InvalidJob("'bind' must map parameter names to numbers")
-        bound = []
-        for circuit in circuits:
-            by_name = {p.name: p for p in circuit.parameters}
-            values = {
-                by_name[name]: float(value) for name, value in bind.items() if name in by_name
-            }
-            bound.append(circuit.assign_parameters(values) if values else circuit)
-        circuits = bound
-    return circuits
-
-
 def _circuits_key(items: Any, bind: Any) -> str | None:
     """SHA-256 over the circuits' formats and texts and the bindings; None if uncacheable."""
     if not isinstance(items, list) or not items or len(items) > MAX_CIRCUITS_PARSED:
@@ -316,6 +260,7 @@ class JobService:
         io_threads: int = 16,
         max_in_flight: int = 128,
         approvals: ApprovalVerifier | None = None,
+        parser: Any = None,
     ) -> None:
         self.identify = identify
         self.engine = engine
@@ -352,7 +297,23 @@ class JobService:
         self._unwritten: list[tuple[str, str, list[tuple[str, dict[str, Any]]]]] = []
         self._flush_lock = threading.Lock()
 
+        # Circuits are parsed in worker processes with memory and CPU limits, never here:
+        # a ParsePool, or a zero-argument factory of one called on first use (default: a
+        # ParsePool with its default limits).
+        self._parser: Any = parser if hasattr(parser, "parse") else None
+        self._parser_factory: Callable[[], Any] = (
+            ParsePool if parser is None or self._parser is not None else parser
+        )
+
     # ---- identity --------------------------------------------------------------------------
+    @property
+    def parser(self) -> Any:
+        """The :class:`ParsePool` (started on first use)."""
+        with self._lock:
+            if self._parser is None:
+                self._parser = self._parser_factory()
+            return self._parser
+
     @property
     def executor(self) -> Any:
         with self._lock:
@@ -461,7 +422,10 @@ class JobService:
             "tags": tags,
         }
         self._check_recordable(identity, request_fields, request_id)
-        hashes, summaries, circuits_qpy = self._circuits(body.get("circuits"), body.get("bind"))
+        try:
+            hashes, summaries, circuits_qpy = self._circuits(body.get("circuits"), body.get("bind"))
+        except OverPolicy as over:
+            raise self._deny_declared(identity, request_id, over.excess) from None
         request = JobRequest(
             shots=shots,
             seed=seed,
@@ -536,26 +500,62 @@ class JobService:
     def _circuits(self, items: Any, bind: Any) -> tuple[list[str], list[dict[str, Any]], str]:
         """Canonical hashes, policy summaries and worker QPY of the request's circuits.
 
+        Nothing is parsed here: what the circuits declare is checked against the policy
+        first (:func:`~jupyter_qsecure.jobs.declared.check_declared`: ``OverPolicy`` for a
+        size over a limit, :class:`InvalidJob` for a malformed request or an include; here
+        for all but what is beyond the server's share of an OpenQASM scan), then a parse worker
+        with memory and CPU limits checks every text in full and reads them
+        (:class:`~jupyter_qsecure.jobs.parse_pool.ParsePool`).
+
         Memoised by the SHA-256 of the request's circuit texts and bindings: the same
         bytes always parse to the same circuits, so a circuit submitted again (a seed or
-        shots sweep, a retry) is not decoded and hashed again.
+        shots sweep, a retry) is neither checked nor parsed again.
         """
         key = _circuits_key(items, bind)
         cached = self._parsed.get(key) if key is not None else None
         if cached is None:
-            circuits = parse_circuits(items, bind)
+            policy = self.engine.policy
             try:
-                hashes = hash_many(circuits)
-            except CanonicalisationError as exc:
+                excess = check_declared(items, policy.rules, policy.environment, server=True)
+            except MalformedCircuit as exc:
                 raise InvalidJob(exc.message, hint=exc.hint) from None
-            # One QPY text as sent needs no re-encoding for the worker.
-            single_qpy = not bind and len(items) == 1 and items[0].get("format") == "qpy"
-            qpy = items[0]["data"] if single_qpy else circuits_to_qpy(circuits)
-            cached = (hashes, [circuit_summary(c) for c in circuits], qpy)
+            if excess is not None:
+                raise OverPolicy(excess)
+            try:
+                parsed: ParsedCircuits = self.parser.parse(
+                    items, bind, rules=policy.rules, environment=policy.environment
+                )
+            except ParseRefused as exc:
+                raise InvalidJob(exc.message, hint=exc.hint) from None
+            except ParseUnavailable as exc:
+                raise Unavailable(exc.message, hint=exc.hint) from None
+            cached = (parsed.hashes, parsed.summaries, parsed.qpy)
             if key is not None:
                 self._parsed.put(key, cached)
         hashes, summaries, qpy = cached
         return hashes, [dict(s) for s in summaries], qpy  # callers never share the cache's
+
+    def _deny_declared(self, identity: dict[str, Any], request_id: str, excess: Excess) -> Denied:
+        """Record (``job.decided``) a denial decided from the sizes the circuits declare,
+        before they were parsed; the :class:`Denied` to raise."""
+        who = Identity(
+            user=identity["user"],
+            kernel_id=identity.get("kernel_id"),
+            accessor=identity.get("accessor"),
+            environment=identity.get("environment", self.environment),
+        )
+        decision = self.engine.refuse(
+            who, rule=excess.rule, limit=excess.limit, actual=excess.actual, message=excess.message
+        )
+        job_id = uuid.uuid4().hex
+        decided = dict(decision.to_ledger_body())
+        decided.update({"job_id": job_id, "request_id": request_id, "circuit_hashes": []})
+        self._append_many(
+            [("job.decided", decided)], actor=f"user:{identity['user']}", correlation_id=job_id
+        )
+        with self._lock:
+            self._request_ids[request_id] = job_id
+        return Denied(decision.message, payload=decision.to_denial())
 
     def _append_many(
         self, entries: list[tuple[str, dict[str, Any]]], *, actor: str, correlation_id: str
@@ -1068,6 +1068,8 @@ class JobService:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._parser is not None:
+            self._parser.close()
         if self._executor is not None:
             self._executor.close()
         if self._archive_store is not None:

@@ -12,11 +12,11 @@ Public surface::
 Proofs verify offline with :func:`verify_inclusion_proof` and only public keys.
 """
 
+from ..signing.signers import KeyRing, PublicKeyRecord, SignatureRecord, Signer
 from .kinds import known_kinds, register_kind
 from .ledger import CheckpointPolicy, Ledger
 from .models import Checkpoint, CheckpointBody, ConsistencyProof, Entry, InclusionProof
 from .proofs import verify_consistency_proof, verify_inclusion_proof
-from .signing import KeyRing, PublicKeyRecord, SignatureRecord, Signer
 from .store import EntryFilter
 from .verify import Problem, VerifyReport
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from .signing import Ed25519FileSigner, KeyRing, MLDSA65FileSigner, Signer
+from ..signing.signers import Ed25519FileSigner, KeyRing, MLDSA65FileSigner, Signer
 
 if TYPE_CHECKING:
     from ..config import QSecure
 
 
-def signers_from_settings(settings: QSecure) -> list[Signer]:
-    """The primary signer (transit or local Ed25519) plus the optional ML-DSA-65 co-signer."""
+def signers_from_settings(settings: QSecure, client: Any = None) -> list[Signer]:
+    """The primary signer (transit or local Ed25519) plus the optional ML-DSA-65 co-signer.
+
+    ``client``: an authenticated hvac client for transit (a promoted script's own login);
+    None logs in as configured (:func:`~jupyter_qsecure.vault_client.client_from_settings`).
+    """
     choice = settings.ledger_signer
     if choice == "auto":
         choice = "transit" if settings.vault_addr else "local"
@@ -23,11 +27,11 @@ def signers_from_settings(settings: QSecure) -> list[Signer]:
                 "ledger_signer is 'transit' but no OpenBao/Vault address is configured",
                 hint="set BAO_ADDR/VAULT_ADDR (or c.QSecure.vault_addr), or use ledger_signer='local'",
             )
+        from ..signing.transit import TransitSigner
         from ..vault_client import client_from_settings
-        from .transit import TransitSigner
 
         signer = TransitSigner(
-            client_from_settings(settings),
+            client if client is not None else client_from_settings(settings),
             mount=settings.ledger_transit_mount,
             key_name=settings.ledger_transit_key,
         )

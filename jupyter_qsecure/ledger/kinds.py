@@ -30,8 +30,10 @@ class NoteBody(Body):
 
 
 class FindingRef(Body):
+    """A finding of the save gate: its type and keyed fingerprint (HMAC-SHA-256, hex)."""
+
     type: str
-    hashed_secret: Sha256Hex = Field(pattern=r"^[0-9a-f]{64}$")
+    fingerprint: Sha256Hex = Field(pattern=r"^[0-9a-f]{64}$")
     cell: int | None = None
     where: str | None = None
     line: int | None = None
@@ -62,6 +64,40 @@ class SecretChangeBody(Body):
     location: str
     user: str
     version: int | None = None
+
+
+class NotebookSavedBody(Body):
+    """A save that changed what a notebook runs (its digest): who is its last editor.
+
+    ``path`` is the server's contents path, ``file`` the absolute file on the server's
+    disk (None when the server's root is unknown); ``digest`` is
+    :func:`jupyter_qsecure.promote.digest.notebook_digest` of what was saved (None when
+    the notebook has none, e.g. no kernelspec). Never content.
+    """
+
+    path: str
+    file: str | None = None
+    user: str
+    digest: Sha256Hex | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+
+class ReviewApprovedBody(Body):
+    """A reviewer's signed approval of a notebook digest (``jupyter qsecure review approve``).
+
+    The signed envelope itself is kept beside the notebook; the ledger records who
+    approved what (by digest), never the notebook's content.
+    """
+
+    path: str  # the notebook's absolute path where it was approved
+    notebook: str  # its file name (the statement's subject name)
+    digest: Sha256Hex = Field(pattern=r"^[0-9a-f]{64}$")
+    environment: str
+    reviewer: str
+    source: Literal["local", "openbao"]
+    key_id: str  # "<key id>@v<version>", as in the envelope
+    note: str = Field(default="", max_length=2000)
+    statement_sha256: Sha256Hex = Field(pattern=r"^[0-9a-f]{64}$")
+    last_editor: str | None = None
 
 
 class CredentialBody(Body):
@@ -110,6 +146,8 @@ _REGISTRY: dict[str, type[BaseModel]] = {
     "credential.revoked": CredentialBody,
     "credential.failed": CredentialBody,
     "file.masked": FileMaskedBody,
+    "notebook.saved": NotebookSavedBody,
+    "review.approved": ReviewApprovedBody,
     "job.submitted": OpenBody,
     "job.decided": OpenBody,
     "job.completed": OpenBody,

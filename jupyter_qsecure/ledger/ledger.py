@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidEntry, LedgerConflict, SigningError
-from .canonical import canonical_json
+from ..signing.canonical import canonical_json
+from ..signing.signers import KeyRing, PublicKeyRecord, SignatureRecord, Signer
 from .kinds import validate_body
 from .merkle import (
     EMPTY_ROOT,
@@ -34,7 +35,6 @@ from .merkle import (
 )
 from .models import Checkpoint, CheckpointBody, ConsistencyProof, Entry, InclusionProof
 from .secret_guard import check_no_secrets
-from .signing import KeyRing, PublicKeyRecord, SignatureRecord, Signer
 from .store import CheckpointRow, EntryFilter, EntryRow, LedgerStore, NodeRow, ReadTx, open_store
 
 log = logging.getLogger("jupyter_qsecure.ledger")

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .canonical import canonical_json
-from .signing import PublicKeyRecord, SignatureRecord
+from ..signing.canonical import canonical_json
+from ..signing.signers import PublicKeyRecord, SignatureRecord
 
 HEX64 = r"^[0-9a-f]{64}$"
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from ..signing.signers import KeyRing, SignatureProblem, verify_signature
 from .merkle import leaf_hash, verify_consistency, verify_inclusion
 from .models import Checkpoint, ConsistencyProof, InclusionProof
-from .signing import KeyRing, SignatureProblem, verify_signature
 
 
 def _check_checkpoint(checkpoint: Checkpoint, keyring: KeyRing) -> list[str]:

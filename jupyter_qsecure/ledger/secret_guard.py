@@ -75,8 +75,8 @@ def check_no_secrets(body: dict[str, Any], *, kind: str) -> None:
         if _named_like_a_secret(key):
             raise InvalidEntry(
                 f"ledger entry of kind {kind!r}: field {path!r} is named like a secret",
-                hint="record the secret's SHA-256 hash, lease id or accessor, never its value "
-                "(e.g. name the field 'token_accessor' or 'secret_sha256')",
+                hint="record the secret's keyed fingerprint, lease id or accessor, never its value "
+                "(e.g. name the field 'token_accessor' or 'fingerprint')",
             )
         if len(value) < _SHORTEST_MATCH or (
             value.isalnum() and "AKIA" not in value and "ASIA" not in value
@@ -88,5 +88,5 @@ def check_no_secrets(body: dict[str, Any], *, kind: str) -> None:
             raise InvalidEntry(
                 f"ledger entry of kind {kind!r}: field {path!r} looks like a secret value "
                 f"({type_name})",
-                hint="record the secret's SHA-256 hash, lease id or accessor instead",
+                hint="record the secret's keyed fingerprint, lease id or accessor instead",
             )

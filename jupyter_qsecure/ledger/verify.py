@@ -31,9 +31,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..signing.signers import KeyRing, SignatureProblem, SignatureRecord, verify_signature
 from .merkle import Frontier
 from .models import Checkpoint, CheckpointBody
-from .signing import KeyRing, SignatureProblem, SignatureRecord, verify_signature
 from .store import EntryRow, LedgerStore
 
 MAX_PROBLEMS = 50

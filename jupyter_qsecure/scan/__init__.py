@@ -12,6 +12,8 @@ Public API (what the save gate and the CLI call)::
     scanner.scan_text(text, path="x.env")     # non-notebook text
     scanner.scan_paths(["dir/"], baseline=Baseline.load(".secrets.baseline"))
     ExactMatcher(values).find(text)           # injected values and their encodings
+    Scanner(fingerprinter=fingerprinter_from_settings(settings, create=False))
+    scanner.scan_paths(["run.log"], injected=index)   # + the fingerprint registry
 """
 
 from .baseline import Baseline
@@ -27,13 +29,16 @@ from .engine import (
 )
 from .errors import InvalidNotebook, ScanError
 from .exact import ExactMatcher, encoded_forms
-from .models import Finding, ScanReport, sha256_hex
+from .fingerprints import Fingerprinter, FingerprintIndex, fingerprinter_from_settings
+from .models import Finding, ScanReport
 from .redact import placeholder_for, redact_notebook, redact_text
 
 __all__ = [
     "Baseline",
     "ExactMatcher",
     "Finding",
+    "FingerprintIndex",
+    "Fingerprinter",
     "InvalidNotebook",
     "ScanError",
     "ScanReport",
@@ -43,11 +48,11 @@ __all__ = [
     "as_notebook",
     "default_scanner",
     "encoded_forms",
+    "fingerprinter_from_settings",
     "placeholder_for",
     "redact_notebook",
     "redact_text",
     "scan_notebook",
     "scan_paths",
     "scan_text",
-    "sha256_hex",
 ]

@@ -27,8 +27,15 @@ from .baseline import Baseline
 from .detectors import detect
 from .errors import InvalidNotebook, ScanError
 from .exact import ExactMatcher
-from .extract import TextUnit, notebook_units, text_file_unit
-from .models import Detection, Finding, Match, ScanReport, sha256_hex
+from .extract import (
+    TextUnit,
+    decode_text,
+    notebook_units,
+    rendered_file_unit,
+    text_file_unit,
+)
+from .fingerprints import Fingerprinter, FingerprintIndex, process_fingerprinter
+from .models import Detection, Finding, Match, ScanReport
 
 #: Folders never descended into by a folder scan.
 SKIP_DIRS = frozenset(
@@ -124,9 +131,19 @@ class Scanner:
     """Scans notebooks and texts for secrets. Share one instance: it owns the cache.
 
     ``exact_values`` given here are searched in every scan (and per call, more).
+    ``fingerprinter`` keys the fingerprints of findings (the server's and the command
+    line's come from :func:`~.fingerprints.fingerprinter_from_settings`); without one,
+    the process-wide one (:func:`~.fingerprints.set_process_fingerprinter`) is used.
     """
 
-    def __init__(self, *, cache_entries: int = 200_000, exact_values: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        cache_entries: int = 200_000,
+        exact_values: Iterable[str] = (),
+        fingerprinter: Fingerprinter | None = None,
+    ) -> None:
+        self._fingerprinter = fingerprinter
         self._cache: LRU[bytes, tuple[Detection, ...]] = LRU(cache_entries)
         self._lock = threading.Lock()  # for the statistics
         self.stats = ScanStats()
@@ -134,14 +151,23 @@ class Scanner:
         #: Rendered JSON units (big metadata such as widget state), by content hash.
         self._json_memo: LRU[Any, Any] = LRU(2048)
 
+    @property
+    def fingerprinter(self) -> Fingerprinter:
+        """The key of this scanner's fingerprints (the process-wide one unless given)."""
+        return self._fingerprinter or process_fingerprinter()
+
     # ---------------------------------------------------------------- cache
     def clear_cache(self) -> None:
         self._cache.clear()
 
-    def _detect_cached(self, unit: TextUnit) -> tuple[Detection, ...]:
-        key = hashlib.sha256(
+    @staticmethod
+    def _unit_key(unit: TextUnit) -> bytes:
+        return hashlib.sha256(
             unit.profile.encode() + b"\0" + unit.text.encode("utf-8", "surrogatepass")
         ).digest()
+
+    def _detect_cached(self, unit: TextUnit, key: bytes | None = None) -> tuple[Detection, ...]:
+        key = key or self._unit_key(unit)
         hit = self._cache.get(key)
         if hit is not None:
             with self._lock:
@@ -155,15 +181,24 @@ class Scanner:
 
     # ---------------------------------------------------------------- scanning
     def _scan_units(
-        self, units: list[TextUnit], path: str, exact: ExactMatcher | None, *, is_notebook: bool
+        self,
+        units: list[TextUnit],
+        path: str,
+        exact: ExactMatcher | None,
+        *,
+        is_notebook: bool,
+        injected: FingerprintIndex | None = None,
     ) -> ScanResult:
         matchers = [m for m in (self._exact if self._exact else None, exact) if m is not None]
+        registry = injected if injected else None
         matches: list[Match] = []
-        seen: set[tuple[Any, ...]] = set()
         for index, unit in enumerate(units):
-            detections = list(self._detect_cached(unit))
+            digest = self._unit_key(unit)
+            detections = list(self._detect_cached(unit, digest))
             for matcher in matchers:
                 detections.extend(matcher.find(unit.text))
+            if registry is not None:
+                detections.extend(_unknown_in_memory(registry.find(unit.text, digest), detections))
             for d in detections:
                 piece = unit.piece_at(d.start)
                 finding = Finding(
@@ -175,32 +210,41 @@ class Scanner:
                     mime=unit.mime,
                     line=unit.line_of(d.start),
                     type=d.type,
-                    hashed_secret=d.hashed_secret or sha256_hex(d.secret),
+                    fingerprint=d.fingerprint or self.fingerprinter(d.fingerprint_of or d.secret),
+                    secret_name=d.secret_name,
+                    injected_on=d.injected_on,
                 )
                 matches.append(Match(finding, index, d.start, d.end, d.secret))
-        findings: list[Finding] = []
-        for m in matches:
-            key = tuple(m.finding.model_dump().values())
-            if key not in seen:
-                seen.add(key)
-                findings.append(m.finding)
-        return ScanResult(path, findings, matches, units, is_notebook)
+        return ScanResult(path, _unique_findings(matches), matches, units, is_notebook)
 
     def scan_notebook(
-        self, nb: Any, *, path: str = "", exact_values: ExactValues = None
+        self,
+        nb: Any,
+        *,
+        path: str = "",
+        exact_values: ExactValues = None,
+        injected: FingerprintIndex | None = None,
     ) -> ScanResult:
         """Scan a notebook (``NotebookNode``, dict, JSON text or bytes).
 
         ``exact_values``: extra values to find with their encodings (e.g. what the
         server injected into this notebook's kernel), or a prepared :class:`ExactMatcher`.
-        Raises :class:`InvalidNotebook` if ``nb`` is not a notebook.
+        ``injected``: fingerprints of values injected earlier (the registry), matched
+        on candidate tokens. Raises :class:`InvalidNotebook` if ``nb`` is not a notebook.
         """
         node = as_notebook(nb, path=path)
         units = notebook_units(node, memo=self._json_memo)
-        return self._scan_units(units, path, _matcher(exact_values), is_notebook=True)
+        return self._scan_units(
+            units, path, _matcher(exact_values), is_notebook=True, injected=injected
+        )
 
     def scan_text(
-        self, text: str, *, path: str = "", exact_values: ExactValues = None
+        self,
+        text: str,
+        *,
+        path: str = "",
+        exact_values: ExactValues = None,
+        injected: FingerprintIndex | None = None,
     ) -> ScanResult:
         """Scan a non-notebook text (a ``.py``, ``.env``, ``.yaml`` … file's content).
 
@@ -209,10 +253,27 @@ class Scanner:
         """
         unit = text_file_unit(text, path or "text.txt")
         units = [unit] if unit is not None else []
-        return self._scan_units(units, path, _matcher(exact_values), is_notebook=False)
+        rendered = rendered_file_unit(text, path)  # SVG/HTML: also what it shows
+        if rendered is None or not units:
+            return self._scan_units(
+                units, path, _matcher(exact_values), is_notebook=False, injected=injected
+            )
+        result = self._scan_units(
+            [*units, rendered], path, _matcher(exact_values), is_notebook=False, injected=injected
+        )
+        # what the file's own text shows is reported there, once
+        shown = {m.secret for m in result.matches if m.unit_index == 0}
+        matches = [m for m in result.matches if m.unit_index == 0 or m.secret not in shown]
+        if len(matches) == len(result.matches):
+            return result
+        return ScanResult(path, _unique_findings(matches), matches, result.units, False)
 
     def scan_file(
-        self, path: str | os.PathLike[str], *, exact_values: ExactValues = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        exact_values: ExactValues = None,
+        injected: FingerprintIndex | None = None,
     ) -> ScanResult | None:
         """Scan one file: ``.ipynb`` as a notebook, other text line by line.
 
@@ -250,14 +311,11 @@ class Scanner:
                     f"column {exc.colno}",
                     hint="open it in Jupyter to repair it, or exclude it from the scan",
                 ) from exc
-            return self.scan_notebook(obj, path=name, exact_values=exact_values)
-        if b"\0" in data[:8192]:
+            return self.scan_notebook(obj, path=name, exact_values=exact_values, injected=injected)
+        decoded = decode_text(data)  # UTF-8, UTF-16/32 with a BOM, 8-bit; None: binary
+        if decoded is None:
             return None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            return None
-        return self.scan_text(text, path=name, exact_values=exact_values)
+        return self.scan_text(decoded.text, path=name, exact_values=exact_values, injected=injected)
 
     def scan_paths(
         self,
@@ -265,12 +323,14 @@ class Scanner:
         *,
         baseline: Baseline | None = None,
         exact_values: ExactValues = None,
+        injected: FingerprintIndex | None = None,
         jobs: int = 1,
     ) -> ScanReport:
         """Scan files and folders (recursed). Unreadable files go to ``report.errors``.
 
         ``jobs > 1`` scans files in that many worker processes (for the command line;
         a server should keep ``jobs=1`` and share this scanner's cache instead).
+        ``injected``: the fingerprint registry's index, matched in every file.
         """
         started = time.perf_counter()
         matcher = _matcher(exact_values)
@@ -278,10 +338,10 @@ class Scanner:
         names = list(iter_files(paths, report.errors))
         if jobs > 1 and len(names) >= 2 * jobs:
             outcomes: Iterable[tuple[str, list[Finding] | None, str | None]] = _parallel(
-                names, baseline, matcher, jobs
+                names, baseline, matcher, jobs, self.fingerprinter, injected
             )
         else:
-            outcomes = (_scan_one(self, name, baseline, matcher) for name in names)
+            outcomes = (_scan_one(self, name, baseline, matcher, injected) for name in names)
         for _name, findings, error in outcomes:
             if error is not None:
                 report.errors.append(error)
@@ -293,10 +353,14 @@ class Scanner:
 
 
 def _scan_one(
-    scanner: Scanner, name: str, baseline: Baseline | None, matcher: ExactMatcher | None
+    scanner: Scanner,
+    name: str,
+    baseline: Baseline | None,
+    matcher: ExactMatcher | None,
+    injected: FingerprintIndex | None = None,
 ) -> tuple[str, list[Finding] | None, str | None]:
     try:
-        result = scanner.scan_file(name, exact_values=matcher)
+        result = scanner.scan_file(name, exact_values=matcher, injected=injected)
     except ScanError as exc:
         return name, None, exc.message
     if result is None:
@@ -307,20 +371,35 @@ def _scan_one(
 _worker_state: dict[str, Any] = {}
 
 
-def _worker_init(baseline: Baseline | None, values: frozenset[str]) -> None:
-    _worker_state["scanner"] = Scanner()
+def _worker_init(
+    baseline: Baseline | None,
+    values: frozenset[str],
+    fingerprinter: Fingerprinter,
+    injected: FingerprintIndex | None,
+) -> None:
+    _worker_state["scanner"] = Scanner(fingerprinter=fingerprinter)
     _worker_state["baseline"] = baseline
     _worker_state["matcher"] = ExactMatcher(values) if values else None
+    _worker_state["injected"] = injected
 
 
 def _worker_scan(name: str) -> tuple[str, list[Finding] | None, str | None]:
     return _scan_one(
-        _worker_state["scanner"], name, _worker_state["baseline"], _worker_state["matcher"]
+        _worker_state["scanner"],
+        name,
+        _worker_state["baseline"],
+        _worker_state["matcher"],
+        _worker_state["injected"],
     )
 
 
 def _parallel(
-    names: list[str], baseline: Baseline | None, matcher: ExactMatcher | None, jobs: int
+    names: list[str],
+    baseline: Baseline | None,
+    matcher: ExactMatcher | None,
+    jobs: int,
+    fingerprinter: Fingerprinter,
+    injected: FingerprintIndex | None,
 ) -> list[tuple[str, list[Finding] | None, str | None]]:
     from concurrent.futures import ProcessPoolExecutor
 
@@ -328,13 +407,23 @@ def _parallel(
     order = sorted(names, key=lambda n: -_size(n))
     values = matcher.values if matcher is not None else frozenset()
     with ProcessPoolExecutor(
-        max_workers=jobs, initializer=_worker_init, initargs=(baseline, values)
+        max_workers=jobs,
+        initializer=_worker_init,
+        initargs=(baseline, values, fingerprinter, injected),
     ) as pool:
         done = {
             name: out
             for name, out in zip(order, pool.map(_worker_scan, order, chunksize=1), strict=True)
         }
     return [done[name] for name in names]
+
+
+def _unknown_in_memory(found: list[Detection], others: list[Detection]) -> list[Detection]:
+    """Registry hits not already reported where an in-memory injected value was matched."""
+    if not found:
+        return found
+    spans = [(d.start, d.end) for d in others if d.type.startswith("Injected Secret")]
+    return [d for d in found if not any(s < d.end and d.start < e for s, e in spans)]
 
 
 def _size(name: str) -> int:
@@ -376,6 +465,18 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], errors: list[str]) -> It
 
 _default: Scanner | None = None
 _default_lock = threading.Lock()
+
+
+def _unique_findings(matches: list[Match]) -> list[Finding]:
+    """The findings of ``matches``, each once, in order."""
+    findings: list[Finding] = []
+    seen: set[tuple[Any, ...]] = set()
+    for m in matches:
+        key = tuple(m.finding.model_dump().values())
+        if key not in seen:
+            seen.add(key)
+            findings.append(m.finding)
+    return findings
 
 
 def default_scanner() -> Scanner:

@@ -5,8 +5,9 @@ JSON string escaping (ASCII and not), HTML escaping, URL encoding (``quote`` wit
 and without ``/`` safe, ``quote_plus``), hex (lower and upper case), and base64 at
 the three byte alignments the value can have inside a longer encoded payload
 (only the characters that depend on the value alone), each also as base64url.
-All forms go into one trie-shaped regular expression, so a text is searched in a
-single pass however many values there are.
+All forms go into one Aho-Corasick automaton (:mod:`.valuesearch`, shared with
+output masking), so a text is searched in a single pass however many values there
+are, and values of any length work.
 
 Not supported, deliberately: other encodings (gzip, rot13, per-character
 splitting); values shorter than :data:`MIN_VALUE_LENGTH` (they would match
@@ -21,10 +22,11 @@ import html
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from urllib.parse import quote, quote_plus
 
-from .models import Detection, sha256_hex
+from .._lru import LRU
+from .models import Detection
+from .valuesearch import ValueSearch
 
 MIN_VALUE_LENGTH = 4
 MIN_ENCODED_LENGTH = 8
@@ -69,58 +71,82 @@ def encoded_forms(value: str) -> dict[str, str]:
     return forms
 
 
-def _trie_regex(words: Iterable[str]) -> str:
-    trie: dict[str, dict] = {}  # type: ignore[type-arg]
-    for word in words:
-        node = trie
-        for ch in word:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def build(node: dict) -> str:  # type: ignore[type-arg]
-        ends = "" in node
-        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
-        if not branches:
-            return ""
-        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-        if ends:
-            return "(?:" + body + ")?"
-        return body
-
-    return build(trie)
+def whole_forms(values: Iterable[str]) -> list[tuple[str, int, str]]:
+    """(form, index of its value, encoding name) for each value's :func:`encoded_forms`."""
+    return [
+        (form, i, name)
+        for i, value in enumerate(values)
+        for form, name in encoded_forms(value).items()
+    ]
 
 
-@dataclass
+def fragment_sources(value: str) -> list[str]:
+    """The forms of ``value`` whose runs count as fragments.
+
+    Raw, JSON- and HTML-escaped, ``repr``'s body; each cut at line breaks, raw or
+    escaped: a run does not continue over one (and a held stream tail never ends in
+    a newline).
+    """
+    forms = dict.fromkeys(
+        [
+            value,
+            json.dumps(value)[1:-1],
+            json.dumps(value, ensure_ascii=False)[1:-1],
+            html.escape(value),
+            html.escape(value, quote=False),
+            repr(value)[1:-1],
+        ]
+    )
+    pieces = dict.fromkeys(piece for form in forms for piece in _LINE_BREAK.split(form))
+    return [piece for piece in pieces if piece]
+
+
+_LINE_BREAK = re.compile(r"[\r\n]+|(?:\\[rn])+")
+
+
+_CACHE: LRU[tuple[frozenset[str], int], tuple[tuple[str, ...], ValueSearch]] = LRU(8)
+
+
 class ExactMatcher:
-    """Finds a fixed set of values, and their common encodings, in texts."""
+    """Finds a fixed set of values, and their common encodings, in texts.
+
+    With ``min_fragment`` (0: off), also any run of at least that many characters of
+    a value (type ``Injected Secret (fragment)``). Built on the same one-pass engine
+    as output masking (:mod:`jupyter_qsecure.scan.valuesearch`); the last few engines
+    are cached by value set, since the save gate asks for one on every save.
+    """
 
     values: frozenset[str]
-    _forms: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
-    _regex: re.Pattern[str] | None = field(default=None, repr=False)
 
-    def __init__(self, values: Iterable[str]) -> None:
+    def __init__(self, values: Iterable[str], *, min_fragment: int = 0) -> None:
         self.values = frozenset(
             v for v in values if isinstance(v, str) and len(v) >= MIN_VALUE_LENGTH
         )
-        self._forms = {}
-        for value in sorted(self.values):
-            for form, name in encoded_forms(value).items():
-                self._forms.setdefault(form, (value, name))
-        self._regex = re.compile(_trie_regex(self._forms)) if self._forms else None
+        key = (self.values, min_fragment)
+        cached = _CACHE.get(key)
+        if cached is None:
+            ordered = tuple(sorted(self.values))
+            fragments = [(src, i) for i, v in enumerate(ordered) for src in fragment_sources(v)]
+            engine = ValueSearch(
+                whole_forms(ordered), fragments if min_fragment else (), min_fragment=min_fragment
+            )
+            cached = (ordered, engine)
+            _CACHE.put(key, cached)
+        self._ordered, self._engine = cached
 
     def __bool__(self) -> bool:
-        return self._regex is not None
+        return bool(self._engine)
 
     def __repr__(self) -> str:  # never show the values
-        return f"ExactMatcher({len(self.values)} values, {len(self._forms)} forms)"
+        return f"ExactMatcher({len(self.values)} values, {self._engine!r})"
 
     def find(self, text: str) -> list[Detection]:
-        """Every occurrence of a value or an encoded form in ``text``."""
-        if self._regex is None or not text:
+        """Every occurrence of a value, an encoded form or (if enabled) a fragment in ``text``."""
+        if not self._engine or not text:
             return []
         out = []
-        for m in self._regex.finditer(text):
-            value, name = self._forms[m.group(0)]
+        for start, end, owner, name in self._engine.find(text):
+            value = self._ordered[owner]
             kind = EXACT_TYPE if not name else f"{EXACT_TYPE} ({name})"
-            out.append(Detection(kind, m.group(0), m.start(), m.end(), sha256_hex(value)))
+            out.append(Detection(kind, text[start:end], start, end, fingerprint_of=value))
         return out

@@ -11,11 +11,16 @@ What is extracted, and how (issue 3):
   everything else textual (``text/*``, JavaScript) is scanned as it is;
 - ``error`` outputs: ename, evalue and the traceback with ANSI codes stripped;
 - cell, output and notebook metadata (widget state included), walked value by value;
-- text attachments.
+- attachments, whatever their MIME type: nbformat stores them base64-encoded, so they
+  are decoded first (:func:`decode_text`) and scanned as text, SVG or HTML;
+- HTML and SVG are scanned as what a person sees (:func:`rendered_text`: tags removed,
+  entities decoded, nothing inserted), so a value split over ``<tspan>`` or syntax
+  highlighting ``<span>`` elements is found whole.
 
 Deliberately skipped: binary payloads (``image/png`` and other base64 MIME data,
 ``data:`` URI payloads inside texts, long base64 JSON values that decode to binary,
-such as widget buffers). They are not text; scanning them only produces noise.
+such as widget buffers, attachments that decode to binary). They are not text;
+scanning them only produces noise. Archives (gzip, zip) are not opened.
 
 JSON values are rendered one per line as ``"key": "value"`` so keyword detectors
 see the key next to the value, with the value *decoded* (no JSON escaping: the
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import hashlib
 import html
 import marshal
@@ -118,16 +124,119 @@ def html_to_text(markup: str, *, keep_text: bool = True) -> str:
     return text
 
 
-def _html_to_text_memo(raw: str, memo: Memo | None) -> str:
+def rendered_text(markup: str, kind: str) -> str:
+    """What a person sees of HTML or SVG (``kind`` ``"html"``/``"svg"``), plus link targets.
+
+    Tags are removed *without* inserting anything, so text split over elements
+    (``<tspan>``, highlighter ``<span>``) stays joined; entities are decoded;
+    ``href``/``src`` values (other than ``data:`` URIs and ``#fragments``) follow,
+    one per line.
+    """
+    # Imported here: the rendered-text module is shared with output masking, and only
+    # markup needs it.
+    from .rendered import visible_text
+
+    shown: str = visible_text(markup, kind)[0]
+    return shown + html_to_text(markup, keep_text=False)
+
+
+def markup_kind(mime_or_name: str) -> str | None:
+    """``"svg"``/``"html"`` for an SVG or HTML MIME type or file name, else None."""
+    lowered = mime_or_name.lower()
+    if lowered == "image/svg+xml" or lowered.endswith(".svg"):
+        return "svg"
+    if lowered in ("text/html", "application/xhtml+xml") or lowered.endswith(
+        (".html", ".htm", ".xhtml")
+    ):
+        return "html"
+    return None
+
+
+def _rendered_text_memo(raw: str, kind: str, memo: Memo | None) -> str:
     if memo is None or len(raw) < MEMO_MIN_CHARS:
-        return html_to_text(raw)
-    key = ("html", hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=20).digest())
+        return rendered_text(raw, kind)
+    digest = hashlib.blake2b(raw.encode("utf-8", "surrogatepass"), digest_size=20).digest()
+    key = ("rendered", kind, digest)
     hit = memo.get(key)
     if isinstance(hit, str):
         return hit
-    text = html_to_text(raw)
+    text = rendered_text(raw, kind)
     memo.put(key, text)
     return text
+
+
+# ---------------------------------------------------------------- bytes to text
+#: Byte order marks, longest first (the UTF-32-LE mark starts with the UTF-16-LE one).
+#: Each codec re-encodes with a mark, so a redacted copy keeps its encoding.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+#: Control bytes that text does not contain (tab, newlines, form feed and ESC excluded).
+_CONTROL_BYTES = bytes([*range(0x00, 0x09), 0x0B, *range(0x0E, 0x1B), *range(0x1C, 0x20), 0x7F])
+#: Share of control bytes above which content is binary (random or compressed data has
+#: about 11%; text in any 8-bit code page has next to none).
+BINARY_CONTROL_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class DecodedText:
+    """A file's text and the codec that gives back its bytes (``text.encode(codec)``)."""
+
+    text: str
+    codec: str
+
+
+def is_binary(raw: bytes) -> bool:
+    """True for bytes that are not text: a NUL near the start (as git judges), or many
+    control characters (more than :data:`BINARY_CONTROL_SHARE`)."""
+    if b"\0" in raw[:8192]:
+        return True
+    controls = len(raw) - len(raw.translate(None, _CONTROL_BYTES))
+    return controls > BINARY_CONTROL_SHARE * len(raw)
+
+
+def decode_text(raw: bytes) -> DecodedText | None:
+    """The text of a file's bytes, or None if they are binary.
+
+    In order: a byte order mark (UTF-32, UTF-8, UTF-16, either byte order); then, for
+    bytes that are not binary (:func:`is_binary`), strict UTF-8, Windows-1252 and
+    finally Latin-1 (which decodes any byte). The 8-bit fallbacks keep every ASCII
+    character, which is what secrets are made of, whatever the real code page was.
+    Not detected: UTF-16/32 without a byte order mark (they have NUL bytes and count
+    as binary), other multi-byte encodings (Shift-JIS, GB18030: their ASCII survives
+    the fallback).
+    """
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            try:
+                return DecodedText(raw.decode(codec), codec)
+            except UnicodeDecodeError:
+                break  # not what the mark says: judge the bytes themselves
+    if is_binary(raw):
+        return None
+    try:
+        return DecodedText(raw.decode("utf-8"), "utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return DecodedText(raw.decode("cp1252"), "cp1252")
+    except UnicodeDecodeError:  # one of the five bytes cp1252 leaves undefined
+        return DecodedText(raw.decode("latin-1"), "latin-1")
+
+
+def strict_base64(value: str) -> bytes | None:
+    """The bytes of a string that is entirely base64 (whitespace ignored), else None."""
+    compact = "".join(value.split())
+    if not compact or len(compact) % 4 or not _B64_CHARS_RE.fullmatch(compact):
+        return None
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def is_binary_base64(value: str) -> bool:
@@ -388,7 +497,16 @@ def mime_units(
 ) -> Iterator[TextUnit]:
     """Units of a MIME bundle (output data or attachment); binary MIME types skipped."""
     for mime, value in bundle.items():
-        if not isinstance(mime, str) or not _is_textual_mime(mime):
+        if not isinstance(mime, str):
+            continue
+        if where == "attachments" and isinstance(value, (str, list)):
+            attachment = _attachment_unit(
+                mime, as_text(value), (*path, mime), cell=cell, cell_id=cell_id, memo=memo
+            )
+            if attachment is not None:
+                yield attachment
+            continue
+        if not _is_textual_mime(mime):
             continue
         mpath = (*path, mime)
         unit: TextUnit | None
@@ -407,10 +525,9 @@ def mime_units(
             raw = as_text(value)
             if not raw:
                 continue
-            if where == "attachments" and is_binary_base64(raw):
-                continue
-            if mime in ("text/html", "image/svg+xml", "application/xhtml+xml"):
-                text = _html_to_text_memo(raw, memo)
+            kind = markup_kind(mime)
+            if kind is not None:
+                text = _rendered_text_memo(raw, kind, memo)
             else:
                 text = strip_ansi(raw)
             unit = _transformed_unit(
@@ -418,6 +535,49 @@ def mime_units(
             )
         if unit is not None:
             yield unit
+
+
+def _attachment_unit(
+    mime: str,
+    raw: str,
+    path: tuple[PathKey, ...],
+    *,
+    cell: int | None,
+    cell_id: str | None,
+    memo: Memo | None,
+) -> TextUnit | None:
+    """An attachment: nbformat stores its bytes base64-encoded, whatever the MIME type.
+
+    Base64 of text is decoded and scanned (SVG and HTML as rendered text); base64 of
+    binary is skipped. A string that is not base64 is scanned as stored, and so is a
+    short one (it may be a token that is base64 by chance).
+    """
+    if not raw:
+        return None
+    data = strict_base64(raw)
+    decoded = decode_text(data) if data is not None else None
+    if decoded is not None:
+        source = decoded.text
+    elif data is None or (_is_textual_mime(mime) and len(raw) < BINARY_B64_MIN):
+        source = raw  # stored as text, or short enough to be a token rather than base64
+    else:
+        return None  # base64 of binary: an image, an archive
+    kind = markup_kind(mime)
+    text = _rendered_text_memo(source, kind, memo) if kind is not None else strip_ansi(source)
+    if decoded is not None and len(raw) < BINARY_B64_MIN:
+        text += "\n" + raw  # a short text can be base64 by chance: scan it as stored too
+    # Decoded or rendered: not the stored string, so redaction replaces literal forms
+    # (or the whole attachment) rather than character ranges.
+    return _transformed_unit(
+        raw if decoded is None else "",
+        text,
+        path,
+        cell=cell,
+        cell_id=cell_id,
+        where="attachments",
+        mime=mime,
+        output=None,
+    )
 
 
 def _stream_unit(
@@ -590,4 +750,26 @@ def text_file_unit(text: str, filename: str) -> TextUnit | None:
         cell_id=None,
         where=None,
         pieces=(Piece(("text",), 0, len(masked), masked == text),),
+    )
+
+
+def rendered_file_unit(text: str, filename: str) -> TextUnit | None:
+    """For an SVG or HTML file, a unit of what it shows (:func:`rendered_text`), else None.
+
+    Scanned besides the file's own text, so a value split over elements is found; the
+    caller drops what this unit finds that the file's own text already shows.
+    """
+    kind = markup_kind(filename)
+    if kind is None or not text:
+        return None
+    shown = mask_data_uris(rendered_text(text, kind))
+    if not shown.strip():
+        return None
+    return TextUnit(
+        text=shown,
+        profile=PROFILE_OUTPUT,
+        cell=None,
+        cell_id=None,
+        where=None,
+        pieces=(Piece(("text",), 0, len(shown), False),),
     )

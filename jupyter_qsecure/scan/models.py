@@ -1,7 +1,9 @@
 """Public data types of the scanner: findings and scan reports (design.md section 3).
 
-A :class:`Finding` says *where* a secret is and *what kind* it is, plus the SHA-256 of
-the exact secret string so two reports can be compared. It never holds the secret:
+A :class:`Finding` says *where* a secret is and *what kind* it is, plus the keyed
+fingerprint of the exact secret string (HMAC-SHA-256, see
+:mod:`~jupyter_qsecure.scan.fingerprints`) so two reports can be compared. It never
+holds the secret, nor an unkeyed hash of it:
 the secret's value and span live only in :class:`Match`, an internal object the
 redaction helper needs, which is never serialised.
 """
@@ -15,11 +17,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Where = Literal["source", "outputs", "metadata", "attachments"]
-
-
-def sha256_hex(secret: str) -> str:
-    """SHA-256 hex digest of the exact secret string (UTF-8), as in ``hashed_secret``."""
-    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Finding(BaseModel):
@@ -37,7 +34,19 @@ class Finding(BaseModel):
     mime: str | None = Field(default=None, description="MIME type of the output or attachment.")
     line: int = Field(ge=1, description="1-based line within that text.")
     type: str = Field(description="Detector family, e.g. 'AWS Access Key'.")
-    hashed_secret: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 hex of the secret.")
+    fingerprint: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="Keyed HMAC-SHA-256 (hex) of the exact secret string.",
+    )
+    secret_name: str | None = Field(
+        default=None,
+        description="For an injected value: the name of the secret it is the value of.",
+    )
+    injected_on: str | None = Field(
+        default=None,
+        description="For a value found through the fingerprint registry: the date "
+        "(YYYY-MM-DD) it was last injected into a kernel.",
+    )
 
     @property
     def cell_number(self) -> int | None:
@@ -75,7 +84,13 @@ class Finding(BaseModel):
         if self.mime:
             parts.append(self.mime)
         parts.append(f"line {self.line}")
-        return f"{' '.join(parts)}: {self.type} (sha256 {self.hashed_secret[:12]}…)"
+        what = self.type
+        if self.secret_name and self.injected_on:
+            part = "part of the value" if "part" in self.type else "value"
+            what += f": {part} of secret {self.secret_name} injected on {self.injected_on}"
+        elif self.secret_name:
+            what += f": value of secret {self.secret_name}"
+        return f"{' '.join(parts)}: {what} (fingerprint {self.fingerprint[:12]}…)"
 
 
 class ScanReport(BaseModel):
@@ -99,9 +114,14 @@ class Detection:
     secret: str = field(repr=False)
     start: int
     end: int
-    #: SHA-256 to report when it is not that of ``secret`` (an encoded injected value
-    #: reports the hash of the value itself, so the server can tell which one leaked).
-    hashed_secret: str | None = field(default=None, repr=False)
+    #: The string to fingerprint when it is not ``secret`` (an encoded injected value
+    #: reports the fingerprint of the value itself, so the server can tell which leaked).
+    fingerprint_of: str | None = field(default=None, repr=False)
+    #: The fingerprint (hex), when the detector already knows it (the registry).
+    fingerprint: str | None = field(default=None, repr=False)
+    #: For injected values: the secret's name, and when it was last injected (registry).
+    secret_name: str | None = None
+    injected_on: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from typing import Any
 
 from .engine import Scanner, ScanResult, default_scanner
 from .extract import PathKey, as_text
+from .fingerprints import FingerprintIndex
 from .models import Match
 
 PLACEHOLDER_PREFIX = "«secret:"
@@ -123,22 +124,23 @@ def redact_notebook(
     *,
     scanner: Scanner | None = None,
     exact_values: Any = None,
+    injected: FingerprintIndex | None = None,
 ) -> MutableMapping[str, Any]:
     """A copy of ``nb`` with every secret replaced by :func:`placeholder_for` its type.
 
     ``result`` must come from scanning this same ``nb`` (it is scanned when omitted).
-    The copy is re-scanned (with ``exact_values`` too) and any secret left is removed
-    with its whole string, so the returned notebook scans clean.
+    The copy is re-scanned (with ``exact_values`` and ``injected`` too) and any secret
+    left is removed with its whole string, so the returned notebook scans clean.
     """
     scanner = scanner or default_scanner()
     if result is None:
-        result = scanner.scan_notebook(nb, exact_values=exact_values)
+        result = scanner.scan_notebook(nb, exact_values=exact_values, injected=injected)
     redacted = copy.deepcopy(nb)
     if result.clean:
         return redacted
     _apply(redacted, result.matches, result)
     for _ in range(3):
-        again = scanner.scan_notebook(redacted, exact_values=exact_values)
+        again = scanner.scan_notebook(redacted, exact_values=exact_values, injected=injected)
         if again.clean:
             break
         _wipe(redacted, again.matches, again)
@@ -152,11 +154,12 @@ def redact_text(
     scanner: Scanner | None = None,
     path: str = "",
     exact_values: Any = None,
+    injected: FingerprintIndex | None = None,
 ) -> str:
     """``text`` with every secret replaced by its placeholder (non-notebook files)."""
     scanner = scanner or default_scanner()
     if result is None:
-        result = scanner.scan_text(text, path=path, exact_values=exact_values)
+        result = scanner.scan_text(text, path=path, exact_values=exact_values, injected=injected)
     holder: dict[str, Any] = {"text": text}  # text units of files point at ("text",)
     _apply(holder, result.matches, result)
     return str(holder["text"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ghz"]
+__all__ = ["ghz", "nested_gates_qasm2"]
 
 
 def ghz(n: int = 3) -> Any:
@@ -17,3 +17,13 @@ def ghz(n: int = 3) -> Any:
         qc.cx(i, i + 1)
     qc.measure_all()
     return qc
+
+
+def nested_gates_qasm2(depth: int) -> str:
+    """OpenQASM 2 for one qubit and one gate ``g<depth-1>``, each ``g<i>`` defined as two
+    ``g<i-1>``: 2**depth steps to canonicalise or unroll, yet every declared size is tiny
+    (a payload that passes the broker's size checks and is still costly to parse)."""
+    lines = ["OPENQASM 2.0;", 'include "qelib1.inc";', "gate g0 a { h a; }"]
+    lines += [f"gate g{i} a {{ g{i - 1} a; g{i - 1} a; }}" for i in range(1, depth)]
+    lines += ["qreg q[1];", "creg c[1];", f"g{depth - 1} q[0];", "measure q -> c;"]
+    return "\n".join(lines)

@@ -829,6 +829,8 @@ class CredentialBroker:
             )
         }
         values: dict[str, str] = {}
+        # When each value stops being valid, for the registry (KV values: unknown).
+        valid_until: dict[str, float] = {"openbao_token": state.token_expires_at}
         for name, value in state.values.items():
             grant = state.grants.get(name)
             if grant is not None:
@@ -850,6 +852,9 @@ class CredentialBroker:
             if isinstance(value, dict):
                 values[f"{name}.username"] = value["username"]
                 values[f"{name}.password"] = value["password"]
+                if grant is not None:  # the lease dies with the token at the latest
+                    end = min(grant.expires_at, state.token_expires_at)
+                    valid_until[f"{name}.username"] = valid_until[f"{name}.password"] = end
             else:
                 values[name] = value
         state.credentials = KernelCredentials(
@@ -867,7 +872,7 @@ class CredentialBroker:
         )
         # The kernel's own OpenBao token is a credential too: mask it and match it on save.
         values["openbao_token"] = state.token
-        self.registry.register(state.kernel_id, values)
+        self.registry.register(state.kernel_id, values, valid_until=valid_until)
         self._token_index[hashlib.sha256(state.token.encode()).digest()] = state.kernel_id
         self._kernels[state.kernel_id] = state
 

@@ -9,8 +9,10 @@ Per environment ``E`` (dev, test, prod):
 - The server's own token has policy ``qsecure-server-E``: it may mint ``qsecure-kernel-E``
   tokens (never another environment's), look up and revoke them, renew and revoke
   leases, sign with ``transit/sign/qsecure-*`` (except the approver keys), wrap
-  recovery keys, and store, list and delete the environment's secrets by name
-  (``secret/qsecure/E/NAME``, field ``value``) for its users without reading them.
+  recovery keys, create (once) and read the fingerprint key at
+  ``secret/data/qsecure/_system/E/fingerprint-key``, and store, list and delete the
+  environment's secrets by name (``secret/qsecure/E/NAME``, field ``value``) for its
+  users without reading them.
 - Approvers of heavy runs hold tokens with policy ``qsecure-approver-E`` (from any auth
   method: userpass, OIDC, or ``create_approver_token``): the only identity that may sign
   with the transit key ``qsecure-approver-E``. The server may read that key's public
@@ -64,6 +66,14 @@ def kv_prefix(env: str) -> str:
     return f"qsecure/{env}"
 
 
+def fingerprint_key_path(env: str) -> str:
+    """KV v2 path (in :data:`KV_MOUNT`) of the environment's fingerprint key.
+
+    Outside ``qsecure/ENV/``, which kernels may read: a kernel never sees the key.
+    """
+    return f"qsecure/_system/{env}/fingerprint-key"
+
+
 def kernel_policy_hcl(env: str) -> str:
     return f"""
 # Kernels of the {env} environment: read this environment's secrets, nothing else.
@@ -92,6 +102,8 @@ path "{TRANSIT_MOUNT}/sign/qsecure-*" {{ capabilities = ["update"] }}
 path "{TRANSIT_MOUNT}/verify/qsecure-*" {{ capabilities = ["update"] }}
 path "{TRANSIT_MOUNT}/encrypt/qsecure-recovery" {{ capabilities = ["update"] }}
 path "{TRANSIT_MOUNT}/decrypt/qsecure-recovery" {{ capabilities = ["update"] }}
+# The key of the secrets' fingerprints: created once (check-and-set), then only read.
+path "{KV_MOUNT}/data/{fingerprint_key_path(env)}" {{ capabilities = ["create", "read"] }}
 # Approvals are made by approvers only: the server reads and verifies, never signs.
 path "{TRANSIT_MOUNT}/sign/qsecure-approver-*" {{ capabilities = ["deny"] }}
 path "{TRANSIT_MOUNT}/keys/qsecure-approver-*" {{ capabilities = ["read"] }}

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..identity import user_actor
 from .broker import KernelCredentials
-from .registry import ValueRegistry
+from .registry import ENDS_WITH_KERNEL, ValueRegistry
 
 TOKEN_NAME = "_broker_token"  # noqa: S105 (a registry name, not a secret)
 
@@ -48,7 +48,10 @@ class LocalKernelTokens:
             )
             self._by_kernel[kernel_id] = creds
             self._by_digest[hashlib.sha256(token.encode()).digest()] = kernel_id
-        self.registry.register(kernel_id, {TOKEN_NAME: token})
+        # valid only while the kernel runs: it need not linger after the kernel stops
+        self.registry.register(
+            kernel_id, {TOKEN_NAME: token}, valid_until={TOKEN_NAME: ENDS_WITH_KERNEL}
+        )
         if self.ledger is not None:
             self.ledger.append(
                 "credential.issued",

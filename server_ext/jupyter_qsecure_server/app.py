@@ -13,20 +13,22 @@ from traitlets import Instance
 
 from jupyter_qsecure.config import ConfigWatcher, QSecure, load_jupyter_config, restart_needed
 from jupyter_qsecure.errors import QSecureError, SigningError
-from jupyter_qsecure.exposure import ServedPrivateFiles, check_not_served, private_paths
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
 from jupyter_qsecure.jobs.approval import ApprovalVerifier, ApproverTrust
 from jupyter_qsecure.jobs.executor import executor_from_settings
+from jupyter_qsecure.jobs.parse_pool import ParsePool
 from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
 from jupyter_qsecure.jobs.service import JobService
+from jupyter_qsecure.jobs.wiring import job_signer, trust_signer
 from jupyter_qsecure.ledger import Ledger
-from jupyter_qsecure.ledger.batching import BatchingSigner
-from jupyter_qsecure.ledger.signing import Ed25519FileSigner, KeyRing
-from jupyter_qsecure.ledger.transit import TransitSigner
-from jupyter_qsecure.scan import default_scanner
+from jupyter_qsecure.scan import default_scanner, fingerprinter_from_settings
+from jupyter_qsecure.scan.fingerprints import set_process_fingerprinter
+from jupyter_qsecure.served_paths import ServedPrivateFiles, check_not_served, private_paths
+from jupyter_qsecure.signing.transit import TransitSigner
 from jupyter_qsecure.vault import layout
 from jupyter_qsecure.vault.broker import CredentialBroker
 from jupyter_qsecure.vault.exposure import ExposureLog
+from jupyter_qsecure.vault.injected import InjectedRegistry
 from jupyter_qsecure.vault.layout import approver_name, approver_policy, approver_transit_key
 from jupyter_qsecure.vault.local_tokens import LocalKernelTokens
 from jupyter_qsecure.vault.overview import OpenBaoHealth
@@ -40,6 +42,7 @@ from .credentials import CredentialService
 from .defaults import make_qsecure_kernel_default
 from .file_masking import check_routes, file_routes, masked_contents_routes
 from .jobs_routes import job_routes
+from .kernel_output import KernelOutputLog, RegistryMasker
 from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
 from .save_gate import ContentsGate, contents_routes
@@ -58,9 +61,11 @@ class QSecureExtension(ExtensionApp):
     settings_obj = Instance(QSecure, allow_none=True)
     ledger = Instance(Ledger, allow_none=True)
     save_gate = Instance(SaveGate, allow_none=True)
+    injected = Instance(InjectedRegistry, allow_none=True)
 
     credentials = Instance(CredentialService, allow_none=True)
-    contents_gate: ContentsGate | None = None
+    kernel_output = Instance(KernelOutputLog, allow_none=True)
+    contents_gate = Instance(ContentsGate, allow_none=True)
     jobs = Instance(JobService, allow_none=True)
 
     @property
@@ -100,12 +105,20 @@ class QSecureExtension(ExtensionApp):
         for variable in ("BAO_TOKEN", "VAULT_TOKEN"):
             os.environ.pop(variable, None)
         self.ledger = Ledger.open(settings=settings)
+        # Findings, 422 bodies and ledger entries carry fingerprints under this key (in
+        # OpenBao when one is configured, else a local key file); so does the registry of
+        # injected values, which the gate also matches (it survives a server restart).
+        fingerprinter = fingerprinter_from_settings(settings, create=True)
+        set_process_fingerprinter(fingerprinter)
+        self.injected = InjectedRegistry.for_settings(settings, fingerprinter)
         self.save_gate = SaveGate(
             scanner=default_scanner(),
             recovery=recovery_store_from_settings(settings),
             mode=settings.save_mode,
             ledger=self.ledger,
             exact_values=self.injected_values,
+            injected=self.injected.index,
+            root_dir=getattr(self._server.contents_manager, "root_dir", None),
         )
         self.contents_gate = ContentsGate(
             self._server.contents_manager,
@@ -140,8 +153,10 @@ class QSecureExtension(ExtensionApp):
                 "qsecure_contents_gate": self.contents_gate,
                 "qsecure_credentials": self.credentials,
                 "qsecure_registry": self.credentials.registry if self.credentials else None,
+                "qsecure_injected": self.injected,
                 "qsecure_jobs": self.jobs,
                 "qsecure_exposures": ExposureLog(self.ledger),
+                "qsecure_kernel_output": self.kernel_output,
             }
         )
         interval_ms = max(1.0, settings.checkpoint_every_seconds) * 1000
@@ -239,7 +254,16 @@ class QSecureExtension(ExtensionApp):
             )
         self.settings["kernel_websocket_connection_class"] = QSecureKernelConnection
         settings = self._qsecure
-        registry = ValueRegistry()
+        # Values stay masked and matched after their kernel stops, while they may be
+        # valid; each injection is recorded (fingerprints only) in the registry file.
+        registry = ValueRegistry(
+            retention_seconds=float(settings.fingerprint_retention_days) * 86400.0,
+            on_register=self.injected.record if self.injected is not None else None,
+        )
+        # Kernels' own stdout/stderr reach the log masked; installed before the credential
+        # hooks so that a shutdown drains it before the values are revoked.
+        self.kernel_output = KernelOutputLog(RegistryMasker(registry), self.log)
+        self.kernel_output.install(self._server.kernel_manager)
         broker_url = url_path_join(self._server.connection_url, "qsecure", "api", "jobs")
         if not settings.vault_addr:
             self.log.info(
@@ -249,7 +273,9 @@ class QSecureExtension(ExtensionApp):
             local = LocalKernelTokens(
                 environment=settings.environment, registry=registry, ledger=self.ledger
             )
-            self.credentials = CredentialService(local, registry, "", broker_url)
+            self.credentials = CredentialService(
+                local, registry, "", broker_url, mask_fragment_min=settings.mask_fragment_min
+            )
             self.credentials.install_kernel_hooks(self._server.kernel_manager)
             return
         client = client_from_settings(settings)
@@ -261,7 +287,13 @@ class QSecureExtension(ExtensionApp):
             registry=registry,
             vault_addr=settings.vault_addr,
         )
-        self.credentials = CredentialService(broker, registry, settings.vault_addr, broker_url)
+        self.credentials = CredentialService(
+            broker,
+            registry,
+            settings.vault_addr,
+            broker_url,
+            mask_fragment_min=settings.mask_fragment_min,
+        )
         self.credentials.install_kernel_hooks(self._server.kernel_manager)
         self.log.info(
             "jupyter-qsecure: credentials from %s for environment %s (%d secrets configured, "
@@ -279,22 +311,9 @@ class QSecureExtension(ExtensionApp):
 
         settings = self._qsecure
         assert self.credentials is not None and self.ledger is not None
-        if settings.vault_addr:
-            signer: Any = TransitSigner(
-                client_from_settings(settings),
-                mount=settings.ledger_transit_mount,
-                key_name=settings.jobs_transit_key,
-            )
-            signer.ensure_key()
-            # jobs finishing together share transit calls; two calls may be in flight
-            signer = BatchingSigner(signer, max_concurrent=2)
-        else:
-            signer = Ed25519FileSigner(settings.data_path / "keys" / "jobs-ed25519.pem")
+        signer = job_signer(settings, batching=True)
         # Trust the job signer's public keys for offline checks (`jupyter qsecure replay`).
-        keyring_path = settings.resolved_keyring_file()
-        trusted = KeyRing.load(keyring_path)
-        if any([trusted.add(key) for key in signer.public_keys()]):  # list: add every key
-            trusted.save(keyring_path)
+        trust_signer(settings, signer)
         policy = Policy.load(settings.policy_file or None, settings.environment)
         usage = UsageTracker.from_ledger(self.ledger)
         approvals = self._approval_verifier()
@@ -333,6 +352,12 @@ class QSecureExtension(ExtensionApp):
             max_in_flight=settings.job_queue_size
             + max(settings.job_workers + settings.job_spare_workers, 32),
             approvals=approvals,
+            # no process starts until the first submission; bad settings fail here
+            parser=ParsePool(
+                settings.job_parse_workers,
+                memory_mb=settings.job_parse_memory_mb,
+                cpu_seconds=settings.job_parse_cpu_seconds,
+            ),
         )
         self.credentials.on_revoke.append(self.jobs.forget_kernel)
         self._approvals_seen = self.ledger.size()
@@ -417,7 +442,8 @@ class QSecureExtension(ExtensionApp):
             )
 
     def injected_values(self) -> list[str]:
-        """Values handed to kernels, matched exactly by the save gate."""
+        """Values handed to kernels (also of stopped kernels, while the values may be
+        valid), matched exactly by the save gate."""
         return list(self.credentials.registry.all_values()) if self.credentials else []
 
     def _checkpoint_tick(self) -> None:
@@ -445,10 +471,14 @@ class QSecureExtension(ExtensionApp):
             timer = getattr(self, name, None)
             if timer is not None:
                 timer.stop()
+        if self.contents_gate is not None:
+            self.contents_gate.stop()
         if self.jobs is not None:
             self.jobs.close()
         if self.credentials is not None:
             await self.credentials.revoke_all("server stopped")
+        if self.kernel_output is not None:
+            self.kernel_output.close_all()
         if self.ledger is not None:
             self.ledger.checkpoint_if_due()
             self.ledger.close()

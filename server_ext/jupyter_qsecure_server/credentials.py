@@ -4,6 +4,12 @@ Holds the broker (issuing, renewal, revocation), the registry of injected values
 and a masker rebuilt whenever the registry changes; revokes a kernel's credentials
 when it is shut down, restarted (by the user or the auto-restarter) or culled,
 and every kernel's when the server stops.
+
+Revoking does not forget the values: the registry keeps them *lingering* (masked,
+and matched by the save gate) while they may still be valid, because revoking the
+kernel's token does not change a KV secret and an output holding one may still be
+open in the browser (see :mod:`jupyter_qsecure.vault.registry`); the fingerprint
+registry in the data dir keeps recognising them after a server restart.
 """
 
 from __future__ import annotations
@@ -21,8 +27,16 @@ log = logging.getLogger("jupyter_qsecure_server.credentials")
 
 
 class CredentialService:
-    def __init__(self, broker: Any, registry: Any, vault_addr: str, broker_url: str = "") -> None:
+    def __init__(
+        self,
+        broker: Any,
+        registry: Any,
+        vault_addr: str,
+        broker_url: str = "",
+        mask_fragment_min: int = 12,
+    ) -> None:
         self.broker = broker
+        self.mask_fragment_min = mask_fragment_min  # QSecure.mask_fragment_min
         self.registry = registry
         self.vault_addr = vault_addr
         self.broker_url = broker_url  # where %qsubmit reaches the job broker
@@ -75,7 +89,7 @@ class CredentialService:
         version = self.registry.version
         if version != self._masker_version:
             values = self.registry.named_values()
-            self._masker = Masker(values) if values else None
+            self._masker = Masker(values, min_fragment=self.mask_fragment_min) if values else None
             self._masker_version = version
             # Raw JSON frames can be pre-screened for values only when JSON escaping
             # leaves every value as it is (no quotes, backslashes or control characters).

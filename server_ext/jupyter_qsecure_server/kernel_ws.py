@@ -238,13 +238,16 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
 
         Otherwise what is safe to show now is sent here, as one or more stream messages.
         """
-        text: str = content["text"]
+        original: str = content["text"]
+        # values cut by ANSI codes or JSON escapes are masked in this message's visible
+        # text first; the carry-over then matches what is left across messages
+        text: str = masker.mask_rendered(original)
         name = masker.mask(str(content.get("name", "stdout")))  # "stdout" or "stderr", really
         rest = {k: v for k, v in content.items() if k not in ("name", "text")}
         masked_rest = mask_message({"content": rest}, masker)["content"] if rest else rest
         pieces = self._write(stream, header, parent, name, text)
         unchanged = masked_rest == rest and name == content.get("name")
-        if metadata_clean and unchanged and pieces == [(name, text)]:
+        if metadata_clean and unchanged and pieces == [(name, original)]:
             return True
         msg = {
             "header": header,

@@ -1,11 +1,11 @@
-"""The folders this Jupyter Server serves files from (see ``jupyter_qsecure.exposure``)."""
+"""The folders this Jupyter Server serves files from (see ``jupyter_qsecure.served_paths``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from jupyter_qsecure.exposure import ServedTree
+from jupyter_qsecure.served_paths import ServedTree
 
 __all__ = ["served_trees"]
 

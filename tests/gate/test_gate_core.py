@@ -213,7 +213,7 @@ def test_location_texts() -> None:
 
     def at(**fields: Any) -> str:
         base = {"path": "a", "where": None, "cell": None, "line": 1, "type": "T"}
-        return Finding(**{**base, **fields, "hashed_secret": "0" * 64}).location()
+        return Finding(**{**base, **fields, "fingerprint": "0" * 64}).location()
 
     assert at(cell=0, where="outputs", output=1, line=4) == "cell 1, output 2, line 4"
     assert at(cell=2, where="metadata") == "cell 3 metadata, line 1"

@@ -26,7 +26,7 @@ from jupyter_qsecure.jobs.canonical import (
     circuit_summary,
     hash_many,
 )
-from jupyter_qsecure.ledger.canonical import canonical_json
+from jupyter_qsecure.signing.canonical import canonical_json
 
 # One circuit exercising everything the form covers; built the same way in this
 # process and in child processes (hence source text, executed in both).

@@ -79,7 +79,7 @@ class FakeBroker:
         import qiskit_aer  # noqa: F401
 
         from jupyter_qsecure.jobs import canonical, manifest  # noqa: F401
-        from jupyter_qsecure.ledger.signing import Ed25519FileSigner
+        from jupyter_qsecure.signing.signers import Ed25519FileSigner
 
         self.token = token or make_token()
         self.signer = Ed25519FileSigner(key_dir / "jobs-signing.pem")
@@ -133,7 +133,7 @@ class FakeBroker:
 
     def use_wrong_key(self, key_dir: Path) -> None:
         """Publish another key than the one that signs."""
-        from jupyter_qsecure.ledger.signing import Ed25519FileSigner
+        from jupyter_qsecure.signing.signers import Ed25519FileSigner
 
         other = Ed25519FileSigner(key_dir / "other-signing.pem")
         self.published = [k.model_dump() for k in other.public_keys()]

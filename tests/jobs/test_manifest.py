@@ -34,8 +34,8 @@ from jupyter_qsecure.jobs.manifest import (
     verify_envelope,
     verify_result,
 )
-from jupyter_qsecure.ledger.canonical import canonical_json
-from jupyter_qsecure.ledger.signing import Ed25519FileSigner, KeyRing
+from jupyter_qsecure.signing.canonical import canonical_json
+from jupyter_qsecure.signing.signers import Ed25519FileSigner, KeyRing
 
 H1 = "a" * 64
 H2 = "b" * 64
@@ -397,7 +397,7 @@ def test_sign_envelopes_batch_matches_single(signer: Ed25519FileSigner, keyring:
 def test_sign_verify_round_trip_with_openbao_transit(
     openbao_client: Any, signer: Ed25519FileSigner
 ) -> None:
-    from jupyter_qsecure.ledger.transit import TransitSigner
+    from jupyter_qsecure.signing.transit import TransitSigner
 
     key_name = f"jobs-{uuid.uuid4().hex[:12]}"
     transit = TransitSigner(openbao_client, key_name=key_name)

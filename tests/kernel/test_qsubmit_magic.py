@@ -404,7 +404,7 @@ def test_replayed_result_for_the_same_circuit_is_refused(session: Session, capsy
 
 
 def test_rotated_key_is_fetched_again(session: Session, tmp_path: Path) -> None:
-    from jupyter_qsecure.ledger.signing import Ed25519FileSigner
+    from jupyter_qsecure.signing.signers import Ed25519FileSigner
 
     session.ns["qc"] = ghz(2)
     session.ok("%qsubmit qc --shots 10")

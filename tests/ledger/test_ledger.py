@@ -19,8 +19,8 @@ from jupyter_qsecure.ledger import (
     verify_consistency_proof,
     verify_inclusion_proof,
 )
-from jupyter_qsecure.ledger.canonical import canonical_json
 from jupyter_qsecure.ledger.merkle import leaf_hash
+from jupyter_qsecure.signing.canonical import canonical_json
 
 
 def test_entries_are_canonical_json_with_every_field(ledger: Ledger) -> None:

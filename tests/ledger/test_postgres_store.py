@@ -27,11 +27,11 @@ from jupyter_qsecure.ledger import (
     verify_inclusion_proof,
 )
 from jupyter_qsecure.ledger.merkle import Frontier, leaf_hash
-from jupyter_qsecure.ledger.signing import Ed25519FileSigner
 from jupyter_qsecure.ledger.store import EntryRow, open_store
 from jupyter_qsecure.ledger.store import postgres as pg_store
 from jupyter_qsecure.ledger.store.postgres import PostgresStore, redact_url
 from jupyter_qsecure.ledger.verify import verify_ledger
+from jupyter_qsecure.signing.signers import Ed25519FileSigner
 from jupyter_qsecure.testing.ports import free_loopback_port
 from jupyter_qsecure.testing.postgres import PostgresServer
 
@@ -313,7 +313,7 @@ _WORKER = textwrap.dedent(
     import sys
     from pathlib import Path
     from jupyter_qsecure.ledger import CheckpointPolicy, Ledger
-    from jupyter_qsecure.ledger.signing import Ed25519FileSigner
+    from jupyter_qsecure.signing.signers import Ed25519FileSigner
     from jupyter_qsecure.ledger.store.postgres import PostgresStore
 
     url, key, worker, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

@@ -11,9 +11,9 @@ import pytest
 
 from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.ledger import Ledger
-from jupyter_qsecure.ledger.canonical import canonical_json
 from jupyter_qsecure.ledger.merkle import leaf_hash
-from jupyter_qsecure.ledger.signing import b64
+from jupyter_qsecure.signing.canonical import canonical_json
+from jupyter_qsecure.signing.signers import b64
 
 
 @pytest.fixture
@@ -129,7 +129,7 @@ def test_checkpoint_signed_by_a_foreign_key_is_unknown(
     filled: tuple[Ledger, sqlite3.Connection], tmp_path: Path
 ) -> None:
     ledger, conn = filled
-    from jupyter_qsecure.ledger.signing import Ed25519FileSigner
+    from jupyter_qsecure.signing.signers import Ed25519FileSigner
 
     forger = Ed25519FileSigner(tmp_path / "forger.pem")
     (body,) = conn.execute("SELECT body FROM qsecure_checkpoints WHERE seq=0").fetchone()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
@@ -11,6 +13,18 @@ import pytest
 import scan_fakes as fk
 
 from jupyter_qsecure.cli.main import main
+from jupyter_qsecure.config import QSecure, load_settings
+from jupyter_qsecure.scan import Fingerprinter, fingerprinter_from_settings
+from jupyter_qsecure.testing.ports import free_loopback_port
+from jupyter_qsecure.vault.injected import InjectedRegistry
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The scan reads the fingerprint key and registry of the data dir: never the user's."""
+    path = tmp_path_factory.mktemp("qsecure-data")
+    monkeypatch.setenv("QSECURE_DATA_DIR", str(path))
+    return path
 
 
 def _write_nb(path: Path, *sources: str) -> None:
@@ -24,16 +38,18 @@ def test_clean_file_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 def test_findings_exit_1_json_contract(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fingerprint = fingerprinter_from_settings(load_settings(), create=True)  # as the server
     key = fk.aws_key()
-    _write_nb(tmp_path / "a.ipynb", "x = 1", f"k = '{key}'")
-    assert main(["scan", "--format", "json", str(tmp_path)]) == 1
+    (tmp_path / "src").mkdir()
+    _write_nb(tmp_path / "src" / "a.ipynb", "x = 1", f"k = '{key}'")
+    assert main(["scan", "--format", "json", str(tmp_path / "src")]) == 1
     out = capsys.readouterr().out
     assert key not in out
     report = json.loads(out)
     assert report["files"] == 1 and isinstance(report["seconds"], float)
     (finding,) = report["findings"]
     assert finding == {
-        "path": str(tmp_path / "a.ipynb"),
+        "path": str(tmp_path / "src" / "a.ipynb"),
         "cell": 1,
         "cell_id": finding["cell_id"],
         "where": "source",
@@ -41,8 +57,11 @@ def test_findings_exit_1_json_contract(tmp_path: Path, capsys: pytest.CaptureFix
         "mime": None,
         "line": 1,
         "type": "AWS Access Key",
-        "hashed_secret": hashlib.sha256(key.encode()).hexdigest(),
+        "fingerprint": fingerprint(key),  # keyed with the data dir's key, not a bare hash
+        "secret_name": None,
+        "injected_on": None,
     }
+    assert hashlib.sha256(key.encode()).hexdigest() not in out
 
 
 def test_text_output_never_has_secret(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,3 +138,60 @@ def test_pre_commit_hook_manifest() -> None:
     manifest = Path(__file__).resolve().parents[2] / ".pre-commit-hooks.yaml"
     text = manifest.read_text()
     assert "id: qsecure-scan" in text and "entry: jupyter-qsecure scan" in text
+
+
+# ---- the fingerprint registry of injected values ----------------------------------------
+def _register(data_dir: Path, fingerprinter: Fingerprinter, **values: str) -> None:
+    settings = QSecure(data_dir=str(data_dir))
+    InjectedRegistry.for_settings(settings, fingerprinter).record(values, {})
+
+
+def test_registered_value_in_a_log_is_named_never_shown(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    value = secrets.token_urlsafe(24)
+    server_key = fingerprinter_from_settings(QSecure(data_dir=str(data_dir)), create=True)
+    _register(data_dir, server_key, warehouse=value)
+    log = tmp_path / "run.log"
+    log.write_text(f"INFO start\nDEBUG connect password={value} host=db\n")
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    assert main(["scan", str(log)]) == 1
+    captured = capsys.readouterr()
+    assert (
+        f"run.log line 2: Injected Secret (registry): value of secret warehouse injected on {today}"
+        in captured.out
+    )
+    assert main(["scan", "--format", "json", str(log)]) == 1
+    raw = capsys.readouterr().out
+    (finding,) = json.loads(raw)["findings"]
+    assert finding["secret_name"] == "warehouse" and finding["injected_on"] == today
+    assert finding["fingerprint"] == server_key(value)
+    for text in (captured.out, captured.err, raw):
+        assert value not in text and hashlib.sha256(value.encode()).hexdigest() not in text
+
+
+def test_fingerprints_of_another_key_are_not_called_clean(
+    tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _register(data_dir, Fingerprinter.ephemeral(), api=secrets.token_urlsafe(24))
+    (tmp_path / "clean.txt").write_text("nothing here\n")
+    assert main(["scan", str(tmp_path / "clean.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "1 fingerprint(s)" in err and "another key" in err and "not checked" in err
+
+
+def test_unreadable_openbao_key_stops_a_scan_that_needs_it(
+    tmp_path: Path,
+    data_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "clean.txt").write_text("nothing here\n")
+    monkeypatch.setenv("BAO_ADDR", f"http://127.0.0.1:{free_loopback_port()}")  # nothing listens
+    monkeypatch.setenv("BAO_TOKEN", "t-" + secrets.token_urlsafe(8))
+    assert main(["scan", str(tmp_path / "clean.txt")]) == 0  # no registry: nothing to check
+    capsys.readouterr()
+    _register(data_dir, Fingerprinter.ephemeral(), api=secrets.token_urlsafe(24))
+    assert main(["scan", str(tmp_path / "clean.txt")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot check the fingerprint registry" in err and "hint:" in err

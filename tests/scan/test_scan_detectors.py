@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 
 import nbformat
 import pytest
 import scan_fakes as fk
 
-from jupyter_qsecure.scan import Scanner, scan_text, sha256_hex
+from jupyter_qsecure.scan import Scanner, scan_text
+from jupyter_qsecure.scan.fingerprints import process_fingerprinter
 
 
 def _scan_source(source: str):
@@ -117,13 +119,14 @@ def test_plain_text_file_line_by_line() -> None:
     result = scan_text(f"# settings\nDEBUG=1\npassword: {secret}\n", path="app.yaml")
     assert [(f.line, f.type) for f in result.findings] == [(3, "Secret Keyword")]
     assert result.findings[0].where is None and result.findings[0].cell is None
-    assert result.findings[0].hashed_secret == sha256_hex(secret)
+    assert result.findings[0].fingerprint == process_fingerprinter()(secret)
 
 
-def test_hashed_secret_is_sha256_of_exact_secret() -> None:
+def test_fingerprint_is_keyed_hmac_of_exact_secret() -> None:
     key = fk.aws_key()
     (finding,) = _scan_source(f'k = "{key}"').findings
-    assert finding.hashed_secret == sha256_hex(key)
+    assert finding.fingerprint == process_fingerprinter()(key)
+    assert finding.fingerprint != hashlib.sha256(key.encode()).hexdigest()
     assert finding.model_dump().keys() == {
         "path",
         "cell",
@@ -133,7 +136,9 @@ def test_hashed_secret_is_sha256_of_exact_secret() -> None:
         "mime",
         "line",
         "type",
-        "hashed_secret",
+        "fingerprint",
+        "secret_name",
+        "injected_on",
     }
 
 

@@ -32,7 +32,7 @@ def _big_notebook(cells: int = 40):
             nbformat.v4.new_output("stream", name="stdout", text=f"result {i}\n" * 20),
             nbformat.v4.new_output(
                 "execute_result",
-                data={"text/plain": f"{i}", "text/html": f"<b>{i}</b>"},
+                data={"text/plain": f"{i}", "text/html": f"<b>value</b> {i}"},
                 execution_count=i,
             ),
         ]
@@ -115,7 +115,7 @@ def test_concurrent_scans_from_threads_are_correct() -> None:
         nb.cells[i % 8].source = f"key = '{key}'\npassword = \"{fk.password()}\""
         notebooks.append(nb)
     expected = [
-        sorted((f.cell, f.type, f.hashed_secret) for f in Scanner().scan_notebook(nb).findings)
+        sorted((f.cell, f.type, f.fingerprint) for f in Scanner().scan_notebook(nb).findings)
         for nb in notebooks
     ]
     stop = threading.Event()
@@ -132,7 +132,7 @@ def test_concurrent_scans_from_threads_are_correct() -> None:
             got = list(
                 pool.map(
                     lambda nb: sorted(
-                        (f.cell, f.type, f.hashed_secret)
+                        (f.cell, f.type, f.fingerprint)
                         for f in scanner.scan_notebook(copy.deepcopy(nb)).findings
                     ),
                     notebooks * 3,

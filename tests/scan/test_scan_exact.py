@@ -10,7 +10,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 import scan_fakes as fk
 
-from jupyter_qsecure.scan import ExactMatcher, Scanner, sha256_hex
+from jupyter_qsecure.scan import ExactMatcher, Scanner
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_encodings(value: str, encode, name: str) -> None:
     matcher = ExactMatcher([value])
     detections = matcher.find(f"prefix {encode(value)} suffix")
     assert [d.type for d in detections] == [name]
-    assert detections[0].hashed_secret == sha256_hex(value)
+    assert detections[0].fingerprint_of == value  # the finding fingerprints the value
 
 
 def test_many_values_one_pass_and_no_partial_matches() -> None:
@@ -66,7 +66,7 @@ def test_many_values_one_pass_and_no_partial_matches() -> None:
     matcher = ExactMatcher(values)
     text = "noise " * 1000 + values[123] + " more " + values[-1][:-1] + "!"
     found = matcher.find(text)
-    assert [d.hashed_secret for d in found] == [sha256_hex(values[123])]
+    assert [d.fingerprint_of for d in found] == [values[123]]
     assert "values" not in repr(matcher) or values[0] not in repr(matcher)
 
 
@@ -90,3 +90,42 @@ def test_exact_values_in_notebook_scan(value: str) -> None:
     assert value not in fk.dumps_all(result.to_json())
     scanner = Scanner(exact_values=[value])
     assert any(f.type.startswith("Injected") for f in scanner.scan_notebook(nb).findings)
+
+
+@pytest.mark.parametrize("length", [300, 2000])
+def test_long_values_are_found_without_recursion(length: int) -> None:
+    """A value of ~248+ characters made the trie regex recurse: every save failed (500)."""
+    value = fk.rand(length)
+    matcher = ExactMatcher([value])
+    for text, name in (
+        (f"x {value} y", "Injected Secret"),
+        (value.encode().hex(), "Injected Secret (hex)"),
+        (base64.b64encode(b"ab" + value.encode()).decode(), "Injected Secret (base64)"),
+    ):
+        found = matcher.find(text)
+        ok = [d.type for d in found] == [name] and found[0].fingerprint_of == value
+        assert ok, name
+    nb = fk.code_notebook("print(creds)")
+    import nbformat
+
+    nb.cells[0].outputs = [nbformat.v4.new_output("stream", name="stdout", text=value + "\n")]
+    findings = Scanner().scan_notebook(nb, exact_values={value}).findings
+    assert [f.type for f in findings if f.type.startswith("Injected")] == ["Injected Secret"]
+
+
+def test_fifty_values_with_long_ones_in_one_matcher() -> None:
+    values = [fk.rand(300 if i % 5 == 0 else 40) for i in range(50)]
+    matcher = ExactMatcher(values)
+    text = " | ".join(values[i] for i in range(0, 50, 7))
+    found = matcher.find(text)
+    assert [d.fingerprint_of for d in found] == [values[i] for i in range(0, 50, 7)]
+    assert ExactMatcher(values) is not matcher and ExactMatcher(values)._engine is matcher._engine
+
+
+def test_fragments_only_when_asked() -> None:
+    value = fk.rand(100)
+    piece = value[30:60]
+    assert ExactMatcher([value]).find(f"a {piece} b") == []
+    found = ExactMatcher([value], min_fragment=12).find(f"a {piece} b")
+    assert [(d.type, d.start, d.end) for d in found] == [("Injected Secret (fragment)", 2, 32)]
+    assert found[0].fingerprint_of == value

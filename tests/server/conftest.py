@@ -121,10 +121,16 @@ def vault(
 
 
 @pytest.fixture
+def vault_secrets() -> dict[str, str]:
+    """The ``QSecure.secrets`` of :func:`ibm_server_config`; override to add more."""
+    return {"ibm": "secret/qsecure/dev/ibm#token", "prodibm": "secret/qsecure/prod/ibm#token"}
+
+
+@pytest.fixture
 def ibm_server_config(
-    vault_server_config: Callable[[dict[str, str]], dict[str, Any]], vault: dict[str, str]
+    vault_server_config: Callable[[dict[str, str]], dict[str, Any]],
+    vault: dict[str, str],
+    vault_secrets: dict[str, str],
 ) -> dict[str, Any]:
     """A server whose kernels get ``ibm`` (``fake_value``) and, not allowed in dev, ``prodibm``."""
-    return vault_server_config(
-        {"ibm": "secret/qsecure/dev/ibm#token", "prodibm": "secret/qsecure/prod/ibm#token"}
-    )
+    return vault_server_config(vault_secrets)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_credentials_ws import start, stdout_of
+from server_helpers import start, stdout_of
 
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.vault.embedded import EmbeddedOpenBao

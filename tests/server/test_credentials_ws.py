@@ -7,121 +7,24 @@ both kernel websocket protocols.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
-import uuid
 from typing import Any
 
 import hvac
 import pytest
-from jupyter_server.services.kernels.connection.base import (
-    deserialize_binary_message,
-    deserialize_msg_from_ws_v1,
-    serialize_msg_to_ws_v1,
-)
+from server_helpers import V1, start, stdout_of
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure.testing.openbao import OpenBaoDev
 
-V1 = "v1.kernel.websocket.jupyter.org"
-
 
 @pytest.fixture
 def jp_server_config(ibm_server_config: dict[str, Any]) -> dict[str, Any]:
     return ibm_server_config
-
-
-class KernelClient:
-    """A minimal websocket kernel client for one protocol."""
-
-    def __init__(self, ws: Any, protocol: str) -> None:
-        self.ws = ws
-        self.protocol = protocol
-        self.session = uuid.uuid4().hex
-
-    async def execute(self, code: str, timeout: float = 60) -> list[dict[str, Any]]:
-        msg_id = uuid.uuid4().hex
-        header = {
-            "msg_id": msg_id,
-            "msg_type": "execute_request",
-            "session": self.session,
-            "username": "test",
-            "version": "5.3",
-            "date": "",
-        }
-        content = {"code": code, "silent": False, "store_history": True, "allow_stdin": False}
-        if self.protocol == V1:
-            parts = [json.dumps(p).encode() for p in (header, {}, {}, content)]
-            await self.ws.write_message(serialize_msg_to_ws_v1(parts, "shell"), binary=True)
-        else:
-            await self.ws.write_message(
-                json.dumps(
-                    {
-                        "header": header,
-                        "parent_header": {},
-                        "metadata": {},
-                        "content": content,
-                        "channel": "shell",
-                        "buffers": [],
-                    }
-                )
-            )
-        received: list[dict[str, Any]] = []
-        got_reply = got_idle = False
-        while not (got_reply and got_idle):
-            raw = await asyncio.wait_for(self.ws.read_message(), timeout)
-            assert raw is not None, "websocket closed"
-            msg = self._decode(raw)
-            if (msg.get("parent_header") or {}).get("msg_id") != msg_id:
-                continue
-            received.append(msg)
-            if msg["channel"] == "shell" and msg["header"]["msg_type"] == "execute_reply":
-                got_reply = True
-            if (
-                msg["header"]["msg_type"] == "status"
-                and msg["content"]["execution_state"] == "idle"
-            ):
-                got_idle = True
-        return received
-
-    def _decode(self, raw: Any) -> dict[str, Any]:
-        """The message as the browser sees it; binary buffers (bytes) under ``buffers``."""
-        if self.protocol == V1:
-            channel, parts = deserialize_msg_from_ws_v1(raw)
-            header, parent, metadata, content = (json.loads(p) for p in parts[:4])
-            return {
-                "channel": channel,
-                "header": header,
-                "parent_header": parent,
-                "metadata": metadata,
-                "content": content,
-                "buffers": [bytes(p) for p in parts[4:]],
-            }
-        if isinstance(raw, bytes):  # legacy protocol, a message with binary buffers
-            msg = deserialize_binary_message(raw)
-            buffers = [bytes(b) for b in msg.pop("buffers")]
-            msg = json.loads(json.dumps(msg, default=str))  # parsed dates back to text
-            return {**msg, "buffers": buffers}
-        return {**json.loads(raw), "buffers": []}
-
-
-def stdout_of(messages: list[dict[str, Any]]) -> str:
-    return "".join(m["content"]["text"] for m in messages if m["header"]["msg_type"] == "stream")
-
-
-async def start(
-    jp_fetch: Any, jp_ws_fetch: Any, kernel: str, protocol: str
-) -> tuple[str, KernelClient]:
-    response = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": kernel}))
-    kernel_id = json.loads(response.body)["id"]
-    kwargs = {"subprotocols": [V1]} if protocol == V1 else {}
-    ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels", **kwargs)
-    assert (ws.selected_subprotocol == V1) == (protocol == V1)
-    return kernel_id, KernelClient(ws, protocol)
 
 
 @pytest.mark.parametrize("protocol", ["legacy", V1])

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_credentials_ws import KernelClient, start, stdout_of
+from server_helpers import KernelClient, start, stdout_of
 from tornado import web
 
 from jupyter_qsecure.ledger import EntryFilter

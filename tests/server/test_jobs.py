@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from qiskit import QuantumCircuit, qpy
-from test_credentials_ws import start, stdout_of
+from server_helpers import start, stdout_of
 
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.ledger import EntryFilter
@@ -350,17 +350,16 @@ async def test_resubmitted_circuits_are_parsed_once_and_bindings_kept_apart(
 ) -> None:
     from qiskit.circuit import Parameter
 
-    from jupyter_qsecure.jobs import service as service_module
-
     token = await broker.kernel_token()
     parsed: list[int] = []
-    real_parse = service_module.parse_circuits
+    parser = broker.service.parser
+    real_parse = parser.parse
 
-    def counting_parse(items: Any, bind: Any) -> Any:
+    def counting_parse(items: Any, bind: Any, **checks: Any) -> Any:
         parsed.append(len(items))
-        return real_parse(items, bind)
+        return real_parse(items, bind, **checks)
 
-    monkeypatch.setattr(service_module, "parse_circuits", counting_parse)
+    monkeypatch.setattr(parser, "parse", counting_parse)
     theta = Parameter("theta")
     rotated = QuantumCircuit(1)
     rotated.rx(theta, 0)

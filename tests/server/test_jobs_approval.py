@@ -154,7 +154,7 @@ async def test_a_kernel_cannot_approve_its_own_heavy_run_and_an_approver_can(
         "from jupyter_qsecure.config import QSecure\n"
         "from jupyter_qsecure.jobs.approval import ApproverRef, LocalApproverKey, build_approval\n"
         "from jupyter_qsecure.ledger import Ledger\n"
-        "from jupyter_qsecure.ledger.signing import SignatureRecord\n"
+        "from jupyter_qsecure.signing.signers import SignatureRecord\n"
         f"settings = QSecure(data_dir={str(qsecure_data_dir)!r})\n"
         f"job_id, officer = {job_id!r}, {OFFICER!r}\n"
         "with Ledger.open(settings=settings, signers=[]) as ledger:\n"

@@ -16,7 +16,7 @@ from test_jobs_approval import cli
 from jupyter_qsecure.errors import SigningError
 from jupyter_qsecure.jobs.approval import ApproverRef, approval_subject, build_approval
 from jupyter_qsecure.ledger import EntryFilter
-from jupyter_qsecure.ledger.transit import TransitSigner
+from jupyter_qsecure.signing.transit import TransitSigner
 from jupyter_qsecure.testing.openbao import OpenBaoDev
 from jupyter_qsecure.vault import layout
 

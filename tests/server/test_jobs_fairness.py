@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from jupyter_server.auth.identity import IdentityProvider, User
-from test_credentials_ws import KernelClient
+from server_helpers import KernelClient
 from test_jobs import (  # noqa: F401 (fixtures)
     Broker,
     broker,

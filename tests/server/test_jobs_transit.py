@@ -12,12 +12,12 @@ from test_jobs import Broker, broker, ghz, job, kernel_token, run_cell  # noqa: 
 
 from jupyter_qsecure.jobs.canonical import circuit_hash
 from jupyter_qsecure.jobs.result import Expected, verify_record
-from jupyter_qsecure.ledger.signing import KeyRing
+from jupyter_qsecure.signing.signers import KeyRing
 from jupyter_qsecure.testing.openbao import OpenBaoDev
 
 
 @pytest.fixture
-def jp_server_config(qsecure_data_dir: Path, vault: dict[str, str]) -> dict[str, Any]:  # noqa: F811
+def jp_server_config(qsecure_data_dir: Path, vault: dict[str, str]) -> dict[str, Any]:
     return {
         "ServerApp": {
             "jpserver_extensions": {"jupyter_qsecure_server": True},

@@ -104,7 +104,7 @@ async def test_replay_of_a_noisy_job_and_of_an_altered_archive(broker: Broker) -
     from jupyter_qsecure.jobs.aer_run import circuits_to_qpy
     from jupyter_qsecure.jobs.archive import JobArchive
     from jupyter_qsecure.jobs.replay import ReplayError, replay
-    from jupyter_qsecure.ledger.signing import KeyRing
+    from jupyter_qsecure.signing.signers import KeyRing
     from jupyter_qsecure.testing.circuits import ghz
 
     token, _ = await kernel_token(broker.fetch, broker.ws_fetch, broker.app)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_credentials_ws import start, stdout_of
+from server_helpers import start, stdout_of
 from test_jobs import cli
 from test_save_gate import fake_github_token, notebook_with, refused
 from tornado.httpclient import HTTPClientError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import secrets
 import string
@@ -12,10 +13,10 @@ from typing import Any
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from server_helpers import put, refused
 from tornado.httpclient import HTTPClientError
 
 from jupyter_qsecure.ledger import EntryFilter
-from jupyter_qsecure.scan.models import sha256_hex
 
 
 def fake_aws_key() -> str:
@@ -40,18 +41,6 @@ def notebook_with(where: str, secret: str) -> dict[str, Any]:
     return json.loads(nbformat.writes(nb))
 
 
-async def put(jp_fetch: Any, path: str, model: dict[str, Any]) -> Any:
-    return await jp_fetch("api", "contents", path, method="PUT", body=json.dumps(model))
-
-
-async def refused(jp_fetch: Any, path: str, model: dict[str, Any]) -> dict[str, Any]:
-    with pytest.raises(HTTPClientError) as info:
-        await put(jp_fetch, path, model)
-    assert info.value.code == 422
-    assert info.value.response is not None
-    return json.loads(info.value.response.body)
-
-
 @pytest.mark.parametrize("where", ["source", "output", "metadata"])
 async def test_notebook_with_a_secret_is_refused_and_disk_unchanged(
     jp_fetch: Any, jp_root_dir: Path, jp_serverapp: Any, where: str
@@ -69,13 +58,17 @@ async def test_notebook_with_a_secret_is_refused_and_disk_unchanged(
     assert body["findings"] and {f["where"] for f in body["findings"]} == {
         {"source": "source", "output": "outputs", "metadata": "metadata"}[where]
     }
-    assert any(f["hashed_secret"] == sha256_hex(secret) for f in body["findings"])
+    fingerprint = jp_serverapp.web_app.settings["qsecure_save_gate"].scanner.fingerprinter
+    assert any(f["fingerprint"] == fingerprint(secret) for f in body["findings"])
+    unkeyed = hashlib.sha256(secret.encode()).hexdigest()
+    assert unkeyed not in raw
     assert "recover restore" in body["message"] and body["recovery_id"]
     ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
     refusals = ledger.entries(EntryFilter(kinds=["save.refused"]))
     assert refusals[-1].body["path"] == "work.ipynb"
-    assert refusals[-1].body["findings"][0]["hashed_secret"] == sha256_hex(secret)
-    assert secret not in json.dumps([e.body for e in ledger.entries()])
+    assert refusals[-1].body["findings"][0]["fingerprint"] == fingerprint(secret)
+    everything = json.dumps([e.body for e in ledger.entries()])
+    assert secret not in everything and unkeyed not in everything
 
 
 async def test_refused_content_is_recoverable(jp_fetch: Any, jp_serverapp: Any) -> None:

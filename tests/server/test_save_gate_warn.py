@@ -10,7 +10,6 @@ import pytest
 from test_save_gate import fake_aws_key, notebook_with, put
 
 from jupyter_qsecure.ledger import EntryFilter
-from jupyter_qsecure.scan.models import sha256_hex
 
 
 @pytest.fixture
@@ -31,4 +30,5 @@ async def test_warned_save_is_recorded_and_reported(
     assert secret in (jp_root_dir / "w.ipynb").read_text()  # warn means: saved as is
     ledger = jp_serverapp.web_app.settings["qsecure_ledger"]
     warned = ledger.entries(EntryFilter(kinds=["save.warned"]))[-1]
-    assert warned.body["findings"][0]["hashed_secret"] == sha256_hex(secret)
+    fingerprint = jp_serverapp.web_app.settings["qsecure_save_gate"].scanner.fingerprinter
+    assert warned.body["findings"][0]["fingerprint"] == fingerprint(secret)

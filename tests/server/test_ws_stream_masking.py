@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 from typing import Any
 
 import ahocorasick_rs
 import pytest
-from test_credentials_ws import V1, KernelClient, start
+from server_helpers import V1, KernelClient, start
 
 from jupyter_qsecure.testing.values import Hidden, HiddenList
 
@@ -110,7 +111,12 @@ def masks_fragments(masker: Any, value: str) -> bool:
 
 
 def leaks(text: str, value: str, masker: Any) -> str | None:
-    """What of ``value`` shows in ``text`` (a description without the value), or None."""
+    """What of ``value`` shows in ``text`` (a description without the value), or None.
+
+    Placeholders are cut out first: their labels (``ibm.private_key``) may spell a key
+    name of the document they stand for, which is no leak.
+    """
+    text = re.sub(r"«secret:[^«»]*»", "\0", text)
     if value in text:
         return f"the whole value ({len(value)} characters)"
     if masks_fragments(masker, value):

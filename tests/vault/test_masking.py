@@ -141,8 +141,10 @@ def test_masker_is_immutable_and_repr_shows_no_values() -> None:
 def test_overlapping_and_adjacent_values_leftmost_longest() -> None:
     x, y, z = token(), token(), token()
     a, b = x + y, y + z  # a's end is b's start
+    whole_only = Masker({"a": a, "b": b}, min_fragment=0)
+    assert whole_only.mask(x + y + z) == P("a") + z  # a starts first
     masker = Masker({"a": a, "b": b})
-    assert masker.mask(x + y + z) == P("a") + z  # a starts first
+    assert masker.mask(x + y + z) == P("a") + P("b")  # z, a run of b, is a fragment of b
     assert masker.mask(y + z + "!") == P("b") + "!"
     assert masker.mask(a + b) == P("a") + P("b")  # adjacent
     assert_clean(masker.mask(x + y + z), a, b)
@@ -222,7 +224,7 @@ def test_streams_are_independent_per_key() -> None:
     stream = StreamMasker(Masker({"tok": value}))
     stream.feed(("m1", "stdout"), value[:9])
     assert stream.feed(("m1", "stderr"), "err\n") == "err\n"
-    assert stream.feed(("m2", "stdout"), value[9:] + "\n") == value[9:] + "\n"
+    assert stream.feed(("m2", "stdout"), value[-9:] + "\n") == value[-9:] + "\n"  # < 12: shown
     assert stream.feed(("m1", "stdout"), value[9:] + "\n") == P("tok") + "\n"
 
 
@@ -231,7 +233,6 @@ def test_stream_output_equals_masking_the_whole_stream_on_random_splits(count: i
     rng = random.Random(1234 + count)
     values = {f"v{i}": token() for i in range(count)} | {"pw": 'q"w<e>r&t/y ' + token()}
     masker = Masker(values)
-    assert (len(masker._placeholders) > 64) == (count == 50)  # with and without shards
     for _ in range(150):
         text = random_text(rng, list(values.values()), size=rng.randint(50, 600), injections=4)
         cuts = sorted(rng.sample(range(1, len(text)), k=min(len(text) - 1, rng.randint(1, 12))))
@@ -241,7 +242,7 @@ def test_stream_output_equals_masking_the_whole_stream_on_random_splits(count: i
         for piece in pieces:
             out.append(stream.feed("k", piece))
             held = "".join(stream._held.values())
-            assert len(held) <= masker.longest_form - 1
+            assert len(held) < 2 * masker.longest_form
         out.append(stream.flush("k"))
         assert "".join(out) == masker.mask(text)
         for piece in out:
@@ -297,8 +298,7 @@ def naive_mask(text: str, values: dict[str, str]) -> str:
 def test_fifty_values_match_a_naive_reference_on_random_inputs() -> None:
     rng = random.Random(20240501)
     values = fifty_values(rng)
-    masker = Masker(values)
-    assert len(masker._placeholders) > 64  # the sharded prefilter is exercised
+    masker = Masker(values, min_fragment=0)  # whole forms only: what the reference knows
     all_values = list(values.values())
     for round_ in range(12):
         text = random_text(rng, all_values, size=2000, injections=20 if round_ else 300)
@@ -459,6 +459,6 @@ def test_held_back_tail_is_exactly_the_longest_suffix_that_can_start_a_form() ->
         value = rng.choice(list(values.values()))
         form = rng.choice(forms_for(value))
         text = random_text(rng, [value], size=40, injections=1) + form[: rng.randint(0, len(form))]
-        low = max(0, len(text) - masker.longest_form + 1)
+        low = max(0, len(text) - max(map(len, forms)) + 1)
         brute = [p for p in range(low, len(text)) if text[p:] in prefixes]
-        assert masker._tail_starts(text) == brute
+        assert masker._engine._prefix_starts(text) == brute

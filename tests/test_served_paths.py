@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_qsecure.config import QSecure
-from jupyter_qsecure.exposure import (
+from jupyter_qsecure.served_paths import (
     ServedPrivateFiles,
     ServedTree,
     check_not_served,

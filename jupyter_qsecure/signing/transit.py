@@ -5,7 +5,7 @@ and reads back signatures and *public* keys. Each signature records the transit
 key version that made it, and :meth:`TransitSigner.public_keys` returns the
 public key of every live version, so checkpoints signed before a
 ``rotate_key`` keep verifying offline (see
-:func:`jupyter_qsecure.ledger.signing.verify_signature`).
+:func:`jupyter_qsecure.signing.signers.verify_signature`).
 
 Deliberately not supported:
 
@@ -36,8 +36,8 @@ import hvac.exceptions
 import requests
 
 from ..errors import SigningError
-from ._keepalive import KeepAliveJSON, usable_for
-from .signing import Algorithm, PublicKeyRecord, SignatureRecord, b64
+from ..vault._keepalive import KeepAliveJSON, usable_for
+from .signers import Algorithm, PublicKeyRecord, SignatureRecord, b64
 
 __all__ = ["DEFAULT_KEY_NAME", "DEFAULT_MOUNT", "MAX_BATCH", "TransitSigner"]
 

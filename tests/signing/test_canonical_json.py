@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import rfc8785
 
-from jupyter_qsecure.ledger.canonical import _plain, canonical_json
+from jupyter_qsecure.signing.canonical import _plain, canonical_json
 
 _CHARS = [chr(c) for c in [*range(0x30), 0x7F, 0x80, 0xE9, 0x2028, 0xFEFF, 0xE000, 0xFFFF]]
 _CHARS += ["\U0001f600", "\U00010000", "\ud800", *'abcXYZ\\"/']

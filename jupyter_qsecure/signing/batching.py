@@ -2,7 +2,7 @@
 
 A transit signature costs one HTTP round trip to OpenBao, and OpenBao signs a batch of a
 few hundred messages in about the time it takes to sign one. :class:`BatchingSigner`
-wraps a signer that has ``sign_many`` (:class:`~jupyter_qsecure.ledger.transit.TransitSigner`)
+wraps a signer that has ``sign_many`` (:class:`~jupyter_qsecure.signing.transit.TransitSigner`)
 so that threads signing at the same time share calls: the first caller signs what is
 queued; callers that arrive while a call is in flight queue their messages and the next
 leader signs them all in one call. A lone caller pays no added delay (nothing waits for
@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from .signing import Algorithm, PublicKeyRecord, SignatureRecord
+from .signers import Algorithm, PublicKeyRecord, SignatureRecord
 
 __all__ = ["BatchingSigner"]
 

@@ -6,7 +6,7 @@ Verification needs only public keys (:class:`PublicKeyRecord`, collected in a
 
 Implemented here: a local Ed25519 key file (the embedded default) and a local
 ML-DSA-65 key file (post-quantum co-signature). The OpenBao/Vault transit signer
-lives in :mod:`jupyter_qsecure.ledger.transit`.
+lives in :mod:`jupyter_qsecure.signing.transit`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import base64
 import hashlib
 import json
 import os
-import secrets
-import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal, Protocol
@@ -26,6 +24,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
 from pydantic import BaseModel, ConfigDict
 
+from .._keyfile import create_private_file, read_private_file
 from ..errors import SigningError
 
 Algorithm = Literal["ed25519", "ml-dsa-65"]
@@ -86,59 +85,23 @@ def key_fingerprint(algorithm: str, public_key_raw: bytes) -> str:
 # ---- key files ----------------------------------------------------------------------------
 def _check_private_key_file(path: Path) -> bytes:
     """Read a private key file, refusing ones others can read (as ssh does)."""
-    try:
-        info = path.stat()
-    except OSError as exc:
-        raise SigningError(
-            f"cannot read signing key {path}: {exc.strerror}",
-            hint="check the path and its permissions (the file must be readable by you, mode 0600)",
-        ) from exc
-    if not stat.S_ISREG(info.st_mode):
-        raise SigningError(
-            f"signing key {path} is not a regular file",
-            hint="point ledger_signing_key_file at a key file, or remove it to have one created",
-        )
-    if info.st_mode & 0o077:
-        raise SigningError(
-            f"signing key {path} is accessible by other users (mode {stat.S_IMODE(info.st_mode):04o})",
-            hint=f"run: chmod 600 {path}",
-        )
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise SigningError(
-            f"cannot read signing key {path}: {exc.strerror}",
-            hint="check that the file is readable by the user running jupyter-qsecure (mode 0600)",
-        ) from exc
+    return read_private_file(
+        path,
+        what="signing key",
+        error=SigningError,
+        fix="point ledger_signing_key_file at a key file, or remove it to have one created",
+    )
 
 
 def _write_private_key_file(path: Path, data: bytes) -> None:
-    """Create a key file with mode 0600 atomically; never overwrite an existing key.
-
-    The key is written in full to a private temporary file and then hard-linked into
-    place, so a concurrent reader never sees a partial key and two processes racing
-    to create one end up sharing the first.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise SigningError(
-            f"cannot create signing key {path}: {exc.strerror}",
-            hint="make the folder writable or set ledger_signing_key_file to a writable path",
-        ) from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass  # another process created it first; the caller re-reads it
-    finally:
-        os.unlink(tmp)
+    """Create a key file with mode 0600 atomically; never overwrite an existing key."""
+    create_private_file(
+        path,
+        data,
+        what="signing key",
+        error=SigningError,
+        fix="make the folder writable or set ledger_signing_key_file to a writable path",
+    )
 
 
 class Ed25519FileSigner:

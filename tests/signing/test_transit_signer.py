@@ -12,7 +12,7 @@ import hvac
 import pytest
 
 from jupyter_qsecure.errors import SigningError
-from jupyter_qsecure.ledger.signing import (
+from jupyter_qsecure.signing.signers import (
     Ed25519FileSigner,
     KeyRing,
     SignatureProblem,
@@ -20,7 +20,7 @@ from jupyter_qsecure.ledger.signing import (
     Signer,
     verify_signature,
 )
-from jupyter_qsecure.ledger.transit import MAX_BATCH, TransitSigner
+from jupyter_qsecure.signing.transit import MAX_BATCH, TransitSigner
 from jupyter_qsecure.testing.openbao import OpenBaoDev, dev_openbao
 from jupyter_qsecure.testing.ports import free_loopback_port
 
@@ -268,7 +268,7 @@ def test_kept_alive_connection_is_reused_and_reopened_when_the_server_drops_it(
 def test_concurrent_signers_use_their_own_connections(signer: TransitSigner) -> None:
     import threading
 
-    from jupyter_qsecure.ledger.batching import BatchingSigner
+    from jupyter_qsecure.signing.batching import BatchingSigner
 
     batching = BatchingSigner(signer, max_concurrent=3)
     keyring = _offline_keyring(signer)

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from jupyter_qsecure.ledger.batching import BatchingSigner
-from jupyter_qsecure.ledger.signing import (
+from jupyter_qsecure.signing.batching import BatchingSigner
+from jupyter_qsecure.signing.signers import (
     Ed25519FileSigner,
     KeyRing,
     SignatureProblem,
@@ -127,7 +127,7 @@ def test_lone_caller_and_protocol(tmp_path: Path) -> None:
 
 
 def test_real_transit_signatures_through_the_batcher(openbao_client: Any) -> None:
-    from jupyter_qsecure.ledger.transit import TransitSigner
+    from jupyter_qsecure.signing.transit import TransitSigner
 
     transit = TransitSigner(openbao_client, key_name="batching-test")
     transit.ensure_key()

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..config import QSecure
 from ..errors import ConfigError, QSecureError, VerificationFailed
+from ..identity import user_actor
 from ..ledger import EntryFilter, InclusionProof, KeyRing, Ledger, verify_inclusion_proof
 from ..ledger.keys import keyring_from_settings
 from ..ledger.models import Checkpoint, Entry
@@ -292,7 +293,10 @@ def _entry_summary(entry: Entry, width: int = 60) -> str:
 def _show(args: argparse.Namespace, settings: QSecure) -> int:
     where = EntryFilter(
         kinds=args.kind,
-        actors=args.actor,
+        # a bare name is a user (``alice`` finds ``user:alice``) or an actor as written
+        actors=[a for name in args.actor for a in (name, user_actor(name)) if a]
+        if args.actor
+        else [],
         since=parse_time(args.since, "--since"),
         until=parse_time(args.until, "--until"),
         last=args.last,

@@ -7,7 +7,7 @@ import json
 import textwrap
 from typing import Any
 
-from ..config import ENV_OVERRIDES, QSecure
+from ..config import ENV_OVERRIDES, LIVE_SETTINGS, QSecure, config_dirs
 
 #: Settings whose values are credentials: shown as set/unset only.
 SENSITIVE = {"vault_token"}
@@ -49,4 +49,10 @@ def run(args: argparse.Namespace, settings: QSecure) -> int:
         env = f"  [env: {', '.join(row['env'])}]" if row["env"] else ""
         print(f"c.QSecure.{row['name']} = {row['value']!r}{env}")
         print(textwrap.indent(textwrap.fill(row["help"], 88), "    "))
+    print(
+        "\nRead from jupyter_qsecure_config and jupyter_server_config files (.py/.json) in: "
+        + ", ".join(config_dirs())
+        + f". A running Jupyter server applies a change to {', '.join(LIVE_SETTINGS)} at the "
+        "next execution; other settings take effect when it restarts."
+    )
     return 0

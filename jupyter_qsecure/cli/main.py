@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jupyter_qsecure.cli.scan_cmd",
     "jupyter_qsecure.cli.audit_cmd",
     "jupyter_qsecure.cli.config_cmd",
+    "jupyter_qsecure.cli.secret_cmd",
     "jupyter_qsecure.cli.recover_cmd",
     "jupyter_qsecure.cli.jobs_cmd",
     "jupyter_qsecure.cli.review_cmd",

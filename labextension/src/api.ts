@@ -368,6 +368,74 @@ export function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+/**
+ * `GET status` with every field the UI reads present: a server older than the
+ * contract (no `openbao`, no `kernels`, no `user`) still gives a usable answer,
+ * and an unknown OpenBao state is shown as unknown, never as reachable.
+ */
+export function normaliseStatus(raw: unknown): IStatus {
+  const body = isObject(raw) ? raw : {};
+  const bao = isObject(body.openbao) ? body.openbao : {};
+  const text = (value: unknown, fallback: string): string =>
+    typeof value === 'string' && value ? value : fallback;
+  const flag = (value: unknown): boolean | null => (typeof value === 'boolean' ? value : null);
+  const ledger = isObject(body.ledger) ? body.ledger : {};
+  return {
+    version: text(body.version, '?'),
+    user: text(body.user, '?'),
+    environment: text(body.environment, '?'),
+    save_mode: text(body.save_mode, '?'),
+    allow_override: body.allow_override === true,
+    openbao: {
+      configured: bao.configured === true,
+      address: typeof bao.address === 'string' ? bao.address : null,
+      embedded: flag(bao.embedded),
+      reachable: flag(bao.reachable),
+      sealed: flag(bao.sealed),
+      error: typeof bao.error === 'string' ? bao.error : null
+    },
+    kernels: Array.isArray(body.kernels)
+      ? body.kernels.filter(isObject).map(k => ({
+          kernel_id: text(k.kernel_id, ''),
+          name: typeof k.name === 'string' ? k.name : null,
+          credentials: text(k.credentials, 'none'),
+          expires_at: typeof k.expires_at === 'string' ? k.expires_at : null,
+          seconds_left: typeof k.seconds_left === 'number' ? k.seconds_left : null,
+          renewable: flag(k.renewable),
+          secrets: Array.isArray(k.secrets) ? k.secrets.filter((n): n is string => typeof n === 'string') : [],
+          errors: isObject(k.errors) ? (k.errors as Record<string, string>) : {}
+        }))
+      : [],
+    ledger: {
+      url: text(ledger.url, ''),
+      entries: typeof ledger.entries === 'number' ? ledger.entries : 0,
+      checkpoint: ledger.checkpoint ?? null
+    },
+    ...(Array.isArray(body.features)
+      ? { features: body.features.filter((f): f is string => typeof f === 'string') }
+      : {})
+  };
+}
+
+/** An error for people: the contract's message and hint, a missing route, or the network. */
+export function describeError(err: unknown, trans: { __: (msg: string, ...args: any[]) => string }): string {
+  if (err instanceof QSecureApiError) {
+    if (err.missingRoute) {
+      return trans.__(
+        'This server does not offer this yet (no such route): the jupyter-qsecure server extension may be older than the front end.'
+      );
+    }
+    if (err.status === 401 || err.status === 403) {
+      if (err.code.startsWith('http_')) {
+        return trans.__('Not allowed (%1): sign in again, or ask for access.', err.status);
+      }
+    }
+    return err.hint ? `${err.message} (${err.hint})` : err.message;
+  }
+  const message = err instanceof Error ? err.message : String(err);
+  return trans.__('The server could not be reached: %1', message);
+}
+
 // ---------------------------------------------------------------------------------
 // The client
 // ---------------------------------------------------------------------------------
@@ -393,8 +461,8 @@ export class QSecureClient {
     private readonly request: Requester
   ) {}
 
-  status(kernelIds: string[] = []): Promise<IStatus> {
-    return this.call<IStatus>(Routes.status(this.baseUrl, kernelIds), { method: 'GET' });
+  async status(kernelIds: string[] = []): Promise<IStatus> {
+    return normaliseStatus(await this.call<unknown>(Routes.status(this.baseUrl, kernelIds), { method: 'GET' }));
   }
 
   listSecrets(): Promise<ISecretList> {

@@ -18,6 +18,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 
+import { describeError } from './api';
 import { makeClient } from './connection';
 import { JobsPanel } from './jobspanel';
 import { normaliseJobId } from './jobs';
@@ -257,7 +258,7 @@ const jobs: JupyterFrontEndPlugin<void> = {
             id,
             type: 'error',
             autoClose: false,
-            message: trans.__('Ledger verification failed: %1', String((err as Error)?.message ?? err))
+            message: trans.__('Ledger verification failed: %1', describeError(err, trans))
           });
         }
       }

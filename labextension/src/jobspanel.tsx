@@ -11,7 +11,7 @@ import { Clipboard } from '@jupyterlab/apputils';
 import { ReactWidget, refreshIcon, copyIcon } from '@jupyterlab/ui-components';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { IJobDetail, IJobSummary, ILedgerVerification } from './api';
+import { describeError, IJobDetail, IJobSummary, ILedgerVerification } from './api';
 import { circuitsCounts, histogramBars, percent } from './histogram';
 import { atomIcon } from './icons';
 import { circuitColumn, newestFirst, provenanceJSON, shortId, signatureState } from './jobs';
@@ -176,7 +176,7 @@ function JobsView({ panel }: { panel: JobsPanel }): JSX.Element {
       setJobs(newestFirst(answer.jobs));
       setError(null);
     } catch (err) {
-      setError(String((err as Error)?.message ?? err));
+      setError(describeError(err, trans));
     }
   }, [service]);
 
@@ -200,7 +200,7 @@ function JobsView({ panel }: { panel: JobsPanel }): JSX.Element {
     let live = true;
     service.client.job(selected).then(
       d => live && (setDetail(d), setError(null)),
-      err => live && setError(String((err as Error)?.message ?? err))
+      err => live && setError(describeError(err, trans))
     );
     return () => {
       live = false;
@@ -212,7 +212,7 @@ function JobsView({ panel }: { panel: JobsPanel }): JSX.Element {
     try {
       setVerification(await service.client.verifyLedger());
     } catch (err) {
-      setError(String((err as Error)?.message ?? err));
+      setError(describeError(err, trans));
     } finally {
       setVerifying(false);
     }

@@ -12,7 +12,7 @@ import * as React from 'react';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
 
-import { IPromotionResult, IReviewStatus, QSecureApiError } from './api';
+import { describeError, IPromotionResult, IReviewStatus, QSecureApiError } from './api';
 import { reviewIcon } from './icons';
 import { changedCellIndices, promotionSummary } from './review';
 import { QSecureService } from './service';
@@ -64,7 +64,7 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
       highlightCells(panel, answer.state === 'changed' ? changedCellIndices(answer, ids) : []);
     } catch (err) {
       setStatus(null);
-      setError(String((err as Error)?.message ?? err));
+      setError(describeError(err, trans));
     }
   }, [service, panel, path]);
 
@@ -84,7 +84,7 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
       await service.client.approve(path);
       await refresh();
     } catch (err) {
-      setError(String((err as Error)?.message ?? err));
+      setError(describeError(err, trans));
     } finally {
       setBusy(false);
     }
@@ -110,7 +110,7 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
           ledger_index: null
         });
       } else {
-        setError(String((err as Error)?.message ?? err));
+        setError(describeError(err, trans));
       }
     } finally {
       setBusy(false);

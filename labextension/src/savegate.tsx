@@ -30,7 +30,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
-import { ISaveModel, QSecureApiError, SECRET_NAME_PATTERN } from './api';
+import { describeError, ISaveModel, SECRET_NAME_PATTERN } from './api';
 import {
   cellsWithOutputFindings,
   findingRows,
@@ -42,6 +42,7 @@ import {
 } from './findings';
 import { contentDigest, GateStatus, IGateEffects, SaveGateState } from './gatestate';
 import { shieldIcon } from './icons';
+import { ITrans } from './trans';
 import {
   hasSecretsImport,
   ILiteral,
@@ -665,13 +666,8 @@ async function digestMatches(literals: ILiteral[], digest: string | null): Promi
   return found;
 }
 
-export async function showApiError(title: string, err: unknown, trans: { __: (m: string, ...a: any[]) => string }): Promise<void> {
-  if (err instanceof QSecureApiError) {
-    const text = err.hint ? `${err.message}\n\n${err.hint}` : err.message;
-    await showErrorMessage(title, text);
-    return;
-  }
-  await showErrorMessage(title, trans.__('The server could not be reached: %1', String((err as Error)?.message ?? err)));
+export async function showApiError(title: string, err: unknown, trans: ITrans): Promise<void> {
+  await showErrorMessage(title, describeError(err, trans));
 }
 
 // ---- dialog bodies ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ReactWidget, refreshIcon, addIcon } from '@jupyterlab/ui-components';
 
-import { ISecretEntry, ISecretList, SECRET_NAME_PATTERN } from './api';
+import { describeError, ISecretEntry, ISecretList, SECRET_NAME_PATTERN } from './api';
 import { keyIcon } from './icons';
 import { hasSecretsImport, secretsCall, withSecretsImport, SECRETS_IMPORT } from './literal';
 import { showApiError } from './savegate';
@@ -93,10 +93,9 @@ function SecretsView({ service, tracker }: IPanelProps): JSX.Element {
       setList(await service.client.listSecrets());
       setError(null);
     } catch (err) {
-      const e = err as any;
-      setError(e?.hint ? `${e.message} ${e.hint}` : String(e?.message ?? err));
+      setError(describeError(err, trans));
     }
-  }, [service]);
+  }, [service, trans]);
 
   React.useEffect(() => {
     void refresh();

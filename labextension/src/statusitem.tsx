@@ -11,7 +11,7 @@ import { INotebookTracker } from '@jupyterlab/notebook';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import { Poll } from '@lumino/polling';
 
-import { IKernelCredentials, IStatus } from './api';
+import { describeError, IKernelCredentials, IStatus } from './api';
 import { shieldIcon } from './icons';
 import { QSecureService } from './service';
 import { clockSkew, formatTimeLeft, secondsLeft, timeLeftLevel } from './timeleft';
@@ -73,7 +73,7 @@ export class QSecureStatus extends ReactWidget {
         ? clockSkew(this._kernel.expires_at, this._kernel.seconds_left, received)
         : 0;
     } catch (err) {
-      this._error = String((err as Error)?.message ?? err);
+      this._error = describeError(err, this.service.trans);
       this.update();
       throw err; // the poll backs off
     }

@@ -1,5 +1,7 @@
 import {
+  describeError,
   encodePath,
+  normaliseStatus,
   IHttpResponse,
   IRequestInit,
   QSecureApiError,
@@ -172,5 +174,50 @@ describe('QSecureClient', () => {
       (client as any).request = (again.client as any).request;
       expect(await client.reviewAvailable()).toBe(true);
     });
+  });
+});
+
+describe('normaliseStatus', () => {
+  it("keeps the contract's fields", () => {
+    const status = normaliseStatus({
+      version: '0.2.0',
+      user: 'alice',
+      environment: 'dev',
+      save_mode: 'block',
+      allow_override: false,
+      openbao: { configured: true, address: 'http://127.0.0.1:8200', embedded: true, reachable: true, sealed: false, error: null },
+      kernels: [
+        { kernel_id: 'k1', name: 'qsecure', credentials: 'active', expires_at: '2025-01-01T12:30:00Z', seconds_left: 17.5, renewable: true, secrets: ['a'], errors: {} }
+      ],
+      ledger: { url: 'sqlite:///l.db', entries: 3, checkpoint: null },
+      features: ['review']
+    });
+    expect(status.user).toBe('alice');
+    expect(status.openbao.reachable).toBe(true);
+    expect(status.kernels[0].seconds_left).toBe(17.5);
+    expect(status.features).toEqual(['review']);
+  });
+
+  it('fills what an older server leaves out, never claiming OpenBao is reachable', () => {
+    const status = normaliseStatus({ version: '0.1.0', environment: 'dev', save_mode: 'block', ledger: { entries: 2 } });
+    expect(status.user).toBe('?');
+    expect(status.openbao).toEqual({
+      configured: false, address: null, embedded: null, reachable: null, sealed: null, error: null
+    });
+    expect(status.kernels).toEqual([]);
+    expect(status.features).toBeUndefined();
+    expect(normaliseStatus('<html>').environment).toBe('?');
+  });
+});
+
+describe('describeError', () => {
+  const trans = { __: (m: string, ...a: any[]) => m.replace(/%(\d)/g, (_, i) => String(a[Number(i) - 1])) };
+  it('gives message and hint, a missing route, or the network failure', () => {
+    expect(describeError(new QSecureApiError(503, { error: 'x', message: 'down', hint: 'start it' }, ''), trans)).toBe(
+      'down (start it)'
+    );
+    expect(describeError(new QSecureApiError(404, null, 'GET /x answered 404'), trans)).toMatch(/no such route/);
+    expect(describeError(new QSecureApiError(403, null, ''), trans)).toMatch(/Not allowed \(403\)/);
+    expect(describeError(new TypeError('Failed to fetch'), trans)).toBe('The server could not be reached: Failed to fetch');
   });
 });

@@ -278,6 +278,12 @@ function query(params: Array<[string, string | number | undefined | null]>): str
 /** A secret's name: a letter, then letters, digits, `_`, `-` (at most 64 characters). */
 export const SECRET_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
 
+/**
+ * The same rule for an `<input pattern>`: browsers compile it with the `v` flag
+ * (anchored), where a `-` in a class must be escaped.
+ */
+export const SECRET_NAME_HTML_PATTERN = '[A-Za-z][A-Za-z0-9_\\-]{0,63}';
+
 /** A job id or decision id: 32 hex digits. */
 export const JOB_ID_PATTERN = /^[0-9a-f]{32}$/;
 

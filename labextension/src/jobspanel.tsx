@@ -256,55 +256,40 @@ function JobsView({ panel }: { panel: JobsPanel }): JSX.Element {
         <p className="jp-qsecure-muted">{trans.__('No jobs yet: run %qsubmit in a qsecure notebook.')}</p>
       )}
       {jobs && jobs.length > 0 && (
-        <table className="jp-qsecure-jobs-table">
-          <thead>
-            <tr>
-              <th>{trans.__('Time')}</th>
-              <th>{trans.__('Job')}</th>
-              <th>{trans.__('Circuit')}</th>
-              <th>{trans.__('Backend')}</th>
-              <th>{trans.__('Shots')}</th>
-              <th>{trans.__('Decision')}</th>
-              <th>{trans.__('Signature')}</th>
-            </tr>
-          </thead>
-          <tbody>
-            {jobs.map(job => (
-              <tr
-                key={job.job_id}
-                className={
-                  selected === job.job_id || selected === job.decision_id ? 'jp-mod-selected' : ''
-                }
-                onClick={() => setSelected(job.job_id)}
-                tabIndex={0}
-                onKeyDown={event => event.key === 'Enter' && setSelected(job.job_id)}
-              >
-                <td title={job.decided_at}>{formatWhen(job.decided_at, now, trans)}</td>
-                <td title={job.job_id}>
-                  <code>{shortId(job.job_id)}</code>
-                </td>
-                <td title={job.circuit_hashes.join('\n')}>
-                  <code>{circuitColumn(job)}</code>
-                </td>
-                <td>{job.backend ?? '–'}</td>
-                <td>{job.shots ?? '–'}</td>
-                <td>
-                  <span className={`jp-qsecure-decision jp-qsecure-decision-${job.decision}`}>
-                    {job.decision}
-                  </span>
-                  {job.decision === 'denied' && (
-                    <div className="jp-qsecure-muted" title={trans.__('decision id')}>
-                      <code>{shortId(job.decision_id, 12)}</code>
-                    </div>
-                  )}
-                </td>
-                <td>
-                  <SignatureBadge job={job} trans={trans} />
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+        <ul className="jp-qsecure-job-list" aria-label={trans.__('Your jobs, newest first')}>
+          {jobs.map(job => (
+            <li
+              key={job.job_id}
+              className={`jp-qsecure-job${
+                selected === job.job_id || selected === job.decision_id ? ' jp-mod-selected' : ''
+              }`}
+              onClick={() => setSelected(job.job_id)}
+              tabIndex={0}
+              onKeyDown={event => event.key === 'Enter' && setSelected(job.job_id)}
+            >
+              <div className="jp-qsecure-job-line">
+                <span className={`jp-qsecure-decision jp-qsecure-decision-${job.decision}`}>{job.decision}</span>
+                <code title={trans.__('job id %1', job.job_id)}>{shortId(job.job_id)}</code>
+                <span className="jp-qsecure-muted" title={job.decided_at}>
+                  {formatWhen(job.decided_at, now, trans)}
+                </span>
+                <SignatureBadge job={job} trans={trans} />
+              </div>
+              <div className="jp-qsecure-job-line jp-qsecure-muted">
+                <span title={job.circuit_hashes.join('\n')}>
+                  {trans.__('circuit')} <code>{circuitColumn(job)}</code>
+                </span>
+                <span>{job.backend ?? '–'}</span>
+                <span>{trans._n('%1 shot', '%1 shots', job.shots ?? 0)}</span>
+              </div>
+              {job.decision === 'denied' && (
+                <div className="jp-qsecure-job-line jp-qsecure-muted">
+                  {trans.__('decision id')} <code>{job.decision_id}</code>
+                </div>
+              )}
+            </li>
+          ))}
+        </ul>
       )}
       {detail && <JobDetailView detail={detail} trans={trans} select={setSelected} />}
     </div>

@@ -30,7 +30,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
-import { describeError, ISaveModel, SECRET_NAME_PATTERN } from './api';
+import { describeError, ISaveModel, SECRET_NAME_HTML_PATTERN, SECRET_NAME_PATTERN } from './api';
 import {
   cellsWithOutputFindings,
   findingRows,
@@ -819,7 +819,7 @@ class NameBody extends Widget {
     this._input = document.createElement('input');
     this._input.className = 'jp-mod-styled';
     this._input.value = suggestion;
-    this._input.pattern = SECRET_NAME_PATTERN.source;
+    this._input.pattern = SECRET_NAME_HTML_PATTERN;
     this._input.spellcheck = false;
     label.appendChild(this._input);
     this.node.append(lead, code, label);

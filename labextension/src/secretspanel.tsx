@@ -14,7 +14,7 @@ import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ReactWidget, refreshIcon, addIcon } from '@jupyterlab/ui-components';
 
-import { describeError, ISecretEntry, ISecretList, SECRET_NAME_PATTERN } from './api';
+import { describeError, ISecretEntry, ISecretList, SECRET_NAME_HTML_PATTERN, SECRET_NAME_PATTERN } from './api';
 import { keyIcon } from './icons';
 import { hasSecretsImport, secretsCall, withSecretsImport, SECRETS_IMPORT } from './literal';
 import { showApiError } from './savegate';
@@ -236,7 +236,7 @@ function SecretsView({ service, tracker }: IPanelProps): JSX.Element {
             placeholder={trans.__('Name, e.g. ibm_token')}
             aria-label={trans.__('Secret name')}
             value={name}
-            pattern={SECRET_NAME_PATTERN.source}
+            pattern={SECRET_NAME_HTML_PATTERN}
             spellCheck={false}
             onChange={event => setName(event.target.value)}
             disabled={!writable || busy}
@@ -247,10 +247,11 @@ function SecretsView({ service, tracker }: IPanelProps): JSX.Element {
           className="jp-mod-styled"
           type="password"
           autoComplete="new-password"
-          placeholder={trans.__('Value (sent to the server, not kept here)')}
+          placeholder={trans.__('Value')}
           aria-label={trans.__('Secret value')}
           disabled={!writable || busy}
         />
+        <p className="jp-qsecure-muted">{trans.__('The value goes to the server (OpenBao) and is not kept in the browser.')}</p>
         <div className="jp-qsecure-secret-actions">
           <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={!writable || busy}>
             <addIcon.react tag="span" />

@@ -44,6 +44,18 @@ export class QSecureStatus extends ReactWidget {
     tracker.currentChanged.connect(this.onKernelMaybeChanged, this);
     tracker.widgetAdded.connect((_, panel) => {
       panel.sessionContext.kernelChanged.connect(this.onKernelMaybeChanged, this);
+      // Credentials are fetched at a kernel's first execution: ask again when a run ends.
+      panel.sessionContext.statusChanged.connect((context, status) => {
+        if (
+          status === 'idle' &&
+          this._lastBusy === context &&
+          tracker.currentWidget?.sessionContext === context &&
+          this.credentialsMayHaveChanged()
+        ) {
+          void this._poll.refresh();
+        }
+        this._lastBusy = status === 'busy' ? context : this._lastBusy === context ? null : this._lastBusy;
+      });
     });
   }
 
@@ -55,6 +67,16 @@ export class QSecureStatus extends ReactWidget {
 
   private onKernelMaybeChanged(): void {
     void this._poll.refresh();
+  }
+
+  /** Not yet issued, failed, or close to (or past) expiry: a run may have (re)issued them. */
+  private credentialsMayHaveChanged(): boolean {
+    const kernel = this._kernel;
+    if (!kernel || kernel.credentials !== 'active') {
+      return true;
+    }
+    const left = secondsLeft(kernel.expires_at, Date.now(), this._skew);
+    return left === null || left < this.service.settings.credentialWarningMinutes * 60 + 60;
   }
 
   private currentKernelId(): string | null {
@@ -158,4 +180,5 @@ export class QSecureStatus extends ReactWidget {
   private _skew = 0;
   private _error: string | null = null;
   private _tick = 0;
+  private _lastBusy: unknown = null;
 }

@@ -6,7 +6,9 @@ import {
   IRequestInit,
   QSecureApiError,
   QSecureClient,
-  Routes
+  Routes,
+  SECRET_NAME_HTML_PATTERN,
+  SECRET_NAME_PATTERN
 } from '../api';
 
 /** A fake server: records each request and answers from a queue. */
@@ -219,5 +221,14 @@ describe('describeError', () => {
     expect(describeError(new QSecureApiError(404, null, 'GET /x answered 404'), trans)).toMatch(/no such route/);
     expect(describeError(new QSecureApiError(403, null, ''), trans)).toMatch(/Not allowed \(403\)/);
     expect(describeError(new TypeError('Failed to fetch'), trans)).toBe('The server could not be reached: Failed to fetch');
+  });
+});
+
+describe('SECRET_NAME_HTML_PATTERN', () => {
+  it('compiles as browsers compile <input pattern> (v flag) and agrees with the name rule', () => {
+    const html = new RegExp(`^(?:${SECRET_NAME_HTML_PATTERN})$`, 'v');
+    for (const name of ['a', 'ibm_token', 'A-b_9', 'x'.repeat(64), '', '9a', 'a b', 'a.b', 'x'.repeat(65), '-a']) {
+      expect(html.test(name)).toBe(SECRET_NAME_PATTERN.test(name));
+    }
   });
 });

@@ -213,38 +213,79 @@ export interface ISaveAnywayResult {
 }
 
 // ---- Review and promotion (interface for the routes of the review branch) --------
+// Shaped after `jupyter qsecure review status --format json` (ApprovalCheck.to_json)
+// and `promote` (PromotionResult); the routes are expected as `GET review/status?path=`,
+// `POST review/approve {path, note?}` and `POST promote {path, out_dir?}`.
 
-/** `GET review/status?path=`: where a notebook stands in review. */
+/** Where a notebook stands in review. */
 export interface IReviewStatus {
-  path: string;
-  /** `unreviewed`, `approved` (unchanged since), `changed` (changed since approval). */
-  state: 'unreviewed' | 'approved' | 'changed' | string;
-  approved_by: string | null;
-  approved_at: string | null;
-  /** 0-based indices of the cells changed since the approval. */
+  notebook: string;
+  environment: string;
+  /** `approved` (enough approvals of this version), `changed` (an earlier version was approved), `unapproved`. */
+  status: 'approved' | 'changed' | 'unapproved' | string;
+  approved: boolean;
+  required: number;
+  approvers: string[];
+  last_editor: string | null;
+  /** Why the policy is not satisfied (empty when it is). */
+  reasons: string[];
+  /** Cells changed since the approved version, numbered as JupyterLab shows them (from 1). */
   changed_cells: number[];
-  /** Cell ids of the changed cells, when known (preferred over indices). */
-  changed_cell_ids?: string[];
-  message?: string | null;
+  /** Cells of the approved version that were removed (numbered from 1, in that version). */
+  removed_cells: number[];
+  kernelspec_changed: boolean;
 }
 
-/** `POST review/approve` `{path}`. */
+/** `POST review/approve`. */
 export interface IReviewApproval {
-  path: string;
-  approved_by: string;
-  approved_at: string;
-  ledger_index: number | null;
+  [key: string]: unknown;
 }
 
-/** `POST promote` `{path, output_dir?}`: promoted, or refused with a reason. */
+/** `POST promote`: where the promoted script went (a refusal is an error with the reason). */
 export interface IPromotionResult {
-  ok: boolean;
-  path: string;
-  output_dir: string | null;
-  /** Why promotion was refused (when `ok` is false). */
-  reason: string | null;
+  out_dir: string | null;
+  /** The files written (script, lock, envelope…). */
   files: string[];
   ledger_index: number | null;
+}
+
+/** A review status from the server, every field present (tolerant of older shapes). */
+export function normaliseReviewStatus(raw: unknown): IReviewStatus {
+  const body = isObject(raw) ? raw : {};
+  const numbers = (value: unknown): number[] =>
+    Array.isArray(value) ? value.filter((n): n is number => Number.isInteger(n) && n >= 1) : [];
+  const strings = (value: unknown): string[] =>
+    Array.isArray(value) ? value.filter((s): s is string => typeof s === 'string') : [];
+  const status = typeof body.status === 'string' ? body.status : typeof body.state === 'string' ? body.state : 'unapproved';
+  return {
+    notebook: typeof body.notebook === 'string' ? body.notebook : typeof body.path === 'string' ? body.path : '',
+    environment: typeof body.environment === 'string' ? body.environment : '',
+    status,
+    approved: body.approved === true || (body.approved === undefined && status === 'approved'),
+    required: typeof body.required === 'number' ? body.required : 1,
+    approvers: strings(body.approvers),
+    last_editor: typeof body.last_editor === 'string' ? body.last_editor : null,
+    reasons: strings(body.reasons),
+    changed_cells: numbers(body.changed_cells),
+    removed_cells: numbers(body.removed_cells),
+    kernelspec_changed: body.kernelspec_changed === true
+  };
+}
+
+/** A promotion result from the server (`files` as a list or a name -> digest map). */
+export function normalisePromotion(raw: unknown): IPromotionResult {
+  const body = isObject(raw) ? raw : {};
+  const dir = body.out_dir ?? body.output_dir;
+  const files = Array.isArray(body.files)
+    ? body.files.filter((f): f is string => typeof f === 'string')
+    : isObject(body.files)
+      ? Object.keys(body.files)
+      : [];
+  return {
+    out_dir: typeof dir === 'string' ? dir : null,
+    files,
+    ledger_index: typeof body.ledger_index === 'number' ? body.ledger_index : null
+  };
 }
 
 // ---------------------------------------------------------------------------------
@@ -512,26 +553,30 @@ export class QSecureClient {
     });
   }
 
-  reviewStatus(path: string): Promise<IReviewStatus> {
-    return this.call<IReviewStatus>(Routes.reviewStatus(this.baseUrl, path), { method: 'GET' });
+  async reviewStatus(path: string): Promise<IReviewStatus> {
+    return normaliseReviewStatus(await this.call<unknown>(Routes.reviewStatus(this.baseUrl, path), { method: 'GET' }));
   }
 
-  approve(path: string): Promise<IReviewApproval> {
-    return this.call<IReviewApproval>(Routes.reviewApprove(this.baseUrl), {
-      method: 'POST',
-      body: JSON.stringify({ path })
-    });
-  }
-
-  promote(path: string, outputDir?: string): Promise<IPromotionResult> {
+  approve(path: string, note?: string): Promise<IReviewApproval> {
     const body: Record<string, string> = { path };
-    if (outputDir) {
-      body.output_dir = outputDir;
+    if (note) {
+      body.note = note;
     }
-    return this.call<IPromotionResult>(Routes.promote(this.baseUrl), {
+    return this.call<IReviewApproval>(Routes.reviewApprove(this.baseUrl), {
       method: 'POST',
       body: JSON.stringify(body)
     });
+  }
+
+  /** Promote; a refusal (not approved, a secret, not Python…) is a QSecureApiError with the reason. */
+  async promote(path: string, outDir?: string): Promise<IPromotionResult> {
+    const body: Record<string, string> = { path };
+    if (outDir) {
+      body.out_dir = outDir;
+    }
+    return normalisePromotion(
+      await this.call<unknown>(Routes.promote(this.baseUrl), { method: 'POST', body: JSON.stringify(body) })
+    );
   }
 
   /**

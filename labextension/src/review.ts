@@ -6,41 +6,37 @@ import { IPromotionResult, IReviewStatus } from './api';
 import { ITrans, identityTrans } from './trans';
 
 /**
- * The 0-based indices of the changed cells in the notebook as it is now: by cell
- * id when the server sends ids (cells may have moved), else the server's indices
- * that exist in the notebook.
+ * The 0-based indices of the changed cells in the notebook as it is now (the
+ * server numbers them from 1, as JupyterLab shows them), those that exist.
  */
-export function changedCellIndices(
-  status: Pick<IReviewStatus, 'changed_cells' | 'changed_cell_ids'>,
-  cellIds: ReadonlyArray<string | null>
-): number[] {
+export function changedCellIndices(status: Pick<IReviewStatus, 'changed_cells'>, cellCount: number): number[] {
   const found = new Set<number>();
-  if (status.changed_cell_ids && status.changed_cell_ids.length > 0) {
-    for (const id of status.changed_cell_ids) {
-      const index = cellIds.indexOf(id);
-      if (index >= 0) {
-        found.add(index);
-      }
-    }
-  } else {
-    for (const index of status.changed_cells ?? []) {
-      if (Number.isInteger(index) && index >= 0 && index < cellIds.length) {
-        found.add(index);
-      }
+  for (const number of status.changed_cells) {
+    if (Number.isInteger(number) && number >= 1 && number <= cellCount) {
+      found.add(number - 1);
     }
   }
   return [...found].sort((a, b) => a - b);
 }
 
-/** The promotion's outcome in one sentence: where it went, or why it was refused. */
-export function promotionSummary(result: IPromotionResult, trans: ITrans = identityTrans): string {
-  if (result.ok) {
-    return trans._n(
-      'Promoted to %2 (%1 file).',
-      'Promoted to %2 (%1 files).',
-      result.files.length,
-      result.output_dir ?? trans.__('the output folder')
-    );
+/** The review state in a few words. */
+export function reviewSummary(status: IReviewStatus, trans: ITrans = identityTrans): string {
+  switch (status.status) {
+    case 'approved':
+      return trans.__('approved (%1 of %2: %3)', status.approvers.length, status.required, status.approvers.join(', '));
+    case 'changed':
+      return trans.__('changed since the last approval');
+    default:
+      return trans.__('not approved (%1 of %2 approvals)', status.approvers.length, status.required);
   }
-  return trans.__('Promotion refused: %1', result.reason ?? trans.__('no reason given'));
+}
+
+/** Where the promotion went, in one sentence. */
+export function promotionSummary(result: IPromotionResult, trans: ITrans = identityTrans): string {
+  return trans._n(
+    'Promoted to %2 (%1 file).',
+    'Promoted to %2 (%1 files).',
+    result.files.length,
+    result.out_dir ?? trans.__('the output folder')
+  );
 }

@@ -14,7 +14,7 @@ import { ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
 
 import { describeError, IPromotionResult, IReviewStatus, QSecureApiError } from './api';
 import { reviewIcon } from './icons';
-import { changedCellIndices, promotionSummary } from './review';
+import { changedCellIndices, promotionSummary, reviewSummary } from './review';
 import { QSecureService } from './service';
 
 const CHANGED = 'jp-qsecure-changed-cell';
@@ -34,6 +34,7 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
   const [busy, setBusy] = React.useState(false);
   const [outputDir, setOutputDir] = React.useState('');
   const [promotion, setPromotion] = React.useState<IPromotionResult | null>(null);
+  const [refusal, setRefusal] = React.useState<string | null>(null);
 
   React.useEffect(() => {
     const onChange = (_: unknown, widget: NotebookPanel | null) => setPanel(widget);
@@ -47,6 +48,7 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
 
   const refresh = React.useCallback(async () => {
     setPromotion(null);
+    setRefusal(null);
     if (!path || !panel) {
       setStatus(null);
       return;
@@ -60,8 +62,7 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
       const answer = await service.client.reviewStatus(path);
       setStatus(answer);
       setError(null);
-      const ids = panel.content.widgets.map(cell => cell.model.id ?? null);
-      highlightCells(panel, answer.state === 'changed' ? changedCellIndices(answer, ids) : []);
+      highlightCells(panel, changedCellIndices(answer, panel.content.widgets.length));
     } catch (err) {
       setStatus(null);
       setError(describeError(err, trans));
@@ -95,20 +96,17 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
       return;
     }
     setBusy(true);
+    setPromotion(null);
+    setRefusal(null);
     try {
+      if (panel?.context.model.dirty) {
+        await panel.context.save();
+      }
       setPromotion(await service.client.promote(path, outputDir.trim() || undefined));
       setError(null);
     } catch (err) {
-      if (err instanceof QSecureApiError && err.status !== 404) {
-        // a refusal answered as an error: the reason is the message
-        setPromotion({
-          ok: false,
-          path,
-          output_dir: null,
-          reason: err.hint ? `${err.message} (${err.hint})` : err.message,
-          files: [],
-          ledger_index: null
-        });
+      if (err instanceof QSecureApiError && !err.missingRoute && err.status < 500) {
+        setRefusal(describeError(err, trans)); // the refusal reason, e.g. not approved, a secret
       } else {
         setError(describeError(err, trans));
       }
@@ -117,8 +115,7 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
     }
   };
 
-  const ids = panel ? panel.content.widgets.map(cell => cell.model.id ?? null) : [];
-  const changed = status && status.state === 'changed' ? changedCellIndices(status, ids) : [];
+  const changed = status && panel ? changedCellIndices(status, panel.content.widgets.length) : [];
   return (
     <div className="jp-qsecure-Review">
       <div className="jp-qsecure-panel-header">
@@ -143,17 +140,23 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
         <>
           <p>
             <code>{path}</code>{' '}
-            <span className={`jp-qsecure-review-state jp-qsecure-review-${status.state}`}>
-              {{
-                unreviewed: trans.__('not approved'),
-                approved: trans.__('approved'),
-                changed: trans.__('changed since approval')
-              }[status.state] ?? status.state}
+            <span className={`jp-qsecure-review-state jp-qsecure-review-${status.status}`}>
+              {reviewSummary(status, trans)}
             </span>
           </p>
-          {status.approved_by && (
+          {status.reasons.length > 0 && (
+            <ul className="jp-qsecure-muted">
+              {status.reasons.map((r, i) => (
+                <li key={i}>{r}</li>
+              ))}
+            </ul>
+          )}
+          {status.kernelspec_changed && (
+            <p className="jp-qsecure-muted">{trans.__('The kernel changed since the approved version.')}</p>
+          )}
+          {status.removed_cells.length > 0 && (
             <p className="jp-qsecure-muted">
-              {trans.__('Approved by %1 at %2', status.approved_by, status.approved_at ?? '?')}
+              {trans.__('Cells removed since the approved version: %1', status.removed_cells.join(', '))}
             </p>
           )}
           {changed.length > 0 && (
@@ -178,7 +181,6 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
               </ul>
             </div>
           )}
-          {status.message && <p className="jp-qsecure-muted">{status.message}</p>}
           <div className="jp-qsecure-row">
             <button className="jp-mod-styled jp-mod-accept" disabled={busy} onClick={() => void approve()}>
               {trans.__('Approve')}
@@ -197,7 +199,7 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
             </button>
           </div>
           {promotion && (
-            <div className={promotion.ok ? 'jp-qsecure-ok' : 'jp-qsecure-error'} role="status">
+            <div className="jp-qsecure-ok" role="status">
               {promotionSummary(promotion, trans)}
               {promotion.files.length > 0 && (
                 <ul>
@@ -208,6 +210,11 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
                   ))}
                 </ul>
               )}
+            </div>
+          )}
+          {refusal && (
+            <div className="jp-qsecure-error" role="status">
+              {trans.__('Promotion refused: %1', refusal)}
             </div>
           )}
         </>

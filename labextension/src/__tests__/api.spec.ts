@@ -135,7 +135,7 @@ describe('QSecureClient', () => {
   });
 
   it('passes kernel ids, job filters and the promote folder', async () => {
-    const { calls, client } = fakeServer([200, {}], [200, { jobs: [] }], [200, { ok: true }], [200, { ok: true }]);
+    const { calls, client } = fakeServer([200, {}], [200, { jobs: [] }], [200, { out_dir: 'out' }], [200, {}]);
     await client.status(['k1']);
     await client.listJobs({ limit: 5 });
     await client.promote('a.ipynb', 'out');
@@ -146,7 +146,7 @@ describe('QSecureClient', () => {
       '/user/alice/qsecure/api/promote',
       '/user/alice/qsecure/api/promote'
     ]);
-    expect(JSON.parse(calls[2].init.body!)).toEqual({ path: 'a.ipynb', output_dir: 'out' });
+    expect(JSON.parse(calls[2].init.body!)).toEqual({ path: 'a.ipynb', out_dir: 'out' });
     expect(JSON.parse(calls[3].init.body!)).toEqual({ path: 'a.ipynb' });
   });
 

@@ -1,7 +1,7 @@
 import { circuitsCounts, histogramBars, percent } from '../histogram';
 import { circuitColumn, newestFirst, normaliseJobId, provenanceJSON, shortId, signatureState } from '../jobs';
-import { changedCellIndices, promotionSummary } from '../review';
-import { IJobDetail, IJobSummary } from '../api';
+import { changedCellIndices, promotionSummary, reviewSummary } from '../review';
+import { IJobDetail, IJobSummary, normalisePromotion, normaliseReviewStatus } from '../api';
 
 function job(over: Partial<IJobSummary>): IJobSummary {
   return {
@@ -115,18 +115,49 @@ describe('jobs', () => {
 });
 
 describe('review', () => {
-  it('finds changed cells by id, else by index', () => {
-    expect(changedCellIndices({ changed_cells: [0], changed_cell_ids: ['b', 'gone'] }, ['a', 'x', 'b'])).toEqual([2]);
-    expect(changedCellIndices({ changed_cells: [3, 0, 9, -1] }, ['a', 'b', 'c', 'd'])).toEqual([0, 3]);
+  it('maps the server\'s cell numbers (from 1) to indices that exist', () => {
+    expect(changedCellIndices({ changed_cells: [1, 4, 4, 9] }, 5)).toEqual([0, 3]);
+    expect(changedCellIndices({ changed_cells: [] }, 5)).toEqual([]);
   });
 
-  it('says where the promotion went or why it was refused', () => {
-    const base = { path: 'a.ipynb', files: ['a.py', 'a.lock'], ledger_index: 9 };
-    expect(promotionSummary({ ...base, ok: true, output_dir: 'dist', reason: null })).toBe(
+  it('reads the review status as `review status --format json` writes it', () => {
+    const status = normaliseReviewStatus({
+      notebook: 'a.ipynb',
+      digest: 'd',
+      environment: 'dev',
+      status: 'changed',
+      approved: false,
+      required: 2,
+      allow_self_approval: false,
+      approvers: ['bob'],
+      last_editor: 'alice',
+      reasons: ['1 of 2 required approval(s)'],
+      changed_cells: [2, 0, 'x'],
+      removed_cells: [3],
+      kernelspec_changed: true,
+      approvals: []
+    });
+    expect(status.changed_cells).toEqual([2]);
+    expect(status.removed_cells).toEqual([3]);
+    expect(reviewSummary(status)).toBe('changed since the last approval');
+    expect(reviewSummary({ ...status, status: 'approved', approvers: ['bob', 'carol'] })).toBe(
+      'approved (2 of 2: bob, carol)'
+    );
+    expect(reviewSummary({ ...status, status: 'unapproved' })).toBe('not approved (1 of 2 approvals)');
+  });
+
+  it('fills what a minimal answer leaves out, never calling it approved', () => {
+    const status = normaliseReviewStatus({});
+    expect(status.status).toBe('unapproved');
+    expect(status.approved).toBe(false);
+    expect(status.changed_cells).toEqual([]);
+  });
+
+  it('says where the promotion went, with files as a list or a digest map', () => {
+    expect(promotionSummary(normalisePromotion({ out_dir: 'dist', files: { 'a.py': 'h', 'a.lock': 'h' } }))).toBe(
       'Promoted to dist (2 files).'
     );
-    expect(promotionSummary({ ...base, files: [], ok: false, output_dir: null, reason: 'not approved' })).toBe(
-      'Promotion refused: not approved'
-    );
+    expect(promotionSummary(normalisePromotion({ output_dir: 'o', files: ['a.py'] }))).toBe('Promoted to o (1 file).');
+    expect(normalisePromotion(null)).toEqual({ out_dir: null, files: [], ledger_index: null });
   });
 });

@@ -256,9 +256,19 @@ export function normaliseReviewStatus(raw: unknown): IReviewStatus {
     Array.isArray(value) ? value.filter((n): n is number => Number.isInteger(n) && n >= 1) : [];
   const strings = (value: unknown): string[] =>
     Array.isArray(value) ? value.filter((s): s is string => typeof s === 'string') : [];
-  const status = typeof body.status === 'string' ? body.status : typeof body.state === 'string' ? body.state : 'unapproved';
+  const status =
+    typeof body.status === 'string'
+      ? body.status
+      : typeof body.state === 'string'
+        ? body.state
+        : 'unapproved';
   return {
-    notebook: typeof body.notebook === 'string' ? body.notebook : typeof body.path === 'string' ? body.path : '',
+    notebook:
+      typeof body.notebook === 'string'
+        ? body.notebook
+        : typeof body.path === 'string'
+          ? body.path
+          : '',
     environment: typeof body.environment === 'string' ? body.environment : '',
     status,
     approved: body.approved === true || (body.approved === undefined && status === 'approved'),
@@ -398,9 +408,7 @@ export class QSecureApiError extends Error {
   }
 }
 
-function errorBody(
-  body: unknown
-): { error: string; message: string; hint: string | null } | null {
+function errorBody(body: unknown): { error: string; message: string; hint: string | null } | null {
   if (!isObject(body) || typeof body.error !== 'string' || typeof body.message !== 'string') {
     return null;
   }
@@ -449,7 +457,9 @@ export function normaliseStatus(raw: unknown): IStatus {
           expires_at: typeof k.expires_at === 'string' ? k.expires_at : null,
           seconds_left: typeof k.seconds_left === 'number' ? k.seconds_left : null,
           renewable: flag(k.renewable),
-          secrets: Array.isArray(k.secrets) ? k.secrets.filter((n): n is string => typeof n === 'string') : [],
+          secrets: Array.isArray(k.secrets)
+            ? k.secrets.filter((n): n is string => typeof n === 'string')
+            : [],
           errors: isObject(k.errors) ? (k.errors as Record<string, string>) : {}
         }))
       : [],
@@ -465,7 +475,10 @@ export function normaliseStatus(raw: unknown): IStatus {
 }
 
 /** An error for people: the contract's message and hint, a missing route, or the network. */
-export function describeError(err: unknown, trans: { __: (msg: string, ...args: any[]) => string }): string {
+export function describeError(
+  err: unknown,
+  trans: { __: (msg: string, ...args: any[]) => string }
+): string {
   if (err instanceof QSecureApiError) {
     if (err.missingRoute) {
       return trans.__(
@@ -509,7 +522,9 @@ export class QSecureClient {
   ) {}
 
   async status(kernelIds: string[] = []): Promise<IStatus> {
-    return normaliseStatus(await this.call<unknown>(Routes.status(this.baseUrl, kernelIds), { method: 'GET' }));
+    return normaliseStatus(
+      await this.call<unknown>(Routes.status(this.baseUrl, kernelIds), { method: 'GET' })
+    );
   }
 
   listSecrets(): Promise<ISecretList> {
@@ -554,7 +569,9 @@ export class QSecureClient {
   }
 
   async reviewStatus(path: string): Promise<IReviewStatus> {
-    return normaliseReviewStatus(await this.call<unknown>(Routes.reviewStatus(this.baseUrl, path), { method: 'GET' }));
+    return normaliseReviewStatus(
+      await this.call<unknown>(Routes.reviewStatus(this.baseUrl, path), { method: 'GET' })
+    );
   }
 
   approve(path: string, note?: string): Promise<IReviewApproval> {
@@ -575,7 +592,10 @@ export class QSecureClient {
       body.out_dir = outDir;
     }
     return normalisePromotion(
-      await this.call<unknown>(Routes.promote(this.baseUrl), { method: 'POST', body: JSON.stringify(body) })
+      await this.call<unknown>(Routes.promote(this.baseUrl), {
+        method: 'POST',
+        body: JSON.stringify(body)
+      })
     );
   }
 

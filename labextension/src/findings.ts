@@ -93,8 +93,7 @@ export function parseRefusal(body: unknown): IParsedRefusal | null {
       override: override
         ? {
             allowed: override.allowed === true,
-            reason_min_length:
-              int(override.reason_min_length, 0) ?? NO_OVERRIDE.reason_min_length
+            reason_min_length: int(override.reason_min_length, 0) ?? NO_OVERRIDE.reason_min_length
           }
         : { ...NO_OVERRIDE }
     },
@@ -107,7 +106,10 @@ export function parseRefusal(body: unknown): IParsedRefusal | null {
  * cell has one (cells may have moved since the save), else by the index the server
  * saw. Returns a 0-based index, or null (notebook metadata, or the cell is gone).
  */
-export function locateCell(finding: IFinding, cellIds: ReadonlyArray<string | null>): number | null {
+export function locateCell(
+  finding: IFinding,
+  cellIds: ReadonlyArray<string | null>
+): number | null {
   if (finding.cell === null && finding.cell_id === null) {
     return null;
   }
@@ -121,7 +123,9 @@ export function locateCell(finding: IFinding, cellIds: ReadonlyArray<string | nu
     }
     // The id is gone: the index is only a guess if that cell has no (other) id.
     const other = cellIds[finding.cell];
-    return other === undefined || (other !== null && other !== finding.cell_id) ? null : finding.cell;
+    return other === undefined || (other !== null && other !== finding.cell_id)
+      ? null
+      : finding.cell;
   }
   return finding.cell! < cellIds.length ? finding.cell : null;
 }
@@ -247,9 +251,14 @@ export function cellsWithOutputFindings(rows: IFindingRow[]): number[] {
 export function findingsKey(findings: IFinding[]): string {
   return findings
     .map(f =>
-      [f.cell_id ?? f.cell ?? '-', f.where ?? '-', f.output ?? '-', f.line, f.type, f.hashed_secret ?? ''].join(
-        '|'
-      )
+      [
+        f.cell_id ?? f.cell ?? '-',
+        f.where ?? '-',
+        f.output ?? '-',
+        f.line,
+        f.type,
+        f.hashed_secret ?? ''
+      ].join('|')
     )
     .sort()
     .join('\n');
@@ -258,6 +267,7 @@ export function findingsKey(findings: IFinding[]): string {
 /** A one-line summary, e.g. `2 secrets found (AWS Access Key in cell 2, line 3; …)`. */
 export function summarize(rows: IFindingRow[], trans: ITrans = identityTrans): string {
   const shown = rows.slice(0, 3).map(row => `${row.finding.type}: ${row.location}`);
-  const more = rows.length > shown.length ? ` ${trans.__('and %1 more', rows.length - shown.length)}` : '';
+  const more =
+    rows.length > shown.length ? ` ${trans.__('and %1 more', rows.length - shown.length)}` : '';
   return `${trans._n('%1 secret found', '%1 secrets found', rows.length)} (${shown.join('; ')}${more})`;
 }

@@ -77,7 +77,8 @@ export class SaveGateState {
   /** The server refused a save of `path`. */
   refused(path: string, event: IRefusalEvent): IGateEffects {
     const state = this.state(path);
-    const sameAsOverride = state.overriddenKey !== null && state.overriddenKey === event.findingsKey;
+    const sameAsOverride =
+      state.overriddenKey !== null && state.overriddenKey === event.findingsKey;
     state.status = 'refused';
     state.findingsKey = event.findingsKey;
     state.refusedDigest = event.contentDigest;

@@ -136,7 +136,8 @@ const secrets: JupyterFrontEndPlugin<void> = {
       execute: () => app.shell.activateById(panel.id)
     });
     app.commands.addCommand(CommandIDs.insertSecret, {
-      label: args => (args.name ? trans.__('Insert secrets.get("%1")', args.name) : trans.__('Insert Secret…')),
+      label: args =>
+        args.name ? trans.__('Insert secrets.get("%1")', args.name) : trans.__('Insert Secret…'),
       caption: trans.__('Put a secrets.get("NAME") call at the cursor'),
       isEnabled: () => !!tracker.activeCell,
       execute: async args => {
@@ -146,7 +147,9 @@ const secrets: JupyterFrontEndPlugin<void> = {
             const names = (await service.client.listSecrets()).secrets.map(s => s.name);
             if (names.length === 0) {
               app.shell.activateById(panel.id);
-              Notification.info(trans.__('No secrets yet: add one in the secrets panel.'), { autoClose: 5000 });
+              Notification.info(trans.__('No secrets yet: add one in the secrets panel.'), {
+                autoClose: 5000
+              });
               return;
             }
             const choice = await InputDialog.getItem({
@@ -161,7 +164,9 @@ const secrets: JupyterFrontEndPlugin<void> = {
           }
         }
         if (name && !insertSecretCall(tracker, name)) {
-          Notification.warning(trans.__('Select a code cell of a notebook first.'), { autoClose: 5000 });
+          Notification.warning(trans.__('Select a code cell of a notebook first.'), {
+            autoClose: 5000
+          });
         }
       }
     });
@@ -199,11 +204,16 @@ const status: JupyterFrontEndPlugin<void> = {
 /** The quantum jobs panel and "Verify ledger". */
 const jobs: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-qsecure:jobs',
-  description: 'Quantum jobs panel: jobs from the ledger, histogram, provenance, ledger verification.',
+  description:
+    'Quantum jobs panel: jobs from the ledger, histogram, provenance, ledger verification.',
   autoStart: true,
   requires: [IQSecure],
   optional: [ICommandPalette],
-  activate: (app: JupyterFrontEnd, service: QSecureService, palette: ICommandPalette | null): void => {
+  activate: (
+    app: JupyterFrontEnd,
+    service: QSecureService,
+    palette: ICommandPalette | null
+  ): void => {
     const trans = service.trans;
     const panel = new JobsPanel(service);
     app.shell.add(panel, 'left', { rank: 901 });
@@ -228,7 +238,9 @@ const jobs: JupyterFrontEndPlugin<void> = {
           }
           id = normaliseJobId(answer.value);
           if (!id) {
-            Notification.error(trans.__('Not a job or decision id: 32 hex digits expected.'), { autoClose: 5000 });
+            Notification.error(trans.__('Not a job or decision id: 32 hex digits expected.'), {
+              autoClose: 5000
+            });
             return;
           }
         }
@@ -250,7 +262,11 @@ const jobs: JupyterFrontEndPlugin<void> = {
             type: result.ok ? 'success' : 'error',
             autoClose: result.ok ? 5000 : false,
             message: result.ok
-              ? trans.__('Ledger verified: %1 entries, %2 checkpoints.', result.entries, result.checkpoints)
+              ? trans.__(
+                  'Ledger verified: %1 entries, %2 checkpoints.',
+                  result.entries,
+                  result.checkpoints
+                )
               : trans.__('The ledger does NOT verify: %1', result.problems.join(' '))
           });
         } catch (err) {

@@ -20,15 +20,28 @@ import { formatWhen } from './timeleft';
 
 type Trans = QSecureService['trans'];
 
-function Histogram({ counts, trans }: { counts: Record<string, number>; trans: Trans }): JSX.Element {
+function Histogram({
+  counts,
+  trans
+}: {
+  counts: Record<string, number>;
+  trans: Trans;
+}): JSX.Element {
   const bars = histogramBars(counts);
   return (
     <div className="jp-qsecure-histogram" role="img" aria-label={trans.__('Histogram of outcomes')}>
       {bars.map(bar => (
-        <div key={bar.outcome} className="jp-qsecure-bar-row" title={`${bar.outcome}: ${bar.count} (${percent(bar.fraction)})`}>
+        <div
+          key={bar.outcome}
+          className="jp-qsecure-bar-row"
+          title={`${bar.outcome}: ${bar.count} (${percent(bar.fraction)})`}
+        >
           <code className="jp-qsecure-bar-label">{bar.outcome}</code>
           <span className="jp-qsecure-bar-track">
-            <span className="jp-qsecure-bar" style={{ width: `${(bar.width * 100).toFixed(2)}%` }} />
+            <span
+              className="jp-qsecure-bar"
+              style={{ width: `${(bar.width * 100).toFixed(2)}%` }}
+            />
           </span>
           <span className="jp-qsecure-bar-count">{bar.count}</span>
         </div>
@@ -37,7 +50,15 @@ function Histogram({ counts, trans }: { counts: Record<string, number>; trans: T
   );
 }
 
-function Section({ title, value, trans }: { title: string; value: unknown; trans: Trans }): JSX.Element | null {
+function Section({
+  title,
+  value,
+  trans
+}: {
+  title: string;
+  value: unknown;
+  trans: Trans;
+}): JSX.Element | null {
   if (value === null || value === undefined) {
     return null;
   }
@@ -92,7 +113,9 @@ function JobDetailView({
       <dl>
         <dt>{trans.__('Decision')}</dt>
         <dd>
-          <span className={`jp-qsecure-decision jp-qsecure-decision-${job.decision}`}>{job.decision}</span>{' '}
+          <span className={`jp-qsecure-decision jp-qsecure-decision-${job.decision}`}>
+            {job.decision}
+          </span>{' '}
           <code title={trans.__('decision id')}>{job.decision_id}</code>
         </dd>
         {job.rule && (
@@ -125,7 +148,10 @@ function JobDetailView({
         <dt>{trans.__('Ledger')}</dt>
         <dd>
           {detail.proofs.map(p => (
-            <span key={p.index} className={`jp-qsecure-sig jp-qsecure-sig-${p.verified ? 'verified' : 'failed'}`}>
+            <span
+              key={p.index}
+              className={`jp-qsecure-sig jp-qsecure-sig-${p.verified ? 'verified' : 'failed'}`}
+            >
               #{p.index} {p.verified ? trans.__('included') : trans.__('proof fails')}
             </span>
           ))}
@@ -142,7 +168,10 @@ function JobDetailView({
         </div>
       ))}
       <div className="jp-qsecure-row">
-        <button className="jp-mod-styled jp-mod-accept" onClick={() => Clipboard.copyToSystem(provenanceJSON(detail))}>
+        <button
+          className="jp-mod-styled jp-mod-accept"
+          onClick={() => Clipboard.copyToSystem(provenanceJSON(detail))}
+        >
           <copyIcon.react tag="span" /> {trans.__('Copy provenance')}
         </button>
         {job.decision === 'denied' && (
@@ -223,7 +252,11 @@ function JobsView({ panel }: { panel: JobsPanel }): JSX.Element {
     <div className="jp-qsecure-Jobs">
       <div className="jp-qsecure-panel-header">
         <h2>{trans.__('Quantum jobs')}</h2>
-        <button className="jp-mod-styled jp-mod-reject" disabled={verifying} onClick={() => void verify()}>
+        <button
+          className="jp-mod-styled jp-mod-reject"
+          disabled={verifying}
+          onClick={() => void verify()}
+        >
           {verifying ? trans.__('Verifying…') : trans.__('Verify ledger')}
         </button>
         <button
@@ -253,7 +286,9 @@ function JobsView({ panel }: { panel: JobsPanel }): JSX.Element {
       )}
       {error && <div className="jp-qsecure-error">{error}</div>}
       {jobs && jobs.length === 0 && (
-        <p className="jp-qsecure-muted">{trans.__('No jobs yet: run %qsubmit in a qsecure notebook.')}</p>
+        <p className="jp-qsecure-muted">
+          {trans.__('No jobs yet: run %qsubmit in a qsecure notebook.')}
+        </p>
       )}
       {jobs && jobs.length > 0 && (
         <ul className="jp-qsecure-job-list" aria-label={trans.__('Your jobs, newest first')}>
@@ -268,7 +303,9 @@ function JobsView({ panel }: { panel: JobsPanel }): JSX.Element {
               onKeyDown={event => event.key === 'Enter' && setSelected(job.job_id)}
             >
               <div className="jp-qsecure-job-line">
-                <span className={`jp-qsecure-decision jp-qsecure-decision-${job.decision}`}>{job.decision}</span>
+                <span className={`jp-qsecure-decision jp-qsecure-decision-${job.decision}`}>
+                  {job.decision}
+                </span>
                 <code title={trans.__('job id %1', job.job_id)}>{shortId(job.job_id)}</code>
                 <span className="jp-qsecure-muted" title={job.decided_at}>
                   {formatWhen(job.decided_at, now, trans)}

@@ -9,7 +9,10 @@ import { ITrans, identityTrans } from './trans';
  * The 0-based indices of the changed cells in the notebook as it is now (the
  * server numbers them from 1, as JupyterLab shows them), those that exist.
  */
-export function changedCellIndices(status: Pick<IReviewStatus, 'changed_cells'>, cellCount: number): number[] {
+export function changedCellIndices(
+  status: Pick<IReviewStatus, 'changed_cells'>,
+  cellCount: number
+): number[] {
   const found = new Set<number>();
   for (const number of status.changed_cells) {
     if (Number.isInteger(number) && number >= 1 && number <= cellCount) {
@@ -23,11 +26,20 @@ export function changedCellIndices(status: Pick<IReviewStatus, 'changed_cells'>,
 export function reviewSummary(status: IReviewStatus, trans: ITrans = identityTrans): string {
   switch (status.status) {
     case 'approved':
-      return trans.__('approved (%1 of %2: %3)', status.approvers.length, status.required, status.approvers.join(', '));
+      return trans.__(
+        'approved (%1 of %2: %3)',
+        status.approvers.length,
+        status.required,
+        status.approvers.join(', ')
+      );
     case 'changed':
       return trans.__('changed since the last approval');
     default:
-      return trans.__('not approved (%1 of %2 approvals)', status.approvers.length, status.required);
+      return trans.__(
+        'not approved (%1 of %2 approvals)',
+        status.approvers.length,
+        status.required
+      );
   }
 }
 

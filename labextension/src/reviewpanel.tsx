@@ -25,7 +25,13 @@ export function highlightCells(panel: NotebookPanel, indices: number[]): void {
   panel.content.widgets.forEach((cell, i) => cell.toggleClass(CHANGED, set.has(i)));
 }
 
-function ReviewView({ service, tracker }: { service: QSecureService; tracker: INotebookTracker }): JSX.Element {
+function ReviewView({
+  service,
+  tracker
+}: {
+  service: QSecureService;
+  tracker: INotebookTracker;
+}): JSX.Element {
   const trans = service.trans;
   const [panel, setPanel] = React.useState<NotebookPanel | null>(tracker.currentWidget);
   const [available, setAvailable] = React.useState<boolean | null>(null);
@@ -129,7 +135,9 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
           <refreshIcon.react tag="span" />
         </button>
       </div>
-      {!path && <p className="jp-qsecure-muted">{trans.__('Open a notebook to see its review status.')}</p>}
+      {!path && (
+        <p className="jp-qsecure-muted">{trans.__('Open a notebook to see its review status.')}</p>
+      )}
       {path && available === false && (
         <p className="jp-qsecure-muted">
           {trans.__('This server does not offer review and promotion (its routes are missing).')}
@@ -152,16 +160,27 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
             </ul>
           )}
           {status.kernelspec_changed && (
-            <p className="jp-qsecure-muted">{trans.__('The kernel changed since the approved version.')}</p>
+            <p className="jp-qsecure-muted">
+              {trans.__('The kernel changed since the approved version.')}
+            </p>
           )}
           {status.removed_cells.length > 0 && (
             <p className="jp-qsecure-muted">
-              {trans.__('Cells removed since the approved version: %1', status.removed_cells.join(', '))}
+              {trans.__(
+                'Cells removed since the approved version: %1',
+                status.removed_cells.join(', ')
+              )}
             </p>
           )}
           {changed.length > 0 && (
             <div>
-              <p>{trans._n('%1 cell changed since the approval:', '%1 cells changed since the approval:', changed.length)}</p>
+              <p>
+                {trans._n(
+                  '%1 cell changed since the approval:',
+                  '%1 cells changed since the approval:',
+                  changed.length
+                )}
+              </p>
               <ul className="jp-qsecure-changed-list">
                 {changed.map(index => (
                   <li key={index}>
@@ -182,7 +201,11 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
             </div>
           )}
           <div className="jp-qsecure-row">
-            <button className="jp-mod-styled jp-mod-accept" disabled={busy} onClick={() => void approve()}>
+            <button
+              className="jp-mod-styled jp-mod-accept"
+              disabled={busy}
+              onClick={() => void approve()}
+            >
               {trans.__('Approve')}
             </button>
           </div>
@@ -194,7 +217,11 @@ function ReviewView({ service, tracker }: { service: QSecureService; tracker: IN
               value={outputDir}
               onChange={event => setOutputDir(event.target.value)}
             />
-            <button className="jp-mod-styled jp-mod-warn" disabled={busy} onClick={() => void promote()}>
+            <button
+              className="jp-mod-styled jp-mod-warn"
+              disabled={busy}
+              onClick={() => void promote()}
+            >
               {trans.__('Promote')}
             </button>
           </div>

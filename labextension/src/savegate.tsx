@@ -160,7 +160,9 @@ export class SaveGateIndicator extends ReactWidget {
         onClick={() => void this.controller.openDialog(path)}
       >
         <shieldIcon.react tag="span" className="jp-qsecure-gate-icon" />
-        {status === 'refused' && <span className="jp-qsecure-gate-label">{trans.__('Not saved')}</span>}
+        {status === 'refused' && (
+          <span className="jp-qsecure-gate-label">{trans.__('Not saved')}</span>
+        )}
       </button>
     );
   }
@@ -176,8 +178,7 @@ export class SaveGateController {
     // Saves the user asked for: the dialog opens for them; autosaves get a notification.
     app.commands.commandExecuted.connect((_, args) => {
       if (args.id === 'docmanager:save' || args.id === 'docmanager:save-all') {
-        const paths =
-          args.id === 'docmanager:save-all' ? null : this.currentPath();
+        const paths = args.id === 'docmanager:save-all' ? null : this.currentPath();
         const token = { paths };
         this._manual.add(token);
         void args.result.finally(() => this._manual.delete(token));
@@ -290,7 +291,9 @@ export class SaveGateController {
     if (!refusal) {
       const message =
         this.state.status(path) === 'overridden'
-          ? this.trans.__('The last save went through with "Save anyway". Save again to check the notebook.')
+          ? this.trans.__(
+              'The last save went through with "Save anyway". Save again to check the notebook.'
+            )
           : this.trans.__('No save of this notebook was refused. Save it to check it again.');
       Notification.info(message, { autoClose: 5000 });
       return;
@@ -306,7 +309,11 @@ export class SaveGateController {
     const trans = this.trans;
     const name = path.split('/').pop() ?? path;
     const text = refusal
-      ? trans.__('%1 was not saved: %2', name, summarize(findingRows(refusal.refusal.findings, null, trans), trans))
+      ? trans.__(
+          '%1 was not saved: %2',
+          name,
+          summarize(findingRows(refusal.refusal.findings, null, trans), trans)
+        )
       : '';
     const id = this._notifications.get(path);
     switch (effects.notification) {
@@ -485,7 +492,8 @@ export class SaveGateController {
   private async replace(path: string, row: IFindingRow): Promise<void> {
     const trans = this.trans;
     const panel = this.notebookOf(path);
-    const cellModel = panel && row.cellIndex !== null ? panel.content.model?.cells.get(row.cellIndex) : null;
+    const cellModel =
+      panel && row.cellIndex !== null ? panel.content.model?.cells.get(row.cellIndex) : null;
     if (!panel || !cellModel) {
       return;
     }
@@ -542,7 +550,11 @@ export class SaveGateController {
     // literal is still where it was, with the same text.
     const source = cellModel.sharedModel.getSource();
     const now = sourceLine(source, row.finding.line);
-    if (now === null || now.slice(picked.literal.start, picked.literal.end) !== line.slice(picked.literal.start, picked.literal.end)) {
+    if (
+      now === null ||
+      now.slice(picked.literal.start, picked.literal.end) !==
+        line.slice(picked.literal.start, picked.literal.end)
+    ) {
       await showErrorMessage(
         trans.__('The cell changed'),
         trans.__(
@@ -555,7 +567,12 @@ export class SaveGateController {
       );
       return;
     }
-    let updated = replaceOnLine(source, row.finding.line, picked.literal, secretsCall(name, value.bytes));
+    let updated = replaceOnLine(
+      source,
+      row.finding.line,
+      picked.literal,
+      secretsCall(name, value.bytes)
+    );
     const cells = panel.content.model!.cells;
     const sources: string[] = [];
     for (let i = 0; i < cells.length; i++) {
@@ -620,7 +637,11 @@ export class SaveGateController {
     options: Partial<Contents.IModel>
   ): Promise<Contents.IModel> {
     const refusal = this._refusals.get(path);
-    const model: ISaveModel = { type: options.type, format: options.format, content: options.content };
+    const model: ISaveModel = {
+      type: options.type,
+      format: options.format,
+      content: options.content
+    };
     try {
       const saved = await this.service.client.saveAnyway(path, reason, model);
       const { qsecure, ...contentsModel } = saved;
@@ -718,7 +739,10 @@ class FindingsBody extends ReactWidget {
                 <td>{row.finding.type}</td>
                 <td className="jp-qsecure-Findings-actions">
                   {row.actions.goTo && (
-                    <button className="jp-mod-styled jp-mod-reject" onClick={() => choose(() => actions.goTo(row))}>
+                    <button
+                      className="jp-mod-styled jp-mod-reject"
+                      onClick={() => choose(() => actions.goTo(row))}
+                    >
                       {trans.__('Go to cell')}
                     </button>
                   )}
@@ -734,7 +758,9 @@ class FindingsBody extends ReactWidget {
                     <button
                       className="jp-mod-styled jp-mod-accept"
                       onClick={() => choose(() => actions.replace(row))}
-                      title={trans.__('Store the value as a secret and use secrets.get("NAME") instead')}
+                      title={trans.__(
+                        'Store the value as a secret and use secrets.get("NAME") instead'
+                      )}
                     >
                       {trans.__('Store as secret & replace')}
                     </button>
@@ -803,7 +829,12 @@ async function askSecretName(
 }
 
 class NameBody extends Widget {
-  constructor(trans: QSecureService['trans'], suggestion: string, masked: string, row: IFindingRow) {
+  constructor(
+    trans: QSecureService['trans'],
+    suggestion: string,
+    masked: string,
+    row: IFindingRow
+  ) {
     super();
     this.addClass('jp-qsecure-NameBody');
     const lead = document.createElement('p');
@@ -833,7 +864,10 @@ class NameBody extends Widget {
 }
 
 /** Ask for the written reason of a "save anyway". Null when cancelled or too short. */
-async function askReason(trans: QSecureService['trans'], minLength: number): Promise<string | null> {
+async function askReason(
+  trans: QSecureService['trans'],
+  minLength: number
+): Promise<string | null> {
   const body = new ReasonBody(trans, minLength);
   const result = await showDialog({
     title: trans.__('Save anyway'),

@@ -14,7 +14,13 @@ import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ReactWidget, refreshIcon, addIcon } from '@jupyterlab/ui-components';
 
-import { describeError, ISecretEntry, ISecretList, SECRET_NAME_HTML_PATTERN, SECRET_NAME_PATTERN } from './api';
+import {
+  describeError,
+  ISecretEntry,
+  ISecretList,
+  SECRET_NAME_HTML_PATTERN,
+  SECRET_NAME_PATTERN
+} from './api';
 import { keyIcon } from './icons';
 import { hasSecretsImport, secretsCall, withSecretsImport, SECRETS_IMPORT } from './literal';
 import { showApiError } from './savegate';
@@ -43,7 +49,9 @@ export function insertSecretCall(tracker: INotebookTracker, name: string): boole
     const updated = withSecretsImport(shared.getSource());
     if (updated !== null) {
       shared.updateSource(0, 0, SECRETS_IMPORT + '\n');
-      editor.setCursorPosition(editor.getPositionAt(offset + SECRETS_IMPORT.length + 1 + call.length)!);
+      editor.setCursorPosition(
+        editor.getPositionAt(offset + SECRETS_IMPORT.length + 1 + call.length)!
+      );
     } else {
       model.sharedModel.insertCell(panel.content.activeCellIndex, {
         cell_type: 'code',
@@ -112,7 +120,9 @@ function SecretsView({ service, tracker }: IPanelProps): JSX.Element {
     const target = (rotating ?? name).trim();
     if (!input || !SECRET_NAME_PATTERN.test(target) || input.value.length === 0) {
       setMessage(
-        trans.__('A name starts with a letter, then letters, digits, _ or - (at most 64); the value must not be empty.')
+        trans.__(
+          'A name starts with a letter, then letters, digits, _ or - (at most 64); the value must not be empty.'
+        )
       );
       return;
     }
@@ -124,7 +134,11 @@ function SecretsView({ service, tracker }: IPanelProps): JSX.Element {
       setMessage(
         stored.created
           ? trans.__('Stored %1 (version %2).', stored.name, stored.version ?? '?')
-          : trans.__('Rotated %1 (version %2). Kernels get it at their next execution.', stored.name, stored.version ?? '?')
+          : trans.__(
+              'Rotated %1 (version %2). Kernels get it at their next execution.',
+              stored.name,
+              stored.version ?? '?'
+            )
       );
       setName('');
       setRotating(null);
@@ -167,7 +181,9 @@ function SecretsView({ service, tracker }: IPanelProps): JSX.Element {
       <div className="jp-qsecure-panel-header">
         <h2>{trans.__('Secrets')}</h2>
         {list && (
-          <span className={`jp-qsecure-env jp-qsecure-env-${list.environment}`}>{list.environment}</span>
+          <span className={`jp-qsecure-env jp-qsecure-env-${list.environment}`}>
+            {list.environment}
+          </span>
         )}
         <button
           className="jp-qsecure-icon-button"
@@ -181,7 +197,10 @@ function SecretsView({ service, tracker }: IPanelProps): JSX.Element {
       {error && <div className="jp-qsecure-error">{error}</div>}
       {list && (
         <p className="jp-qsecure-muted">
-          {trans.__('Stored under %1; read in a qsecure kernel with secrets.get("NAME").', list.prefix)}
+          {trans.__(
+            'Stored under %1; read in a qsecure kernel with secrets.get("NAME").',
+            list.prefix
+          )}
         </p>
       )}
       {list && list.secrets.length === 0 && (
@@ -228,7 +247,11 @@ function SecretsView({ service, tracker }: IPanelProps): JSX.Element {
           </li>
         ))}
       </ul>
-      <form className="jp-qsecure-secret-form" onSubmit={event => void store(event)} autoComplete="off">
+      <form
+        className="jp-qsecure-secret-form"
+        onSubmit={event => void store(event)}
+        autoComplete="off"
+      >
         <h3>{rotating ? trans.__('New value for %1', rotating) : trans.__('Add a secret')}</h3>
         {!rotating && (
           <input
@@ -251,9 +274,15 @@ function SecretsView({ service, tracker }: IPanelProps): JSX.Element {
           aria-label={trans.__('Secret value')}
           disabled={!writable || busy}
         />
-        <p className="jp-qsecure-muted">{trans.__('The value goes to the server (OpenBao) and is not kept in the browser.')}</p>
+        <p className="jp-qsecure-muted">
+          {trans.__('The value goes to the server (OpenBao) and is not kept in the browser.')}
+        </p>
         <div className="jp-qsecure-secret-actions">
-          <button type="submit" className="jp-mod-styled jp-mod-accept" disabled={!writable || busy}>
+          <button
+            type="submit"
+            className="jp-mod-styled jp-mod-accept"
+            disabled={!writable || busy}
+          >
             <addIcon.react tag="span" />
             {rotating ? trans.__('Rotate') : trans.__('Store')}
           </button>
@@ -277,7 +306,11 @@ function SecretsView({ service, tracker }: IPanelProps): JSX.Element {
             {trans.__("This server's OpenBao token may not write secrets here.")}
           </p>
         )}
-        {message && <p className="jp-qsecure-message" role="status">{message}</p>}
+        {message && (
+          <p className="jp-qsecure-message" role="status">
+            {message}
+          </p>
+        )}
       </form>
     </div>
   );

@@ -39,7 +39,10 @@ export class QSecureStatus extends ReactWidget {
     // First asked once JupyterLab has restored its layout: start-up is not slowed down.
     void when.then(() => this._poll.start());
     service.settingsChanged.connect((_, settings) => {
-      this._poll.frequency = { ...this._poll.frequency, interval: settings.statusRefreshSeconds * 1000 };
+      this._poll.frequency = {
+        ...this._poll.frequency,
+        interval: settings.statusRefreshSeconds * 1000
+      };
     });
     tracker.currentChanged.connect(this.onKernelMaybeChanged, this);
     tracker.widgetAdded.connect((_, panel) => {
@@ -54,7 +57,8 @@ export class QSecureStatus extends ReactWidget {
         ) {
           void this._poll.refresh();
         }
-        this._lastBusy = status === 'busy' ? context : this._lastBusy === context ? null : this._lastBusy;
+        this._lastBusy =
+          status === 'busy' ? context : this._lastBusy === context ? null : this._lastBusy;
       });
     });
   }
@@ -131,11 +135,7 @@ export class QSecureStatus extends ReactWidget {
     this.scheduleTick(left);
     const level = timeLeftLevel(left, this.service.settings.credentialWarningMinutes * 60);
     const bao = status.openbao;
-    const baoState = !bao.configured
-      ? 'none'
-      : bao.reachable && !bao.sealed
-        ? 'ok'
-        : 'down';
+    const baoState = !bao.configured ? 'none' : bao.reachable && !bao.sealed ? 'ok' : 'down';
     const baoText = {
       none: trans.__('no OpenBao'),
       ok: trans.__('OpenBao'),
@@ -151,7 +151,7 @@ export class QSecureStatus extends ReactWidget {
     const title = [
       trans.__('Signed in as %1, environment %2', status.user, status.environment),
       kernel
-        ? trans.__("Kernel credentials: %1", credText ?? '')
+        ? trans.__('Kernel credentials: %1', credText ?? '')
         : trans.__('No notebook kernel selected'),
       bao.configured
         ? trans.__('OpenBao at %1: %2', bao.address ?? '?', baoText)
@@ -161,7 +161,9 @@ export class QSecureStatus extends ReactWidget {
     ].join('\n');
     return (
       <span className="jp-qsecure-status-item" title={title} onClick={this.onClick}>
-        <span className={`jp-qsecure-env jp-qsecure-env-${status.environment}`}>{status.environment}</span>
+        <span className={`jp-qsecure-env jp-qsecure-env-${status.environment}`}>
+          {status.environment}
+        </span>
         <span className="jp-qsecure-user">{status.user}</span>
         {credText !== null && (
           <span className={`jp-qsecure-creds jp-qsecure-creds-${level}`}>{credText}</span>

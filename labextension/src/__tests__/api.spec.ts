@@ -77,7 +77,10 @@ describe('Routes', () => {
 
 describe('QSecureClient', () => {
   it('sends a secret value only in the PUT body', async () => {
-    const { calls, client } = fakeServer([201, { name: 'tok', location: 'l', version: 1, created: true }]);
+    const { calls, client } = fakeServer([
+      201,
+      { name: 'tok', location: 'l', version: 1, created: true }
+    ]);
     const value = `fake-${Math.random().toString(36).slice(2)}`;
     const stored = await client.storeSecret('tok', value);
     expect(stored.created).toBe(true);
@@ -97,7 +100,11 @@ describe('QSecureClient', () => {
   it("reads the contract's error body", async () => {
     const { client } = fakeServer([
       503,
-      { error: 'openbao_unavailable', message: 'OpenBao does not answer', hint: 'jupyter qsecure vault status' }
+      {
+        error: 'openbao_unavailable',
+        message: 'OpenBao does not answer',
+        hint: 'jupyter qsecure vault status'
+      }
     ]);
     const err: QSecureApiError = await client.listSecrets().catch(e => e);
     expect(err).toBeInstanceOf(QSecureApiError);
@@ -135,7 +142,12 @@ describe('QSecureClient', () => {
   });
 
   it('passes kernel ids, job filters and the promote folder', async () => {
-    const { calls, client } = fakeServer([200, {}], [200, { jobs: [] }], [200, { out_dir: 'out' }], [200, {}]);
+    const { calls, client } = fakeServer(
+      [200, {}],
+      [200, { jobs: [] }],
+      [200, { out_dir: 'out' }],
+      [200, {}]
+    );
     await client.status(['k1']);
     await client.listJobs({ limit: 5 });
     await client.promote('a.ipynb', 'out');
@@ -187,9 +199,25 @@ describe('normaliseStatus', () => {
       environment: 'dev',
       save_mode: 'block',
       allow_override: false,
-      openbao: { configured: true, address: 'http://127.0.0.1:8200', embedded: true, reachable: true, sealed: false, error: null },
+      openbao: {
+        configured: true,
+        address: 'http://127.0.0.1:8200',
+        embedded: true,
+        reachable: true,
+        sealed: false,
+        error: null
+      },
       kernels: [
-        { kernel_id: 'k1', name: 'qsecure', credentials: 'active', expires_at: '2025-01-01T12:30:00Z', seconds_left: 17.5, renewable: true, secrets: ['a'], errors: {} }
+        {
+          kernel_id: 'k1',
+          name: 'qsecure',
+          credentials: 'active',
+          expires_at: '2025-01-01T12:30:00Z',
+          seconds_left: 17.5,
+          renewable: true,
+          secrets: ['a'],
+          errors: {}
+        }
       ],
       ledger: { url: 'sqlite:///l.db', entries: 3, checkpoint: null },
       features: ['review']
@@ -201,10 +229,20 @@ describe('normaliseStatus', () => {
   });
 
   it('fills what an older server leaves out, never claiming OpenBao is reachable', () => {
-    const status = normaliseStatus({ version: '0.1.0', environment: 'dev', save_mode: 'block', ledger: { entries: 2 } });
+    const status = normaliseStatus({
+      version: '0.1.0',
+      environment: 'dev',
+      save_mode: 'block',
+      ledger: { entries: 2 }
+    });
     expect(status.user).toBe('?');
     expect(status.openbao).toEqual({
-      configured: false, address: null, embedded: null, reachable: null, sealed: null, error: null
+      configured: false,
+      address: null,
+      embedded: null,
+      reachable: null,
+      sealed: null,
+      error: null
     });
     expect(status.kernels).toEqual([]);
     expect(status.features).toBeUndefined();
@@ -213,21 +251,41 @@ describe('normaliseStatus', () => {
 });
 
 describe('describeError', () => {
-  const trans = { __: (m: string, ...a: any[]) => m.replace(/%(\d)/g, (_, i) => String(a[Number(i) - 1])) };
+  const trans = {
+    __: (m: string, ...a: any[]) => m.replace(/%(\d)/g, (_, i) => String(a[Number(i) - 1]))
+  };
   it('gives message and hint, a missing route, or the network failure', () => {
-    expect(describeError(new QSecureApiError(503, { error: 'x', message: 'down', hint: 'start it' }, ''), trans)).toBe(
-      'down (start it)'
+    expect(
+      describeError(
+        new QSecureApiError(503, { error: 'x', message: 'down', hint: 'start it' }, ''),
+        trans
+      )
+    ).toBe('down (start it)');
+    expect(describeError(new QSecureApiError(404, null, 'GET /x answered 404'), trans)).toMatch(
+      /no such route/
     );
-    expect(describeError(new QSecureApiError(404, null, 'GET /x answered 404'), trans)).toMatch(/no such route/);
     expect(describeError(new QSecureApiError(403, null, ''), trans)).toMatch(/Not allowed \(403\)/);
-    expect(describeError(new TypeError('Failed to fetch'), trans)).toBe('The server could not be reached: Failed to fetch');
+    expect(describeError(new TypeError('Failed to fetch'), trans)).toBe(
+      'The server could not be reached: Failed to fetch'
+    );
   });
 });
 
 describe('SECRET_NAME_HTML_PATTERN', () => {
   it('compiles as browsers compile <input pattern> (v flag) and agrees with the name rule', () => {
     const html = new RegExp(`^(?:${SECRET_NAME_HTML_PATTERN})$`, 'v');
-    for (const name of ['a', 'ibm_token', 'A-b_9', 'x'.repeat(64), '', '9a', 'a b', 'a.b', 'x'.repeat(65), '-a']) {
+    for (const name of [
+      'a',
+      'ibm_token',
+      'A-b_9',
+      'x'.repeat(64),
+      '',
+      '9a',
+      'a b',
+      'a.b',
+      'x'.repeat(65),
+      '-a'
+    ]) {
       expect(html.test(name)).toBe(SECRET_NAME_PATTERN.test(name));
     }
   });

@@ -92,15 +92,25 @@ describe('parseRefusal', () => {
     const { override, ...noOverride } = contractBody;
     expect(override.allowed).toBe(false);
     expect(parseRefusal(noOverride)!.refusal.override.allowed).toBe(false);
-    expect(parseRefusal({ ...contractBody, override: { allowed: 'yes' } })!.refusal.override.allowed).toBe(false);
-    expect(parseRefusal({ ...contractBody, override: { allowed: true } })!.refusal.override).toEqual({
+    expect(
+      parseRefusal({ ...contractBody, override: { allowed: 'yes' } })!.refusal.override.allowed
+    ).toBe(false);
+    expect(
+      parseRefusal({ ...contractBody, override: { allowed: true } })!.refusal.override
+    ).toEqual({
       allowed: true,
       reason_min_length: 10
     });
   });
 
   it('takes a keyed fingerprint where there is no hashed_secret', () => {
-    const f = parseFinding({ line: 2, type: 'T', fingerprint: 'b'.repeat(64), where: 'bogus', cell: -1 })!;
+    const f = parseFinding({
+      line: 2,
+      type: 'T',
+      fingerprint: 'b'.repeat(64),
+      where: 'bogus',
+      cell: -1
+    })!;
     expect(f.hashed_secret).toBe('b'.repeat(64));
     expect(f.where).toBeNull();
     expect(f.cell).toBeNull();
@@ -139,7 +149,7 @@ describe('numbering', () => {
     expect(locateCell(f, ['new', 'x', 'c0ffee'])).toBe(2);
   });
 
-  it('does not point at another cell when the finding\'s cell was deleted', () => {
+  it("does not point at another cell when the finding's cell was deleted", () => {
     const f = finding({ cell: 1, cell_id: 'c0ffee' });
     expect(locateCell(f, ['x', 'other'])).toBeNull();
     expect(locateCell(f, ['x'])).toBeNull();
@@ -156,13 +166,21 @@ describe('numbering', () => {
 
 describe('rows and actions', () => {
   it('offers "clear outputs" for outputs and "replace" for source, "go to" for any cell', () => {
-    expect(actionsFor(finding({ where: 'source' }), 0)).toEqual({ goTo: true, clearOutputs: false, replace: true });
+    expect(actionsFor(finding({ where: 'source' }), 0)).toEqual({
+      goTo: true,
+      clearOutputs: false,
+      replace: true
+    });
     expect(actionsFor(finding({ where: 'outputs', output: 0 }), 0)).toEqual({
       goTo: true,
       clearOutputs: true,
       replace: false
     });
-    expect(actionsFor(finding({ where: 'attachments' }), 0)).toEqual({ goTo: true, clearOutputs: false, replace: false });
+    expect(actionsFor(finding({ where: 'attachments' }), 0)).toEqual({
+      goTo: true,
+      clearOutputs: false,
+      replace: false
+    });
     expect(actionsFor(finding({ cell: null, where: 'metadata' }), null)).toEqual({
       goTo: false,
       clearOutputs: false,
@@ -209,7 +227,10 @@ describe('rows and actions', () => {
   });
 
   it('summarises many findings briefly', () => {
-    const rows = findingRows([1, 2, 3, 4, 5].map(line => finding({ line })), null);
+    const rows = findingRows(
+      [1, 2, 3, 4, 5].map(line => finding({ line })),
+      null
+    );
     expect(summarize(rows)).toMatch(/^5 secrets found \(.*; .*; .* and 2 more\)$/);
   });
 });

@@ -28,7 +28,11 @@ describe('SaveGateState: autosave refusals never stack (issue 16, case 3)', () =
   it('one notification and no dialog over many autosaves of the same content', () => {
     const gate = new SaveGateState();
     const first = attempt(gate, 'v1');
-    expect(first.effects).toEqual({ showDialog: false, notification: 'show', indicator: 'refused' });
+    expect(first.effects).toEqual({
+      showDialog: false,
+      notification: 'show',
+      indicator: 'refused'
+    });
     // the user is away: autosave fires again and again with unchanged content
     for (let i = 0; i < 5; i++) {
       const again = attempt(gate, 'v1');
@@ -73,7 +77,11 @@ describe('SaveGateState: autosave refusals never stack (issue 16, case 3)', () =
     attempt(gate, 'v1');
     const manual = attempt(gate, 'v1', { manual: true });
     expect(manual.sent).toBe(true);
-    expect(manual.effects).toEqual({ showDialog: true, notification: 'dismiss', indicator: 'refused' });
+    expect(manual.effects).toEqual({
+      showDialog: true,
+      notification: 'dismiss',
+      indicator: 'refused'
+    });
     // Ctrl+S again while the dialog is still open: no second dialog
     expect(attempt(gate, 'v1', { manual: true }).effects!.showDialog).toBe(false);
     gate.dialogClosed(P);
@@ -92,7 +100,11 @@ describe('SaveGateState: autosave refusals never stack (issue 16, case 3)', () =
   it('opening the findings from the indicator dismisses the notification', () => {
     const gate = new SaveGateState();
     attempt(gate, 'v1');
-    expect(gate.dialogOpened(P)).toEqual({ showDialog: false, notification: 'dismiss', indicator: 'refused' });
+    expect(gate.dialogOpened(P)).toEqual({
+      showDialog: false,
+      notification: 'dismiss',
+      indicator: 'refused'
+    });
     gate.dialogClosed(P);
     expect(attempt(gate, 'v2').effects!.notification).toBe('none');
   });
@@ -101,7 +113,11 @@ describe('SaveGateState: autosave refusals never stack (issue 16, case 3)', () =
     const gate = new SaveGateState();
     attempt(gate, 'v1');
     const clean = attempt(gate, 'v2', { refused: null });
-    expect(clean.effects).toEqual({ showDialog: false, notification: 'dismiss', indicator: 'clean' });
+    expect(clean.effects).toEqual({
+      showDialog: false,
+      notification: 'dismiss',
+      indicator: 'clean'
+    });
     expect(gate.status(P)).toBe('clean');
     expect(gate.refusals(P)).toBe(0);
     // a later secret is reported afresh
@@ -111,7 +127,11 @@ describe('SaveGateState: autosave refusals never stack (issue 16, case 3)', () =
   it('after "save anyway" the same findings raise no notification, new ones do', () => {
     const gate = new SaveGateState();
     attempt(gate, 'v1', { refused: K1 });
-    expect(gate.overridden(P, K1)).toEqual({ showDialog: false, notification: 'dismiss', indicator: 'overridden' });
+    expect(gate.overridden(P, K1)).toEqual({
+      showDialog: false,
+      notification: 'dismiss',
+      indicator: 'overridden'
+    });
     expect(gate.status(P)).toBe('overridden');
     expect(attempt(gate, 'v1').sent).toBe(true); // not skipped: the override was for that save only
     expect(gate.status(P)).toBe('refused');
@@ -132,7 +152,11 @@ describe('SaveGateState: autosave refusals never stack (issue 16, case 3)', () =
   it('keeps notebooks apart', () => {
     const gate = new SaveGateState();
     attempt(gate, 'v1');
-    const other = gate.refused('other.ipynb', { findingsKey: K1, contentDigest: contentDigest('v1'), manual: false });
+    const other = gate.refused('other.ipynb', {
+      findingsKey: K1,
+      contentDigest: contentDigest('v1'),
+      manual: false
+    });
     expect(other.notification).toBe('show');
     expect(gate.shouldSend('other.ipynb', contentDigest('v1'), false)).toBe(false);
     expect(gate.shouldSend('third.ipynb', contentDigest('v1'), false)).toBe(true);

@@ -14,7 +14,8 @@ import {
 } from '../literal';
 
 /** A made-up, secret-shaped value, new on each run. */
-const fake = () => `AKIA${Math.random().toString(36).slice(2, 10).toUpperCase()}FAKE${Date.now() % 10000}`;
+const fake = () =>
+  `AKIA${Math.random().toString(36).slice(2, 10).toUpperCase()}FAKE${Date.now() % 10000}`;
 
 describe('stringLiterals', () => {
   it('finds quoted strings with their prefixes and spans', () => {
@@ -64,7 +65,9 @@ describe('pickLiteral', () => {
 
   it('else the longest without spaces', () => {
     const v = fake();
-    const lits = stringLiterals(`headers = {"Authorization": "${v}", "note": "a b c d e f g h i j k l"}`);
+    const lits = stringLiterals(
+      `headers = {"Authorization": "${v}", "note": "a b c d e f g h i j k l"}`
+    );
     expect(pickLiteral(lits)!.literal.body).toBe(v);
     expect(pickLiteral(lits)!.certain).toBe(false);
   });
@@ -78,7 +81,8 @@ describe('pickLiteral', () => {
 describe('names and the replacement', () => {
   it('suggests the variable, keyword or key name, else the type', () => {
     const v = fake();
-    const name = (line: string) => suggestName(line, pickLiteral(stringLiterals(line))!.literal, 'AWS Access Key');
+    const name = (line: string) =>
+      suggestName(line, pickLiteral(stringLiterals(line))!.literal, 'AWS Access Key');
     expect(name(`api_key = "${v}"`)).toBe('api_key');
     expect(name(`client = Client(token="${v}")`)).toBe('token');
     expect(name(`cfg = {"ibm-token": "${v}"}`)).toBe('ibm-token');

@@ -32,20 +32,25 @@ describe('settings', () => {
 
   it('has a schema default for every setting, equal to the code default', () => {
     const defaults = Object.fromEntries(
-      Object.entries(schema.properties as Record<string, { default: unknown }>).map(([k, v]) => [k, v.default])
+      Object.entries(schema.properties as Record<string, { default: unknown }>).map(([k, v]) => [
+        k,
+        v.default
+      ])
     );
     expect(defaults).toEqual(DEFAULT_SETTINGS);
   });
 
   it('takes valid values and falls back to defaults for anything else', () => {
-    expect(readSettings({ statusRefreshSeconds: 60, jobsLimit: 10, autosaveNotification: false })).toEqual({
+    expect(
+      readSettings({ statusRefreshSeconds: 60, jobsLimit: 10, autosaveNotification: false })
+    ).toEqual({
       ...DEFAULT_SETTINGS,
       statusRefreshSeconds: 60,
       jobsLimit: 10,
       autosaveNotification: false
     });
-    expect(readSettings({ statusRefreshSeconds: 1, jobsLimit: 1.5, autosaveNotification: 'no' })).toEqual(
-      DEFAULT_SETTINGS
-    );
+    expect(
+      readSettings({ statusRefreshSeconds: 1, jobsLimit: 1.5, autosaveNotification: 'no' })
+    ).toEqual(DEFAULT_SETTINGS);
   });
 });

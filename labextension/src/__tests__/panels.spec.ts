@@ -1,5 +1,12 @@
 import { circuitsCounts, histogramBars, percent } from '../histogram';
-import { circuitColumn, newestFirst, normaliseJobId, provenanceJSON, shortId, signatureState } from '../jobs';
+import {
+  circuitColumn,
+  newestFirst,
+  normaliseJobId,
+  provenanceJSON,
+  shortId,
+  signatureState
+} from '../jobs';
 import { changedCellIndices, promotionSummary, reviewSummary } from '../review';
 import { IJobDetail, IJobSummary, normalisePromotion, normaliseReviewStatus } from '../api';
 
@@ -62,9 +69,9 @@ describe('jobs', () => {
     expect(shortId('abcdef0123456789')).toBe('abcdef01…');
     expect(shortId('abc')).toBe('abc');
     expect(shortId(null)).toBe('–');
-    expect(circuitColumn(job({ circuit_hashes: ['a'.repeat(64), 'b'.repeat(64), 'c'.repeat(64)] }))).toBe(
-      'aaaaaaaa… +2'
-    );
+    expect(
+      circuitColumn(job({ circuit_hashes: ['a'.repeat(64), 'b'.repeat(64), 'c'.repeat(64)] }))
+    ).toBe('aaaaaaaa… +2');
     expect(circuitColumn(job({ circuit_hashes: [] }))).toBe('–');
   });
 
@@ -92,7 +99,16 @@ describe('jobs', () => {
   it('copies the whole provenance as JSON', () => {
     const detail: IJobDetail = {
       job: job({}),
-      entries: [{ index: 4, kind: 'job.decided', timestamp: 't', actor: 'user:alice', body: {}, leaf_hash: 'h' }],
+      entries: [
+        {
+          index: 4,
+          kind: 'job.decided',
+          timestamp: 't',
+          actor: 'user:alice',
+          body: {},
+          leaf_hash: 'h'
+        }
+      ],
       manifest: { payloadType: 'application/vnd.in-toto+json', payload: 'p', signatures: [] },
       statement: { subject: [] },
       result: { counts: { '00': 1 }, metadata: {}, envelope: null },
@@ -115,7 +131,7 @@ describe('jobs', () => {
 });
 
 describe('review', () => {
-  it('maps the server\'s cell numbers (from 1) to indices that exist', () => {
+  it("maps the server's cell numbers (from 1) to indices that exist", () => {
     expect(changedCellIndices({ changed_cells: [1, 4, 4, 9] }, 5)).toEqual([0, 3]);
     expect(changedCellIndices({ changed_cells: [] }, 5)).toEqual([]);
   });
@@ -143,7 +159,9 @@ describe('review', () => {
     expect(reviewSummary({ ...status, status: 'approved', approvers: ['bob', 'carol'] })).toBe(
       'approved (2 of 2: bob, carol)'
     );
-    expect(reviewSummary({ ...status, status: 'unapproved' })).toBe('not approved (1 of 2 approvals)');
+    expect(reviewSummary({ ...status, status: 'unapproved' })).toBe(
+      'not approved (1 of 2 approvals)'
+    );
   });
 
   it('fills what a minimal answer leaves out, never calling it approved', () => {
@@ -154,10 +172,14 @@ describe('review', () => {
   });
 
   it('says where the promotion went, with files as a list or a digest map', () => {
-    expect(promotionSummary(normalisePromotion({ out_dir: 'dist', files: { 'a.py': 'h', 'a.lock': 'h' } }))).toBe(
-      'Promoted to dist (2 files).'
+    expect(
+      promotionSummary(
+        normalisePromotion({ out_dir: 'dist', files: { 'a.py': 'h', 'a.lock': 'h' } })
+      )
+    ).toBe('Promoted to dist (2 files).');
+    expect(promotionSummary(normalisePromotion({ output_dir: 'o', files: ['a.py'] }))).toBe(
+      'Promoted to o (1 file).'
     );
-    expect(promotionSummary(normalisePromotion({ output_dir: 'o', files: ['a.py'] }))).toBe('Promoted to o (1 file).');
     expect(normalisePromotion(null)).toEqual({ out_dir: null, files: [], ledger_index: null });
   });
 });

@@ -84,6 +84,22 @@ function Section({
   );
 }
 
+function CopyButton({ text, label }: { text: string; label: string }): JSX.Element {
+  return (
+    <button
+      className="jp-qsecure-icon-button"
+      title={label}
+      aria-label={label}
+      onClick={event => {
+        event.stopPropagation();
+        Clipboard.copyToSystem(text);
+      }}
+    >
+      <copyIcon.react tag="span" />
+    </button>
+  );
+}
+
 function SignatureBadge({ job, trans }: { job: IJobSummary; trans: Trans }): JSX.Element {
   const state = signatureState(job);
   const text = {
@@ -94,21 +110,14 @@ function SignatureBadge({ job, trans }: { job: IJobSummary; trans: Trans }): JSX
   return <span className={`jp-qsecure-sig jp-qsecure-sig-${state}`}>{text}</span>;
 }
 
-function JobDetailView({
-  detail,
-  trans,
-  select
-}: {
-  detail: IJobDetail;
-  trans: Trans;
-  select: (id: string) => void;
-}): JSX.Element {
+function JobDetailView({ detail, trans }: { detail: IJobDetail; trans: Trans }): JSX.Element {
   const job = detail.job;
   const circuits = circuitsCounts(detail.result?.counts);
   return (
     <div className="jp-qsecure-job-detail">
       <h3>
         {trans.__('Job')} <code title={job.job_id}>{job.job_id}</code>
+        <CopyButton text={job.job_id} label={trans.__('Copy the job id')} />
       </h3>
       <dl>
         <dt>{trans.__('Decision')}</dt>
@@ -117,6 +126,7 @@ function JobDetailView({
             {job.decision}
           </span>{' '}
           <code title={trans.__('decision id')}>{job.decision_id}</code>
+          <CopyButton text={job.decision_id} label={trans.__('Copy the decision id')} />
         </dd>
         {job.rule && (
           <>
@@ -174,11 +184,6 @@ function JobDetailView({
         >
           <copyIcon.react tag="span" /> {trans.__('Copy provenance')}
         </button>
-        {job.decision === 'denied' && (
-          <button className="jp-mod-styled jp-mod-reject" onClick={() => select(job.decision_id)}>
-            {trans.__('Look up by decision id')}
-          </button>
-        )}
       </div>
       <Section title={trans.__('Manifest (signed)')} value={detail.manifest} trans={trans} />
       <Section title={trans.__('Manifest statement')} value={detail.statement} trans={trans} />
@@ -317,7 +322,7 @@ function JobsView({ panel }: { panel: JobsPanel }): JSX.Element {
                   {trans.__('circuit')} <code>{circuitColumn(job)}</code>
                 </span>
                 <span>{job.backend ?? '–'}</span>
-                <span>{trans._n('%1 shot', '%1 shots', job.shots ?? 0)}</span>
+                {job.shots !== null && <span>{trans._n('%1 shot', '%1 shots', job.shots)}</span>}
               </div>
               {job.decision === 'denied' && (
                 <div className="jp-qsecure-job-line jp-qsecure-muted">
@@ -328,7 +333,7 @@ function JobsView({ panel }: { panel: JobsPanel }): JSX.Element {
           ))}
         </ul>
       )}
-      {detail && <JobDetailView detail={detail} trans={trans} select={setSelected} />}
+      {detail && <JobDetailView detail={detail} trans={trans} />}
     </div>
   );
 }

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from test_credentials_ws import start, stdout_of
-from test_secrets_api import GET_CODE, digest
+from test_secrets_routes import GET_CODE, digest
 
 
 @pytest.fixture

@@ -62,12 +62,10 @@ from ..errors import QSecureError
 from ..ledger.kinds import OpenBody, register_kind
 from ..signing.canonical import canonical_json
 from ..signing.signers import (
-    Algorithm,
+    Ed25519KeySigner,
     KeyRing,
     PublicKeyRecord,
-    SignatureRecord,
     Signer,
-    key_fingerprint,
 )
 from .manifest import (
     PAYLOAD_TYPE,
@@ -220,7 +218,7 @@ def _derive(passphrase: str, kdf: Mapping[str, Any]) -> bytes:
     ).derive(passphrase.encode("utf-8"))
 
 
-class LocalApproverKey:
+class LocalApproverKey(Ed25519KeySigner):
     """An approver's Ed25519 key in a passphrase-encrypted file (implements ``Signer``).
 
     Hand-written format, and why: PKCS#8 PEM encryption in ``cryptography`` uses PBKDF2
@@ -231,12 +229,8 @@ class LocalApproverKey:
     """
 
     def __init__(self, name: str, key: ed25519.Ed25519PrivateKey) -> None:
+        super().__init__(key)
         self.name = name
-        self._key = key
-        self._public_raw = key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        self._key_id = key_fingerprint("ed25519", self._public_raw)
 
     @classmethod
     def create(cls, path: Path, name: str, passphrase: str) -> LocalApproverKey:
@@ -310,30 +304,6 @@ class LocalApproverKey:
         if base64.b64encode(approver._public_raw).decode("ascii") != record.public_key:
             raise ApprovalError(f"approver key {path} does not match its public key")
         return approver
-
-    @property
-    def key_id(self) -> str:
-        return self._key_id
-
-    @property
-    def algorithm(self) -> Algorithm:
-        return "ed25519"
-
-    def sign(self, message: bytes) -> SignatureRecord:
-        return SignatureRecord(
-            key_id=self._key_id,
-            algorithm="ed25519",
-            signature=base64.b64encode(self._key.sign(message)).decode("ascii"),
-        )
-
-    def public_keys(self) -> list[PublicKeyRecord]:
-        return [
-            PublicKeyRecord(
-                key_id=self._key_id,
-                algorithm="ed25519",
-                public_key=base64.b64encode(self._public_raw).decode("ascii"),
-            )
-        ]
 
 
 def check_name(name: str) -> str:

@@ -336,3 +336,39 @@ class ParsePool:
         error = str(reply.get("error") or "no answer")
         log.warning("jupyter-qsecure: circuit parse worker failed: %s", error)
         raise ParseRefused(f"the circuits could not be parsed: {error}")
+
+
+class InlineParser:
+    """Parses in the calling process, with :class:`ParsePool`'s contract.
+
+    For promoted scripts (:mod:`jupyter_qsecure.runtime`): their circuits are the approved
+    code's own, not a kernel's untrusted input, and a script may not start worker
+    processes (multiprocessing's spawn re-imports a ``__main__`` that has no
+    ``if __name__ == "__main__"`` guard).
+    """
+
+    memory_mb = 0
+
+    def parse(
+        self,
+        items: Any,
+        bind: Any,
+        *,
+        rules: EnvironmentPolicy | None = None,
+        environment: str = "",
+    ) -> ParsedCircuits:
+        from .parse_worker import _handle, decode_request
+
+        try:
+            raw = encode_request(
+                items, bind, None if rules is None else rules.model_dump(mode="json"), environment
+            )
+        except CircuitError as exc:
+            raise ParseRefused(exc.message, hint=exc.hint) from None
+        return ParsePool._result(self, _handle(decode_request(raw)), items)  # type: ignore[arg-type]
+
+    def _limits_hint(self) -> str:
+        return "the script's own process parsed it"
+
+    def close(self) -> None:
+        """Nothing to stop."""

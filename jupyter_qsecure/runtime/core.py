@@ -115,6 +115,7 @@ class Runtime:
 
     def _build_service(self) -> Any:
         from ..jobs.inline_executor import InlineExecutor
+        from ..jobs.parse_pool import InlineParser
         from ..jobs.policy import Policy, PolicyEngine, UsageTracker
         from ..jobs.service import JobService
         from ..jobs.wiring import job_signer, trust_signer
@@ -143,6 +144,7 @@ class Runtime:
             signer=signer,
             ledger=self._ledger,
             executor=InlineExecutor(),
+            parser=InlineParser(),  # no worker processes in a promoted script
             environment=settings.environment,
             archive_dir=settings.data_path / "jobs",
             job_timeout=settings.job_timeout_seconds,

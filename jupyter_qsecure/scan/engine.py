@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .._lru import LRU
 from .baseline import Baseline
@@ -134,9 +134,10 @@ def as_notebook(nb: Any, *, path: str = "") -> Mapping[str, Any]:
             return nb
         import nbformat  # only for old formats: importing it costs ~1 s (jsonschema)
 
-        node = nbformat.convert(nbformat.from_dict(nb), 4)
-        nbformat.v4.rwbase.rejoin_lines(node)
-        return node
+        # nbformat is untyped: its NotebookNode is a dict subclass
+        node = nbformat.convert(nbformat.from_dict(nb), 4)  # type: ignore[no-untyped-call]
+        nbformat.v4.rwbase.rejoin_lines(node)  # type: ignore[no-untyped-call]
+        return cast(Mapping[str, Any], node)
     except InvalidNotebook:
         raise
     except (ValueError, TypeError, KeyError, AttributeError, UnicodeDecodeError) as exc:

@@ -104,7 +104,39 @@ def _write_private_key_file(path: Path, data: bytes) -> None:
     )
 
 
-class Ed25519FileSigner:
+class Ed25519KeySigner:
+    """A ``Signer`` over an Ed25519 private key held in memory (how it is stored is the
+    subclass's business: a PEM file, a passphrase-sealed approver key)."""
+
+    def __init__(self, key: ed25519.Ed25519PrivateKey) -> None:
+        self._key = key
+        self._public_raw = key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self._key_id = key_fingerprint("ed25519", self._public_raw)
+
+    @property
+    def key_id(self) -> str:
+        return self._key_id
+
+    @property
+    def algorithm(self) -> Algorithm:
+        return "ed25519"
+
+    def sign(self, message: bytes) -> SignatureRecord:
+        return SignatureRecord(
+            key_id=self._key_id, algorithm="ed25519", signature=b64(self._key.sign(message))
+        )
+
+    def public_keys(self) -> list[PublicKeyRecord]:
+        return [
+            PublicKeyRecord(
+                key_id=self._key_id, algorithm="ed25519", public_key=b64(self._public_raw)
+            )
+        ]
+
+
+class Ed25519FileSigner(Ed25519KeySigner):
     """Ed25519 key in a PEM (PKCS#8) file, mode 0600, created on first use."""
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
@@ -134,32 +166,7 @@ class Ed25519FileSigner:
                 f"signing key {self.path} is not an Ed25519 key",
                 hint="use an Ed25519 PKCS#8 PEM file",
             )
-        self._key = key
-        raw = key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        self._public_raw = raw
-        self._key_id = key_fingerprint("ed25519", raw)
-
-    @property
-    def key_id(self) -> str:
-        return self._key_id
-
-    @property
-    def algorithm(self) -> Algorithm:
-        return "ed25519"
-
-    def sign(self, message: bytes) -> SignatureRecord:
-        return SignatureRecord(
-            key_id=self._key_id, algorithm="ed25519", signature=b64(self._key.sign(message))
-        )
-
-    def public_keys(self) -> list[PublicKeyRecord]:
-        return [
-            PublicKeyRecord(
-                key_id=self._key_id, algorithm="ed25519", public_key=b64(self._public_raw)
-            )
-        ]
+        super().__init__(key)
 
 
 class MLDSA65FileSigner:

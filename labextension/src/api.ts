@@ -3,9 +3,9 @@
  * uses it: every URL and every JSON shape lives in this one file.
  *
  * The contract is docs/rest-api.md (user routes under `{base_url}qsecure/api/`).
- * Review and promotion (`review/…`, `promote`) come from another branch: their
- * shapes below are the interface the UI is built against, and the UI checks that
- * the routes exist before it shows them ({@link QSecureClient.reviewAvailable}).
+ * Review and promotion (`review/…`, `promote`) are listed in `features` of
+ * `GET status`; the UI checks that before it shows them, and still works with an
+ * older server without them ({@link QSecureClient.reviewAvailable}).
  *
  * This module is pure TypeScript (no JupyterLab import at run time) so Jest tests
  * it without a browser: the HTTP call is injected as a {@link Requester}; in the
@@ -212,10 +212,10 @@ export interface ISaveAnywayResult {
   };
 }
 
-// ---- Review and promotion (interface for the routes of the review branch) --------
-// Shaped after `jupyter qsecure review status --format json` (ApprovalCheck.to_json)
-// and `promote` (PromotionResult); the routes are expected as `GET review/status?path=`,
-// `POST review/approve {path, note?}` and `POST promote {path, out_dir?}`.
+// ---- Review and promotion (docs/rest-api.md, "Review and promotion") ------------
+// Shaped after `jupyter qsecure review status --json` (ApprovalCheck.to_json) and
+// `promote` (PromotionResult): `GET review/status?path=`, `POST review/approve
+// {path, note?}` and `POST promote {path, out_dir?}`; paths are contents paths.
 
 /** Where a notebook stands in review. */
 export interface IReviewStatus {
@@ -236,16 +236,34 @@ export interface IReviewStatus {
   kernelspec_changed: boolean;
 }
 
-/** `POST review/approve`. */
+/** `POST review/approve`: the approval made, and the notebook's status afterwards. */
 export interface IReviewApproval {
+  notebook?: string;
+  digest?: string;
+  environment?: string;
+  reviewer?: string;
+  source?: string;
+  key_id?: string;
+  note?: string;
+  approved_at?: string;
+  position?: number;
+  ledger_index?: number;
+  warnings?: string[];
+  /** The status after the approval (as `GET review/status`). */
+  review?: unknown;
   [key: string]: unknown;
 }
 
 /** `POST promote`: where the promoted script went (a refusal is an error with the reason). */
 export interface IPromotionResult {
   out_dir: string | null;
-  /** The files written (script, lock, envelope…). */
+  /** The files written (script, lock, approvals, signed provenance), as contents paths. */
   files: string[];
+  /** The script's contents path. */
+  script: string | null;
+  /** The signed provenance (in-toto envelope) and the SHA-256 of its file. */
+  manifest: { path: string; sha256: string } | null;
+  approvers: string[];
   ledger_index: number | null;
 }
 
@@ -291,9 +309,18 @@ export function normalisePromotion(raw: unknown): IPromotionResult {
     : isObject(body.files)
       ? Object.keys(body.files)
       : [];
+  const manifest = isObject(body.manifest) ? body.manifest : null;
   return {
     out_dir: typeof dir === 'string' ? dir : null,
     files,
+    script: typeof body.script === 'string' ? body.script : null,
+    manifest:
+      manifest && typeof manifest.path === 'string' && typeof manifest.sha256 === 'string'
+        ? { path: manifest.path, sha256: manifest.sha256 }
+        : null,
+    approvers: Array.isArray(body.approvers)
+      ? body.approvers.filter((a): a is string => typeof a === 'string')
+      : [],
     ledger_index: typeof body.ledger_index === 'number' ? body.ledger_index : null
   };
 }
@@ -396,6 +423,8 @@ export class QSecureApiError extends Error {
   readonly hint: string | null;
   /** True when the route itself does not exist on this server (404 not from us). */
   readonly missingRoute: boolean;
+  /** The contract's error body with any extra fields (e.g. a refusal's `cell`), or `{}`. */
+  readonly details: Record<string, unknown>;
 
   constructor(status: number, body: unknown, fallback: string) {
     const parsed = errorBody(body);
@@ -405,6 +434,7 @@ export class QSecureApiError extends Error {
     this.code = parsed?.error ?? `http_${status}`;
     this.hint = parsed?.hint ?? null;
     this.missingRoute = status === 404 && parsed === null;
+    this.details = parsed !== null && isObject(body) ? body : {};
   }
 }
 

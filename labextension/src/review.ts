@@ -2,7 +2,7 @@
  * Review status helpers. Pure TypeScript.
  */
 
-import { IPromotionResult, IReviewStatus } from './api';
+import { IPromotionResult, IReviewStatus, QSecureApiError } from './api';
 import { ITrans, identityTrans } from './trans';
 
 /**
@@ -51,4 +51,21 @@ export function promotionSummary(result: IPromotionResult, trans: ITrans = ident
     result.files.length,
     result.out_dir ?? trans.__('the output folder')
   );
+}
+
+/**
+ * The cells a refusal of `POST promote` or `POST review/approve` names, as 0-based
+ * indices of the notebook as it is now (the server numbers them from 1): `cell` of a
+ * secret or an untranslatable cell, `cells` changed since the approval.
+ */
+export function refusalCellIndices(err: unknown, cellCount: number): number[] {
+  if (!(err instanceof QSecureApiError)) {
+    return [];
+  }
+  const { cell, cells } = err.details;
+  const numbers = [
+    ...(typeof cell === 'number' ? [cell] : []),
+    ...(Array.isArray(cells) ? cells.filter((n): n is number => typeof n === 'number') : [])
+  ];
+  return changedCellIndices({ changed_cells: numbers }, cellCount);
 }

@@ -3,8 +3,8 @@
  * review status with the cells changed since the approval highlighted in the
  * notebook, "Approve", and "Promote" with the result or the refusal reason.
  *
- * The routes come from the review/promotion branch; the panel asks once whether
- * the server has them (`QSecureClient.reviewAvailable`) and says so if not.
+ * The server lists the routes in `features` of `GET status`; the panel asks once
+ * (`QSecureClient.reviewAvailable`) and says so on an older server without them.
  */
 
 import * as React from 'react';
@@ -12,9 +12,15 @@ import * as React from 'react';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
 
-import { describeError, IPromotionResult, IReviewStatus, QSecureApiError } from './api';
+import {
+  describeError,
+  IPromotionResult,
+  IReviewStatus,
+  normaliseReviewStatus,
+  QSecureApiError
+} from './api';
 import { reviewIcon } from './icons';
-import { changedCellIndices, promotionSummary, reviewSummary } from './review';
+import { changedCellIndices, promotionSummary, refusalCellIndices, reviewSummary } from './review';
 import { QSecureService } from './service';
 
 const CHANGED = 'jp-qsecure-changed-cell';
@@ -41,6 +47,7 @@ function ReviewView({
   const [outputDir, setOutputDir] = React.useState('');
   const [promotion, setPromotion] = React.useState<IPromotionResult | null>(null);
   const [refusal, setRefusal] = React.useState<string | null>(null);
+  const [refusedCells, setRefusedCells] = React.useState<number[]>([]);
 
   React.useEffect(() => {
     const onChange = (_: unknown, widget: NotebookPanel | null) => setPanel(widget);
@@ -52,9 +59,21 @@ function ReviewView({
 
   const path = panel?.context.path ?? null;
 
+  const show = React.useCallback(
+    (answer: IReviewStatus) => {
+      setStatus(answer);
+      setError(null);
+      if (panel) {
+        highlightCells(panel, changedCellIndices(answer, panel.content.widgets.length));
+      }
+    },
+    [panel]
+  );
+
   const refresh = React.useCallback(async () => {
     setPromotion(null);
     setRefusal(null);
+    setRefusedCells([]);
     if (!path || !panel) {
       setStatus(null);
       return;
@@ -65,15 +84,12 @@ function ReviewView({
       return;
     }
     try {
-      const answer = await service.client.reviewStatus(path);
-      setStatus(answer);
-      setError(null);
-      highlightCells(panel, changedCellIndices(answer, panel.content.widgets.length));
+      show(await service.client.reviewStatus(path));
     } catch (err) {
       setStatus(null);
       setError(describeError(err, trans));
     }
-  }, [service, panel, path]);
+  }, [service, panel, path, show]);
 
   React.useEffect(() => {
     void refresh();
@@ -88,10 +104,22 @@ function ReviewView({
       if (panel?.context.model.dirty) {
         await panel.context.save();
       }
-      await service.client.approve(path);
-      await refresh();
+      const approval = await service.client.approve(path);
+      if (approval.review !== undefined) {
+        setPromotion(null);
+        setRefusal(null);
+        setRefusedCells([]);
+        show(normaliseReviewStatus(approval.review)); // the status after the approval
+      } else {
+        await refresh();
+      }
     } catch (err) {
-      setError(describeError(err, trans));
+      if (err instanceof QSecureApiError && !err.missingRoute && err.status < 500) {
+        setRefusal(trans.__('Approval refused: %1', describeError(err, trans))); // e.g. a secret in the code
+        setRefusedCells(refusalCellIndices(err, panel?.content.widgets.length ?? 0));
+      } else {
+        setError(describeError(err, trans));
+      }
     } finally {
       setBusy(false);
     }
@@ -104,6 +132,7 @@ function ReviewView({
     setBusy(true);
     setPromotion(null);
     setRefusal(null);
+    setRefusedCells([]);
     try {
       if (panel?.context.model.dirty) {
         await panel.context.save();
@@ -112,7 +141,8 @@ function ReviewView({
       setError(null);
     } catch (err) {
       if (err instanceof QSecureApiError && !err.missingRoute && err.status < 500) {
-        setRefusal(describeError(err, trans)); // the refusal reason, e.g. not approved, a secret
+        setRefusal(trans.__('Promotion refused: %1', describeError(err, trans))); // e.g. not approved
+        setRefusedCells(refusalCellIndices(err, panel?.content.widgets.length ?? 0));
       } else {
         setError(describeError(err, trans));
       }
@@ -122,6 +152,12 @@ function ReviewView({
   };
 
   const changed = status && panel ? changedCellIndices(status, panel.content.widgets.length) : [];
+  const goTo = (index: number) => {
+    if (panel) {
+      panel.content.activeCellIndex = index;
+      void panel.content.scrollToCell(panel.content.widgets[index]);
+    }
+  };
   return (
     <div className="jp-qsecure-Review">
       <div className="jp-qsecure-panel-header">
@@ -184,15 +220,7 @@ function ReviewView({
               <ul className="jp-qsecure-changed-list">
                 {changed.map(index => (
                   <li key={index}>
-                    <button
-                      className="jp-qsecure-link"
-                      onClick={() => {
-                        if (panel) {
-                          panel.content.activeCellIndex = index;
-                          void panel.content.scrollToCell(panel.content.widgets[index]);
-                        }
-                      }}
-                    >
+                    <button className="jp-qsecure-link" onClick={() => goTo(index)}>
                       {trans.__('Cell %1', index + 1)}
                     </button>
                   </li>
@@ -228,6 +256,14 @@ function ReviewView({
           {promotion && (
             <div className="jp-qsecure-ok" role="status">
               {promotionSummary(promotion, trans)}
+              {promotion.manifest && (
+                <p>
+                  {trans.__('Signed provenance: %1', promotion.manifest.path)}{' '}
+                  <code title={trans.__('SHA-256 of the signed provenance')}>
+                    sha256:{promotion.manifest.sha256.slice(0, 16)}…
+                  </code>
+                </p>
+              )}
               {promotion.files.length > 0 && (
                 <ul>
                   {promotion.files.map(f => (
@@ -241,7 +277,18 @@ function ReviewView({
           )}
           {refusal && (
             <div className="jp-qsecure-error" role="status">
-              {trans.__('Promotion refused: %1', refusal)}
+              {refusal}
+              {refusedCells.length > 0 && (
+                <ul className="jp-qsecure-changed-list">
+                  {refusedCells.map(index => (
+                    <li key={index}>
+                      <button className="jp-qsecure-link" onClick={() => goTo(index)}>
+                        {trans.__('Go to cell %1', index + 1)}
+                      </button>
+                    </li>
+                  ))}
+                </ul>
+              )}
             </div>
           )}
         </>

@@ -43,6 +43,9 @@ AUTH_RESOURCE = "qsecure"
 #: Registry key of values stored through ``PUT secrets/NAME`` before a kernel holds them:
 #: masked in output and matched by the save gate from the moment they are stored.
 STORED_VALUES = "(stored)"
+#: What this server offers beyond the base routes (``GET status``, ``features``): the
+#: front end shows a panel only when its routes are listed.
+FEATURES = ("review",)
 #: Largest JSON body a user route reads (a notebook for save-anyway may be large).
 MAX_BODY = 64 * 1024 * 1024
 
@@ -146,6 +149,7 @@ class StatusHandler(QSecureHandler):
         self.send(
             {
                 "version": __version__,
+                "features": list(FEATURES),
                 "user": self.user,
                 "environment": settings.environment,
                 "save_mode": settings.save_mode,
@@ -434,4 +438,7 @@ def setup_route_handlers(web_app: Any) -> None:
         (url_path_join(api, "ledger", "verify"), LedgerVerifyHandler),
         (url_path_join(api, "save-anyway"), SaveAnywayHandler),
     ]
+    from .review_handlers import review_routes  # it builds on this module's handlers
+
+    routes.extend(review_routes(api))
     web_app.add_handlers(".*$", routes)

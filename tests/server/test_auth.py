@@ -44,6 +44,9 @@ USER_ROUTES = {
     ("qsecure/api/ledger/jobs/name", "GET"),
     ("qsecure/api/ledger/verify", "POST"),
     ("qsecure/api/save-anyway", "POST"),
+    ("qsecure/api/review/status", "GET"),
+    ("qsecure/api/review/approve", "POST"),
+    ("qsecure/api/promote", "POST"),
 }
 
 
@@ -120,6 +123,9 @@ async def test_every_route_refuses_requests_without_credentials(
         # no OpenBao on this server; saving anyway is off by default
         ("qsecure/api/secrets", "GET", 503),
         ("qsecure/api/save-anyway", "POST", 403),
+        # no path given
+        ("qsecure/api/review/approve", "POST", 422),
+        ("qsecure/api/promote", "POST", 422),
     ],
 )
 async def test_route_with_token_is_served(

@@ -7,8 +7,14 @@ import {
   shortId,
   signatureState
 } from '../jobs';
-import { changedCellIndices, promotionSummary, reviewSummary } from '../review';
-import { IJobDetail, IJobSummary, normalisePromotion, normaliseReviewStatus } from '../api';
+import { changedCellIndices, promotionSummary, refusalCellIndices, reviewSummary } from '../review';
+import {
+  IJobDetail,
+  IJobSummary,
+  normalisePromotion,
+  normaliseReviewStatus,
+  QSecureApiError
+} from '../api';
 
 function job(over: Partial<IJobSummary>): IJobSummary {
   return {
@@ -180,6 +186,68 @@ describe('review', () => {
     expect(promotionSummary(normalisePromotion({ output_dir: 'o', files: ['a.py'] }))).toBe(
       'Promoted to o (1 file).'
     );
-    expect(normalisePromotion(null)).toEqual({ out_dir: null, files: [], ledger_index: null });
+    expect(normalisePromotion(null)).toEqual({
+      out_dir: null,
+      files: [],
+      script: null,
+      manifest: null,
+      approvers: [],
+      ledger_index: null
+    });
+  });
+
+  it("reads the server's promotion answer (docs/rest-api.md, POST promote)", () => {
+    const result = normalisePromotion({
+      notebook: 'work/sums.ipynb',
+      out_dir: 'work/promoted/sums',
+      files: ['work/promoted/sums/approvals.json', 'work/promoted/sums/sums.py'],
+      script: 'work/promoted/sums/sums.py',
+      digests: { 'sums.py': 'a'.repeat(64) },
+      manifest: { path: 'work/promoted/sums/promotion.intoto.json', sha256: 'b'.repeat(64) },
+      environment: 'dev',
+      approvers: ['alice'],
+      promoter: 'alice',
+      ledger_index: 58
+    });
+    expect(result.script).toBe('work/promoted/sums/sums.py');
+    expect(result.manifest).toEqual({
+      path: 'work/promoted/sums/promotion.intoto.json',
+      sha256: 'b'.repeat(64)
+    });
+    expect(result.approvers).toEqual(['alice']);
+    expect(result.ledger_index).toBe(58);
+    expect(promotionSummary(result)).toBe('Promoted to work/promoted/sums (2 files).');
+    expect(normalisePromotion({ manifest: { path: 'p' } }).manifest).toBeNull();
+  });
+
+  it('names the cells a refusal names, as indices of the notebook now', () => {
+    const secret = new QSecureApiError(
+      409,
+      {
+        error: 'secret_found',
+        message: 'cell 3 (outputs[0], line 1) holds a secret',
+        cell: 3,
+        line: 1
+      },
+      'POST promote answered 409'
+    );
+    expect(secret.details.cell).toBe(3);
+    expect(refusalCellIndices(secret, 5)).toEqual([2]);
+    const changed = new QSecureApiError(
+      409,
+      { error: 'not_approved', message: 'changed since its approval', cells: [4, 2, 9] },
+      'POST promote answered 409'
+    );
+    expect(refusalCellIndices(changed, 5)).toEqual([1, 3]);
+    const metadata = new QSecureApiError(
+      409,
+      { error: 'secret_found', message: "the notebook's metadata holds a secret", cell: null },
+      'x'
+    );
+    expect(refusalCellIndices(metadata, 5)).toEqual([]);
+    const html = new QSecureApiError(404, '<html>404</html>', 'x');
+    expect(html.details).toEqual({});
+    expect(refusalCellIndices(html, 5)).toEqual([]);
+    expect(refusalCellIndices(new Error('network'), 5)).toEqual([]);
   });
 });

@@ -7,3 +7,8 @@ extension (``jupyter_qsecure_server``) is a thin adapter over it.
 from ._version import __version__
 
 __all__ = ["__version__"]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension is (``jupyter labextension develop .``)."""
+    return [{"src": "labextension", "dest": "jupyter-qsecure"}]

@@ -298,6 +298,17 @@ class QSecure(Configurable):
         "Env: QSECURE_SAVE_MODE.",
     ).tag(config=True)
 
+    allow_override = Bool(
+        False,
+        help="Let a user save content the save gate refused, with a written reason that is "
+        "recorded in the audit ledger (JupyterLab's 'Save anyway'). Never honoured in the "
+        "prod environment, whatever this says.",
+    ).tag(config=True)
+
+    def override_allowed(self) -> bool:
+        """``allow_override``, except in prod (never there)."""
+        return bool(self.allow_override) and self.environment != "prod"
+
     fingerprint_retention_days = Float(
         30.0,
         help="How long a secret's value is still recognised after it was last injected "
@@ -311,8 +322,11 @@ class QSecure(Configurable):
     secrets = Dict(
         value_trait=Unicode(),
         default_value={},
-        help="Secrets a kernel may obtain: name -> 'kv-mount/path#field' (KV v2) or "
-        "'database/creds/ROLE' (dynamic credentials).",
+        help="Secrets a kernel may obtain besides the ones stored by name (`jupyter "
+        "qsecure secret put NAME` stores field 'value' of secret/qsecure/ENV/NAME, which "
+        "needs no entry here): name -> 'kv-mount/path#field' (KV v2) or "
+        "'database/creds/ROLE' (dynamic credentials). A running server applies a change "
+        "at the next execution.",
     ).tag(config=True)
 
     def __init__(self, **kwargs: Any) -> None:
@@ -363,13 +377,39 @@ class QSecure(Configurable):
         return self.data_path / "keys" / "ledger-keyring.json"
 
 
-def load_jupyter_config(extra_paths: list[str] | None = None) -> Config:
+def config_dirs(first: str | None = None) -> list[str]:
+    """The Jupyter config path, highest precedence first (``first`` in front, as Jupyter
+    Server puts its ``config_dir``)."""
+    dirs = list(jupyter_config_path())
+    if first and first not in dirs:
+        dirs.insert(0, first)
+    return dirs
+
+
+def config_files(dirs: list[str]) -> list[Path]:
+    """Every file :func:`load_jupyter_config` would read from ``dirs``, whether it exists
+    or not (a file created later counts as a change)."""
+    return [
+        Path(directory) / f"{stem}{suffix}"
+        for directory in dirs
+        for stem in CONFIG_FILE_STEMS
+        for suffix in (".json", ".py")
+    ]
+
+
+def load_jupyter_config(
+    extra_paths: list[str] | None = None, *, dirs: list[str] | None = None
+) -> Config:
     """Read ``jupyter_qsecure_config`` and ``jupyter_server_config`` files (py and json).
 
-    Later paths in the Jupyter config path take precedence, as in Jupyter itself.
+    ``dirs`` (highest precedence first) defaults to the Jupyter config path; a Jupyter
+    server passes its own ``config_file_paths``. Earlier directories take precedence, as
+    in Jupyter itself; within one directory ``jupyter_server_config`` wins over
+    ``jupyter_qsecure_config``; ``extra_paths`` win over both.
     """
     merged = Config()
-    paths = list(reversed(jupyter_config_path())) + list(extra_paths or [])
+    paths = list(reversed(dirs if dirs is not None else jupyter_config_path()))
+    paths += list(extra_paths or [])
     for directory in paths:
         for stem in CONFIG_FILE_STEMS:
             for loader_class, suffix in (
@@ -394,3 +434,86 @@ def load_jupyter_config(extra_paths: list[str] | None = None) -> Config:
 def load_settings(config: Config | None = None) -> QSecure:
     """``QSecure`` from Jupyter config files (or ``config``), with environment overrides."""
     return QSecure(config=config if config is not None else load_jupyter_config())
+
+
+#: Settings a running server applies when its config files change (the rest are read
+#: once, at start: a change to them needs a restart).
+LIVE_SETTINGS = ("secrets",)
+
+
+class ConfigWatcher:
+    """Notices when the config files a server read change, and reads them again.
+
+    :meth:`poll` costs one ``stat`` per candidate file (four per config directory), so a
+    server can call it before every execution's credential fetch. It compares what the
+    *files* say now with what they said before, so settings the server got elsewhere (its
+    command line, other config files) are neither lost nor mistaken for a change.
+    """
+
+    def __init__(self, dirs: list[str]) -> None:
+        self.dirs = list(dirs)
+        # Per directory: its (inode, mtime) and the candidate files it holds. A file
+        # created, renamed in or removed changes the directory's mtime; an edit in place
+        # changes the file's. So a poll stats the directories and the files that exist,
+        # not every candidate name (most directories of the config path do not exist).
+        self._present: dict[str, tuple[tuple[int, int] | None, list[Path]]] = {}
+        self._stamp = self._take_stamp()
+        self.current = self.read()
+
+    def _take_stamp(self) -> tuple[Any, ...]:
+        stamp: list[Any] = []
+        for directory in self.dirs:
+            try:
+                info = os.stat(directory)
+            except OSError:
+                stamp.append(None)
+                continue
+            key = (info.st_ino, info.st_mtime_ns)
+            known = self._present.get(directory)
+            if known is None or known[0] != key:
+                files = [p for p in config_files([directory]) if p.is_file()]
+                self._present[directory] = known = (key, files)
+            stamp.append(key)
+            for path in known[1]:
+                try:
+                    file_info = path.stat()
+                except OSError:
+                    stamp.append((str(path), None))
+                else:
+                    stamp.append(
+                        (str(path), file_info.st_ino, file_info.st_mtime_ns, file_info.st_size)
+                    )
+        return tuple(stamp)
+
+    def read(self) -> QSecure:
+        """What the files say now; ConfigError naming a broken file."""
+        return QSecure(config=load_jupyter_config(dirs=self.dirs))
+
+    def poll(self) -> tuple[QSecure, QSecure] | None:
+        """``(before, now)`` when a config file was created, changed or removed since the
+        last call, else None. A broken file raises ConfigError (and is read again at the
+        next change)."""
+        stamp = self._take_stamp()
+        if stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        before, now = self.current, self.read()
+        self.current = now
+        return before, now
+
+
+#: Not compared between reads: the server takes its token out of its environment at
+#: start (kernels must not inherit it), so a later read differs without any change.
+_NOT_COMPARED = frozenset({"vault_token"})
+
+
+def restart_needed(before: QSecure, now: QSecure) -> list[str]:
+    """Settings changed between two reads of the files that a running server does not
+    apply live (sorted names; values are never shown)."""
+    return sorted(
+        name
+        for name in before.class_traits(config=True)
+        if name not in LIVE_SETTINGS
+        and name not in _NOT_COMPARED
+        and getattr(before, name) != getattr(now, name)
+    )

@@ -89,9 +89,9 @@ class UnknownSecret(CredentialsError, LookupError):
         self.names = names
         configured = ", ".join(repr(n) for n in names) if names else "none"
         super().__init__(
-            f"no secret named {name!r}; configured names: {configured}",
-            hint="use one of the configured names, or ask your administrator to add it to "
-            "the QSecure.secrets setting of the server",
+            f"no secret named {name!r}; names this kernel has: {configured}",
+            hint=f"store it (the Secrets panel, or `jupyter qsecure secret put {name}` in a "
+            "terminal), then run the cell again; or map the name in c.QSecure.secrets",
         )
 
 

@@ -296,13 +296,17 @@ def _entry_summary(entry: Entry, width: int = 60) -> str:
 
 
 def _show(args: argparse.Namespace, settings: QSecure) -> int:
+    from ..identity import user_actor
     from ..ledger import EntryFilter
     from ..ledger.models import Entry
     from ..ledger.store import open_store
 
     where = EntryFilter(
         kinds=args.kind,
-        actors=args.actor,
+        # a bare name is a user (``alice`` finds ``user:alice``) or an actor as written
+        actors=[a for name in args.actor for a in (name, user_actor(name)) if a]
+        if args.actor
+        else [],
         since=parse_time(args.since, "--since"),
         until=parse_time(args.until, "--until"),
         last=args.last,

@@ -32,7 +32,7 @@ def _shown(name: str, value: Any) -> Any:
 
 
 def run(args: argparse.Namespace, settings: QSecure) -> int:
-    from ..config import ENV_OVERRIDES
+    from ..config import ENV_OVERRIDES, LIVE_SETTINGS, config_dirs
 
     traits = settings.class_traits(config=True)
     rows = []
@@ -52,4 +52,10 @@ def run(args: argparse.Namespace, settings: QSecure) -> int:
         env = f"  [env: {', '.join(row['env'])}]" if row["env"] else ""
         print(f"c.QSecure.{row['name']} = {row['value']!r}{env}")
         print(textwrap.indent(textwrap.fill(row["help"], 88), "    "))
+    print(
+        "\nRead from jupyter_qsecure_config and jupyter_server_config files (.py/.json) in: "
+        + ", ".join(config_dirs())
+        + f". A running Jupyter server applies a change to {', '.join(LIVE_SETTINGS)} at the "
+        "next execution; other settings take effect when it restarts."
+    )
     return 0

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..jobs.history import JOB_KINDS, JobSummary, summarise_jobs, user_matches
+from ..jobs.history import JOB_KINDS, JobSummary, resolve_job_id, summarise_jobs, user_matches
 from ..vault.layout import ENVIRONMENTS, approver_name, approver_policy, approver_transit_key
 from ._table import print_table
 from .audit_cmd import parse_time
@@ -100,9 +100,12 @@ def register(subparsers: Any) -> None:
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     listing.set_defaults(handler=_list)
     show = sub.add_parser(
-        "show", help="the ledger entries of a job", description="Ledger entries of one job."
+        "show",
+        help="the ledger entries of a job (by job id or decision id)",
+        description="Ledger entries of one job, named by its job id or by the decision id a "
+        "denial quotes.",
     )
-    show.add_argument("job_id")
+    show.add_argument("job_id", metavar="ID", help="a job id or a decision id")
     show.set_defaults(handler=_show)
 
     again = subparsers.add_parser(
@@ -367,13 +370,18 @@ def _show(args: argparse.Namespace, settings: QSecure) -> int:
     from ..ledger import EntryFilter, Ledger
 
     with Ledger.open(settings=settings, create=False) as ledger:
-        entries = [
-            e
-            for e in ledger.entries(EntryFilter(kinds=list(JOB_KINDS)))
-            if e.body.get("job_id") == args.job_id
-        ]
+        every = list(ledger.entries(EntryFilter(kinds=list(JOB_KINDS))))
+    job_id = resolve_job_id(every, args.job_id.strip().lower())
+    if job_id is None:
+        print(
+            f"jupyter qsecure jobs show: no job or decision {args.job_id} in the ledger",
+            file=sys.stderr,
+        )
+        print("  hint: `jupyter qsecure jobs list` shows the recorded jobs", file=sys.stderr)
+        return 1
+    entries = [e for e in every if e.body.get("job_id") == job_id]
     print(json.dumps([e.model_dump() for e in entries], indent=2))
-    return 0 if entries else 1
+    return 0
 
 
 def _replay(args: argparse.Namespace, settings: QSecure) -> int:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "scan": "jupyter_qsecure.cli.scan_cmd",
     "audit": "jupyter_qsecure.cli.audit_cmd",
     "config": "jupyter_qsecure.cli.config_cmd",
+    "secret": "jupyter_qsecure.cli.secret_cmd",
     "recover": "jupyter_qsecure.cli.recover_cmd",
     "jobs": "jupyter_qsecure.cli.jobs_cmd",
     "replay": "jupyter_qsecure.cli.jobs_cmd",

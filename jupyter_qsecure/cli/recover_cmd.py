@@ -8,11 +8,61 @@ import sys
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from ..config import QSecure
 from ..errors import ConfigError
 from ..kernel_guard import refuse_inside_kernel
 
-if TYPE_CHECKING:
-    from ..config import QSecure
+if TYPE_CHECKING:  # the recovery store (pydantic, cryptography) loads when a command runs
+    from ..gate.recovery import RecoveryStore
+
+
+class _Sealed:
+    """A wrapper that opens nothing: for reading records (which key sealed a copy)."""
+
+    name = "none"
+
+    def wrap(self, data_key: bytes) -> str:  # pragma: no cover - never used to seal
+        from ..gate.recovery import RecoveryError
+
+        raise RecoveryError("this store only reads records")
+
+    def unwrap(self, wrapped: str) -> bytes:  # pragma: no cover - never used to open
+        from ..gate.recovery import RecoveryError
+
+        raise RecoveryError("this store only reads records")
+
+
+def _folder(settings: QSecure) -> Path:
+    return settings.data_path / "recovery"
+
+
+def store_for_copy(settings: QSecure, ident: str) -> RecoveryStore:
+    """A store that can open copy ``ident``: with the key that sealed it.
+
+    A copy sealed by OpenBao transit opens with the configured OpenBao, or, when none is
+    configured (a plain terminal, while `jupyter qsecure lab` gave the server the embedded
+    one), with the embedded OpenBao, found and unsealed as `vault up` does. A copy sealed
+    with the local key opens with the key file in the data dir.
+    """
+    from ..gate.recovery import LocalKeyWrapper, RecoveryError, RecoveryStore, TransitKeyWrapper
+    from ..vault.resolve import cli_openbao
+
+    folder = _folder(settings)
+    record = RecoveryStore(folder, _Sealed()).record(ident)
+    if record.wrapper == "transit":
+        target = cli_openbao(settings)
+        note = target.started_note()
+        if note:
+            print(note, file=sys.stderr)
+        return RecoveryStore(
+            folder, TransitKeyWrapper(target.client, mount=settings.ledger_transit_mount)
+        )
+    if record.wrapper == "local":
+        return RecoveryStore(folder, LocalKeyWrapper(settings.data_path / "keys" / "recovery.key"))
+    raise RecoveryError(
+        f"recovery copy {ident} was sealed with an unknown key ({record.wrapper!r})",
+        hint="open it with the jupyter-qsecure version that wrote it",
+    )
 
 
 def register(subparsers: Any) -> None:
@@ -61,9 +111,9 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def _list(args: argparse.Namespace, settings: QSecure) -> int:
-    from ..gate.recovery import recovery_store_from_settings
+    from ..gate.recovery import RecoveryStore
 
-    records = recovery_store_from_settings(settings).list()
+    records = RecoveryStore(_folder(settings), _Sealed()).list()
     if args.json:
         print(json.dumps([r.model_dump(exclude={"wrapped_key"}) for r in records], indent=2))
         return 0
@@ -79,11 +129,8 @@ def _list(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _restore(args: argparse.Namespace, settings: QSecure) -> int:
-    from ..gate.recovery import recovery_store_from_settings
-
     refuse_inside_kernel("restoring a recovery copy")
-    store = recovery_store_from_settings(settings)
-    record, content = store.open(args.id)
+    record, content = store_for_copy(settings, args.id).open(args.id)
     if args.output:
         target = Path(args.output)
     else:
@@ -111,9 +158,9 @@ def _restore(args: argparse.Namespace, settings: QSecure) -> int:
 
 
 def _delete(args: argparse.Namespace, settings: QSecure) -> int:
-    from ..gate.recovery import recovery_store_from_settings
+    from ..gate.recovery import RecoveryStore
 
     refuse_inside_kernel("deleting a recovery copy")
-    recovery_store_from_settings(settings).delete(args.id)
+    RecoveryStore(_folder(settings), _Sealed()).delete(args.id)
     print(f"deleted recovery copy {args.id}")
     return 0

@@ -9,16 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from typing import Any
 
+from ..config import QSecure
+from ..vault.embedded import EmbeddedStatus
 from ..vault.layout import ENVIRONMENTS, server_policy
+from ..vault.resolve import embedded_from_settings, external_vault_addr
 
-if TYPE_CHECKING:
-    from ..config import QSecure
-    from ..vault.embedded import EmbeddedOpenBao, EmbeddedStatus
-
-_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+__all__ = ["describe", "embedded_from_settings", "external_vault_addr", "register"]
 
 
 def register(subparsers: Any) -> None:
@@ -76,38 +74,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-# ---- shared with `lab` ----------------------------------------------------------------
-def embedded_from_settings(settings: QSecure) -> EmbeddedOpenBao:
-    from ..vault.embedded import EmbeddedOpenBao
-
-    return EmbeddedOpenBao(settings.data_path)
-
-
-def _host_port(addr: str) -> tuple[str, int | None]:
-    parts = urlsplit(addr if "://" in addr else f"http://{addr}")
-    host = (parts.hostname or "").lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return ("127.0.0.1" if host in _LOCAL_HOSTS else host), port
-
-
-def external_vault_addr(settings: QSecure, bao: EmbeddedOpenBao) -> str | None:
-    """``vault_addr`` when it names a server other than the embedded one, else None.
-
-    ``BAO_ADDR`` set to the embedded server's own address (as ``vault up``
-    suggests) still counts as the embedded server.
-    """
-    configured = str(settings.vault_addr or "").strip()
-    if not configured:
-        return None
-    embedded = bao.addr
-    if embedded and _host_port(configured) == _host_port(embedded):
-        return None
-    return configured
-
-
+# ---- shared with `lab` (and the other commands, through vault.resolve) ------------------
 def describe(status: EmbeddedStatus) -> str:
     if not status.running:
         state = "not running"

@@ -5,6 +5,11 @@ json/text/base64) and on raw bytes (assembled chunked uploads, checkpoints), so
 every path that persists a file can call it. Fails closed: any error while
 scanning or recording becomes a :class:`GateError`, and the caller refuses the save.
 
+Refusals do not stack: when the content refused for a user at a path is the same as
+last time (JupyterLab's autosave sending an unchanged notebook again), the refusal is a
+*repeat*: no new recovery copy, no new ledger entry, and the earlier copy's id. The last
+refused digest per (user, path) is forgotten when that path is saved.
+
 A save (``saving=True``) of a notebook that changes what it runs (its
 :func:`~jupyter_qsecure.promote.digest.notebook_digest`) is recorded as
 ``notebook.saved`` with the user: the notebook's last editor, whom the two-person rule of
@@ -19,15 +24,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 from .._lru import LRU
 from ..errors import QSecureError
+from ..identity import user_actor
 from ..promote.digest import notebook_digest
 from ..promote.errors import NotebookRefused
 from ..scan import InvalidNotebook, Scanner, ScanResult, redact_notebook, redact_text
@@ -38,7 +46,7 @@ from .recovery import RecoveryStore
 
 log = logging.getLogger("jupyter_qsecure.gate")
 
-Action = Literal["allow", "block", "redact", "warn"]
+Action = Literal["allow", "block", "redact", "warn", "override"]
 MODES = ("block", "redact", "warn")
 
 
@@ -55,9 +63,31 @@ class GateOutcome:
     content: bytes | None = None  # the (possibly redacted) bytes to save, for raw checks
     recovery_id: str | None = None
     message: str = ""
+    #: A refusal of the same content as the last refusal of this path: nothing kept
+    #: or recorded again (``recovery_id`` and ``refused_at`` are the first refusal's).
+    repeat: bool = False
+    refused_at: str | None = None
+    #: The ledger entry that recorded the decision (overrides report it).
+    ledger_index: int | None = None
 
     def findings_json(self) -> list[dict[str, Any]]:
-        return [f.model_dump(mode="json") for f in self.findings]
+        """Findings as in the scan contract (``cell`` 0-based), plus ``cell_number`` (as
+        JupyterLab numbers cells, from 1) and ``location`` (text for people)."""
+        return [
+            {**f.model_dump(mode="json"), "cell_number": f.cell_number, "location": f.location()}
+            for f in self.findings
+        ]
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    digest: str
+    recovery_id: str | None
+    at: str
+
+
+#: (user, path) pairs whose last refusal is remembered.
+MAX_REMEMBERED_REFUSALS = 4096
 
 
 @dataclass
@@ -157,6 +187,11 @@ class SaveGate:
         self.root_dir = Path(root_dir).resolve() if root_dir else None
         #: path -> digest last recorded ("" when the notebook has none)
         self._saved_digests: LRU[str, str] = LRU(4096)
+        self._refused: LRU[tuple[str, str], _Refusal] = LRU(MAX_REMEMBERED_REFUSALS)
+
+    def exact_values(self) -> list[str]:
+        """The values handed to kernels (and stored by name), matched exactly on save."""
+        return list(self._exact_values())
 
     # ---- entry points ---------------------------------------------------------------------
     def check_model(
@@ -192,6 +227,32 @@ class SaveGate:
             self._record_editor(_parse_notebook(outcome.content, "bytes"), path, user)
         return outcome
 
+    def check_override(
+        self, model: dict[str, Any], path: str, user: str, reason: str
+    ) -> GateOutcome:
+        """A save the user makes anyway, with ``reason`` (where policy allows it: the
+        caller checks). The findings and the reason are recorded (``save.overridden``)
+        before the content may be written; a failed record raises :class:`GateError`."""
+        subject = _subject_from_model(model, path)
+        result = self._scan(subject, path)
+        findings = result.findings if result is not None else []
+        entry = self._record(
+            "save.overridden", path, user, findings, None, mode="override", reason=reason
+        )
+        self._refused.pop((user, path))
+        if subject.kind == "notebook":  # a save: the overriding user is the editor
+            self._record_editor(subject.notebook, path, user)
+        noun = "secret" if len(findings) == 1 else "secrets"
+        return GateOutcome(
+            "override",
+            path,
+            findings,
+            model=model,
+            message=f"Saved {path} with {len(findings)} {noun}, overriding the save gate "
+            f"(recorded with your reason).",
+            ledger_index=getattr(entry, "index", None),
+        )
+
     # ---- last editors -----------------------------------------------------------------------
     def _record_editor(self, notebook: Any, path: str, user: str) -> None:
         """Record ``user`` as the notebook's editor if this save changes its digest."""
@@ -211,7 +272,7 @@ class SaveGate:
             "digest": digest or None,
         }
         try:
-            self.ledger.append("notebook.saved", body, actor=user)
+            self.ledger.append("notebook.saved", body, actor=user_actor(user))
         except Exception as exc:  # see the module docstring: review fails closed instead
             log.error(
                 "could not record the editor of %s in the ledger (%s)", path, type(exc).__name__
@@ -278,19 +339,13 @@ class SaveGate:
             self._record("save.refused", path, user, [], recovery_id, mode="error")
             raise
         if result is None or result.clean:
+            self._refused.pop((user, path))
             return GateOutcome("allow", path)
         findings = result.findings
         summary = _summary(findings)
         if self.mode == "block":
-            recovery_id = self._keep(subject, path, user, "secrets found", findings)
-            self._record("save.refused", path, user, findings, recovery_id)
-            message = (
-                f"Save of {path} refused: {summary}. Remove the secret(s), or mark a false "
-                "positive with a `pragma: allowlist secret` comment, then save again."
-            )
-            if recovery_id:
-                message += f" Your unsaved content is kept encrypted: `jupyter qsecure recover restore {recovery_id}`."
-            return GateOutcome("block", path, findings, recovery_id=recovery_id, message=message)
+            return self._refuse(subject, path, user, findings, summary)
+        self._refused.pop((user, path))
         if self.mode == "redact":
             recovery_id = self._keep(subject, path, user, "redacted on save", findings)
             self._record("save.redacted", path, user, findings, recovery_id)
@@ -304,6 +359,40 @@ class SaveGate:
             )
         self._record("save.warned", path, user, findings, None)
         return GateOutcome("warn", path, findings, message=f"Saved {path}, but it holds {summary}.")
+
+    def _refuse(
+        self, subject: _Subject, path: str, user: str, findings: list[Finding], summary: str
+    ) -> GateOutcome:
+        digest = _content_digest(subject)
+        last = self._refused.get((user, path))
+        repeat = last is not None and last.digest == digest
+        if last is not None and repeat:
+            recovery_id, at = last.recovery_id, last.at
+        else:
+            recovery_id = self._keep(subject, path, user, "secrets found", findings)
+            self._record("save.refused", path, user, findings, recovery_id)
+            at = _now()
+            self._refused.put((user, path), _Refusal(digest, recovery_id, at))
+        message = (
+            f"Save of {path} refused: {summary}. Remove the secret(s), or mark a false "
+            "positive with a `pragma: allowlist secret` comment, then save again."
+        )
+        if recovery_id:
+            message += (
+                " Your unsaved content is kept encrypted: "
+                f"`jupyter qsecure recover restore {recovery_id}`."
+            )
+        if repeat:
+            message += f" (Unchanged since the refusal at {at}: not recorded again.)"
+        return GateOutcome(
+            "block",
+            path,
+            findings,
+            recovery_id=recovery_id,
+            message=message,
+            repeat=repeat,
+            refused_at=at,
+        )
 
     def _keep(
         self, subject: _Subject, path: str, user: str, reason: str, findings: list[Finding]
@@ -330,21 +419,30 @@ class SaveGate:
         recovery_id: str | None,
         *,
         mode: str | None = None,
-    ) -> None:
+        reason: str | None = None,
+    ) -> Any:
         if self.ledger is None:
-            return
-        body = {
+            return None
+        body: dict[str, Any] = {
             "path": path,
             "user": user,
             "mode": mode or self.mode,
             "findings": [
-                {"type": f.type, "fingerprint": f.fingerprint, "cell": f.cell, "where": f.where}
+                {
+                    "type": f.type,
+                    "fingerprint": f.fingerprint,
+                    "cell": f.cell,
+                    "where": f.where,
+                    "line": f.line,
+                }
                 for f in findings
             ],
             "recovery_id": recovery_id,
         }
+        if reason is not None:
+            body["reason"] = reason
         try:
-            self.ledger.append(kind, body, actor=user)
+            return self.ledger.append(kind, body, actor=user_actor(user))
         except Exception as exc:
             raise GateError(
                 f"the save gate could not record its decision for {path} in the audit ledger "
@@ -388,6 +486,23 @@ class SaveGate:
         )
 
 
+def _content_digest(subject: _Subject) -> str:
+    """SHA-256 of the content a refusal is about (what the user would save)."""
+    if subject.raw:
+        data = subject.raw
+    elif subject.text:
+        data = subject.text.encode("utf-8", "surrogatepass")
+    else:
+        data = json.dumps(
+            subject.notebook, sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        ).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _parse_notebook(content: Any, encoding: Any) -> Any:
     try:
         if encoding == "base64" and isinstance(content, str):
@@ -412,8 +527,7 @@ def _digest(notebook: Any) -> str:
 def _summary(findings: list[Finding]) -> str:
     parts = []
     for f in findings[:5]:
-        where = f"cell {f.cell} {f.where}" if f.cell is not None else (f.where or f"line {f.line}")
-        parts.append(f"{f.type} in {where}")
+        parts.append(f"{f.type} in {f.location()}")
     more = f" and {len(findings) - 5} more" if len(findings) > 5 else ""
     noun = "secret" if len(findings) == 1 else "secrets"
     return f"{len(findings)} {noun} found ({'; '.join(parts)}{more})"

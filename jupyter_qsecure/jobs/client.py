@@ -85,7 +85,8 @@ class Unauthorized(BrokerError):
 
 class JobDenied(BrokerError):
     """The broker's policy refused the job (403). ``rule`` names the rule, ``limit`` the
-    limit, ``decision_id`` finds the decision in the ledger."""
+    limit; ``job_id`` and ``decision_id`` find the decision in the ledger
+    (``jupyter qsecure jobs show`` takes either)."""
 
     def __init__(
         self,
@@ -93,20 +94,28 @@ class JobDenied(BrokerError):
         message: str,
         decision_id: str | None = None,
         limit: Any = None,
+        job_id: str | None = None,
     ) -> None:
         self.rule = rule
         self.limit = limit
         self.decision_id = decision_id
+        self.job_id = job_id
         self.reason = message
         text = (
             f"job denied by policy rule {rule!r}: {message}" if rule else f"job denied: {message}"
         )
-        if decision_id:
-            text += f" (decision {decision_id})"
+        ids = [f"job {job_id}" if job_id else "", f"decision {decision_id}" if decision_id else ""]
+        if any(ids):
+            text += f" ({', '.join(i for i in ids if i)})"
+        ref = job_id or decision_id
         super().__init__(
             text,
-            hint="change the job to fit the policy, or ask your administrator "
-            "(quote the decision id)",
+            hint="change the job to fit the policy, or ask your administrator, quoting the "
+            + (
+                f"job id: `jupyter qsecure jobs show {ref}` shows the recorded decision"
+                if ref
+                else "time of the submission"
+            ),
         )
 
 
@@ -420,6 +429,7 @@ class BrokerClient:
                     text(),
                     _opt_str(info.get("decision_id")),
                     info.get("limit"),
+                    job_id=_opt_str(info.get("job_id")),
                 )
             return Unauthorized(f"the job broker refused access: {text()}")
         if status == 404:

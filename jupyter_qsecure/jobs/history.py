@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..identity import user_matches
+
 #: The ledger kinds that make up a job's history.
 JOB_KINDS = (
     "job.decided",
@@ -32,6 +34,11 @@ class JobSummary:
     backend: str | None = None
     tags: list[str] = field(default_factory=list)
     error: str | None = None
+    decision_id: str | None = None
+    decision: str | None = None  # allowed, denied, pending_approval
+    circuit_hashes: list[str] = field(default_factory=list)
+    ledger_index: int | None = None  # of the job.decided entry
+    shots_per_circuit: int | None = None  # as requested (``shots`` is what was charged)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +74,11 @@ def summarise_jobs(entries: Iterable[Any]) -> list[JobSummary]:
                 circuits=len(body.get("circuit_hashes") or []),
                 shots=body.get("shots_charged"),
                 error=body.get("message") if status == "denied" else None,
+                decision_id=body.get("decision_id"),
+                decision=body.get("outcome")
+                or ("denied" if body.get("allowed") is False else "allowed"),
+                circuit_hashes=list(body.get("circuit_hashes") or []),
+                ledger_index=getattr(entry, "index", None),
             )
             continue
         job = jobs.get(job_id)
@@ -75,6 +87,7 @@ def summarise_jobs(entries: Iterable[Any]) -> list[JobSummary]:
         if entry.kind == "job.submitted":
             request = entry.body.get("request") or {}
             job.backend = request.get("backend")
+            job.shots_per_circuit = request.get("shots")
             job.tags = list(request.get("tags") or [])
         elif entry.kind == "job.released" and job.status == "pending_approval":
             job.status = "approved"
@@ -89,6 +102,18 @@ def summarise_jobs(entries: Iterable[Any]) -> list[JobSummary]:
     return list(jobs.values())
 
 
-def user_matches(actor: str, user: str) -> bool:
-    """``actor`` (``user:alice``) is ``user`` (``alice`` or ``user:alice``)."""
-    return actor == user or actor == f"user:{user}"
+def resolve_job_id(entries: Iterable[Any], ident: str) -> str | None:
+    """The job ``ident`` names: a job id, or the decision id of a job (what a denial
+    quotes). None when neither is among ``entries`` (ledger entries of ``JOB_KINDS``)."""
+    by_decision: str | None = None
+    for entry in entries:
+        body = entry.body
+        job_id = str(body.get("job_id") or "")
+        if job_id and job_id == ident:
+            return job_id
+        if by_decision is None and job_id and body.get("decision_id") == ident:
+            by_decision = job_id
+    return by_decision
+
+
+__all__ = ["JOB_KINDS", "JobSummary", "resolve_job_id", "summarise_jobs", "user_matches"]

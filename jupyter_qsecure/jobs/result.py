@@ -568,6 +568,7 @@ def raise_for_status(record: Mapping[str, Any]) -> None:
             str(d.get("message") or record.get("error") or "denied by policy"),
             d.get("decision_id"),
             d.get("limit"),
+            job_id=str(record["job_id"]) if record.get("job_id") else None,
         )
 
 

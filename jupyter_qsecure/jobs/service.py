@@ -489,7 +489,7 @@ class JobService:
                 self._request_ids.popitem(last=False)
         if not decision.allowed:
             state.status = "denied"
-            raise Denied(decision.message, payload=decision.to_denial())
+            raise Denied(decision.message, payload={**decision.to_denial(), "job_id": job_id})
         if decision.needs_approval:
             state.status = "pending_approval"
             state.error = decision.approval_message(job_id)

@@ -9,7 +9,9 @@ alias of ``InteractiveShellApp.extra_extensions``)::
 
 It sets no environment variable (credentials arrive with each execution, never
 through the environment) and carries ``"qsecure": true`` in its metadata so that
-the server extension and the lab extension can recognise it.
+the server extension and the lab extension can recognise it. Its icon
+(``logo-32x32.png``, ``logo-64x64.png``, ``logo-svg.svg``) is drawn by
+:mod:`.logo`, so it does not look like ipykernel's "Python 3".
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import json
 import logging
 import os
 import platform
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import QSecureError
+from .logo import write_logos
 
 KERNEL_NAME = "qsecure"
 DISPLAY_NAME = "Python 3 (qsecure)"
@@ -77,15 +79,6 @@ def kernel_dict(name: str = KERNEL_NAME, display_name: str | None = None) -> dic
     return spec
 
 
-def _logo_dir() -> Path | None:
-    try:
-        import ipykernel
-    except ImportError:  # pragma: no cover
-        return None
-    resources = Path(ipykernel.__file__).parent / "resources"
-    return resources if resources.is_dir() else None
-
-
 def install_kernelspec(
     *,
     user: bool = False,
@@ -114,11 +107,8 @@ def install_kernelspec(
         )
     with tempfile.TemporaryDirectory(prefix="qsecure-kernelspec-") as staging:
         source = Path(staging) / name
-        logos = _logo_dir()
-        if logos is not None:
-            shutil.copytree(logos, source)
-        else:  # pragma: no cover
-            source.mkdir()
+        source.mkdir()
+        write_logos(source)  # its own icon, not ipykernel's Python logo
         (source / "kernel.json").write_text(
             json.dumps(kernel_dict(name, display_name), indent=1) + "\n", encoding="utf-8"
         )

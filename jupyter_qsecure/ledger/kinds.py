@@ -37,6 +37,7 @@ class FindingRef(Body):
     fingerprint: Sha256Hex = Field(pattern=r"^[0-9a-f]{64}$")
     cell: int | None = None
     where: str | None = None
+    line: int | None = None
 
 
 class SaveDecisionBody(Body):
@@ -47,6 +48,23 @@ class SaveDecisionBody(Body):
     mode: str
     findings: list[FindingRef]
     recovery_id: str | None = None
+
+
+class SaveOverrideBody(SaveDecisionBody):
+    """A save the gate refused, made anyway by a user with a written reason (where policy
+    allows it, ``c.QSecure.allow_override``)."""
+
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class SecretChangeBody(Body):
+    """A secret stored (created or rotated) or deleted by name. Never the value."""
+
+    name: str
+    environment: str
+    location: str
+    user: str
+    version: int | None = None
 
 
 class NotebookSavedBody(Body):
@@ -121,7 +139,9 @@ _REGISTRY: dict[str, type[BaseModel]] = {
     "save.refused": SaveDecisionBody,
     "save.redacted": SaveDecisionBody,
     "save.warned": SaveDecisionBody,
-    "save.overridden": SaveDecisionBody,
+    "save.overridden": SaveOverrideBody,
+    "secret.stored": SecretChangeBody,
+    "secret.deleted": SecretChangeBody,
     "credential.issued": CredentialBody,
     "credential.renewed": CredentialBody,
     "credential.revoked": CredentialBody,

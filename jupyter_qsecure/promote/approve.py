@@ -55,6 +55,7 @@ from .review import (
 __all__ = [
     "ApproveResult",
     "approve_notebook",
+    "check_reviewer_name",
     "last_editor",
     "local_reviewer_key_file",
     "reviewer_identity",
@@ -136,10 +137,11 @@ def local_reviewer_name(environ: Any = None) -> str:
     """The Jupyter user (``JUPYTERHUB_USER``) or else the OS login name."""
     env = os.environ if environ is None else environ
     name = env.get("JUPYTERHUB_USER") or getpass.getuser()
-    return _check_name(name)
+    return check_reviewer_name(name)
 
 
-def _check_name(name: str) -> str:
+def check_reviewer_name(name: str) -> str:
+    """``name`` if it can name a reviewer (:data:`~.review.NAME_PATTERN`), else ReviewError."""
     if not re.match(NAME_PATTERN, name or ""):
         raise ReviewError(
             f"{name[:80]!r} cannot name a reviewer",
@@ -184,7 +186,9 @@ def reviewer_identity(settings: Any, environment: str) -> tuple[Signer, Reviewer
             hint="log in with an approver identity of this environment",
         )
     reviewer = Reviewer(
-        name=_check_name(approver_name(token)), source="openbao", accessor=token["accessor"]
+        name=check_reviewer_name(approver_name(token)),
+        source="openbao",
+        accessor=token["accessor"],
     )
     return signer, reviewer
 

@@ -22,6 +22,7 @@ in the ledger before the folder appears.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -74,11 +75,18 @@ class PromotionRefused(PromotionError):
 
 
 class NotApproved(PromotionRefused):
-    """Not enough valid approvals of the notebook's current digest."""
+    """Not enough valid approvals of the notebook's current digest. ``cells``: the cells
+    changed or added since the latest approval (1-based, as JupyterLab shows them)."""
+
+    cells: tuple[int, ...] = ()
 
 
 class SecretFound(PromotionRefused):
-    """The scanner found a secret in the notebook."""
+    """The scanner found a secret in the notebook. ``cell`` (1-based, None for notebook
+    metadata) and ``line`` of the first finding."""
+
+    cell: int | None = None
+    line: int | None = None
 
 
 class NotPython(PromotionRefused):
@@ -172,12 +180,14 @@ def _check_approvals(
                 parts.append(f"cell {(change.new or 0) + 1} {change.kind}")
         earlier = check.latest_earlier()
         who = f" by {earlier.reviewer.name}" if earlier is not None else ""
-        raise NotApproved(
+        refused = NotApproved(
             f"{path} changed since its approval{who}: {', '.join(parts)}; no valid approval "
             f"matches its current digest ({digest[:12]}) in {environment}",
             hint="review the change (`jupyter qsecure review status --diff`) and have it "
             "approved again (`jupyter qsecure review approve`)",
         )
+        refused.cells = tuple(c.new + 1 for c in changes if c.new is not None)
+        raise refused
     if check.kernelspec_changed():
         raise NotApproved(
             f"{path}: its kernelspec changed since its approval; no valid approval matches "
@@ -209,13 +219,16 @@ def _check_secrets(nb: dict[str, Any], path: Path) -> None:
     if first.mime:
         detail += f" {first.mime}"
     more = len(result.findings) - 1
-    raise SecretFound(
+    refused = SecretFound(
         f"{path}: {where} ({detail.strip()}, line {first.line}) holds a secret "
         f"({first.type})" + (f", and {more} more finding(s)" if more else ""),
         hint="remove it (clear the output, or read it with secrets.get) and rotate it, save, "
         "have the notebook approved again, then promote it; `jupyter qsecure scan` lists "
         "every finding",
     )
+    refused.cell = first.cell + 1 if first.cell is not None else None
+    refused.line = first.line
+    raise refused
 
 
 # ---- the script -----------------------------------------------------------------------------
@@ -277,12 +290,16 @@ def prepare_promotion(
     find_links: Sequence[str] = (),
     keys_files: Sequence[str] = (),
     expected_digest: str | None = None,
+    promoter_name: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> Prepared:
     """Every check, the script, the lock and the signed provenance, in memory.
 
     ``expected_digest``: refuse unless the notebook on disk has this digest (the
     nbconvert exporter passes the digest of the notebook it was given).
+    ``promoter_name``: the person promoting, when another program acts for them (the
+    Jupyter server passes its user's name; its OpenBao login stays in the provenance's
+    ``source``, ``method`` and ``accessor``); default: the login's name.
     """
     from . import lock as locking
     from .pins import kernel_python, resolve_pins
@@ -345,6 +362,8 @@ def prepare_promotion(
     from .review import approvals_path, read_approvals
 
     promoter, client = login(settings)
+    if promoter_name is not None:
+        promoter = dataclasses.replace(promoter, user=promoter_name)
     envelopes = read_approvals(approvals_path(path))
     counted = [r for r in check.records if r.counted and r.approval is not None]
     approval_envelopes = [_as_json(envelopes[r.position - 1]) for r in counted]
@@ -451,9 +470,11 @@ def promote(
     find_links: Sequence[str] = (),
     keys_files: Sequence[str] = (),
     ledger: Any = None,
+    promoter_name: str | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> PromotionResult:
-    """Promote ``notebook`` into ``out_dir`` (see the module docstring)."""
+    """Promote ``notebook`` into ``out_dir`` (see the module docstring;
+    ``promoter_name`` as :func:`prepare_promotion`)."""
     if settings is None:
         from ..config import load_settings
 
@@ -467,6 +488,7 @@ def promote(
         python=python,
         find_links=find_links,
         keys_files=keys_files,
+        promoter_name=promoter_name,
         clock=clock,
     )
     began = clock()

@@ -48,6 +48,27 @@ class Finding(BaseModel):
         "(YYYY-MM-DD) it was last injected into a kernel.",
     )
 
+    @property
+    def cell_number(self) -> int | None:
+        """The cell's number as JupyterLab shows it (from 1); None for notebook metadata."""
+        return None if self.cell is None else self.cell + 1
+
+    def location(self) -> str:
+        """Where, for people, numbered as JupyterLab numbers cells (from 1): ``cell 2, line
+        3``, ``cell 2, output 1, line 3``, ``cell 2 metadata, line 1``, ``cell 2, attachment
+        image/png, line 1``, ``notebook metadata, line 2``, or ``line 7`` (a plain file)."""
+        if self.cell is None:
+            head = "notebook metadata" if self.where == "metadata" else ""
+        else:
+            head = f"cell {self.cell + 1}"
+            if self.where == "outputs":
+                head += f", output {self.output + 1}" if self.output is not None else ", output"
+            elif self.where == "metadata":
+                head += " metadata"
+            elif self.where == "attachments":
+                head += f", attachment {self.mime}" if self.mime else ", attachment"
+        return f"{head}, line {self.line}" if head else f"line {self.line}"
+
     def describe(self) -> str:
         """One human-readable line, e.g. ``a.ipynb: cell 3 outputs[1] text/plain line 2``."""
         parts = [self.path or "<notebook>"]

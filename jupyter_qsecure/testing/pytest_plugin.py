@@ -9,6 +9,10 @@ a top-level ``conftest.py`` (``tests/conftest.py`` does this).
   or restart a server should start its own with ``dev_openbao()``; if one stops
   the shared server anyway, the next ``openbao_client`` restarts it (empty).
 * ``openbao_client`` (function): an hvac client authenticated with the root token.
+* Every test that uses ``openbao`` leaves the convention tree ``secret/qsecure/``
+  as it found it: secrets a test (or its function-scoped fixtures) stored there are
+  deleted after it, because a broker offers every secret under
+  ``secret/qsecure/ENV/`` and would hand them to the next test's kernels.
 
 Tests using them get the ``openbao`` marker automatically (``-m "not openbao"``
 deselects them) and are skipped, with the reason, only when no ``bao`` binary
@@ -42,6 +46,42 @@ def openbao() -> Iterator[OpenBaoDev]:
         server.enable_transit("transit")
         server.enable_kv("secret")
         yield server
+
+
+CONVENTION_ROOT = "qsecure"
+
+
+def _kv_paths_under(client: Any, root: str, depth: int = 4) -> set[str]:
+    """Every KV v2 secret path under ``root`` of the ``secret/`` mount (a few levels)."""
+    try:
+        listed = client.secrets.kv.v2.list_secrets(path=root, mount_point="secret")
+    except Exception:  # noqa: BLE001 - nothing stored there (hvac raises InvalidPath), or no KV
+        return set()
+    paths: set[str] = set()
+    for key in listed["data"]["keys"]:
+        path = f"{root}/{key.rstrip('/')}"
+        if key.endswith("/"):
+            if depth > 0:
+                paths |= _kv_paths_under(client, path, depth - 1)
+        else:
+            paths.add(path)
+    return paths
+
+
+@pytest.fixture(autouse=True)
+def _convention_secrets_left_as_found(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Delete what a test stored under ``secret/qsecure/`` of the shared OpenBao."""
+    if "openbao" not in request.fixturenames:
+        yield
+        return
+    server: OpenBaoDev = request.getfixturevalue("openbao")
+    before = _kv_paths_under(server.client(), CONVENTION_ROOT)
+    yield
+    if not server.is_running():
+        return
+    client = server.client()
+    for path in _kv_paths_under(client, CONVENTION_ROOT) - before:
+        client.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point="secret")
 
 
 @pytest.fixture

@@ -6,7 +6,9 @@ The server holds one token with policy ``qsecure-server-ENV`` (see
 1. creates a child token through the token role ``qsecure-kernel-ENV`` (policy
    ``qsecure-kernel-ENV`` only, short TTL, renewable, metadata kernel_id, user,
    environment);
-2. reads every configured secret *with that child token*, so OpenBao's policy,
+2. reads every configured secret, and every name stored under the environment's
+   prefix (``secret/qsecure/ENV/NAME``, field ``value``: :mod:`.secret_store`; the
+   configured entries win on a clash), *with that child token*, so OpenBao's policy,
    not this code, decides what the kernel may read, and dynamic leases (database
    users) belong to the child token;
 3. registers the values in the :class:`~jupyter_qsecure.vault.registry.ValueRegistry`
@@ -19,7 +21,10 @@ The server holds one token with policy ``qsecure-server-ENV`` (see
    restarted) it re-issues everything;
 5. revokes the dynamic leases and the token on :meth:`CredentialBroker.revoke`
    (``credential.revoked``), so a value leaked from an output is dead once the
-   kernel stops.
+   kernel stops;
+6. after :meth:`CredentialBroker.refresh` (a secret stored or deleted, the ``secrets``
+   setting changed: :meth:`CredentialBroker.set_specs`), reads the secrets again at each
+   kernel's next call, with the kernel's token (a changed database role: a new grant).
 
 The API is synchronous; the server calls it through ``asyncio.to_thread``. Every
 request has a short timeout, so an unreachable or hung OpenBao produces an error
@@ -51,9 +56,11 @@ import hvac.exceptions
 import requests
 
 from ..errors import QSecureError
+from ..identity import user_actor
 from . import layout
 from .registry import ValueRegistry
-from .secrets_spec import SecretSpec
+from .secret_store import convention_spec
+from .secrets_spec import NAME_PATTERN, SecretSpec
 
 __all__ = [
     "CredentialBroker",
@@ -186,6 +193,9 @@ class _KernelState:
     token_expires_at: float
     renew_at: float
     values: dict[str, str | dict[str, str]] = field(default_factory=dict, repr=False)
+    specs: list[SecretSpec] = field(default_factory=list)
+    generation: int = 0
+    reload_retry_at: float = 0.0
     kv_meta: dict[str, int | None] = field(default_factory=dict)
     grants: dict[str, _Grant] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -229,18 +239,20 @@ class CredentialBroker:
         vault_addr: str | None = None,
         timeout: float = 5.0,
         connect_timeout: float = 2.0,
+        discover: bool = True,
     ) -> None:
         if environment not in layout.ENVIRONMENTS:
             raise QSecureError(
                 f"unknown environment {environment!r}",
                 hint=f"use one of {', '.join(layout.ENVIRONMENTS)}",
             )
-        names = [spec.name for spec in specs]
-        if len(names) != len(set(names)):
-            raise QSecureError("duplicate secret names in specs", hint="give each secret one name")
         self.server_client = server_client
         self.environment = environment
-        self.specs = list(specs)
+        self.specs: list[SecretSpec] = []
+        self._generation = 0
+        self.set_specs(specs)
+        self.discover = discover
+        self._discovery_refused = False
         self.ledger = ledger
         self.registry = registry
         self.token_ttl = token_ttl
@@ -319,7 +331,7 @@ class CredentialBroker:
         if self.ledger is None:
             return
         try:
-            self.ledger.append(kind, body, actor=actor)
+            self.ledger.append(kind, body, actor=user_actor(actor))
         except Exception as exc:
             if strict:
                 raise
@@ -355,6 +367,74 @@ class CredentialBroker:
         body.update(stage=stage, reason=message, name=name, accessor=accessor)
         self._record("credential.failed", body, user, strict=False)
 
+    # ---- which secrets -----------------------------------------------------------------
+    def set_specs(self, specs: Sequence[SecretSpec]) -> None:
+        """Replace the configured secrets (``c.QSecure.secrets``); kernels read them again
+        at their next call."""
+        names = [spec.name for spec in specs]
+        if len(names) != len(set(names)):
+            raise QSecureError("duplicate secret names in specs", hint="give each secret one name")
+        self.specs = list(specs)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Secrets changed (stored, rotated, deleted, or the mapping): every kernel reads
+        them again at its next call (with its own token; nothing is read now)."""
+        self._generation += 1
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def stored_names(self) -> list[str]:
+        """Names stored under ``secret/qsecure/ENV/`` (listed with the server's token).
+
+        ``[]`` when the server's policy may not list them (an OpenBao bootstrapped by an
+        older jupyter-qsecure; logged once). Raises ``_Transport``.
+        """
+        try:
+            response = self._srv().secrets.kv.v2.list_secrets(
+                path=layout.kv_prefix(self.environment), mount_point=layout.KV_MOUNT
+            )
+        except self._TRANSPORT_ERRORS as exc:
+            raise self._transport(exc, "listing the stored secrets") from None
+        except hvac.exceptions.InvalidPath:
+            return []
+        except hvac.exceptions.VaultError as exc:
+            if not self._discovery_refused:
+                self._discovery_refused = True
+                log.warning(
+                    "cannot list the secrets stored under %s/%s/ (%s): only c.QSecure.secrets "
+                    "is offered to kernels; re-run `jupyter qsecure vault up` (or "
+                    "layout.bootstrap) to update the server's policy",
+                    layout.KV_MOUNT,
+                    layout.kv_prefix(self.environment),
+                    type(exc).__name__,
+                )
+            return []
+        keys = (response.get("data") or {}).get("keys") or [] if isinstance(response, dict) else []
+        return sorted(k for k in keys if isinstance(k, str) and NAME_PATTERN.match(k))
+
+    def effective_specs(self) -> list[SecretSpec]:
+        """The configured specs plus a convention spec for every stored name not
+        configured (the configuration wins). Raises ``_Transport``."""
+        specs = list(self.specs)
+        if not self.discover:
+            return specs
+        configured = {spec.name for spec in specs}
+        for name in self.stored_names():
+            if name not in configured:
+                specs.append(convention_spec(name, self.environment))
+        return specs
+
+    def kernel_leases(self) -> dict[str, KernelCredentials]:
+        """Cached credentials of every kernel (no network; for status displays)."""
+        found: dict[str, KernelCredentials] = {}
+        for kernel_id, state in list(self._kernels.items()):
+            if state.credentials is not None:
+                found[kernel_id] = state.credentials
+        return found
+
     # ---- public API -------------------------------------------------------------------
     def credentials_for(self, kernel_id: str, user: str) -> KernelCredentials:
         """Credentials for ``kernel_id``: cached, renewed or freshly issued. Never raises
@@ -363,13 +443,15 @@ class CredentialBroker:
             raise ValueError("kernel_id must be a non-empty string")
         state = self._kernels.get(kernel_id)
         if state is not None and state.credentials is not None:
-            if self.clock() < state.fresh_until:
+            if self.clock() < state.fresh_until and state.generation == self._generation:
                 return state.credentials
         with self._lock_for(kernel_id):
             state = self._kernels.get(kernel_id)
             now = self.clock()
             if state is None:
                 return self._issue(kernel_id, user, reason=None, previous=None)
+            if state.generation != self._generation and now >= state.reload_retry_at:
+                return self._reload(state, now)
             if now >= state.renew_at:
                 return self._renew(state, now)
             if now >= state.retry_at:
@@ -385,7 +467,9 @@ class CredentialBroker:
         """
         state = self._kernels.get(kernel_id)
         if state is not None and state.credentials is not None:
-            if self.clock() < state.fresh_until:
+            now = self.clock()
+            stale = state.generation != self._generation and now >= state.reload_retry_at
+            if now < state.fresh_until and not stale:
                 return state.credentials
         return None
 
@@ -541,6 +625,8 @@ class CredentialBroker:
         except hvac.exceptions.Forbidden:
             return None, None, None, self._denied_message(spec)
         except hvac.exceptions.InvalidPath:
+            if spec.convention:
+                return None, None, None, None  # deleted since it was listed: not offered
             return None, None, None, self._missing_message(spec)
         except hvac.exceptions.VaultError as exc:
             return (
@@ -556,6 +642,8 @@ class CredentialBroker:
         if spec.kind == "kv":
             payload = response["data"].get("data") or {}
             version = (response["data"].get("metadata") or {}).get("version")
+            if spec.field not in payload and spec.convention:
+                return None, None, None, None  # not stored by name (another field): skip
             if spec.field not in payload:
                 fields = ", ".join(sorted(map(str, payload))) or "none"
                 return (
@@ -632,7 +720,9 @@ class CredentialBroker:
         if self._pending:
             self.retry_pending_revocations()
         now = self.clock()
+        generation = self._generation
         try:
+            specs = self.effective_specs()
             auth = self._create_token(kernel_id, user)
         except _Transport as failure:
             return self._fail_issue(kernel_id, user, failure.message, previous, previous_valid)
@@ -649,15 +739,18 @@ class CredentialBroker:
             token_renewable=bool(auth.get("renewable")),
             token_expires_at=now + ttl,
             renew_at=now + ttl * (1 - RENEW_FRACTION),
+            specs=specs,
+            generation=generation,
         )
         child = self._client(token)
         try:
-            for spec in self.specs:
+            for spec in specs:
                 value, grant, version, problem = self._read_spec(child, spec, now)
                 if problem is not None:
                     state.errors[spec.name] = problem
                     continue
-                assert value is not None
+                if value is None:
+                    continue  # a convention name that is not (or no longer) stored
                 state.values[spec.name] = value
                 state.kv_meta[spec.name] = version
                 if grant is not None:
@@ -667,7 +760,7 @@ class CredentialBroker:
             return self._fail_issue(kernel_id, user, failure.message, previous, previous_valid)
         self._schedule(state, now)
         try:
-            self._record_issue(state, reason=reason, names=[s.name for s in self.specs])
+            self._record_issue(state, reason=reason, names=[s.name for s in specs])
         except Exception as exc:
             self._abandon(state, "could not record the issue in the ledger")
             message = (
@@ -812,7 +905,7 @@ class CredentialBroker:
             state.user,
             strict=True,
         )
-        by_name = {spec.name: spec for spec in self.specs}
+        by_name = {spec.name: spec for spec in state.specs}
         for name in names:
             if name not in state.values:
                 continue
@@ -955,7 +1048,7 @@ class CredentialBroker:
         child = self._client(state.token)
         recovered: list[str] = []
         try:
-            for spec in self.specs:
+            for spec in state.specs:
                 if spec.name not in state.errors:
                     continue
                 value, grant, version, problem = self._read_spec(child, spec, now)
@@ -969,7 +1062,9 @@ class CredentialBroker:
                     )
                     state.errors[spec.name] = problem
                     continue
-                assert value is not None
+                if value is None:  # a convention name that is no longer stored
+                    del state.errors[spec.name]
+                    continue
                 del state.errors[spec.name]
                 state.values[spec.name] = value
                 state.kv_meta[spec.name] = version
@@ -994,7 +1089,7 @@ class CredentialBroker:
                     "grant_id": state.grant_id,
                     "reason": "retried after an earlier failure",
                 }
-                by_name = {spec.name: spec for spec in self.specs}
+                by_name = {spec.name: spec for spec in state.specs}
                 for name in recovered:
                     self._record(
                         "credential.issued",
@@ -1011,6 +1106,111 @@ class CredentialBroker:
         self._install(state)
         assert state.credentials is not None
         return state.credentials
+
+    # ---- secrets changed ---------------------------------------------------------------
+    def _reload(self, state: _KernelState, now: float) -> KernelCredentials:
+        """Read the (changed) secrets again with the kernel's token. Caller holds the lock.
+
+        KV values are read again (a rotated value, a new or deleted name); dynamic
+        database grants are kept while their spec is unchanged, else everything is
+        re-issued (a new token and grant; the old ones revoked). Values the kernel no
+        longer holds stay masked (the registry retires them).
+        """
+        generation = self._generation
+        try:
+            specs = self.effective_specs()
+        except _Transport as failure:
+            return self._reload_failed(state, now, failure.message)
+        old_db = {s.name: s for s in state.specs if s.kind == "database"}
+        new_db = {s.name: s for s in specs if s.kind == "database"}
+        if old_db != new_db:
+            return self._issue(
+                state.kernel_id,
+                state.user,
+                reason="the secrets setting changed",
+                previous=state,
+                previous_valid=True,
+            )
+        child = self._client(state.token)
+        values: dict[str, str | dict[str, str]] = {}
+        kv_meta: dict[str, int | None] = {}
+        errors: dict[str, str] = {}
+        try:
+            for spec in specs:
+                if spec.kind == "database":
+                    if spec.name in state.values:
+                        values[spec.name] = state.values[spec.name]
+                    elif spec.name in state.errors:
+                        errors[spec.name] = state.errors[spec.name]
+                    continue
+                value, _grant, version, problem = self._read_spec(child, spec, now)
+                if problem is not None:
+                    errors[spec.name] = problem
+                    continue
+                if value is None:
+                    continue  # a convention name that is not (or no longer) stored
+                values[spec.name] = value
+                kv_meta[spec.name] = version
+        except _Transport as failure:
+            return self._reload_failed(state, now, failure.message)
+        old_specs = {s.name: s for s in state.specs}
+        changed = [
+            s.name
+            for s in specs
+            if s.kind == "kv"
+            and s.name in values
+            and (
+                old_specs.get(s.name) != s
+                or s.name not in state.values
+                or state.kv_meta.get(s.name) != kv_meta.get(s.name)
+            )
+        ]
+        state.specs, state.values, state.errors = specs, values, errors
+        state.kv_meta = {**{n: state.kv_meta.get(n) for n in values}, **kv_meta}
+        state.generation = generation
+        self._schedule(state, now)
+        if changed:
+            common = {
+                **self._base_body(state, state.user),
+                "accessor": state.accessor,
+                "policies": list(state.policies),
+                "grant_id": state.grant_id,
+                "reason": "secrets changed",
+            }
+            by_name = {spec.name: spec for spec in specs}
+            try:
+                for name in changed:
+                    self._record(
+                        "credential.issued",
+                        self._secret_body(common, state, by_name[name]),
+                        state.user,
+                        strict=True,
+                    )
+            except Exception as exc:  # fail closed: not recorded, not handed out
+                for name in changed:
+                    state.values.pop(name, None)
+                    state.errors[name] = (
+                        f"could not record the issue in the audit ledger ({type(exc).__name__})"
+                    )
+                state.retry_at = now + SECRET_RETRY_SECONDS
+        for name, problem in errors.items():
+            self._record_failure(
+                state.kernel_id, state.user, problem, name=name, accessor=state.accessor
+            )
+        self._install(state)
+        assert state.credentials is not None
+        return state.credentials
+
+    def _reload_failed(self, state: _KernelState, now: float, message: str) -> KernelCredentials:
+        """OpenBao failed while reading changed secrets: keep serving what the kernel
+        has, try again after ``SECRET_RETRY_SECONDS``."""
+        self._record_failure(
+            state.kernel_id, state.user, message, stage="reload", accessor=state.accessor
+        )
+        state.reload_retry_at = now + SECRET_RETRY_SECONDS
+        if state.credentials is not None and now < state.token_expires_at:
+            return state.credentials
+        return self._error(state.kernel_id, state.user, message)
 
     # ---- revoking ---------------------------------------------------------------------
     def _revoke_in_openbao(self, accessor: str, lease_ids: Sequence[str]) -> None:

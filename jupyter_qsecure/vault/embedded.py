@@ -54,7 +54,13 @@ from typing import Any
 from ..errors import QSecureError
 from ..testing.openbao import OpenBaoUnavailable, find_bao_binary
 from ..testing.ports import LOOPBACK, free_loopback_port
-from .layout import ENVIRONMENTS, bootstrap, create_server_token, server_policy
+from .layout import (
+    ENVIRONMENTS,
+    bootstrap,
+    create_server_token,
+    server_policy,
+    server_policy_hcl,
+)
 
 __all__ = [
     "BaoBinaryMissing",
@@ -306,6 +312,7 @@ class EmbeddedOpenBao:
                     and not health.get("sealed")
                     and not health.get("standby")
                     and self._server_token_ok(environment)
+                    and self._layout_current(environment)
                 ):
                     return self.status()
                 self._prepare(environment)
@@ -661,6 +668,18 @@ class EmbeddedOpenBao:
         if data is None or server_policy(environment) not in (data.get("policies") or []):
             return False
         return int(data.get("ttl") or 0) >= SERVER_TOKEN_MIN_TTL
+
+    def _layout_current(self, environment: str) -> bool:
+        """The server policy in OpenBao is this version's (a newer jupyter-qsecure may
+        grant the server more, e.g. storing secrets by name): else ``up`` bootstraps again."""
+        try:
+            admin = self.admin_client()
+            policy = admin.sys.read_policy(name=server_policy(environment))
+        except Exception:  # missing, or no admin token: let _prepare decide
+            return False
+        data = policy.get("data", policy) if isinstance(policy, dict) else {}
+        text = str(data.get("rules") or data.get("policy") or "")
+        return text.strip() == server_policy_hcl(environment).strip()
 
     def _ensure_server_token(self, admin: Any, environment: str) -> None:
         import hvac.exceptions

@@ -41,6 +41,7 @@ from typing import Any, Protocol
 import nbformat
 
 from .._lru import LRU
+from ..identity import user_actor
 from ..ledger import EntryFilter
 from .masking import Masker, StreamMasker, _mask_value
 
@@ -331,7 +332,7 @@ class ExposureLog:
             "via": via,
         }
         try:
-            self._ledger.append(KIND, body, actor=user)
+            self._ledger.append(KIND, body, actor=user_actor(user))
         except BaseException:
             with self._lock:
                 self._seen.put(key, seen)  # not recorded: the next read tries again

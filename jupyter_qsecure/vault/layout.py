@@ -9,8 +9,10 @@ Per environment ``E`` (dev, test, prod):
 - The server's own token has policy ``qsecure-server-E``: it may mint ``qsecure-kernel-E``
   tokens (never another environment's), look up and revoke them, renew and revoke
   leases, sign with ``transit/sign/qsecure-*`` (except the approver keys), wrap
-  recovery keys, and create (once) and read the fingerprint key at
-  ``secret/data/qsecure/_system/E/fingerprint-key``.
+  recovery keys, create (once) and read the fingerprint key at
+  ``secret/data/qsecure/_system/E/fingerprint-key``, and store, list and delete the
+  environment's secrets by name (``secret/qsecure/E/NAME``, field ``value``) for its
+  users without reading them.
 - Approvers of heavy runs hold tokens with policy ``qsecure-approver-E`` (from any auth
   method: userpass, OIDC, or ``create_approver_token``): the only identity that may sign
   with the transit key ``qsecure-approver-E``. The server may read that key's public
@@ -105,6 +107,11 @@ path "{KV_MOUNT}/data/{fingerprint_key_path(env)}" {{ capabilities = ["create", 
 # Approvals are made by approvers only: the server reads and verifies, never signs.
 path "{TRANSIT_MOUNT}/sign/qsecure-approver-*" {{ capabilities = ["deny"] }}
 path "{TRANSIT_MOUNT}/keys/qsecure-approver-*" {{ capabilities = ["read"] }}
+# Secrets stored by name for users of this environment (`secret put`, the Secrets panel):
+# write and list them, read their metadata (versions, times), delete them; never read a
+# value (kernels read values with their own tokens).
+path "{KV_MOUNT}/data/{kv_prefix(env)}/*" {{ capabilities = ["create", "update"] }}
+path "{KV_MOUNT}/metadata/{kv_prefix(env)}/*" {{ capabilities = ["list", "read", "delete"] }}
 """
 
 

@@ -15,6 +15,7 @@ import secrets
 import threading
 from typing import Any
 
+from ..identity import user_actor
 from .broker import KernelCredentials
 from .registry import ENDS_WITH_KERNEL, ValueRegistry
 
@@ -61,12 +62,17 @@ class LocalKernelTokens:
                     "environment": self.environment,
                     "user": user,
                 },
-                actor=user,
+                actor=user_actor(user),
             )
         return creds
 
     def cached(self, kernel_id: str) -> KernelCredentials | None:
         return self._by_kernel.get(kernel_id)
+
+    def kernel_leases(self) -> dict[str, KernelCredentials]:
+        """Every kernel's credentials (for status displays)."""
+        with self._lock:
+            return dict(self._by_kernel)
 
     def revoke(self, kernel_id: str, reason: str) -> bool:
         with self._lock:
@@ -79,7 +85,7 @@ class LocalKernelTokens:
             self.ledger.append(
                 "credential.revoked",
                 {"kernel_id": kernel_id, "accessor": creds.accessor, "reason": reason},
-                actor=creds.user,
+                actor=user_actor(creds.user),
             )
         return True
 

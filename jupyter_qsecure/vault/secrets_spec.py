@@ -67,6 +67,9 @@ class SecretSpec:
     field: str = ""
     role: str = ""
     in_environment: bool = True
+    #: Stored by name (``secret/qsecure/ENV/NAME#value``, :mod:`.secret_store`), not
+    #: configured: a secret there without a ``value`` field is someone else's, not an error.
+    convention: bool = False
 
     @property
     def location(self) -> str:

@@ -11,8 +11,8 @@ from jupyter_server.utils import url_path_join
 from tornado.ioloop import PeriodicCallback
 from traitlets import Instance
 
-from jupyter_qsecure.config import QSecure
-from jupyter_qsecure.errors import SigningError
+from jupyter_qsecure.config import ConfigWatcher, QSecure, load_jupyter_config, restart_needed
+from jupyter_qsecure.errors import QSecureError, SigningError
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
 from jupyter_qsecure.jobs.approval import ApprovalVerifier, ApproverTrust
 from jupyter_qsecure.jobs.executor import executor_from_settings
@@ -25,16 +25,21 @@ from jupyter_qsecure.scan import fingerprinter_from_settings, scanner_for_settin
 from jupyter_qsecure.scan.fingerprints import set_process_fingerprinter
 from jupyter_qsecure.served_paths import ServedPrivateFiles, check_not_served, private_paths
 from jupyter_qsecure.signing.transit import TransitSigner
+from jupyter_qsecure.vault import layout
 from jupyter_qsecure.vault.broker import CredentialBroker
 from jupyter_qsecure.vault.exposure import ExposureLog
 from jupyter_qsecure.vault.injected import InjectedRegistry
 from jupyter_qsecure.vault.layout import approver_name, approver_policy, approver_transit_key
 from jupyter_qsecure.vault.local_tokens import LocalKernelTokens
+from jupyter_qsecure.vault.overview import OpenBaoHealth
 from jupyter_qsecure.vault.registry import ValueRegistry
+from jupyter_qsecure.vault.resolve import embedded_from_settings, external_vault_addr
+from jupyter_qsecure.vault.secret_store import ChangeStamp, SecretStore
 from jupyter_qsecure.vault.secrets_spec import parse_secret_specs
 from jupyter_qsecure.vault_client import client_from_settings
 
 from .credentials import CredentialService
+from .defaults import make_qsecure_kernel_default
 from .file_masking import check_routes, file_routes, masked_contents_routes
 from .jobs_routes import job_routes
 from .kernel_output import KernelOutputLog, RegistryMasker
@@ -76,9 +81,24 @@ class QSecureExtension(ExtensionApp):
             raise RuntimeError("jupyter-qsecure runs as an extension of a Jupyter Server")
         return self.serverapp
 
+    def _read_settings(self) -> QSecure:
+        """``c.QSecure`` as the command line and the kernel read it: from the
+        ``jupyter_qsecure_config`` and ``jupyter_server_config`` files of the server's
+        config dirs, under the server's own config (its files, command line and other
+        sources win), plus environment overrides. Remembers the files for
+        :meth:`_apply_changes`."""
+        dirs = list(self._server.config_file_paths)
+        config = load_jupyter_config(dirs=dirs)
+        config.merge(self._server.config)
+        self._config_watcher = ConfigWatcher(dirs)
+        settings = QSecure(config=config, parent=self)
+        # A value of `secrets` from somewhere other than those files (the command line, a
+        # jupyter_lab_config file) pins it: a change in the files does not override it.
+        self._secrets_pinned = settings.secrets != self._config_watcher.current.secrets
+        return settings
+
     def initialize_settings(self) -> None:
-        # QSecure reads its own section of the server's config, plus env overrides.
-        settings = self.settings_obj = QSecure(config=self._server.config, parent=self)
+        settings = self.settings_obj = self._read_settings()
         self._refuse_to_serve_private_files(settings)
         # The server's own OpenBao token must never reach a kernel: kernels inherit the
         # server's environment, so take it out now, before any kernel is started.
@@ -105,13 +125,29 @@ class QSecureExtension(ExtensionApp):
             self.save_gate,
             settings.data_path / "staging",
             self.log,
+            override_allowed=settings.override_allowed(),
         )
         self.contents_gate.install()
+        if settings.allow_override and not settings.override_allowed():
+            self.log.warning(
+                "jupyter-qsecure: c.QSecure.allow_override is ignored in prod: refused saves "
+                "cannot be overridden there"
+            )
         self._setup_credentials()
         self._setup_jobs()
+        self._secrets_stamp = ChangeStamp(settings.data_path)
+        if self.credentials is not None:
+            self.credentials.before_fetch = self._apply_changes
+        make_qsecure_kernel_default(self._server, self.log)
         self.settings.update(
             {
                 "qsecure": settings,
+                "qsecure_secret_store": self._secret_store(),
+                "qsecure_openbao_health": OpenBaoHealth(
+                    settings.vault_addr,
+                    embedded=bool(settings.vault_addr)
+                    and external_vault_addr(settings, embedded_from_settings(settings)) is None,
+                ),
                 "qsecure_ledger": self.ledger,
                 "qsecure_save_gate": self.save_gate,
                 "qsecure_contents_gate": self.contents_gate,
@@ -127,6 +163,70 @@ class QSecureExtension(ExtensionApp):
         self._checkpoint_timer = PeriodicCallback(self._checkpoint_tick, interval_ms)
         self._checkpoint_timer.start()
         self.log.info("jupyter-qsecure: ledger at %s", self.ledger.store.display_url)
+
+    def _secret_store(self) -> SecretStore | None:
+        """Secrets stored by name, through the server's own OpenBao token (None without
+        OpenBao)."""
+        broker = self.credentials.broker if self.credentials is not None else None
+        client = getattr(broker, "server_client", None)
+        if client is None:
+            return None
+        return SecretStore(client, self._qsecure.environment)
+
+    def _apply_changes(self) -> None:
+        """Before an execution's credentials are fetched: apply a changed ``secrets``
+        mapping from the config files, and secrets stored or deleted by the command line
+        (``secret put|rm`` replace a stamp in the data dir). Other changed settings are
+        logged as needing a restart. Costs a few ``stat`` calls when nothing changed."""
+        broker = self.credentials.broker if self.credentials is not None else None
+        if not isinstance(broker, CredentialBroker):
+            return
+        if self._secrets_stamp.changed():
+            broker.refresh()
+        try:
+            change = self._config_watcher.poll()
+        except QSecureError as exc:
+            self.log.error(
+                "jupyter-qsecure: a config file changed but cannot be read (%s); the server "
+                "keeps its current settings",
+                exc.message,
+            )
+            return
+        if change is None:
+            return
+        before, now = change
+        settings = self._qsecure
+        if now.secrets != before.secrets:
+            if self._secrets_pinned:
+                self.log.warning(
+                    "jupyter-qsecure: c.QSecure.secrets changed in a config file, but the "
+                    "server's command line (or another config file) sets it: restart the "
+                    "server to apply the change"
+                )
+            else:
+                try:
+                    specs = parse_secret_specs(now.secrets, settings.environment)
+                except QSecureError as exc:
+                    self.log.error(
+                        "jupyter-qsecure: the changed c.QSecure.secrets is not applied: %s%s",
+                        exc.message,
+                        f" ({exc.hint})" if exc.hint else "",
+                    )
+                else:
+                    broker.set_specs(specs)
+                    settings.secrets = dict(now.secrets)
+                    self.log.info(
+                        "jupyter-qsecure: applied the changed c.QSecure.secrets (%d secrets "
+                        "configured); kernels read them at their next execution",
+                        len(specs),
+                    )
+        stale = restart_needed(before, now)
+        if stale:
+            self.log.warning(
+                "jupyter-qsecure: changed in the config files, applied only when the server "
+                "restarts: %s",
+                ", ".join(f"c.QSecure.{name}" for name in stale),
+            )
 
     def _refuse_to_serve_private_files(self, settings: QSecure) -> None:
         """Stop the server when the data dir (recovery copies and their key, signing keys,
@@ -196,10 +296,12 @@ class QSecureExtension(ExtensionApp):
         )
         self.credentials.install_kernel_hooks(self._server.kernel_manager)
         self.log.info(
-            "jupyter-qsecure: credentials from %s for environment %s (%d secrets configured)",
+            "jupyter-qsecure: credentials from %s for environment %s (%d secrets configured, "
+            "and every name stored under secret/%s/)",
             settings.vault_addr,
             settings.environment,
             len(broker.specs),
+            layout.kv_prefix(settings.environment),
         )
 
     def _setup_jobs(self) -> None:

@@ -41,6 +41,9 @@ class CredentialService:
         self.vault_addr = vault_addr
         self.broker_url = broker_url  # where %qsubmit reaches the job broker
         self.on_revoke: list[Callable[[str], None]] = []
+        #: Called before each execution's credential fetch (cheap: a few ``stat`` calls):
+        #: the server re-reads changed config files and stored secrets there.
+        self.before_fetch: Callable[[], None] | None = None
         self._masker: Masker | None = None
         self._masker_version: int | None = None
         self.raw_screening = False
@@ -48,6 +51,14 @@ class CredentialService:
     # ---- execution time ------------------------------------------------------------------
     async def metadata_for(self, kernel_id: str, user: str) -> dict[str, Any]:
         """The ``qsecure`` metadata to attach to an execute_request (never raises)."""
+        if self.before_fetch is not None:
+            try:
+                self.before_fetch()
+            except Exception as exc:  # the execution goes on with what the server has
+                log.error(
+                    "jupyter-qsecure: checking for changed settings failed: %s",
+                    type(exc).__name__,
+                )
         try:
             cached = getattr(self.broker, "cached", None)
             creds: Any = cached(kernel_id) if cached is not None else None

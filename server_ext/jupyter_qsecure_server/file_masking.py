@@ -50,6 +50,8 @@ from jupyter_qsecure.vault.exposure import (
 )
 from jupyter_qsecure.vault.masking import Masker
 
+from .identity import stable_user
+
 TERMINAL_ROUTE = r"/terminals/websocket/(\w+)"
 FILES_ROUTE = r"/files/(.*)"
 NBCONVERT_ROUTE = rf"/nbconvert/(?P<format>\w+){path_regex}"
@@ -66,8 +68,7 @@ class _Masking:
         return service.masker() if service is not None else None
 
     def _user(self) -> str:
-        user = self.current_user  # type: ignore[attr-defined]
-        return getattr(user, "username", None) or "anonymous"
+        return stable_user(self)
 
     async def _note(
         self, path: str, modified: Any, size: int | None, names: set[str], masker: Masker

@@ -56,17 +56,30 @@ _in_gated_save: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
-class SaveRefused(web.HTTPError):
-    """422 with the findings (types, locations, hashes; never the secrets)."""
+#: Shortest written reason a "save anyway" takes (non-space characters).
+OVERRIDE_REASON_MIN = 10
+OVERRIDE_REASON_MAX = 2000
 
-    def __init__(self, outcome: GateOutcome) -> None:
+
+class SaveRefused(web.HTTPError):
+    """422 with the findings (types, locations, hashes; never the secrets). The body is
+    the contract in docs/rest-api.md ("The refusal")."""
+
+    def __init__(self, outcome: GateOutcome, *, override_allowed: bool = False) -> None:
         super().__init__(422, _log_safe(outcome.message), reason="Secrets found")
         self.payload = {
             "message": outcome.message,
             "reason": "secrets found",
+            "path": outcome.path,
             "findings": outcome.findings_json(),
             "recovery_id": outcome.recovery_id,
             "mode": "block",
+            "repeat": outcome.repeat,
+            "refused_at": outcome.refused_at,
+            "override": {
+                "allowed": override_allowed,
+                "reason_min_length": OVERRIDE_REASON_MIN,
+            },
         }
 
 
@@ -252,11 +265,13 @@ class ContentsGate:
         log: Any,
         *,
         staging_max_idle: float = STAGING_MAX_IDLE_SECONDS,
+        override_allowed: bool = False,
     ) -> None:
         self.cm = contents_manager
         self.gate = gate
         self.staging = ChunkStaging(staging_dir, max_idle=staging_max_idle)
         self.log = log
+        self.override_allowed = override_allowed
         self._save = contents_manager.save
         self._is_async = inspect.iscoroutinefunction(self._save)
         self._cleanup_timer: PeriodicCallback | None = None
@@ -334,7 +349,7 @@ class ContentsGate:
             raise _fail_closed(exc, path) from None
         if outcome.action == "block":
             self.log.warning("jupyter-qsecure: %s", outcome.message)
-            raise SaveRefused(outcome)
+            raise SaveRefused(outcome, override_allowed=self.override_allowed)
         if outcome.action in ("redact", "warn"):
             self.log.warning("jupyter-qsecure: %s", outcome.message)
         return outcome
@@ -377,6 +392,35 @@ class ContentsGate:
             _in_gated_save.reset(marker)
         return self._report(result, outcome)
 
+    async def save_override(
+        self, model: dict[str, Any], path: str, user: str, reason: str
+    ) -> dict[str, Any]:
+        """Save ``model`` at ``path`` although it holds secrets ("save anyway"): the
+        caller checked that policy allows it and validated ``reason``. Recorded first
+        (``save.overridden``, fail closed), then written by the manager's own save."""
+        try:
+            outcome = await asyncio.to_thread(
+                self.gate.check_override, model, path.strip("/"), user, reason
+            )
+        except Exception as exc:
+            raise _fail_closed(exc, path) from None
+        self.log.warning("jupyter-qsecure: %s (by %s)", outcome.message, user)
+        marker = _in_gated_save.set(True)
+        try:
+            result = self._save(model, path)
+            if inspect.isawaitable(result):
+                result = await result
+        finally:
+            _in_gated_save.reset(marker)
+        saved = {k: v for k, v in dict(result).items() if k != "content"}
+        saved["qsecure"] = {
+            "mode": "override",
+            "message": outcome.message,
+            "findings": outcome.findings_json(),
+            "ledger_index": outcome.ledger_index,
+        }
+        return saved
+
     # ---- chunked uploads ------------------------------------------------------------------
     async def _save_chunk(self, model: dict[str, Any], path: str) -> Any:
         chunk = int(model["chunk"])
@@ -400,7 +444,7 @@ class ContentsGate:
             raise _fail_closed(exc, path) from None
         if outcome.action == "block":
             self.log.warning("jupyter-qsecure: %s", outcome.message)
-            raise SaveRefused(outcome)
+            raise SaveRefused(outcome, override_allowed=self.override_allowed)
         content = outcome.content if outcome.content is not None else raw
         whole = {
             "type": "file",
@@ -490,7 +534,7 @@ class ContentsGate:
             raise _fail_closed(exc, path) from None
         if outcome.action == "block":
             outcome.message = f"Refused to {doing} {path}: " + outcome.message
-            raise SaveRefused(outcome)
+            raise SaveRefused(outcome, override_allowed=self.override_allowed)
 
 
 #: The notebook reader's errors (nbformat's, through jupyter_server) that are safe to name.

@@ -49,7 +49,12 @@ def test_block_records_hashes_and_keeps_a_sealed_copy(tmp_path: Path) -> None:
     )
     assert outcome.action == "block" and outcome.recovery_id
     kind, body, actor = ledger.entries[0]
-    assert (kind, actor, body["path"], body["user"]) == ("save.refused", "alice", "a.env", "alice")
+    assert (kind, actor, body["path"], body["user"]) == (
+        "save.refused",
+        "user:alice",
+        "a.env",
+        "alice",
+    )
     assert secret not in json.dumps(body) and secret not in outcome.message
     record, content = gate.recovery.open(outcome.recovery_id)
     assert (
@@ -145,3 +150,75 @@ def test_recovery_copies_are_private_and_tamper_evident(tmp_path: Path) -> None:
         store.open("20990101T000000Z-deadbeef")
     with pytest.raises(RecoveryError, match="not a recovery id"):
         store.open("../etc/passwd")
+
+
+def notebook(*sources: str) -> dict[str, Any]:
+    return {
+        "type": "notebook",
+        "format": "json",
+        "content": {
+            "nbformat": 4,
+            "nbformat_minor": 5,
+            "metadata": {},
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "id": f"c{i}",
+                    "metadata": {},
+                    "source": source,
+                    "outputs": [],
+                    "execution_count": None,
+                }
+                for i, source in enumerate(sources)
+            ],
+        },
+    }
+
+
+def test_unchanged_refused_content_is_a_repeat(tmp_path: Path) -> None:
+    """Autosave of an unchanged notebook: one recovery copy and one ledger entry."""
+    ledger = ListLedger()
+    gate = make_gate(tmp_path, ledger=ledger)
+    model = notebook("x = 1", f"key = '{fake_key()}'")
+    first = gate.check_model(model, "a.ipynb", "alice")
+    again = gate.check_model(json.loads(json.dumps(model)), "a.ipynb", "alice")
+    assert first.action == again.action == "block"
+    assert (first.repeat, again.repeat) == (False, True)
+    assert again.recovery_id == first.recovery_id and again.refused_at == first.refused_at
+    assert len(gate.recovery.list()) == 1 and len(ledger.entries) == 1
+    assert "not recorded again" in again.message
+    # other content, another user, or the same content after a clean save: recorded
+    changed = notebook("x = 2", f"key = '{fake_key()}'")
+    assert gate.check_model(changed, "a.ipynb", "alice").repeat is False
+    assert gate.check_model(changed, "a.ipynb", "bob").repeat is False
+    assert gate.check_model(notebook("x = 3"), "a.ipynb", "alice").action == "allow"
+    assert gate.check_model(changed, "a.ipynb", "alice").repeat is False
+    assert len(gate.recovery.list()) == 4 and len(ledger.entries) == 4
+
+
+def test_refusals_name_cells_as_jupyterlab_does(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path, ledger=ListLedger())
+    outcome = gate.check_model(
+        notebook("import os", f"a = 1\nb = 2\nkey = '{fake_key()}'"), "a.ipynb", "alice"
+    )
+    [finding] = outcome.findings_json()
+    assert finding["cell"] == 1  # the scan contract: 0-based
+    assert finding["cell_number"] == 2 and finding["line"] == 3
+    assert finding["location"] == "cell 2, line 3" and finding["where"] == "source"
+    assert "in cell 2, line 3" in outcome.message
+
+
+def test_location_texts() -> None:
+    from jupyter_qsecure.scan.models import Finding
+
+    def at(**fields: Any) -> str:
+        base = {"path": "a", "where": None, "cell": None, "line": 1, "type": "T"}
+        return Finding(**{**base, **fields, "fingerprint": "0" * 64}).location()
+
+    assert at(cell=0, where="outputs", output=1, line=4) == "cell 1, output 2, line 4"
+    assert at(cell=2, where="metadata") == "cell 3 metadata, line 1"
+    assert (
+        at(cell=0, where="attachments", mime="image/png") == "cell 1, attachment image/png, line 1"
+    )
+    assert at(where="metadata", line=2) == "notebook metadata, line 2"
+    assert at(line=7) == "line 7"

@@ -328,7 +328,7 @@ def test_status_shows_leases_never_values(kernel: Kernel) -> None:
 @pytest.mark.parametrize(
     ("name", "overrides", "ename", "expected"),
     [
-        ("nope", {}, "UnknownSecret", "configured names: 'api', 'broken', 'warehouse'"),
+        ("nope", {}, "UnknownSecret", "names this kernel has: 'api', 'broken', 'warehouse'"),
         ("broken", {}, "SecretUnavailable", "permission denied"),
         (
             "api",

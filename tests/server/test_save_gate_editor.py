@@ -29,4 +29,4 @@ async def test_saves_that_change_code_name_the_editor_and_the_file(
     assert [(e.body["path"], e.body["file"]) for e in saved] == [("sub/n.ipynb", str(file))] * 2
     assert saved[-1].body["digest"] == notebook_digest(load_notebook(file))
     user = saved[-1].body["user"]
-    assert user and user not in ("server", "anonymous") and saved[-1].actor == user
+    assert user and user not in ("server", "anonymous") and saved[-1].actor == f"user:{user}"

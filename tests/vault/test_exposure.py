@@ -356,7 +356,7 @@ def test_one_entry_per_file_version(
         "secret_names": ["short"],
         "via": "contents",
     }
-    assert [e.actor for e in ledger.entries(EntryFilter(kinds=[KIND]))][0] == "alice"
+    assert [e.actor for e in ledger.entries(EntryFilter(kinds=[KIND]))][0] == "user:alice"
     # a restarted server remembers what the ledger holds
     again = ExposureLog(ledger)
     assert not again.record("run.log", when, 120, {"short"}, via="files", user="alice")

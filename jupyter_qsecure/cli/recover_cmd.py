@@ -10,13 +10,9 @@ from typing import Any
 
 from ..config import QSecure
 from ..errors import ConfigError
-from ..gate.recovery import (
-    LocalKeyWrapper,
-    RecoveryError,
-    RecoveryStore,
-    TransitKeyWrapper,
-)
+from ..gate.recovery import LocalKeyWrapper, RecoveryError, RecoveryStore
 from ..kernel_guard import refuse_inside_kernel
+from ..vault.keywrap import TransitKeyWrapper
 from ..vault.resolve import cli_openbao
 
 

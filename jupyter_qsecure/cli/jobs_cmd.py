@@ -27,8 +27,8 @@ from ..jobs.replay import replay
 from ..ledger import EntryFilter, Ledger
 from ..ledger.keys import keyring_from_settings
 from ..signing.transit import TransitSigner
+from ..vault.client import client_from_settings
 from ..vault.layout import approver_name, approver_policy, approver_transit_key
-from ..vault_client import client_from_settings
 from ._table import print_table
 from .audit_cmd import parse_time
 

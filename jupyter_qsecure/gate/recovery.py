@@ -214,7 +214,7 @@ class RecoveryStore:
 def recovery_store_from_settings(settings: QSecure) -> RecoveryStore:
     folder = settings.data_path / "recovery"
     if settings.vault_addr:
-        from ..vault_client import client_from_settings
+        from ..vault.client import client_from_settings
 
         return RecoveryStore(
             folder,

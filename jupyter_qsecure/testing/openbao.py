@@ -23,6 +23,10 @@ policies, tokens and leases are gone (mounts enabled through
 again, empty). That is what "OpenBao restarted mid-session" looks like to a
 client holding a child token: the token no longer exists.
 
+Finding the binary, ports, the server's environment, stopping it and reading its
+health are shared with the embedded OpenBao (:mod:`jupyter_qsecure.vault.process`);
+clients are built as production builds them (:mod:`jupyter_qsecure.vault.client`).
+
 This module does not import pytest; the fixtures are in
 :mod:`jupyter_qsecure.testing.pytest_plugin`.
 """

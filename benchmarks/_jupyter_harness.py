@@ -38,8 +38,8 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_qsecure.config import ENV_OVERRIDES
-from jupyter_qsecure.testing.openbao import _parent_death_preexec
 from jupyter_qsecure.testing.ports import LOOPBACK, free_loopback_port
+from jupyter_qsecure.vault.process import parent_death_preexec
 
 V1 = "v1.kernel.websocket.jupyter.org"
 LEGACY = "legacy"
@@ -209,7 +209,7 @@ class Server:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=self.root,
-                    preexec_fn=_parent_death_preexec(),  # noqa: PLW1509
+                    preexec_fn=parent_death_preexec(),  # noqa: PLW1509
                 )
             if self._wait_ready():
                 return

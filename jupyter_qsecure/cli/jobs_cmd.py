@@ -184,7 +184,7 @@ def _approver_signer(
     """The approver's signer: an OpenBao approver token, or a local key and passphrase."""
     from ..jobs.approval import ApprovalError, ApproverRef, LocalApproverKey, check_name
     from ..signing.transit import TransitSigner
-    from ..vault_client import client_from_settings
+    from ..vault.client import client_from_settings
 
     if settings.vault_addr and not args.key and not args.approver:
         client = client_from_settings(settings)

@@ -21,14 +21,24 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from .._keyfile import load_or_create_key
-from ..errors import QSecureError
+from ..vault.keywrap import RecoveryError, TransitKeyWrapper
 
 if TYPE_CHECKING:
     from ..config import QSecure
 
-
-class RecoveryError(QSecureError):
-    """A recovery copy could not be written, found or opened."""
+__all__ = [
+    "FindingDigest",
+    "KeyWrapper",
+    "LocalKeyWrapper",
+    "RecoveryError",
+    "RecoveryRecord",
+    "RecoveryStore",
+    "TransitKeyWrapper",
+    "new_data_key",
+    "recovery_store_from_settings",
+    "seal",
+    "unseal",
+]
 
 
 # ---- the cipher: AES-256-GCM, a 96-bit random nonce in front of the ciphertext ----------
@@ -81,56 +91,6 @@ class LocalKeyWrapper:
                 "this recovery copy was sealed with a different local key",
                 hint="use the data dir (and keys) of the server that refused the save",
             ) from None
-
-
-class TransitKeyWrapper:
-    """Wraps data keys with an OpenBao/Vault transit key (aes256-gcm96), created if missing."""
-
-    name = "transit"
-
-    def __init__(
-        self, client: Any, *, mount: str = "transit", key_name: str = "qsecure-recovery"
-    ) -> None:
-        self._client = client
-        self.mount = mount
-        self.key_name = key_name
-        try:
-            transit = client.secrets.transit
-            try:
-                transit.read_key(name=key_name, mount_point=mount)
-            except Exception:  # missing: create it (errors surface below on use)
-                transit.create_key(name=key_name, key_type="aes256-gcm96", mount_point=mount)
-        except Exception as exc:
-            raise RecoveryError(
-                f"cannot use transit key {mount}/{key_name} for recovery copies ({type(exc).__name__})",
-                hint="check OpenBao is reachable and the server's token may use transit/encrypt and decrypt",
-            ) from None
-
-    def wrap(self, data_key: bytes) -> str:
-        try:
-            response = self._client.secrets.transit.encrypt_data(
-                name=self.key_name,
-                plaintext=base64.b64encode(data_key).decode(),
-                mount_point=self.mount,
-            )
-        except Exception as exc:
-            raise RecoveryError(
-                f"OpenBao transit could not seal the recovery copy ({type(exc).__name__})",
-                hint="check OpenBao is reachable and unsealed",
-            ) from None
-        return str(response["data"]["ciphertext"])
-
-    def unwrap(self, wrapped: str) -> bytes:
-        try:
-            response = self._client.secrets.transit.decrypt_data(
-                name=self.key_name, ciphertext=wrapped, mount_point=self.mount
-            )
-        except Exception as exc:
-            raise RecoveryError(
-                f"OpenBao transit could not open the recovery copy ({type(exc).__name__})",
-                hint="check OpenBao is reachable and your token may use transit/decrypt",
-            ) from None
-        return base64.b64decode(response["data"]["plaintext"])
 
 
 class FindingDigest(BaseModel):
@@ -254,7 +214,7 @@ class RecoveryStore:
 def recovery_store_from_settings(settings: QSecure) -> RecoveryStore:
     folder = settings.data_path / "recovery"
     if settings.vault_addr:
-        from ..vault_client import client_from_settings
+        from ..vault.client import client_from_settings
 
         return RecoveryStore(
             folder,

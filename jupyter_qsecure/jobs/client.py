@@ -341,9 +341,9 @@ class BrokerClient:
 
     def _get_session(self) -> Any:
         if self._session is None:
-            from .._http import session_for
+            from ..vault.transport import session_for
 
-            # plain HTTP: kept-alive http.client; otherwise requests (no env proxies)
+            # plain HTTP: a urllib3 pool; otherwise requests (no env proxies)
             self._session = session_for(self.base_url)
         return self._session
 

@@ -29,7 +29,7 @@ def job_signer(settings: QSecure, client: Any = None, *, batching: bool = False)
         from ..signing.transit import TransitSigner
 
         if client is None:
-            from ..vault_client import client_from_settings
+            from ..vault.client import client_from_settings
 
             client = client_from_settings(settings)
         transit = TransitSigner(

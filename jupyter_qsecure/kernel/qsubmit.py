@@ -252,8 +252,8 @@ class QSubmitMagics(Magics):
     def _client(self, timeout: float = DEFAULT_TIMEOUT) -> Any:
         """A client with the credentials of the execution running now."""
         from .. import secrets as _secrets
-        from .._http import session_for
         from ..jobs.client import BrokerClient
+        from ..vault.transport import session_for
         from .context import current_metadata
 
         creds: Any = _secrets._credentials(self.shell)

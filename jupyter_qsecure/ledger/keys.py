@@ -15,7 +15,7 @@ def signers_from_settings(settings: QSecure, client: Any = None) -> list[Signer]
     """The primary signer (transit or local Ed25519) plus the optional ML-DSA-65 co-signer.
 
     ``client``: an authenticated hvac client for transit (a promoted script's own login);
-    None logs in as configured (:func:`~jupyter_qsecure.vault_client.client_from_settings`).
+    None logs in as configured (:func:`~jupyter_qsecure.vault.client.client_from_settings`).
     """
     choice = settings.ledger_signer
     if choice == "auto":
@@ -28,7 +28,7 @@ def signers_from_settings(settings: QSecure, client: Any = None) -> list[Signer]
                 hint="set BAO_ADDR/VAULT_ADDR (or c.QSecure.vault_addr), or use ledger_signer='local'",
             )
         from ..signing.transit import TransitSigner
-        from ..vault_client import client_from_settings
+        from ..vault.client import client_from_settings
 
         signer = TransitSigner(
             client if client is not None else client_from_settings(settings),

@@ -153,8 +153,8 @@ def check_reviewer_name(name: str) -> str:
 
 def _approver_signer(settings: Any, environment: str) -> Any:
     from ..signing.transit import TransitSigner
+    from ..vault.client import client_from_settings
     from ..vault.layout import approver_transit_key
-    from ..vault_client import client_from_settings
 
     return TransitSigner(
         client_from_settings(settings),

@@ -134,7 +134,7 @@ def promotion_signer(settings: QSecure, client: Any = None) -> Signer:
         from ..signing.transit import TransitSigner
 
         if client is None:
-            from ..vault_client import client_from_settings
+            from ..vault.client import client_from_settings
 
             client = client_from_settings(settings)
         signer = TransitSigner(

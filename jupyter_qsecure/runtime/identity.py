@@ -9,7 +9,7 @@ the script logs in, in this order of preference:
    with the role ``QSECURE_JWT_ROLE`` (default ``c.QSecure.vault_jwt_role``;
    ``QSECURE_JWT_MOUNT``, default ``jwt``), e.g. a CI system's OIDC token;
 3. whatever ``c.QSecure.vault_auth_method`` configures (token, AppRole with a
-   secret_id file, JWT from a file): :func:`jupyter_qsecure.vault_client.client_from_settings`.
+   secret_id file, JWT from a file): :func:`jupyter_qsecure.vault.client.client_from_settings`.
 
 Its identity is what OpenBao says about the token (``auth/token/lookup-self``): display
 name, entity, policies, accessor. Without OpenBao the identity is the operating-system
@@ -74,7 +74,7 @@ def _env(name: str) -> str:
 
 def _client(settings: QSecure) -> Any:
     """An authenticated hvac client (see the module docstring for the order)."""
-    from ..vault_client import client_from_settings, login_errors, new_client, read_secret_file
+    from ..vault.client import client_from_settings, login_errors, new_client, read_secret_file
 
     role_id, secret_id = _env("QSECURE_ROLE_ID"), _env("QSECURE_SECRET_ID")
     jwt = _env("QSECURE_JWT")

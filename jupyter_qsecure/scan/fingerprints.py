@@ -169,7 +169,7 @@ def _from_openbao(settings: QSecure, *, create: bool) -> Fingerprinter:
     import requests
 
     from ..vault import layout
-    from ..vault_client import client_from_settings
+    from ..vault.client import client_from_settings
 
     path = layout.fingerprint_key_path(settings.environment)
     mount = layout.KV_MOUNT

@@ -36,7 +36,8 @@ import hvac.exceptions
 import requests
 
 from ..errors import SigningError
-from ..vault._keepalive import KeepAliveJSON, usable_for
+from ..vault.client import VaultClient, VaultConnection
+from ..vault.transport import VaultJSON
 from .signers import Algorithm, PublicKeyRecord, SignatureRecord, b64
 
 __all__ = ["DEFAULT_KEY_NAME", "DEFAULT_MOUNT", "MAX_BATCH", "TransitSigner"]
@@ -72,17 +73,15 @@ class TransitSigner:
                     "TransitSigner needs an hvac client or an OpenBao/Vault address",
                     hint="set vault_addr (or BAO_ADDR / VAULT_ADDR) and a token",
                 )
-            from ..vault_client import session_for, verify_from_environment
-
-            client = hvac.Client(
-                url=addr,
-                token=token,
-                timeout=timeout,
-                session=session_for(addr),
-                verify=verify_from_environment(),
-            )
+            client = VaultConnection.from_environment(addr, timeout=timeout).client(token)
         self._client = client
-        self._fast = KeepAliveJSON(client) if usable_for(client) else None
+        # transit signing runs for every job: direct connections built here (so with
+        # known TLS settings) sign over a urllib3 pool instead of hvac and requests
+        self._fast = (
+            VaultJSON(client.connection)
+            if isinstance(client, VaultClient) and client.connection.direct
+            else None
+        )
         self.mount = mount.strip("/")
         self.key_name = key_name
         if not self.mount or not self.key_name or "/" in self.key_name:
@@ -201,7 +200,7 @@ class TransitSigner:
     # ---- internals ---------------------------------------------------------------------------
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         if self._fast is not None:
-            return self._fast.post(path, body)
+            return self._fast.post(path, body, token=self._client.token)
         return self._client.adapter.post(f"/v1/{path}", json=body)
 
     def _read_key(self) -> dict[str, Any]:

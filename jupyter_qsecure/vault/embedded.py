@@ -40,20 +40,16 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import QSecureError
-from ..testing.openbao import OpenBaoUnavailable, find_bao_binary
-from ..testing.ports import LOOPBACK, free_loopback_port
+from . import process as bao_process
 from .layout import (
     ENVIRONMENTS,
     bootstrap,
@@ -218,19 +214,9 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _port_free(port: int) -> bool:
-    """True when nothing listens on 127.0.0.1:``port``.
-
-    Binds with SO_REUSEADDR, as OpenBao (Go) does, so connections of a server
-    stopped a moment ago (TIME_WAIT) do not make its port look busy.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((LOOPBACK, port))
-        except OSError:
-            return False
-    return True
+def _pair_free(port: int) -> bool:
+    """``port`` and ``port + 1`` (the cluster listener) can be bound on 127.0.0.1 now."""
+    return all(bao_process.port_is_free(p, reuse_address=True) for p in (port, port + 1))
 
 
 def _cmdline(pid: int) -> list[str] | None:
@@ -287,7 +273,7 @@ class EmbeddedOpenBao:
     @property
     def addr(self) -> str | None:
         port = self.port
-        return f"http://{LOOPBACK}:{port}" if port else None
+        return f"http://{bao_process.LOOPBACK}:{port}" if port else None
 
     # ---- public API ------------------------------------------------------------------
     def up(self, environment: str = "dev") -> EmbeddedStatus:
@@ -427,8 +413,8 @@ class EmbeddedOpenBao:
                 return self._binary
             raise BaoBinaryMissing(f"{self._binary} is not an executable file", hint=_INSTALL_HINT)
         try:
-            return find_bao_binary()
-        except OpenBaoUnavailable as exc:
+            return bao_process.find_bao_binary()
+        except bao_process.OpenBaoUnavailable as exc:
             raise BaoBinaryMissing(
                 "the OpenBao server binary `bao` was not found", hint=_INSTALL_HINT
             ) from exc
@@ -451,27 +437,21 @@ class EmbeddedOpenBao:
     def _choose_port(self, *, exclude: set[int]) -> int:
         explicit = self._requested_port
         if explicit is not None:
-            if _port_free(explicit) and _port_free(explicit + 1):
+            if _pair_free(explicit):
                 return explicit
             raise PortBusy(
                 f"port {explicit} (or {explicit + 1}, for OpenBao's cluster listener) on "
-                f"{LOOPBACK} is in use by another program",
+                f"{bao_process.LOOPBACK} is in use by another program",
                 hint="stop that program or choose another port",
             )
         current = self.port
-        if (
-            current
-            and current not in exclude
-            and current < 65535
-            and _port_free(current)
-            and _port_free(current + 1)
-        ):
+        if current and current not in exclude and current < 65535 and _pair_free(current):
             return current
-        return free_loopback_port(consecutive=2)
+        return bao_process.free_loopback_port(consecutive=2)
 
     def _write_config(self, port: int) -> None:
-        addr = f"{LOOPBACK}:{port}"
-        cluster = f"{LOOPBACK}:{port + 1}"
+        addr = f"{bao_process.LOOPBACK}:{port}"
+        cluster = f"{bao_process.LOOPBACK}:{port + 1}"
         text = (
             "# Written by jupyter-qsecure (EmbeddedOpenBao); rewritten on every start.\n"
             'storage "raft" {\n'
@@ -490,15 +470,6 @@ class EmbeddedOpenBao:
         )
         _write_secret(self.config_path, text)
 
-    def _server_env(self) -> dict[str, str]:
-        env = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(("BAO_", "VAULT_"))
-        }
-        env["BAO_LOG_LEVEL"] = "info"
-        return env
-
     def _rotate_log(self) -> None:
         with contextlib.suppress(OSError):
             if self.log_path.stat().st_size > _LOG_ROTATE_BYTES:
@@ -514,15 +485,13 @@ class EmbeddedOpenBao:
             fd = os.open(str(self.log_path), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             offset = os.lseek(fd, 0, os.SEEK_END)
             try:
-                process = subprocess.Popen(  # noqa: S603 (our binary, fixed arguments)
-                    [binary, "server", f"-config={self.config_path}"],
-                    stdin=subprocess.DEVNULL,
+                process = bao_process.spawn(
+                    binary,
+                    [f"-config={self.config_path}"],
+                    env=bao_process.server_environment(),
+                    cwd=self.root,
                     stdout=fd,
-                    stderr=subprocess.STDOUT,
-                    cwd=str(self.root),
-                    env=self._server_env(),
-                    start_new_session=True,  # detached: survives the CLI, no terminal signals
-                    close_fds=True,
+                    detached=True,  # survives the CLI, no terminal signals
                 )
             except OSError as exc:
                 raise BaoBinaryMissing(
@@ -540,11 +509,11 @@ class EmbeddedOpenBao:
                 self._kill(process)
                 self._remove_pidfile()
                 self._process = None
-                if "address already in use" in output and self._requested_port is None:
+                if bao_process.ADDR_IN_USE in output and self._requested_port is None:
                     continue  # someone took the port between probing and binding
                 raise self._start_error(process, output) from None
         raise PortBusy(
-            f"could not bind a free port on {LOOPBACK} after {len(tried)} attempts",
+            f"could not bind a free port on {bao_process.LOOPBACK} after {len(tried)} attempts",
             hint="other programs are taking ports quickly; try again",
         )
 
@@ -559,9 +528,9 @@ class EmbeddedOpenBao:
     def _start_error(self, process: subprocess.Popen[bytes], output: str) -> EmbeddedOpenBaoError:
         tail = redact("\n".join(output.splitlines()[-20:]), self._known_secrets())
         where = f"last lines of {self.log_path}:\n{tail}" if tail else f"see {self.log_path}"
-        if "address already in use" in output:
+        if bao_process.ADDR_IN_USE in output:
             return PortBusy(
-                f"port {self.port} on {LOOPBACK} is in use by another program; {where}",
+                f"port {self.port} on {bao_process.LOOPBACK} is in use by another program; {where}",
                 hint="stop that program or choose another port",
             )
         if "error initializing storage" in output or "invalid database" in output:
@@ -639,7 +608,7 @@ class EmbeddedOpenBao:
         deadline = time.monotonic() + self.startup_timeout
         while True:
             health = self._health()
-            if health.get("initialized") and not health.get("sealed") and not health.get("standby"):
+            if bao_process.is_active(health):
                 return
             if time.monotonic() >= deadline:
                 raise OpenBaoStartFailed(
@@ -749,16 +718,7 @@ class EmbeddedOpenBao:
         return True
 
     def _kill(self, process: subprocess.Popen[bytes]) -> None:
-        if process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            process.wait(self.stop_timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            process.wait(self.stop_timeout)
+        bao_process.stop_process(process, self.stop_timeout)
 
     def _remove_pidfile(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -786,28 +746,13 @@ class EmbeddedOpenBao:
         addr = self.addr
         if addr is None:
             raise ConnectionRefusedError("the embedded OpenBao has no address yet")
-        url = f"{addr}/v1/sys/health?standbyok=true&sealedcode=200&uninitcode=200"
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(url, timeout=timeout) as response:
-                return dict(json.loads(response.read().decode("utf-8") or "{}"))
-        except urllib.error.HTTPError as exc:
-            body = exc.read().decode("utf-8", "replace")
-            try:
-                return dict(json.loads(body or "{}"))
-            except ValueError:
-                return {}
-        except ValueError as exc:  # something else answers on our port
-            raise ConnectionError(f"{addr} does not answer like OpenBao") from exc
+        return bao_process.health(addr, timeout=timeout)
 
     def _client(self, token: str | None, *, timeout: float = 30.0) -> Any:
-        import hvac
-        import requests
+        from .client import VaultConnection  # hvac: imported when a client is needed
 
-        session = requests.Session()
-        session.trust_env = False  # no proxies, no ~/.netrc: this is 127.0.0.1
-        # token "" rather than None: hvac would fall back to VAULT_TOKEN / ~/.vault-token
-        return hvac.Client(url=self.addr, token=token or "", timeout=timeout, session=session)
+        # a direct connection: no proxies, no ~/.netrc, no VAULT_TOKEN: this is 127.0.0.1
+        return VaultConnection.local(str(self.addr), timeout=timeout).client(token)
 
     def _known_secrets(self) -> tuple[str, ...]:
         paths = (self.unseal_key_path, self.admin_token_path, self.server_token_path)

@@ -147,7 +147,7 @@ class OpenBaoHealth:
     def _probe(self) -> dict[str, Any]:
         import requests
 
-        from ..vault_client import session_for, verify_from_environment
+        from .client import VaultConnection
 
         state: dict[str, Any] = {
             "configured": True,
@@ -157,14 +157,15 @@ class OpenBaoHealth:
             "sealed": None,
             "error": None,
         }
-        verify = verify_from_environment()
+        connection = VaultConnection.from_environment(self.addr)
         try:
             # standbyok/sealedcode: answer 200/503 instead of other codes for those states
-            response = session_for(self.addr).get(
+            response = connection.session.get(
                 f"{self.addr}/v1/sys/health",
                 params={"standbyok": "true", "perfstandbyok": "true"},
                 timeout=self.timeout,
-                verify=True if verify is None else verify,
+                verify=connection.verify,
+                cert=connection.cert,
             )
         except requests.RequestException as exc:
             state["error"] = f"{type(exc).__name__}: not reachable"

@@ -88,7 +88,7 @@ def cli_openbao(settings: QSecure) -> OpenBaoTarget:
     Raises :class:`~jupyter_qsecure.errors.QSecureError` with a fix when there is none
     (no ``bao`` binary for the embedded one, a configured server that refuses the login).
     """
-    from ..vault_client import client_from_settings
+    from .client import client_from_settings
 
     bao = embedded_from_settings(settings)
     external = external_vault_addr(settings, bao)

@@ -27,6 +27,7 @@ from jupyter_qsecure.served_paths import ServedPrivateFiles, check_not_served, p
 from jupyter_qsecure.signing.transit import TransitSigner
 from jupyter_qsecure.vault import layout
 from jupyter_qsecure.vault.broker import CredentialBroker
+from jupyter_qsecure.vault.client import client_from_settings
 from jupyter_qsecure.vault.exposure import ExposureLog
 from jupyter_qsecure.vault.injected import InjectedRegistry
 from jupyter_qsecure.vault.layout import approver_name, approver_policy, approver_transit_key
@@ -36,7 +37,6 @@ from jupyter_qsecure.vault.registry import ValueRegistry
 from jupyter_qsecure.vault.resolve import embedded_from_settings, external_vault_addr
 from jupyter_qsecure.vault.secret_store import ChangeStamp, SecretStore
 from jupyter_qsecure.vault.secrets_spec import parse_secret_specs
-from jupyter_qsecure.vault_client import client_from_settings
 
 from .credentials import CredentialService
 from .defaults import make_qsecure_kernel_default

@@ -20,7 +20,7 @@ import pytest
 
 from jupyter_qsecure.cli.main import build_parser, main
 from jupyter_qsecure.testing.openbao import OpenBaoUnavailable, find_bao_binary
-from jupyter_qsecure.vault import embedded as embedded_mod
+from jupyter_qsecure.vault import process as bao_process
 from jupyter_qsecure.vault.embedded import EmbeddedOpenBao
 
 SECRET_FILES = ("unseal.key", "admin.token", "server.token")
@@ -152,7 +152,7 @@ def test_missing_binary_exits_2_with_hint(
     def missing() -> str:
         raise OpenBaoUnavailable("no bao here")
 
-    monkeypatch.setattr(embedded_mod, "find_bao_binary", missing)
+    monkeypatch.setattr(bao_process, "find_bao_binary", missing)
     assert main(["vault", "up"]) == 2
     err = capsys.readouterr().err
     assert "`bao` was not found" in err

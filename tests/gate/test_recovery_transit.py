@@ -9,9 +9,10 @@ from typing import Any
 import hvac
 import pytest
 
-from jupyter_qsecure.gate.recovery import RecoveryError, RecoveryStore, TransitKeyWrapper
+from jupyter_qsecure.gate.recovery import RecoveryError, RecoveryStore
 from jupyter_qsecure.testing.openbao import OpenBaoDev
 from jupyter_qsecure.vault import layout
+from jupyter_qsecure.vault.keywrap import TransitKeyWrapper
 
 
 def test_transit_wrapped_copy_round_trips(

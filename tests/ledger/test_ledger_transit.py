@@ -10,6 +10,8 @@ from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.ledger import KeyRing, Ledger, verify_inclusion_proof
 from jupyter_qsecure.testing.openbao import OpenBaoDev
 from jupyter_qsecure.testing.ports import free_loopback_port
+from jupyter_qsecure.vault.client import VaultConnection
+from jupyter_qsecure.vault.transport import VaultJSON
 
 
 def _transit_settings(tmp_path: Path, addr: str, token: str, key: str) -> QSecure:
@@ -66,7 +68,11 @@ def test_openbao_down_never_loses_an_append(
     settings = _transit_settings(tmp_path, openbao.addr, openbao.root_token, key)
     url = f"sqlite:///{tmp_path / 'ledger.db'}"
     with Ledger.open(url, settings=settings) as ledger:
-        ledger.signers[0]._client.url = f"http://127.0.0.1:{free_loopback_port()}"  # type: ignore[attr-defined]
+        # the signer loses OpenBao: its client (and fast transport) now point at nothing
+        dead = VaultConnection.local(f"http://127.0.0.1:{free_loopback_port()}")
+        signer: Any = ledger.signers[0]
+        signer._client = dead.client(openbao.root_token)
+        signer._fast = VaultJSON(dead)
         for i in range(15):  # a checkpoint falls due at 10 and cannot be signed
             ledger.append("note", {"text": str(i)})
         assert ledger.size() == 15

@@ -23,6 +23,7 @@ from jupyter_qsecure.signing.signers import (
 from jupyter_qsecure.signing.transit import MAX_BATCH, TransitSigner
 from jupyter_qsecure.testing.openbao import OpenBaoDev, dev_openbao
 from jupyter_qsecure.testing.ports import free_loopback_port
+from jupyter_qsecure.vault.client import VaultConnection
 
 pytestmark = pytest.mark.openbao
 
@@ -248,21 +249,32 @@ def test_constructor_needs_client_or_address() -> None:
         TransitSigner(addr="http://127.0.0.1:1", key_name="a/b")
 
 
+def _pool(signer: TransitSigner) -> Any:
+    """The urllib3 connection pool the signer's fast transport keeps for its server."""
+    fast = signer._fast
+    assert fast is not None  # a direct http address: the pooled transport
+    return fast._pool.connection_from_url(fast.connection.addr)
+
+
+def _idle(pool: Any) -> list[Any]:
+    return [conn for conn in list(pool.pool.queue) if conn is not None]
+
+
 def test_kept_alive_connection_is_reused_and_reopened_when_the_server_drops_it(
     signer: TransitSigner,
 ) -> None:
-    fast = signer._fast
-    assert fast is not None  # a direct http address: the kept-alive transport
     keyring = _offline_keyring(signer)
     verify_signature(signer.sign(b"first"), b"first", keyring)
-    [(_, conn)] = fast._session._idle
+    pool = _pool(signer)
+    [conn] = _idle(pool)
     assert conn.sock is not None
     verify_signature(signer.sign(b"second"), b"second", keyring)
-    assert [c for _, c in fast._session._idle] == [conn]  # the same connection served both
-    conn.sock.shutdown(socket.SHUT_RDWR)  # as a server closing an idle connection
+    assert _idle(pool) == [conn] and pool.num_connections == 1  # one connection served both
+    dropped = conn.sock
+    dropped.shutdown(socket.SHUT_RDWR)  # as a server closing an idle connection
     verify_signature(signer.sign(b"third"), b"third", keyring)
-    [(_, fresh)] = fast._session._idle
-    assert fresh is not conn
+    [fresh] = _idle(pool)
+    assert fresh.sock is not None and fresh.sock is not dropped  # a new socket, signed once
 
 
 def test_concurrent_signers_use_their_own_connections(signer: TransitSigner) -> None:
@@ -285,11 +297,21 @@ def test_concurrent_signers_use_their_own_connections(signer: TransitSigner) -> 
     assert sorted(results) == list(range(9))
     for i, (record,) in results.items():
         verify_signature(record, f"m{i}".encode(), keyring)
-    assert 1 <= len(signer._fast._session._idle) <= 3  # at most one connection per concurrent call
+    assert 1 <= _pool(signer).num_connections <= 3  # at most one per concurrent call
 
 
-def test_a_proxied_client_keeps_using_hvac(openbao: OpenBaoDev, key_name: str) -> None:
+def test_proxied_and_foreign_clients_keep_using_hvac(openbao: OpenBaoDev, key_name: str) -> None:
+    proxied = VaultConnection(addr=openbao.addr, proxies=(("http", "http://proxy.invalid:3128"),))
+    assert TransitSigner(proxied.client(openbao.root_token), key_name=key_name)._fast is None
+    # a client not built from a VaultConnection: its TLS settings are unknown here
+    plain = hvac.Client(url=openbao.addr, token=openbao.root_token)
+    assert TransitSigner(plain, key_name=key_name)._fast is None
 
-    client = hvac.Client(url=openbao.addr, token=openbao.root_token)
-    client.adapter.session.proxies = {"http": "http://proxy.invalid:3128"}
-    assert TransitSigner(client, key_name=key_name)._fast is None
+
+def test_the_fast_path_keeps_the_connections_tls_settings(tmp_path: Any) -> None:
+    ca = tmp_path / "ca.pem"
+    connection = VaultConnection(addr="https://openbao.invalid:8200", verify=str(ca))
+    signer = TransitSigner(connection.client("t"), key_name="k")
+    assert signer._fast is not None and signer._fast.connection == connection
+    pool = signer._fast._pool.connection_from_url(connection.addr)
+    assert pool.ca_certs == str(ca) and pool.cert_reqs == "CERT_REQUIRED"

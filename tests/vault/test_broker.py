@@ -330,8 +330,8 @@ def test_cold_issue_then_cached_path(
     def no_network(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the cached path must not touch OpenBao")
 
-    original = broker._session.request
-    broker._session.request = no_network  # type: ignore[method-assign]
+    original = broker._connection.session.request
+    broker._connection.session.request = no_network  # type: ignore[method-assign]
     try:
         timings = []
         for _ in range(2000):
@@ -342,7 +342,7 @@ def test_cold_issue_then_cached_path(
         timings.sort()
         assert timings[len(timings) // 2] < 0.0005, "warm path p50 must be well under 1 ms"
     finally:
-        broker._session.request = original  # type: ignore[method-assign]
+        broker._connection.session.request = original  # type: ignore[method-assign]
 
     # ledger: one token entry + one per secret, accessor and policy, never a value
     issued = entries(ledger, "credential.issued")

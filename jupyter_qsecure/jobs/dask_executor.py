@@ -11,6 +11,11 @@ worker that dies mid-task makes Dask retry the task on another worker up to the
 scheduler's ``distributed.scheduler.allowed-failures`` (default 3) before it reports
 ``KilledWorker``, which becomes :class:`WorkerCrashed`; set it to 0 on the scheduler to fail
 a crashing job on its first crash.
+
+Given an in-process cluster (``cluster=``, e.g. a ``LocalCluster``), the executor also starts
+again any worker the cluster lost for good after a restart or crash (see
+:meth:`DaskExecutor._relaunch_lost_workers`), so that jobs do not wait on a scheduler without
+workers until their timeout.
 """
 
 from __future__ import annotations
@@ -106,6 +111,9 @@ class DaskExecutor(_QueuedExecutor):
                     hint="start the scheduler (dask scheduler) or fix the address",
                 ) from exc
         self.client = client
+        # The in-process cluster (a SpecCluster such as LocalCluster) behind the client, if any.
+        self._cluster: Any = cluster if cluster is not None else getattr(client, "cluster", None)
+        self._lost_seen: set[Any] = set()  # workers the cluster lacked at the last check
         self._restart_on_timeout = restart_on_timeout
         self._restarting = 0  # worker restarts under way (each holds back one dispatch)
         self._nthreads = 1
@@ -123,11 +131,47 @@ class DaskExecutor(_QueuedExecutor):
         # Called from the dispatcher thread only (an RPC to the scheduler, at most every 2 s).
         if time.monotonic() - self._nthreads_at < 2.0:
             return
+        self._relaunch_lost_workers()
         try:
             self._nthreads = max(1, sum(self.client.nthreads().values()))
         except Exception as exc:
             log.warning("jupyter-qsecure: cannot ask the Dask scheduler for workers: %s", exc)
         self._nthreads_at = time.monotonic()
+
+    def _relaunch_lost_workers(self) -> None:
+        """Have an in-process SpecCluster start again the workers it wants but lost for good.
+
+        Why: a SpecCluster (LocalCluster too) closes, for good, the nanny of a worker that is
+        missing from the scheduler ``distributed.deploy.lost-worker-timeout`` (15 s) after a
+        worker of the same name left, whether or not that worker came back meanwhile. A
+        restart or crash less than that after an earlier one, while its worker is still
+        starting again (seconds on a loaded machine), so removes the worker from the cluster
+        and every later job waits on a scheduler without workers. The cluster still lists
+        the worker in ``worker_spec``; ``scale`` to the same size starts it again. A name
+        must be missing at two checks in a row (2 s apart), so that a worker the cluster is
+        starting anyway is left alone. Called from the dispatcher thread.
+        """
+        cluster = self._cluster
+        spec = getattr(cluster, "worker_spec", None)
+        workers = getattr(cluster, "workers", None)
+        if not isinstance(spec, dict) or not isinstance(workers, dict):
+            return  # no in-process SpecCluster: its deployment restarts its workers
+        if getattr(getattr(cluster, "status", None), "name", "") != "running":
+            return
+        try:  # both dicts change on the cluster's event loop thread
+            missing = set(spec) - set(workers)
+        except RuntimeError:
+            return  # changed while read: look again at the next check
+        lost, self._lost_seen = missing & self._lost_seen, missing
+        if not lost:
+            return
+        log.warning(
+            "jupyter-qsecure: the Dask cluster lost worker(s) %s; starting them again", lost
+        )
+        try:
+            cluster.scale(len(spec))
+        except Exception as exc:
+            log.error("jupyter-qsecure: cannot start the lost Dask worker(s) %s: %s", lost, exc)
 
     def close(self, *, wait: bool = False, timeout: float | None = 30.0) -> None:
         """Stop accepting jobs; cancel queued and running ones unless ``wait``; close the client."""
@@ -202,7 +246,13 @@ class DaskExecutor(_QueuedExecutor):
                 log.warning(
                     "jupyter-qsecure: restarting Dask worker(s) %s to stop %s", workers, key
                 )
-                self.client.restart_workers(sorted(workers), raise_for_error=False)
+                outcome = self.client.restart_workers(sorted(workers), raise_for_error=False)
+                failed = {w: state for w, state in (outcome or {}).items() if state != "OK"}
+                if failed:
+                    log.error(
+                        "jupyter-qsecure: Dask worker(s) did not come back after a restart: %s",
+                        failed,
+                    )
         except Exception as exc:
             log.warning("jupyter-qsecure: could not stop Dask task %s: %s", key, exc)
 
@@ -229,6 +279,8 @@ class DaskExecutor(_QueuedExecutor):
                     wake = min((j.deadline for j in live), default=math.inf) - now
                     if self._pending:
                         wake = min(wake, 2.0)  # the cluster may have grown: ask again
+                    elif self._cluster is not None and (running or self._restarting):
+                        wake = min(wake, 2.0)  # jobs need workers: relaunch lost ones
                     self._cond.wait(None if wake == math.inf else max(0.0, wake))
                     continue
                 if free:

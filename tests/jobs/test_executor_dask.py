@@ -46,20 +46,33 @@ def mixer() -> QuantumCircuit:
     return qc
 
 
+#: LocalCluster closes, for good, the nanny of a worker still missing from the scheduler
+#: ``lost-worker-timeout`` (15 s by default, read when a worker leaves) after a worker of its
+#: name left. On a loaded machine a restart (4 s to stop, then a new process importing Aer)
+#: can take longer, or start within 15 s of the previous one: the nanny is then closed while
+#: its new worker runs the next job, which dies as KilledWorker (allowed-failures is 0 here).
+#: The executor starts such a lost worker again (see the test below), but cannot save the
+#: job it was running; the module's cluster keeps its nanny instead.
+CLUSTER_SETTINGS = {
+    "distributed.scheduler.allowed-failures": 0,
+    "distributed.deploy.lost-worker-timeout": "1 hour",
+}
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        local = LocalCluster(
+    with dask.config.set(CLUSTER_SETTINGS):
+        local = LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=1,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
             env={TESTING_ENV: "1"},
         )
-    try:
-        yield local
-    finally:
-        local.close()
+        try:
+            yield local
+        finally:
+            local.close()
 
 
 @pytest.fixture(scope="module")
@@ -179,6 +192,40 @@ def test_dask_worker_crash_is_worker_crashed(executor: DaskExecutor, body: dict[
         crashing.result(WAIT)
     after = executor.submit("dask-after-crash", dict(body), timeout=WAIT)
     assert after.result(WAIT)["counts"] == run_aer(dict(body))["counts"]
+
+
+@pytest.mark.parametrize("how", ["cancel", "crash"])
+def test_dask_job_after_a_restart_runs_when_the_cluster_drops_the_worker(
+    body: dict[str, Any], how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # See CLUSTER_SETTINGS: a lost-worker-timeout of 0 makes every restart and crash lose
+    # the worker for good, so the next job had no worker to run on and stayed "running".
+    settings = {**CLUSTER_SETTINGS, "distributed.deploy.lost-worker-timeout": 0}
+    with dask.config.set(settings):
+        with (
+            LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                env={TESTING_ENV: "1"},
+            ) as local,
+            DaskExecutor(cluster=local, max_queued=2) as executor,
+        ):
+            if how == "cancel":
+                running = executor.submit("dask-drop", {**body, "_test_sleep": 60}, timeout=WAIT)
+                assert running.wait_started(WAIT)
+                assert executor.cancel("dask-drop") is True
+                with pytest.raises(JobCancelled):
+                    running.result(5)
+            else:
+                crashing = executor.submit("dask-drop", {**body, "_test_crash": True}, timeout=WAIT)
+                with pytest.raises(WorkerCrashed):
+                    crashing.result(WAIT)
+            after = executor.submit("dask-after-drop", dict(body), timeout=WAIT)
+            assert after.result(WAIT)["counts"] == run_aer(dict(body))["counts"]
+    # the cluster did drop its worker (else this test shows nothing): the executor said so
+    assert "the Dask cluster lost worker(s) {0}" in caplog.text
 
 
 def test_dask_unreachable_scheduler_is_a_clear_error() -> None:

@@ -22,6 +22,7 @@ import select
 import socket
 import ssl
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,6 +67,9 @@ class KeepAliveSession:
         self._ssl_context = ssl_context
         self._lock = threading.Lock()
         self._idle: list[tuple[tuple[str, str, int | None], http.client.HTTPConnection]] = []
+        # As urllib3's connection pool does: the idle connections are closed when the
+        # session is collected, so an owner that never calls close() leaks no socket.
+        weakref.finalize(self, _close_all, self._idle, self._lock)
 
     def request(
         self,
@@ -112,10 +116,7 @@ class KeepAliveSession:
         return _Response(response.status, response.reason, content, response.headers)
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for _, conn in idle:
-            conn.close()
+        _close_all(self._idle, self._lock)
 
     def _connect(
         self, key: tuple[str, str, int | None], timeout: float
@@ -150,3 +151,15 @@ class KeepAliveSession:
                 if not readable:  # nothing to read: neither EOF nor stray bytes
                     return conn
             conn.close()  # closed (or misbehaving) on the server's side: open a new one
+
+
+def _close_all(
+    idle: list[tuple[tuple[str, str, int | None], http.client.HTTPConnection]],
+    lock: threading.Lock,
+) -> None:
+    """Close and forget the idle connections (the list is emptied in place)."""
+    with lock:
+        connections = [conn for _, conn in idle]
+        idle.clear()
+    for conn in connections:
+        conn.close()

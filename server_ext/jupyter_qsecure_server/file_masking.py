@@ -153,6 +153,25 @@ def masked_contents_routes(routes: list[tuple[Any, ...]]) -> list[tuple[Any, ...
 class _MaskedStaticFiles(_Masking):
     """Mixin for a ``StaticFileHandler`` serving /files: the file streamed, masked."""
 
+    _masked_response = False
+
+    @web.authenticated
+    @authorized
+    async def head(self, path: str) -> None:
+        # Once, awaited: jupyter_server's FilesHandler.head calls get() twice and awaits
+        # only the second (the first coroutine never runs and is collected unawaited).
+        pending = self.get(path, include_body=False)
+        if pending is not None:
+            await pending
+
+    def compute_etag(self) -> str | None:
+        # A masked body is not the file on disk, so the file's hash does not tag it; and
+        # FilesHandler (it reads through the contents manager) has no file to hash:
+        # tornado's StaticFileHandler.compute_etag would fail on a HEAD there.
+        if self._masked_response or getattr(self, "absolute_path", None) is None:
+            return None
+        return super().compute_etag()  # type: ignore[misc,no-any-return]
+
     @web.authenticated
     @authorized
     async def get(self, path: str, include_body: bool = True) -> None:
@@ -160,6 +179,7 @@ class _MaskedStaticFiles(_Masking):
         if masker is None:
             await super().get(path, include_body=include_body)  # type: ignore[misc]
             return
+        self._masked_response = True
         handler: Any = self
         handler.check_xsrf_cookie()
         # As the server's AuthenticatedFileHandler: notebooks and ?download=1 as attachments.

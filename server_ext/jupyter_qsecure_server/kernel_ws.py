@@ -374,7 +374,8 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
         self._release_all()
         super().on_restart_failed()
 
-    def disconnect(self) -> None:
+    # ZMQChannelsWebsocketConnection.disconnect is synchronous; its base declares it async.
+    def disconnect(self) -> None:  # type: ignore[override]
         try:
             self._release_all()
         except Exception:  # noqa: S110 - closing anyway

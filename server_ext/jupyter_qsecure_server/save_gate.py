@@ -106,7 +106,8 @@ def _fail_closed(exc: BaseException, path: str) -> web.HTTPError:
 class _GateAware:
     """Mixin: record the requesting user for the gate; report refusals as JSON."""
 
-    async def prepare(self) -> None:
+    # JupyterHandler's signature; the API handlers below it take no argument (never redirect).
+    async def prepare(self, *, _redirect_to_login: bool = True) -> None:
         await super().prepare()  # type: ignore[misc]
         current_user.set(stable_user(self))
 

@@ -67,6 +67,9 @@ def cluster() -> Iterator[LocalCluster]:
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            # The scheduler serves HTTP even without a dashboard, on 8787 unless told otherwise;
+            # a port taken there (another cluster) makes distributed warn and pick another one.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             env={TESTING_ENV: "1"},
         )
         try:

@@ -45,12 +45,11 @@ def _writer(
 def test_sigkill_mid_append_leaves_a_verifiable_ledger_and_appends_resume(
     settings: QSecure, sqlite_url: str, child_env: dict[str, str]
 ) -> None:
-    process = _writer(sqlite_url, "killed", 100_000, 4, child_env)
-    assert process.stdout is not None
-    for _ in range(300):  # wait until it is well into appending (synchronised on its output)
-        assert process.stdout.readline(), process.stderr.read() if process.stderr else ""
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    with _writer(sqlite_url, "killed", 100_000, 4, child_env) as process:  # closes its pipes
+        assert process.stdout is not None
+        for _ in range(300):  # wait until it is well into appending (synchronised on output)
+            assert process.stdout.readline(), process.stderr.read() if process.stderr else ""
+        process.send_signal(signal.SIGKILL)
     assert process.returncode == -signal.SIGKILL
     with Ledger.open(sqlite_url, settings=settings) as ledger:
         report = ledger.verify()

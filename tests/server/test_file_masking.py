@@ -16,6 +16,7 @@ import asyncio
 import base64
 import json
 import secrets
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 from server_helpers import KernelClient, start, stdout_of
 from tornado import web
+from tornado.httpclient import HTTPClientError
 
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure.vault.exposure import CHUNK_SIZE, KIND
@@ -180,8 +182,7 @@ async def test_files_and_downloads_are_masked(
         assert_masked(download.body, values)
         if files_handler is None:
             assert download.headers.get("Cache-Control") == "no-store"
-    head = await jp_fetch("files", "run.log", method="HEAD")
-    assert head.code == 200 and not head.body
+    await assert_head(jp_fetch, "run.log")
     # Ranged and conditional requests get the whole masked body, never raw bytes or a 304.
     ranged = await jp_fetch(
         "files",
@@ -195,6 +196,33 @@ async def test_files_and_downloads_are_masked(
     blob = await jp_fetch("files", "blob.bin", method="GET", params={"download": "1"})
     assert len(blob.body) == len(raw)
     assert_overwritten(blob.body, values)
+
+
+async def assert_head(jp_fetch: Any, path: str) -> None:
+    """HEAD /files/PATH: 200 and no body, 404 for a missing file; no coroutine left unawaited.
+
+    jupyter_server's FilesHandler.head calls ``get`` twice and awaits only the second; with
+    an async ``get`` the first never runs and Python warns when it is collected.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        head = await jp_fetch("files", path, method="HEAD")
+        with pytest.raises(HTTPClientError) as missing:
+            await jp_fetch("files", "no-such-file.txt", method="HEAD")
+    assert head.code == 200 and not head.body
+    assert missing.value.code == 404 and not (missing.value.response and missing.value.response.body)
+    assert not [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+@pytest.mark.parametrize(
+    "files_handler", [None, "jupyter_server.files.handlers.FilesHandler"], indirect=True
+)
+async def test_head_of_a_file_is_answered_once(
+    jp_fetch: Any, jp_root_dir: Path, files_handler: str | None
+) -> None:
+    """HEAD without any injected value (the server's own path through our handler)."""
+    (jp_root_dir / "plain.txt").write_text("nothing secret here\n")
+    await assert_head(jp_fetch, "plain.txt")
 
 
 async def test_large_file_streams_masked_across_chunks(

@@ -28,7 +28,14 @@ from jupyter_qsecure.testing.circuits import ghz
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
-    local = LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None)
+    local = LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        # The scheduler serves HTTP even without a dashboard, on 8787 unless told otherwise.
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+    )
     try:
         yield local
     finally:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import threading
+import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -81,6 +83,24 @@ def test_requests_reuse_one_connection(server: ThreadingHTTPServer) -> None:
     assert conn.sock is not None  # requests and answers are small: no Nagle delay
     assert conn.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     session.close()
+
+
+def test_a_session_dropped_without_close_closes_its_connections(
+    server: ThreadingHTTPServer,
+) -> None:
+    """An owner that never calls close() (a signer, a kernel) leaks no socket."""
+    session = PooledSession()
+    _post(session, server, 1)
+    [conn] = _idle(session, server)
+    sock = conn.sock
+    assert sock is not None
+    del conn
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        del session
+        gc.collect()
+    assert sock.fileno() == -1, "the idle connection is still open"
+    assert not [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
 
 
 def test_a_connection_the_server_closed_is_replaced_not_retried(

@@ -40,6 +40,7 @@ from jupyter_qsecure.vault.secrets_spec import parse_secret_specs
 
 from .credentials import CredentialService
 from .defaults import make_qsecure_kernel_default
+from .fail_closed import run_or_stop
 from .file_masking import check_routes, file_routes, masked_contents_routes
 from .jobs_routes import job_routes
 from .kernel_output import KernelOutputLog, RegistryMasker
@@ -67,6 +68,22 @@ class QSecureExtension(ExtensionApp):
     kernel_output = Instance(KernelOutputLog, allow_none=True)
     contents_gate = Instance(ContentsGate, allow_none=True)
     jobs = Instance(JobService, allow_none=True)
+
+    # Fail closed: an error while linking or loading stops the server (fail_closed.py).
+    def _link_jupyter_server_extension(self, serverapp: Any) -> None:
+        run_or_stop(
+            "link its server extension",
+            serverapp.log,
+            lambda: super(QSecureExtension, self)._link_jupyter_server_extension(serverapp),
+        )
+
+    @classmethod
+    def _load_jupyter_server_extension(cls, serverapp: Any) -> None:
+        run_or_stop(
+            "start its server extension",
+            serverapp.log,
+            lambda: super(QSecureExtension, cls)._load_jupyter_server_extension(serverapp),  # type: ignore[no-untyped-call]  # jupyter_server leaves it unannotated
+        )
 
     @property
     def _qsecure(self) -> QSecure:

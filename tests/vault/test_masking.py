@@ -443,6 +443,22 @@ def test_stream_messages_use_the_carry_over_keyed_by_parent_and_stream_name() ->
     assert mask_message(first, masker)["content"]["text"] == "key: " + value[:7]
 
 
+def test_stderr_stream_messages_are_masked_as_stdout_is() -> None:
+    value = token()
+    masker = Masker({"api": value})
+    stream = StreamMasker(masker)
+    whole = jmsg("stream", {"name": "stderr", "text": "Warning: bad key " + value + "\n"})
+    assert mask_message(whole, masker)["content"]["text"] == f"Warning: bad key {P('api')}\n"
+    assert mask_message(whole, masker, stream)["content"] == {
+        "name": "stderr",
+        "text": f"Warning: bad key {P('api')}\n",
+    }
+    first = jmsg("stream", {"name": "stderr", "text": "key: " + value[:7]})
+    second = jmsg("stream", {"name": "stderr", "text": value[7:] + "\n"})
+    assert mask_message(first, masker, stream)["content"]["text"] == "key: "
+    assert mask_message(second, masker, stream)["content"]["text"] == P("api") + "\n"
+
+
 def test_a_masker_without_values_returns_an_equal_copy() -> None:
     msg = all_messages(token())[0]
     out = mask_message(msg, Masker({}))

@@ -161,6 +161,19 @@ def test_altered_filter_columns_are_detected(filled: tuple[Ledger, sqlite3.Conne
     assert "kind/actor/time columns" in report.first.message
 
 
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("actor", "local:nobody"), ("kind", "policy.changed"), ("ts", "2020-01-01T00:00:00Z")],
+)
+def test_one_altered_filter_column_alone_is_detected(
+    filled: tuple[Ledger, sqlite3.Connection], column: str, value: str
+) -> None:
+    ledger, conn = filled
+    conn.execute(f"UPDATE qsecure_entries SET {column}=? WHERE idx=12", (value,))
+    report = ledger.verify()
+    assert [(p.kind, p.index) for p in report.problems] == [("edited", 12)]
+
+
 def test_blob_replaced_by_text_is_reported_not_crashing(
     filled: tuple[Ledger, sqlite3.Connection],
 ) -> None:

@@ -314,6 +314,19 @@ def test_too_many_qubits(engine: PolicyEngine) -> None:
     assert (decision.limit, decision.actual) == (10, 11)
 
 
+def test_qubits_and_depth_at_the_limit_are_not_denied(engine: PolicyEngine) -> None:
+    # boundary: exactly max_qubits / max_depth passes those rules (max + 1 is denied above)
+    # (both are above the heavy-run thresholds: allowed pending approval, never denied)
+    for job in (circuit(num_qubits=10), circuit(depth=500), circuit(num_qubits=10, depth=500)):
+        decision = engine.decide(request(circuits=[circuit(), job]), ALICE)
+        assert decision.allowed is True, decision.message
+        assert decision.outcome == "pending_approval" and decision.rule == "heavy_run"
+    denied(
+        engine.decide(request(circuits=[circuit(), circuit(num_qubits=11)]), ALICE), "max_qubits"
+    )
+    denied(engine.decide(request(circuits=[circuit(), circuit(depth=501)]), ALICE), "max_depth")
+
+
 def test_too_deep(engine: PolicyEngine) -> None:
     decision = denied(engine.decide(request(circuits=[circuit(depth=812)]), ALICE), "max_depth")
     assert decision.message == "depth 812 exceeds dev limit 500"

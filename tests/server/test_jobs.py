@@ -21,6 +21,7 @@ import pytest
 from qiskit import QuantumCircuit, qpy
 from server_helpers import start, stdout_of
 
+from jupyter_qsecure.jobs import replay as replay_module
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure.testing.circuits import ghz
@@ -178,7 +179,12 @@ def job(qc: QuantumCircuit | list[QuantumCircuit], **extra: Any) -> dict[str, An
 
 
 async def test_qsubmit_magic_end_to_end_and_replay(
-    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, jp_environ: Any, qsecure_data_dir: Path
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_environ: Any,
+    qsecure_data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     install_kernelspec(user=True)
     _, client = await start(jp_fetch, jp_ws_fetch, "qsecure", "legacy")
@@ -203,6 +209,24 @@ async def test_qsubmit_magic_end_to_end_and_replay(
     replayed = cli(qsecure_data_dir, "replay", job_id)
     assert replayed.returncode == 0, replayed.stderr
     assert "matches the signed result" in replayed.stdout
+    # A simulator that comes back with other counts (one shot moved) is a mismatch.
+    archive = qsecure_data_dir / "jobs"
+    keyring = jp_serverapp.web_app.settings["qsecure_jobs"].keyring
+    assert replay_module.replay(archive, job_id, keyring).matches is True
+    real_run = replay_module.run_aer
+
+    def drifted(payload: dict[str, Any]) -> dict[str, Any]:
+        outcome = dict(real_run(payload))
+        first = dict(outcome["counts"][0])
+        first["000"], first["111"] = first["000"] - 1, first["111"] + 1
+        outcome["counts"] = [first, *outcome["counts"][1:]]
+        return outcome
+
+    monkeypatch.setattr(replay_module, "run_aer", drifted)
+    report = replay_module.replay(archive, job_id, keyring)
+    assert report.matches is False
+    assert report.replayed_digest != report.recorded_digest
+    assert len(report.differences) == 1 and report.differences[0].startswith("circuit 0: ")
 
 
 async def test_rest_errors_are_clear_and_recorded(

@@ -470,3 +470,39 @@ async def test_a_result_that_cannot_be_signed_is_withheld_and_recorded_as_failed
     ]
     assert kinds == [("job.decided", None), ("job.submitted", None), ("job.completed", "failed")]
     assert ledger.verify().ok
+
+
+async def test_job_routes_refuse_requests_without_the_kernel_bearer_token(
+    broker: Broker,
+) -> None:
+    token = await broker.kernel_token()
+    code, done, _ = await broker.post(token, job(ghz(2)))
+    assert code == 200 and done["status"] == "completed"
+    job_id = done["job_id"]
+    server_token = broker.app.identity_provider.token
+    base = f"{broker.base_url.rstrip('/')}/qsecure/api/jobs"
+
+    async def fetch(method: str, path: str, headers: dict[str, str]) -> Any:
+        return await broker.http.fetch(
+            f"{base}/{path}", method=method, headers=headers, raise_error=False
+        )
+
+    routes = [("GET", "keys"), ("GET", job_id), ("GET", uuid.uuid4().hex), ("DELETE", job_id)]
+    for headers in (
+        {},  # nothing at all
+        {"Authorization": f"token {server_token}"},  # the browser's Jupyter token is not enough
+        {"Authorization": f"Bearer {server_token}"},
+        {"Authorization": "Bearer qsk.forged-" + uuid.uuid4().hex},
+        {"Authorization": f"Basic {token}"},  # the right token under another scheme
+    ):
+        for method, path in routes:
+            response = await fetch(method, path, headers)
+            assert response.code in (401, 403), (method, path, response.code)
+            body = response.body.decode()
+            assert '"keys"' not in body and '"counts"' not in body and job_id not in body
+    # the same routes with the kernel's token: they exist and answer
+    keys = await fetch("GET", "keys", {"Authorization": f"Bearer {token}"})
+    assert keys.code == 200 and json.loads(keys.body)["keys"]
+    got = await fetch("GET", job_id, {"Authorization": f"Bearer {token}"})
+    assert got.code == 200 and json.loads(got.body)["status"] == "completed"
+    assert broker.service.get(token, job_id).status == "completed"  # nothing was cancelled

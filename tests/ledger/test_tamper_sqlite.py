@@ -47,6 +47,17 @@ def test_intact_ledger_verifies(filled: tuple[Ledger, sqlite3.Connection]) -> No
     ledger, _ = filled
     report = ledger.verify()
     assert report.ok and report.entries == 230 and report.unsigned_tail == 30
+    summary = report.to_json()
+    assert 0 <= summary.pop("seconds") < 600  # type: ignore[operator]
+    assert summary == {
+        "ok": True,
+        "entries": 230,
+        "checkpoints": 2,
+        "signatures": 4,  # each checkpoint is signed with Ed25519 and ML-DSA-65
+        "algorithms": ["ed25519", "ml-dsa-65"],
+        "unsigned_tail": 30,
+        "problems": [],
+    }
 
 
 def test_edited_body_names_the_entry(filled: tuple[Ledger, sqlite3.Connection]) -> None:
@@ -56,6 +67,14 @@ def test_edited_body_names_the_entry(filled: tuple[Ledger, sqlite3.Connection]) 
     assert not report.ok
     assert report.first.kind == "edited" and report.first.index == 41
     assert "entry 41" in report.first.message
+    problems = report.to_json()["problems"]
+    assert problems[0] == {
+        "kind": "edited",
+        "message": report.first.message,
+        "index": 41,
+        "checkpoint_seq": None,
+    }
+    assert report.to_json()["ok"] is False
 
 
 def test_edit_with_rewritten_leaf_hash_is_caught_by_tree_and_signed_root(

@@ -459,6 +459,21 @@ def test_stderr_stream_messages_are_masked_as_stdout_is() -> None:
     assert mask_message(second, masker, stream)["content"]["text"] == P("api") + "\n"
 
 
+def test_mask_value_masks_every_string_of_a_model_keys_included() -> None:
+    from jupyter_qsecure.vault.masking import _mask_value
+
+    value = token()
+    masker = Masker({"api": value})
+    model = {value: [value, (1, "x " + value), None, 2.5, True], 7: {"n": value}, "k": "plain"}
+    out = _mask_value(model, masker.mask)
+    assert out == {
+        P("api"): [P("api"), (1, "x " + P("api")), None, 2.5, True],
+        7: {"n": P("api")},
+        "k": "plain",
+    }
+    assert isinstance(out[P("api")][1], tuple)
+
+
 def test_a_masker_without_values_returns_an_equal_copy() -> None:
     msg = all_messages(token())[0]
     out = mask_message(msg, Masker({}))

@@ -200,3 +200,25 @@ def test_blob_replaced_by_text_is_reported_not_crashing(
     conn.execute("UPDATE qsecure_entries SET entry=CAST(entry AS TEXT) || ' ' WHERE idx=2")
     report = ledger.verify()
     assert report.first.kind == "edited" and report.first.index == 2
+
+
+def test_checkpoints_of_another_ledger_are_named_by_origin(
+    filled: tuple[Ledger, sqlite3.Connection],
+) -> None:
+    ledger, conn = filled
+    from jupyter_qsecure.ledger.verify import verify_ledger
+
+    saved = ledger.checkpoint()
+    foreign = saved.model_copy(
+        update={"body": saved.body.model_copy(update={"origin": "another.example/ledger"})}
+    )
+    report = verify_ledger(ledger.store, ledger.keyring, trusted=[foreign])
+    assert [(p.kind, p.index) for p in report.problems] == [("origin", None)]
+    assert "another ledger (another.example/ledger)" in report.problems[0].message
+    # the same inside the database: the stored checkpoint's body names another origin
+    (body,) = conn.execute("SELECT body FROM qsecure_checkpoints WHERE seq=0").fetchone()
+    other = json.loads(bytes(body))
+    other["origin"] = "another.example/ledger"
+    conn.execute("UPDATE qsecure_checkpoints SET body=? WHERE seq=0", (canonical_json(other),))
+    report = ledger.verify()
+    assert (report.first.kind, report.first.checkpoint_seq) == ("origin", 0)

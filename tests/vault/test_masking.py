@@ -493,3 +493,38 @@ def test_held_back_tail_is_exactly_the_longest_suffix_that_can_start_a_form() ->
         low = max(0, len(text) - max(map(len, forms)) + 1)
         brute = [p for p in range(low, len(text)) if text[p:] in prefixes]
         assert masker._engine._prefix_starts(text) == brute
+
+
+# --- found by mutation testing (docs/mutation-testing.md) ------------------------------
+
+
+def test_contains_any_sees_a_value_cut_by_an_html_entity_alone() -> None:
+    value = secrets.token_hex(8)  # 16 characters: each piece is shorter than a fragment
+    masker = Masker({"api": value})
+    cut = value[:8] + f"&#{ord(value[8])};" + value[9:]
+    assert "<" not in cut and masker.contains_any(f"shown: {cut}")
+    assert not masker.contains_any("shown: &amp; nothing else")
+
+
+def test_a_value_cut_by_svg_markup_gets_one_escaped_placeholder() -> None:
+    value = token()
+    masker = Masker({"a<b": value})
+    half = len(value) // 2
+    svg = f"<svg><text><tspan>{value[:half]}</tspan><tspan>{value[half:]}</tspan></text></svg>"
+    out = masker.mask_rendered(svg, "image/svg+xml")
+    assert out.count("«secret:a&lt;b»") == 1 and value[:half] not in out
+    html_out = masker.mask_rendered(f"<b>{value[:half]}</b><i>{value[half:]}</i>", "text/html")
+    assert html_out == "<b>«secret:a&lt;b»</b><i></i>"
+
+
+def test_stream_carry_over_reads_the_type_from_the_header() -> None:
+    value = token()
+    masker = Masker({"api": value})
+    stream = StreamMasker(masker)
+    msg = {
+        "header": {"msg_type": "stream"},  # no top-level msg_type, as on the wire
+        "parent_header": {"msg_id": "p"},
+        "content": {"name": "stdout", "text": "key: " + value[:7]},
+    }
+    assert mask_message(msg, masker, stream)["content"]["text"] == "key: "
+    assert stream.pending_keys() == [("p", "stdout")]

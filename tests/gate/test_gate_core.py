@@ -264,3 +264,33 @@ def test_a_redacted_copy_falls_back_to_replacement_characters() -> None:
 
     assert _Subject("text", charset="cp1252").encode("ok ✓ «x»") == "ok ? «x»".encode("cp1252")
     assert _Subject("text", charset="utf-8").encode("ok ✓") == "ok ✓".encode()
+
+
+def test_redacted_notebook_loses_secrets_in_joined_streams_and_rendered_html(
+    tmp_path: Path,
+) -> None:
+    gate = make_gate(tmp_path, mode="redact")
+    in_stream, in_html = fake_key(), fake_key()
+    outputs = [
+        {"output_type": "stream", "name": "stdout", "text": "connecting\n"},
+        {"output_type": "stream", "name": "stdout", "text": f"key = '{in_stream}' ok\n"},
+        {
+            "output_type": "display_data",
+            "metadata": {},
+            "data": {"text/html": f"<p>aws key: <b>{in_html[:10]}</b>{in_html[10:]}</p>"},
+        },
+    ]
+    cell = {"cell_type": "code", "source": "run()", "metadata": {}, "outputs": outputs}
+    nb = {
+        "cells": [{**cell, "execution_count": 1}],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    outcome = gate.check_model({"type": "notebook", "content": nb}, "n.ipynb", "u")
+    assert outcome.action == "redact" and outcome.model is not None
+    out = outcome.model["content"]["cells"][0]["outputs"]
+    assert out[0]["text"] == "connecting\n"  # the other stream message is untouched
+    assert out[1]["text"].startswith("key = '«") and out[1]["text"].endswith("»' ok\n")
+    dumped = json.dumps(out)
+    assert in_stream not in dumped and in_html[:10] not in dumped and in_html[10:] not in dumped

@@ -204,6 +204,7 @@ def test_allowed_job(engine: PolicyEngine) -> None:
 def test_environment_mismatch(engine: PolicyEngine) -> None:
     decision = engine.decide(request(), Identity(user="alice", environment="prod"))
     denied(decision, "environment")
+    assert (decision.limit, decision.actual) == ("dev", "prod")
     assert decision.message == (
         "identity environment 'prod' does not match the policy environment 'dev'"
     )
@@ -238,6 +239,7 @@ def test_no_method_means_automatic(tmp_path: Path) -> None:
 def test_unknown_noise(engine: PolicyEngine) -> None:
     decision = denied(engine.decide(request(noise="thermal"), ALICE), "allowed_noise")
     assert decision.message == "noise model 'thermal' is not allowed in dev (allowed: depolarizing)"
+    assert (decision.limit, decision.actual) == (["depolarizing"], "thermal")
     assert engine.decide(request(noise="depolarizing"), ALICE).allowed
     assert engine.decide(request(noise=None), ALICE).allowed
 

@@ -222,3 +222,152 @@ def test_location_texts() -> None:
     )
     assert at(where="metadata", line=2) == "notebook metadata, line 2"
     assert at(line=7) == "line 7"
+
+
+# ---- found by mutation testing (docs/mutation-testing.md) -----------------------------------
+
+
+def test_block_message_counts_the_secrets_and_names_the_recovery_command(tmp_path: Path) -> None:
+    ledger = ListLedger()
+    gate = make_gate(tmp_path, ledger=ledger)
+    text = f"a={fake_key()}\nb={fake_key()}\n"
+    outcome = gate.check_model({"type": "file", "format": "text", "content": text}, "f.env", "al")
+    assert outcome.action == "block" and len(outcome.findings) == 2
+    assert outcome.message.startswith("Save of f.env refused: 2 secrets found (AWS Access Key")
+    assert outcome.message.endswith(
+        "Your unsaved content is kept encrypted: "
+        f"`jupyter qsecure recover restore {outcome.recovery_id}`."
+    )
+    ((kind, body, actor),) = ledger.entries
+    assert body == {
+        "path": "f.env",
+        "user": "al",
+        "mode": "block",
+        "findings": [
+            {"type": f.type, "fingerprint": f.fingerprint, "cell": None, "where": None}
+            for f in outcome.findings
+        ],
+        "recovery_id": outcome.recovery_id,
+    }
+    one = gate.check_model(
+        {"type": "file", "format": "text", "content": "a=" + fake_key()}, "g", "u"
+    )
+    assert "refused: 1 secret found (" in one.message
+
+
+def test_scan_failure_is_recorded_as_an_error_with_its_recovery_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = ListLedger()
+    gate = make_gate(tmp_path, ledger=ledger)
+    monkeypatch.setattr(gate.scanner, "scan_text", lambda *a, **k: 1 / 0)
+    with pytest.raises(GateError):
+        gate.check_model({"type": "file", "format": "text", "content": "work"}, "w.txt", "u")
+    ((kind, body, _),) = ledger.entries
+    (kept,) = gate.recovery.list()
+    assert (kind, body["mode"], body["recovery_id"]) == ("save.refused", "error", kept.id)
+
+
+def test_redact_keeps_a_recovery_copy_and_notebooks_stay_notebooks(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path, mode="redact")
+    secret = fake_key()
+    nb = {
+        "cells": [
+            {
+                "cell_type": "code",
+                "source": f"k = '{secret}'",
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+            }
+        ],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    outcome = gate.check_model({"type": "notebook", "content": nb}, "n.ipynb", "u")
+    assert outcome.action == "redact" and outcome.recovery_id
+    assert [r.reason for r in gate.recovery.list()] == ["redacted on save"]
+    assert outcome.findings[0].path == "n.ipynb" and outcome.findings[0].where == "source"
+    assert outcome.model is not None and isinstance(outcome.model["content"], dict)
+    assert secret not in json.dumps(outcome.model["content"])
+    # the same notebook saved as text stays text
+    text = json.dumps(nb)
+    model = {"type": "file", "format": "text", "content": text}
+    as_text = gate.check_model(model, "n.ipynb", "u").model
+    assert as_text is not None and isinstance(as_text["content"], str)
+    assert secret not in as_text["content"] and json.loads(as_text["content"])["cells"]
+
+
+def test_injected_values_are_found_and_redacted_in_notebooks_and_text(tmp_path: Path) -> None:
+    injected = secrets.token_urlsafe(24)
+    nb = {
+        "cells": [{"cell_type": "markdown", "source": f"v {injected}", "metadata": {}}],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    block = make_gate(tmp_path / "b", values=(injected,))
+    assert block.check_model({"type": "notebook", "content": nb}, "n.ipynb", "u").action == "block"
+    redact = make_gate(tmp_path / "r", mode="redact", values=(injected,))
+    model = {"type": "file", "format": "text", "content": f"v = {injected}\n"}
+    out = redact.check_model(model, "v.txt", "u").model
+    assert out is not None and injected not in out["content"]
+
+
+def test_allowed_bytes_come_back_as_they_are_and_directories_are_not_scanned(
+    tmp_path: Path,
+) -> None:
+    gate = make_gate(tmp_path)
+    raw = b"print('hello')\n"
+    assert gate.check_bytes(raw, "a.py", "u").content == raw
+    listing = {"type": "directory", "content": f"k={fake_key()}"}
+    assert gate.check_model(listing, "d", "u").action == "allow"
+
+
+def test_base64_with_line_breaks_and_broken_ipynb_text_are_scanned(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path)
+    secret = fake_key()
+    encoded = base64.encodebytes(("x = 1\n" * 30 + f"k = '{secret}'\n").encode()).decode()
+    assert "\n" in encoded  # MIME-style lines, as some clients send
+    model = {"type": "file", "format": "base64", "content": encoded}
+    assert gate.check_model(model, "m.py", "u").action == "block"
+    broken = {"type": "file", "format": "text", "content": f'{{"cells": [ k = "{secret}"'}
+    assert gate.check_model(broken, "b.ipynb", "u").action == "block"
+
+
+def test_a_redacted_copy_falls_back_to_replacement_characters() -> None:
+    from jupyter_qsecure.gate.gate import _Subject
+
+    assert _Subject("text", charset="cp1252").encode("ok ✓ «x»") == "ok ? «x»".encode("cp1252")
+    assert _Subject("text", charset="utf-8").encode("ok ✓") == "ok ✓".encode()
+
+
+def test_redacted_notebook_loses_secrets_in_joined_streams_and_rendered_html(
+    tmp_path: Path,
+) -> None:
+    gate = make_gate(tmp_path, mode="redact")
+    in_stream, in_html = fake_key(), fake_key()
+    outputs = [
+        {"output_type": "stream", "name": "stdout", "text": "connecting\n"},
+        {"output_type": "stream", "name": "stdout", "text": f"key = '{in_stream}' ok\n"},
+        {
+            "output_type": "display_data",
+            "metadata": {},
+            "data": {"text/html": f"<p>aws key: <b>{in_html[:10]}</b>{in_html[10:]}</p>"},
+        },
+    ]
+    cell = {"cell_type": "code", "source": "run()", "metadata": {}, "outputs": outputs}
+    nb = {
+        "cells": [{**cell, "execution_count": 1}],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    outcome = gate.check_model({"type": "notebook", "content": nb}, "n.ipynb", "u")
+    assert outcome.action == "redact" and outcome.model is not None
+    out = outcome.model["content"]["cells"][0]["outputs"]
+    assert out[0]["text"] == "connecting\n"  # the other stream message is untouched
+    assert out[1]["text"].startswith("key = '«") and out[1]["text"].endswith("»' ok\n")
+    dumped = json.dumps(out)
+    assert in_stream not in dumped and in_html[:10] not in dumped and in_html[10:] not in dumped

@@ -94,6 +94,8 @@ class FakeBroker:
         self.tamper = False  # flip a count after signing
         self.swap_subject = False  # sign a manifest naming another circuit
         self.relink = False  # result linked to another manifest digest
+        self.manifest_signer: Any = None  # sign the manifest only with this (untrusted) key
+        self.result_signer: Any = None  # sign the result only with this (untrusted) key
         self.replay_last = False  # answer with the previous job's signed record, as is
         self.polls_to_finish = 0  # GETs a queued job stays queued/running
         self.sleep = 0.0  # delay every answer
@@ -283,7 +285,7 @@ class FakeBroker:
             submitted_at=now,
             request_id=body.get("request_id"),
         )
-        manifest = m.sign_envelope(statement, self.signer)
+        manifest = m.sign_envelope(statement, self.manifest_signer or self.signer)
         metadata = {"seed": seed, "shots": shots, "seed_transpiler": 11}
         digest = m.statement_digest(manifest)
         result_statement = m.build_result_statement(
@@ -293,7 +295,7 @@ class FakeBroker:
             metadata=metadata,
             completed_at=now,
         )
-        result_envelope = m.sign_envelope(result_statement, self.signer)
+        result_envelope = m.sign_envelope(result_statement, self.result_signer or self.signer)
         if self.tamper:  # move one shot from the most to the least frequent outcome
             c = counts[0]
             hi, lo = max(c, key=c.get), min(c, key=c.get)

@@ -204,6 +204,7 @@ def test_allowed_job(engine: PolicyEngine) -> None:
 def test_environment_mismatch(engine: PolicyEngine) -> None:
     decision = engine.decide(request(), Identity(user="alice", environment="prod"))
     denied(decision, "environment")
+    assert (decision.limit, decision.actual) == ("dev", "prod")
     assert decision.message == (
         "identity environment 'prod' does not match the policy environment 'dev'"
     )
@@ -238,6 +239,7 @@ def test_no_method_means_automatic(tmp_path: Path) -> None:
 def test_unknown_noise(engine: PolicyEngine) -> None:
     decision = denied(engine.decide(request(noise="thermal"), ALICE), "allowed_noise")
     assert decision.message == "noise model 'thermal' is not allowed in dev (allowed: depolarizing)"
+    assert (decision.limit, decision.actual) == (["depolarizing"], "thermal")
     assert engine.decide(request(noise="depolarizing"), ALICE).allowed
     assert engine.decide(request(noise=None), ALICE).allowed
 
@@ -312,6 +314,19 @@ def test_too_many_qubits(engine: PolicyEngine) -> None:
     )
     assert decision.message == "qubits 11 exceeds dev limit 10"
     assert (decision.limit, decision.actual) == (10, 11)
+
+
+def test_qubits_and_depth_at_the_limit_are_not_denied(engine: PolicyEngine) -> None:
+    # boundary: exactly max_qubits / max_depth passes those rules (max + 1 is denied above)
+    # (both are above the heavy-run thresholds: allowed pending approval, never denied)
+    for job in (circuit(num_qubits=10), circuit(depth=500), circuit(num_qubits=10, depth=500)):
+        decision = engine.decide(request(circuits=[circuit(), job]), ALICE)
+        assert decision.allowed is True, decision.message
+        assert decision.outcome == "pending_approval" and decision.rule == "heavy_run"
+    denied(
+        engine.decide(request(circuits=[circuit(), circuit(num_qubits=11)]), ALICE), "max_qubits"
+    )
+    denied(engine.decide(request(circuits=[circuit(), circuit(depth=501)]), ALICE), "max_depth")
 
 
 def test_too_deep(engine: PolicyEngine) -> None:
@@ -767,3 +782,83 @@ def test_job_request_validation() -> None:
     assert kept.circuits[0].model_extra == {"circuit_hash": "ab" * 32, "name": "bell"}
     with pytest.raises(ValidationError):
         Identity(user="", environment="dev")
+
+
+# --------------------------------------------------------------------------- records (mutation testing)
+
+
+def test_ledger_body_and_denial_are_exact(engine: PolicyEngine) -> None:
+    decision = engine.decide(request(circuits=[circuit(num_qubits=11)]), ALICE)
+    body = decision.to_ledger_body()
+    assert body == {
+        "decision_id": decision.decision_id,
+        "outcome": "denied",
+        "allowed": False,
+        "needs_approval": False,
+        "rule": "max_qubits",
+        "limit": 10,
+        "actual": 11,
+        "message": "qubits 11 exceeds dev limit 10",
+        "policy_sha256": decision.policy_sha256,
+        "policy_version": "7",
+        "environment": "dev",
+        "evaluated_at": "2026-03-04T12:00:00.000000Z",
+        "identity_key": "dev:alice",
+        "shots_charged": 0,
+    }
+    assert decision.to_denial() == {
+        "error": "denied",
+        "rule": "max_qubits",
+        "limit": 10,
+        "message": "qubits 11 exceeds dev limit 10",
+        "decision_id": decision.decision_id,
+    }
+
+
+def test_json_safe_keeps_exact_integers_and_stringifies_the_rest() -> None:
+    from jupyter_qsecure.jobs.policy import _JSON_SAFE_INT, _json_safe
+
+    top = _JSON_SAFE_INT
+    assert _json_safe(top) == top and _json_safe(-top) == -top  # the bounds are exact in JSON
+    assert _json_safe(top + 1) == str(top + 1) and _json_safe(-top - 1) == str(-top - 1)
+    assert _json_safe(None) is None and _json_safe(True) is True and _json_safe(0) == 0
+    nested = {1: (2, [top + 1, None]), "s": "x", "f": 1.5, "p": Path("a")}
+    assert _json_safe(nested) == {"1": [2, [str(top + 1), None]], "s": "x", "f": 1.5, "p": "a"}
+
+
+def test_evaluated_at_is_written_in_utc_whatever_the_local_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+    from datetime import timedelta
+
+    from jupyter_qsecure.jobs.policy import _utc_text
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        moment = datetime(2026, 1, 1, 12, 30, tzinfo=timezone(timedelta(hours=2)))
+        assert _utc_text(moment) == "2026-01-01T10:30:00.000000Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_policy_problems_render_their_key_and_reason() -> None:
+    from jupyter_qsecure.jobs.policy import _render_key, _render_problem
+
+    assert _render_key(()) == "(file)"
+    assert _render_key(("version",)) == "version"
+    assert _render_key(("a", "b")) == "a.b"
+    assert _render_key(("dev",)) == "[dev]"
+    assert _render_key(("dev", "heavy_run", "qubits")) == "[dev] heavy_run.qubits"
+    review = _render_problem({"loc": ("dev", "review", "x"), "type": "extra_forbidden"})
+    assert review == "unknown key (known keys: approvals_required, allow_self_approval)"
+    heavy = _render_problem({"loc": ("dev", "heavy_run", "x"), "type": "extra_forbidden"})
+    assert heavy.startswith("unknown key (known keys: qubits, ")
+    assert _render_problem({"loc": (), "type": "x", "msg": "Assertion failed, no"}) == "no"
+    assert _render_problem({"loc": (), "type": "x", "msg": "Value error, bad"}) == "bad"
+    assert _render_problem({"loc": (), "type": "int_type", "msg": "not an int"}) == "not an int"
+    got = _render_problem({"loc": (), "type": "int_type", "msg": "not an int", "input": "7"})
+    assert got == "not an int (got '7')"
+    assert _render_problem({"loc": (), "type": "t", "msg": "m", "input": {"a": 1}}) == "m"

@@ -303,6 +303,27 @@ def test_no_value_in_environment_or_files(kernel: Kernel) -> None:
             assert value.encode() not in data, f"{path} holds a value"
 
 
+def test_no_value_of_an_earlier_execution_left_in_environment(kernel: Kernel) -> None:
+    # the first execution reads everything; what it leaves behind shows in the next ones
+    earlier = credentials()
+    run = kernel.execute(
+        "from jupyter_qsecure import secrets\n"
+        "secrets.get('api'); secrets.get('warehouse'); secrets.token()",
+        meta(earlier),
+    )
+    assert run.ok, run.error
+    dump = "import json, os\nprint(json.dumps(dict(os.environ)))"
+    later = credentials()
+    for metadata in (meta(later), None):  # with other credentials, and with none at all
+        run = kernel.execute(dump, metadata)
+        assert run.ok, run.error
+        environ = json.loads(run.stdout)
+        assert environ["IPYTHONDIR"] == str(kernel.ipython_dir)  # the kernel's real environment
+        environ_text = json.dumps(environ)
+        left = [i for i, value in enumerate(values_of(earlier)) if value in environ_text]
+        assert left == [], "values of the earlier execution are in os.environ"
+
+
 def test_status_shows_leases_never_values(kernel: Kernel) -> None:
     block = credentials()
     run = kernel.execute("%qsecure status", meta(block))

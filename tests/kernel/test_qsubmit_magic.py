@@ -381,7 +381,27 @@ def test_tampered_result_is_refused(session: Session, capsys) -> None:
 
 def test_wrong_signing_key_is_refused(session: Session, capsys, tmp_path: Path) -> None:
     session.broker.use_wrong_key(tmp_path)
-    _fails(session, capsys, "manifest does not verify")
+    err = _fails(session, capsys, "manifest does not verify")
+    assert err.failed_checks == ["manifest signature"]  # the first check refuses it
+
+
+@pytest.mark.parametrize("bad", ["manifest", "result"])
+def test_one_envelope_signed_by_an_untrusted_key_is_refused_by_that_check(
+    session: Session, capsys, tmp_path: Path, bad: str
+) -> None:
+    # one envelope signed by a key the broker does not publish, the other one valid:
+    # the failure is named by its check, not only by the wording of the message
+    from jupyter_qsecure.signing.signers import Ed25519FileSigner
+
+    setattr(session.broker, f"{bad}_signer", Ed25519FileSigner(tmp_path / "untrusted.pem"))
+    session.ns["qc"] = ghz(3)
+    res = session.run("r = %qsubmit qc --shots 256 --seed 9")
+    err = res.error_in_exec
+    assert type(err) is ResultVerificationFailed
+    assert err.failed_checks == [f"{bad} signature"]
+    assert len(err.failures) == 1 and err.job_id in session.broker.jobs
+    assert "r" not in session.ns  # no counts returned
+    assert "Traceback" not in shown(capsys)
 
 
 def test_manifest_naming_another_circuit_is_refused(session: Session, capsys) -> None:

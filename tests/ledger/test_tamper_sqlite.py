@@ -47,6 +47,17 @@ def test_intact_ledger_verifies(filled: tuple[Ledger, sqlite3.Connection]) -> No
     ledger, _ = filled
     report = ledger.verify()
     assert report.ok and report.entries == 230 and report.unsigned_tail == 30
+    summary = report.to_json()
+    assert 0 <= summary.pop("seconds") < 600  # type: ignore[operator]
+    assert summary == {
+        "ok": True,
+        "entries": 230,
+        "checkpoints": 2,
+        "signatures": 4,  # each checkpoint is signed with Ed25519 and ML-DSA-65
+        "algorithms": ["ed25519", "ml-dsa-65"],
+        "unsigned_tail": 30,
+        "problems": [],
+    }
 
 
 def test_edited_body_names_the_entry(filled: tuple[Ledger, sqlite3.Connection]) -> None:
@@ -56,6 +67,14 @@ def test_edited_body_names_the_entry(filled: tuple[Ledger, sqlite3.Connection]) 
     assert not report.ok
     assert report.first.kind == "edited" and report.first.index == 41
     assert "entry 41" in report.first.message
+    problems = report.to_json()["problems"]
+    assert problems[0] == {
+        "kind": "edited",
+        "message": report.first.message,
+        "index": 41,
+        "checkpoint_seq": None,
+    }
+    assert report.to_json()["ok"] is False
 
 
 def test_edit_with_rewritten_leaf_hash_is_caught_by_tree_and_signed_root(
@@ -161,6 +180,19 @@ def test_altered_filter_columns_are_detected(filled: tuple[Ledger, sqlite3.Conne
     assert "kind/actor/time columns" in report.first.message
 
 
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("actor", "local:nobody"), ("kind", "policy.changed"), ("ts", "2020-01-01T00:00:00Z")],
+)
+def test_one_altered_filter_column_alone_is_detected(
+    filled: tuple[Ledger, sqlite3.Connection], column: str, value: str
+) -> None:
+    ledger, conn = filled
+    conn.execute(f"UPDATE qsecure_entries SET {column}=? WHERE idx=12", (value,))
+    report = ledger.verify()
+    assert [(p.kind, p.index) for p in report.problems] == [("edited", 12)]
+
+
 def test_blob_replaced_by_text_is_reported_not_crashing(
     filled: tuple[Ledger, sqlite3.Connection],
 ) -> None:
@@ -168,3 +200,25 @@ def test_blob_replaced_by_text_is_reported_not_crashing(
     conn.execute("UPDATE qsecure_entries SET entry=CAST(entry AS TEXT) || ' ' WHERE idx=2")
     report = ledger.verify()
     assert report.first.kind == "edited" and report.first.index == 2
+
+
+def test_checkpoints_of_another_ledger_are_named_by_origin(
+    filled: tuple[Ledger, sqlite3.Connection],
+) -> None:
+    ledger, conn = filled
+    from jupyter_qsecure.ledger.verify import verify_ledger
+
+    saved = ledger.checkpoint()
+    foreign = saved.model_copy(
+        update={"body": saved.body.model_copy(update={"origin": "another.example/ledger"})}
+    )
+    report = verify_ledger(ledger.store, ledger.keyring, trusted=[foreign])
+    assert [(p.kind, p.index) for p in report.problems] == [("origin", None)]
+    assert "another ledger (another.example/ledger)" in report.problems[0].message
+    # the same inside the database: the stored checkpoint's body names another origin
+    (body,) = conn.execute("SELECT body FROM qsecure_checkpoints WHERE seq=0").fetchone()
+    other = json.loads(bytes(body))
+    other["origin"] = "another.example/ledger"
+    conn.execute("UPDATE qsecure_checkpoints SET body=? WHERE seq=0", (canonical_json(other),))
+    report = ledger.verify()
+    assert (report.first.kind, report.first.checkpoint_seq) == ("origin", 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import secrets
 from urllib.parse import quote, quote_plus
 
 import pytest
@@ -157,3 +158,22 @@ def test_exact_matches_are_remembered_per_text_and_value_set(
     other = scanner.scan_notebook(nb, exact_values=[second])
     injected = [f for f in other.findings if f.type.startswith("Injected")]
     assert len(injected) == 1 and injected[0].cell == 1 and searched
+
+
+def test_every_escaped_form_is_a_form_and_a_fragment_source() -> None:
+    # found by mutation testing: quote=False HTML and non-ASCII JSON forms were untested
+    from jupyter_qsecure.scan.exact import encoded_forms, fragment_sources
+
+    value = 'p"w<é>' + secrets.token_urlsafe(12)
+    forms = encoded_forms(value)
+    assert forms[html.escape(value, quote=False)] == "html"
+    assert forms[html.escape(value)] == "html"
+    assert forms[json.dumps(value, ensure_ascii=False)[1:-1]] == "json"
+    sources = fragment_sources(value)
+    for form in (
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        json.dumps(value)[1:-1],
+        html.escape(value, quote=False),
+        html.escape(value),
+    ):
+        assert form in sources

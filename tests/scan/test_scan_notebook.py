@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import nbformat
+import pytest
 import scan_fakes as fk
 
 from jupyter_qsecure.scan import Scanner, as_notebook
@@ -135,6 +136,25 @@ def test_cell_metadata() -> None:
     nb = fk.code_notebook("x = 1")
     nb.cells[0].metadata["connection"] = {"host": "db", "password": secret}
     _only(Scanner().scan_notebook(nb), cell=0, where="metadata", type="Secret Keyword")
+
+
+@pytest.mark.parametrize("output_type", ["display_data", "execute_result"])
+def test_secret_only_in_output_metadata(output_type: str) -> None:
+    # the data bundle is harmless; the only copy of the secret is the output's own metadata
+    secret = fk.password()
+    extra = {"execution_count": 1} if output_type == "execute_result" else {}
+    nb = _nb_with_outputs(
+        nbformat.v4.new_output("stream", name="stdout", text="connected\n"),
+        nbformat.v4.new_output(
+            output_type,
+            data={"text/plain": "<Connection db>"},
+            metadata={"connection": {"host": "db", "password": secret}},
+            **extra,
+        ),
+    )
+    result = Scanner().scan_notebook(nb)
+    _only(result, cell=0, where="outputs", output=1, type="Secret Keyword")
+    assert secret not in fk.dumps_all(result.to_json())
 
 
 def test_text_attachment() -> None:

@@ -47,6 +47,7 @@ async def test_secret_reaches_code_but_never_the_browser(
         "sys.stdout.write(v[:7]); sys.stdout.flush(); sys.stdout.write(v[7:] + '\\n'); sys.stdout.flush()\n"
         "display({'text/html': '<b>' + v + '</b>', 'text/plain': v}, raw=True)\n"
         "print('tok', secrets.token())\n"
+        "print('err', v, file=sys.stderr); sys.stderr.flush()\n"
         "v\n"
     )
     messages = await client.execute(code)
@@ -67,7 +68,14 @@ async def test_secret_reaches_code_but_never_the_browser(
         f"digest {hashlib.sha256(fake_value.encode()).hexdigest()}" in out
     )  # the code got the value
     assert "raw «secret:ibm»" in out and "b64 " in out
-    assert out.count("«secret:ibm»") >= 3  # raw, base64 and the split write
+    assert out.count("«secret:ibm»") >= 4  # raw, base64, the split write and stderr
+    err = "".join(
+        m["content"]["text"]
+        for m in messages
+        if m["header"]["msg_type"] == "stream" and m["content"]["name"] == "stderr"
+    )
+    stderr_masked = "err «secret:ibm»" in err  # a bool: a failure never prints the text
+    assert stderr_masked, "stderr is masked as stdout is"
     results = [m for m in messages if m["header"]["msg_type"] in ("display_data", "execute_result")]
     assert results and all(
         "«secret:ibm»" in json.dumps(m["content"], ensure_ascii=False) for m in results

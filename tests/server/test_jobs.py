@@ -21,6 +21,7 @@ import pytest
 from qiskit import QuantumCircuit, qpy
 from server_helpers import start, stdout_of
 
+from jupyter_qsecure.jobs import replay as replay_module
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure.testing.circuits import ghz
@@ -178,7 +179,12 @@ def job(qc: QuantumCircuit | list[QuantumCircuit], **extra: Any) -> dict[str, An
 
 
 async def test_qsubmit_magic_end_to_end_and_replay(
-    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, jp_environ: Any, qsecure_data_dir: Path
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_environ: Any,
+    qsecure_data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     install_kernelspec(user=True)
     _, client = await start(jp_fetch, jp_ws_fetch, "qsecure", "legacy")
@@ -203,6 +209,24 @@ async def test_qsubmit_magic_end_to_end_and_replay(
     replayed = cli(qsecure_data_dir, "replay", job_id)
     assert replayed.returncode == 0, replayed.stderr
     assert "matches the signed result" in replayed.stdout
+    # A simulator that comes back with other counts (one shot moved) is a mismatch.
+    archive = qsecure_data_dir / "jobs"
+    keyring = jp_serverapp.web_app.settings["qsecure_jobs"].keyring
+    assert replay_module.replay(archive, job_id, keyring).matches is True
+    real_run = replay_module.run_aer
+
+    def drifted(payload: dict[str, Any]) -> dict[str, Any]:
+        outcome = dict(real_run(payload))
+        first = dict(outcome["counts"][0])
+        first["000"], first["111"] = first["000"] - 1, first["111"] + 1
+        outcome["counts"] = [first, *outcome["counts"][1:]]
+        return outcome
+
+    monkeypatch.setattr(replay_module, "run_aer", drifted)
+    report = replay_module.replay(archive, job_id, keyring)
+    assert report.matches is False
+    assert report.replayed_digest != report.recorded_digest
+    assert len(report.differences) == 1 and report.differences[0].startswith("circuit 0: ")
 
 
 async def test_rest_errors_are_clear_and_recorded(
@@ -446,3 +470,39 @@ async def test_a_result_that_cannot_be_signed_is_withheld_and_recorded_as_failed
     ]
     assert kinds == [("job.decided", None), ("job.submitted", None), ("job.completed", "failed")]
     assert ledger.verify().ok
+
+
+async def test_job_routes_refuse_requests_without_the_kernel_bearer_token(
+    broker: Broker,
+) -> None:
+    token = await broker.kernel_token()
+    code, done, _ = await broker.post(token, job(ghz(2)))
+    assert code == 200 and done["status"] == "completed"
+    job_id = done["job_id"]
+    server_token = broker.app.identity_provider.token
+    base = f"{broker.base_url.rstrip('/')}/qsecure/api/jobs"
+
+    async def fetch(method: str, path: str, headers: dict[str, str]) -> Any:
+        return await broker.http.fetch(
+            f"{base}/{path}", method=method, headers=headers, raise_error=False
+        )
+
+    routes = [("GET", "keys"), ("GET", job_id), ("GET", uuid.uuid4().hex), ("DELETE", job_id)]
+    for headers in (
+        {},  # nothing at all
+        {"Authorization": f"token {server_token}"},  # the browser's Jupyter token is not enough
+        {"Authorization": f"Bearer {server_token}"},
+        {"Authorization": "Bearer qsk.forged-" + uuid.uuid4().hex},
+        {"Authorization": f"Basic {token}"},  # the right token under another scheme
+    ):
+        for method, path in routes:
+            response = await fetch(method, path, headers)
+            assert response.code in (401, 403), (method, path, response.code)
+            body = response.body.decode()
+            assert '"keys"' not in body and '"counts"' not in body and job_id not in body
+    # the same routes with the kernel's token: they exist and answer
+    keys = await fetch("GET", "keys", {"Authorization": f"Bearer {token}"})
+    assert keys.code == 200 and json.loads(keys.body)["keys"]
+    got = await fetch("GET", job_id, {"Authorization": f"Bearer {token}"})
+    assert got.code == 200 and json.loads(got.body)["status"] == "completed"
+    assert broker.service.get(token, job_id).status == "completed"  # nothing was cancelled

@@ -202,6 +202,34 @@ async def test_scanner_failure_refuses_the_save(
     assert not (jp_root_dir / "any.ipynb").exists()
 
 
+async def test_scanner_failure_on_the_assembled_upload_refuses_it(
+    jp_fetch: Any, jp_root_dir: Path, jp_serverapp: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = jp_serverapp.web_app.settings["qsecure_save_gate"]
+    (jp_root_dir / "data.txt").write_text("original\n")
+    calls: list[int] = []
+
+    def broken(text: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(text))
+        raise RuntimeError("detector crashed")
+
+    monkeypatch.setattr(gate.scanner, "scan_text", broken)
+    pieces = [b"x = 1\n" * 2000, b"y = 2\n" * 2000]
+    for number, piece in zip([1, -1], pieces, strict=True):
+        model = {"type": "file", "format": "base64", "chunk": number}
+        model["content"] = base64.b64encode(piece).decode()
+        if number == 1:
+            await put(jp_fetch, "data.txt", model)  # staged only: nothing is scanned yet
+            assert calls == []
+            continue
+        with pytest.raises(HTTPClientError) as info:
+            await put(jp_fetch, "data.txt", model)
+        assert info.value.code == 500
+        assert "refused to be safe" in info.value.response.body.decode()
+    assert calls == [len(b"".join(pieces))]  # the whole assembled file went to the scanner
+    assert (jp_root_dir / "data.txt").read_text() == "original\n"
+
+
 async def test_unauthenticated_save_is_forbidden(
     http_server_client: Any, jp_base_url: str, jp_root_dir: Path
 ) -> None:

@@ -443,6 +443,37 @@ def test_stream_messages_use_the_carry_over_keyed_by_parent_and_stream_name() ->
     assert mask_message(first, masker)["content"]["text"] == "key: " + value[:7]
 
 
+def test_stderr_stream_messages_are_masked_as_stdout_is() -> None:
+    value = token()
+    masker = Masker({"api": value})
+    stream = StreamMasker(masker)
+    whole = jmsg("stream", {"name": "stderr", "text": "Warning: bad key " + value + "\n"})
+    assert mask_message(whole, masker)["content"]["text"] == f"Warning: bad key {P('api')}\n"
+    assert mask_message(whole, masker, stream)["content"] == {
+        "name": "stderr",
+        "text": f"Warning: bad key {P('api')}\n",
+    }
+    first = jmsg("stream", {"name": "stderr", "text": "key: " + value[:7]})
+    second = jmsg("stream", {"name": "stderr", "text": value[7:] + "\n"})
+    assert mask_message(first, masker, stream)["content"]["text"] == "key: "
+    assert mask_message(second, masker, stream)["content"]["text"] == P("api") + "\n"
+
+
+def test_mask_value_masks_every_string_of_a_model_keys_included() -> None:
+    from jupyter_qsecure.vault.masking import _mask_value
+
+    value = token()
+    masker = Masker({"api": value})
+    model = {value: [value, (1, "x " + value), None, 2.5, True], 7: {"n": value}, "k": "plain"}
+    out = _mask_value(model, masker.mask)
+    assert out == {
+        P("api"): [P("api"), (1, "x " + P("api")), None, 2.5, True],
+        7: {"n": P("api")},
+        "k": "plain",
+    }
+    assert isinstance(out[P("api")][1], tuple)
+
+
 def test_a_masker_without_values_returns_an_equal_copy() -> None:
     msg = all_messages(token())[0]
     out = mask_message(msg, Masker({}))
@@ -462,3 +493,38 @@ def test_held_back_tail_is_exactly_the_longest_suffix_that_can_start_a_form() ->
         low = max(0, len(text) - max(map(len, forms)) + 1)
         brute = [p for p in range(low, len(text)) if text[p:] in prefixes]
         assert masker._engine._prefix_starts(text) == brute
+
+
+# --- found by mutation testing (docs/mutation-testing.md) ------------------------------
+
+
+def test_contains_any_sees_a_value_cut_by_an_html_entity_alone() -> None:
+    value = secrets.token_hex(8)  # 16 characters: each piece is shorter than a fragment
+    masker = Masker({"api": value})
+    cut = value[:8] + f"&#{ord(value[8])};" + value[9:]
+    assert "<" not in cut and masker.contains_any(f"shown: {cut}")
+    assert not masker.contains_any("shown: &amp; nothing else")
+
+
+def test_a_value_cut_by_svg_markup_gets_one_escaped_placeholder() -> None:
+    value = token()
+    masker = Masker({"a<b": value})
+    half = len(value) // 2
+    svg = f"<svg><text><tspan>{value[:half]}</tspan><tspan>{value[half:]}</tspan></text></svg>"
+    out = masker.mask_rendered(svg, "image/svg+xml")
+    assert out.count("«secret:a&lt;b»") == 1 and value[:half] not in out
+    html_out = masker.mask_rendered(f"<b>{value[:half]}</b><i>{value[half:]}</i>", "text/html")
+    assert html_out == "<b>«secret:a&lt;b»</b><i></i>"
+
+
+def test_stream_carry_over_reads_the_type_from_the_header() -> None:
+    value = token()
+    masker = Masker({"api": value})
+    stream = StreamMasker(masker)
+    msg = {
+        "header": {"msg_type": "stream"},  # no top-level msg_type, as on the wire
+        "parent_header": {"msg_id": "p"},
+        "content": {"name": "stdout", "text": "key: " + value[:7]},
+    }
+    assert mask_message(msg, masker, stream)["content"]["text"] == "key: "
+    assert stream.pending_keys() == [("p", "stdout")]

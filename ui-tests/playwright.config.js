@@ -1,0 +1,81 @@
+/**
+ * Playwright configuration of the UI tests: Galata's defaults, Debian's Chromium
+ * (browser downloads are not possible on the CI machines: `executablePath`), and a
+ * JupyterLab started by `jupyter_server_test_config.py` on a free port with the
+ * jupyter-qsecure extensions and a throwaway OpenBao.
+ *
+ * Environment: CHROMIUM (default /usr/bin/chromium), QSECURE_PYTHON (the Python that
+ * runs JupyterLab; default ../.venv/bin/python, else python3), QSECURE_UI_PORT.
+ */
+const { execFileSync } = require('child_process');
+const fs = require('fs');
+const path = require('path');
+const baseConfig = require('@jupyterlab/galata/lib/playwright-config');
+
+const repo = path.resolve(__dirname, '..');
+const venvPython = path.join(repo, '.venv', 'bin', 'python');
+const python =
+  process.env.QSECURE_PYTHON || (fs.existsSync(venvPython) ? venvPython : 'python3');
+
+// Worker processes load this file again: they inherit the port chosen here.
+if (!process.env.QSECURE_UI_PORT) {
+  process.env.QSECURE_UI_PORT = execFileSync(
+    python,
+    ['-c', 'from jupyter_qsecure.testing.ports import free_loopback_port as f; print(f())'],
+    { env: { ...process.env, PYTHONPATH: serverPythonPath() }, encoding: 'utf-8' }
+  ).trim();
+}
+const port = process.env.QSECURE_UI_PORT;
+const baseURL = `http://127.0.0.1:${port}`;
+
+function serverPythonPath() {
+  const own = [repo, path.join(repo, 'server_ext')];
+  return [...own, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
+}
+
+/** Chromium flags for a root user in a container, without network side traffic. */
+const chromiumArgs = [
+  '--no-sandbox',
+  '--headless',
+  '--disable-gpu',
+  '--disable-dev-shm-usage',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--no-first-run'
+];
+
+module.exports = {
+  ...baseConfig,
+  testDir: './tests',
+  outputDir: './test-results',
+  reporter: [['list'], ['html', { open: 'never', outputFolder: 'playwright-report' }]],
+  timeout: 180000,
+  expect: { timeout: 30000 },
+  workers: 1,
+  fullyParallel: false,
+  retries: 0,
+  use: {
+    ...baseConfig.use,
+    baseURL,
+    // Playwright's own ffmpeg (videos) is a browser download too: screenshots only.
+    video: 'off',
+    trace: 'off',
+    screenshot: 'only-on-failure',
+    launchOptions: {
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      args: chromiumArgs
+    }
+  },
+  webServer: {
+    command: `${JSON.stringify(python)} -m jupyterlab --config jupyter_server_test_config.py`,
+    cwd: __dirname,
+    url: `${baseURL}/lab`,
+    timeout: 180000,
+    reuseExistingServer: false,
+    stdout: 'pipe',
+    stderr: 'pipe',
+    env: { ...process.env, PYTHONPATH: serverPythonPath(), QSECURE_UI_PORT: port },
+    gracefulShutdown: { signal: 'SIGTERM', timeout: 15000 }
+  }
+};

@@ -1,0 +1,66 @@
+/**
+ * Shared helpers of the UI tests: fake secrets generated at run time, screenshots kept
+ * as test artifacts, and checks that a value never reaches the page.
+ */
+import { randomBytes } from 'crypto';
+import * as fs from 'fs';
+import * as path from 'path';
+
+import type { IJupyterLabPageFixture } from '@jupyterlab/galata';
+import type { Page, TestInfo } from '@playwright/test';
+
+/** Where step screenshots go (kept as artifacts; README images are copied from here). */
+export const SCREENSHOTS = path.resolve(__dirname, '..', 'screenshots');
+
+/** A fake value, new on every run; never printed. */
+export function fakeValue(prefix = 'qsfake'): string {
+  return `${prefix}-${randomBytes(24).toString('base64url')}`;
+}
+
+/** A secret-shaped fake key the save gate's scanner knows (an AWS access key id shape). */
+export function fakeAwsKeyId(): string {
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  const bytes = randomBytes(16);
+  return 'AKIA' + Array.from(bytes, b => alphabet[b % alphabet.length]).join('');
+}
+
+/** A screenshot of the page, attached to the test and kept under `screenshots/`. */
+export async function step(page: Page, testInfo: TestInfo, name: string): Promise<void> {
+  const file = path.join(SCREENSHOTS, `${slug(testInfo.title)}--${name}.png`);
+  fs.mkdirSync(SCREENSHOTS, { recursive: true });
+  const body = await page.screenshot({ path: file });
+  await testInfo.attach(name, { body, contentType: 'image/png' });
+}
+
+function slug(text: string): string {
+  return text
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '');
+}
+
+/**
+ * Whether `value` (or a 12-character run of it) is anywhere in the page: its HTML, its
+ * text, the values of its inputs and text areas, and local/session storage. Answers a
+ * boolean so a failing assertion does not print the value.
+ */
+export async function pageShows(page: IJupyterLabPageFixture | Page, value: string): Promise<boolean> {
+  const runs = new Set<string>();
+  const k = Math.min(12, value.length);
+  for (let i = 0; i + k <= value.length; i++) {
+    runs.add(value.slice(i, i + k));
+  }
+  return page.evaluate((runs: string[]) => {
+    const texts = [document.documentElement.outerHTML, document.body.innerText];
+    document.querySelectorAll('input, textarea').forEach(el => {
+      texts.push((el as HTMLInputElement).value);
+    });
+    for (const store of [window.localStorage, window.sessionStorage]) {
+      for (let i = 0; i < store.length; i++) {
+        const key = store.key(i) ?? '';
+        texts.push(key, store.getItem(key) ?? '');
+      }
+    }
+    return texts.some(text => runs.some(run => text.includes(run)));
+  }, Array.from(runs));
+}

@@ -64,3 +64,41 @@ export async function pageShows(page: IJupyterLabPageFixture | Page, value: stri
     return texts.some(text => runs.some(run => text.includes(run)));
   }, Array.from(runs));
 }
+
+/** A notebook of one empty code cell on the qsecure kernel, as a `.ipynb` file holds it. */
+export function qsecureNotebook(source = ''): string {
+  return JSON.stringify({
+    cells: [{ cell_type: 'code', execution_count: null, metadata: {}, outputs: [], source }],
+    metadata: {
+      kernelspec: { name: 'qsecure', display_name: 'Python 3 (qsecure)', language: 'python' }
+    },
+    nbformat: 4,
+    nbformat_minor: 5
+  });
+}
+
+/**
+ * Write a clean qsecure notebook to `path` and open it (instead of File > New, whose
+ * rename of Untitled.ipynb races a short autosave interval into "File Changed").
+ */
+export async function openNewNotebook(
+  page: IJupyterLabPageFixture,
+  path: string,
+  source = ''
+): Promise<void> {
+  if (!(await page.contents.uploadContent(qsecureNotebook(source), 'text', path))) {
+    throw new Error(`could not write ${path}`);
+  }
+  if (!(await page.notebook.openByPath(path))) {
+    throw new Error(`could not open ${path}`);
+  }
+  await page.notebook.activate(path.split('/').pop() ?? path);
+  // Opening marks the notebook dirty (kernel metadata). Save that now: a save still on
+  // its way when a cell changes would mark the edited notebook clean when it returns.
+  await page.evaluate(async () => {
+    await (window as any).jupyterapp.commands.execute('docmanager:save');
+  });
+  await page.waitForFunction(
+    () => (window as any).jupyterapp.shell.currentWidget?.context?.model?.dirty === false
+  );
+}

@@ -14,8 +14,7 @@ const baseConfig = require('@jupyterlab/galata/lib/playwright-config');
 
 const repo = path.resolve(__dirname, '..');
 const venvPython = path.join(repo, '.venv', 'bin', 'python');
-const python =
-  process.env.QSECURE_PYTHON || (fs.existsSync(venvPython) ? venvPython : 'python3');
+const python = process.env.QSECURE_PYTHON || (fs.existsSync(venvPython) ? venvPython : 'python3');
 
 // Worker processes load this file again: they inherit the port chosen here.
 if (!process.env.QSECURE_UI_PORT) {

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import type { IJupyterLabPageFixture } from '@jupyterlab/galata';
-import type { Page, TestInfo } from '@playwright/test';
+import type { Locator, Page, TestInfo } from '@playwright/test';
 
 /** Where step screenshots go (kept as artifacts; README images are copied from here). */
 export const SCREENSHOTS = path.resolve(__dirname, '..', 'screenshots');
@@ -24,11 +24,19 @@ export function fakeAwsKeyId(): string {
   return 'AKIA' + Array.from(bytes, b => alphabet[b % alphabet.length]).join('');
 }
 
-/** A screenshot of the page, attached to the test and kept under `screenshots/`. */
-export async function step(page: Page, testInfo: TestInfo, name: string): Promise<void> {
+/**
+ * A screenshot of the page, attached to the test and kept under `screenshots/`. `mask`:
+ * parts painted over (cells that show a fake key: artifacts hold no secret-shaped text).
+ */
+export async function step(
+  page: Page,
+  testInfo: TestInfo,
+  name: string,
+  mask: Locator[] = []
+): Promise<void> {
   const file = path.join(SCREENSHOTS, `${slug(testInfo.title)}--${name}.png`);
   fs.mkdirSync(SCREENSHOTS, { recursive: true });
-  const body = await page.screenshot({ path: file });
+  const body = await page.screenshot({ path: file, mask });
   await testInfo.attach(name, { body, contentType: 'image/png' });
 }
 
@@ -44,7 +52,10 @@ function slug(text: string): string {
  * text, the values of its inputs and text areas, and local/session storage. Answers a
  * boolean so a failing assertion does not print the value.
  */
-export async function pageShows(page: IJupyterLabPageFixture | Page, value: string): Promise<boolean> {
+export async function pageShows(
+  page: IJupyterLabPageFixture | Page,
+  value: string
+): Promise<boolean> {
   const runs = new Set<string>();
   const k = Math.min(12, value.length);
   for (let i = 0; i + k <= value.length; i++) {
@@ -93,8 +104,14 @@ export async function openNewNotebook(
     throw new Error(`could not open ${path}`);
   }
   await page.notebook.activate(path.split('/').pop() ?? path);
-  // Opening marks the notebook dirty (kernel metadata). Save that now: a save still on
-  // its way when a cell changes would mark the edited notebook clean when it returns.
+  // The kernel writes its language_info into the metadata once it is up: wait for it
+  // and save that now. (A save still on its way when a cell changes would mark the
+  // edited notebook clean when it returns; a later metadata change is new content.)
+  await page.waitForFunction(
+    () =>
+      (window as any).jupyterapp.shell.currentWidget?.model?.getMetadata('language_info') !==
+      undefined
+  );
   await page.evaluate(async () => {
     await (window as any).jupyterapp.commands.execute('docmanager:save');
   });

@@ -44,6 +44,7 @@ test('a refused save: our dialog, clear outputs, replace, then saved', async ({
   const key = fakeAwsKeyId();
   const path = `${tmpPath}/gate.ipynb`;
   const refused = refusedSaves(page, path);
+  const cells = [page.locator('.jp-Cell-inputArea'), page.locator('.jp-Cell-outputArea')];
 
   await openNewNotebook(page, path);
   await page.sidebar.close('left'); // room for the toolbar's save-gate indicator
@@ -61,7 +62,7 @@ test('a refused save: our dialog, clear outputs, replace, then saved', async ({
   await expect(rows.first()).toContainText('Cell 1'); // as JupyterLab numbers it
   expect(await dialog.innerText()).not.toContain(key.slice(4));
   await expect(page.locator('.jp-qsecure-gate-refused')).toBeVisible();
-  await step(page, testInfo, '1-refusal-dialog');
+  await step(page, testInfo, '1-refusal-dialog', cells);
 
   // Clear the outputs that hold it.
   await rows
@@ -71,7 +72,7 @@ test('a refused save: our dialog, clear outputs, replace, then saved', async ({
     .click();
   await expect(dialog).toHaveCount(0);
   await expect(page.locator('.jp-OutputArea-output')).toHaveCount(0);
-  await step(page, testInfo, '2-outputs-cleared');
+  await step(page, testInfo, '2-outputs-cleared', cells);
 
   // Save again: only the source is left; store the literal as a secret and replace it.
   await command(page, 'docmanager:save');
@@ -84,7 +85,7 @@ test('a refused save: our dialog, clear outputs, replace, then saved', async ({
   expect(await store.innerText()).not.toContain(key.slice(4));
   const name = `aws_key_${Date.now().toString(36)}`;
   await store.getByLabel('Secret name').fill(name);
-  await step(page, testInfo, '3-store-and-replace');
+  await step(page, testInfo, '3-store-and-replace', cells);
   await store.getByRole('button', { name: 'Store and replace' }).click();
   await expect(store).toHaveCount(0);
   const source = await page.notebook.getCellTextInput(0);
@@ -151,6 +152,6 @@ test.describe('autosave', () => {
     await expect(page.locator('.jp-Dialog')).toHaveCount(0); // no "File Save Error"
     await expect(page.locator('.jp-qsecure-gate-refused')).toBeVisible();
     expect(refused).toHaveLength(1); // unchanged content is not sent again
-    await step(page, testInfo, '1-one-notification');
+    await step(page, testInfo, '1-one-notification', [page.locator('.jp-Cell-inputArea')]);
   });
 });

@@ -10,6 +10,9 @@ Started by Playwright (``playwright.config.js``) as
 - ``QSECURE_UI_PORT``: the port to listen on (127.0.0.1);
 - ``QSECURE_UI_EXTENSION``: ``on`` (default) or ``off``: JupyterLab without our lab
   extension and server extension (the benchmark's baseline);
+- ``QSECURE_UI_OPENBAO``: ``dev`` (default: a throwaway ``bao server -dev``) or ``none``
+  (no OpenBao at all, the other embedded default: approvals are signed with the
+  server's local reviewer key, which an external OpenBao does not allow);
 - ``QSECURE_UI_ROOT``: an existing folder to serve instead of a fresh temporary one;
 - ``PYTHONPATH``: the checkout first, so the server and its kernels run this tree.
 
@@ -74,19 +77,25 @@ if enabled:
     from jupyter_qsecure.vault import layout
 
     install_kernelspec(user=True)
-    bao = _cleanup.enter_context(dev_openbao())
-    admin = bao.client()
-    layout.bootstrap(admin)
-    # As `jupyter qsecure lab` does: the server's token from the environment, which the
-    # extension removes before kernels start.
-    os.environ["BAO_TOKEN"] = layout.create_server_token(admin, "dev")["client_token"]
     data_dir = scratch / "qsecure-data"
     os.environ["QSECURE_DATA_DIR"] = str(data_dir)  # the kernel and the CLI agree
     os.environ["QSECURE_ENVIRONMENT"] = "dev"
+    for name in ("BAO_ADDR", "BAO_TOKEN", "VAULT_ADDR", "VAULT_TOKEN"):
+        os.environ.pop(name, None)  # never the caller's OpenBao
     c.ServerApp.jpserver_extensions = {"jupyter_qsecure_server": True}
     c.QSecure.data_dir = str(data_dir)
-    c.QSecure.vault_addr = bao.addr
     c.QSecure.environment = "dev"
+    openbao = os.environ.get("QSECURE_UI_OPENBAO", "dev")
+    if openbao == "dev":
+        bao = _cleanup.enter_context(dev_openbao())
+        admin = bao.client()
+        layout.bootstrap(admin)
+        # As `jupyter qsecure lab` does: the server's token from the environment, which
+        # the extension removes before kernels start.
+        os.environ["BAO_TOKEN"] = layout.create_server_token(admin, "dev")["client_token"]
+        c.QSecure.vault_addr = bao.addr
+    elif openbao != "none":
+        raise SystemExit(f"QSECURE_UI_OPENBAO={openbao!r}: use dev or none")
 else:
     c.ServerApp.jpserver_extensions = {"jupyter_qsecure_server": False}
     # What `jupyter labextension disable jupyter-qsecure` writes, in a config dir of our

@@ -16,16 +16,22 @@ const repo = path.resolve(__dirname, '..');
 const venvPython = path.join(repo, '.venv', 'bin', 'python');
 const python = process.env.QSECURE_PYTHON || (fs.existsSync(venvPython) ? venvPython : 'python3');
 
-// Worker processes load this file again: they inherit the port chosen here.
-if (!process.env.QSECURE_UI_PORT) {
-  process.env.QSECURE_UI_PORT = execFileSync(
-    python,
-    ['-c', 'from jupyter_qsecure.testing.ports import free_loopback_port as f; print(f())'],
-    { env: { ...process.env, PYTHONPATH: serverPythonPath() }, encoding: 'utf-8' }
-  ).trim();
+// Worker processes load this file again: they inherit the ports chosen here.
+for (const name of ['QSECURE_UI_PORT', 'QSECURE_UI_REVIEW_PORT']) {
+  if (!process.env[name]) {
+    process.env[name] = execFileSync(
+      python,
+      ['-c', 'from jupyter_qsecure.testing.ports import free_loopback_port as f; print(f())'],
+      { env: { ...process.env, PYTHONPATH: serverPythonPath() }, encoding: 'utf-8' }
+    ).trim();
+  }
 }
 const port = process.env.QSECURE_UI_PORT;
 const baseURL = `http://127.0.0.1:${port}`;
+// Review and promotion run on a second server without OpenBao (the embedded default
+// where the server signs approvals with its local reviewer key).
+const reviewPort = process.env.QSECURE_UI_REVIEW_PORT;
+const reviewURL = `http://127.0.0.1:${reviewPort}`;
 
 function serverPythonPath() {
   const own = [repo, path.join(repo, 'server_ext')];
@@ -66,15 +72,23 @@ module.exports = {
       args: chromiumArgs
     }
   },
-  webServer: {
+  projects: [
+    { name: 'lab', testIgnore: /review\.spec\.ts/ },
+    { name: 'review', testMatch: /review\.spec\.ts/, use: { baseURL: reviewURL } }
+  ],
+  webServer: [server(port, {}), server(reviewPort, { QSECURE_UI_OPENBAO: 'none' })]
+};
+
+function server(port, env) {
+  return {
     command: `${JSON.stringify(python)} -m jupyterlab --config jupyter_server_test_config.py`,
     cwd: __dirname,
-    url: `${baseURL}/lab`,
+    url: `http://127.0.0.1:${port}/lab`,
     timeout: 180000,
     reuseExistingServer: false,
     stdout: 'pipe',
     stderr: 'pipe',
-    env: { ...process.env, PYTHONPATH: serverPythonPath(), QSECURE_UI_PORT: port },
+    env: { ...process.env, PYTHONPATH: serverPythonPath(), QSECURE_UI_PORT: port, ...env },
     gracefulShutdown: { signal: 'SIGTERM', timeout: 15000 }
-  }
-};
+  };
+}

@@ -13,6 +13,9 @@ Started by Playwright (``playwright.config.js``) as
 - ``QSECURE_UI_OPENBAO``: ``dev`` (default: a throwaway ``bao server -dev``) or ``none``
   (no OpenBao at all, the other embedded default: approvals are signed with the
   server's local reviewer key, which an external OpenBao does not allow);
+- ``QSECURE_UI_WHEELHOUSE``: ``1`` to build a wheel of this checkout into a temporary
+  folder named by ``PIP_FIND_LINKS`` (promotion locks ``jupyter-qsecure`` itself, as
+  from an index; :func:`jupyter_qsecure.testing.wheels.build_wheel`, as the Python tests);
 - ``QSECURE_UI_ROOT``: an existing folder to serve instead of a fresh temporary one;
 - ``PYTHONPATH``: the checkout first, so the server and its kernels run this tree.
 
@@ -96,6 +99,13 @@ if enabled:
         c.QSecure.vault_addr = bao.addr
     elif openbao != "none":
         raise SystemExit(f"QSECURE_UI_OPENBAO={openbao!r}: use dev or none")
+    if os.environ.get("QSECURE_UI_WHEELHOUSE") == "1":
+        from jupyter_qsecure.testing.wheels import build_wheel
+
+        wheelhouse = scratch / "wheelhouse"
+        wheelhouse.mkdir()
+        build_wheel(wheelhouse)
+        os.environ["PIP_FIND_LINKS"] = str(wheelhouse)
 else:
     c.ServerApp.jpserver_extensions = {"jupyter_qsecure_server": False}
     # What `jupyter labextension disable jupyter-qsecure` writes, in a config dir of our

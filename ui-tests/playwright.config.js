@@ -76,7 +76,10 @@ module.exports = {
     { name: 'lab', testIgnore: /review\.spec\.ts/ },
     { name: 'review', testMatch: /review\.spec\.ts/, use: { baseURL: reviewURL } }
   ],
-  webServer: [server(port, {}), server(reviewPort, { QSECURE_UI_OPENBAO: 'none' })]
+  webServer: [
+    server(port, {}),
+    server(reviewPort, { QSECURE_UI_OPENBAO: 'none', QSECURE_UI_WHEELHOUSE: '1' })
+  ]
 };
 
 function server(port, env) {

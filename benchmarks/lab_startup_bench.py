@@ -60,12 +60,13 @@ def free_port() -> int:
 class Lab:
     """JupyterLab on the UI tests' configuration; ``ready_s``: spawn to "running at"."""
 
-    def __init__(self, enabled: bool, root: Path) -> None:
+    def __init__(self, enabled: bool, root: Path, scratch: Path) -> None:
         self.port = free_port()
         env = {
             **os.environ,
             "QSECURE_UI_EXTENSION": "on" if enabled else "off",
             "QSECURE_UI_ROOT": str(root),
+            "QSECURE_UI_SCRATCH": str(scratch),
             "QSECURE_UI_PORT": str(self.port),
             "PYTHONPATH": os.pathsep.join(
                 filter(None, [str(REPO), str(REPO / "server_ext"), os.environ.get("PYTHONPATH")])
@@ -107,16 +108,18 @@ class Lab:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            # The server alone: it stops its kernels and its test OpenBao and removes its
+            # temporary folders; the whole group only if it does not finish.
+            self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=30)
+                self.process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
 
 
 def measure(enabled: bool, root: Path, notebook: str) -> dict[str, float]:
-    lab = Lab(enabled, root)
+    lab = Lab(enabled, root, root.parent)
     try:
         done = subprocess.run(
             ["node", str(PAGE), lab.url, notebook],

@@ -17,6 +17,8 @@ Started by Playwright (``playwright.config.js``) as
   folder named by ``PIP_FIND_LINKS`` (promotion locks ``jupyter-qsecure`` itself, as
   from an index; :func:`jupyter_qsecure.testing.wheels.build_wheel`, as the Python tests);
 - ``QSECURE_UI_ROOT``: an existing folder to serve instead of a fresh temporary one;
+- ``QSECURE_UI_SCRATCH``: the folder to make the temporary folders in (default: the
+  system's temporary folder);
 - ``PYTHONPATH``: the checkout first, so the server and its kernels run this tree.
 
 The lab extension is the checkout's build (``jupyter_qsecure/labextension``, from
@@ -48,7 +50,9 @@ LAB_EXTENSION = "jupyter-qsecure"
 enabled = os.environ.get("QSECURE_UI_EXTENSION", "on") != "off"
 _cleanup = contextlib.ExitStack()
 atexit.register(_cleanup.close)
-scratch = Path(tempfile.mkdtemp(prefix="qsecure-ui-"))
+# Under QSECURE_UI_SCRATCH when the caller gives one (Playwright and the benchmark do, and
+# remove it afterwards: a server stopped with kernels running may skip its atexit).
+scratch = Path(tempfile.mkdtemp(prefix="qsecure-ui-", dir=os.environ.get("QSECURE_UI_SCRATCH")))
 _cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
 
 configure_jupyter_server(c)

@@ -9,6 +9,7 @@
  */
 const { execFileSync } = require('child_process');
 const fs = require('fs');
+const os = require('os');
 const path = require('path');
 const baseConfig = require('@jupyterlab/galata/lib/playwright-config');
 
@@ -25,6 +26,14 @@ for (const name of ['QSECURE_UI_PORT', 'QSECURE_UI_REVIEW_PORT']) {
       { env: { ...process.env, PYTHONPATH: serverPythonPath() }, encoding: 'utf-8' }
     ).trim();
   }
+}
+// The servers' temporary folders: made here, removed when this (main) process exits,
+// after the servers have stopped (a server stopped with kernels running may skip its own
+// clean-up). Worker processes inherit the variable and leave it alone.
+if (!process.env.QSECURE_UI_SCRATCH) {
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'qsecure-ui-run-'));
+  process.env.QSECURE_UI_SCRATCH = scratch;
+  process.on('exit', () => fs.rmSync(scratch, { recursive: true, force: true }));
 }
 const port = process.env.QSECURE_UI_PORT;
 const baseURL = `http://127.0.0.1:${port}`;

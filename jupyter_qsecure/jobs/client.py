@@ -46,6 +46,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ..errors import QSecureError
+from .status import TERMINAL
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -66,7 +67,8 @@ __all__ = [
 ]
 
 #: Job statuses after which nothing changes any more.
-TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled", "denied"})
+#: Plain strings, as they come in JSON (a ``JobStatus`` hashes by its name, not its value).
+TERMINAL_STATUSES = frozenset(status.value for status in TERMINAL)
 
 _MAX_ERROR_TEXT = 300  # characters of a server's error text quoted in a message
 

@@ -198,7 +198,10 @@ class JobHandle:
 class Executor(Protocol):
     """What the job service needs from an executor."""
 
-    def admit(self, owner: str = "") -> QueuePlace: ...
+    def admit(self, owner: str = "") -> QueuePlace | None:
+        """A held place in the queue for one job of ``owner`` (:class:`QueueFull` when
+        there is none), or None from an executor without a queue to share."""
+        ...
 
     def submit(
         self,

@@ -41,6 +41,10 @@ class InlineExecutor:
     def capacity(self) -> int:
         return 0
 
+    def admit(self, owner: str = "") -> None:
+        """No place to hold: one process runs one job at a time, in the waiting thread."""
+        return None
+
     def submit(
         self,
         job_id: str,

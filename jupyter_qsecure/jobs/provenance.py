@@ -22,6 +22,7 @@ from ..ledger.proofs import verify_inclusion_proof
 from .archive import read_archived
 from .history import JOB_KINDS, JobSummary, resolve_job_id, summarise_jobs
 from .manifest import ManifestError, statement_digest, verify_result
+from .status import JobStatus
 
 __all__ = ["JOB_ID", "job_provenance", "job_row", "user_jobs", "verify_archived"]
 
@@ -116,7 +117,7 @@ def user_jobs(
     for job in jobs:
         completion = completions.get(job.job_id)
         verified: bool | None = None
-        if completion is not None and completion.get("status") == "completed":
+        if completion is not None and completion.get("status") == JobStatus.COMPLETED:
             verified, _, _ = verify_archived(
                 _archived(archive_dir, job.job_id), completion, keyring
             )

@@ -21,6 +21,7 @@ from .aer_run import circuits_from_qpy, noise_model_sha256, run_aer
 from .archive import read_archived
 from .canonical import hash_many
 from .manifest import ManifestError, result_digest, verify_result
+from .status import JobStatus
 
 
 class ReplayError(QSecureError):
@@ -54,7 +55,7 @@ def load_archive(archive_dir: Path, job_id: str) -> dict[str, Any]:
 def replay(archive_dir: Path, job_id: str, keyring: KeyRing) -> ReplayReport:
     record = load_archive(archive_dir, job_id)
     if (
-        record.get("status") != "completed"
+        record.get("status") != JobStatus.COMPLETED
         or not record.get("manifest")
         or not record.get("result")
     ):

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..errors import QSecureError, VerificationFailed
 from .client import TERMINAL_STATUSES, BrokerClient, BrokerError, JobDenied
+from .status import JobStatus
 
 __all__ = [
     "Check",
@@ -519,7 +520,7 @@ def result_from_record(
     :class:`ResultVerificationFailed` (counts withheld)."""
     job_id = str(record.get("job_id") or "?")
     raise_for_status(record)
-    if record.get("status") != "completed":
+    if record.get("status") != JobStatus.COMPLETED:
         raise BrokerError(f"job {job_id} is {record.get('status')}, not completed")
     verification = verify_record(record, keyring, expected, request)
     predicate = verification.statement["predicate"]
@@ -553,14 +554,14 @@ def raise_for_status(record: Mapping[str, Any]) -> None:
     """Raise the error a failed, cancelled or denied ``JobRecord`` stands for."""
     job_id = str(record.get("job_id") or "?")
     status = record.get("status")
-    if status == "failed":
+    if status == JobStatus.FAILED:
         raise JobFailed(
             f"job {job_id} failed: {record.get('error') or 'no reason given'}",
             hint="fix the circuit or options and submit again; the failure is in the ledger",
         )
-    if status == "cancelled":
+    if status == JobStatus.CANCELLED:
         raise JobCancelled(f"job {job_id} was cancelled before it finished")
-    if status == "denied":
+    if status == JobStatus.DENIED:
         d = record.get("decision") or {}
         d = d if isinstance(d, Mapping) else {}
         raise JobDenied(

@@ -60,8 +60,9 @@ from .manifest import (
 from .parse_pool import ParsedCircuits, ParsePool, ParseRefused, ParseUnavailable
 from .parse_worker import parse_circuits  # noqa: F401  (it lived here; parsed in workers now)
 from .policy import CircuitSummary, Decision, Identity, JobRequest, PolicyEngine
+from .protocols import CircuitParser, Executor, JobLedger
 from .request import RequestError, parse_request
-from .status import JobStatus
+from .status import TERMINAL, JobStatus
 
 log = logging.getLogger("jupyter_qsecure.jobs")
 
@@ -124,7 +125,7 @@ class JobState:
     payload: dict[str, Any]
     request_id: str
     #: The broker's view; ``current_status()`` tells ``queued`` from ``running``.
-    status: str = JobStatus.QUEUED
+    status: JobStatus = JobStatus.QUEUED
     transpiled_hashes: list[str] = field(default_factory=list)
     manifest: Envelope | None = None
     result: dict[str, Any] | None = None
@@ -145,7 +146,7 @@ class JobState:
     #: queued (or refused, cancelled, not approved): see :meth:`JobService.submit`.
     place: QueuePlace | None = None
 
-    def current_status(self) -> str:
+    def current_status(self) -> JobStatus:
         """``running`` once a worker took the job, ``queued`` while it waits for one."""
         status = self.status
         if status == JobStatus.QUEUED:
@@ -249,8 +250,8 @@ class JobService:
         identify: Callable[[str], dict[str, Any] | None],
         engine: PolicyEngine,
         signer: Signer,
-        ledger: Any,
-        executor: Any,
+        ledger: JobLedger,
+        executor: Executor | Callable[[], Executor],
         environment: str,
         archive_dir: Path | None = None,
         job_timeout: float = 300.0,
@@ -260,7 +261,7 @@ class JobService:
         io_threads: int = 16,
         max_in_flight: int = 128,
         approvals: ApprovalVerifier | None = None,
-        parser: Any = None,
+        parser: CircuitParser | Callable[[], CircuitParser] | None = None,
     ) -> None:
         self.identify = identify
         self.engine = engine
@@ -268,8 +269,12 @@ class JobService:
         self.ledger = ledger
         # An executor, or a zero-argument factory called on first use (workers are
         # processes that import Qiskit Aer: start them only when jobs come).
-        self._executor = executor if not callable(executor) or hasattr(executor, "submit") else None
-        self._executor_factory = None if self._executor is not None else executor
+        self._executor: Executor | None = None
+        self._executor_factory: Callable[[], Executor] | None = None
+        if callable(executor):
+            self._executor_factory = executor
+        else:
+            self._executor = executor
         self.environment = environment
         self.archive_dir = archive_dir
         self.job_timeout = job_timeout
@@ -300,14 +305,16 @@ class JobService:
         # Circuits are parsed in worker processes with memory and CPU limits, never here:
         # a ParsePool, or a zero-argument factory of one called on first use (default: a
         # ParsePool with its default limits).
-        self._parser: Any = parser if hasattr(parser, "parse") else None
-        self._parser_factory: Callable[[], Any] = (
-            ParsePool if parser is None or self._parser is not None else parser
-        )
+        self._parser: CircuitParser | None = None
+        self._parser_factory: Callable[[], CircuitParser] = ParsePool
+        if callable(parser):
+            self._parser_factory = parser
+        elif parser is not None:
+            self._parser = parser
 
     # ---- identity --------------------------------------------------------------------------
     @property
-    def parser(self) -> Any:
+    def parser(self) -> CircuitParser:
         """The :class:`ParsePool` (started on first use)."""
         with self._lock:
             if self._parser is None:
@@ -315,7 +322,7 @@ class JobService:
             return self._parser
 
     @property
-    def executor(self) -> Any:
+    def executor(self) -> Executor:
         with self._lock:
             if self._executor is None:
                 assert self._executor_factory is not None
@@ -488,10 +495,10 @@ class JobService:
             while len(self._request_ids) > 100_000:
                 self._request_ids.popitem(last=False)
         if not decision.allowed:
-            state.status = "denied"
+            state.status = JobStatus.DENIED
             raise Denied(decision.message, payload={**decision.to_denial(), "job_id": job_id})
         if decision.needs_approval:
-            state.status = "pending_approval"
+            state.status = JobStatus.PENDING_APPROVAL
             state.error = decision.approval_message(job_id)
         state.timings["decide"] = (time.perf_counter() - began) * 1000
         self._keep(state)
@@ -660,11 +667,13 @@ class JobService:
         """Follow an allowed (and, if needed, approved) job to its end: wait for the
         approval, then run it (or wait for the queued job), sign and record its result."""
         state.finished = state.finished or asyncio.Event()
-        if state.status == "pending_approval":
+        if state.status == JobStatus.PENDING_APPROVAL:
             approved = await self._approval(state)
-            if not approved or state.status == "cancelled":
-                if state.status != "cancelled":
-                    state.status, state.error = "failed", "not approved in time"
+            # read again: cancel() may have changed it during the wait
+            cancelled = state.current_status() == JobStatus.CANCELLED
+            if not approved or cancelled:
+                if not cancelled:
+                    state.status, state.error = JobStatus.FAILED, "not approved in time"
                 _give_up_place(state)
                 state.finished.set()
                 return state
@@ -704,7 +713,7 @@ class JobService:
                 place.release()
             raise
         state.place = place
-        if state.status == "pending_approval":
+        if state.status == JobStatus.PENDING_APPROVAL:
             return state
         try:
             if wait:
@@ -719,11 +728,8 @@ class JobService:
         return self.submit(token, body, wait=True)
 
     def _admit(self, identity: dict[str, Any]) -> QueuePlace | None:
-        admit = getattr(self.executor, "admit", None)
-        if admit is None:  # an executor without places: its submit() checks the queue
-            return None
-        try:
-            return cast(QueuePlace, admit(self.owner(identity)))
+        try:  # None from an executor without places: its submit() checks the queue
+            return self.executor.admit(self.owner(identity))
         except QueueFull as exc:
             raise _busy(exc) from None
 
@@ -739,7 +745,7 @@ class JobService:
             )
         except QueueFull as exc:  # only an executor without places gets here
             self._record(state, "rejected", {"error": exc.message})
-            state.status, state.error = "failed", exc.message
+            state.status, state.error = JobStatus.FAILED, exc.message
             raise _busy(exc) from None
 
     def complete(self, state: JobState) -> JobState:
@@ -767,14 +773,16 @@ class JobService:
                 )
             except QueueFull as exc:  # only without a held place
                 self._record(state, "rejected", {"error": exc.message})
-                state.status, state.error = "failed", exc.message
+                state.status, state.error = JobStatus.FAILED, exc.message
                 raise _busy(exc) from None
         # still "queued" here: current_status() says "running" once a worker has it
         try:
             outcome = state.handle.result()
         except ExecutorError as exc:
-            status = "cancelled" if state.status == "cancelled" else "failed"
-            self._record(state, status, {"error": exc.message})
+            status = (
+                JobStatus.CANCELLED if state.status == JobStatus.CANCELLED else JobStatus.FAILED
+            )
+            self._record(state, status.value, {"error": exc.message})
             state.status, state.error = status, exc.message
             return state
         handle = state.handle
@@ -788,7 +796,7 @@ class JobService:
         except QSecureError as exc:  # e.g. OpenBao down: no signature, no result
             error = f"the result could not be signed: {exc.message}"
             self._record(state, "failed", {"error": error})
-            state.status, state.error = "failed", error
+            state.status, state.error = JobStatus.FAILED, error
             raise Unavailable(
                 error, hint=exc.hint, payload={"job_id": state.job_id, "status": "failed"}
             ) from None
@@ -797,7 +805,7 @@ class JobService:
         state.timings["record"] = (time.perf_counter() - recording) * 1000
         state.manifest, state.result_envelope = sealed.manifest, sealed.result_envelope
         state.result = sealed.result
-        state.status = "completed"
+        state.status = JobStatus.COMPLETED
         self._archive(state)
         return state
 
@@ -838,7 +846,7 @@ class JobService:
             self._append_many(entries, actor=actor, correlation_id=state.job_id)
         except Exception as exc:  # fail closed: no record, no result
             reason = exc.message if isinstance(exc, QSecureError) else type(exc).__name__
-            state.status = "failed"
+            state.status = JobStatus.FAILED
             state.error = f"the job could not be recorded in the ledger: {reason}"
             log.error("job %s: %s", state.job_id, state.error)
             # ...and recorded as soon as the ledger takes writes again: a completed job as
@@ -944,9 +952,9 @@ class JobService:
 
     def cancel(self, token: str | None, job_id: str) -> JobState:
         state = self.get(token, job_id)
-        if state.status in ("completed", "failed", "cancelled", "denied"):
+        if state.status in TERMINAL:
             return state
-        state.status = "cancelled"
+        state.status = JobStatus.CANCELLED
         if state.handle is not None:
             self.executor.cancel(job_id)
         self._release(state)
@@ -997,7 +1005,7 @@ class JobService:
         holds. Returns ``released``, ``refused``, or None when no job here waits for it."""
         job_id = body.get("job_id")
         state = self._jobs.get(job_id) if isinstance(job_id, str) else None
-        if state is None or state.status != "pending_approval":
+        if state is None or state.status != JobStatus.PENDING_APPROVAL:
             return None
         submitter = str(state.identity.get("user"))
         try:
@@ -1052,9 +1060,9 @@ class JobService:
             actor=f"approver:{verified.approver}",
             correlation_id=state.job_id,
         )
-        if state.status != "pending_approval":  # cancelled meanwhile
+        if state.status != JobStatus.PENDING_APPROVAL:  # cancelled meanwhile
             return None
-        state.status = "queued"
+        state.status = JobStatus.QUEUED
         self._release(state)
         log.info("job %s approved by %s (%s)", state.job_id, verified.approver, verified.source)
         return "released"

@@ -394,11 +394,12 @@ class QSubmitMagics(Magics):
 
         from ..jobs.client import TERMINAL_STATUSES
         from ..jobs.result import finish, raise_for_status
+        from ..jobs.status import JobStatus
 
         raise_for_status(record)  # denied/failed/cancelled: the clear error now
         if args.no_wait:
             return self._handle(job_id, args.timeout, status)
-        if status == "pending_approval":
+        if status == JobStatus.PENDING_APPROVAL:
             print(
                 f"job {job_id} needs an approval before it runs (heavy run); "
                 "the returned handle's .result() waits for it"

@@ -175,6 +175,7 @@ class Runtime:
         raises :class:`~jupyter_qsecure.jobs.result.ResultVerificationFailed`.
         """
         from ..jobs.result import Expected, result_from_record
+        from ..jobs.status import JobStatus
 
         if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
             raise ValueError(f"shots must be a positive integer, got {shots!r}")
@@ -196,7 +197,7 @@ class Runtime:
         if timeout is not None:
             service.job_timeout = float(timeout)
         state = service.submit_and_wait(self._token, body)
-        if state.status == "pending_approval":
+        if state.status == JobStatus.PENDING_APPROVAL:
             service.cancel(self._token, state.job_id)
             raise RuntimeRefused(
                 f"job {state.job_id} is a heavy run that needs an approval; promoted scripts "

@@ -1,10 +1,10 @@
 """Per-kernel broker tokens when no OpenBao/Vault is configured (the embedded default).
 
-Same interface as :class:`~jupyter_qsecure.vault.broker.CredentialBroker` for what the
-server needs (``credentials_for``, ``cached``, ``revoke``, ``revoke_all``, ``identify``,
-``registry``): each kernel gets a random 256-bit token at execution time, valid until the
-kernel stops, so ``%qsubmit`` works out of the box. There are no secrets to lease, and the
-token is also masked in everything the kernel sends to the browser.
+A :class:`~jupyter_qsecure.vault.source.CredentialSource`, like
+:class:`~jupyter_qsecure.vault.broker.CredentialBroker` (mypy checks both): each kernel
+gets a random 256-bit token at execution time, valid until the kernel stops, so
+``%qsubmit`` works out of the box. There are no secrets to lease, and the token is also
+masked in everything the kernel sends to the browser.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from jupyter_qsecure.config import ConfigWatcher, QSecure, load_jupyter_config, 
 from jupyter_qsecure.errors import QSecureError, SigningError
 from jupyter_qsecure.gate import SaveGate, recovery_store_from_settings
 from jupyter_qsecure.jobs.approval import ApprovalVerifier, ApproverTrust
-from jupyter_qsecure.jobs.executor import executor_from_settings
+from jupyter_qsecure.jobs.executor import Executor, executor_from_settings
 from jupyter_qsecure.jobs.parse_pool import ParsePool
 from jupyter_qsecure.jobs.policy import Policy, PolicyEngine, UsageTracker
 from jupyter_qsecure.jobs.service import JobService
@@ -48,6 +48,7 @@ from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
 from .save_gate import ContentsGate, contents_routes
 from .served import served_trees
+from .services import Services
 
 if TYPE_CHECKING:
     from jupyter_server.serverapp import ServerApp
@@ -156,23 +157,38 @@ class QSecureExtension(ExtensionApp):
         if self.credentials is not None:
             self.credentials.before_fetch = self._apply_changes
         make_qsecure_kernel_default(self._server, self.log)
+        # Handlers get the services as route kwargs (initialize_handlers); the same
+        # objects stay in the web app's settings for the kernel websocket connection
+        # class (not a route) and for tests.
+        assert self.contents_gate is not None and self.jobs is not None
+        services = self.services = Services(
+            settings=settings,
+            ledger=self.ledger,
+            save_gate=self.save_gate,
+            contents_gate=self.contents_gate,
+            jobs=self.jobs,
+            openbao_health=OpenBaoHealth(
+                settings.vault_addr,
+                embedded=bool(settings.vault_addr)
+                and external_vault_addr(settings, embedded_from_settings(settings)) is None,
+            ),
+            exposures=ExposureLog(self.ledger),
+            credentials=self.credentials,
+            secret_store=self._secret_store(),
+        )
         self.settings.update(
             {
                 "qsecure": settings,
-                "qsecure_secret_store": self._secret_store(),
-                "qsecure_openbao_health": OpenBaoHealth(
-                    settings.vault_addr,
-                    embedded=bool(settings.vault_addr)
-                    and external_vault_addr(settings, embedded_from_settings(settings)) is None,
-                ),
+                "qsecure_secret_store": services.secret_store,
+                "qsecure_openbao_health": services.openbao_health,
                 "qsecure_ledger": self.ledger,
                 "qsecure_save_gate": self.save_gate,
                 "qsecure_contents_gate": self.contents_gate,
                 "qsecure_credentials": self.credentials,
-                "qsecure_registry": self.credentials.registry if self.credentials else None,
+                "qsecure_registry": services.registry,
                 "qsecure_injected": self.injected,
                 "qsecure_jobs": self.jobs,
-                "qsecure_exposures": ExposureLog(self.ledger),
+                "qsecure_exposures": services.exposures,
                 "qsecure_kernel_output": self.kernel_output,
             }
         )
@@ -337,7 +353,7 @@ class QSecureExtension(ExtensionApp):
 
         per_user = settings.resolved_job_queue_per_user()
 
-        def executor() -> Any:
+        def executor() -> Executor:
             if settings.job_executor == "dask":
                 return executor_from_settings(
                     "dask",
@@ -469,8 +485,16 @@ class QSecureExtension(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         web_app = self._server.web_app
-        setup_route_handlers(web_app)
-        web_app.add_handlers(".*$", job_routes(web_app.settings["base_url"]))
+        services = self.services
+        setup_route_handlers(web_app, services)
+        web_app.add_handlers(
+            ".*$",
+            job_routes(
+                web_app.settings["base_url"],
+                services.jobs,
+                max_payload_bytes=services.settings.job_max_payload_bytes,
+            ),
+        )
         # Same route as the server's contents API, registered by an extension so it is
         # matched first: error reporting differs (the gate itself wraps the manager), and
         # what GET reads is masked.

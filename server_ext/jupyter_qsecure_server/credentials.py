@@ -21,7 +21,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from jupyter_qsecure.vault.broker import KernelCredentials
 from jupyter_qsecure.vault.masking import Masker
+from jupyter_qsecure.vault.registry import ValueRegistry
+from jupyter_qsecure.vault.source import CredentialSource
 
 log = logging.getLogger("jupyter_qsecure_server.credentials")
 
@@ -29,8 +32,8 @@ log = logging.getLogger("jupyter_qsecure_server.credentials")
 class CredentialService:
     def __init__(
         self,
-        broker: Any,
-        registry: Any,
+        broker: CredentialSource,
+        registry: ValueRegistry,
         vault_addr: str,
         broker_url: str = "",
         mask_fragment_min: int = 12,
@@ -60,8 +63,7 @@ class CredentialService:
                     type(exc).__name__,
                 )
         try:
-            cached = getattr(self.broker, "cached", None)
-            creds: Any = cached(kernel_id) if cached is not None else None
+            creds: KernelCredentials | None = self.broker.cached(kernel_id)
             if creds is None:
                 creds = await asyncio.to_thread(self.broker.credentials_for, kernel_id, user)
             metadata = dict(creds.to_metadata())

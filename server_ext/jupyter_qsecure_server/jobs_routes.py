@@ -29,6 +29,7 @@ from jupyter_server.utils import url_path_join
 from tornado.web import stream_request_body
 
 from jupyter_qsecure.jobs.service import JobError, JobService, TooLarge
+from jupyter_qsecure.jobs.status import JobStatus
 
 #: Bytes a body may run over the limit before tornado itself drops the connection (the
 #: handler answers 413 at the limit; this only bounds what is read while that is sent).
@@ -47,9 +48,11 @@ class _JobsHandler(APIHandler):
     #: Methods that may carry a body (every other one is refused a body with a 413).
     body_methods: frozenset[str] = frozenset()
 
-    @property
-    def service(self) -> JobService:
-        return self.settings["qsecure_jobs"]  # type: ignore[no-any-return]
+    def initialize(self, *, service: JobService, max_payload_bytes: int) -> None:
+        """Route kwargs (:func:`job_routes`): the job service, and the largest body of
+        a ``POST /jobs`` (``c.QSecure.job_max_payload_bytes``)."""
+        self.service = service
+        self.max_payload_bytes = max_payload_bytes
 
     def check_xsrf_cookie(self) -> None:
         return None  # bearer-token only; see the module docstring
@@ -68,7 +71,7 @@ class _JobsHandler(APIHandler):
             self._fail(exc)
             return
         if self.request.method in self.body_methods:
-            self._limit = self.settings["qsecure"].job_max_payload_bytes
+            self._limit = self.max_payload_bytes
         declared = self.request.headers.get("Content-Length", "0").strip() or "0"
         if not declared.isdigit():
             self._fail(MalformedBody("the Content-Length header is not a number"))
@@ -151,7 +154,8 @@ class JobsHandler(_JobsHandler):
             # Admitted to the queue (or 429), decided, and with wait run, signed and
             # recorded, in one broker thread; without wait, queued before the 202.
             state = await service.call(service.submit, self._token(), body, wait=wait)
-            if state.status in ("queued", "pending_approval"):  # not run yet: in the background
+            # not run yet: followed to its end in the background
+            if state.status in (JobStatus.QUEUED, JobStatus.PENDING_APPROVAL):
                 task = asyncio.ensure_future(service.run(state))
                 task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
                 self.set_status(202)
@@ -199,10 +203,14 @@ class KeysHandler(_JobsHandler):
         self.finish(json.dumps({"keys": self.service.public_keys()}))
 
 
-def job_routes(base_url: str) -> list[tuple[str, type[Any]]]:
+def job_routes(
+    base_url: str, service: JobService, *, max_payload_bytes: int
+) -> list[tuple[str, type[_JobsHandler], dict[str, Any]]]:
+    """The broker's routes; each handler gets ``service`` in its ``initialize``."""
     api = url_path_join(base_url, "qsecure", "api", "jobs")
+    kwargs: dict[str, Any] = {"service": service, "max_payload_bytes": max_payload_bytes}
     return [
-        (api, JobsHandler),
-        (url_path_join(api, "keys"), KeysHandler),
-        (url_path_join(api, r"([0-9a-f]{32})"), JobHandler),
+        (api, JobsHandler, kwargs),
+        (url_path_join(api, "keys"), KeysHandler, kwargs),
+        (url_path_join(api, r"([0-9a-f]{32})"), JobHandler, kwargs),
     ]

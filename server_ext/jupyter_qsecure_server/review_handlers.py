@@ -294,7 +294,7 @@ class PromoteHandler(ReviewHandler):
         body = self.json_body()
         api_path, path = self.notebook(body.get("path"))
         out_api, out = self.out_dir(body.get("out_dir"), api_path)
-        lock: asyncio.Lock = self.settings.setdefault("qsecure_promote_lock", asyncio.Lock())
+        lock = self.services.promote_lock
         async with lock:  # one at a time: locking runs a resolver (two cores, many users)
             try:
                 result = await asyncio.to_thread(self.promote, path, out)

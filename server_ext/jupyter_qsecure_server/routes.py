@@ -21,13 +21,17 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 
 from jupyter_qsecure import __version__
+from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.errors import QSecureError
 from jupyter_qsecure.identity import user_actor
 from jupyter_qsecure.jobs.provenance import JOB_ID, job_provenance, user_jobs
+from jupyter_qsecure.ledger import Ledger
 from jupyter_qsecure.ledger.keys import keyring_from_settings
+from jupyter_qsecure.vault.broker import CredentialBroker
 from jupyter_qsecure.vault.overview import kernel_status, secrets_overview
 from jupyter_qsecure.vault.secret_store import (
     InvalidSecret,
+    SecretStore,
     SecretStoreError,
     StoredSecret,
     StoreForbidden,
@@ -35,9 +39,11 @@ from jupyter_qsecure.vault.secret_store import (
     check_value,
     location,
 )
+from jupyter_qsecure.vault.source import CredentialSource
 
 from .identity import stable_user
 from .save_gate import OVERRIDE_REASON_MAX, OVERRIDE_REASON_MIN
+from .services import Services
 
 AUTH_RESOURCE = "qsecure"
 #: Registry key of values stored through ``PUT secrets/NAME`` before a kernel holds them:
@@ -69,13 +75,17 @@ def _from_core(exc: QSecureError) -> ApiError:
 class QSecureHandler(APIHandler):
     auth_resource = AUTH_RESOURCE
 
-    @property
-    def ledger(self) -> Any:
-        return self.settings["qsecure_ledger"]
+    def initialize(self, *, services: Services) -> None:
+        """``services``: the route kwarg :func:`setup_route_handlers` passes."""
+        self.services = services
 
     @property
-    def qsecure(self) -> Any:
-        return self.settings["qsecure"]
+    def ledger(self) -> Ledger:
+        return self.services.ledger
+
+    @property
+    def qsecure(self) -> QSecure:
+        return self.services.settings
 
     @property
     def user(self) -> str:
@@ -109,9 +119,8 @@ class QSecureHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data, default=str))
 
-    def broker(self) -> Any:
-        service = self.settings.get("qsecure_credentials")
-        return service.broker if service is not None else None
+    def broker(self) -> CredentialSource | None:
+        return self.services.broker
 
 
 def _kernels_of(handler: QSecureHandler) -> dict[str, str | None]:
@@ -134,8 +143,7 @@ class StatusHandler(QSecureHandler):
     async def get(self) -> None:
         settings = self.qsecure
         ledger = self.ledger
-        health = self.settings.get("qsecure_openbao_health")
-        openbao = await asyncio.to_thread(health.check) if health is not None else {}
+        openbao = await asyncio.to_thread(self.services.openbao_health.check)
         broker = self.broker()
         leases = broker.kernel_leases() if broker is not None else {}
         wanted = set(self.get_arguments("kernel"))
@@ -182,8 +190,8 @@ class SecretsHandler(QSecureHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        store = self.settings.get("qsecure_secret_store")
-        broker = self.broker()
+        store = self.services.secret_store
+        broker = self.services.openbao_broker
         if store is None or broker is None:
             raise _no_openbao()
         writable = True
@@ -209,9 +217,9 @@ class SecretsHandler(QSecureHandler):
 class SecretHandler(QSecureHandler):
     """PUT /qsecure/api/secrets/NAME (store or rotate), DELETE (remove)."""
 
-    def _target(self, name: str) -> tuple[Any, Any, str]:
-        store = self.settings.get("qsecure_secret_store")
-        broker = self.broker()
+    def _target(self, name: str) -> tuple[SecretStore, CredentialBroker, str]:
+        store = self.services.secret_store
+        broker = self.services.openbao_broker
         if store is None or broker is None:
             raise _no_openbao()
         try:
@@ -266,7 +274,7 @@ class SecretHandler(QSecureHandler):
             stored: StoredSecret = await asyncio.to_thread(store.put, name, value)
         except SecretStoreError as exc:
             raise _from_core(exc) from None
-        registry = self.settings.get("qsecure_registry")
+        registry = self.services.registry
         if registry is not None:  # masked and matched on save from now on
             registry.add(STORED_VALUES, name, value)
         del value
@@ -358,7 +366,7 @@ class LedgerVerifyHandler(QSecureHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        lock: asyncio.Lock = self.settings.setdefault("qsecure_verify_lock", asyncio.Lock())
+        lock = self.services.verify_lock
         if lock.locked():
             raise ApiError(409, "conflict", "a verification of the ledger is running already")
         async with lock:
@@ -410,7 +418,7 @@ class SaveAnywayHandler(QSecureHandler):
             raise ApiError(
                 422, "invalid", f"the reason is longer than {OVERRIDE_REASON_MAX} characters"
             )
-        gate = self.settings["qsecure_save_gate"]
+        gate = self.services.save_gate
         scan = await asyncio.to_thread(
             gate.scanner.scan_text, reason, path="reason", exact_values=gate.exact_values()
         )
@@ -421,15 +429,16 @@ class SaveAnywayHandler(QSecureHandler):
                 "the reason itself holds a secret: it would be written into the audit ledger",
                 hint="describe the secret, do not paste it",
             )
-        contents_gate = self.settings["qsecure_contents_gate"]
+        contents_gate = self.services.contents_gate
         saved = await contents_gate.save_override(model, path, self.user, reason.strip())
         self.send(saved)
 
 
-def setup_route_handlers(web_app: Any) -> None:
+def setup_route_handlers(web_app: Any, services: Services) -> None:
+    """Register the routes; each handler gets ``services`` in its ``initialize``."""
     base_url = web_app.settings["base_url"]
     api = url_path_join(base_url, "qsecure", "api")
-    routes = [
+    handlers: list[tuple[str, type[QSecureHandler]]] = [
         (url_path_join(api, "status"), StatusHandler),
         (url_path_join(api, "secrets"), SecretsHandler),
         (url_path_join(api, "secrets", r"([^/]+)"), SecretHandler),
@@ -440,5 +449,6 @@ def setup_route_handlers(web_app: Any) -> None:
     ]
     from .review_handlers import review_routes  # it builds on this module's handlers
 
-    routes.extend(review_routes(api))
-    web_app.add_handlers(".*$", routes)
+    handlers.extend(review_routes(api))
+    kwargs = {"services": services}
+    web_app.add_handlers(".*$", [(pattern, handler, kwargs) for pattern, handler in handlers])

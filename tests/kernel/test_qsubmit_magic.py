@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kernel_fakes import FakeKernel
 
 from jupyter_qsecure import secrets as qsecrets
 from jupyter_qsecure.jobs.client import JobDenied
@@ -46,16 +47,6 @@ def _fake_broker_module() -> Any:
 
 fb = _fake_broker_module()
 FakeBroker = fb.FakeBroker
-
-
-class FakeKernel:
-    """What ``jupyter_qsecure.kernel.context`` reads from ipykernel: the parent request."""
-
-    def __init__(self) -> None:
-        self.parent: dict[str, Any] = {"header": {"msg_type": "execute_request"}, "metadata": {}}
-
-    def get_parent(self, channel: str | None = None) -> dict[str, Any]:
-        return self.parent
 
 
 def credentials(broker: FakeBroker, **overrides: Any) -> dict[str, Any]:

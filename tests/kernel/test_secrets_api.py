@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from kernel_fakes import FakeKernel
 
 from jupyter_qsecure import secrets
 from jupyter_qsecure.errors import QSecureError
@@ -22,15 +23,6 @@ from jupyter_qsecure.kernel.context import Lease, format_duration, parse
 
 def fake_value() -> str:
     return "v-" + pysecrets.token_urlsafe(24)
-
-
-class FakeKernel:
-    def __init__(self, parent: dict[str, Any]) -> None:
-        self.parent = parent
-
-    def get_parent(self, channel: str | None = None) -> dict[str, Any]:
-        assert channel == "shell"
-        return self.parent
 
 
 class FakeShell:

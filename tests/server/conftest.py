@@ -4,26 +4,33 @@ Also the fixtures of the credential tests that several modules share: a fake KV 
 in a real OpenBao (``vault``), the server configuration that injects it
 (``vault_server_config``; a module uses it with ``jp_server_config`` returning it) and
 the ``qsecure`` kernelspec. Override ``fake_value`` in a module for other values.
+
+The job broker's tests share ``policy_file``, ``jobs_server_config`` (a module returns it
+from its ``jp_server_config``), ``broker`` and ``worker_test_hooks``; the OpenBao fault
+tests share ``embedded``. Their helpers are in ``jobs_helpers``.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jobs_helpers import Broker, server_config, write_policy
 
 # pytest-jupyter's fixtures (and its autouse server clean-up) only for server tests:
 # a non-root conftest may not declare pytest_plugins, so import them here.
 from pytest_jupyter.jupyter_core import *  # noqa: E402,F403
 from pytest_jupyter.jupyter_server import *  # noqa: E402,F403
 
+from jupyter_qsecure.jobs.aer_run import TESTING_ENV
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.testing.openbao import OpenBaoDev
 from jupyter_qsecure.testing.values import Hidden
 from jupyter_qsecure.vault import layout
+from jupyter_qsecure.vault.embedded import EmbeddedOpenBao
 
 
 @pytest.fixture
@@ -134,3 +141,63 @@ def ibm_server_config(
 ) -> dict[str, Any]:
     """A server whose kernels get ``ibm`` (``fake_value``) and, not allowed in dev, ``prodibm``."""
     return vault_server_config(vault_secrets)
+
+
+# ---- the job broker ------------------------------------------------------------------------
+@pytest.fixture
+def policy_file(tmp_path: Path) -> Path:
+    """The test policy (``jobs_helpers.POLICY``); override for another one."""
+    return write_policy(tmp_path / "policy.toml")
+
+
+@pytest.fixture
+def jobs_server_config(qsecure_data_dir: Path, policy_file: Path) -> dict[str, Any]:
+    """The broker tests' server: ``policy_file``, one worker, a 200 kB body limit."""
+    return server_config(
+        qsecure_data_dir, policy_file, job_workers=1, job_max_payload_bytes=200_000
+    )
+
+
+@pytest.fixture
+def broker(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    jp_environ: Any,
+    http_server_client: Any,
+    jp_base_url: str,
+) -> Broker:
+    return Broker(jp_fetch, jp_ws_fetch, jp_serverapp, http_server_client, jp_base_url)
+
+
+@pytest.fixture
+def worker_test_hooks(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Test-hook keys (filled in by the test) added to every payload the broker submits."""
+    monkeypatch.setenv(TESTING_ENV, "1")  # before the executor starts its workers
+    executor = broker.service.executor
+    real_submit = executor.submit
+    hooks: dict[str, Any] = {}
+
+    def submit(job_id: str, payload: dict[str, Any], **kwargs: Any) -> Any:
+        return real_submit(job_id, {**payload, **hooks}, **kwargs)
+
+    monkeypatch.setattr(executor, "submit", submit)
+    return hooks
+
+
+# ---- an embedded OpenBao -----------------------------------------------------------------
+@pytest.fixture
+def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedOpenBao]:
+    """A persistent, self-unsealing OpenBao with one KV secret; the server's token set."""
+    bao = EmbeddedOpenBao(tmp_path / "bao-data")
+    bao.up("dev")
+    try:
+        bao.admin_client().secrets.kv.v2.create_or_update_secret(
+            path="qsecure/dev/api",
+            secret={"key": "k-" + secrets.token_urlsafe(24)},
+            mount_point="secret",
+        )
+        monkeypatch.setenv("BAO_TOKEN", bao.server_token())
+        yield bao
+    finally:
+        bao.down()

@@ -6,8 +6,6 @@ server's token and the secrets, as in a real deployment.
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +14,6 @@ from server_helpers import start, stdout_of
 
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.vault.embedded import EmbeddedOpenBao
-
-
-@pytest.fixture
-def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedOpenBao]:
-    bao = EmbeddedOpenBao(tmp_path / "bao-data")
-    bao.up("dev")
-    try:
-        bao.admin_client().secrets.kv.v2.create_or_update_secret(
-            path="qsecure/dev/api",
-            secret={"key": "k-" + secrets.token_urlsafe(24)},
-            mount_point="secret",
-        )
-        monkeypatch.setenv("BAO_TOKEN", bao.server_token())
-        yield bao
-    finally:
-        bao.down()
 
 
 @pytest.fixture

@@ -17,16 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import (  # noqa: F401 (fixtures)
-    Broker,
-    broker,
-    ghz,
-    job,
-    kernel_token,
-    policy_file,
-    run_cell,
-    server_config,
-)
+from jobs_helpers import Broker, ghz, job, kernel_token, run_cell, server_config
 
 from jupyter_qsecure.jobs.approval import (
     ApprovalVerifier,
@@ -77,7 +68,7 @@ async def cli(env: dict[str, str], *argv: str, stdin: str = "") -> tuple[int, st
 @pytest.fixture
 def jp_server_config(  # the officer is trusted before the server starts, as in real life
     qsecure_data_dir: Path,
-    policy_file: Path,  # noqa: F811
+    policy_file: Path,
     approver_keys: Path,
     officer_passphrase: str,
 ) -> dict[str, Any]:
@@ -106,7 +97,7 @@ def outcomes(b: Broker, job_id: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 async def test_a_kernel_cannot_approve_its_own_heavy_run_and_an_approver_can(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     qsecure_data_dir: Path,
     approver_keys: Path,
     officer_passphrase: str,
@@ -218,7 +209,7 @@ async def test_a_kernel_cannot_approve_its_own_heavy_run_and_an_approver_can(
 
 
 async def test_self_approval_is_refused_unless_the_dev_policy_allows_it(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     qsecure_data_dir: Path,
     approver_keys: Path,
     tmp_path: Path,

@@ -10,8 +10,7 @@ from typing import Any
 
 import hvac
 import pytest
-from test_jobs import Broker, broker, ghz, job, policy_file, start_kernel  # noqa: F401
-from test_jobs_approval import cli
+from jobs_helpers import Broker, cli, ghz, job, start_kernel
 
 from jupyter_qsecure.errors import SigningError
 from jupyter_qsecure.jobs.approval import ApproverRef, approval_subject, build_approval
@@ -24,8 +23,8 @@ from jupyter_qsecure.vault import layout
 @pytest.fixture
 def jp_server_config(
     qsecure_data_dir: Path,
-    vault: dict[str, str],  # noqa: F811
-    policy_file: Path,  # noqa: F811
+    vault: dict[str, str],
+    policy_file: Path,
 ) -> dict[str, Any]:
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_qsecure_server": True}},
@@ -46,10 +45,10 @@ def signer(openbao: OpenBaoDev, token: str, env: str = "dev") -> TransitSigner:
 
 
 async def test_only_an_approver_identity_can_approve_and_is_recorded(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     openbao: OpenBaoDev,
     openbao_client: Any,
-    vault: dict[str, str],  # noqa: F811
+    vault: dict[str, str],
     qsecure_data_dir: Path,
 ) -> None:
     _, kernel_token, _ = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)

@@ -12,15 +12,7 @@ from typing import Any
 
 import pytest
 from distributed import LocalCluster
-from test_jobs import (  # noqa: F401 (fixtures)
-    Broker,
-    broker,
-    job,
-    kernel_token,
-    policy_file,
-    run_cell,
-    server_config,
-)
+from jobs_helpers import Broker, job, kernel_token, run_cell, server_config
 
 from jupyter_qsecure.jobs.aer_run import run_aer
 from jupyter_qsecure.testing.circuits import ghz
@@ -45,7 +37,7 @@ def cluster() -> Iterator[LocalCluster]:
 @pytest.fixture
 def jp_server_config(
     qsecure_data_dir: Path,
-    policy_file: Path,  # noqa: F811
+    policy_file: Path,
     cluster: LocalCluster,
 ) -> dict[str, Any]:
     return server_config(
@@ -57,7 +49,7 @@ def jp_server_config(
 
 
 async def test_qsubmit_runs_on_the_dask_cluster(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from jupyter_qsecure.jobs.executor import DaskExecutor

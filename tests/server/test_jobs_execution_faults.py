@@ -16,32 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import Broker, broker, ghz, job, jp_server_config, write_policy  # noqa: F401
+from jobs_helpers import Broker, ghz, job, write_policy
 
-from jupyter_qsecure.jobs.aer_run import TESTING_ENV
 from jupyter_qsecure.ledger import EntryFilter
 
 RATE_LIMIT = 6
 
 
 @pytest.fixture
-def policy_file(tmp_path: Path) -> Path:
-    return write_policy(tmp_path / "policy.toml", jobs_per_minute=RATE_LIMIT)
+def jp_server_config(jobs_server_config: dict[str, Any]) -> dict[str, Any]:
+    return jobs_server_config
 
 
 @pytest.fixture
-def worker_test_hooks(broker: Broker, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:  # noqa: F811
-    """Test-hook keys (filled in by the test) added to every payload the broker submits."""
-    monkeypatch.setenv(TESTING_ENV, "1")  # before the executor starts its workers
-    executor = broker.service.executor
-    real_submit = executor.submit
-    hooks: dict[str, Any] = {}
-
-    def submit(job_id: str, payload: dict[str, Any], **kwargs: Any) -> Any:
-        return real_submit(job_id, {**payload, **hooks}, **kwargs)
-
-    monkeypatch.setattr(executor, "submit", submit)
-    return hooks
+def policy_file(tmp_path: Path) -> Path:
+    return write_policy(tmp_path / "policy.toml", jobs_per_minute=RATE_LIMIT)
 
 
 def completions(b: Broker, job_id: str) -> list[dict[str, Any]]:
@@ -53,7 +42,7 @@ def completions(b: Broker, job_id: str) -> list[dict[str, Any]]:
 
 
 async def test_worker_crash_mid_job_is_recorded_and_the_server_keeps_serving(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     worker_test_hooks: dict[str, Any],
 ) -> None:
     token = await broker.kernel_token()
@@ -72,7 +61,7 @@ async def test_worker_crash_mid_job_is_recorded_and_the_server_keeps_serving(
 
 
 async def test_job_over_its_time_limit_is_stopped_and_recorded(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     worker_test_hooks: dict[str, Any],
 ) -> None:
     token = await broker.kernel_token()
@@ -91,7 +80,7 @@ async def test_job_over_its_time_limit_is_stopped_and_recorded(
 
 
 async def test_cancelled_job_is_stopped_and_recorded(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     worker_test_hooks: dict[str, Any],
 ) -> None:
     token = await broker.kernel_token()
@@ -122,7 +111,7 @@ async def test_cancelled_job_is_stopped_and_recorded(
     assert code == 200 and record["status"] == "completed", record
 
 
-async def test_rate_limit_denies_with_the_rule_and_records_it(broker: Broker) -> None:  # noqa: F811
+async def test_rate_limit_denies_with_the_rule_and_records_it(broker: Broker) -> None:
     token = await broker.kernel_token()
     for _ in range(RATE_LIMIT):
         assert (await broker.post(token, job(ghz(2), shots=16)))[0] == 200

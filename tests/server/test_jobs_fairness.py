@@ -16,17 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jobs_helpers import Broker, ghz, job, server_config, write_policy
 from jupyter_server.auth.identity import IdentityProvider, User
 from server_helpers import KernelClient
-from test_jobs import (  # noqa: F401 (fixtures)
-    Broker,
-    broker,
-    ghz,
-    job,
-    server_config,
-    write_policy,
-)
-from test_jobs_execution_faults import worker_test_hooks  # noqa: F401 (fixture)
 
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.ledger import EntryFilter
@@ -134,8 +126,8 @@ async def finished(b: Broker, job_ids: list[str]) -> None:
 
 
 async def test_another_users_job_is_served_within_a_turn_of_a_flood(
-    broker: Broker,  # noqa: F811
-    worker_test_hooks: dict[str, Any],  # noqa: F811
+    broker: Broker,
+    worker_test_hooks: dict[str, Any],
 ) -> None:
     alice, _ = await kernel_of(broker, "alice")
     bob, _ = await kernel_of(broker, "bob")
@@ -169,8 +161,8 @@ async def test_another_users_job_is_served_within_a_turn_of_a_flood(
     [{"job_workers": 1, "job_queue_size": 4, "job_queue_per_user": 3, "job_spare_workers": 0}],
 )
 async def test_a_full_queue_is_429_with_retry_after_whether_or_not_the_client_waits(
-    broker: Broker,  # noqa: F811
-    worker_test_hooks: dict[str, Any],  # noqa: F811
+    broker: Broker,
+    worker_test_hooks: dict[str, Any],
 ) -> None:
     alice, alice_kernel = await kernel_of(broker, "alice")
     bob, _ = await kernel_of(broker, "bob")
@@ -217,8 +209,8 @@ async def test_a_full_queue_is_429_with_retry_after_whether_or_not_the_client_wa
 
 @pytest.mark.parametrize("queue_config", [{"job_workers": 1, "job_spare_workers": 1}])
 async def test_a_user_with_nothing_running_does_not_wait_for_another_users_long_job(
-    broker: Broker,  # noqa: F811
-    worker_test_hooks: dict[str, Any],  # noqa: F811
+    broker: Broker,
+    worker_test_hooks: dict[str, Any],
 ) -> None:
     alice, _ = await kernel_of(broker, "alice")
     bob, _ = await kernel_of(broker, "bob")
@@ -239,8 +231,8 @@ async def test_a_user_with_nothing_running_does_not_wait_for_another_users_long_
 
 
 async def test_queued_and_running_are_distinct_states(
-    broker: Broker,  # noqa: F811
-    worker_test_hooks: dict[str, Any],  # noqa: F811
+    broker: Broker,
+    worker_test_hooks: dict[str, Any],
 ) -> None:
     alice, kernel = await kernel_of(broker, "alice")
     blocker = await start_blocker(broker, alice, worker_test_hooks)
@@ -262,7 +254,7 @@ async def test_queued_and_running_are_distinct_states(
 
 @pytest.mark.parametrize(("identity_provider", "jobs_per_minute"), [(None, 2)])
 async def test_a_fresh_session_of_the_same_user_shares_the_quota(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
 ) -> None:
     # A single-user server with Jupyter's stock login: every token session is a new
     # anonymous user to Jupyter, but one user (the account running the server) to quotas.

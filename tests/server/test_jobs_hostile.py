@@ -18,17 +18,8 @@ from typing import Any
 
 import psutil
 import pytest
+from jobs_helpers import Broker, job, qpy_b64, run_cell, server_config, start_kernel
 from qiskit import QuantumCircuit
-from test_jobs import (  # noqa: F401  (fixtures: broker, policy_file)
-    Broker,
-    broker,
-    job,
-    policy_file,
-    qpy_b64,
-    run_cell,
-    server_config,
-    start_kernel,
-)
 
 from jupyter_qsecure.jobs.declared import SERVER_QASM_CHARS
 from jupyter_qsecure.ledger import EntryFilter
@@ -41,7 +32,7 @@ PADDING = ("// " + "x" * 77 + "\n") * (SERVER_QASM_CHARS // 80 + 1)
 
 
 @pytest.fixture
-def jp_server_config(qsecure_data_dir: Path, policy_file: Path) -> dict[str, Any]:  # noqa: F811
+def jp_server_config(qsecure_data_dir: Path, policy_file: Path) -> dict[str, Any]:
     return server_config(
         qsecure_data_dir,
         policy_file,
@@ -75,7 +66,7 @@ def resident() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
-async def still_serving(broker: Broker, other: Any) -> None:  # noqa: F811
+async def still_serving(broker: Broker, other: Any) -> None:
     """``/api/status`` answers and another kernel runs a cell and a job to the end."""
     status = await broker.fetch("qsecure", "api", "status")
     assert status.code == 200 and json.loads(status.body)["environment"] == "dev"
@@ -89,12 +80,12 @@ async def still_serving(broker: Broker, other: Any) -> None:  # noqa: F811
     assert "COUNTS ['000', '111'] True" in out
 
 
-def last_decision(broker: Broker) -> dict[str, Any]:  # noqa: F811
+def last_decision(broker: Broker) -> dict[str, Any]:
     return dict(broker.ledger.entries(EntryFilter(kinds=["job.decided"]))[-1].body)
 
 
 async def test_a_qpy_header_claiming_369_million_qubits_costs_nothing(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
 ) -> None:
     _, token, _ = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
     _, _, other = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
@@ -113,7 +104,7 @@ async def test_a_qpy_header_claiming_369_million_qubits_costs_nothing(
 
 
 async def test_huge_qasm_registers_are_refused_before_they_are_allocated(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
 ) -> None:
     _, token, _ = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
     _, _, other = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
@@ -135,7 +126,7 @@ async def test_huge_qasm_registers_are_refused_before_they_are_allocated(
 
 
 async def test_a_circuit_too_costly_to_parse_costs_only_a_parse_worker(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
 ) -> None:
     _, token, _ = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
     _, _, other = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
@@ -153,7 +144,7 @@ async def test_a_circuit_too_costly_to_parse_costs_only_a_parse_worker(
 
 
 async def test_an_include_of_anything_but_the_standard_library_is_refused_unread(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
 ) -> None:
     _, token, _ = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
     for fmt, program, named, allowed in (
@@ -173,7 +164,7 @@ async def test_an_include_of_anything_but_the_standard_library_is_refused_unread
 
 
 async def test_max_qubits_is_accepted_and_one_more_refused_unparsed(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _, token, _ = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)

@@ -16,24 +16,22 @@ import uuid
 from typing import Any
 
 import pytest
-from test_jobs import (  # noqa: F401 (fixtures)
-    Broker,
-    broker,
-    ghz,
-    job,
-    jp_server_config,
-    policy_file,
-)
+from jobs_helpers import Broker, ghz, job
 
 from jupyter_qsecure.ledger import EntryFilter
 
 MiB = 1024 * 1024
 
 
+@pytest.fixture
+def jp_server_config(jobs_server_config: dict[str, Any]) -> dict[str, Any]:
+    return jobs_server_config
+
+
 class Spy:
     """Counts the jobs handed to the executor (a worker run), then passes them on."""
 
-    def __init__(self, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    def __init__(self, broker: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
         executor = broker.service.executor
         real = executor.submit
         self.submitted: list[str] = []
@@ -57,7 +55,7 @@ def no_traceback(caplog: pytest.LogCaptureFixture, stream: Any) -> None:
 
 
 async def test_fields_the_record_cannot_hold_are_422_and_nothing_runs(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     token = await broker.kernel_token()
@@ -91,7 +89,7 @@ async def test_fields_the_record_cannot_hold_are_422_and_nothing_runs(
 
 
 async def test_malformed_bodies_are_4xx_without_a_traceback(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     jp_logging_stream: Any,
@@ -185,7 +183,7 @@ async def raw_post(
 
 
 async def test_bodies_are_refused_while_reading_not_after_buffering(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     jp_http_port: int,
     caplog: pytest.LogCaptureFixture,
     jp_logging_stream: Any,
@@ -238,7 +236,7 @@ async def _produce(write: Any, size: int) -> None:
 
 
 async def test_a_job_that_could_not_be_recorded_is_recorded_as_failed_when_the_ledger_returns(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from jupyter_qsecure.errors import LedgerUnavailable

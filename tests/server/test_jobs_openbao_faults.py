@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_credentials_recovery import embedded  # noqa: F401 (fixture)
-from test_jobs import Broker, broker, ghz, job, start_kernel  # noqa: F401 (fixture)
+from jobs_helpers import Broker, ghz, job, start_kernel
 
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure.vault.embedded import EmbeddedOpenBao
@@ -28,7 +27,7 @@ def identity_cache_seconds() -> float:
 @pytest.fixture
 def jp_server_config(
     qsecure_data_dir: Path,
-    embedded: EmbeddedOpenBao,  # noqa: F811
+    embedded: EmbeddedOpenBao,
     identity_cache_seconds: float,
 ) -> dict[str, Any]:
     return {
@@ -57,7 +56,7 @@ def failed_jobs(b: Broker) -> list[dict[str, Any]]:
     ]
 
 
-async def test_stopped_kernel_token_is_refused_at_once(broker: Broker) -> None:  # noqa: F811
+async def test_stopped_kernel_token_is_refused_at_once(broker: Broker) -> None:
     kernel_id, token = await started_kernel(broker)
     code, record, _ = await broker.post(token, job(ghz(3), shots=64))
     assert code == 200 and record["status"] == "completed", record
@@ -74,8 +73,8 @@ async def test_stopped_kernel_token_is_refused_at_once(broker: Broker) -> None: 
 
 @pytest.mark.parametrize("identity_cache_seconds", [0.0])
 async def test_token_revoked_in_openbao_is_refused(
-    broker: Broker,  # noqa: F811
-    embedded: EmbeddedOpenBao,  # noqa: F811
+    broker: Broker,
+    embedded: EmbeddedOpenBao,
 ) -> None:
     kernel_id, token = await started_kernel(broker)
     assert (await broker.post(token, job(ghz(2), shots=32)))[0] == 200
@@ -91,8 +90,8 @@ async def test_token_revoked_in_openbao_is_refused(
 
 
 async def test_openbao_down_gives_clear_errors_then_recovers(
-    broker: Broker,  # noqa: F811
-    embedded: EmbeddedOpenBao,  # noqa: F811
+    broker: Broker,
+    embedded: EmbeddedOpenBao,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)

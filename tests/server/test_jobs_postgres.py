@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import Broker, broker, job, server_config, write_policy  # noqa: F401
+from jobs_helpers import Broker, job, server_config, write_policy
 
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure.testing.circuits import ghz
@@ -29,7 +29,7 @@ def jp_server_config(
 
 
 async def test_jobs_are_recorded_in_postgres_and_verify_offline(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     postgres_ledger_url: str,
     qsecure_data_dir: Path,
 ) -> None:
@@ -69,7 +69,7 @@ async def test_jobs_are_recorded_in_postgres_and_verify_offline(
 
 
 async def test_rate_limit_counts_the_postgres_ledger_after_a_restart(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
 ) -> None:
     token = await broker.kernel_token()
     user_jobs = 3

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_jobs import Broker, broker, ghz, job, kernel_token, run_cell  # noqa: F401 (fixture)
+from jobs_helpers import Broker, ghz, job, kernel_token, run_cell
 
 from jupyter_qsecure.jobs.canonical import circuit_hash
 from jupyter_qsecure.jobs.result import Expected, verify_record
@@ -34,7 +34,7 @@ def jp_server_config(qsecure_data_dir: Path, vault: dict[str, str]) -> dict[str,
 
 
 async def test_jobs_are_signed_by_transit_and_share_signing_calls(
-    broker: Broker,  # noqa: F811
+    broker: Broker,
     openbao: OpenBaoDev,
 ) -> None:
     token, client = await kernel_token(broker.fetch, broker.ws_fetch, broker.app)

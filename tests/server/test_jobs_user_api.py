@@ -13,15 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jobs_helpers import Broker, cli, job, server_config, write_policy
 from qiskit import QuantumCircuit
-from test_jobs import Broker, broker, cli, job, run_cell, server_config, write_policy  # noqa: F401
 from test_save_refusals import fake_key
 
 from jupyter_qsecure.jobs.archive import JobArchive
 from jupyter_qsecure.testing.circuits import ghz
 from jupyter_qsecure_server.identity import os_user
-
-__all__ = ["broker"]
 
 ANONYMOUS = re.compile(r"\b[0-9a-f]{32}\b")
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import nbformat
 import pytest
+from jobs_helpers import run_cell
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from server_helpers import start
-from test_jobs import jp_server_config, policy_file, run_cell  # noqa: F401 (fixtures)
 
 from jupyter_qsecure.cli.main import main
 from jupyter_qsecure.jobs.archive import read_archived
@@ -42,6 +42,11 @@ CELLS = [
 ]
 
 
+@pytest.fixture
+def jp_server_config(jobs_server_config: dict[str, Any]) -> dict[str, Any]:
+    return jobs_server_config
+
+
 def _run(*argv: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         list(argv), capture_output=True, text=True, timeout=1200, check=False, **kwargs
@@ -54,7 +59,7 @@ async def test_promoted_script_runs_in_a_fresh_venv_with_the_notebooks_counts(
     jp_serverapp: Any,
     jp_environ: Any,
     qsecure_data_dir: Path,
-    policy_file: Path,  # noqa: F811
+    policy_file: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

@@ -8,8 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from test_jobs import Broker, broker, jp_server_config, kernel_token, policy_file  # noqa: F401
-from test_jobs_execution_faults import worker_test_hooks  # noqa: F401 (fixture)
+from jobs_helpers import Broker, kernel_token
 
 from jupyter_qsecure.jobs.aer_run import noise_model_sha256
 from jupyter_qsecure.ledger import EntryFilter
@@ -26,7 +25,12 @@ c = measure q;
 """
 
 
-async def test_qasm3_cell_with_bind_noise_and_tags(broker: Broker) -> None:  # noqa: F811
+@pytest.fixture
+def jp_server_config(jobs_server_config: dict[str, Any]) -> dict[str, Any]:
+    return jobs_server_config
+
+
+async def test_qasm3_cell_with_bind_noise_and_tags(broker: Broker) -> None:
     _, client = await kernel_token(broker.fetch, broker.ws_fetch, broker.app)
     cell = (
         "%%qsubmit --shots 400 --seed 3 --bind theta=pi --noise depolarizing-1e-3 "
@@ -59,8 +63,8 @@ async def test_qasm3_cell_with_bind_noise_and_tags(broker: Broker) -> None:  # n
 
 
 async def test_no_wait_status_and_cancel(
-    broker: Broker,  # noqa: F811
-    worker_test_hooks: dict[str, Any],  # noqa: F811
+    broker: Broker,
+    worker_test_hooks: dict[str, Any],
 ) -> None:
     _, client = await kernel_token(broker.fetch, broker.ws_fetch, broker.app)
 
@@ -98,7 +102,7 @@ async def test_no_wait_status_and_cancel(
     assert broker.service._jobs[job_id].status == "cancelled"
 
 
-async def test_replay_of_a_noisy_job_and_of_an_altered_archive(broker: Broker) -> None:  # noqa: F811
+async def test_replay_of_a_noisy_job_and_of_an_altered_archive(broker: Broker) -> None:
     from test_jobs import job
 
     from jupyter_qsecure.jobs.aer_run import circuits_to_qpy

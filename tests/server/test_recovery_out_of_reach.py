@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jobs_helpers import cli
 from server_helpers import start, stdout_of
-from test_jobs import cli
 from test_save_gate import fake_github_token, notebook_with, refused
 from tornado.httpclient import HTTPClientError
 

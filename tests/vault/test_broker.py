@@ -19,6 +19,7 @@ from typing import Any
 import hvac
 import hvac.exceptions
 import pytest
+from vault_fakes import FakeClock
 
 from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.errors import ConfigError
@@ -43,19 +44,6 @@ def assert_same_secrets(got: Mapping[str, str], expected: Mapping[str, str]) -> 
 
 
 # ---- helpers ------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """Injectable clock: tests drive time instead of sleeping."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def fake_value() -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 import hvac
 import psycopg
 import pytest
+from vault_fakes import FakeClock
 
 from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.ledger import Ledger
@@ -38,17 +38,6 @@ REVOCATION = [
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{{name}}';",
     'DROP ROLE IF EXISTS "{{name}}";',
 ]
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def connect_as(pg: PostgresServer, username: str, password: str) -> psycopg.Connection[Any]:

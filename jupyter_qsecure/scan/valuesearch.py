@@ -283,9 +283,7 @@ class ValueSearch:
         n = len(text)
         screen = self._screen  # the common case: no pattern at all, one SIMD pass
         clean = (
-            screen is not None
-            and n >= self.shortest
-            and not screen.any_in(text.encode(*ENCODING))
+            screen is not None and n >= self.shortest and not screen.any_in(text.encode(*ENCODING))
         )
         if not n or text[-1] not in self._tail_chars:
             # e.g. output ending in a newline: the common case, nothing held

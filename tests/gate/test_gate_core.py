@@ -244,7 +244,13 @@ def test_block_message_counts_the_secrets_and_names_the_recovery_command(tmp_pat
         "user": "al",
         "mode": "block",
         "findings": [
-            {"type": f.type, "fingerprint": f.fingerprint, "cell": None, "where": None, "line": f.line}
+            {
+                "type": f.type,
+                "fingerprint": f.fingerprint,
+                "cell": None,
+                "where": None,
+                "line": f.line,
+            }
             for f in outcome.findings
         ],
         "recovery_id": outcome.recovery_id,

@@ -210,7 +210,9 @@ async def assert_head(jp_fetch: Any, path: str) -> None:
         with pytest.raises(HTTPClientError) as missing:
             await jp_fetch("files", "no-such-file.txt", method="HEAD")
     assert head.code == 200 and not head.body
-    assert missing.value.code == 404 and not (missing.value.response and missing.value.response.body)
+    assert missing.value.code == 404 and not (
+        missing.value.response and missing.value.response.body
+    )
     assert not [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
 
 

@@ -222,3 +222,106 @@ def test_checkpoints_of_another_ledger_are_named_by_origin(
     conn.execute("UPDATE qsecure_checkpoints SET body=? WHERE seq=0", (canonical_json(other),))
     report = ledger.verify()
     assert (report.first.kind, report.first.checkpoint_seq) == ("origin", 0)
+
+
+def test_problem_messages_name_the_positions_exactly(
+    filled: tuple[Ledger, sqlite3.Connection],
+) -> None:
+    """The wording users read for a swap and a truncated range, whole."""
+    ledger, conn = filled
+    conn.execute("UPDATE qsecure_entries SET idx=-1 WHERE idx=5")
+    conn.execute("UPDATE qsecure_entries SET idx=5 WHERE idx=6")
+    conn.execute("UPDATE qsecure_entries SET idx=6 WHERE idx=-1")
+    assert ledger.verify().first.message == (
+        "position 5 holds the entry recorded as index 6 (entries swapped or reordered)"
+    )
+    conn.execute("UPDATE qsecure_entries SET idx=-1 WHERE idx=5")  # swap back
+    conn.execute("UPDATE qsecure_entries SET idx=5 WHERE idx=6")
+    conn.execute("UPDATE qsecure_entries SET idx=6 WHERE idx=-1")
+    conn.execute("DELETE FROM qsecure_entries WHERE idx >= 180")
+    signed = json.loads(
+        bytes(conn.execute("SELECT body FROM qsecure_checkpoints WHERE seq=1").fetchone()[0])
+    )["timestamp"]
+    report = ledger.verify()
+    assert [p.__dict__ for p in report.problems] == [
+        {
+            "kind": "truncated",
+            "message": f"checkpoint 1 (signed {signed}) covers 200 entries but the ledger "
+            "ends at 180: entries 180..199 were deleted (truncated)",
+            "index": 180,
+            "checkpoint_seq": 1,
+        }
+    ]
+
+
+def test_checkpoints_out_of_order_are_a_rollback(filled: tuple[Ledger, sqlite3.Connection]) -> None:
+    ledger, conn = filled
+    rows = conn.execute("SELECT seq, body FROM qsecure_checkpoints ORDER BY seq").fetchall()
+    stamps = [json.loads(bytes(body))["timestamp"] for _, body in rows]
+    conn.execute("UPDATE qsecure_checkpoints SET seq=-1 WHERE seq=0")  # size 100 now comes last
+    conn.execute("UPDATE qsecure_checkpoints SET seq=0 WHERE seq=1")
+    conn.execute("UPDATE qsecure_checkpoints SET seq=1 WHERE seq=-1")
+    report = ledger.verify()
+    assert [p.__dict__ for p in report.problems] == [
+        {
+            "kind": "rolled back",
+            "message": f"checkpoint 1 (size 100, {stamps[0]}) is smaller than checkpoint 0 "
+            "(size 200): the ledger was rolled back",
+            "index": None,
+            "checkpoint_seq": 1,
+        }
+    ]
+
+
+def test_entry_not_in_canonical_form_is_malformed_not_edited(
+    filled: tuple[Ledger, sqlite3.Connection],
+) -> None:
+    """Same fields and columns, other bytes: named as malformed, after the leaf mismatch."""
+    ledger, conn = filled
+    (entry,) = conn.execute("SELECT entry FROM qsecure_entries WHERE idx=9").fetchone()
+    spaced = bytes(entry).replace(b'{"actor":', b'{"actor": ', 1)
+    conn.execute("UPDATE qsecure_entries SET entry=? WHERE idx=9", (spaced,))
+    report = ledger.verify()
+    assert [(p.kind, p.message, p.index) for p in report.problems] == [
+        ("edited", "entry 9: its content no longer matches its leaf hash (edited entry)", 9),
+        ("malformed", "entry 9 is not in canonical form", 9),
+    ]
+
+
+def test_text_entry_column_is_checked_as_its_text(
+    filled: tuple[Ledger, sqlite3.Connection],
+) -> None:
+    """A blob turned into text (plus a space) is hashed and parsed as that text."""
+    ledger, conn = filled
+    conn.execute("UPDATE qsecure_entries SET entry=CAST(entry AS TEXT) || ' ' WHERE idx=2")
+    report = ledger.verify()
+    assert [(p.kind, p.message) for p in report.problems] == [
+        ("edited", "entry 2: its content no longer matches its leaf hash (edited entry)"),
+        ("malformed", "entry 2 is not in canonical form"),  # valid JSON, extra byte
+    ]
+
+
+def test_stored_values_of_any_type_become_bytes() -> None:
+    from jupyter_qsecure.ledger.verify import _as_bytes
+
+    assert _as_bytes(memoryview(b"ab")) == b"ab"
+    assert _as_bytes("é") == "é".encode()
+    assert _as_bytes("\ud800") == b"\xed\xa0\x80"  # a lone surrogate does not crash
+    assert _as_bytes(42) == b"42"
+
+
+def test_checkpoint_of_the_empty_tree(settings: QSecure, sqlite_url: str) -> None:
+    with Ledger.open(sqlite_url, settings=settings) as ledger:
+        empty = ledger.checkpoint()
+        assert empty.tree_size == 0
+        report = ledger.verify()
+        assert report.ok and report.checkpoints == 1 and report.entries == 0
+        from jupyter_qsecure.ledger.verify import verify_ledger
+
+        wrong = empty.model_copy(
+            update={"body": empty.body.model_copy(update={"root_hash": "00" * 32})}
+        )
+        report = verify_ledger(ledger.store, ledger.keyring, trusted=[wrong])
+        assert [(p.kind, p.message) for p in report.problems] == [
+            ("root", f"checkpoint {empty.seq} of the empty tree has a wrong root")
+        ]

@@ -528,3 +528,45 @@ def test_stream_carry_over_reads_the_type_from_the_header() -> None:
     }
     assert mask_message(msg, masker, stream)["content"]["text"] == "key: "
     assert stream.pending_keys() == [("p", "stdout")]
+
+
+# --- from mutation testing: the decoded passes of contains_any, merged edits, lists -----
+
+
+def _every_third(value: str, wrap: str) -> str:
+    """``value`` with every third character JSON-escaped ("json") or in <i> tags ("html")."""
+    if wrap == "json":
+        return "".join(f"\\u{ord(c):04x}" if i % 3 == 0 else c for i, c in enumerate(value))
+    return "".join(f"<i>{c}</i>" if i % 3 == 0 else c for i, c in enumerate(value))
+
+
+def test_contains_any_sees_values_only_visible_after_decoding() -> None:
+    value = token()
+    masker = Masker({"tok": value})
+    escaped, tagged = _every_third(value, "json"), _every_third(value, "html")
+    assert masker.mask(escaped) == escaped and masker.mask(tagged) == tagged  # raw: no run
+    assert masker.contains_any(escaped)  # found once the JSON escapes are decoded
+    assert masker.contains_any(tagged)  # found once the markup is dropped
+    assert not masker.contains_any(f"<p>{token()}</p>")
+
+
+def test_one_entity_shared_by_two_values_is_one_edit() -> None:
+    """&fjlig; decodes to "fj": the end of one value and the start of the next."""
+    a, b = token() + "f", "j" + token()
+    masker = Masker({"a": a, "b": b})
+    out = masker.mask_output(f"<p>{a[:-1]}&fjlig;{b[1:]}</p>", "text/html")
+    assert out == f"<p>{P('a')}</p>"
+
+
+def test_a_list_of_html_strings_keeps_its_mime_type() -> None:
+    value = token()
+    tagged = _every_third(value, "html")
+    msg = {
+        "header": {"msg_type": "display_data"},
+        "content": {"data": {"text/html": [tagged], "text/plain": [tagged]}, "metadata": {}},
+        "metadata": {},
+    }
+    data = mask_message(msg, Masker({"tok": value}))["content"]["data"]
+    assert data["text/html"][0].startswith(f"<i>{P('tok')}</i>")
+    assert value[1:3] not in data["text/html"][0]
+    assert data["text/plain"] == [tagged]  # plain text is not rendered: markup is literal

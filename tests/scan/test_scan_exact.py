@@ -177,3 +177,17 @@ def test_every_escaped_form_is_a_form_and_a_fragment_source() -> None:
         html.escape(value),
     ):
         assert form in sources
+
+
+def test_base64_cores_reach_the_last_character_the_value_determines() -> None:
+    # found by mutation testing: the core's end (padding strip, tail length) was untested
+    from jupyter_qsecure.scan.exact import _base64_cores
+
+    raw = secrets.token_bytes(23) + b"\x17"  # 24 bytes; aligned, the last char is "X"
+    cores = _base64_cores(raw)
+    assert cores[0] == base64.b64encode(raw).decode() and cores[0].endswith("X")
+    assert [len(c) for c in cores] == [32, 31, 31]  # 8*(k+24)//6 - ceil(8k/6) at k = 0, 1, 2
+    for k, core in enumerate(cores):
+        for _ in range(4):  # whatever surrounds the value at this alignment
+            blob = secrets.token_bytes(3 * 5 + k) + raw + secrets.token_bytes(5)
+            assert core in base64.b64encode(blob).decode()

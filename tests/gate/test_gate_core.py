@@ -377,3 +377,64 @@ def test_redacted_notebook_loses_secrets_in_joined_streams_and_rendered_html(
     assert out[1]["text"].startswith("key = '«") and out[1]["text"].endswith("»' ok\n")
     dumped = json.dumps(out)
     assert in_stream not in dumped and in_html[:10] not in dumped and in_html[10:] not in dumped
+
+
+# --- from mutation testing: file models holding a notebook, warn mode, check_bytes' user,
+# --- a recovery copy that cannot be kept
+
+
+def _notebook_with(source: str) -> dict[str, Any]:
+    cell = {"cell_type": "code", "source": source, "metadata": {}, "outputs": []}
+    return {
+        "cells": [{**cell, "execution_count": None}],
+        "metadata": {},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def test_a_notebook_in_a_file_model_is_scanned_as_a_notebook(tmp_path: Path) -> None:
+    gate = make_gate(tmp_path)
+    nb = _notebook_with(f"key = '{fake_key()}'")
+    outcome = gate.check_model({"type": "file", "format": "json", "content": nb}, "n.ipynb", "u")
+    assert outcome.action == "block"
+    assert outcome.findings[0].cell_number == 1  # located in the notebook's first cell
+
+
+def test_warn_mode_saves_the_model_as_it_is(tmp_path: Path) -> None:
+    ledger = ListLedger()
+    gate = make_gate(tmp_path, mode="warn", ledger=ledger)
+    model = {"type": "file", "format": "text", "content": f"k={fake_key()}\n"}
+    outcome = gate.check_model(model, "w.txt", "u")
+    assert outcome.action == "warn" and outcome.model is model
+    assert [kind for kind, _, _ in ledger.entries] == ["save.warned"]
+
+
+def test_check_bytes_records_the_user(tmp_path: Path) -> None:
+    ledger = ListLedger()
+    gate = make_gate(tmp_path, ledger=ledger)
+    outcome = gate.check_bytes(f"k={fake_key()}\n".encode(), "b.txt", "carol")
+    assert outcome.action == "block" and outcome.content is None
+    (_, body, actor) = ledger.entries[0]
+    assert (body["user"], actor) == ("carol", "user:carol")
+
+
+def test_a_recovery_copy_that_cannot_be_kept_is_logged_by_its_error_type(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class FullStore:
+        def save(self, *args: Any, **kwargs: Any) -> Any:
+            raise PermissionError("read-only")
+
+    gate = make_gate(tmp_path)
+    gate.recovery = FullStore()  # type: ignore[assignment]
+    secret = fake_key()
+    with caplog.at_level("ERROR", logger="jupyter_qsecure.gate.gate"):
+        outcome = gate.check_model(
+            {"type": "file", "format": "text", "content": f"k={secret}\n"}, "r.txt", "u"
+        )
+    assert outcome.action == "block" and outcome.recovery_id is None  # still refused
+    assert [r.getMessage() for r in caplog.records] == [
+        "could not keep a recovery copy of r.txt: PermissionError"
+    ]
+    assert secret not in caplog.text

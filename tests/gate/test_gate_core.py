@@ -438,3 +438,24 @@ def test_a_recovery_copy_that_cannot_be_kept_is_logged_by_its_error_type(
         "could not keep a recovery copy of r.txt: PermissionError"
     ]
     assert secret not in caplog.text
+
+
+def test_a_save_records_its_editor_once_per_change(tmp_path: Path) -> None:
+    ledger = ListLedger()
+    gate = make_gate(tmp_path, ledger=ledger)
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+    def notebook(source: str) -> dict[str, Any]:  # with a kernelspec: it has a digest
+        nb = _notebook_with(source)
+        nb["metadata"]["kernelspec"] = kernelspec
+        return nb
+
+    model = {"type": "notebook", "content": notebook("print(1)")}
+    for user in ("dana", "erin"):  # the second save changes nothing: no new record
+        assert gate.check_model(model, "e.ipynb", user, saving=True).action == "allow"
+    changed = {"type": "notebook", "content": notebook("print(2)")}
+    gate.check_model(changed, "e.ipynb", "erin", saving=True)
+    assert [(kind, body["user"], actor) for kind, body, actor in ledger.entries] == [
+        ("notebook.saved", "dana", "user:dana"),
+        ("notebook.saved", "erin", "user:erin"),
+    ]

@@ -9,6 +9,7 @@ cannot be imported from there reliably.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -22,6 +23,24 @@ from jupyter_server.services.kernels.connection.base import (
 from tornado.httpclient import HTTPClientError
 
 V1 = "v1.kernel.websocket.jupyter.org"
+
+#: Kernel code (``.format(name=...)``) printing the digest and the text of secret ``name``,
+#: or the error's class and message.
+GET_CODE = (
+    "from jupyter_qsecure import secrets\n"
+    "import hashlib\n"
+    "try:\n"
+    "    v = secrets.get({name!r})\n"
+    "    print('digest', hashlib.sha256(v.encode()).hexdigest())\n"
+    "    print('raw', v)\n"
+    "except Exception as e:\n"
+    "    print(type(e).__name__, e)\n"
+)
+
+
+def digest(value: str) -> str:
+    """The SHA-256 hex digest ``GET_CODE`` prints for ``value``."""
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 class KernelClient:

@@ -8,7 +8,8 @@ from typing import Any
 
 import nbformat
 import pytest
-from test_save_gate import fake_aws_key, notebook_with, put
+from save_gate_helpers import fake_aws_key, notebook_with
+from server_helpers import put
 
 from jupyter_qsecure.ledger import EntryFilter
 

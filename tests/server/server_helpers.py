@@ -132,6 +132,43 @@ async def start(
     return kernel_id, KernelClient(ws, protocol)
 
 
+def extension_config(**qsecure: Any) -> dict[str, Any]:
+    """A server config: the extension on, authentication enforced, ``QSecure`` traits
+    ``qsecure``."""
+    return {
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_qsecure_server": True},
+            "allow_unauthenticated_access": False,
+        },
+        "QSecure": qsecure,
+    }
+
+
+class KernelSession:
+    """One qsecure kernel with a websocket client on ``protocol``: started by the first
+    :meth:`client`, shut down by :meth:`close` (the ``kernel_session`` fixture of
+    ``conftest.py`` closes it after the test)."""
+
+    def __init__(self, jp_fetch: Any, jp_ws_fetch: Any, kernel: str, protocol: str) -> None:
+        self.fetch, self.ws_fetch = jp_fetch, jp_ws_fetch
+        self.kernel, self.protocol = kernel, protocol
+        self.kernel_id = ""
+        self._client: KernelClient | None = None
+
+    async def client(self) -> KernelClient:
+        if self._client is None:
+            self.kernel_id, self._client = await start(
+                self.fetch, self.ws_fetch, self.kernel, self.protocol
+            )
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            self._client.ws.close()
+            await self.fetch("api", "kernels", self.kernel_id, method="DELETE")
+            self._client = None
+
+
 async def put(jp_fetch: Any, path: str, model: dict[str, Any]) -> Any:
     """Save ``model`` at ``path`` through the contents API."""
     return await jp_fetch("api", "contents", path, method="PUT", body=json.dumps(model))

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from save_gate_helpers import fake_aws_key
-from server_helpers import start, stdout_of
+from server_helpers import extension_config, start, stdout_of
 
 from jupyter_qsecure.testing.openbao import OpenBaoUnavailable, find_bao_binary
 from jupyter_qsecure.testing.values import Hidden
@@ -52,13 +52,7 @@ def jp_server_config(embedded: EmbeddedOpenBao, monkeypatch: pytest.MonkeyPatch)
     """As `jupyter qsecure lab` starts it: BAO_ADDR and the server token in its environment."""
     monkeypatch.setenv("BAO_ADDR", str(embedded.addr))
     monkeypatch.setenv("BAO_TOKEN", embedded.server_token())
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_qsecure_server": True},
-            "allow_unauthenticated_access": False,
-        },
-        "QSecure": {"data_dir": str(embedded.data_dir), "ledger_signer": "local"},
-    }
+    return extension_config(data_dir=str(embedded.data_dir), ledger_signer="local")
 
 
 def terminal(data_dir: Path, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

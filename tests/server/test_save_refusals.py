@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from save_gate_helpers import fake_aws_key
+from server_helpers import extension_config
 
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure_server.identity import os_user
@@ -23,18 +24,12 @@ def environment() -> str:
 
 @pytest.fixture
 def jp_server_config(qsecure_data_dir: Path, environment: str) -> dict[str, Any]:
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_qsecure_server": True},
-            "allow_unauthenticated_access": False,
-        },
-        "QSecure": {
-            "data_dir": str(qsecure_data_dir),
-            "save_mode": "block",
-            "allow_override": True,
-            "environment": environment,
-        },
-    }
+    return extension_config(
+        data_dir=str(qsecure_data_dir),
+        save_mode="block",
+        allow_override=True,
+        environment=environment,
+    )
 
 
 def notebook(*sources: str) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from qiskit import QuantumCircuit, qpy
-from server_helpers import start, stdout_of
+from server_helpers import extension_config, start, stdout_of
 
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.testing.circuits import ghz
@@ -64,10 +64,9 @@ def write_policy(path: Path, *, jobs_per_minute: int = 1000) -> Path:
 
 def server_config(data_dir: Path, policy: Path, **qsecure: Any) -> dict[str, Any]:
     """Server config with the extension, ``policy`` and QSecure traits ``qsecure``."""
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_qsecure_server": True}},
-        "QSecure": {"data_dir": str(data_dir), "policy_file": str(policy), **qsecure},
-    }
+    return extension_config(
+        enforce_auth=False, data_dir=str(data_dir), policy_file=str(policy), **qsecure
+    )
 
 
 def qpy_b64(qc: QuantumCircuit) -> str:

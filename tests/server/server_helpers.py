@@ -132,16 +132,13 @@ async def start(
     return kernel_id, KernelClient(ws, protocol)
 
 
-def extension_config(**qsecure: Any) -> dict[str, Any]:
-    """A server config: the extension on, authentication enforced, ``QSecure`` traits
-    ``qsecure``."""
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_qsecure_server": True},
-            "allow_unauthenticated_access": False,
-        },
-        "QSecure": qsecure,
-    }
+def extension_config(*, enforce_auth: bool = True, **qsecure: Any) -> dict[str, Any]:
+    """A server config: the extension on, ``QSecure`` traits ``qsecure`` and, unless
+    ``enforce_auth`` is false, no unauthenticated access to any handler."""
+    server: dict[str, Any] = {"jpserver_extensions": {"jupyter_qsecure_server": True}}
+    if enforce_auth:
+        server["allow_unauthenticated_access"] = False
+    return {"ServerApp": server, "QSecure": qsecure}
 
 
 class KernelSession:

@@ -10,7 +10,7 @@ from typing import Any
 
 import hvac
 import pytest
-from jobs_helpers import Broker, cli, ghz, job, start_kernel
+from jobs_helpers import Broker, cli, ghz, job, server_config, start_kernel
 
 from jupyter_qsecure.errors import SigningError
 from jupyter_qsecure.jobs.approval import ApproverRef, approval_subject, build_approval
@@ -26,17 +26,14 @@ def jp_server_config(
     vault: dict[str, str],
     policy_file: Path,
 ) -> dict[str, Any]:
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_qsecure_server": True}},
-        "QSecure": {
-            "data_dir": str(qsecure_data_dir),
-            "vault_addr": vault["addr"],
-            "ledger_signer": "local",
-            "environment": "dev",
-            "policy_file": str(policy_file),
-            "job_workers": 1,
-        },
-    }
+    return server_config(
+        qsecure_data_dir,
+        policy_file,
+        vault_addr=vault["addr"],
+        ledger_signer="local",
+        environment="dev",
+        job_workers=1,
+    )
 
 
 def signer(openbao: OpenBaoDev, token: str, env: str = "dev") -> TransitSigner:

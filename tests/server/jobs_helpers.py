@@ -4,6 +4,7 @@ with its broker token, posting jobs, and :class:`Broker` (what the ``broker`` fi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -25,6 +26,7 @@ __all__ = [
     "POLICY",
     "Broker",
     "cli",
+    "cli_async",
     "ghz",
     "job",
     "kernel_token",
@@ -148,6 +150,24 @@ def cli(data_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
         env=env,
         timeout=120,
     )
+
+
+async def cli_async(env: dict[str, str], *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    """``jupyter qsecure ARGV`` in its own process with ``env``, without blocking the
+    server's loop (the server checks approvals on its 1 s timer while the CLI waits for
+    its answer): (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jupyter_qsecure.cli.main",
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=120)
+    return int(process.returncode or 0), out.decode(), err.decode()
 
 
 def job(qc: QuantumCircuit | list[QuantumCircuit], **extra: Any) -> dict[str, Any]:

@@ -25,21 +25,21 @@ class Execution:
     reply: dict[str, Any]
     messages: list[dict[str, Any]] = field(default_factory=list)
 
-    @property
-    def stdout(self) -> str:
+    def stream(self, name: str) -> str:
+        """The text of stream ``name`` (stdout, stderr)."""
         return "".join(
             m["content"]["text"]
             for m in self.messages
-            if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+            if m["msg_type"] == "stream" and m["content"]["name"] == name
         )
 
     @property
+    def stdout(self) -> str:
+        return self.stream("stdout")
+
+    @property
     def stderr(self) -> str:
-        return "".join(
-            m["content"]["text"]
-            for m in self.messages
-            if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"
-        )
+        return self.stream("stderr")
 
     @property
     def error(self) -> dict[str, Any] | None:

@@ -12,11 +12,11 @@ import json
 import re
 import secrets as pysecrets
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kernel_fakes import credentials_block
 from real_kernel import Kernel, running_kernel
 
 
@@ -25,53 +25,13 @@ def sha(value: str) -> str:
 
 
 def credentials(**overrides: Any) -> dict[str, Any]:
-    now = datetime.now(timezone.utc)
-    block: dict[str, Any] = {
-        "v": 1,
-        "kernel_id": "kernel-" + pysecrets.token_hex(4),
-        "environment": "test",
-        "identity": {
-            "user": "alice",
-            "accessor": "acc" + pysecrets.token_hex(16),
-            "policies": ["qsecure-kernel-test"],
-        },
-        "vault_addr": "http://127.0.0.1:8200",
-        "token": "s." + pysecrets.token_urlsafe(24),
-        "secrets": {
-            "api": "v-" + pysecrets.token_urlsafe(24),
-            "warehouse": {
-                "username": "v-token-ro-" + pysecrets.token_hex(6),
-                "password": "p-" + pysecrets.token_urlsafe(24),
-            },
-        },
-        "leases": {
-            "api": {
-                "kind": "kv",
-                "lease_id": None,
-                "expires_at": (now + timedelta(minutes=15)).isoformat(),
-                "ttl_seconds": 900,
-                "renewable": False,
-            },
-            "warehouse": {
-                "kind": "database",
-                "lease_id": "database/creds/qsecure-test-ro/" + pysecrets.token_hex(8),
-                "expires_at": (now + timedelta(minutes=45)).isoformat(),
-                "ttl_seconds": 2700,
-                "renewable": True,
-            },
-            "token": {
-                "kind": "token",
-                "lease_id": None,
-                "expires_at": (now + timedelta(minutes=15)).isoformat(),
-                "ttl_seconds": 900,
-                "renewable": True,
-            },
-        },
-        "errors": {"broken": "permission denied on secret/qsecure/test/broken"},
-        "error": None,
-    }
-    block.update(overrides)
-    return block
+    return credentials_block(
+        environment="test",
+        kernel_id="kernel-" + pysecrets.token_hex(4),
+        api_minutes=15,
+        warehouse_minutes=45,
+        **overrides,
+    )
 
 
 def values_of(block: dict[str, Any]) -> list[str]:

@@ -41,7 +41,7 @@ from jupyter_qsecure.vault.secrets_spec import parse_secret_specs
 from .credentials import CredentialService
 from .defaults import make_qsecure_kernel_default
 from .fail_closed import run_or_stop
-from .file_masking import check_routes, file_routes, masked_contents_routes
+from .file_masking import Masking, check_routes, file_routes, masked_contents_routes
 from .jobs_routes import job_routes
 from .kernel_output import KernelOutputLog, RegistryMasker
 from .kernel_ws import QSecureKernelConnection
@@ -499,9 +499,10 @@ class QSecureExtension(ExtensionApp):
         # matched first: error reporting differs (the gate itself wraps the manager), and
         # what GET reads is masked.
         base_url = web_app.settings["base_url"]
-        web_app.add_handlers(".*$", masked_contents_routes(contents_routes(base_url)))
+        masking = Masking(services.credentials, services.exposures)
+        web_app.add_handlers(".*$", masked_contents_routes(contents_routes(base_url), masking))
         # Files, downloads, nbconvert and terminals: injected values masked on the way out.
-        web_app.add_handlers(".*$", file_routes(web_app, self._server))
+        web_app.add_handlers(".*$", file_routes(web_app, self._server, masking))
         check_routes(web_app, self._server)
 
     async def stop_extension(self) -> None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -50,6 +50,7 @@ from jupyter_qsecure.vault.exposure import (
 )
 from jupyter_qsecure.vault.masking import Masker
 
+from .credentials import CredentialService
 from .identity import stable_user
 
 TERMINAL_ROUTE = r"/terminals/websocket/(\w+)"
@@ -58,14 +59,35 @@ NBCONVERT_ROUTE = rf"/nbconvert/(?P<format>\w+){path_regex}"
 
 
 # ---- shared by the handlers ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Masking:
+    """What the masked handlers work with, handed to them as the route kwarg ``masking``."""
+
+    #: The credential service (its current masker); None without injected credentials.
+    credentials: CredentialService | None
+    #: Where a file that held a value is recorded.
+    exposures: ExposureLog | None
+
+    def masker(self) -> Masker | None:
+        return self.credentials.masker() if self.credentials is not None else None
+
+
 class _Masking:
-    """Mixin: the server's current masker, and recording what a file held."""
+    """Mixin: the server's current masker, and recording what a file held.
+
+    Its ``initialize`` takes the ``masking`` route kwarg and hands the others to the
+    wrapped Jupyter handler's ``initialize``.
+    """
 
     via = "files"
+    _masking: Masking
+
+    def initialize(self, *, masking: Masking, **kwargs: Any) -> None:
+        self._masking = masking
+        super().initialize(**kwargs)  # type: ignore[misc]
 
     def _masker(self) -> Masker | None:
-        service = self.settings.get("qsecure_credentials")  # type: ignore[attr-defined]
-        return service.masker() if service is not None else None
+        return self._masking.masker()
 
     def _user(self) -> str:
         return stable_user(self)
@@ -74,7 +96,7 @@ class _Masking:
         self, path: str, modified: Any, size: int | None, names: set[str], masker: Masker
     ) -> None:
         """Record that ``path`` held ``names``; a ledger failure is logged, not raised."""
-        log: ExposureLog | None = self.settings.get("qsecure_exposures")  # type: ignore[attr-defined]
+        log = self._masking.exposures
         if log is None or not names:
             return
         try:
@@ -135,7 +157,9 @@ class _MaskedContentsManager(_Masking):
 
 
 # ---- /api/contents ------------------------------------------------------------------------
-def masked_contents_routes(routes: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+def masked_contents_routes(
+    routes: list[tuple[Any, ...]], masking: Masking
+) -> list[tuple[Any, ...]]:
     """The contents routes with each ``ContentsHandler`` class given masked reads."""
     out = []
     for pattern, handler, *rest in routes:
@@ -145,6 +169,8 @@ def masked_contents_routes(routes: list[tuple[Any, ...]]) -> list[tuple[Any, ...
                 (_MaskedContentsManager, handler),
                 {"via": "contents", "__doc__": handler.__doc__},
             )
+            kwargs = rest[0] if rest else {}
+            rest = [{**kwargs, "masking": masking}, *rest[1:]]
         out.append((pattern, handler, *rest))
     return out
 
@@ -255,18 +281,14 @@ def masked_term_socket() -> type[Any] | None:
         """A terminal websocket whose output is masked (a split value is held back)."""
 
         def initialize(  # type: ignore[override]
-            self, name: str, term_manager: Any = None, **kwargs: Any
+            self, name: str, term_manager: Any = None, *, masking: Masking, **kwargs: Any
         ) -> None:
             # The terminals extension loads after this one: find its manager per request.
             manager: Any = term_manager or self.settings.get("terminal_manager")
             self._available = manager is not None
             if self._available:
                 super().initialize(name, manager, **kwargs)
-            service = self.settings.get("qsecure_credentials")
-            current: Callable[[], Masker | None] = (
-                service.masker if service is not None else (lambda: None)
-            )
-            self._masking = TerminalMasking(current)
+            self._masking = TerminalMasking(masking.masker)
 
         @ws_authenticated
         async def get(self, *args: Any, **kwargs: Any) -> None:
@@ -301,7 +323,7 @@ def _terminals(server: Any) -> type[Any] | None:
 
 
 # ---- routes -------------------------------------------------------------------------------
-def file_routes(web_app: Any, server: Any) -> list[tuple[Any, ...]]:
+def file_routes(web_app: Any, server: Any, masking: Masking) -> list[tuple[Any, ...]]:
     """Masked /files, /nbconvert and terminal websocket routes for ``web_app``."""
     base_url = web_app.settings["base_url"]
     manager = web_app.settings["contents_manager"]
@@ -309,9 +331,13 @@ def file_routes(web_app: Any, server: Any) -> list[tuple[Any, ...]]:
         (
             url_path_join(base_url, FILES_ROUTE),
             _files_handler(manager),
-            manager.files_handler_params,
+            {**manager.files_handler_params, "masking": masking},
         ),
-        (url_path_join(base_url, NBCONVERT_ROUTE), MaskedNbconvertFileHandler),
+        (
+            url_path_join(base_url, NBCONVERT_ROUTE),
+            MaskedNbconvertFileHandler,
+            {"masking": masking},
+        ),
     ]
     terminals = _terminals(server)
     if terminals is not None:
@@ -319,7 +345,8 @@ def file_routes(web_app: Any, server: Any) -> list[tuple[Any, ...]]:
             (
                 url_path_join(base_url, TERMINAL_ROUTE),
                 terminals,
-                {"name": "jupyter_server_terminals"},  # the extension whose settings it reads
+                # name: the extension whose settings it reads
+                {"name": "jupyter_server_terminals", "masking": masking},
             )
         )
     return routes

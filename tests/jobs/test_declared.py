@@ -12,10 +12,10 @@ import struct
 from typing import Any
 
 import pytest
+from canonical_helpers import build
 from qiskit import ClassicalRegister, QuantumCircuit, QuantumRegister, qasm2, qasm3, qpy
 from qiskit.circuit.random import random_circuit
 from qiskit.qpy import common as qpy_common
-from test_canonical import build
 
 from jupyter_qsecure.jobs.declared import (
     MAX_CIRCUITS_PARSED,

@@ -9,23 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import secrets as pysecrets
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_client.blocking import BlockingKernelClient
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import KernelManager
-
-from jupyter_qsecure.kernel.install import install_kernelspec
-
-TIMEOUT = 30
+from kernel_fakes import credentials_block
+from real_kernel import Kernel, running_kernel
 
 
 def sha(value: str) -> str:
@@ -33,53 +25,13 @@ def sha(value: str) -> str:
 
 
 def credentials(**overrides: Any) -> dict[str, Any]:
-    now = datetime.now(timezone.utc)
-    block: dict[str, Any] = {
-        "v": 1,
-        "kernel_id": "kernel-" + pysecrets.token_hex(4),
-        "environment": "test",
-        "identity": {
-            "user": "alice",
-            "accessor": "acc" + pysecrets.token_hex(16),
-            "policies": ["qsecure-kernel-test"],
-        },
-        "vault_addr": "http://127.0.0.1:8200",
-        "token": "s." + pysecrets.token_urlsafe(24),
-        "secrets": {
-            "api": "v-" + pysecrets.token_urlsafe(24),
-            "warehouse": {
-                "username": "v-token-ro-" + pysecrets.token_hex(6),
-                "password": "p-" + pysecrets.token_urlsafe(24),
-            },
-        },
-        "leases": {
-            "api": {
-                "kind": "kv",
-                "lease_id": None,
-                "expires_at": (now + timedelta(minutes=15)).isoformat(),
-                "ttl_seconds": 900,
-                "renewable": False,
-            },
-            "warehouse": {
-                "kind": "database",
-                "lease_id": "database/creds/qsecure-test-ro/" + pysecrets.token_hex(8),
-                "expires_at": (now + timedelta(minutes=45)).isoformat(),
-                "ttl_seconds": 2700,
-                "renewable": True,
-            },
-            "token": {
-                "kind": "token",
-                "lease_id": None,
-                "expires_at": (now + timedelta(minutes=15)).isoformat(),
-                "ttl_seconds": 900,
-                "renewable": True,
-            },
-        },
-        "errors": {"broken": "permission denied on secret/qsecure/test/broken"},
-        "error": None,
-    }
-    block.update(overrides)
-    return block
+    return credentials_block(
+        environment="test",
+        kernel_id="kernel-" + pysecrets.token_hex(4),
+        api_minutes=15,
+        warehouse_minutes=45,
+        **overrides,
+    )
 
 
 def values_of(block: dict[str, Any]) -> list[str]:
@@ -89,109 +41,10 @@ def values_of(block: dict[str, Any]) -> list[str]:
     return values
 
 
-@dataclass
-class Execution:
-    reply: dict[str, Any]
-    messages: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def stdout(self) -> str:
-        return "".join(
-            m["content"]["text"]
-            for m in self.messages
-            if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
-        )
-
-    @property
-    def stderr(self) -> str:
-        return "".join(
-            m["content"]["text"]
-            for m in self.messages
-            if m["msg_type"] == "stream" and m["content"]["name"] == "stderr"
-        )
-
-    @property
-    def error(self) -> dict[str, Any] | None:
-        errors = [m["content"] for m in self.messages if m["msg_type"] == "error"]
-        return errors[0] if errors else None
-
-    @property
-    def ok(self) -> bool:
-        return self.reply["content"]["status"] == "ok"
-
-    def wire_text(self) -> str:
-        """Everything the kernel sent for this execution, as text."""
-        return json.dumps([self.reply, *self.messages], default=str)
-
-
-@dataclass
-class Kernel:
-    client: BlockingKernelClient
-    manager: KernelManager
-    cwd: Path
-    runtime_dir: Path
-    ipython_dir: Path
-
-    def execute(self, code: str, metadata: dict[str, Any] | None = None) -> Execution:
-        content = {
-            "code": code,
-            "silent": False,
-            "store_history": True,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        }
-        msg = self.client.session.msg("execute_request", content, metadata=metadata or {})
-        self.client.shell_channel.send(msg)
-        msg_id = msg["header"]["msg_id"]
-        while True:
-            reply = self.client.get_shell_msg(timeout=TIMEOUT)
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
-        messages = []
-        while True:
-            message = self.client.get_iopub_msg(timeout=TIMEOUT)
-            if message["parent_header"].get("msg_id") != msg_id:
-                continue
-            if message["msg_type"] == "status":
-                if message["content"]["execution_state"] == "idle":
-                    break
-                continue
-            messages.append(message)
-        return Execution(reply, messages)
-
-
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    base = tmp_path_factory.mktemp("qsecure-kernel")
-    destination = install_kernelspec(prefix=base)
-    kernels_dir = base / "share" / "jupyter" / "kernels"
-    assert Path(destination) == kernels_dir / "qsecure"
-    cwd, runtime_dir, ipython_dir = base / "work", base / "runtime", base / "ipython"
-    for folder in (cwd, runtime_dir, ipython_dir):
-        folder.mkdir()
-    env = dict(os.environ)
-    env.update(
-        JUPYTER_PATH=str(base / "share" / "jupyter"),
-        JUPYTER_RUNTIME_DIR=str(runtime_dir),
-        IPYTHONDIR=str(ipython_dir),
-    )
-    manager = KernelManager(
-        kernel_name="qsecure",
-        kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernels_dir)]),
-        connection_file=str(runtime_dir / "kernel-qsecure-test.json"),
-    )
-    assert manager.kernel_spec is not None
-    assert manager.kernel_spec.display_name == "Python 3 (qsecure)"
-    manager.start_kernel(cwd=str(cwd), env=env)
-    client = manager.client()
-    client.start_channels()
-    try:
-        client.wait_for_ready(timeout=60)
-        yield Kernel(client, manager, cwd, runtime_dir, ipython_dir)
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
+    with running_kernel(tmp_path_factory.mktemp("qsecure-kernel")) as started:
+        yield started
 
 
 def meta(block: dict[str, Any]) -> dict[str, Any]:

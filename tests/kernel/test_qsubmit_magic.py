@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from kernel_fakes import FakeKernel
+from real_kernel import running_kernel
 
 from jupyter_qsecure import secrets as qsecrets
 from jupyter_qsecure.jobs.client import JobDenied
@@ -490,11 +491,7 @@ def test_in_the_real_qsecure_kernel(tmp_path_factory, broker: FakeBroker) -> Non
     """The installed "Python 3 (qsecure)" kernel: credentials from execute_request
     metadata (ipykernel's get_parent), the HTML histogram on the wire, no token in any
     message, and a short error for a tampered result."""
-    from test_kernel_extension import kernel as kernel_fixture  # same directory
-
-    gen = kernel_fixture.__wrapped__(tmp_path_factory)
-    kernel = next(gen)
-    try:
+    with running_kernel(tmp_path_factory.mktemp("qsecure-kernel")) as kernel:
         block = credentials(broker)
         run = kernel.execute(
             "from qiskit import QuantumCircuit\n"
@@ -520,5 +517,3 @@ def test_in_the_real_qsecure_kernel(tmp_path_factory, broker: FakeBroker) -> Non
         assert broker.token not in bad.wire_text()
         check = kernel.execute("print('r' in globals())")
         assert check.stdout.strip() == "False"
-    finally:
-        gen.close()

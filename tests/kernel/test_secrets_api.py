@@ -6,23 +6,18 @@ kernel is exercised in test_kernel_extension.py.
 
 from __future__ import annotations
 
-import secrets as pysecrets
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from kernel_fakes import FakeKernel
+from kernel_fakes import FakeKernel, credentials_block
 
 from jupyter_qsecure import secrets
 from jupyter_qsecure.errors import QSecureError
 from jupyter_qsecure.kernel import context
 from jupyter_qsecure.kernel.context import Lease, format_duration, parse
-
-
-def fake_value() -> str:
-    return "v-" + pysecrets.token_urlsafe(24)
 
 
 class FakeShell:
@@ -31,50 +26,8 @@ class FakeShell:
 
 
 def contract(**overrides: Any) -> dict[str, Any]:
-    now = datetime.now(timezone.utc)
-    block: dict[str, Any] = {
-        "v": 1,
-        "kernel_id": "k-123",
-        "environment": "dev",
-        "identity": {
-            "user": "alice",
-            "accessor": "acc-" + pysecrets.token_hex(12),
-            "policies": ["qsecure-kernel-dev"],
-        },
-        "vault_addr": "http://127.0.0.1:8200",
-        "token": "s." + pysecrets.token_urlsafe(24),
-        "secrets": {
-            "api": fake_value(),
-            "warehouse": {"username": "v-user-" + pysecrets.token_hex(4), "password": fake_value()},
-        },
-        "leases": {
-            "api": {
-                "kind": "kv",
-                "lease_id": None,
-                "expires_at": (now + timedelta(minutes=10)).isoformat(),
-                "ttl_seconds": 600,
-                "renewable": False,
-            },
-            "warehouse": {
-                "kind": "database",
-                "lease_id": "database/creds/qsecure-dev-ro/abc",
-                "expires_at": (now + timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
-                "ttl_seconds": 3600,
-                "renewable": True,
-            },
-            "token": {
-                "kind": "token",
-                "lease_id": None,
-                "expires_at": (now - timedelta(seconds=5)).isoformat(),
-                "ttl_seconds": 900,
-                "renewable": True,
-            },
-        },
-        "errors": {"broken": "permission denied on secret/qsecure/dev/broken"},
-        "error": None,
-    }
-    block.update(overrides)
-    return block
+    """A dev contract whose kernel token has just expired."""
+    return credentials_block(token_left=timedelta(seconds=-5), **overrides)
 
 
 @pytest.fixture

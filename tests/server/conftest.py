@@ -2,8 +2,9 @@
 
 Also the fixtures of the credential tests that several modules share: a fake KV value
 in a real OpenBao (``vault``), the server configuration that injects it
-(``vault_server_config``; a module uses it with ``jp_server_config`` returning it) and
-the ``qsecure`` kernelspec. Override ``fake_value`` in a module for other values.
+(``vault_server_config``; a module uses it with ``jp_server_config`` returning it),
+the ``qsecure`` kernelspec and a kernel with a websocket client on each protocol
+(``kernel_session``). Override ``fake_value`` in a module for other values.
 
 The job broker's tests share ``policy_file``, ``jobs_server_config`` (a module returns it
 from its ``jp_server_config``), ``broker`` and ``worker_test_hooks``; the OpenBao fault
@@ -24,6 +25,7 @@ from jobs_helpers import Broker, server_config, write_policy
 # a non-root conftest may not declare pytest_plugins, so import them here.
 from pytest_jupyter.jupyter_core import *  # noqa: E402,F403
 from pytest_jupyter.jupyter_server import *  # noqa: E402,F403
+from server_helpers import V1, KernelSession, extension_config
 
 from jupyter_qsecure.jobs.aer_run import TESTING_ENV
 from jupyter_qsecure.kernel.install import install_kernelspec
@@ -46,17 +48,9 @@ def save_mode() -> str:
 
 @pytest.fixture
 def jp_server_config(qsecure_data_dir: Path, save_mode: str) -> dict[str, Any]:
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_qsecure_server": True},
-            "allow_unauthenticated_access": False,
-        },
-        "QSecure": {
-            "data_dir": str(qsecure_data_dir),
-            "checkpoint_every_entries": 5,
-            "save_mode": save_mode,
-        },
-    }
+    return extension_config(
+        data_dir=str(qsecure_data_dir), checkpoint_every_entries=5, save_mode=save_mode
+    )
 
 
 @pytest.fixture
@@ -64,6 +58,21 @@ def qsecure_kernel(jp_environ: Any) -> str:
     """The qsecure kernelspec, installed into the test's isolated Jupyter data dir."""
     install_kernelspec(user=True)
     return "qsecure"
+
+
+@pytest.fixture(params=["legacy", V1])
+def kernel_session(
+    request: pytest.FixtureRequest,
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    qsecure_kernel: str,
+    jp_asyncio_loop: Any,
+) -> Iterator[KernelSession]:
+    """A qsecure kernel and its websocket client, once for each kernel websocket protocol;
+    shut down after the test."""
+    session = KernelSession(jp_fetch, jp_ws_fetch, qsecure_kernel, request.param)
+    yield session
+    jp_asyncio_loop.run_until_complete(session.close())
 
 
 @pytest.fixture
@@ -89,18 +98,14 @@ def vault_server_config(
 
     def config(secrets: dict[str, str]) -> dict[str, Any]:
         return {
-            "ServerApp": {
-                "jpserver_extensions": {"jupyter_qsecure_server": True},
-                "allow_unauthenticated_access": False,
-            },
+            **extension_config(
+                data_dir=str(qsecure_data_dir),
+                vault_addr=vault_server_token["addr"],
+                ledger_signer="local",
+                environment="dev",
+                secrets=secrets,
+            ),
             "ZMQChannelsWebsocketConnection": {"limit_rate": False},
-            "QSecure": {
-                "data_dir": str(qsecure_data_dir),
-                "vault_addr": vault_server_token["addr"],
-                "ledger_signer": "local",
-                "environment": "dev",
-                "secrets": secrets,
-            },
         }
 
     return config

@@ -4,6 +4,7 @@ with its broker token, posting jobs, and :class:`Broker` (what the ``broker`` fi
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from qiskit import QuantumCircuit, qpy
-from server_helpers import start, stdout_of
+from server_helpers import extension_config, start, stdout_of
 
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.testing.circuits import ghz
@@ -25,6 +26,7 @@ __all__ = [
     "POLICY",
     "Broker",
     "cli",
+    "cli_async",
     "ghz",
     "job",
     "kernel_token",
@@ -64,10 +66,9 @@ def write_policy(path: Path, *, jobs_per_minute: int = 1000) -> Path:
 
 def server_config(data_dir: Path, policy: Path, **qsecure: Any) -> dict[str, Any]:
     """Server config with the extension, ``policy`` and QSecure traits ``qsecure``."""
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_qsecure_server": True}},
-        "QSecure": {"data_dir": str(data_dir), "policy_file": str(policy), **qsecure},
-    }
+    return extension_config(
+        enforce_auth=False, data_dir=str(data_dir), policy_file=str(policy), **qsecure
+    )
 
 
 def qpy_b64(qc: QuantumCircuit) -> str:
@@ -149,6 +150,24 @@ def cli(data_dir: Path, *argv: str) -> subprocess.CompletedProcess[str]:
         env=env,
         timeout=120,
     )
+
+
+async def cli_async(env: dict[str, str], *argv: str, stdin: str = "") -> tuple[int, str, str]:
+    """``jupyter qsecure ARGV`` in its own process with ``env``, without blocking the
+    server's loop (the server checks approvals on its 1 s timer while the CLI waits for
+    its answer): (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jupyter_qsecure.cli.main",
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=120)
+    return int(process.returncode or 0), out.decode(), err.decode()
 
 
 def job(qc: QuantumCircuit | list[QuantumCircuit], **extra: Any) -> dict[str, Any]:

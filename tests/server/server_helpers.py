@@ -9,6 +9,7 @@ cannot be imported from there reliably.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from typing import Any
@@ -22,6 +23,24 @@ from jupyter_server.services.kernels.connection.base import (
 from tornado.httpclient import HTTPClientError
 
 V1 = "v1.kernel.websocket.jupyter.org"
+
+#: Kernel code (``.format(name=...)``) printing the digest and the text of secret ``name``,
+#: or the error's class and message.
+GET_CODE = (
+    "from jupyter_qsecure import secrets\n"
+    "import hashlib\n"
+    "try:\n"
+    "    v = secrets.get({name!r})\n"
+    "    print('digest', hashlib.sha256(v.encode()).hexdigest())\n"
+    "    print('raw', v)\n"
+    "except Exception as e:\n"
+    "    print(type(e).__name__, e)\n"
+)
+
+
+def digest(value: str) -> str:
+    """The SHA-256 hex digest ``GET_CODE`` prints for ``value``."""
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 class KernelClient:
@@ -111,6 +130,40 @@ async def start(
     ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels", **kwargs)
     assert (ws.selected_subprotocol == V1) == (protocol == V1)
     return kernel_id, KernelClient(ws, protocol)
+
+
+def extension_config(*, enforce_auth: bool = True, **qsecure: Any) -> dict[str, Any]:
+    """A server config: the extension on, ``QSecure`` traits ``qsecure`` and, unless
+    ``enforce_auth`` is false, no unauthenticated access to any handler."""
+    server: dict[str, Any] = {"jpserver_extensions": {"jupyter_qsecure_server": True}}
+    if enforce_auth:
+        server["allow_unauthenticated_access"] = False
+    return {"ServerApp": server, "QSecure": qsecure}
+
+
+class KernelSession:
+    """One qsecure kernel with a websocket client on ``protocol``: started by the first
+    :meth:`client`, shut down by :meth:`close` (the ``kernel_session`` fixture of
+    ``conftest.py`` closes it after the test)."""
+
+    def __init__(self, jp_fetch: Any, jp_ws_fetch: Any, kernel: str, protocol: str) -> None:
+        self.fetch, self.ws_fetch = jp_fetch, jp_ws_fetch
+        self.kernel, self.protocol = kernel, protocol
+        self.kernel_id = ""
+        self._client: KernelClient | None = None
+
+    async def client(self) -> KernelClient:
+        if self._client is None:
+            self.kernel_id, self._client = await start(
+                self.fetch, self.ws_fetch, self.kernel, self.protocol
+            )
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            self._client.ws.close()
+            await self.fetch("api", "kernels", self.kernel_id, method="DELETE")
+            self._client = None
 
 
 async def put(jp_fetch: Any, path: str, model: dict[str, Any]) -> Any:

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_credentials_ws import start, stdout_of
-from test_secrets_routes import GET_CODE, digest
+from server_helpers import GET_CODE, digest, start, stdout_of
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from server_helpers import start, stdout_of
+from server_helpers import extension_config, start, stdout_of
 
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.vault.embedded import EmbeddedOpenBao
@@ -18,15 +18,13 @@ from jupyter_qsecure.vault.embedded import EmbeddedOpenBao
 
 @pytest.fixture
 def jp_server_config(qsecure_data_dir: Path, embedded: EmbeddedOpenBao) -> dict[str, Any]:
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_qsecure_server": True}},
-        "QSecure": {
-            "data_dir": str(qsecure_data_dir),
-            "vault_addr": embedded.addr,
-            "ledger_signer": "local",
-            "secrets": {"api": "secret/qsecure/dev/api#key"},
-        },
-    }
+    return extension_config(
+        enforce_auth=False,
+        data_dir=str(qsecure_data_dir),
+        vault_addr=embedded.addr,
+        ledger_signer="local",
+        secrets={"api": "secret/qsecure/dev/api#key"},
+    )
 
 
 READ = (

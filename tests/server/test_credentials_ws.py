@@ -14,7 +14,7 @@ from typing import Any
 
 import hvac
 import pytest
-from server_helpers import V1, start, stdout_of
+from server_helpers import KernelSession, start, stdout_of
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -27,16 +27,11 @@ def jp_server_config(ibm_server_config: dict[str, Any]) -> dict[str, Any]:
     return ibm_server_config
 
 
-@pytest.mark.parametrize("protocol", ["legacy", V1])
 async def test_secret_reaches_code_but_never_the_browser(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    qsecure_kernel: str,
-    fake_value: str,
-    protocol: str,
+    kernel_session: KernelSession, jp_serverapp: Any, fake_value: str
 ) -> None:
-    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, protocol)
+    client = await kernel_session.client()
+    kernel_id = kernel_session.kernel_id
     code = (
         "import base64, hashlib, sys\n"
         "from jupyter_qsecure import secrets\n"
@@ -87,8 +82,6 @@ async def test_secret_reaches_code_but_never_the_browser(
         m["header"]["msg_type"] == "error" and "«secret:ibm»" in m["content"]["evalue"]
         for m in error
     )
-    client.ws.close()
-    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
 
 
 async def test_environment_limits_and_clear_errors(

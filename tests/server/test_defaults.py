@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from server_helpers import extension_config
 
 from jupyter_qsecure.kernel.logo import png
 from jupyter_qsecure_server.defaults import make_qsecure_kernel_default
@@ -38,13 +39,7 @@ def jp_server_config(
 ) -> dict[str, Any]:
     if installed:
         request.getfixturevalue("qsecure_kernel")  # before the server starts
-    config: dict[str, Any] = {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_qsecure_server": True},
-            "allow_unauthenticated_access": False,
-        },
-        "QSecure": {"data_dir": str(qsecure_data_dir)},
-    }
+    config = extension_config(data_dir=str(qsecure_data_dir))
     if explicit_default:
         config["MappingKernelManager"] = {"default_kernel_name": explicit_default}
     return config

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import secrets
-import string
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_credentials_ws import start, stdout_of
+from save_gate_helpers import fake_aws_key
+from server_helpers import extension_config, start, stdout_of
 
 from jupyter_qsecure.testing.openbao import OpenBaoUnavailable, find_bao_binary
 from jupyter_qsecure.testing.values import Hidden
@@ -52,13 +52,7 @@ def jp_server_config(embedded: EmbeddedOpenBao, monkeypatch: pytest.MonkeyPatch)
     """As `jupyter qsecure lab` starts it: BAO_ADDR and the server token in its environment."""
     monkeypatch.setenv("BAO_ADDR", str(embedded.addr))
     monkeypatch.setenv("BAO_TOKEN", embedded.server_token())
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_qsecure_server": True},
-            "allow_unauthenticated_access": False,
-        },
-        "QSecure": {"data_dir": str(embedded.data_dir), "ledger_signer": "local"},
-    }
+    return extension_config(data_dir=str(embedded.data_dir), ledger_signer="local")
 
 
 def terminal(data_dir: Path, *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -129,7 +123,7 @@ async def test_recover_restore_in_a_plain_terminal(
 ) -> None:
     """The command the refusal prints works as written: the copy was sealed by the
     embedded OpenBao's transit key, and the terminal has no BAO_ADDR or token."""
-    key = "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
+    key = fake_aws_key()
     content = f"aws_access_key_id = {key}\n"
     response = await jp_fetch(
         "api",

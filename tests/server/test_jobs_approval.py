@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jobs_helpers import Broker, ghz, job, kernel_token, run_cell, server_config
+from jobs_helpers import Broker, cli_async, ghz, job, kernel_token, run_cell, server_config
 
 from jupyter_qsecure.jobs.approval import (
     ApprovalVerifier,
@@ -46,23 +46,6 @@ def cli_env(data_dir: Path, key_dir: Path) -> dict[str, str]:
         "QSECURE_DATA_DIR": str(data_dir),
         "QSECURE_APPROVER_KEY_DIR": str(key_dir),
     }
-
-
-async def cli(env: dict[str, str], *argv: str, stdin: str = "") -> tuple[int, str, str]:
-    """``jupyter qsecure ARGV`` in its own process, without blocking the server's loop
-    (the server checks approvals on its 1 s timer while the CLI waits for its answer)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "jupyter_qsecure.cli.main",
-        *argv,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    out, err = await asyncio.wait_for(process.communicate(stdin.encode()), timeout=120)
-    return int(process.returncode or 0), out.decode(), err.decode()
 
 
 @pytest.fixture
@@ -177,11 +160,11 @@ async def test_a_kernel_cannot_approve_its_own_heavy_run_and_an_approver_can(
 
     # 3. The approver, outside the kernel: released, run, both identities recorded.
     env = cli_env(qsecure_data_dir, approver_keys)
-    code, out, err = await cli(
+    code, out, err = await cli_async(
         env, "jobs", "approve", job_id, "--note", "budget ok", stdin="wrong passphrase\n"
     )
     assert code == 2 and "wrong passphrase" in err
-    code, out, err = await cli(
+    code, out, err = await cli_async(
         env, "jobs", "approve", job_id, "--note", "budget ok", stdin=officer_passphrase + "\n"
     )
     assert code == 0, err
@@ -203,7 +186,7 @@ async def test_a_kernel_cannot_approve_its_own_heavy_run_and_an_approver_can(
     )
     record = json.loads(response.body)
     assert record["status"] == "completed" and sum(record["result"]["counts"][0].values()) == 100
-    listed = await cli(env, "jobs", "list", "--json")
+    listed = await cli_async(env, "jobs", "list", "--json")
     assert {j["job_id"]: j["status"] for j in json.loads(listed[1])}[job_id] == "completed"
     assert broker.ledger.verify().ok
 
@@ -230,7 +213,7 @@ async def test_self_approval_is_refused_unless_the_dev_policy_allows_it(
 
     env = cli_env(qsecure_data_dir, approver_keys)
     args = ("jobs", "approve", job_id, "--key", str(approver_keys / "own.key"))
-    code, out, err = await cli(env, *args, stdin=secret + "\n")
+    code, out, err = await cli_async(env, *args, stdin=secret + "\n")
     assert code == 1, (out, err)
     assert f"approver {submitter} submitted this job: self-approval is not allowed" in err
     assert service._jobs[job_id].status == "pending_approval"
@@ -239,7 +222,7 @@ async def test_self_approval_is_refused_unless_the_dev_policy_allows_it(
     allowed = tmp_path / "relaxed.toml"
     allowed.write_text(relaxed.replace("[dev]\n", "[dev]\nallow_self_approval = true\n"))
     monkeypatch.setattr(service.engine, "policy", Policy.load(allowed, "dev"))
-    code, out, err = await cli(env, *args, stdin=secret + "\n")
+    code, out, err = await cli_async(env, *args, stdin=secret + "\n")
     assert code == 0 and "the server released job" in out, (out, err)
     released = broker.ledger.entries(EntryFilter(kinds=["job.released"]))[-1].body
     assert released["approver"]["name"] == released["submitter"]["user"] == submitter

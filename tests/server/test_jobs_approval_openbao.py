@@ -10,7 +10,7 @@ from typing import Any
 
 import hvac
 import pytest
-from jobs_helpers import Broker, cli, ghz, job, start_kernel
+from jobs_helpers import Broker, cli_async, ghz, job, server_config, start_kernel
 
 from jupyter_qsecure.errors import SigningError
 from jupyter_qsecure.jobs.approval import ApproverRef, approval_subject, build_approval
@@ -26,17 +26,14 @@ def jp_server_config(
     vault: dict[str, str],
     policy_file: Path,
 ) -> dict[str, Any]:
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_qsecure_server": True}},
-        "QSecure": {
-            "data_dir": str(qsecure_data_dir),
-            "vault_addr": vault["addr"],
-            "ledger_signer": "local",
-            "environment": "dev",
-            "policy_file": str(policy_file),
-            "job_workers": 1,
-        },
-    }
+    return server_config(
+        qsecure_data_dir,
+        policy_file,
+        vault_addr=vault["addr"],
+        ledger_signer="local",
+        environment="dev",
+        job_workers=1,
+    )
 
 
 def signer(openbao: OpenBaoDev, token: str, env: str = "dev") -> TransitSigner:
@@ -68,7 +65,7 @@ async def test_only_an_approver_identity_can_approve_and_is_recorded(
         "BAO_ADDR": openbao.addr,
     }
     # A token without the approver policy (the server's) cannot approve with the CLI.
-    code, _, err = await cli({**env, "BAO_TOKEN": vault["token"]}, "jobs", "approve", job_id)
+    code, _, err = await cli_async({**env, "BAO_TOKEN": vault["token"]}, "jobs", "approve", job_id)
     assert code == 2 and "does not have the qsecure-approver-dev policy" in err
 
     # An approver of another environment signs with that environment's key: refused.
@@ -99,7 +96,7 @@ async def test_only_an_approver_identity_can_approve_and_is_recorded(
 
     # The dev approver, with their own token: released, with both identities.
     alice = layout.create_approver_token(openbao_client, "dev", "alice")
-    code, out, err = await cli(
+    code, out, err = await cli_async(
         {**env, "BAO_TOKEN": alice["client_token"]}, "jobs", "approve", job_id, "--note", "ok"
     )
     assert code == 0 and "the server released job" in out, (out, err)

@@ -84,12 +84,19 @@ def last_decision(broker: Broker) -> dict[str, Any]:
     return dict(broker.ledger.entries(EntryFilter(kinds=["job.decided"]))[-1].body)
 
 
+async def warm_broker(broker: Broker) -> tuple[str, Any]:
+    """A kernel's token for the hostile payload and another kernel's client (to check the
+    broker still serves it), after one ordinary job has warmed the broker up."""
+    _, token, _ = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
+    _, _, other = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
+    assert (await broker.post(token, job(ghz(3))))[0] == 200
+    return token, other
+
+
 async def test_a_qpy_header_claiming_369_million_qubits_costs_nothing(
     broker: Broker,
 ) -> None:
-    _, token, _ = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
-    _, _, other = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
-    assert (await broker.post(token, job(ghz(3))))[0] == 200  # the broker is warm
+    token, other = await warm_broker(broker)
     before = resident()
     hostile = claiming_qubits(ghz(3), 369_098_754)
     code, body, _ = await broker.post(token, circuits_job([{"format": "qpy", "data": hostile}]))
@@ -106,9 +113,7 @@ async def test_a_qpy_header_claiming_369_million_qubits_costs_nothing(
 async def test_huge_qasm_registers_are_refused_before_they_are_allocated(
     broker: Broker,
 ) -> None:
-    _, token, _ = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
-    _, _, other = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
-    assert (await broker.post(token, job(ghz(3))))[0] == 200
+    token, other = await warm_broker(broker)
     before = resident()
     for fmt, program, qubits in (
         ("qasm2", "OPENQASM 2.0;\nqreg q[10000000];\n", 10_000_000),
@@ -128,9 +133,7 @@ async def test_huge_qasm_registers_are_refused_before_they_are_allocated(
 async def test_a_circuit_too_costly_to_parse_costs_only_a_parse_worker(
     broker: Broker,
 ) -> None:
-    _, token, _ = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
-    _, _, other = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
-    assert (await broker.post(token, job(ghz(3))))[0] == 200
+    token, other = await warm_broker(broker)
     before = resident()
     # One qubit, one gate: within every declared limit; 2**18 steps to canonicalise.
     code, body, _ = await broker.post(token, qasm_job("qasm2", nested_gates_qasm2(18)))

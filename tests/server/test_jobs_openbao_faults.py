@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from jobs_helpers import Broker, ghz, job, start_kernel
+from server_helpers import extension_config
 
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure.vault.embedded import EmbeddedOpenBao
@@ -30,16 +31,14 @@ def jp_server_config(
     embedded: EmbeddedOpenBao,
     identity_cache_seconds: float,
 ) -> dict[str, Any]:
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_qsecure_server": True}},
-        "QSecure": {
-            "data_dir": str(qsecure_data_dir),
-            "vault_addr": embedded.addr,
-            "ledger_signer": "local",
-            "job_workers": 1,
-            "job_identity_cache_seconds": identity_cache_seconds,
-        },
-    }
+    return extension_config(
+        enforce_auth=False,
+        data_dir=str(qsecure_data_dir),
+        vault_addr=embedded.addr,
+        ledger_signer="local",
+        job_workers=1,
+        job_identity_cache_seconds=identity_cache_seconds,
+    )
 
 
 async def started_kernel(b: Broker) -> tuple[str, str]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from jobs_helpers import Broker, ghz, job, kernel_token, run_cell
+from server_helpers import extension_config
 
 from jupyter_qsecure.jobs.canonical import circuit_hash
 from jupyter_qsecure.jobs.result import Expected, verify_record
@@ -18,19 +19,13 @@ from jupyter_qsecure.testing.openbao import OpenBaoDev
 
 @pytest.fixture
 def jp_server_config(qsecure_data_dir: Path, vault: dict[str, str]) -> dict[str, Any]:
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_qsecure_server": True},
-            "allow_unauthenticated_access": False,
-        },
-        "QSecure": {
-            "data_dir": str(qsecure_data_dir),
-            "vault_addr": vault["addr"],
-            "ledger_signer": "local",
-            "environment": "dev",
-            "job_workers": 2,
-        },
-    }
+    return extension_config(
+        data_dir=str(qsecure_data_dir),
+        vault_addr=vault["addr"],
+        ledger_signer="local",
+        environment="dev",
+        job_workers=2,
+    )
 
 
 async def test_jobs_are_signed_by_transit_and_share_signing_calls(

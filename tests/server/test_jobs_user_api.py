@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from jobs_helpers import Broker, cli, job, server_config, write_policy
 from qiskit import QuantumCircuit
-from test_save_refusals import fake_key
+from save_gate_helpers import fake_aws_key
 
 from jupyter_qsecure.jobs.archive import JobArchive
 from jupyter_qsecure.testing.circuits import ghz
@@ -71,7 +71,7 @@ async def test_a_denial_names_its_job_and_jobs_show_takes_either_id(
 
 
 async def test_a_denied_qsubmit_says_which_job_to_quote(broker: Broker) -> None:
-    from test_jobs import start_kernel
+    from jobs_helpers import start_kernel
 
     _, _, client = await start_kernel(broker.fetch, broker.ws_fetch, broker.app)
     messages = await client.execute(
@@ -163,7 +163,7 @@ async def test_audit_rows_name_people_one_readable_way(
         "k.txt",
         method="PUT",
         body=json.dumps(
-            {"type": "file", "format": "text", "content": f"aws_access_key_id = {fake_key()}"}
+            {"type": "file", "format": "text", "content": f"aws_access_key_id = {fake_aws_key()}"}
         ),
         raise_error=False,
     )

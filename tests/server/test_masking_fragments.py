@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 from jupyter_server.services.kernels.connection.base import serialize_msg_to_ws_v1
-from server_helpers import V1, KernelClient, start
+from server_helpers import V1, KernelClient, KernelSession, start
 
 from jupyter_qsecure.testing.leaks import leaks, service_account_json, strings_in
 from jupyter_qsecure.vault.structured import expand_secret
@@ -129,54 +129,39 @@ NEEDS = {"pandas": "pandas", "rich": "rich"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-@pytest.mark.parametrize("protocol", ["legacy", V1])
 async def test_formatters_show_no_run_of_a_value(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    qsecure_kernel: str,
-    values: dict[str, str],
-    case: str,
-    protocol: str,
+    kernel_session: KernelSession, values: dict[str, str], case: str
 ) -> None:
     if case in NEEDS and importlib.util.find_spec(NEEDS[case]) is None:
         pytest.skip(f"{NEEDS[case]} is not installed")
-    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, protocol)
-    try:
-        for name in NAMES:
-            setup = await client.execute(
-                f"from jupyter_qsecure import secrets\nv = secrets.get({name!r})\n"
+    client = await kernel_session.client()
+    for name in NAMES:
+        setup = await client.execute(
+            f"from jupyter_qsecure import secrets\nv = secrets.get({name!r})\n"
+        )
+        failed = any(m["header"]["msg_type"] == "error" for m in setup)
+        assert not failed, name
+        messages = await client.execute(CASES[case])
+        raised = any(m["header"]["msg_type"] == "error" for m in messages)
+        assert raised == (case == "xmode_verbose"), (case, name)
+        texts = shown(messages)
+        if case == "pinfo":
+            inspected = await request(
+                client, "inspect_request", {"code": "v", "cursor_pos": 1, "detail_level": 0}
             )
-            failed = any(m["header"]["msg_type"] == "error" for m in setup)
-            assert not failed, name
-            messages = await client.execute(CASES[case])
-            raised = any(m["header"]["msg_type"] == "error" for m in messages)
-            assert raised == (case == "xmode_verbose"), (case, name)
-            texts = shown(messages)
-            if case == "pinfo":
-                inspected = await request(
-                    client, "inspect_request", {"code": "v", "cursor_pos": 1, "detail_level": 0}
-                )
-                found = inspected["content"]["found"] is True
-                assert found, name
-                texts += shown([inspected])
-            leaked = sum(leaks(texts, part) for part in secret_parts(values[name]))
-            assert leaked == 0, (case, name, protocol)
-            masked = any("«secret:" in text for text in texts)
-            assert masked, (case, name)
-    finally:
-        client.ws.close()
-        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+            found = inspected["content"]["found"] is True
+            assert found, name
+            texts += shown([inspected])
+        leaked = sum(leaks(texts, part) for part in secret_parts(values[name]))
+        assert leaked == 0, (case, name, kernel_session.protocol)
+        masked = any("«secret:" in text for text in texts)
+        assert masked, (case, name)
 
 
-@pytest.mark.parametrize("protocol", ["legacy", V1])
 async def test_one_field_or_password_alone_is_masked(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    qsecure_kernel: str,
-    values: dict[str, str],
-    protocol: str,
+    kernel_session: KernelSession, values: dict[str, str]
 ) -> None:
-    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, protocol)
+    client = await kernel_session.client()
     code = (
         "import json, urllib.parse\nfrom jupyter_qsecure import secrets\n"
         "sa = json.loads(secrets.get('sa'))\n"
@@ -187,24 +172,20 @@ async def test_one_field_or_password_alone_is_masked(
         "except ValueError as exc:\n    print('parse error:', exc)\n"
         "urllib.parse.urlsplit(secrets.get('dsn_slash')).port\n"
     )
-    try:
-        messages = await client.execute(code)
-        texts = shown(messages)
-        sa = json.loads(values["sa"])
-        parts = [sa["private_key"], sa["client_email"], sa["private_key_id"]]
-        for url in (values["dsn"], values["dsn_slash"]):
-            parts.append(url.split("://analyst:", 1)[1].rsplit("@", 1)[0])  # the password
-        leaked = sum(leaks(texts, part) for part in parts)
-        assert leaked == 0
-        out = "".join(texts)
-        for label in ("sa.private_key", "sa.client_email", "sa.private_key_id", "dsn.password"):
-            present = f"«secret:{label}»" in out
-            assert present, label
-        present = "parse error:" in out and "«secret:dsn_slash.password»" in out
-        assert present
-    finally:
-        client.ws.close()
-        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    messages = await client.execute(code)
+    texts = shown(messages)
+    sa = json.loads(values["sa"])
+    parts = [sa["private_key"], sa["client_email"], sa["private_key_id"]]
+    for url in (values["dsn"], values["dsn_slash"]):
+        parts.append(url.split("://analyst:", 1)[1].rsplit("@", 1)[0])  # the password
+    leaked = sum(leaks(texts, part) for part in parts)
+    assert leaked == 0
+    out = "".join(texts)
+    for label in ("sa.private_key", "sa.client_email", "sa.private_key_id", "dsn.password"):
+        present = f"«secret:{label}»" in out
+        assert present, label
+    present = "parse error:" in out and "«secret:dsn_slash.password»" in out
+    assert present
 
 
 async def test_saving_while_a_kernel_holds_a_long_value(

@@ -103,7 +103,7 @@ async def test_no_wait_status_and_cancel(
 
 
 async def test_replay_of_a_noisy_job_and_of_an_altered_archive(broker: Broker) -> None:
-    from test_jobs import job
+    from jobs_helpers import job
 
     from jupyter_qsecure.jobs.aer_run import circuits_to_qpy
     from jupyter_qsecure.jobs.archive import JobArchive

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from jobs_helpers import cli
-from server_helpers import start, stdout_of
-from test_save_gate import fake_github_token, notebook_with, refused
+from save_gate_helpers import fake_github_token, notebook_with
+from server_helpers import refused, start, stdout_of
 from tornado.httpclient import HTTPClientError
 
 from jupyter_qsecure.kernel.install import install_kernelspec

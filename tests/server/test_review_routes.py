@@ -20,8 +20,8 @@ from typing import Any
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from save_gate_helpers import fake_aws_key
 from server_helpers import put
-from test_save_gate import fake_aws_key
 
 from jupyter_qsecure.ledger import EntryFilter
 

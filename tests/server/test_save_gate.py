@@ -5,40 +5,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import secrets
-import string
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from nbformat.v4 import new_output
+from save_gate_helpers import fake_aws_key, fake_github_token, notebook_with
 from server_helpers import put, refused
 from tornado.httpclient import HTTPClientError
 
 from jupyter_qsecure.ledger import EntryFilter
-
-
-def fake_aws_key() -> str:
-    return "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
-
-
-def fake_github_token() -> str:
-    return "ghp_" + "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(36))
-
-
-def notebook_with(where: str, secret: str) -> dict[str, Any]:
-    nb = new_notebook()
-    nb.cells.append(new_markdown_cell("# Analysis"))
-    code = new_code_cell("print('hello')")
-    nb.cells.append(code)
-    if where == "source":
-        code.source = f"aws_key = '{secret}'\nprint(aws_key)"
-    elif where == "output":
-        code.outputs = [new_output("stream", name="stdout", text=f"connecting with {secret}\n")]
-    elif where == "metadata":
-        nb.metadata["connection"] = {"aws_access_key_id": secret}
-    return json.loads(nbformat.writes(nb))
 
 
 @pytest.mark.parametrize("where", ["source", "output", "metadata"])

@@ -14,8 +14,6 @@ import base64
 import codecs
 import json
 import logging
-import secrets
-import string
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from typing import Any
 import nbformat
 import pytest
 from nbformat.v4 import new_markdown_cell, new_notebook, new_output
+from save_gate_helpers import fake_github_token
 from server_fakes import shows, sized_values
 from tornado.httpclient import HTTPClientError
 
@@ -81,11 +80,6 @@ def svg_split(value: str) -> str:
         f'<text x="0" y="20"><tspan>{value[:half]}</tspan><tspan font-weight="bold">'
         f"{value[half:]}</tspan></text></svg>"
     )
-
-
-def fake_github_token() -> str:
-    alphabet = string.ascii_letters + string.digits
-    return "ghp_" + "".join(secrets.choice(alphabet) for _ in range(36))
 
 
 # ---- case 7: text that is not UTF-8 --------------------------------------------------------

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
-import string
 from pathlib import Path
 from typing import Any
 
 import pytest
+from save_gate_helpers import fake_aws_key
+from server_helpers import extension_config
 
 from jupyter_qsecure.ledger import EntryFilter
 from jupyter_qsecure_server.identity import os_user
@@ -24,22 +24,12 @@ def environment() -> str:
 
 @pytest.fixture
 def jp_server_config(qsecure_data_dir: Path, environment: str) -> dict[str, Any]:
-    return {
-        "ServerApp": {
-            "jpserver_extensions": {"jupyter_qsecure_server": True},
-            "allow_unauthenticated_access": False,
-        },
-        "QSecure": {
-            "data_dir": str(qsecure_data_dir),
-            "save_mode": "block",
-            "allow_override": True,
-            "environment": environment,
-        },
-    }
-
-
-def fake_key() -> str:
-    return "AKIA" + "".join(secrets.choice(string.ascii_uppercase + "234567") for _ in range(16))
+    return extension_config(
+        data_dir=str(qsecure_data_dir),
+        save_mode="block",
+        allow_override=True,
+        environment=environment,
+    )
 
 
 def notebook(*sources: str) -> dict[str, Any]:
@@ -81,7 +71,7 @@ def refusals(app: Any) -> list[Any]:
 async def test_refusal_numbers_cells_as_jupyterlab_and_autosaves_do_not_stack(
     jp_fetch: Any, jp_serverapp: Any, qsecure_data_dir: Path
 ) -> None:
-    key = fake_key()
+    key = fake_aws_key()
     content = notebook("import os", f"a = 1\nb = 2\nkey = '{key}'")
     code, first = await save(jp_fetch, "a.ipynb", content)
     assert code == 422 and first["repeat"] is False and first["path"] == "a.ipynb"
@@ -115,7 +105,7 @@ async def test_save_anyway_with_a_reason_is_recorded(
     jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    key = fake_key()
+    key = fake_aws_key()
     content = notebook(f"fixture = '{key}'  # revoked test key")
     code, refused = await save(jp_fetch, "fixture.ipynb", content)
     assert code == 422
@@ -129,7 +119,7 @@ async def test_save_anyway_with_a_reason_is_recorded(
     model = {"type": "notebook", "format": "json", "content": content}
     code, body = await anyway({"path": "fixture.ipynb", "reason": "because", "model": model})
     assert code == 422 and body["error"] == "invalid" and "10 characters" in body["message"]
-    leaky = f"it is only {fake_key()} anyway, revoked"
+    leaky = f"it is only {fake_aws_key()} anyway, revoked"
     code, body = await anyway({"path": "fixture.ipynb", "reason": leaky, "model": model})
     assert code == 422 and "reason itself holds a secret" in body["message"]
     code, body = await anyway({"path": "fixture.ipynb", "reason": "a test fixture"})
@@ -152,7 +142,7 @@ async def test_save_anyway_with_a_reason_is_recorded(
 
 @pytest.mark.parametrize("environment", ["prod"])
 async def test_save_anyway_is_never_allowed_in_prod(jp_fetch: Any, environment: str) -> None:
-    content = notebook(f"key = '{fake_key()}'")
+    content = notebook(f"key = '{fake_aws_key()}'")
     code, refused = await save(jp_fetch, "p.ipynb", content)
     assert code == 422 and refused["override"]["allowed"] is False
     response = await jp_fetch(

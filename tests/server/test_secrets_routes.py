@@ -9,7 +9,6 @@ ledger entry and no log line.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import secrets
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_credentials_ws import start, stdout_of
+from server_helpers import GET_CODE, digest, start, stdout_of
 
 from jupyter_qsecure.testing.values import Hidden
 
@@ -61,22 +60,6 @@ async def call(jp_fetch: Any, method: str, *path: str, body: Any = None) -> tupl
     )
     text = response.body.decode()
     return response.code, json.loads(text) if text else None
-
-
-def digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-GET_CODE = (
-    "from jupyter_qsecure import secrets\n"
-    "import hashlib\n"
-    "try:\n"
-    "    v = secrets.get({name!r})\n"
-    "    print('digest', hashlib.sha256(v.encode()).hexdigest())\n"
-    "    print('raw', v)\n"
-    "except Exception as e:\n"
-    "    print(type(e).__name__, e)\n"
-)
 
 
 async def test_store_rotate_delete_through_the_panel_routes(

@@ -18,11 +18,12 @@ import base64
 import json
 import re
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import ahocorasick_rs
 import pytest
-from server_helpers import V1, KernelClient, start
+from server_helpers import KernelClient, KernelSession
 
 from jupyter_qsecure.testing.values import Hidden, HiddenList
 
@@ -58,8 +59,6 @@ def fake_value(request: pytest.FixtureRequest) -> str:
 def jp_server_config(ibm_server_config: dict[str, Any]) -> dict[str, Any]:
     return ibm_server_config
 
-
-PROTOCOLS = pytest.mark.parametrize("protocol", ["legacy", V1])
 
 PRELUDE = "import sys, time\nfrom jupyter_qsecure import secrets\nv = secrets.get('ibm')\n"
 
@@ -164,75 +163,61 @@ async def execute(client: KernelClient, code: str) -> list[dict[str, Any]]:
     return messages
 
 
+@dataclass
+class Browser:
+    """What the browser receives from a qsecure kernel holding ``value`` as ``ibm``."""
+
+    session: KernelSession
+    app: Any
+    value: str
+
+    async def run(self, code: str) -> tuple[list[dict[str, Any]], Any]:
+        """Everything received for one execution of ``PRELUDE + code``, checked to hold no
+        run of the value, and the server's masker."""
+        messages = await execute(await self.session.client(), PRELUDE + code)
+        masker = server_masker(self.app)
+        assert_no_leak(messages, self.value, masker)
+        return messages, masker
+
+
+@pytest.fixture
+def browser(kernel_session: KernelSession, jp_serverapp: Any, fake_value: str) -> Browser:
+    return Browser(kernel_session, jp_serverapp, fake_value)
+
+
 # ---- tests --------------------------------------------------------------------------------
-@PROTOCOLS
-async def test_value_written_in_two_parts_with_a_pause(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    qsecure_kernel: str,
-    fake_value: str,
-    protocol: str,
-) -> None:
+async def test_value_written_in_two_parts_with_a_pause(browser: Browser, fake_value: str) -> None:
     half = len(fake_value) // 2
-    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, protocol)
-    messages = await execute(
-        client,
-        PRELUDE + "print('start')\n"
+    messages, masker = await browser.run(
+        "print('start')\n"
         f"sys.stdout.write('before ' + v[:{half}]); sys.stdout.flush()\n"
         f"time.sleep({PAUSE})\n"
         f"sys.stdout.write(v[{half}:] + ' after\\n'); sys.stdout.flush()\n"
         "print('end')\n",
     )
-    masker = server_masker(jp_serverapp)
-    assert_no_leak(messages, fake_value, masker)
     text = assert_shown_exactly(
         messages, Hidden(f"start\nbefore {fake_value} after\nend\n"), masker
     )
     expect(text == "start\nbefore «secret:ibm» after\nend\n", "one placeholder, in place")
-    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
 
 
-@PROTOCOLS
-async def test_long_shell_loop_without_pauses(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    qsecure_kernel: str,
-    fake_value: str,
-    protocol: str,
-) -> None:
+async def test_long_shell_loop_without_pauses(browser: Browser, fake_value: str) -> None:
     count = max(2000, 2_000_000 // len(fake_value))  # enough output for many stream messages
-    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, protocol)
-    messages = await execute(
-        client,
-        PRELUDE + "import os\nos.environ['QSECURE_TEST_V'] = v\nprint('start')\n"
+    messages, masker = await browser.run(
+        "import os\nos.environ['QSECURE_TEST_V'] = v\nprint('start')\n"
         # (IPython runs `!` in a pseudo-terminal: the final newline arrives as \r\n)
         f"!for i in $(seq {count}); do printf '%s' \"$QSECURE_TEST_V\"; done; echo\n"
         "print('end')\n",
     )
-    masker = server_masker(jp_serverapp)
-    assert_no_leak(messages, fake_value, masker)
     assert sum(m["header"]["msg_type"] == "stream" for m in messages) > 2
     text = assert_shown_exactly(messages, Hidden(f"start\n{fake_value * count}\r\nend\n"), masker)
     expect(text.count("«secret:ibm»") == count, "one placeholder per value written")
-    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
 
 
-@PROTOCOLS
-async def test_halves_on_stdout_and_stderr(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    qsecure_kernel: str,
-    fake_value: str,
-    protocol: str,
-) -> None:
+async def test_halves_on_stdout_and_stderr(browser: Browser, fake_value: str) -> None:
     third = len(fake_value) // 3
-    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, protocol)
-    messages = await execute(
-        client,
-        PRELUDE + "print('start')\n"
+    messages, masker = await browser.run(
+        "print('start')\n"
         # out | err, with a pause
         f"sys.stdout.write('one ' + v[:{third}]); sys.stdout.flush()\n"
         f"time.sleep({PAUSE})\n"
@@ -244,8 +229,6 @@ async def test_halves_on_stdout_and_stderr(
         f"sys.stderr.write(v[{2 * third}:] + ' four\\n'); sys.stderr.flush()\n"
         "print('end')\n",
     )
-    masker = server_masker(jp_serverapp)
-    assert_no_leak(messages, fake_value, masker)
     written = Hidden(f"start\none {fake_value} two\nthree {fake_value} four\nend\n")
     assert_shown_exactly(messages, written, masker)
     outputs = stream_outputs(messages)
@@ -258,26 +241,15 @@ async def test_halves_on_stdout_and_stderr(
         outputs[0] == ("stdout", "start\none «secret:ibm»"),
         "a value across both streams is shown once, where it starts",
     )
-    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
 
 
-@PROTOCOLS
 async def test_half_a_value_is_the_last_output_before_idle(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    qsecure_kernel: str,
-    fake_value: str,
-    protocol: str,
+    browser: Browser, fake_value: str
 ) -> None:
     half = len(fake_value) // 2
-    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, protocol)
-    messages = await execute(
-        client,
-        PRELUDE + f"print('start')\nsys.stdout.write('before ' + v[:{half}]); sys.stdout.flush()\n",
+    messages, masker = await browser.run(
+        f"print('start')\nsys.stdout.write('before ' + v[:{half}]); sys.stdout.flush()\n",
     )
-    masker = server_masker(jp_serverapp)
-    assert_no_leak(messages, fake_value, masker)
     assert_shown_exactly(messages, Hidden(f"start\nbefore {fake_value[:half]}"), masker)
     # released before the kernel's idle, after which the browser drops the cell's output
     # (ipykernel may send the execute_reply first: it does not end the stream)
@@ -285,48 +257,28 @@ async def test_half_a_value_is_the_last_output_before_idle(
     last_stream = max(i for i, (kind, _) in enumerate(kinds) if kind == "stream")
     assert last_stream < kinds.index(("status", "idle")), kinds
     # the next execution starts clean
-    messages = await execute(client, "print('next')\n")
+    messages = await execute(await browser.session.client(), "print('next')\n")
     expect(shown(messages) == "next\n", "nothing held over into the next execution")
-    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
 
 
-@PROTOCOLS
-async def test_rest_of_a_value_in_the_kernels_last_flush(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    qsecure_kernel: str,
-    fake_value: str,
-    protocol: str,
-) -> None:
+async def test_rest_of_a_value_in_the_kernels_last_flush(browser: Browser, fake_value: str) -> None:
     """The cell ends with the value's second half unflushed: the kernel's own last flush.
 
     ipykernel flushes it before sending the execute_reply, but the reply travels on the
     shell channel and may reach the server first: only idle (iopub) ends the stream.
     """
     half = len(fake_value) // 2
-    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, protocol)
-    messages = await execute(
-        client,
-        PRELUDE + f"sys.stdout.write('before ' + v[:{half}]); sys.stdout.flush()\n"
+    messages, masker = await browser.run(
+        f"sys.stdout.write('before ' + v[:{half}]); sys.stdout.flush()\n"
         f"time.sleep({PAUSE})\n"
         f"sys.stdout.write(v[{half}:] + ' after')\n",
     )
-    masker = server_masker(jp_serverapp)
-    assert_no_leak(messages, fake_value, masker)
     text = assert_shown_exactly(messages, Hidden(f"before {fake_value} after"), masker)
     expect(text == "before «secret:ibm» after", "one placeholder, in place")
-    await jp_fetch("api", "kernels", kernel_id, method="DELETE")
 
 
-@PROTOCOLS
 async def test_binary_buffers_of_comm_and_display_messages(
-    jp_fetch: Any,
-    jp_ws_fetch: Any,
-    jp_serverapp: Any,
-    qsecure_kernel: str,
-    fake_value: str,
-    protocol: str,
+    browser: Browser, fake_value: str
 ) -> None:
     raw = fake_value.encode()
     sent = [
@@ -336,10 +288,8 @@ async def test_binary_buffers_of_comm_and_display_messages(
         raw + raw,
         b"clean bytes \x00\xff",
     ]
-    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, protocol)
-    messages = await execute(
-        client,
-        PRELUDE + "import base64\nfrom comm import create_comm\nraw = v.encode()\n"
+    messages, masker = await browser.run(
+        "import base64\nfrom comm import create_comm\nraw = v.encode()\n"
         "c = create_comm(target_name='qsecure.test', data={'n': 1},\n"
         "                buffers=[b'pre:' + raw + b':post', base64.b64encode(raw)])\n"
         "c.send(data={'n': 2}, buffers=[raw.hex().encode(), memoryview(raw + raw)])\n"
@@ -349,8 +299,6 @@ async def test_binary_buffers_of_comm_and_display_messages(
         "                 parent=pub.parent_header, buffers=[b'clean bytes \\x00\\xff'])\n"
         "print('done')\n",
     )
-    masker = server_masker(jp_serverapp)
-    assert_no_leak(messages, fake_value, masker)
     received = [b for m in messages for b in m["buffers"]]
     assert len(received) == len(sent), [m["header"]["msg_type"] for m in messages]
     assert [len(b) for b in received] == [len(b) for b in sent]  # same-length overwrite
@@ -363,4 +311,3 @@ async def test_binary_buffers_of_comm_and_display_messages(
     expect(received[0].startswith(b"pre:") and received[0].endswith(b":post"), "bytes around it")
     expect(received[4] == sent[4], "bytes without a value pass unchanged")
     expect(shown(messages) == "done\n", "the stream text")
-    await jp_fetch("api", "kernels", kernel_id, method="DELETE")

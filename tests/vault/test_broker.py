@@ -138,6 +138,19 @@ def three_specs(base: str) -> dict[str, str]:
     }
 
 
+@pytest.fixture
+def registry() -> ValueRegistry:
+    return ValueRegistry()
+
+
+@pytest.fixture
+def broker(
+    server_client: hvac.Client, base: str, ledger: Ledger, registry: ValueRegistry
+) -> CredentialBroker:
+    """A dev broker for the secrets of ``three``, recording to ``ledger``."""
+    return make_broker(server_client, three_specs(base), ledger=ledger, registry=registry)
+
+
 # ---- parsing ------------------------------------------------------------------------------
 
 
@@ -266,14 +279,12 @@ def test_registry_is_thread_safe() -> None:
 
 
 def test_cold_issue_then_cached_path(
-    server_client: hvac.Client,
+    broker: CredentialBroker,
+    registry: ValueRegistry,
     openbao: OpenBaoDev,
-    base: str,
     three: dict[str, str],
     ledger: Ledger,
 ) -> None:
-    registry = ValueRegistry()
-    broker = make_broker(server_client, three_specs(base), ledger=ledger, registry=registry)
     creds = broker.credentials_for("kernel-1", "alice")
     assert creds.ok and creds.errors == {}
     assert_same_secrets(creds.secrets, three)
@@ -479,14 +490,13 @@ def test_missing_path_and_field_are_per_secret_and_retried(
 
 
 def test_revoke_invalidates_token_and_is_idempotent(
-    server_client: hvac.Client,
+    broker: CredentialBroker,
+    registry: ValueRegistry,
     openbao: OpenBaoDev,
     base: str,
     three: dict[str, str],
     ledger: Ledger,
 ) -> None:
-    registry = ValueRegistry()
-    broker = make_broker(server_client, three_specs(base), ledger=ledger, registry=registry)
     creds = broker.credentials_for("kernel-r", "alice")
     leaked = creds.token
     assert leaked is not None

@@ -176,6 +176,9 @@ class LocalExecutor(_QueuedExecutor):
         self._next_key = 0
         #: Slot threads waiting in _acquire_worker for a worker (see _wake_locked).
         self._worker_waiters = 0
+        #: Notified whenever a worker is handed back, for observers (tests) only: the
+        #: executor's own threads wait on ``_cond``, woken only when they can go on.
+        self._returned = threading.Condition(self._lock)
         self._threads = [
             threading.Thread(
                 target=self._slot_loop, args=(slot,), name=f"qsecure-executor-{slot}", daemon=True
@@ -305,6 +308,7 @@ class LocalExecutor(_QueuedExecutor):
             else:
                 self._workers.pop(worker.key, None)
             self._wake_locked()
+            self._returned.notify_all()  # no syscall unless an observer waits
         if not keep:
             worker.dispose()
 

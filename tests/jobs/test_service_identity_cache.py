@@ -19,8 +19,8 @@ def _service(token: str, ttl: float, calls: list[str]) -> JobService:
 
     return JobService(
         identify=identify,
-        engine=None,  # type: ignore[arg-type]  (not used by identity checks)
-        signer=SimpleNamespace(public_keys=lambda: []),  # type: ignore[arg-type]
+        engine=None,  # type: ignore[arg-type]
+        signer=SimpleNamespace(public_keys=lambda: []),
         ledger=None,
         executor=lambda: None,  # a factory: never called here
         environment="dev",

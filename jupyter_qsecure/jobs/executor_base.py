@@ -350,9 +350,18 @@ class _QueuedExecutor:
         return QueuePlace(self, owner)
 
     def _give_back(self, place: QueuePlace) -> None:
+        if not place._held:  # spent or released already: nothing changes, nobody to wake
+            return
         with self._cond:
-            self._spend_locked(place)
-            self._cond.notify_all()
+            if place._held:
+                self._spend_locked(place)
+                self._wake_locked()
+
+    def _wake_locked(self) -> None:
+        """Wake the executor's threads waiting on ``_cond`` after a job finished or a
+        place was given back (lock held). Executors whose waiters can tell when none of
+        them could go on override this to skip the wake-up (each costs a thread switch)."""
+        self._cond.notify_all()
 
     def _spend_locked(self, place: QueuePlace) -> None:
         if not place._held:
@@ -550,7 +559,7 @@ class _QueuedExecutor:
                 self._avg_seconds = 0.8 * self._avg_seconds + 0.2 * elapsed
             job.payload = {}
             job.runner = None
-            self._cond.notify_all()
+            self._wake_locked()
         handle._started.set()
         if error is None:
             handle._future.set_result(result or {})

@@ -174,6 +174,11 @@ class LocalExecutor(_QueuedExecutor):
         self._workers: dict[int, _Worker | None] = {}
         self._idle: list[_Worker] = []
         self._next_key = 0
+        #: Slot threads waiting in _acquire_worker for a worker (see _wake_locked).
+        self._worker_waiters = 0
+        #: Notified whenever a worker is handed back, for observers (tests) only: the
+        #: executor's own threads wait on ``_cond``, woken only when they can go on.
+        self._returned = threading.Condition(self._lock)
         self._threads = [
             threading.Thread(
                 target=self._slot_loop, args=(slot,), name=f"qsecure-executor-{slot}", daemon=True
@@ -185,6 +190,14 @@ class LocalExecutor(_QueuedExecutor):
 
     def _slots(self) -> int:
         return self.max_workers
+
+    def _wake_locked(self) -> None:
+        """Wake the slot threads only when one of them could go on: a job is queued
+        (``_take``), one waits for a worker (``_acquire_worker``), or the executor is
+        closing. Otherwise every job's end (and its worker's return) would wake every
+        idle slot thread for nothing: a thread switch each, several per job."""
+        if self._pending or self._worker_waiters or self._closing:
+            self._cond.notify_all()
 
     def _reserve_locked(self, job: _Job) -> bool:
         """For ``submit(..., here=True)``: when no job is waiting and a worker is idle, the
@@ -269,7 +282,11 @@ class LocalExecutor(_QueuedExecutor):
                 key = self._new_worker_key_locked()
                 if key is not None:
                     break
-                self._cond.wait()
+                self._worker_waiters += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._worker_waiters -= 1
         return self._start_worker(key, for_job=True)
 
     def _new_worker_key_locked(self) -> int | None:
@@ -290,7 +307,8 @@ class LocalExecutor(_QueuedExecutor):
                 self._idle.append(worker)
             else:
                 self._workers.pop(worker.key, None)
-            self._cond.notify_all()
+            self._wake_locked()
+            self._returned.notify_all()  # no syscall unless an observer waits
         if not keep:
             worker.dispose()
 

@@ -55,7 +55,12 @@ class BatchingSigner:
         self.inner = inner
         self.max_batch = max_batch
         self.max_concurrent = max_concurrent
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)
+        #: Notified when a request is queued, for observers (tests, statistics) only: a
+        #: caller never waits for another's request to be queued, and waking the callers
+        #: that wait on ``_cond`` for nothing costs each a thread switch.
+        self._queued = threading.Condition(lock)
         self._queue: list[_Request] = []
         self._in_flight = 0
         self.calls = 0  # batched calls made (for tests and statistics)
@@ -84,7 +89,7 @@ class BatchingSigner:
             return []
         with self._cond:
             self._queue.append(request)
-            self._cond.notify_all()  # lets observers (tests, statistics) see the queue grow
+            self._queued.notify_all()  # observers only; no caller waits for this
             while True:
                 while (
                     self._in_flight >= self.max_concurrent or request not in self._queue

@@ -12,6 +12,7 @@ lives in :mod:`jupyter_qsecure.signing.transit`.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -285,6 +286,20 @@ class SignatureProblem(Exception):
         super().__init__(detail)
 
 
+@functools.lru_cache(maxsize=64)
+def _public_key(
+    algorithm: str, public_key: str
+) -> ed25519.Ed25519PublicKey | mldsa.MLDSA65PublicKey:
+    """The key object of a public key record's algorithm and base64 key, loaded once per
+    key: every verification of a job's manifest and result uses the same one or two keys,
+    and loading one (decode, checks, a new OpenSSL object) costs about as much as the
+    verification itself. Raises ``ValueError`` for a malformed key (not cached)."""
+    raw = unb64(public_key)
+    if algorithm == "ed25519":
+        return ed25519.Ed25519PublicKey.from_public_bytes(raw)
+    return mldsa.MLDSA65PublicKey.from_public_bytes(raw)
+
+
 def verify_signature(record: SignatureRecord, message: bytes, keyring: KeyRing) -> None:
     """Raise :class:`SignatureProblem` unless ``record`` is a valid signature of ``message``."""
     key = keyring.get(record.key_id, record.key_version)
@@ -300,11 +315,7 @@ def verify_signature(record: SignatureRecord, message: bytes, keyring: KeyRing) 
         )
     try:
         signature = unb64(record.signature)
-        raw = unb64(key.public_key)
-        if record.algorithm == "ed25519":
-            ed25519.Ed25519PublicKey.from_public_bytes(raw).verify(signature, message)
-        else:
-            mldsa.MLDSA65PublicKey.from_public_bytes(raw).verify(signature, message)
+        _public_key(record.algorithm, key.public_key).verify(signature, message)
     except (InvalidSignature, ValueError) as exc:
         raise SignatureProblem(
             "bad signature",

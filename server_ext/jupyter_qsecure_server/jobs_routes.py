@@ -65,11 +65,13 @@ class _JobsHandler(APIHandler):
         await super().prepare()
         if self._finished or self.request.method not in ("GET", "POST", "DELETE"):
             return
-        try:
-            await self.service.call(self.service.authenticate, self._token())
-        except JobError as exc:
-            self._fail(exc)
-            return
+        token = self._token()
+        if self.service.cached_identity(token) is None:  # else known: no thread hand-off
+            try:
+                await self.service.call(self.service.authenticate, token)
+            except JobError as exc:
+                self._fail(exc)
+                return
         if self.request.method in self.body_methods:
             self._limit = self.max_payload_bytes
         declared = self.request.headers.get("Content-Length", "0").strip() or "0"

@@ -496,8 +496,8 @@ def test_executor_from_settings() -> None:
 # ---- submit(here=True): the waiting thread runs the job -----------------------------------
 def _until_a_worker_is_idle(ex: LocalExecutor) -> None:
     # The result is delivered before the worker is handed back: wait for the hand-back.
-    with ex._cond:
-        assert ex._cond.wait_for(lambda: bool(ex._idle), WAIT)
+    with ex._returned:
+        assert ex._returned.wait_for(lambda: bool(ex._idle), WAIT)
 
 
 @pytest.fixture
@@ -571,3 +571,42 @@ def test_close_cancels_a_reserved_job() -> None:
     ex.close()
     with pytest.raises(JobCancelled, match="shut down before it started"):
         handle.result(WAIT)
+
+
+class _CountingCondition:
+    """The executor's condition, counting notify_all calls (wake-ups of its threads)."""
+
+    def __init__(self, cond: Any) -> None:
+        self._cond = cond
+        self.notified = 0
+
+    def notify_all(self) -> None:
+        self.notified += 1
+        self._cond.notify_all()
+
+    def __enter__(self) -> Any:
+        return self._cond.__enter__()
+
+    def __exit__(self, *exc: object) -> Any:
+        return self._cond.__exit__(*exc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cond, name)
+
+
+def test_a_job_run_here_with_nothing_queued_wakes_no_slot_thread(
+    idle_executor: LocalExecutor,
+) -> None:
+    # The idle slot thread waits for a queued job: a job's end, its worker's return or a
+    # spent place given back change nothing for it, and waking it costs a thread switch.
+    counting = _CountingCondition(idle_executor._cond)
+    idle_executor._cond = counting  # type: ignore[assignment]
+    place = idle_executor.admit("")  # the owner the warm-up job had: no new owner
+    handle = idle_executor.submit("h8", payload(), timeout=WAIT, here=True, owner="", place=place)
+    place.release()  # what the broker does once the job was submitted: a no-op
+    assert handle.result(WAIT)["counts"]
+    _until_a_worker_is_idle(idle_executor)
+    assert counting.notified == 0
+    # ...while a queued job still wakes it, and runs
+    assert idle_executor.submit("h9", payload(), timeout=WAIT, owner="").result(WAIT)
+    assert counting.notified >= 1

@@ -68,8 +68,8 @@ def _run_concurrently(signer: BatchingSigner, inner: RecordingSigner, callers: i
     threads += [threading.Thread(target=call, args=(i,)) for i in range(1, callers)]
     for thread in threads[1:]:
         thread.start()
-    with signer._cond:  # every other caller has queued behind the call in flight
-        assert signer._cond.wait_for(lambda: len(signer._queue) == callers - 1, timeout=30)
+    with signer._queued:  # every other caller has queued behind the call in flight
+        assert signer._queued.wait_for(lambda: len(signer._queue) == callers - 1, timeout=30)
     inner.release.set()
     for thread in threads:
         thread.join(30)

@@ -528,3 +528,56 @@ def test_stream_carry_over_reads_the_type_from_the_header() -> None:
     }
     assert mask_message(msg, masker, stream)["content"]["text"] == "key: "
     assert stream.pending_keys() == [("p", "stdout")]
+
+
+# --- fast paths (speed) must not drop a value --------------------------------------------
+
+
+def test_prefix_starts_matches_brute_force_on_short_and_non_ascii_tails() -> None:
+    rng = random.Random(11)
+    values = {"a": "pässwörd-" + token(), "b": token(), "c": "€€€" + token()}
+    values["d"] = values["b"][:20] + token()  # two forms sharing a prefix
+    masker = Masker(values)
+    forms = {f for v in values.values() for f in forms_for(v)}
+    prefixes = {f[:k] for f in forms for k in range(1, len(f))}
+    for _ in range(2000):
+        form = rng.choice(sorted(forms))
+        head = "".join(rng.choice("xé€ \n" + form[:3]) for _ in range(rng.randint(0, 4)))
+        text = (head + form[: rng.randint(0, len(form))])[-rng.randint(0, 8) :]
+        if rng.random() < 0.5:
+            text = head + form[: rng.randint(0, len(form))]
+        brute = [p for p in range(len(text)) if text[p:] in prefixes]
+        assert masker._engine._prefix_starts(text) == brute
+
+
+def test_common_stream_shape_still_masks_its_name_and_metadata() -> None:
+    value = token()
+    masker = Masker({"api": value})
+    msg = jmsg("stream", {"name": value, "text": "plain output\n"}, metadata={"note": value})
+    out = mask_message(msg, masker, StreamMasker(masker))
+    assert out["content"] == {"name": P("api"), "text": "plain output\n"}
+    assert out["metadata"] == {"note": P("api")}
+    assert msg["content"]["name"] == value  # the message itself is not changed
+
+
+def test_common_stream_shape_gives_what_the_general_path_gives() -> None:
+    rng = random.Random(5)
+    values = fifty_values(rng)
+    masker = Masker(values)
+    fast, general = StreamMasker(masker), StreamMasker(masker)
+    for i in range(200):
+        text = random_text(rng, list(values.values()), size=60, injections=rng.randint(0, 2))
+        cut = rng.randint(0, len(text))
+        name = rng.choice(["stdout", "stderr", rng.choice(list(values.values()))])
+        metadata = rng.choice([{}, {"k": rng.choice(list(values.values()))}, None])
+        for piece in (text[:cut], text[cut:]):
+            common = jmsg("stream", {"name": name, "text": piece}, metadata=metadata)
+            # an extra content field takes the general path; it holds nothing to mask
+            other = jmsg("stream", {"name": name, "text": piece, "x": 1}, metadata=metadata)
+            out = mask_message(common, masker, fast)
+            ref = mask_message(other, masker, general)
+            assert out["content"] == {k: v for k, v in ref["content"].items() if k != "x"}
+            assert out["metadata"] == ref["metadata"]
+        if i % 7 == 0:
+            key = ("parent-1", name)
+            assert fast.flush(key) == general.flush(key)

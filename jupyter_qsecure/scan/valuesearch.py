@@ -218,7 +218,7 @@ class ValueSearch:
         # proper prefixes of 3+ characters by their last 3 characters.
         self._forms = tuple(forms)
         self._stride = self._longest_form + 1
-        self._prefix_ends: dict[str, tuple[int, ...]] | None = None
+        self._prefix_ends: dict[str, list[int]] | None = None
         self._short_prefixes = frozenset(f[:n] for f in forms for n in (1, 2) if len(f) > n)
         # (b) a substring of a fragment source that the source continues: hashes of all
         # of them shorter than min_fragment (a collision only holds a little more), or,
@@ -457,45 +457,47 @@ class ValueSearch:
             length += 1
         return length
 
-    def _build_prefix_ends(self) -> dict[str, tuple[int, ...]]:
+    def _build_prefix_ends(self) -> dict[str, list[int]]:
         """Proper prefixes ``f[:L]`` (``L >= 3``) of the forms, keyed by ``f[L-3:L]``.
 
         Text ending in ``xyz`` can only end in a prefix whose last 3 characters are
         ``xyz``: a few candidates per key, each one slice compare, instead of a search
         over the last longest-form characters of every held text. An entry is
-        ``form index * stride + L``, longest ``L`` first. Idempotent: a race between two
-        threads builds it twice, with the same result.
+        ``form index * stride + L``. Idempotent: a race between two threads builds it
+        twice, with the same result.
         """
         stride = self._stride
-        ends: dict[str, set[int]] = {}
+        ends: dict[str, list[int]] = {}
         for i, form in enumerate(self._forms):
             base = i * stride
             for length in range(3, len(form)):
-                ends.setdefault(form[length - 3 : length], set()).add(base + length)
-        return {
-            key: tuple(sorted(entries, key=lambda e: -(e % stride)))
-            for key, entries in ends.items()
-        }
+                key = form[length - 3 : length]
+                entries = ends.get(key)
+                if entries is None:
+                    ends[key] = [base + length]
+                else:
+                    entries.append(base + length)
+        return ends
 
     def _prefix_starts(self, text: str) -> list[int]:
         """Offsets ``p`` (ascending) where ``text[p:]`` is a proper prefix of a whole form."""
         n = len(text)
-        out: list[int] = []
         index = self._prefix_ends
         if index is None:
             index = self._prefix_ends = self._build_prefix_ends()
         entries = index.get(text[-3:]) if n >= 3 else None
+        found: set[int] = set()
         if entries:
-            forms, stride, last = self._forms, self._stride, -1
-            for entry in entries:  # longest prefix first: ascending offsets
+            forms, stride = self._forms, self._stride
+            for entry in entries:
                 length = entry % stride
                 if (
                     length <= n
-                    and length != last
+                    and length not in found
                     and forms[entry // stride].startswith(text[n - length :])
                 ):
-                    out.append(n - length)
-                    last = length
+                    found.add(length)
+        out = sorted(n - length for length in found)
         for p in (n - 2, n - 1):
             if p >= 0 and text[p:] in self._short_prefixes:
                 out.append(p)

@@ -248,6 +248,8 @@ class Masker:
 
     def mask_output(self, text: str, mime: str | None = None) -> str:
         """:meth:`mask_rendered` then :meth:`mask`: what a MIME value or other text needs."""
+        if len(text) < self._engine.shortest:  # e.g. "stdout": no visible text is longer
+            return text
         return self.mask(self.mask_rendered(text, mime))
 
     def mask_bytes(self, data: bytes | bytearray | memoryview) -> bytes:

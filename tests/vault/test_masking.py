@@ -581,3 +581,12 @@ def test_common_stream_shape_gives_what_the_general_path_gives() -> None:
         if i % 7 == 0:
             key = ("parent-1", name)
             assert fast.flush(key) == general.flush(key)
+
+
+def test_mask_output_masks_a_text_exactly_as_long_as_the_shortest_value() -> None:
+    value = secrets.token_hex(4)  # 8 characters: its hex and base64 forms are longer
+    masker = Masker({"pin": value})
+    assert masker.mask_output(value) == P("pin")
+    coloured = masker.mask_output("\x1b[1m" + value[:4] + "\x1b[0m" + value[4:])
+    assert coloured == "\x1b[1m" + P("pin") + "\x1b[0m"
+    assert masker.mask_output(value[:-1]) == value[:-1]

@@ -364,3 +364,30 @@ async def test_binary_buffers_of_comm_and_display_messages(
     expect(received[4] == sent[4], "bytes without a value pass unchanged")
     expect(shown(messages) == "done\n", "the stream text")
     await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+
+
+@PROTOCOLS
+async def test_a_value_in_a_stream_messages_metadata(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    qsecure_kernel: str,
+    fake_value: str,
+    protocol: str,
+) -> None:
+    """Stream messages skip metadata masking when it is empty: a value in it is masked."""
+    kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, protocol)
+    messages = await execute(
+        client,
+        PRELUDE + "pub = get_ipython().display_pub\n"
+        "pub.session.send(pub.pub_socket, 'stream', {'name': 'stdout', 'text': 'tagged\\n'},\n"
+        "                 parent=pub.parent_header, metadata={'note': v})\n"
+        "print('done')\n",
+    )
+    masker = server_masker(jp_serverapp)
+    assert_no_leak(messages, fake_value, masker)
+    tagged = [m for m in messages if m["content"].get("text") == "tagged\n"]
+    expect(len(tagged) == 1, "the stream message with metadata arrives once")
+    expect(tagged[0]["metadata"] == {"note": "«secret:ibm»"}, "its metadata is masked")
+    expect(shown(messages) == "tagged\ndone\n", "the stream text")
+    await jp_fetch("api", "kernels", kernel_id, method="DELETE")

@@ -58,8 +58,8 @@ class LiteralScreen:
         scratch = getattr(self._local, "scratch", None)
         if scratch is None:
             scratch = self._local.scratch = self._database.scratch.clone()
-        try:
-            self._database.scan(data, match_event_handler=_stop, scratch=scratch)
+        try:  # positional: data, match_event_handler, flags, context, scratch
+            self._database.scan(data, _stop, 0, None, scratch)
         except _hs.ScanTerminated:
             return True
         return False

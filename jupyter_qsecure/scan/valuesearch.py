@@ -125,7 +125,6 @@ class ValueSearch:
     __slots__ = (
         "_anchors",
         "_automaton",
-        "_by_head",
         "_byte_sources",
         "_joined",
         "_longest_form",
@@ -133,8 +132,10 @@ class ValueSearch:
         "_short",
         "_short_limit",
         "_short_prefixes",
+        "_prefix_ends",
+        "_forms",
         "_sources",
-        "_starts",
+        "_stride",
         "_tail_chars",
         "_whole",
         "longest",
@@ -213,16 +214,12 @@ class ValueSearch:
         self._longest_form = max(map(len, forms), default=0)
         #: Longest form or source: a held tail is shorter than twice this.
         self.longest = max(self._longest_form, max((len(s) for s, _ in sources), default=0))
-        heads: dict[str, list[str]] = {}
-        for form in forms:
-            heads.setdefault(form[:3], []).append(form)
-        self._by_head = {h: tuple(fs) for h, fs in heads.items()}
+        # For _prefix_starts: the forms, and (built on first use, for split() only) their
+        # proper prefixes of 3+ characters by their last 3 characters.
+        self._forms = tuple(forms)
+        self._stride = self._longest_form + 1
+        self._prefix_ends: dict[str, list[int]] | None = None
         self._short_prefixes = frozenset(f[:n] for f in forms for n in (1, 2) if len(f) > n)
-        self._starts: ahocorasick_rs.BytesAhoCorasick | None = None
-        if forms:
-            self._starts = ahocorasick_rs.BytesAhoCorasick(
-                sorted({f[:3].encode(*ENCODING) for f in forms})
-            )
         # (b) a substring of a fragment source that the source continues: hashes of all
         # of them shorter than min_fragment (a collision only holds a little more), or,
         # for very long sources, of those up to 3 characters and a search beyond
@@ -460,27 +457,48 @@ class ValueSearch:
             length += 1
         return length
 
+    def _build_prefix_ends(self) -> dict[str, list[int]]:
+        """Proper prefixes ``f[:L]`` (``L >= 3``) of the forms, keyed by ``f[L-3:L]``.
+
+        Text ending in ``xyz`` can only end in a prefix whose last 3 characters are
+        ``xyz``: a few candidates per key, each one slice compare, instead of a search
+        over the last longest-form characters of every held text. An entry is
+        ``form index * stride + L``. Idempotent: a race between two threads builds it
+        twice, with the same result.
+        """
+        stride = self._stride
+        ends: dict[str, list[int]] = {}
+        for i, form in enumerate(self._forms):
+            base = i * stride
+            for length in range(3, len(form)):
+                key = form[length - 3 : length]
+                entries = ends.get(key)
+                if entries is None:
+                    ends[key] = [base + length]
+                else:
+                    entries.append(base + length)
+        return ends
+
     def _prefix_starts(self, text: str) -> list[int]:
         """Offsets ``p`` (ascending) where ``text[p:]`` is a proper prefix of a whole form."""
-        if self._starts is None:
-            return []
         n = len(text)
-        low = max(0, n - self._longest_form + 1)
-        window = text[low:]
-        data = window.encode(*ENCODING)
-        hits = {s for _, s, _ in self._starts.find_matches_as_indexes(data, overlapping=True)}
-        if len(data) != len(window):  # UTF-8 byte offsets -> character offsets
-            hits = {len(data[:s].decode(*ENCODING)) for s in hits}
-        out = []
-        for p in sorted({low + s for s in hits} | {n - 2, n - 1}):
-            if p < low:
-                continue
-            tail = text[p:]
-            if len(tail) < 3:
-                if tail in self._short_prefixes:
-                    out.append(p)
-            elif any(
-                len(f) > len(tail) and f.startswith(tail) for f in self._by_head.get(tail[:3], ())
-            ):
+        index = self._prefix_ends
+        if index is None:
+            index = self._prefix_ends = self._build_prefix_ends()
+        entries = index.get(text[-3:]) if n >= 3 else None
+        found: set[int] = set()
+        if entries:
+            forms, stride = self._forms, self._stride
+            for entry in entries:
+                length = entry % stride
+                if (
+                    length <= n
+                    and length not in found
+                    and forms[entry // stride].startswith(text[n - length :])
+                ):
+                    found.add(length)
+        out = sorted(n - length for length in found)
+        for p in (n - 2, n - 1):
+            if p >= 0 and text[p:] in self._short_prefixes:
                 out.append(p)
         return out

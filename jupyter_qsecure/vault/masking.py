@@ -248,6 +248,8 @@ class Masker:
 
     def mask_output(self, text: str, mime: str | None = None) -> str:
         """:meth:`mask_rendered` then :meth:`mask`: what a MIME value or other text needs."""
+        if len(text) < self._engine.shortest:  # e.g. "stdout": no visible text is longer
+            return text
         return self.mask(self.mask_rendered(text, mime))
 
     def mask_bytes(self, data: bytes | bytearray | memoryview) -> bytes:
@@ -377,6 +379,20 @@ def mask_message(
         and isinstance(content.get("text"), str)
     ):
         key = ((msg.get("parent_header") or {}).get("msg_id"), content.get("name"))
+        name = content.get("name")
+        if len(content) == 2 and type(name) is str:
+            # The common shape, {"name", "text"}: the generic layers below, inlined (this
+            # runs for every line a kernel prints). Same result.
+            out["content"] = {
+                "name": masker.mask_output(name),
+                "text": stream.feed(key, masker.mask_rendered(content["text"])),
+            }
+            metadata = msg.get("metadata", out)
+            if type(metadata) is dict and not metadata:
+                out["metadata"] = {}
+            elif metadata is not out:
+                out["metadata"] = _mask_content(metadata, masker)
+            return out
         out["content"] = {
             # the visible text first (values cut by codes), then the carry-over
             k: (

@@ -155,7 +155,9 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
         content = msg.get("content")
         if channel == "iopub" and header.get("msg_type") == "stream" and _has_text(content):
             metadata = msg.get("metadata") or {}
-            masked_metadata = mask_message({"metadata": metadata}, masker)["metadata"]
+            masked_metadata = (  # usually empty: nothing to mask
+                mask_message({"metadata": metadata}, masker)["metadata"] if metadata else metadata
+            )
             clean = masked_metadata == metadata
             if self._stream(
                 stream, header, parent, lambda: masked_metadata, clean, content, masker

@@ -311,3 +311,17 @@ async def test_binary_buffers_of_comm_and_display_messages(
     expect(received[0].startswith(b"pre:") and received[0].endswith(b":post"), "bytes around it")
     expect(received[4] == sent[4], "bytes without a value pass unchanged")
     expect(shown(messages) == "done\n", "the stream text")
+
+
+async def test_a_value_in_a_stream_messages_metadata(browser: Browser) -> None:
+    """Stream messages skip metadata masking when it is empty: a value in it is masked."""
+    messages, _ = await browser.run(
+        "pub = get_ipython().display_pub\n"
+        "pub.session.send(pub.pub_socket, 'stream', {'name': 'stdout', 'text': 'tagged\\n'},\n"
+        "                 parent=pub.parent_header, metadata={'note': v})\n"
+        "print('done')\n",
+    )
+    tagged = [m for m in messages if m["content"].get("text") == "tagged\n"]
+    expect(len(tagged) == 1, "the stream message with metadata arrives once")
+    expect(tagged[0]["metadata"] == {"note": "«secret:ibm»"}, "its metadata is masked")
+    expect(shown(messages) == "tagged\ndone\n", "the stream text")

@@ -570,3 +570,65 @@ def test_a_list_of_html_strings_keeps_its_mime_type() -> None:
     assert data["text/html"][0].startswith(f"<i>{P('tok')}</i>")
     assert value[1:3] not in data["text/html"][0]
     assert data["text/plain"] == [tagged]  # plain text is not rendered: markup is literal
+
+
+# --- fast paths (speed) must not drop a value --------------------------------------------
+
+
+def test_prefix_starts_matches_brute_force_on_short_and_non_ascii_tails() -> None:
+    rng = random.Random(11)
+    values = {"a": "pässwörd-" + token(), "b": token(), "c": "€€€" + token()}
+    values["d"] = values["b"][:20] + token()  # two forms sharing a prefix
+    masker = Masker(values)
+    forms = {f for v in values.values() for f in forms_for(v)}
+    prefixes = {f[:k] for f in forms for k in range(1, len(f))}
+    for _ in range(2000):
+        form = rng.choice(sorted(forms))
+        head = "".join(rng.choice("xé€ \n" + form[:3]) for _ in range(rng.randint(0, 4)))
+        text = (head + form[: rng.randint(0, len(form))])[-rng.randint(0, 8) :]
+        if rng.random() < 0.5:
+            text = head + form[: rng.randint(0, len(form))]
+        brute = [p for p in range(len(text)) if text[p:] in prefixes]
+        assert masker._engine._prefix_starts(text) == brute
+
+
+def test_common_stream_shape_still_masks_its_name_and_metadata() -> None:
+    value = token()
+    masker = Masker({"api": value})
+    msg = jmsg("stream", {"name": value, "text": "plain output\n"}, metadata={"note": value})
+    out = mask_message(msg, masker, StreamMasker(masker))
+    assert out["content"] == {"name": P("api"), "text": "plain output\n"}
+    assert out["metadata"] == {"note": P("api")}
+    assert msg["content"]["name"] == value  # the message itself is not changed
+
+
+def test_common_stream_shape_gives_what_the_general_path_gives() -> None:
+    rng = random.Random(5)
+    values = fifty_values(rng)
+    masker = Masker(values)
+    fast, general = StreamMasker(masker), StreamMasker(masker)
+    for i in range(200):
+        text = random_text(rng, list(values.values()), size=60, injections=rng.randint(0, 2))
+        cut = rng.randint(0, len(text))
+        name = rng.choice(["stdout", "stderr", rng.choice(list(values.values()))])
+        metadata = rng.choice([{}, {"k": rng.choice(list(values.values()))}, None])
+        for piece in (text[:cut], text[cut:]):
+            common = jmsg("stream", {"name": name, "text": piece}, metadata=metadata)
+            # an extra content field takes the general path; it holds nothing to mask
+            other = jmsg("stream", {"name": name, "text": piece, "x": 1}, metadata=metadata)
+            out = mask_message(common, masker, fast)
+            ref = mask_message(other, masker, general)
+            assert out["content"] == {k: v for k, v in ref["content"].items() if k != "x"}
+            assert out["metadata"] == ref["metadata"]
+        if i % 7 == 0:
+            key = ("parent-1", name)
+            assert fast.flush(key) == general.flush(key)
+
+
+def test_mask_output_masks_a_text_exactly_as_long_as_the_shortest_value() -> None:
+    value = secrets.token_hex(4)  # 8 characters: its hex and base64 forms are longer
+    masker = Masker({"pin": value})
+    assert masker.mask_output(value) == P("pin")
+    coloured = masker.mask_output("\x1b[1m" + value[:4] + "\x1b[0m" + value[4:])
+    assert coloured == "\x1b[1m" + P("pin") + "\x1b[0m"
+    assert masker.mask_output(value[:-1]) == value[:-1]

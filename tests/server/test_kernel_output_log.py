@@ -114,6 +114,9 @@ async def test_kernel_fd_output_reaches_the_server_log_masked(
         kernel_id, client = await start(jp_fetch, jp_ws_fetch, kernel, protocol)
         messages = await client.execute(cell(sorted(values)))
         await until_shown(client, messages, END)
+        # ipykernel's descriptor-capture thread may publish after the execution's idle: read
+        # on until the cell's last print arrived too (a text never shown fails on timeout)
+        await until_shown(client, messages, "done")
         client.ws.close()
         # The shutdown returns once what the kernel wrote last has been logged.
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
@@ -159,6 +162,9 @@ async def test_a_restarted_kernel_writes_into_the_masked_pipe_too(
         await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="")
         messages = await client.execute(cell(["v32"]))
         await until_shown(client, messages, END)
+        # ipykernel's descriptor-capture thread may publish after the execution's idle: read
+        # on until the cell's last print arrived too (a text never shown fails on timeout)
+        await until_shown(client, messages, "done")
         client.ws.close()
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
     finally:

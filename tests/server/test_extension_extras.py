@@ -21,11 +21,17 @@ ServerApp.launch_instance(argv=sys.argv[1:])
 """
 
 
-def test_server_without_the_jobs_extra_refuses_to_start(tmp_path: Path) -> None:
+def isolated_env(tmp_path: Path) -> dict[str, str]:
+    """This environment with Jupyter's and jupyter-qsecure's folders under ``tmp_path``."""
     env = dict(os.environ)
     for name in ("CONFIG", "DATA", "RUNTIME"):
         env[f"JUPYTER_{name}_DIR"] = str(tmp_path / name.lower())
     env["QSECURE_DATA_DIR"] = str(tmp_path / ".qsecure")
+    return env
+
+
+def test_server_without_the_jobs_extra_refuses_to_start(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
     argv = [
         '--ServerApp.jpserver_extensions={"jupyter_qsecure_server": True}',
         f"--ServerApp.root_dir={tmp_path}",
@@ -55,10 +61,7 @@ def test_server_whose_extension_fails_to_load_stops_without_quoting_the_setting(
     which must not appear in what the server prints.
     """
     password = "pw-" + secrets.token_urlsafe(16)
-    env = dict(os.environ)
-    for name in ("CONFIG", "DATA", "RUNTIME"):
-        env[f"JUPYTER_{name}_DIR"] = str(tmp_path / name.lower())
-    env["QSECURE_DATA_DIR"] = str(tmp_path / ".qsecure")
+    env = isolated_env(tmp_path)
     env["QSECURE_LEDGER"] = f"postgresql://qsecure:{password}@127.0.0.1:{_closed_port()}/ledger"
     done = subprocess.run(
         [

@@ -77,7 +77,7 @@ def _samples() -> dict[str, list[str]]:
         "MailchimpDetector": [_rand(LOWER_ALNUM, 32) + "-us12"],
         "NpmDetector": ["//registry.npmjs.org/:_authToken=npm_" + _rand(ALNUM, 36)],
         "OpenAIDetector": ["sk-" + _rand(ALNUM, 20) + "T3BlbkFJ" + _rand(ALNUM, 20)],
-        "PrivateKeyDetector": ["-----BEGIN RSA PRIVATE KEY-----"],
+        "PrivateKeyDetector": ["-----BEGIN RSA PRIVATE KEY-----"],  # pragma: allowlist secret
         "PypiTokenDetector": ["pypi-AgEIcHlwaS5vcmc" + _rand(ALNUM, 70)],
         "SendGridDetector": ["SG." + _rand(ALNUM, 22) + "." + _rand(ALNUM, 43)],
         "SlackDetector": [

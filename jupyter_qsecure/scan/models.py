@@ -69,11 +69,11 @@ class Finding(BaseModel):
                 head += f", attachment {self.mime}" if self.mime else ", attachment"
         return f"{head}, line {self.line}" if head else f"line {self.line}"
 
-    def describe(self) -> str:
-        """One human-readable line, e.g. ``a.ipynb: cell 3 outputs[1] text/plain line 2``."""
-        parts = [self.path or "<notebook>"]
+    def place(self, first_cell: int = 0) -> str:
+        """``cell 3 outputs[1] text/plain``, cells numbered from ``first_cell``."""
+        parts: list[str] = []
         if self.cell is not None:
-            parts.append(f"cell {self.cell}")
+            parts.append(f"cell {self.cell + first_cell}")
         elif self.where == "metadata":
             parts.append("notebook")
         if self.where is not None:
@@ -83,7 +83,12 @@ class Finding(BaseModel):
             parts.append(where)
         if self.mime:
             parts.append(self.mime)
-        parts.append(f"line {self.line}")
+        return " ".join(parts)
+
+    def describe(self) -> str:
+        """One human-readable line, e.g. ``a.ipynb: cell 3 outputs[1] text/plain line 2``."""
+        place = self.place()
+        parts = [self.path or "<notebook>", *([place] if place else []), f"line {self.line}"]
         what = self.type
         if self.secret_name and self.injected_on:
             part = "part of the value" if "part" in self.type else "value"

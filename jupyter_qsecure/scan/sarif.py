@@ -47,19 +47,7 @@ def fingerprint_of(finding: Finding) -> str:
 
 def _place(finding: Finding) -> str:
     """``cell 3 outputs[1] text/plain`` (cells numbered from 1, as JupyterLab shows them)."""
-    parts: list[str] = []
-    if finding.cell is not None:
-        parts.append(f"cell {finding.cell + 1}")
-    elif finding.where == "metadata":
-        parts.append("notebook")
-    if finding.where is not None:
-        where: str = finding.where
-        if finding.output is not None:
-            where += f"[{finding.output}]"
-        parts.append(where)
-    if finding.mime:
-        parts.append(finding.mime)
-    return " ".join(parts)
+    return finding.place(first_cell=1)
 
 
 def _artifact(path: str, root: Path) -> dict[str, Any]:

@@ -89,11 +89,12 @@ def _worker_main(conn: Any, env: dict[str, str]) -> None:
             conn.send((job_id, False, (type(exc).__name__, str(exc), traceback.format_exc())))
 
 
-class _Worker:
-    def __init__(self, process: Any, conn: Any, key: int) -> None:
+class WorkerProcess:
+    """A worker process and our end of its pipe (also the parse pool's workers)."""
+
+    def __init__(self, process: Any, conn: Any) -> None:
         self.process = process
         self.conn = conn
-        self.key = key  # its entry in LocalExecutor._workers
 
     def alive(self) -> bool:
         return bool(self.process.is_alive())
@@ -109,6 +110,12 @@ class _Worker:
         self.kill()
         self.process.join(5)
         self.conn.close()
+
+
+class _Worker(WorkerProcess):
+    def __init__(self, process: Any, conn: Any, key: int) -> None:
+        super().__init__(process, conn)
+        self.key = key  # its entry in LocalExecutor._workers
 
 
 def _describe_exit(exitcode: int | None) -> str:

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import ConfigError, QSecureError
 from .declared import Excess, OverPolicy
-from .local_executor import _describe_exit, _spawnable_main
+from .local_executor import WorkerProcess, _describe_exit, _spawnable_main
 from .parse_worker import CircuitError, encode_request, worker_main
 from .policy import EnvironmentPolicy
 
@@ -58,24 +58,6 @@ class ParsedCircuits:
     hashes: list[str]
     summaries: list[dict[str, Any]]
     qpy: str
-
-
-class _Worker:
-    def __init__(self, process: Any, conn: Any) -> None:
-        self.process = process
-        self.conn = conn
-
-    def alive(self) -> bool:
-        return bool(self.process.is_alive())
-
-    def dispose(self) -> None:
-        if self.process.exitcode is None:
-            try:
-                self.process.kill()
-            except (OSError, ValueError):
-                pass
-        self.process.join(5)
-        self.conn.close()
 
 
 class ParsePool:
@@ -111,8 +93,8 @@ class ParsePool:
         self._ctx: Any = multiprocessing.get_context(mp_context)
         self._startup_timeout = startup_timeout
         self._cond = threading.Condition()
-        self._idle: list[_Worker] = []
-        self._busy: set[_Worker] = set()
+        self._idle: list[WorkerProcess] = []
+        self._busy: set[WorkerProcess] = set()
         self._starting = 0
         self._closed = False
         #: Worker processes started so far (tests read it).
@@ -167,7 +149,7 @@ class ParsePool:
             worker.dispose()
 
     # -- workers ---------------------------------------------------------------------------
-    def _acquire(self, deadline: float) -> _Worker:
+    def _acquire(self, deadline: float) -> WorkerProcess:
         with self._cond:
             while True:
                 if self._closed:
@@ -204,7 +186,7 @@ class ParsePool:
                 raise ParseUnavailable("the circuit parser is shut down")
         return worker
 
-    def _release(self, worker: _Worker, healthy: bool) -> None:
+    def _release(self, worker: WorkerProcess, healthy: bool) -> None:
         with self._cond:
             self._busy.discard(worker)
             keep = healthy and not self._closed
@@ -214,7 +196,7 @@ class ParsePool:
         if not keep:
             worker.dispose()
 
-    def _start(self) -> _Worker:
+    def _start(self) -> WorkerProcess:
         parent, child = self._ctx.Pipe(duplex=True)
         process = self._ctx.Process(
             target=worker_main,
@@ -234,7 +216,7 @@ class ParsePool:
                 hint="check the server's log and its process and memory limits",
             ) from None
         child.close()
-        worker = _Worker(process, parent)
+        worker = WorkerProcess(process, parent)
         with self._cond:
             self.started += 1
         ready = wait_for([parent, process.sentinel], self._startup_timeout)
@@ -257,7 +239,7 @@ class ParsePool:
         )
 
     # -- one request -----------------------------------------------------------------------
-    def _exchange(self, worker: _Worker, request: bytes, deadline: float) -> dict[str, Any]:
+    def _exchange(self, worker: WorkerProcess, request: bytes, deadline: float) -> dict[str, Any]:
         try:
             worker.conn.send_bytes(request)
         except (OSError, ValueError):

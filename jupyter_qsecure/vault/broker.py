@@ -218,10 +218,47 @@ class _Transport(Exception):  # noqa: N818 - internal signal, never escapes
 
 @dataclass
 class _Pending:
+    """One revocation: what to revoke in OpenBao, and the values that die with it."""
+
     accessor: str
     lease_ids: list[str]
     kernel_id: str
     user: str
+    #: The token itself: unusable once its accessor is revoked.
+    token: str = field(default="", repr=False)
+    #: lease id -> the values (database username, password) unusable once it is revoked.
+    lease_values: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def of(cls, state: _KernelState) -> _Pending:
+        lease_values: dict[str, tuple[str, ...]] = {}
+        for name, grant in state.grants.items():
+            value = state.values.get(name)
+            if grant.lease_id and isinstance(value, dict):
+                lease_values[grant.lease_id] = tuple(value.values())
+        return cls(
+            accessor=state.accessor,
+            lease_ids=[g.lease_id for g in state.grants.values() if g.lease_id],
+            kernel_id=state.kernel_id,
+            user=state.user,
+            token=state.token,
+            lease_values=lease_values,
+        )
+
+    def dead_values(self, revoked: _Revoked) -> list[str]:
+        """The values OpenBao confirmed unusable by ``revoked``."""
+        dead = [self.token] if revoked.token and self.token else []
+        for lease_id in revoked.lease_ids:
+            dead.extend(self.lease_values.get(lease_id, ()))
+        return dead
+
+
+@dataclass(frozen=True)
+class _Revoked:
+    """What OpenBao confirmed revoked (an error answer, e.g. already gone, confirms nothing)."""
+
+    lease_ids: tuple[str, ...]
+    token: bool
 
 
 class CredentialBroker:
@@ -540,7 +577,7 @@ class CredentialBroker:
         still: list[_Pending] = []
         for item in pending:
             try:
-                self._revoke_in_openbao(item.accessor, item.lease_ids)
+                self._revoke_pending(item)
             except _Transport:
                 still.append(item)
                 continue
@@ -793,14 +830,12 @@ class CredentialBroker:
 
     def _abandon(self, state: _KernelState, why: str) -> None:
         """Revoke a token we will not hand out (queued for later if OpenBao is gone)."""
-        lease_ids = [g.lease_id for g in state.grants.values() if g.lease_id]
+        item = _Pending.of(state)
         try:
-            self._revoke_in_openbao(state.accessor, lease_ids)
+            self._revoke_pending(item)
         except _Transport:
             with self._pending_lock:
-                self._pending.append(
-                    _Pending(state.accessor, lease_ids, state.kernel_id, state.user)
-                )
+                self._pending.append(item)
         log.info("abandoned a kernel token for %s: %s", state.kernel_id, why)
 
     def _schedule(self, state: _KernelState, now: float) -> None:
@@ -1206,27 +1241,43 @@ class CredentialBroker:
         return self._error(state.kernel_id, state.user, message)
 
     # ---- revoking ---------------------------------------------------------------------
-    def _revoke_in_openbao(self, accessor: str, lease_ids: Sequence[str]) -> None:
-        """Revoke dynamic leases (synchronously), then the token. Raises _Transport."""
+    def _revoke_in_openbao(self, accessor: str, lease_ids: Sequence[str]) -> _Revoked:
+        """Revoke dynamic leases (synchronously), then the token. Raises _Transport.
+
+        Returns what OpenBao confirmed revoked; an error answer (already gone, expired,
+        OpenBao restarted, or refused) confirms nothing, so such values keep lingering
+        until their end of validity."""
         srv = self._srv()
+        confirmed: list[str] = []
         for lease_id in lease_ids:
             try:
                 srv.sys.revoke_lease(lease_id=lease_id)
             except self._TRANSPORT_ERRORS as exc:
                 raise self._transport(exc, "revoking a lease") from None
             except hvac.exceptions.VaultError:
-                pass  # already gone (expired, revoked, OpenBao restarted)
+                continue  # already gone (expired, revoked, OpenBao restarted)
+            confirmed.append(lease_id)
         if not accessor:
-            return
+            return _Revoked(tuple(confirmed), token=False)
         try:
             srv.auth.token.revoke_accessor(accessor)
         except self._TRANSPORT_ERRORS as exc:
             raise self._transport(exc, "revoking the kernel's token") from None
         except hvac.exceptions.VaultError:
-            pass  # already gone
+            return _Revoked(tuple(confirmed), token=False)  # already gone
+        return _Revoked(tuple(confirmed), token=True)
+
+    def _revoke_pending(self, item: _Pending) -> None:
+        """Revoke ``item`` in OpenBao and stop masking what is confirmed dead. Raises
+        _Transport (nothing confirmed: the values keep lingering)."""
+        revoked = self._revoke_in_openbao(item.accessor, item.lease_ids)
+        dead = item.dead_values(revoked)
+        if dead:
+            self.registry.revoked(dead)
 
     def _revoke_state(self, state: _KernelState, reason: str) -> bool:
-        lease_ids = [g.lease_id for g in state.grants.values() if g.lease_id]
+        item = _Pending.of(state)
+        lease_ids = item.lease_ids
         body = {
             **self._base_body(state, state.user),
             "accessor": state.accessor,
@@ -1236,12 +1287,10 @@ class CredentialBroker:
             "reason": reason,
         }
         try:
-            self._revoke_in_openbao(state.accessor, lease_ids)
+            self._revoke_pending(item)
         except _Transport as failure:
             with self._pending_lock:
-                self._pending.append(
-                    _Pending(state.accessor, lease_ids, state.kernel_id, state.user)
-                )
+                self._pending.append(item)
             self._record_failure(
                 state.kernel_id,
                 state.user,

@@ -20,6 +20,12 @@ other (KV) value for ``retention_seconds`` (the ``fingerprint_retention_days``
 setting, 30 days by default). Lingering values are masked and matched at save
 time like live ones. A value marked :data:`ENDS_WITH_KERNEL` does not linger.
 
+A value OpenBao confirmed revoked (a kernel's token, a dynamic database lease,
+after a successful revocation) can no longer be used: :meth:`ValueRegistry.revoked`
+ends its lingering (and its retirement), so masking does not grow with every
+kernel the server served. When the revocation failed or was deferred, the value
+lingers until its end of validity as above. KV values are never revoked this way.
+
 Values never leave this object except through these methods; ``repr`` shows
 counts only.
 """
@@ -30,7 +36,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 __all__ = ["ENDS_WITH_KERNEL", "RegistrySnapshot", "ValueRegistry"]
@@ -210,6 +216,30 @@ class ValueRegistry:
                 self._next_expiry = math.inf
                 self._version += 1
 
+    def revoked(self, values: Iterable[str]) -> int:
+        """OpenBao confirmed ``values`` revoked (a kernel's token, a database lease's
+        user and password): they are no longer lingering nor retired, so no longer
+        masked or matched. A value a kernel currently holds stays. Returns how many
+        values were forgotten."""
+        dead = {value for value in values if isinstance(value, str) and value}
+        if not dead:
+            return 0
+        with self._lock:
+            live = {v for held in self._current.values() for v in held.values()}
+            forgotten = 0
+            for value in dead - live:
+                found = self._lingering.pop(value, None) is not None
+                for kernel_id, retired in list(self._retired.items()):
+                    if retired.pop(value, None) is not None:
+                        found = True
+                        if not retired:
+                            del self._retired[kernel_id]
+                self._until.pop(value, None)
+                forgotten += found
+            if forgotten:
+                self._version += 1
+            return forgotten
+
     def lingering_count(self) -> int:
         """How many values of dropped kernels are still masked and matched."""
         self._expire()
@@ -285,30 +315,33 @@ class ValueRegistry:
         """
         self._expire()
         with self._lock:
-            kernels = (
-                [kernel_id]
-                if kernel_id is not None
-                else sorted(set(self._current) | set(self._retired))
-            )
-            pairs: list[tuple[str, str]] = []
-            for kernel in kernels:
-                pairs.extend(sorted(self._current.get(kernel, {}).items()))
-            for kernel in kernels:
-                pairs.extend((name, value) for value, name in self._retired.get(kernel, {}).items())
-            if kernel_id is None:
-                pairs.extend((name, value) for value, (name, _) in self._lingering.items())
-        named: dict[str, str] = {}
-        seen: set[str] = set()
-        for name, value in pairs:
-            if value in seen:
-                continue
-            seen.add(value)
-            key, n = name, 1
-            while key in named:
-                n += 1
-                key = f"{name}~{n}"
-            named[key] = value
-        return named
+            pairs = self._pairs(kernel_id)
+        return _unique_names(pairs)
+
+    def _pairs(self, kernel_id: str | None) -> list[tuple[str, str]]:
+        # caller holds the lock
+        kernels = (
+            [kernel_id]
+            if kernel_id is not None
+            else sorted(set(self._current) | set(self._retired))
+        )
+        pairs: list[tuple[str, str]] = []
+        for kernel in kernels:
+            pairs.extend(sorted(self._current.get(kernel, {}).items()))
+        for kernel in kernels:
+            pairs.extend((name, value) for value, name in self._retired.get(kernel, {}).items())
+        if kernel_id is None:
+            pairs.extend((name, value) for value, (name, _) in self._lingering.items())
+        return pairs
+
+    def versioned_named_values(self) -> tuple[int, dict[str, str]]:
+        """(version, :meth:`named_values`) read together: the values are those of that
+        version (a masker built from them is labelled with the right version)."""
+        self._expire()
+        with self._lock:
+            version = self._version
+            pairs = self._pairs(None)
+        return version, _unique_names(pairs)
 
     def snapshot(self) -> RegistrySnapshot:
         """Version and value -> name for every live kernel and lingering value, atomically."""
@@ -316,3 +349,19 @@ class ValueRegistry:
         with self._lock:
             self._rebuild()
             return RegistrySnapshot(version=self._version, named=dict(self._named))
+
+
+def _unique_names(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """name -> value, each distinct value once; a repeated name gets ``NAME~2``, ..."""
+    named: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in pairs:
+        if value in seen:
+            continue
+        seen.add(value)
+        key, n = name, 1
+        while key in named:
+            n += 1
+            key = f"{name}~{n}"
+        named[key] = value
+    return named

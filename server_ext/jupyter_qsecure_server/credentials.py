@@ -5,6 +5,12 @@ and a masker rebuilt whenever the registry changes; revokes a kernel's credentia
 when it is shut down, restarted (by the user or the auto-restarter) or culled,
 and every kernel's when the server stops.
 
+The masker is rebuilt in the worker thread that changed the registry (right after
+issuing or revoking), not on the event loop: building one costs milliseconds
+(more with more values), and the loop would pay it on the first message of a new
+kernel. :meth:`CredentialService.masker` builds on the loop only when the
+registry changed elsewhere (a lingering value expiring, a local broker token).
+
 Revoking does not forget the values: the registry keeps them *lingering* (masked,
 and matched by the save gate) while they may still be valid, because revoking the
 kernel's token does not change a KV secret and an output holding one may still be
@@ -18,7 +24,9 @@ import asyncio
 import inspect
 import json
 import logging
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from jupyter_qsecure.vault.broker import KernelCredentials
@@ -27,6 +35,15 @@ from jupyter_qsecure.vault.registry import ValueRegistry
 from jupyter_qsecure.vault.source import CredentialSource
 
 log = logging.getLogger("jupyter_qsecure_server.credentials")
+
+
+@dataclass(frozen=True)
+class _Built:
+    """A masker and what goes with it, for one registry version (swapped in as one)."""
+
+    version: int
+    masker: Masker | None
+    raw_screening: bool
 
 
 class CredentialService:
@@ -47,9 +64,8 @@ class CredentialService:
         #: Called before each execution's credential fetch (cheap: a few ``stat`` calls):
         #: the server re-reads changed config files and stored secrets there.
         self.before_fetch: Callable[[], None] | None = None
-        self._masker: Masker | None = None
-        self._masker_version: int | None = None
-        self.raw_screening = False
+        self._built: _Built | None = None
+        self._built_lock = threading.Lock()  # held only to swap, never while building
 
     # ---- execution time ------------------------------------------------------------------
     async def metadata_for(self, kernel_id: str, user: str) -> dict[str, Any]:
@@ -65,7 +81,7 @@ class CredentialService:
         try:
             creds: KernelCredentials | None = self.broker.cached(kernel_id)
             if creds is None:
-                creds = await asyncio.to_thread(self.broker.credentials_for, kernel_id, user)
+                creds = await asyncio.to_thread(self._credentials_for, kernel_id, user)
             metadata = dict(creds.to_metadata())
             metadata["broker_url"] = self.broker_url
             return metadata
@@ -86,32 +102,76 @@ class CredentialService:
                 "check OpenBao (`jupyter qsecure vault status`) and retry the cell",
             }
 
+    def _credentials_for(self, kernel_id: str, user: str) -> KernelCredentials:
+        """In a worker thread: the broker's answer, then the masker for what it changed."""
+        try:
+            return self.broker.credentials_for(kernel_id, user)
+        finally:
+            self.prepare_masker()
+
+    def prepare_masker(self) -> None:
+        """Build the masker for the registry's current version, if not built yet (call it
+        from a worker thread after changing the registry). Never raises: a failure here
+        leaves the build to :meth:`masker`, which fails closed."""
+        try:
+            self._current()
+        except Exception as exc:
+            log.error("jupyter-qsecure: building the masker failed: %s", type(exc).__name__)
+
+    def _current(self) -> _Built:
+        built = self._built
+        version = self.registry.version
+        if built is not None and built.version == version:
+            return built
+        version, values = self.registry.versioned_named_values()
+        masker = Masker(values, min_fragment=self.mask_fragment_min) if values else None
+        # Raw JSON frames can be pre-screened for values only when JSON escaping
+        # leaves every value as it is (no quotes, backslashes or control characters).
+        screening = all(
+            json.dumps(value, ensure_ascii=False)[1:-1] == value for value in values.values()
+        )
+        fresh = _Built(version, masker, screening)
+        with self._built_lock:  # versions only grow: never replace a newer build
+            if self._built is None or self._built.version < version:
+                self._built = fresh
+            return self._built
+
     def masker(self) -> Masker | None:
         """A masker over every value handed out by this server, or None if there is none."""
-        version = self.registry.version
-        if version != self._masker_version:
-            values = self.registry.named_values()
-            self._masker = Masker(values, min_fragment=self.mask_fragment_min) if values else None
-            self._masker_version = version
-            # Raw JSON frames can be pre-screened for values only when JSON escaping
-            # leaves every value as it is (no quotes, backslashes or control characters).
-            self.raw_screening = all(
-                json.dumps(value, ensure_ascii=False)[1:-1] == value for value in values.values()
-            )
-        return self._masker
+        return self._current().masker
+
+    def masking(self) -> tuple[Masker | None, bool]:
+        """(:meth:`masker`, whether raw JSON frames may be pre-screened with it), of one
+        build: JSON escaping leaves every value as it is (no quotes, backslashes,
+        control characters)."""
+        built = self._current()
+        return built.masker, built.raw_screening
+
+    @property
+    def raw_screening(self) -> bool:
+        """Whether raw JSON frames may be pre-screened with the current :meth:`masker`:
+        JSON escaping leaves every value as it is (no quotes, backslashes, controls)."""
+        built = self._built
+        return built.raw_screening if built is not None else False
 
     # ---- lifecycle -----------------------------------------------------------------------
     async def revoke(self, kernel_id: str, reason: str) -> None:
         for callback in self.on_revoke:
             callback(kernel_id)
         try:
-            await asyncio.to_thread(self.broker.revoke, kernel_id, reason)
+            await asyncio.to_thread(self._revoke, kernel_id, reason)
         except Exception as exc:
             log.error(
                 "jupyter-qsecure: revoking credentials of kernel %s failed: %s",
                 kernel_id,
                 type(exc).__name__,
             )
+
+    def _revoke(self, kernel_id: str, reason: str) -> None:
+        try:
+            self.broker.revoke(kernel_id, reason)
+        finally:
+            self.prepare_masker()
 
     def install_kernel_hooks(self, kernel_manager: Any) -> None:
         """Revoke on shutdown (incl. culling), restart (incl. auto-restart)."""

@@ -133,7 +133,8 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
     # iopub, and ipykernel sends it before its last stream flush. Never on a clock.
     def _on_zmq_reply(self, stream: Any, msg_or_list: Any) -> None:
         service = self._service
-        masker = service.masker() if service is not None else None
+        # the masker and its raw screening together: a worker thread may swap in a new build
+        masker, raw_screening = service.masking() if service is not None else (None, False)
         if masker is None:
             if self._streams is not None:
                 self._release_all()  # with the values they were held for
@@ -145,7 +146,7 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
             self._streams.masker = masker  # held tails are raw: matched against the new values
         channel = getattr(stream, "channel", None)
         if self.subprotocol == V1:
-            self._reply_v1(stream, channel, msg_or_list, masker, service.raw_screening)
+            self._reply_v1(stream, channel, msg_or_list, masker, raw_screening)
         else:
             self._reply_legacy(stream, channel, msg_or_list, masker)
 

@@ -546,6 +546,76 @@ def test_revoke_all(
     assert registry.kernels() == [] and broker.kernels() == []
 
 
+def is_masked(registry: ValueRegistry, value: str | None) -> bool:
+    """Whether ``value`` is among the registry's masked values (a bool: never prints it)."""
+    return value is not None and value in registry.all_values()
+
+
+def test_revoked_tokens_are_no_longer_masked(
+    server_client: hvac.Client,
+    openbao: OpenBaoDev,
+    root: Any,
+    base: str,
+    three: dict[str, str],
+    registry: ValueRegistry,
+    broker: CredentialBroker,
+) -> None:
+    """OpenBao confirmed the token revoked: it no longer lingers, so the values masked do
+    not grow with the kernels served; the KV values, unchanged by revoking, linger."""
+    tokens = []
+    for i in range(4):
+        creds = broker.credentials_for(f"k{i}", "alice")
+        assert creds.ok and creds.token
+        tokens.append(creds.token)
+        assert broker.revoke(f"k{i}", "kernel shutdown") is True
+        masked = registry.named_values()
+        assert sorted(masked) == ["aws", "ibm", "ionq"]  # bounded: no token lingers
+        assert_same_secrets(masked, three)
+    assert not any(is_masked(registry, token) for token in tokens)
+
+    # re-issued after a refused renewal: the old token, confirmed revoked, is not kept
+    # (retired) for the live kernel either
+    first = broker.credentials_for("k-re", "alice")
+    root.auth.token.revoke_accessor(first.accessor)  # behind the broker's back
+    broker.clock = lambda: time.time() + 3600  # past the renewal time
+    second = broker.credentials_for("k-re", "alice")
+    assert second.ok and second.token != first.token
+    assert is_masked(registry, second.token)
+    old_masked = is_masked(registry, first.token)
+    assert not old_masked
+
+    # revocation refused: the token still works, so it stays masked
+    third = broker.credentials_for("k-refused", "alice")
+    assert third.ok and third.token
+    weak = root.auth.token.create(policies=["default"], ttl="5m")["auth"]["client_token"]
+    server_client.token = weak  # the server's identity may not revoke kernel tokens
+    assert broker.revoke("k-refused", "kernel shutdown") is True
+    openbao.client(third.token).auth.token.lookup_self()  # still valid
+    assert is_masked(registry, third.token)
+    # k-re's live token and the one whose revocation was refused
+    assert sum(name.startswith("openbao_token") for name in registry.named_values()) == 2
+
+
+def test_failed_revocation_keeps_the_token_masked(private_bao: OpenBaoDev) -> None:
+    bao = private_bao
+    admin = bao.client()
+    layout.bootstrap(admin)
+    put_kv(admin, "qsecure/dev/ibm", token=fake_value())
+    server = bao.client(layout.create_server_token(admin, "dev")["client_token"])
+    registry = ValueRegistry()
+    broker = make_broker(server, {"ibm": "secret/qsecure/dev/ibm#token"}, registry=registry)
+    gone = broker.credentials_for("k-gone", "alice")
+    kept = broker.credentials_for("k-kept", "alice")
+    assert broker.revoke("k-gone", "kernel shutdown") is True
+    bao.stop()
+    assert broker.revoke("k-kept", "kernel shutdown") is False  # pending
+    assert is_masked(registry, kept.token)  # revocation failed: it may still be valid
+    gone_masked = is_masked(registry, gone.token)  # confirmed revoked earlier
+    assert not gone_masked
+    assert broker.retry_pending_revocations() == 1
+    assert is_masked(registry, kept.token)
+
+
 def test_identify_rejects_tokens_that_are_not_ours(
     server_client: hvac.Client,
     openbao: OpenBaoDev,

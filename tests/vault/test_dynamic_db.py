@@ -181,10 +181,14 @@ def test_kernel_gets_its_own_database_user_revoked_with_the_kernel(
             conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (username,)).fetchone()
             is None
         )
-    # still masked and matched at save until the lease would have ended (it is revoked,
-    # but a value in an open output is still a value to keep off the disk)
+    # OpenBao confirmed the lease revoked (the user is gone): the username and password
+    # are no longer masked; the KV value, unchanged by revoking, still is
     assert registry.values_for("kernel-db") == {}
-    assert {username, password, kv_value} <= set(registry.all_values())
+    left = set(registry.all_values())
+    kv_masked = kv_value in left
+    assert kv_masked
+    db_masked = bool({username, password, creds.token} & left)
+    assert not db_masked
 
     # the ledger has the lease id and accessor, never the username, password or KV value
     issued = [e.body for e in ledger.entries() if e.kind == "credential.issued"]

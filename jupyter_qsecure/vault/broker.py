@@ -47,6 +47,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -85,6 +86,9 @@ SECRET_RETRY_SECONDS = 10.0
 RENEW_RETRY_SECONDS = 5.0
 #: Do not record the same failure for the same kernel more often than this.
 FAILURE_RECORD_INTERVAL = 60.0
+#: Threads for a cold issue's OpenBao requests (listing names while the token is created,
+#: the secrets read together): round trips to OpenBao, mostly waiting.
+REQUEST_THREADS = 8
 
 
 class VaultUnavailable(QSecureError):
@@ -208,6 +212,10 @@ class _KernelState:
         return min(self.renew_at, self.retry_at)
 
 
+#: What reading one spec gives: (value, dynamic grant, kv version, error message).
+_ReadResult = tuple[str | dict[str, str] | None, _Grant | None, int | None, str | None]
+
+
 class _Transport(Exception):  # noqa: N818 - internal signal, never escapes
     """OpenBao unreachable, sealed or timed out; ``message`` says what to do."""
 
@@ -310,10 +318,26 @@ class CredentialBroker:
         self._failure_marks: dict[tuple[str, str | None, str], tuple[str, float]] = {}
         self._pending: list[_Pending] = []
         self._pending_lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     # ---- plumbing ---------------------------------------------------------------------
     def _client(self, token: str | None) -> hvac.Client:
         return self._connection.client(token)
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run ``fn`` in this broker's request threads (created on first use)."""
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="qsecure-bao")
+            return self._pool.submit(fn, *args)
+
+    def close(self) -> None:
+        """Stop the request threads (idempotent; a later call starts them again)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     def _srv(self) -> hvac.Client:
         """The server's identity, with this broker's short timeouts (follows re-logins)."""
@@ -751,11 +775,22 @@ class CredentialBroker:
             self.retry_pending_revocations()
         now = self.clock()
         generation = self._generation
+        # the stored names are listed (server token) while the kernel's token is created
+        listing = self._submit(self.effective_specs) if self.discover else None
         try:
-            specs = self.effective_specs()
             auth = self._create_token(kernel_id, user)
         except _Transport as failure:
+            if listing is not None:
+                listing.exception()  # wait: nothing runs on after the call returns
             return self._fail_issue(kernel_id, user, failure.message, previous, previous_valid)
+        try:
+            specs = listing.result() if listing is not None else self.effective_specs()
+        except _Transport as failure:
+            self._abandon_token(kernel_id, user, auth, "OpenBao failed while listing secrets")
+            return self._fail_issue(kernel_id, user, failure.message, previous, previous_valid)
+        except BaseException:
+            self._abandon_token(kernel_id, user, auth, "listing the stored secrets failed")
+            raise
         token = auth["client_token"]
         ttl = int(auth.get("lease_duration") or 0)
         state = _KernelState(
@@ -772,22 +807,24 @@ class CredentialBroker:
             specs=specs,
             generation=generation,
         )
-        child = self._client(token)
-        try:
-            for spec in specs:
-                value, grant, version, problem = self._read_spec(child, spec, now)
-                if problem is not None:
-                    state.errors[spec.name] = problem
-                    continue
-                if value is None:
-                    continue  # a convention name that is not (or no longer) stored
-                state.values[spec.name] = value
-                state.kv_meta[spec.name] = version
-                if grant is not None:
-                    state.grants[spec.name] = grant
-        except _Transport as failure:
+        read_failure: _Transport | None = None
+        for spec, result in zip(specs, self._read_all(token, specs, now), strict=True):
+            if isinstance(result, _Transport):
+                read_failure = read_failure or result  # the first in spec order is reported
+                continue
+            value, grant, version, problem = result
+            if grant is not None:  # kept even when another read failed: revoked below
+                state.grants[spec.name] = grant
+            if problem is not None:
+                state.errors[spec.name] = problem
+                continue
+            if value is None:
+                continue  # a convention name that is not (or no longer) stored
+            state.values[spec.name] = value
+            state.kv_meta[spec.name] = version
+        if read_failure is not None:
             self._abandon(state, "OpenBao failed while reading secrets")
-            return self._fail_issue(kernel_id, user, failure.message, previous, previous_valid)
+            return self._fail_issue(kernel_id, user, read_failure.message, previous, previous_valid)
         self._schedule(state, now)
         try:
             self._record_issue(state, reason=reason, names=[s.name for s in specs])
@@ -807,6 +844,41 @@ class CredentialBroker:
             self._revoke_state(previous, "re-issued: " + (reason or "renewal refused"))
         assert state.credentials is not None
         return state.credentials
+
+    def _read_all(
+        self, token: str, specs: Sequence[SecretSpec], now: float
+    ) -> list[_ReadResult | _Transport]:
+        """Every spec read with ``token``, together; a result or the _Transport it raised,
+        in spec order. Every read is finished when this returns (a dynamic grant made by
+        one read is known even when another failed)."""
+
+        def read(spec: SecretSpec) -> _ReadResult | _Transport:
+            try:
+                return self._read_spec(self._client(token), spec, now)
+            except _Transport as failure:
+                return failure
+
+        if len(specs) < 2:
+            return [read(spec) for spec in specs]
+        futures = [self._submit(read, spec) for spec in specs[1:]]
+        first = read(specs[0])  # this thread reads one too
+        return [first, *(future.result() for future in futures)]
+
+    def _abandon_token(self, kernel_id: str, user: str, auth: Mapping[str, Any], why: str) -> None:
+        """Revoke a just-created token we will not hand out (queued if OpenBao is gone)."""
+        item = _Pending(
+            accessor=str(auth.get("accessor") or ""),
+            lease_ids=[],
+            kernel_id=kernel_id,
+            user=user,
+            token=str(auth.get("client_token") or ""),
+        )
+        try:
+            self._revoke_pending(item)
+        except _Transport:
+            with self._pending_lock:
+                self._pending.append(item)
+        log.info("abandoned a kernel token for %s: %s", kernel_id, why)
 
     def _fail_issue(
         self,
@@ -921,28 +993,34 @@ class CredentialBroker:
         }
         if reason:
             common["reason"] = reason
-        self._record(
-            "credential.issued",
+        bodies: list[dict[str, Any]] = [
             {
                 **common,
                 "lease_kind": "token",
                 "token_role": self.token_role,
                 "ttl_seconds": state.token_ttl,
                 "renewable": state.token_renewable,
-            },
-            state.user,
-            strict=True,
-        )
+            }
+        ]
         by_name = {spec.name: spec for spec in state.specs}
-        for name in names:
-            if name not in state.values:
-                continue
-            self._record(
-                "credential.issued",
-                self._secret_body(common, state, by_name[name]),
-                state.user,
-                strict=True,
-            )
+        bodies.extend(
+            self._secret_body(common, state, by_name[name])
+            for name in names
+            if name in state.values
+        )
+        self._record_all("credential.issued", bodies, state.user)
+
+    def _record_all(self, kind: str, bodies: Sequence[dict[str, Any]], actor: str) -> None:
+        """Append every body, strictly: in one durable commit when the ledger can (all or
+        none), else one by one."""
+        if self.ledger is None:
+            return
+        append_many = getattr(self.ledger, "append_many", None)
+        if append_many is None:
+            for body in bodies:
+                self._record(kind, body, actor, strict=True)
+            return
+        append_many([(kind, body) for body in bodies], actor=user_actor(actor))
 
     def _secret_body(
         self, common: dict[str, Any], state: _KernelState, spec: SecretSpec

@@ -130,6 +130,35 @@ def test_screen_is_exact_for_any_bytes() -> None:
         check(screen.any_in(bytes(data)) == expected)
 
 
+def test_screen_without_nul_bytes_is_exact_too() -> None:
+    """Without a NUL byte the screen compiles with Hyperscan's literal compiler: still
+    exact for any other bytes, metacharacters and prefixes included."""
+    rng = random.Random(11)
+
+    def no_nul(n: int) -> bytes:
+        return bytes(rng.randint(1, 255) for _ in range(n))
+
+    literals = [
+        "x█y€".encode(),
+        "\ud800z".encode("utf-8", "surrogatepass"),
+        b".*+?()[]{}|^$\\",
+        no_nul(40),
+        no_nul(8),
+    ]
+    screen = build_screen(literals)
+    check(screen is not None)
+    assert screen is not None
+    for _ in range(400):
+        data = bytearray(rng.randbytes(rng.randint(0, 200)))
+        if rng.random() < 0.5:
+            literal = rng.choice(literals)
+            cut = rng.randint(len(literal) // 2, len(literal))  # sometimes only a prefix
+            at = rng.randint(0, len(data))
+            data[at:at] = literal[:cut]
+        expected = any(literal in data for literal in literals)
+        check(screen.any_in(bytes(data)) == expected)
+
+
 def test_screen_answers_from_several_threads_at_once() -> None:
     literal = secrets.token_bytes(16)
     screen = build_screen([literal])

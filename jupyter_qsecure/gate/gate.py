@@ -97,6 +97,8 @@ class _Subject:
     kind: Literal["notebook", "text", "skip"]
     notebook: Any = None
     text: str = ""
+    #: The bytes as they came (base64 model, whole file); empty for a text model, whose
+    #: bytes are its text (every reader falls back to ``text`` in UTF-8).
     raw: bytes = b""
     encoding: Literal["json", "text", "base64", "bytes"] = "text"
     #: The codec of ``raw`` (see :func:`~jupyter_qsecure.scan.extract.decode_text`): a
@@ -124,7 +126,7 @@ def _subject_from_model(model: dict[str, Any], path: str) -> _Subject:
             return _Subject("skip")
         return _subject_from_bytes(raw, path, encoding="base64")
     if isinstance(content, str):
-        return _subject_from_text(content, path, content.encode("utf-8", "surrogatepass"), "text")
+        return _subject_from_text(content, path)
     if isinstance(content, dict):  # a notebook arriving as type "file" with JSON content
         return _Subject("notebook", notebook=content, encoding="json")
     return _Subject("skip")
@@ -136,11 +138,16 @@ def _subject_from_bytes(raw: bytes, path: str, *, encoding: Literal["base64", "b
     decoded = decode_text(raw)
     if decoded is None:
         return _Subject("skip", raw=raw, encoding=encoding)  # binary payloads are not text
-    return _subject_from_text(decoded.text, path, raw, encoding, charset=decoded.codec)
+    return _subject_from_text(decoded.text, path, raw=raw, encoding=encoding, charset=decoded.codec)
 
 
 def _subject_from_text(
-    text: str, path: str, raw: bytes, encoding: Any, *, charset: str = "utf-8"
+    text: str,
+    path: str,
+    *,
+    raw: bytes = b"",
+    encoding: Literal["text", "base64", "bytes"] = "text",
+    charset: str = "utf-8",
 ) -> _Subject:
     if path.endswith(".ipynb"):
         try:

@@ -37,6 +37,8 @@ from .models import Checkpoint, CheckpointBody
 from .store import EntryRow, LedgerStore
 
 MAX_PROBLEMS = 50
+#: ``progress`` is called every this many entries, and once at the end.
+PROGRESS_EVERY = 10_000
 
 
 @dataclass(frozen=True)
@@ -323,7 +325,7 @@ def verify_ledger(
                             )
                         )
                 last_good_size = expected
-            if progress is not None and expected % 10000 == 0:
+            if progress is not None and expected % PROGRESS_EVERY == 0:
                 progress(expected)
         report.entries = expected
         if not structural:

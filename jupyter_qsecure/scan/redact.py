@@ -32,13 +32,17 @@ def placeholder_for(secret_type: str) -> str:
 
 
 def _get(root: Any, path: tuple[PathKey, ...]) -> tuple[Any, PathKey] | None:
+    """The container of the string at ``path`` and its key there, or None if ``path`` does
+    not lead to a container. A piece's path is never empty: it names a string inside the
+    notebook (or the key of the text holder of :func:`redact_text`)."""
+    *parents, key = path
     node = root
-    for key in path[:-1]:
+    for step in parents:
         try:
-            node = node[key]
+            node = node[step]
         except (KeyError, IndexError, TypeError):
             return None
-    return (node, path[-1]) if path else None
+    return node, key
 
 
 def _literal_forms(secret: str) -> list[str]:

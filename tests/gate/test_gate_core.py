@@ -6,6 +6,7 @@ import base64
 import json
 import secrets
 import string
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from jupyter_qsecure.gate import GateError, SaveGate
 from jupyter_qsecure.gate.recovery import LocalKeyWrapper, RecoveryError, RecoveryStore
 from jupyter_qsecure.scan import Scanner
+from jupyter_qsecure.scan.fingerprints import Fingerprinter, FingerprintError, FingerprintIndex
 
 
 def fake_key() -> str:
@@ -32,11 +34,20 @@ class ListLedger:
 
 
 def make_gate(
-    tmp_path: Path, mode: str = "block", ledger: Any = None, values: tuple[str, ...] = ()
+    tmp_path: Path,
+    mode: str = "block",
+    ledger: Any = None,
+    values: tuple[str, ...] = (),
+    injected: Callable[[], FingerprintIndex | None] | None = None,
 ) -> SaveGate:
     store = RecoveryStore(tmp_path / "recovery", LocalKeyWrapper(tmp_path / "recovery.key"))
     return SaveGate(
-        scanner=Scanner(), recovery=store, mode=mode, ledger=ledger, exact_values=lambda: values
+        scanner=Scanner(),
+        recovery=store,
+        mode=mode,
+        ledger=ledger,
+        exact_values=lambda: values,
+        injected=injected,
     )
 
 
@@ -459,3 +470,43 @@ def test_a_save_records_its_editor_once_per_change(tmp_path: Path) -> None:
         ("notebook.saved", "dana", "user:dana"),
         ("notebook.saved", "erin", "user:erin"),
     ]
+
+
+def _unreadable_registry() -> FingerprintIndex | None:
+    raise FingerprintError(
+        "the fingerprint registry injected.json is unreadable", hint="set it aside"
+    )
+
+
+def test_what_is_not_scanned_saves_while_the_registry_is_unreadable(tmp_path: Path) -> None:
+    # Text is refused to be safe when the registry of injected values cannot be read;
+    # directories and binary files are not scanned, so they do not depend on it.
+    gate = make_gate(tmp_path, injected=_unreadable_registry)
+    text = {"type": "file", "format": "text", "content": "print('hello')\n"}
+    with pytest.raises(GateError, match="fingerprint registry injected.json is unreadable"):
+        gate.check_model(text, "a.py", "u")
+    binary = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
+    unscanned: list[dict[str, Any]] = [
+        {"type": "directory", "content": None},
+        {"type": "file", "format": "base64", "content": base64.b64encode(binary).decode()},
+        {"type": "file", "format": "base64", "content": "not base64 at all"},
+        {"type": "file", "format": "text", "content": ["not", "a", "string"]},
+    ]
+    for model in unscanned:
+        outcome = gate.check_model(model, "p.png", "u")
+        assert (outcome.action, outcome.model) == ("allow", model), model["content"]
+    assert gate.check_bytes(binary, "p.png", "u").content == binary
+
+
+def test_redacted_text_files_lose_the_values_of_the_injected_registry(tmp_path: Path) -> None:
+    # A value injected before a restart is known only by its fingerprint: redaction of a
+    # text file (model or bytes) must use the registry as the scan did.
+    value = secrets.token_urlsafe(24)
+    index = FingerprintIndex.of_values(Fingerprinter.ephemeral(), {"ibm": value}, on="2025-06-15")
+    gate = make_gate(tmp_path, mode="redact", injected=lambda: index)
+    model = {"type": "file", "format": "text", "content": f"seen: {value}\n"}
+    outcome = gate.check_model(model, "v.txt", "u")
+    assert outcome.action == "redact" and outcome.model is not None
+    assert outcome.model["content"] == "seen: «secret:Injected Secret (registry)»\n"
+    raw = gate.check_bytes(f"seen: {value}\n".encode(), "v.txt", "u").content
+    assert raw == "seen: «secret:Injected Secret (registry)»\n".encode()

@@ -431,6 +431,30 @@ def test_self_approval_is_off_by_default_and_may_be_allowed_in_dev_only(tmp_path
     assert "[dev] allow_self_approval" in str(err)
 
 
+@pytest.mark.parametrize("env", ["test", "prod"])
+def test_self_approval_refusals_name_the_key_the_rule_and_the_fix(tmp_path: Path, env: str) -> None:
+    # The refusal is the whole of what an operator sees: it must say which key in which
+    # section is wrong, why (dev only), and what to do (remove it), for both the heavy-run
+    # approval and the notebook review rule.
+    heavy = policy_text().replace(f"[{env}]\n", f"[{env}]\nallow_self_approval = true\n")
+    err = load_error(tmp_path, heavy, env="dev")
+    path = err.path
+    assert err.key == f"[{env}] allow_self_approval"
+    assert str(err) == (
+        f"invalid policy file {path}: [{env}] allow_self_approval: self-approval of heavy "
+        "runs may be allowed in [dev] only\n  hint: remove the key (default false): in test "
+        "and prod an approver must be someone other than the submitter"
+    )
+    review = policy_text() + f"\n[{env}.review]\nallow_self_approval = true\n"
+    err = load_error(tmp_path, review, env="dev")
+    assert err.key == f"[{env}.review] allow_self_approval"
+    assert str(err) == (
+        f"invalid policy file {path}: [{env}.review] allow_self_approval: the last editor of "
+        "a notebook may approve it in [dev] only\n  hint: remove the key (default false): in "
+        "test and prod a notebook's approvers must be people other than its last editor"
+    )
+
+
 def test_unknown_section_and_heavy_run_key(tmp_path: Path) -> None:
     err = load_error(tmp_path, policy_text() + "\n[staging]\nmax_qubits = 3\n")
     assert "staging: unknown key 'staging'" in str(err) and "dev, test, prod" in str(err)

@@ -11,6 +11,7 @@ import pytest
 
 from jupyter_qsecure.config import QSecure
 from jupyter_qsecure.ledger import Ledger
+from jupyter_qsecure.ledger import verify as verify_module
 from jupyter_qsecure.ledger.merkle import leaf_hash
 from jupyter_qsecure.signing.canonical import canonical_json
 from jupyter_qsecure.signing.signers import b64
@@ -124,6 +125,35 @@ def test_swapped_entries_are_reported_as_reordered(
     conn.execute("UPDATE qsecure_entries SET idx=6 WHERE idx=-1")
     report = ledger.verify()
     assert report.first.kind == "reordered" and report.first.index == 5
+
+
+def test_a_duplicated_entry_is_named_once_the_primary_key_is_dropped(
+    filled: tuple[Ledger, sqlite3.Connection],
+) -> None:
+    # Whoever can write the file can rebuild the table without its primary key and
+    # insert a copy of an entry (e.g. to make a record appear twice).
+    ledger, conn = filled
+    conn.execute("ALTER TABLE qsecure_entries RENAME TO old_entries")
+    conn.execute("CREATE TABLE qsecure_entries AS SELECT * FROM old_entries")
+    conn.execute("DROP TABLE old_entries")
+    conn.execute("INSERT INTO qsecure_entries SELECT * FROM qsecure_entries WHERE idx=57")
+    report = ledger.verify()
+    problem = report.first
+    assert problem is not None and report.problems == [problem]
+    assert (problem.kind, problem.index, problem.message) == (
+        "reordered",
+        57,
+        "entry 57 appears twice",
+    )
+
+
+def test_progress_is_reported_every_so_many_entries_and_at_the_end(
+    filled: tuple[Ledger, sqlite3.Connection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(verify_module, "PROGRESS_EVERY", 100)
+    done: list[int] = []
+    assert filled[0].verify(progress=done.append).ok
+    assert done == [100, 200, 230]
 
 
 def test_truncated_tail_after_a_checkpoint(filled: tuple[Ledger, sqlite3.Connection]) -> None:

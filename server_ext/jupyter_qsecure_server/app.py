@@ -295,7 +295,9 @@ class QSecureExtension(ExtensionApp):
         )
         # Kernels' own stdout/stderr reach the log masked; installed before the credential
         # hooks so that a shutdown drains it before the values are revoked.
-        self.kernel_output = KernelOutputLog(RegistryMasker(registry), self.log)
+        self.kernel_output = KernelOutputLog(
+            RegistryMasker(registry, min_fragment=settings.mask_fragment_min), self.log
+        )
         self.kernel_output.install(self._server.kernel_manager)
         broker_url = url_path_join(self._server.connection_url, "qsecure", "api", "jobs")
         if not settings.vault_addr:

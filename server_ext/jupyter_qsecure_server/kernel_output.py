@@ -125,8 +125,9 @@ class RegistryMasker:
     descriptors after the registry changed.
     """
 
-    def __init__(self, registry: Any) -> None:
+    def __init__(self, registry: Any, *, min_fragment: int) -> None:
         self._registry = registry
+        self._min_fragment = min_fragment  # QSecure.mask_fragment_min, as the websocket's
         self._lock = threading.Lock()
         self._version: int | None = None
         self._masker: Masker | None = None
@@ -136,7 +137,7 @@ class RegistryMasker:
             version = self._registry.version
             if version != self._version:
                 values = self._registry.named_values()
-                self._masker = Masker(values) if values else None
+                self._masker = Masker(values, min_fragment=self._min_fragment) if values else None
                 self._version = version
             return self._masker
 

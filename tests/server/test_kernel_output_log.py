@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 from typing import Any
 
 import pytest
@@ -24,7 +25,8 @@ from server_fakes import shows, sized_values
 from server_helpers import V1, start, stdout_of
 
 from jupyter_qsecure.vault.masking import placeholder
-from jupyter_qsecure_server.kernel_output import KernelPipe
+from jupyter_qsecure.vault.registry import ValueRegistry
+from jupyter_qsecure_server.kernel_output import KernelPipe, RegistryMasker
 
 COPIES = 300
 END = "end-of-descriptor-output"
@@ -196,3 +198,18 @@ def test_a_failing_masker_drops_the_output_and_never_blocks_the_kernel() -> None
         logger.removeHandler(records)
     assert not any(value in line for line in records.lines)
     assert any("left out of the log" in line for line in records.lines)
+
+
+@pytest.mark.parametrize("min_fragment", [0, 12, 20])
+def test_the_log_masker_uses_the_configured_fragment_length(min_fragment: int) -> None:
+    # QSecure.mask_fragment_min applies to the server's log as to the websocket: a run
+    # of 16 characters of a value is masked only when runs that short are configured.
+    value = secrets.token_urlsafe(48)
+    registry = ValueRegistry()
+    registry.register("kernel-1", {"api": value})
+    masker = RegistryMasker(registry, min_fragment=min_fragment)()
+    assert masker is not None and masker.min_fragment == min_fragment
+    run = value[5:21]
+    masked = masker.mask(f"log line holding {run} only")
+    assert (run in masked) is (min_fragment in (0, 20))
+    assert value not in masker.mask(f"whole: {value}")

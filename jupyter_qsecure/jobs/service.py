@@ -53,9 +53,9 @@ from .manifest import (
     Envelope,
     build_job_statement,
     build_result_statement,
+    canonical_statement,
     parse_keyid,
-    sign_envelopes,
-    statement_body_digest,
+    sign_bodies,
 )
 from .parse_pool import ParsedCircuits, ParsePool, ParseRefused, ParseUnavailable
 from .parse_worker import parse_circuits  # noqa: F401  (it lived here; parsed in workers now)
@@ -913,7 +913,10 @@ class JobService:
             submitted_at=state.decision.evaluated_at,
             request_id=state.request_id,
         )
-        manifest_sha256 = statement_body_digest(statement)
+        # Each statement is written as canonical JSON once: the ledger records the
+        # digest of the very bytes that are signed.
+        job_body = canonical_statement(statement)
+        manifest_sha256 = hashlib.sha256(job_body).hexdigest()
         counts = outcome["counts"]
         result_statement = build_result_statement(
             job_id=state.job_id,
@@ -925,7 +928,8 @@ class JobService:
         # One signing call for both (and, through a BatchingSigner, shared with the
         # jobs that finish at the same moment).
         began = time.perf_counter()
-        manifest, result_envelope = sign_envelopes([statement, result_statement], self.signer)
+        bodies = [job_body, canonical_statement(result_statement)]
+        manifest, result_envelope = sign_bodies(bodies, self.signer)
         state.timings["sign"] = (time.perf_counter() - began) * 1000
         self._note_signer_versions([manifest, result_envelope])
         return _Sealed(

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from .._lru import LRU
 from ..errors import InvalidEntry, QSecureError
@@ -115,6 +115,21 @@ class Unavailable(JobError):
     status = 503
 
 
+class SettledHandle(NamedTuple):
+    """What a finished job keeps of its executor handle (:meth:`JobState.settle`): its
+    status, when it was submitted, started and finished, and its place in dispatch order.
+    One object holding plain values, where a live handle holds a future, an event, and
+    their conditions and waiter queues, all of which the garbage collector walks."""
+
+    job_id: str
+    status: str
+    submitted_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    queue_seq: int | None
+    dispatch_seq: int | None
+
+
 @dataclass
 class JobState:
     job_id: str
@@ -132,7 +147,8 @@ class JobState:
     result_envelope: Envelope | None = None
     error: str | None = None
     handle: Any = None
-    approved: threading.Event = field(default_factory=threading.Event)
+    #: Its wait for an approval has ended (approved, or cancelled): see ``_approval``.
+    approved: bool = False
     wake: Callable[[], Any] | None = None  # set by run() while it waits for an approval
     finished: asyncio.Event | None = None
     #: Where the job's time went, in ms: decide (parse, policy), queue, run (the worker,
@@ -145,6 +161,25 @@ class JobState:
     #: The job's place in the executor's queue, held from submission until the job is
     #: queued (or refused, cancelled, not approved): see :meth:`JobService.submit`.
     place: QueuePlace | None = None
+
+    def settle(self) -> None:
+        """Drop what only a job in flight needs, once it has ended: the broker keeps up to
+        ``max_jobs_kept`` ended jobs for status queries, and Python's garbage collector
+        walks every object they hold on each full collection (a pause of the whole
+        server that grew with the job store). Its record stays as it was."""
+        handle = self.handle
+        if handle is None or isinstance(handle, SettledHandle):
+            return
+        self.handle = SettledHandle(
+            job_id=self.job_id,
+            status=str(getattr(handle, "status", self.status)),
+            submitted_at=getattr(handle, "submitted_at", None),
+            started_at=getattr(handle, "started_at", None),
+            finished_at=getattr(handle, "finished_at", None),
+            queue_seq=getattr(handle, "queue_seq", None),
+            dispatch_seq=getattr(handle, "dispatch_seq", None),
+        )
+        self.wake = None
 
     def current_status(self) -> JobStatus:
         """``running`` once a worker took the job, ``queued`` while it waits for one."""
@@ -761,6 +796,14 @@ class JobService:
             raise _busy(exc) from None
 
     def complete(self, state: JobState) -> JobState:
+        """:meth:`_complete`, then :meth:`JobState.settle` the job once it has ended."""
+        try:
+            return self._complete(state)
+        finally:
+            if state.status in TERMINAL:
+                state.settle()
+
+    def _complete(self, state: JobState) -> JobState:
         """Run an allowed, released job to the end in the calling (broker) thread: submit,
         wait, sign, then record everything in ONE durable ledger commit.
 
@@ -836,12 +879,12 @@ class JobService:
         loop = asyncio.get_running_loop()
         wakeup = asyncio.Event()
         state.wake = lambda: loop.call_soon_threadsafe(wakeup.set)
-        if state.approved.is_set():
+        if state.approved:
             return True
         try:
             await asyncio.wait_for(wakeup.wait(), self.job_timeout)
         except asyncio.TimeoutError:
-            return state.approved.is_set()
+            return state.approved
         return True
 
     def _record(self, state: JobState, status: str, fields: dict[str, Any]) -> None:
@@ -1086,7 +1129,7 @@ class JobService:
     @staticmethod
     def _release(state: JobState) -> None:
         """End a wait for approval (approved or cancelled), waking ``run`` if it waits."""
-        state.approved.set()
+        state.approved = True
         if state.wake is not None:
             state.wake()
 

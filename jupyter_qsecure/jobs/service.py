@@ -147,8 +147,7 @@ class JobState:
     result_envelope: Envelope | None = None
     error: str | None = None
     handle: Any = None
-    #: Its wait for an approval has ended (approved, or cancelled): see ``_approval``.
-    approved: bool = False
+    approved: threading.Event = field(default_factory=threading.Event)
     wake: Callable[[], Any] | None = None  # set by run() while it waits for an approval
     finished: asyncio.Event | None = None
     #: Where the job's time went, in ms: decide (parse, policy), queue, run (the worker,
@@ -879,12 +878,12 @@ class JobService:
         loop = asyncio.get_running_loop()
         wakeup = asyncio.Event()
         state.wake = lambda: loop.call_soon_threadsafe(wakeup.set)
-        if state.approved:
+        if state.approved.is_set():
             return True
         try:
             await asyncio.wait_for(wakeup.wait(), self.job_timeout)
         except asyncio.TimeoutError:
-            return state.approved
+            return state.approved.is_set()
         return True
 
     def _record(self, state: JobState, status: str, fields: dict[str, Any]) -> None:
@@ -1129,7 +1128,7 @@ class JobService:
     @staticmethod
     def _release(state: JobState) -> None:
         """End a wait for approval (approved or cancelled), waking ``run`` if it waits."""
-        state.approved = True
+        state.approved.set()
         if state.wake is not None:
             state.wake()
 

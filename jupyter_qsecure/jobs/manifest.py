@@ -64,6 +64,7 @@ __all__ = [
     "ManifestError",
     "build_job_statement",
     "build_result_statement",
+    "canonical_statement",
     "envelope_digest",
     "statement_body_digest",
     "statement_digest",
@@ -72,6 +73,7 @@ __all__ = [
     "parse_keyid",
     "result_digest",
     "runtime_versions",
+    "sign_bodies",
     "sign_envelope",
     "sign_envelopes",
     "verify_envelope",
@@ -190,9 +192,21 @@ def sign_envelope(statement: Mapping[str, Any], signer: Signer | Sequence[Signer
     return Envelope(payload=_b64encode(body), payloadType=PAYLOAD_TYPE, signatures=signatures)
 
 
+def canonical_statement(statement: Mapping[str, Any]) -> bytes:
+    """``statement`` as the canonical JSON an envelope carries and its digest covers
+    (:class:`ManifestError` when it cannot be written so). Written once, it can be both
+    hashed (the digest the ledger records) and signed (:func:`sign_bodies`)."""
+    return _canonical(dict(statement), what="statement")
+
+
 def sign_envelopes(statements: Iterable[Mapping[str, Any]], signer: Signer) -> list[Envelope]:
     """Sign many statements with one signer, batched when it has ``sign_many`` (transit)."""
-    bodies = [_canonical(dict(s), what="statement") for s in statements]
+    return sign_bodies([canonical_statement(s) for s in statements], signer)
+
+
+def sign_bodies(bodies: Sequence[bytes], signer: Signer) -> list[Envelope]:
+    """:func:`sign_envelopes` of statements already written by :func:`canonical_statement`
+    (the broker hashes each body for the ledger and signs the same bytes)."""
     messages = [pae(PAYLOAD_TYPE, body) for body in bodies]
     sign_many = getattr(signer, "sign_many", None)
     records = sign_many(messages) if callable(sign_many) else [signer.sign(m) for m in messages]
@@ -392,7 +406,7 @@ def statement_digest(envelope: Envelope | Mapping[str, Any]) -> str:
 def statement_body_digest(statement: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of ``statement``'s canonical JSON: equals :func:`statement_digest` of
     the envelope that :func:`sign_envelope` makes of it."""
-    return _sha256(_canonical(dict(statement), what="statement"))
+    return _sha256(canonical_statement(statement))
 
 
 def result_digest(counts: Sequence[Mapping[str, int]], metadata: Mapping[str, Any]) -> str:

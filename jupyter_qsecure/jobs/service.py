@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from .._lru import LRU
 from ..errors import InvalidEntry, QSecureError
@@ -53,9 +53,9 @@ from .manifest import (
     Envelope,
     build_job_statement,
     build_result_statement,
+    canonical_statement,
     parse_keyid,
-    sign_envelopes,
-    statement_body_digest,
+    sign_bodies,
 )
 from .parse_pool import ParsedCircuits, ParsePool, ParseRefused, ParseUnavailable
 from .parse_worker import parse_circuits  # noqa: F401  (it lived here; parsed in workers now)
@@ -115,6 +115,21 @@ class Unavailable(JobError):
     status = 503
 
 
+class SettledHandle(NamedTuple):
+    """What a finished job keeps of its executor handle (:meth:`JobState.settle`): its
+    status, when it was submitted, started and finished, and its place in dispatch order.
+    One object holding plain values, where a live handle holds a future, an event, and
+    their conditions and waiter queues, all of which the garbage collector walks."""
+
+    job_id: str
+    status: str
+    submitted_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    queue_seq: int | None
+    dispatch_seq: int | None
+
+
 @dataclass
 class JobState:
     job_id: str
@@ -145,6 +160,25 @@ class JobState:
     #: The job's place in the executor's queue, held from submission until the job is
     #: queued (or refused, cancelled, not approved): see :meth:`JobService.submit`.
     place: QueuePlace | None = None
+
+    def settle(self) -> None:
+        """Drop what only a job in flight needs, once it has ended: the broker keeps up to
+        ``max_jobs_kept`` ended jobs for status queries, and Python's garbage collector
+        walks every object they hold on each full collection (a pause of the whole
+        server that grew with the job store). Its record stays as it was."""
+        handle = self.handle
+        if handle is None or isinstance(handle, SettledHandle):
+            return
+        self.handle = SettledHandle(
+            job_id=self.job_id,
+            status=str(getattr(handle, "status", self.status)),
+            submitted_at=getattr(handle, "submitted_at", None),
+            started_at=getattr(handle, "started_at", None),
+            finished_at=getattr(handle, "finished_at", None),
+            queue_seq=getattr(handle, "queue_seq", None),
+            dispatch_seq=getattr(handle, "dispatch_seq", None),
+        )
+        self.wake = None
 
     def current_status(self) -> JobStatus:
         """``running`` once a worker took the job, ``queued`` while it waits for one."""
@@ -761,6 +795,14 @@ class JobService:
             raise _busy(exc) from None
 
     def complete(self, state: JobState) -> JobState:
+        """:meth:`_complete`, then :meth:`JobState.settle` the job once it has ended."""
+        try:
+            return self._complete(state)
+        finally:
+            if state.status in TERMINAL:
+                state.settle()
+
+    def _complete(self, state: JobState) -> JobState:
         """Run an allowed, released job to the end in the calling (broker) thread: submit,
         wait, sign, then record everything in ONE durable ledger commit.
 
@@ -913,7 +955,10 @@ class JobService:
             submitted_at=state.decision.evaluated_at,
             request_id=state.request_id,
         )
-        manifest_sha256 = statement_body_digest(statement)
+        # Each statement is written as canonical JSON once: the ledger records the
+        # digest of the very bytes that are signed.
+        job_body = canonical_statement(statement)
+        manifest_sha256 = hashlib.sha256(job_body).hexdigest()
         counts = outcome["counts"]
         result_statement = build_result_statement(
             job_id=state.job_id,
@@ -925,7 +970,8 @@ class JobService:
         # One signing call for both (and, through a BatchingSigner, shared with the
         # jobs that finish at the same moment).
         began = time.perf_counter()
-        manifest, result_envelope = sign_envelopes([statement, result_statement], self.signer)
+        bodies = [job_body, canonical_statement(result_statement)]
+        manifest, result_envelope = sign_bodies(bodies, self.signer)
         state.timings["sign"] = (time.perf_counter() - began) * 1000
         self._note_signer_versions([manifest, result_envelope])
         return _Sealed(

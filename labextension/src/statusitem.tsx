@@ -14,7 +14,13 @@ import { Poll } from '@lumino/polling';
 import { describeError, IKernelCredentials, IStatus } from './api';
 import { shieldIcon } from './icons';
 import { QSecureService } from './service';
-import { clockSkew, formatTimeLeft, secondsLeft, timeLeftLevel } from './timeleft';
+import {
+  clockSkew,
+  formatTimeLeft,
+  kernelStatusStale,
+  secondsLeft,
+  timeLeftLevel
+} from './timeleft';
 
 export class QSecureStatus extends ReactWidget {
   constructor(
@@ -69,8 +75,11 @@ export class QSecureStatus extends ReactWidget {
     super.dispose();
   }
 
+  /** The current notebook or a kernel changed: ask again if the shown kernel is not current. */
   private onKernelMaybeChanged(): void {
-    void this._poll.refresh();
+    if (kernelStatusStale(this._askedKernel, this.currentKernelId())) {
+      void this._poll.refresh();
+    }
   }
 
   /** Not yet issued, failed, or close to (or past) expiry: a run may have (re)issued them. */
@@ -89,6 +98,7 @@ export class QSecureStatus extends ReactWidget {
 
   private async refresh(): Promise<void> {
     const kernelId = this.currentKernelId();
+    this._askedKernel = kernelId;
     try {
       const status = await this.service.client.status(kernelId ? [kernelId] : []);
       const received = Date.now();
@@ -179,6 +189,8 @@ export class QSecureStatus extends ReactWidget {
   private _poll: Poll;
   private _status: IStatus | null = null;
   private _kernel: IKernelCredentials | null = null;
+  /** The kernel the last request asked about (undefined: none was sent yet). */
+  private _askedKernel: string | null | undefined = undefined;
   private _skew = 0;
   private _error: string | null = null;
   private _tick = 0;

@@ -101,3 +101,18 @@ export function formatWhen(iso: string, now: number, trans: ITrans = identityTra
   }
   return new Date(t).toISOString().replace('T', ' ').slice(0, 16);
 }
+
+/**
+ * Whether the status bar must ask the server again because the current notebook
+ * or its kernel changed: only when the kernel its last request asked about
+ * (`asked`; undefined: nothing asked yet, the first poll will) is not the current
+ * one (`current`; null: no notebook kernel). Opening a notebook makes it current
+ * before its kernel starts, so the open itself asks nothing; the kernel's start
+ * does, once the notebook is shown.
+ */
+export function kernelStatusStale(
+  asked: string | null | undefined,
+  current: string | null
+): boolean {
+  return asked !== undefined && asked !== current;
+}

@@ -1,4 +1,11 @@
-import { clockSkew, formatTimeLeft, formatWhen, secondsLeft, timeLeftLevel } from '../timeleft';
+import {
+  clockSkew,
+  formatTimeLeft,
+  formatWhen,
+  kernelStatusStale,
+  secondsLeft,
+  timeLeftLevel
+} from '../timeleft';
 
 describe('formatTimeLeft', () => {
   it.each([
@@ -69,5 +76,23 @@ describe('formatWhen', () => {
     expect(formatWhen('2025-01-01T09:00:00Z', now)).toBe('3 h ago');
     expect(formatWhen('2024-12-30T08:05:00Z', now)).toBe('2024-12-30 08:05');
     expect(formatWhen('garbage', now)).toBe('garbage');
+  });
+});
+
+describe('kernelStatusStale', () => {
+  it('asks nothing when a notebook opens: it is current before its kernel starts', () => {
+    // From the launcher (no notebook kernel asked about) to a new notebook without a kernel yet.
+    expect(kernelStatusStale(null, null)).toBe(false);
+    // Before the first poll (after JupyterLab's restore) nothing is asked early.
+    expect(kernelStatusStale(undefined, null)).toBe(false);
+    expect(kernelStatusStale(undefined, 'k1')).toBe(false);
+    // Another notebook of the same kernel, or a kernel change of a notebook in the background.
+    expect(kernelStatusStale('k1', 'k1')).toBe(false);
+  });
+
+  it('asks again when the current kernel is not the one shown', () => {
+    expect(kernelStatusStale(null, 'k1')).toBe(true); // the opened notebook's kernel started
+    expect(kernelStatusStale('k1', 'k2')).toBe(true); // another notebook, or a new kernel
+    expect(kernelStatusStale('k1', null)).toBe(true); // the notebook was closed
   });
 });

@@ -278,14 +278,13 @@ class ValueSearch:
         ``cut``: masking in pieces gives what masking the whole would.
         """
         n = len(text)
-        screen = self._screen  # the common case: no pattern at all, one SIMD pass
-        clean = (
-            screen is not None and n >= self.shortest and not screen.any_in(text.encode(*ENCODING))
-        )
+        # the common case: no pattern at all, one SIMD pass over the bytes, which the
+        # automaton reuses when there is one
+        occurrences = self._occurrences(text)
         if not n or text[-1] not in self._tail_chars:
             # e.g. output ending in a newline: the common case, nothing held
-            return ([] if clean else self._analyse(text)[0]), n
-        spans, picks, grow = self._analyse(text, [] if clean else None)
+            return (self._analyse(text, occurrences)[0] if occurrences else []), n
+        spans, picks, grow = self._analyse(text, occurrences)
         cut0 = min(grow, n - self._short_suffix(text))
         # (a) the first place, in the leftmost-longest chain of whole forms, where a
         # whole form could start and run past the end
@@ -323,6 +322,24 @@ class ValueSearch:
                 break
             cut = crossing[0]
         return [s for s in spans if s.end <= cut], cut
+
+    def passes(self, text: str) -> bool:
+        """Whether ``split(text)`` is ``([], len(text))``: nothing found, nothing held.
+
+        Exact (True only then); the common case of stream output, answered by the SIMD
+        screen alone (or the automaton without Hyperscan) and one look at the last
+        character.
+        """
+        n = len(text)
+        if n and text[-1] in self._tail_chars:
+            return False  # a tail might be held: split() decides
+        if n < self.shortest or self._automaton is None:
+            return True  # no pattern fits (as _occurrences)
+        data = text.encode(*ENCODING)
+        screen = self._screen
+        if screen is not None:
+            return not screen.any_in(data)
+        return not self._automaton.find_matches_as_indexes(data)
 
     # ---- internals -----------------------------------------------------------------------
     def _occurrences(self, text: str) -> list[tuple[int, int, int]]:

@@ -284,6 +284,10 @@ class ValueSearch:
         if not n or text[-1] not in self._tail_chars:
             # e.g. output ending in a newline: the common case, nothing held
             return (self._analyse(text, occurrences)[0] if occurrences else []), n
+        if not occurrences:  # output cut mid-line: only a tail that could start a value
+            cut = n - self._short_suffix(text)
+            starts = self._prefix_starts(text)  # (a) below, with no whole form chosen
+            return [], (min(cut, starts[0]) if starts else cut)
         spans, picks, grow = self._analyse(text, occurrences)
         cut0 = min(grow, n - self._short_suffix(text))
         # (a) the first place, in the leftmost-longest chain of whole forms, where a

@@ -229,6 +229,8 @@ class Masker:
         continuation ``b``: ``mask(text + b) == emit + mask(tail + b)``.
         """
         spans, cut = self._engine.split(text)
+        if not spans:  # the common case: nothing to replace
+            return (text, "") if cut == len(text) else (text[:cut], text[cut:])
         spans = _outside_placeholders(text, spans)
         if cut == len(text):
             return (self._render(text, spans) if spans else text), ""

@@ -358,6 +358,10 @@ class ValueSearch:
         )
         if not found or len(data) == len(text):  # ASCII: bytes are characters
             return found
+        first, last = min(s for _, s, _ in found), max(e for _, _, e in found)
+        if data[first:last].isascii():  # matches in an ASCII stretch: one decode, a shift
+            shift = len(data[:first].decode(*ENCODING)) - first
+            return [(p, s + shift, e + shift) for p, s, e in found]
         offsets = sorted({o for _, s, e in found for o in (s, e)})
         chars: dict[int, int] = {}
         byte = char = 0

@@ -704,3 +704,34 @@ def test_common_stream_shape_gives_the_general_path_on_split_values_escapes_and_
         for name in names:
             key = ("parent-1", name)
             assert fast.flush(key) == general.flush(key)
+
+
+def test_occurrences_in_non_ascii_text_are_at_the_right_characters() -> None:
+    rng = random.Random(23)
+    values = fifty_values(rng)  # some values non-ASCII ("pässwörd-...")
+    values["long"] = secrets.token_urlsafe(225)
+    engine = Masker(values)._engine
+    automaton = engine._automaton
+    assert automaton is not None
+    seen_ascii_stretch = seen_mixed = False
+    for _ in range(400):
+        text = _stream_piece(rng, list(values.values()))
+        if rng.random() < 0.5:  # non-ASCII right next to (or inside) the matches
+            text = text.replace(rng.choice("abcdefgh"), rng.choice("é█😀"))
+        data = text.encode("utf-8", "surrogatepass")
+        found = automaton.find_matches_as_indexes(data, overlapping=True)
+        # brute force: the character offset of a byte offset is the length of the prefix
+        expected = [
+            (
+                p,
+                len(data[:s].decode("utf-8", "surrogatepass")),
+                len(data[:e].decode("utf-8", "surrogatepass")),
+            )
+            for p, s, e in found
+        ]
+        assert engine._occurrences(text) == expected
+        if found and not text.isascii():
+            stretch = data[min(s for _, s, _ in found) : max(e for _, _, e in found)]
+            seen_ascii_stretch |= stretch.isascii()
+            seen_mixed |= not stretch.isascii()
+    assert seen_ascii_stretch and seen_mixed  # both conversions were exercised

@@ -278,14 +278,17 @@ class ValueSearch:
         ``cut``: masking in pieces gives what masking the whole would.
         """
         n = len(text)
-        screen = self._screen  # the common case: no pattern at all, one SIMD pass
-        clean = (
-            screen is not None and n >= self.shortest and not screen.any_in(text.encode(*ENCODING))
-        )
+        # the common case: no pattern at all, one SIMD pass over the bytes, which the
+        # automaton reuses when there is one
+        occurrences = self._occurrences(text)
         if not n or text[-1] not in self._tail_chars:
             # e.g. output ending in a newline: the common case, nothing held
-            return ([] if clean else self._analyse(text)[0]), n
-        spans, picks, grow = self._analyse(text, [] if clean else None)
+            return (self._analyse(text, occurrences)[0] if occurrences else []), n
+        if not occurrences:  # output cut mid-line: only a tail that could start a value
+            cut = n - self._short_suffix(text)
+            starts = self._prefix_starts(text)  # (a) below, with no whole form chosen
+            return [], (min(cut, starts[0]) if starts else cut)
+        spans, picks, grow = self._analyse(text, occurrences)
         cut0 = min(grow, n - self._short_suffix(text))
         # (a) the first place, in the leftmost-longest chain of whole forms, where a
         # whole form could start and run past the end
@@ -324,6 +327,24 @@ class ValueSearch:
             cut = crossing[0]
         return [s for s in spans if s.end <= cut], cut
 
+    def passes(self, text: str) -> bool:
+        """Whether ``split(text)`` is ``([], len(text))``: nothing found, nothing held.
+
+        Exact (True only then); the common case of stream output, answered by the SIMD
+        screen alone (or the automaton without Hyperscan) and one look at the last
+        character.
+        """
+        n = len(text)
+        if n and text[-1] in self._tail_chars:
+            return False  # a tail might be held: split() decides
+        if n < self.shortest or self._automaton is None:
+            return True  # no pattern fits (as _occurrences)
+        data = text.encode(*ENCODING)
+        screen = self._screen
+        if screen is not None:
+            return not screen.any_in(data)
+        return not self._automaton.find_matches_as_indexes(data)
+
     # ---- internals -----------------------------------------------------------------------
     def _occurrences(self, text: str) -> list[tuple[int, int, int]]:
         """Every occurrence of every pattern: (pattern, start, end) in characters."""
@@ -337,6 +358,10 @@ class ValueSearch:
         )
         if not found or len(data) == len(text):  # ASCII: bytes are characters
             return found
+        first, last = min(s for _, s, _ in found), max(e for _, _, e in found)
+        if data[first:last].isascii():  # matches in an ASCII stretch: one decode, a shift
+            shift = len(data[:first].decode(*ENCODING)) - first
+            return [(p, s + shift, e + shift) for p, s, e in found]
         offsets = sorted({o for _, s, e in found for o in (s, e)})
         chars: dict[int, int] = {}
         byte = char = 0

@@ -229,10 +229,27 @@ class Masker:
         continuation ``b``: ``mask(text + b) == emit + mask(tail + b)``.
         """
         spans, cut = self._engine.split(text)
+        if not spans:  # the common case: nothing to replace
+            return (text, "") if cut == len(text) else (text[:cut], text[cut:])
         spans = _outside_placeholders(text, spans)
         if cut == len(text):
             return (self._render(text, spans) if spans else text), ""
         return self._render(text[:cut], spans), text[cut:]
+
+    def passes(self, text: str) -> bool:
+        """Whether stream ``text`` needs nothing: ``split(mask_rendered(text))`` is
+        ``(text, "")``, so it can be shown as it is and nothing is held back.
+
+        Exact (True only then): no ANSI code or JSON ``\\/`` escape to look behind, no
+        form or fragment anchor anywhere (the engine's SIMD screen), and a last character
+        no value continues from. The common case of kernel output, at the cost of one
+        screen pass.
+        """
+        return (
+            "\x1b" not in text
+            and ("\\" not in text or "\\/" not in text)
+            and self._engine.passes(text)
+        )
 
     def mask_rendered(self, text: str, mime: str | None = None) -> str:
         """Mask values cut up in the rendering: HTML/SVG markup (for those ``mime`` types),
@@ -383,10 +400,11 @@ def mask_message(
         if len(content) == 2 and type(name) is str:
             # The common shape, {"name", "text"}: the generic layers below, inlined (this
             # runs for every line a kernel prints). Same result.
-            out["content"] = {
-                "name": masker.mask_output(name),
-                "text": stream.feed(key, masker.mask_rendered(content["text"])),
-            }
+            text = content["text"]
+            if stream.masker is not masker or stream.holds(key) or not masker.passes(text):
+                text = stream.feed(key, masker.mask_rendered(text))
+            # else: the common case, nothing to mask or hold (what feed would return)
+            out["content"] = {"name": masker.mask_output(name), "text": text}
             metadata = msg.get("metadata", out)
             if type(metadata) is dict and not metadata:
                 out["metadata"] = {}

@@ -143,6 +143,16 @@ class StreamMasker:
                 self._held[key] = tail
                 self._names[key] = [("", len(tail))]
             return emit
+        names = self._names[key]
+        if text and len(names) == 1 and not names[0][0]:
+            # one unnamed part held (this interface's only kind): write() without pieces
+            whole = self._held.pop(key) + text
+            del self._names[key]
+            emit, tail = self.masker.split(whole)
+            if tail:
+                self._held[key] = tail
+                self._names[key] = [("", len(tail))]
+            return emit
         return "".join(piece for _, piece in self.write(key, "", text))
 
     def flush(self, key: Hashable) -> str:

@@ -632,3 +632,106 @@ def test_mask_output_masks_a_text_exactly_as_long_as_the_shortest_value() -> Non
     coloured = masker.mask_output("\x1b[1m" + value[:4] + "\x1b[0m" + value[4:])
     assert coloured == "\x1b[1m" + P("pin") + "\x1b[0m"
     assert masker.mask_output(value[:-1]) == value[:-1]
+
+
+def _stream_piece(rng: random.Random, values: list[str]) -> str:
+    """Stream text as kernels write it: plain, non-ASCII, a value (whole, in a form, a
+    fragment, cut by ANSI codes or with JSON's ``\\/``), often cut mid-value at the end."""
+    text = random_text(rng, values, size=rng.choice([8, 60, 400]), injections=rng.randint(0, 2))
+    value = rng.choice(values)
+    kind = rng.randrange(8)
+    if kind == 0:  # coloured: a value cut by ANSI codes
+        text += "\x1b[31m" + value[:10] + "\x1b[0m" + value[10:] + "\n"
+    elif kind == 1:  # pandas to_json: "/" escaped (a value with "/" in it: no run left)
+        slashed = [v for v in values if v.count("/") > 2] or [value]
+        text += json.dumps(rng.choice(slashed) + "/x").replace("/", "\\/")
+    elif kind == 2:  # a fragment, as %whos shows it
+        start = rng.randrange(max(1, len(value) - 12))
+        text += value[start : start + rng.randint(12, 40)]
+    elif kind == 3:  # progress bars and other non-ASCII
+        text += "█" * rng.randint(1, 20) + "▏ 42% 😀\n"
+    elif kind == 4:  # a backslash that is no "\/"
+        text += "C:\\Users\\x\\n"
+    if rng.random() < 0.5:  # kernels flush mid-line: the text ends anywhere
+        text = text[: rng.randint(0, len(text))]
+    return text
+
+
+def test_passes_is_true_only_when_split_of_the_rendered_text_shows_it_as_it_is() -> None:
+    rng = random.Random(21)
+    values = fifty_values(rng)
+    values["long"] = secrets.token_urlsafe(225)  # 300 characters: fragments
+    values["quoted"] = 'q"w/e<r>t&y ' + secrets.token_urlsafe(16)  # JSON/HTML-escaped forms
+    values["slashed"] = "/".join(secrets.token_hex(3) for _ in range(6))  # no anchor w/o "/"
+    masker = Masker(values)
+    unscreened = Masker(values)
+    unscreened._engine._screen = None  # the automaton alone (no Hyperscan): same answers
+    seen = set()
+    for _ in range(3000):
+        text = _stream_piece(rng, list(values.values()))
+        passes = masker.passes(text)
+        assert unscreened.passes(text) == passes
+        if passes:
+            assert masker.mask_rendered(text) == text
+            assert masker.split(text) == (text, "")
+            assert masker.mask_output(text) == text
+        seen.add(passes)
+    assert seen == {True, False}  # both answers were exercised
+
+
+def test_common_stream_shape_gives_the_general_path_on_split_values_escapes_and_non_ascii() -> None:
+    rng = random.Random(22)
+    values = fifty_values(rng)
+    values["long"] = secrets.token_urlsafe(225)
+    values["slashed"] = "/".join(secrets.token_hex(3) for _ in range(6))
+    masker = Masker(values)
+    names = ["stdout", "stderr", rng.choice(list(values.values()))]
+    for _ in range(60):
+        fast, general = StreamMasker(masker), StreamMasker(masker)
+        # one execution's output cut into messages at random: values cross messages
+        whole = "".join(_stream_piece(rng, list(values.values())) for _ in range(5))
+        cuts = sorted(rng.sample(range(len(whole) + 1), k=min(len(whole), rng.randint(1, 12))))
+        pieces = [whole[i:j] for i, j in zip([0, *cuts], [*cuts, len(whole)], strict=True)]
+        for piece in pieces:
+            name = rng.choice(names)
+            metadata = rng.choice([{}, {"k": rng.choice(list(values.values()))}, None])
+            common = jmsg("stream", {"name": name, "text": piece}, metadata=metadata)
+            other = jmsg("stream", {"name": name, "text": piece, "x": 1}, metadata=metadata)
+            out = mask_message(common, masker, fast)
+            ref = mask_message(other, masker, general)
+            assert out["content"] == {k: v for k, v in ref["content"].items() if k != "x"}
+            assert out["metadata"] == ref["metadata"]
+        for name in names:
+            key = ("parent-1", name)
+            assert fast.flush(key) == general.flush(key)
+
+
+def test_occurrences_in_non_ascii_text_are_at_the_right_characters() -> None:
+    rng = random.Random(23)
+    values = fifty_values(rng)  # some values non-ASCII ("pässwörd-...")
+    values["long"] = secrets.token_urlsafe(225)
+    engine = Masker(values)._engine
+    automaton = engine._automaton
+    assert automaton is not None
+    seen_ascii_stretch = seen_mixed = False
+    for _ in range(400):
+        text = _stream_piece(rng, list(values.values()))
+        if rng.random() < 0.5:  # non-ASCII right next to (or inside) the matches
+            text = text.replace(rng.choice("abcdefgh"), rng.choice("é█😀"))
+        data = text.encode("utf-8", "surrogatepass")
+        found = automaton.find_matches_as_indexes(data, overlapping=True)
+        # brute force: the character offset of a byte offset is the length of the prefix
+        expected = [
+            (
+                p,
+                len(data[:s].decode("utf-8", "surrogatepass")),
+                len(data[:e].decode("utf-8", "surrogatepass")),
+            )
+            for p, s, e in found
+        ]
+        assert engine._occurrences(text) == expected
+        if found and not text.isascii():
+            stretch = data[min(s for _, s, _ in found) : max(e for _, _, e in found)]
+            seen_ascii_stretch |= stretch.isascii()
+            seen_mixed |= not stretch.isascii()
+    assert seen_ascii_stretch and seen_mixed  # both conversions were exercised

@@ -229,6 +229,23 @@ def test_the_single_stream_interface_still_works() -> None:
     assert stream.flush(("p", "stdout")) == value[:3]
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_the_single_stream_interface_gives_what_write_gives_piece_by_piece(seed: int) -> None:
+    rng = random.Random(40 + seed)
+    values = values_of(rng)
+    values["accents"] = "pässwörd-€-" + value_of(rng, 20)  # non-ASCII text and value
+    masker = Masker(values)
+    for _ in range(40):
+        text = stream_text(rng, list(values.values()), size=rng.randint(20, 3000))
+        text = text.replace("\t", "█é")  # non-ASCII filler too
+        fed, written = StreamMasker(masker), StreamMasker(masker)
+        for piece in [*random_cuts(rng, text, most=30), ""]:
+            out = fed.feed("k", piece)
+            assert out == "".join(t for _, t in written.write("k", "", piece))
+            assert fed._held == written._held and fed._names == written._names
+        assert fed.flush("k") == "".join(t for _, t in written.release("k"))
+
+
 # ---- binary buffers -----------------------------------------------------------------------
 def test_mask_bytes_overwrites_every_form_with_stars_keeping_the_length() -> None:
     rng = random.Random(8)

@@ -345,6 +345,20 @@ class ValueSearch:
             return not screen.any_in(data)
         return not self._automaton.find_matches_as_indexes(data)
 
+    def may_find(self, text: str) -> bool:
+        """False only when :meth:`find` of ``text``, and of every substring of it, is empty.
+
+        One SIMD screen pass (or the automaton without Hyperscan) over ``text``: a cheap
+        first look at many strings joined into one, where True may be a false alarm (a
+        pattern across a join) and the strings are then searched one by one.
+        """
+        if len(text) < self.shortest or self._automaton is None:
+            return False
+        data = text.encode(*ENCODING)
+        if self._screen is not None:
+            return self._screen.any_in(data)
+        return bool(self._automaton.find_matches_as_indexes(data))
+
     # ---- internals -----------------------------------------------------------------------
     def _occurrences(self, text: str) -> list[tuple[int, int, int]]:
         """Every occurrence of every pattern: (pattern, start, end) in characters."""

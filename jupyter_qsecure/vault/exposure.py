@@ -218,6 +218,8 @@ def mask_model(model: dict[str, Any], masker: Masker) -> tuple[dict[str, Any], s
         else:
             out["content"] = content
         return out, names
+    if not masker.may_mask("\0".join(_strings(model))):
+        return model, names  # the common case: one screen pass, no copy of the model
     out = _mask_value(model, mask)
     if names and isinstance(out.get("content"), str):
         _rehash(out, out["content"].encode("utf-8"))
@@ -226,6 +228,22 @@ def mask_model(model: dict[str, Any], masker: Masker) -> tuple[dict[str, Any], s
     if model.get("type") == "notebook" and isinstance(out.get("content"), dict):
         out["content"] = nbformat.from_dict(out["content"])  # type: ignore[no-untyped-call]
     return out, names
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a JSON-like value, dict keys included (what :func:`mask_model` masks)."""
+    found: list[str] = []
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            found.extend(k for k in item if isinstance(k, str))
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return found
 
 
 def _rehash(model: dict[str, Any], shown: bytes) -> None:

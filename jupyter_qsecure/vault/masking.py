@@ -251,6 +251,12 @@ class Masker:
             and self._engine.passes(text)
         )
 
+    def may_mask(self, text: str) -> bool:
+        """False only when :meth:`mask` leaves ``text`` and every substring of it as they
+        are (one screen pass; True may be a false alarm). For many strings at once:
+        ``masker.may_mask("\\0".join(strings))``."""
+        return self._engine.may_find(text)
+
     def mask_rendered(self, text: str, mime: str | None = None) -> str:
         """Mask values cut up in the rendering: HTML/SVG markup (for those ``mime`` types),
         ANSI escape codes and JSON's ``\\/`` (any text). See :mod:`~jupyter_qsecure.scan.rendered`."""

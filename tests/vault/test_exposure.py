@@ -269,6 +269,48 @@ def test_notebook_model_is_masked_everywhere_and_stays_a_notebook(
     assert_no_value(json.dumps(out, default=str), values)
 
 
+def test_a_clean_notebook_model_is_served_as_it_is(masker: Masker) -> None:
+    # Opening a large notebook while secrets are registered: one screen pass over all
+    # its strings, no copy of the model (the plain server's object goes out).
+    nb = nbformat.v4.new_notebook()
+    nb.cells.extend(nbformat.v4.new_code_cell(f"x = {i}\nprint(x)") for i in range(50))
+    requested = model("notebook", "json", nb, name="nb.ipynb")
+    out, names = mask_model(requested, masker)
+    assert out is requested and out["content"] is nb and names == set()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_screen_first_path_masks_what_the_walk_masks(
+    masker: Masker, values: dict[str, str], seed: int
+) -> None:
+    # A value, a fragment of one (12+ characters) or a near miss, in one string of a
+    # notebook: a source, an output, a metadata key or value, or a nested list.
+    rng = random.Random(seed)
+    value = rng.choice(list(values.values()))
+    start = rng.randrange(0, len(value) - 20)
+    planted = rng.choice(
+        [value, value[start : start + rng.randint(12, 20)], value[start : start + 11], "clean"]
+    )
+    nb = nbformat.v4.new_notebook()
+    nb.cells.extend(nbformat.v4.new_code_cell(f"y = {i}") for i in range(5))
+    cell = rng.choice(nb.cells)
+    place = rng.randrange(4)
+    if place == 0:
+        cell.source = f"token = '{planted}'"
+    elif place == 1:
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"é {planted}\n")]
+    elif place == 2:
+        cell.metadata[f"k{planted}"] = "v"
+    else:
+        nb.metadata["deep"] = [{"a": ["x", f"{planted}!"]}]
+    out, names = mask_model(model("notebook", "json", nb, name="nb.ipynb"), masker)
+    walked = exposure._mask_value(  # what the full walk shows, string by string
+        json.loads(json.dumps(nb)), lambda text: masker.mask(text)
+    )
+    assert json.loads(json.dumps(out["content"])) == walked
+    assert bool(names) is (planted in (value,) or 12 <= len(planted) < len(value))
+
+
 def test_directory_listing_masks_entry_names(masker: Masker, values: dict[str, str]) -> None:
     entry = model("file", None, None, name=values["short"] + ".txt")
     listing = model("directory", "json", [entry], name="sub")

@@ -242,6 +242,20 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
         Otherwise what is safe to show now is sent here, as one or more stream messages.
         """
         original: str = content["text"]
+        streams = self._streams
+        assert streams is not None
+        key = parent.get("msg_id")
+        stream_name = content.get("name")
+        if (  # the common case: plain stdout/stderr text that needs nothing, nothing held
+            metadata_clean
+            and len(content) == 2
+            and isinstance(stream_name, str)
+            and not streams.holds(key)
+            and masker.passes(original)
+            and masker.mask(stream_name) == stream_name
+        ):
+            self._held.pop(key, None)
+            return True
         # values cut by ANSI codes or JSON escapes are masked in this message's visible
         # text first; the carry-over then matches what is left across messages
         text: str = masker.mask_rendered(original)

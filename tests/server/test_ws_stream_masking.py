@@ -201,6 +201,19 @@ async def test_value_written_in_two_parts_with_a_pause(browser: Browser, fake_va
     expect(text == "start\nbefore «secret:ibm» after\nend\n", "one placeholder, in place")
 
 
+async def test_plain_text_after_a_held_prefix_keeps_its_place(
+    browser: Browser, fake_value: str
+) -> None:
+    # The second write holds no part of the value: it must still come after the held
+    # prefix (which the carry-over releases masked with it), not overtake it.
+    messages, masker = await browser.run(
+        "sys.stdout.write('before ' + v[:20]); sys.stdout.flush()\n"
+        f"time.sleep({PAUSE})\n"
+        "sys.stdout.write(' after\\n'); sys.stdout.flush()\n"
+    )
+    assert_shown_exactly(messages, Hidden(f"before {fake_value[:20]} after\n"), masker)
+
+
 async def test_long_shell_loop_without_pauses(browser: Browser, fake_value: str) -> None:
     count = max(2000, 2_000_000 // len(fake_value))  # enough output for many stream messages
     messages, masker = await browser.run(

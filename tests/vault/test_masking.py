@@ -602,6 +602,25 @@ def test_common_stream_shape_still_masks_its_name_and_metadata() -> None:
     assert msg["content"]["name"] == value  # the message itself is not changed
 
 
+def assert_common_shape_as_general(
+    masker: Masker,
+    fast: StreamMasker,
+    general: StreamMasker,
+    name: str,
+    piece: str,
+    metadata: dict[str, str] | None,
+) -> None:
+    """One stream message through the common-shape path (``fast``) gives what the general
+    path (``general``, taken because of an extra content field holding nothing to mask)
+    gives."""
+    common = jmsg("stream", {"name": name, "text": piece}, metadata=metadata)
+    other = jmsg("stream", {"name": name, "text": piece, "x": 1}, metadata=metadata)
+    out = mask_message(common, masker, fast)
+    ref = mask_message(other, masker, general)
+    assert out["content"] == {k: v for k, v in ref["content"].items() if k != "x"}
+    assert out["metadata"] == ref["metadata"]
+
+
 def test_common_stream_shape_gives_what_the_general_path_gives() -> None:
     rng = random.Random(5)
     values = fifty_values(rng)
@@ -613,13 +632,7 @@ def test_common_stream_shape_gives_what_the_general_path_gives() -> None:
         name = rng.choice(["stdout", "stderr", rng.choice(list(values.values()))])
         metadata = rng.choice([{}, {"k": rng.choice(list(values.values()))}, None])
         for piece in (text[:cut], text[cut:]):
-            common = jmsg("stream", {"name": name, "text": piece}, metadata=metadata)
-            # an extra content field takes the general path; it holds nothing to mask
-            other = jmsg("stream", {"name": name, "text": piece, "x": 1}, metadata=metadata)
-            out = mask_message(common, masker, fast)
-            ref = mask_message(other, masker, general)
-            assert out["content"] == {k: v for k, v in ref["content"].items() if k != "x"}
-            assert out["metadata"] == ref["metadata"]
+            assert_common_shape_as_general(masker, fast, general, name, piece, metadata)
         if i % 7 == 0:
             key = ("parent-1", name)
             assert fast.flush(key) == general.flush(key)
@@ -695,12 +708,7 @@ def test_common_stream_shape_gives_the_general_path_on_split_values_escapes_and_
         for piece in pieces:
             name = rng.choice(names)
             metadata = rng.choice([{}, {"k": rng.choice(list(values.values()))}, None])
-            common = jmsg("stream", {"name": name, "text": piece}, metadata=metadata)
-            other = jmsg("stream", {"name": name, "text": piece, "x": 1}, metadata=metadata)
-            out = mask_message(common, masker, fast)
-            ref = mask_message(other, masker, general)
-            assert out["content"] == {k: v for k, v in ref["content"].items() if k != "x"}
-            assert out["metadata"] == ref["metadata"]
+            assert_common_shape_as_general(masker, fast, general, name, piece, metadata)
         for name in names:
             key = ("parent-1", name)
             assert fast.flush(key) == general.flush(key)

@@ -329,7 +329,16 @@ PROVIDER_BY_FAMILY = {p.family: p for p in PROVIDERS}
 
 
 def make_secret(provider: Provider, rng: Rng | None = None) -> str:
-    return provider.make(rng or _sys())
+    """A random value in the provider's format that the scanner's placeholder filters
+    would not take for a placeholder (about 1 draw in 50,000 begins ``xxx``, and a key
+    written as ``xxx…`` is reported as a keyword assignment, not under its provider)."""
+    from ..scan.providers import plausible  # the filters the provider layer applies
+
+    rng = rng or _sys()
+    while True:
+        value = provider.make(rng)
+        if plausible(value):
+            return value
 
 
 def near_miss(provider: Provider, rng: Rng | None = None) -> str:

@@ -147,13 +147,6 @@ class CredentialService:
         built = self._current()
         return built.masker, built.raw_screening
 
-    @property
-    def raw_screening(self) -> bool:
-        """Whether raw JSON frames may be pre-screened with the current :meth:`masker`:
-        JSON escaping leaves every value as it is (no quotes, backslashes, controls)."""
-        built = self._built
-        return built.raw_screening if built is not None else False
-
     # ---- lifecycle -----------------------------------------------------------------------
     async def revoke(self, kernel_id: str, reason: str) -> None:
         for callback in self.on_revoke:

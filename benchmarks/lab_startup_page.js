@@ -18,6 +18,8 @@ const { chromium } = require(
   path.join(__dirname, '..', 'ui-tests', 'node_modules', '@playwright', 'test')
 );
 
+const chromiumArgs = require(path.join(__dirname, '..', 'ui-tests', 'chromium-args'));
+
 const [baseURL, notebook, roundsArg] = process.argv.slice(2);
 const openRounds = Number(roundsArg ?? 1);
 if (!baseURL || !notebook || !Number.isInteger(openRounds) || openRounds < 1) {
@@ -28,16 +30,7 @@ if (!baseURL || !notebook || !Number.isInteger(openRounds) || openRounds < 1) {
 async function main() {
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    args: [
-      '--no-sandbox',
-      '--headless',
-      '--disable-gpu',
-      '--disable-dev-shm-usage',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run'
-    ]
+    args: chromiumArgs
   });
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });

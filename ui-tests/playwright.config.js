@@ -47,17 +47,7 @@ function serverPythonPath() {
   return [...own, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
 }
 
-/** Chromium flags for a root user in a container, without network side traffic. */
-const chromiumArgs = [
-  '--no-sandbox',
-  '--headless',
-  '--disable-gpu',
-  '--disable-dev-shm-usage',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run'
-];
+const chromiumArgs = require('./chromium-args');
 
 module.exports = {
   ...baseConfig,

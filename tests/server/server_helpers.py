@@ -126,10 +126,19 @@ async def start(
 ) -> tuple[str, KernelClient]:
     response = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": kernel}))
     kernel_id = json.loads(response.body)["id"]
+    return kernel_id, await connect(jp_ws_fetch, kernel_id, protocol)
+
+
+async def connect(jp_ws_fetch: Any, kernel_id: str, protocol: str) -> KernelClient:
+    """A new websocket client of ``kernel_id``. Connect anew after a restart, as
+    JupyterLab does: the server handles a new connection's messages only once its
+    IOPub subscription is live (its "nudge"), whereas an open connection's IOPub
+    socket re-subscribes to the restarted kernel on its own schedule, and what the
+    kernel publishes before that is lost."""
     kwargs = {"subprotocols": [V1]} if protocol == V1 else {}
     ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels", **kwargs)
     assert (ws.selected_subprotocol == V1) == (protocol == V1)
-    return kernel_id, KernelClient(ws, protocol)
+    return KernelClient(ws, protocol)
 
 
 def extension_config(*, enforce_auth: bool = True, **qsecure: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from server_fakes import shows, sized_values
-from server_helpers import V1, start, stdout_of
+from server_helpers import V1, connect, start, stdout_of
 
 from jupyter_qsecure.vault.masking import placeholder
 from jupyter_qsecure.vault.registry import ValueRegistry
@@ -162,6 +162,8 @@ async def test_a_restarted_kernel_writes_into_the_masked_pipe_too(
     try:
         kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, "legacy")
         await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="")
+        client.ws.close()
+        client = await connect(jp_ws_fetch, kernel_id, "legacy")
         messages = await client.execute(cell(["v32"]))
         await until_shown(client, messages, END)
         # ipykernel's descriptor-capture thread may publish after the execution's idle: read

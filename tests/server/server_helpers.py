@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -41,6 +42,15 @@ GET_CODE = (
 def digest(value: str) -> str:
     """The SHA-256 hex digest ``GET_CODE`` prints for ``value``."""
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Build:
+    """One masker the server built: in which thread, and over which names (no values)."""
+
+    on_loop: bool  # an event loop was running in the building thread
+    thread: str
+    names: tuple[str, ...]
 
 
 class KernelClient:

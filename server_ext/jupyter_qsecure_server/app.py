@@ -43,7 +43,7 @@ from .defaults import make_qsecure_kernel_default
 from .fail_closed import run_or_stop
 from .file_masking import Masking, check_routes, file_routes, masked_contents_routes
 from .jobs_routes import job_routes
-from .kernel_output import KernelOutputLog, RegistryMasker
+from .kernel_output import KernelOutputLog
 from .kernel_ws import QSecureKernelConnection
 from .routes import setup_route_handlers
 from .save_gate import ContentsGate, contents_routes
@@ -293,12 +293,6 @@ class QSecureExtension(ExtensionApp):
             retention_seconds=float(settings.fingerprint_retention_days) * 86400.0,
             on_register=self.injected.record if self.injected is not None else None,
         )
-        # Kernels' own stdout/stderr reach the log masked; installed before the credential
-        # hooks so that a shutdown drains it before the values are revoked.
-        self.kernel_output = KernelOutputLog(
-            RegistryMasker(registry, min_fragment=settings.mask_fragment_min), self.log
-        )
-        self.kernel_output.install(self._server.kernel_manager)
         broker_url = url_path_join(self._server.connection_url, "qsecure", "api", "jobs")
         if not settings.vault_addr:
             self.log.info(
@@ -311,7 +305,7 @@ class QSecureExtension(ExtensionApp):
             self.credentials = CredentialService(
                 local, registry, "", broker_url, mask_fragment_min=settings.mask_fragment_min
             )
-            self.credentials.install_kernel_hooks(self._server.kernel_manager)
+            self._install_kernel_hooks(self.credentials)
             return
         client = client_from_settings(settings)
         broker = CredentialBroker(
@@ -329,7 +323,7 @@ class QSecureExtension(ExtensionApp):
             broker_url,
             mask_fragment_min=settings.mask_fragment_min,
         )
-        self.credentials.install_kernel_hooks(self._server.kernel_manager)
+        self._install_kernel_hooks(self.credentials)
         self.log.info(
             "jupyter-qsecure: credentials from %s for environment %s (%d secrets configured, "
             "and every name stored under secret/%s/)",
@@ -338,6 +332,14 @@ class QSecureExtension(ExtensionApp):
             len(broker.specs),
             layout.kv_prefix(settings.environment),
         )
+
+    def _install_kernel_hooks(self, credentials: CredentialService) -> None:
+        # Kernels' own stdout/stderr reach the log masked by the websocket's masker;
+        # installed before the credential hooks so that a shutdown drains the pipes
+        # before the values are revoked.
+        self.kernel_output = KernelOutputLog(credentials.masker, self.log)
+        self.kernel_output.install(self._server.kernel_manager)
+        credentials.install_kernel_hooks(self._server.kernel_manager)
 
     def _setup_jobs(self) -> None:
         """The %qsubmit broker: policy, signer, executor, ledger; kernels' tokens identify."""

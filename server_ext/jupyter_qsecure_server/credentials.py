@@ -1,15 +1,18 @@
 """Per-server glue between kernels and the credential broker.
 
 Holds the broker (issuing, renewal, revocation), the registry of injected values,
-and a masker rebuilt whenever the registry changes; revokes a kernel's credentials
-when it is shut down, restarted (by the user or the auto-restarter) or culled,
-and every kernel's when the server stops.
+and the server's one masker over them (:class:`RegistryMasking`, rebuilt whenever
+the registry changes; the websocket, file routes, terminals and the kernel output
+log all use it); revokes a kernel's credentials when it is shut down, restarted
+(by the user or the auto-restarter) or culled, and every kernel's when the server
+stops.
 
 The masker is rebuilt in the worker thread that changed the registry (right after
 issuing or revoking), not on the event loop: building one costs milliseconds
 (more with more values), and the loop would pay it on the first message of a new
 kernel. :meth:`CredentialService.masker` builds on the loop only when the
-registry changed elsewhere (a lingering value expiring, a local broker token).
+registry changed elsewhere (a lingering value expiring, a local broker token) and
+no other thread (a kernel output reader) built it first.
 
 Revoking does not forget the values: the registry keeps them *lingering* (masked,
 and matched by the save gate) while they may still be valid, because revoking the
@@ -22,28 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from jupyter_qsecure.vault.broker import KernelCredentials
 from jupyter_qsecure.vault.masking import Masker
 from jupyter_qsecure.vault.registry import ValueRegistry
+from jupyter_qsecure.vault.registry_masking import RegistryMasking
 from jupyter_qsecure.vault.source import CredentialSource
 
 log = logging.getLogger("jupyter_qsecure_server.credentials")
-
-
-@dataclass(frozen=True)
-class _Built:
-    """A masker and what goes with it, for one registry version (swapped in as one)."""
-
-    version: int
-    masker: Masker | None
-    raw_screening: bool
 
 
 class CredentialService:
@@ -56,7 +48,6 @@ class CredentialService:
         mask_fragment_min: int = 12,
     ) -> None:
         self.broker = broker
-        self.mask_fragment_min = mask_fragment_min  # QSecure.mask_fragment_min
         self.registry = registry
         self.vault_addr = vault_addr
         self.broker_url = broker_url  # where %qsubmit reaches the job broker
@@ -64,8 +55,7 @@ class CredentialService:
         #: Called before each execution's credential fetch (cheap: a few ``stat`` calls):
         #: the server re-reads changed config files and stored secrets there.
         self.before_fetch: Callable[[], None] | None = None
-        self._built: _Built | None = None
-        self._built_lock = threading.Lock()  # held only to swap, never while building
+        self.masks = RegistryMasking(registry, min_fragment=mask_fragment_min)
 
     # ---- execution time ------------------------------------------------------------------
     async def metadata_for(self, kernel_id: str, user: str) -> dict[str, Any]:
@@ -114,37 +104,24 @@ class CredentialService:
         from a worker thread after changing the registry). Never raises: a failure here
         leaves the build to :meth:`masker`, which fails closed."""
         try:
-            self._current()
+            self.masks.current()
         except Exception as exc:
             log.error("jupyter-qsecure: building the masker failed: %s", type(exc).__name__)
 
-    def _current(self) -> _Built:
-        built = self._built
-        version = self.registry.version
-        if built is not None and built.version == version:
-            return built
-        version, values = self.registry.versioned_named_values()
-        masker = Masker(values, min_fragment=self.mask_fragment_min) if values else None
-        # Raw JSON frames can be pre-screened for values only when JSON escaping
-        # leaves every value as it is (no quotes, backslashes or control characters).
-        screening = all(
-            json.dumps(value, ensure_ascii=False)[1:-1] == value for value in values.values()
-        )
-        fresh = _Built(version, masker, screening)
-        with self._built_lock:  # versions only grow: never replace a newer build
-            if self._built is None or self._built.version < version:
-                self._built = fresh
-            return self._built
+    @property
+    def mask_fragment_min(self) -> int:
+        """QSecure.mask_fragment_min, as every consumer of :meth:`masker` applies it."""
+        return self.masks.min_fragment
 
     def masker(self) -> Masker | None:
         """A masker over every value handed out by this server, or None if there is none."""
-        return self._current().masker
+        return self.masks.current().masker
 
     def masking(self) -> tuple[Masker | None, bool]:
         """(:meth:`masker`, whether raw JSON frames may be pre-screened with it), of one
         build: JSON escaping leaves every value as it is (no quotes, backslashes,
         control characters)."""
-        built = self._current()
+        built = self.masks.current()
         return built.masker, built.raw_screening
 
     # ---- lifecycle -----------------------------------------------------------------------

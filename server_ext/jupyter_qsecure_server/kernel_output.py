@@ -1,9 +1,11 @@
 """Kernels' own stdout/stderr reach the server's log only through the masker.
 
 Every kernel this server starts gets, as its standard output and its standard
-error, the write end of a pipe that the server reads; what it reads is masked like
-websocket output (:class:`jupyter_qsecure.vault.output_log.MaskedLines`) and logged
-line by line, as ``kernel <id> stdout: <line>`` (or ``stderr``).
+error, the write end of a pipe that the server reads; what it reads is masked with
+the websocket's own masker (:meth:`CredentialService.masker`, one build per registry
+version shared by every consumer, see :mod:`jupyter_qsecure.vault.registry_masking`)
+through :class:`jupyter_qsecure.vault.output_log.MaskedLines`, and logged line by
+line, as ``kernel <id> stdout: <line>`` (or ``stderr``).
 
 Why this and not a change inside the kernel. ipykernel captures output written at
 the file-descriptor level (``subprocess``, ``os.system``, C extensions) by
@@ -117,36 +119,13 @@ class KernelPipe:
         os.close(self.write_fd)
 
 
-class RegistryMasker:
-    """A masker over every value in the registry, rebuilt when it changes; thread-safe.
-
-    The websocket's masker (:meth:`CredentialService.masker`) belongs to the event
-    loop; the reader threads keep their own, built only when a kernel writes to its
-    descriptors after the registry changed.
-    """
-
-    def __init__(self, registry: Any, *, min_fragment: int) -> None:
-        self._registry = registry
-        self._min_fragment = min_fragment  # QSecure.mask_fragment_min, as the websocket's
-        self._lock = threading.Lock()
-        self._version: int | None = None
-        self._masker: Masker | None = None
-
-    def __call__(self) -> Masker | None:
-        with self._lock:
-            version = self._registry.version
-            if version != self._version:
-                values = self._registry.named_values()
-                self._masker = Masker(values, min_fragment=self._min_fragment) if values else None
-                self._version = version
-            return self._masker
-
-
 class KernelOutputLog:
     """Gives every kernel a masked pipe for stdout/stderr; wraps the kernel manager.
 
-    Install it *before* :meth:`CredentialService.install_kernel_hooks`, so that a
-    shutdown drains the pipe before the credentials are revoked.
+    ``masker``: the server's masker now (:meth:`CredentialService.masker`, thread-safe;
+    the reader threads call it on every read, so the log and the websocket mask the
+    same values). Install it *before* :meth:`CredentialService.install_kernel_hooks`,
+    so that a shutdown drains the pipe before the credentials are revoked.
     """
 
     def __init__(self, masker: Callable[[], Masker | None], log: logging.Logger) -> None:

@@ -13,7 +13,9 @@ tests share ``embedded``. Their helpers are in ``jobs_helpers``.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,14 +27,32 @@ from jobs_helpers import Broker, server_config, write_policy
 # a non-root conftest may not declare pytest_plugins, so import them here.
 from pytest_jupyter.jupyter_core import *  # noqa: E402,F403
 from pytest_jupyter.jupyter_server import *  # noqa: E402,F403
-from server_helpers import V1, KernelSession, extension_config
+from server_helpers import V1, Build, KernelSession, extension_config
 
 from jupyter_qsecure.jobs.aer_run import TESTING_ENV
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.testing.openbao import OpenBaoDev
 from jupyter_qsecure.testing.values import Hidden
-from jupyter_qsecure.vault import layout
+from jupyter_qsecure.vault import layout, registry_masking
 from jupyter_qsecure.vault.embedded import EmbeddedOpenBao
+from jupyter_qsecure.vault.masking import Masker
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[Build]:
+    """Every masker the server's :class:`RegistryMasking` builds, in order."""
+    seen: list[Build] = []
+
+    class CountingMasker(Masker):
+        __slots__ = ()
+
+        def __init__(self, values: Any, *args: Any, **kwargs: Any) -> None:
+            on_loop = asyncio._get_running_loop() is not None
+            seen.append(Build(on_loop, threading.current_thread().name, tuple(sorted(values))))
+            super().__init__(values, *args, **kwargs)
+
+    monkeypatch.setattr(registry_masking, "Masker", CountingMasker)
+    return seen
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -41,6 +42,15 @@ GET_CODE = (
 def digest(value: str) -> str:
     """The SHA-256 hex digest ``GET_CODE`` prints for ``value``."""
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Build:
+    """One masker the server built: in which thread, and over which names (no values)."""
+
+    on_loop: bool  # an event loop was running in the building thread
+    thread: str
+    names: tuple[str, ...]
 
 
 class KernelClient:
@@ -126,10 +136,19 @@ async def start(
 ) -> tuple[str, KernelClient]:
     response = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": kernel}))
     kernel_id = json.loads(response.body)["id"]
+    return kernel_id, await connect(jp_ws_fetch, kernel_id, protocol)
+
+
+async def connect(jp_ws_fetch: Any, kernel_id: str, protocol: str) -> KernelClient:
+    """A new websocket client of ``kernel_id``. Connect anew after a restart, as
+    JupyterLab does: the server handles a new connection's messages only once its
+    IOPub subscription is live (its "nudge"), whereas an open connection's IOPub
+    socket re-subscribes to the restarted kernel on its own schedule, and what the
+    kernel publishes before that is lost."""
     kwargs = {"subprotocols": [V1]} if protocol == V1 else {}
     ws = await jp_ws_fetch("api", "kernels", kernel_id, "channels", **kwargs)
     assert (ws.selected_subprotocol == V1) == (protocol == V1)
-    return kernel_id, KernelClient(ws, protocol)
+    return KernelClient(ws, protocol)
 
 
 def extension_config(*, enforce_auth: bool = True, **qsecure: Any) -> dict[str, Any]:

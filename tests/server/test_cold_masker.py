@@ -9,15 +9,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import Any
 
 import pytest
-from server_helpers import V1, start, stdout_of
-
-import jupyter_qsecure_server.credentials as credentials_module
-from jupyter_qsecure.vault.masking import Masker
+from server_helpers import V1, Build, start, stdout_of
 
 
 @pytest.fixture
@@ -25,25 +21,8 @@ def jp_server_config(ibm_server_config: dict[str, Any]) -> dict[str, Any]:
     return ibm_server_config
 
 
-@pytest.fixture
-def builds(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """For every masker the credential service builds: whether an event loop was running
-    in the building thread."""
-    seen: list[bool] = []
-
-    class CountingMasker(Masker):
-        __slots__ = ()
-
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            seen.append(asyncio._get_running_loop() is not None)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(credentials_module, "Masker", CountingMasker)
-    return seen
-
-
 async def test_masker_is_built_off_the_loop_and_does_not_grow_with_kernels(
-    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, qsecure_kernel: str, builds: list[bool]
+    jp_fetch: Any, jp_ws_fetch: Any, jp_serverapp: Any, qsecure_kernel: str, builds: list[Build]
 ) -> None:
     service = jp_serverapp.web_app.settings["qsecure_credentials"]
     loop_thread = threading.get_ident()
@@ -60,7 +39,7 @@ async def test_masker_is_built_off_the_loop_and_does_not_grow_with_kernels(
         after_shutdown.append(sorted(service.registry.named_values()))
         assert service.masker() is not None  # KV values linger: still masked
     assert builds, "the service built no masker"
-    assert not any(builds), "a masker was built on the event loop"
+    assert not any(b.on_loop for b in builds), "a masker was built on the event loop"
     # the revoked tokens are gone; what stays (the KV values) does not grow
     assert all("openbao_token" not in name for names in after_shutdown for name in names)
     assert after_shutdown[0] == after_shutdown[1] == after_shutdown[2]

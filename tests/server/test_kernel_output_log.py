@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 from server_fakes import shows, sized_values
-from server_helpers import V1, start, stdout_of
+from server_helpers import V1, Build, connect, start, stdout_of
 
 from jupyter_qsecure.vault.masking import placeholder
 from jupyter_qsecure.vault.registry import ValueRegistry
-from jupyter_qsecure_server.kernel_output import KernelPipe, RegistryMasker
+from jupyter_qsecure.vault.registry_masking import RegistryMasking
+from jupyter_qsecure_server.kernel_output import KernelPipe
 
 COPIES = 300
 END = "end-of-descriptor-output"
@@ -162,6 +163,8 @@ async def test_a_restarted_kernel_writes_into_the_masked_pipe_too(
     try:
         kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, "legacy")
         await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="")
+        client.ws.close()
+        client = await connect(jp_ws_fetch, kernel_id, "legacy")
         messages = await client.execute(cell(["v32"]))
         await until_shown(client, messages, END)
         # ipykernel's descriptor-capture thread may publish after the execution's idle: read
@@ -177,6 +180,61 @@ async def test_a_restarted_kernel_writes_into_the_masked_pipe_too(
     assert not shows(server_log, values["v32"])
     assert f"kernel {kernel_id} stderr: fd2 {placeholder('v32')}" in server_log
     assert not output.pipes  # closed with the kernel
+
+
+async def test_the_log_and_the_websocket_mask_with_one_masker(
+    jp_fetch: Any,
+    jp_ws_fetch: Any,
+    jp_serverapp: Any,
+    qsecure_kernel: str,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    builds: list[Build],
+) -> None:
+    # One masker for the log and the websocket: a value registered after the kernel
+    # started is masked in both, a revoked token leaves both, and no registry version
+    # is built twice (the log's reader threads used to build their own copy).
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    output = jp_serverapp.web_app.settings["qsecure_kernel_output"]
+    service = jp_serverapp.web_app.settings["qsecure_credentials"]
+    records = Records()
+    output.log.addHandler(records)
+    late = secrets.token_urlsafe(32)
+    try:
+        kernel_id, client = await start(jp_fetch, jp_ws_fetch, qsecure_kernel, "legacy")
+        service.registry.register("another-kernel", {"late": late})  # after the start
+        messages = await client.execute(
+            "import os\n"
+            "from jupyter_qsecure import secrets\n"
+            f"os.write(2, ('late ' + {late!r} + '\\n').encode())\n"
+            "os.write(2, ('tok ' + secrets.token() + '\\n').encode())\n"
+            f"os.system('echo {END}')\n"
+            "print('done')\n"
+        )
+        await until_shown(client, messages, END)
+        await until_shown(client, messages, "done")
+        token = service.broker.cached(kernel_id).token
+        assert output.masker() is service.masker()
+        client.ws.close()
+        await jp_fetch("api", "kernels", kernel_id, method="DELETE")
+    finally:
+        output.log.removeHandler(records)
+    captured = capfd.readouterr()
+    server_log = "\n".join([*records.lines, captured.out, captured.err])
+
+    assert not [m for m in messages if m["header"]["msg_type"] == "error"]
+    assert not shows(server_log, late) and not shows(server_log, token)
+    assert f"kernel {kernel_id} stderr: late {placeholder('late')}" in server_log
+    assert f"kernel {kernel_id} stderr: tok {placeholder('openbao_token')}" in server_log
+    # The token was revoked at shutdown: gone from the one masker both use.
+    masker = output.masker()
+    assert masker is service.masker() and masker is not None
+    still_masked = masker.mask(token) != token
+    assert not still_masked, "the revoked token is still masked"
+    assert masker.mask(late) != late  # held by another kernel: still masked
+    # Each set of values was built once (by the broker's worker thread or a reader).
+    names = [build.names for build in builds]
+    assert len(set(names)) == len(names), names
 
 
 def test_a_failing_masker_drops_the_output_and_never_blocks_the_kernel() -> None:
@@ -207,7 +265,7 @@ def test_the_log_masker_uses_the_configured_fragment_length(min_fragment: int) -
     value = secrets.token_urlsafe(48)
     registry = ValueRegistry()
     registry.register("kernel-1", {"api": value})
-    masker = RegistryMasker(registry, min_fragment=min_fragment)()
+    masker = RegistryMasking(registry, min_fragment=min_fragment).masker()
     assert masker is not None and masker.min_fragment == min_fragment
     run = value[5:21]
     masked = masker.mask(f"log line holding {run} only")

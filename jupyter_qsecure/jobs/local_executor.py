@@ -212,7 +212,9 @@ class LocalExecutor(_QueuedExecutor):
         worker (``_ready``), a queued job may be taken now (``_next_locked``), one waits
         for a worker (``_acquire_worker``), or the executor is closing. Otherwise every
         job's end (and its worker's return) would wake every idle slot thread for
-        nothing: a thread switch each, several per job."""
+        nothing: a thread switch each, several per job. First idle workers go to queued
+        jobs whose submitters wait to run them (:meth:`_dispatch_locked`)."""
+        self._dispatch_locked()
         if self._ready or self._closing:
             self._slot_cond.notify_all()
         elif (self._worker_waiters or self._could_take_locked()) and self._worker_available():
@@ -221,7 +223,8 @@ class LocalExecutor(_QueuedExecutor):
     def _worker_available(self) -> bool:
         """An idle worker, or room to start one (lock held). Not so while a job that just
         ended still holds its worker: its thread hands it on (:meth:`_release_worker`)."""
-        return bool(self._idle) or len(self._workers) < self.max_workers + self.spare_workers
+        spare = self.spare_workers if len(self._owners_seen) >= 2 else 0  # see _slot_loop
+        return bool(self._idle) or len(self._workers) < self.max_workers + spare
 
     def _could_take_locked(self) -> bool:
         """True when :meth:`_next_locked` would give a free slot a job now."""
@@ -242,7 +245,6 @@ class LocalExecutor(_QueuedExecutor):
             job.go = threading.Condition(self._lock)
             job.waiting = True  # until it gives up waiting (a timeout): then a slot runs it
             job.handle._wait_turn = functools.partial(self._wait_turn, job)
-        self._dispatch_locked()
         self._wake_locked()
 
     def _dispatch_locked(self) -> None:
@@ -397,7 +399,6 @@ class LocalExecutor(_QueuedExecutor):
             keep = healthy and (not self._closing or bool(self._pending))
             if keep:
                 self._idle.append(worker)
-                self._dispatch_locked()
             else:
                 self._workers.pop(worker.key, None)
             self._wake_locked()

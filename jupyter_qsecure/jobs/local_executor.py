@@ -7,7 +7,10 @@ whole pool), and one worker dying breaks it for every job in flight. Here each o
 ``max_workers`` worker processes (started with ``spawn``: the server has threads, so ``fork``
 is unsafe) is driven over a pipe by the thread that runs a job on it: one of ``max_workers``
 slot threads for queued jobs, or, for ``submit(..., here=True)``, the thread that waits for
-the job (it runs the job itself when a worker is idle, saving two thread hand-offs).
+the job: it runs the job itself when a worker is idle, and when the job had to queue, the
+thread whose job ends hands its worker straight to it (no slot thread woken, no result
+handed back: one thread switch where there were three). A submitter that stops waiting
+(``result(timeout)`` ran out) leaves its job to the slot threads.
 
 Queued jobs are taken in fair order (round robin across owners). A job that is already
 running is never stopped for another user, so with only fair order a user's small job

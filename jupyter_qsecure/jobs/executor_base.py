@@ -123,11 +123,22 @@ class JobHandle:
         #: Set by ``LocalExecutor.submit(..., here=True)``: the first ``result()`` or
         #: ``exception()`` call runs the job in its own thread.
         self._run_here: Callable[[], None] | None = None
+        #: Set by ``LocalExecutor.submit(..., here=True)`` when the job had to queue:
+        #: ``result()`` and ``exception()`` wait for its turn with it (``timeout``), and
+        #: when a worker is handed to the waiting thread, run the job in that thread.
+        self._wait_turn: Callable[[float | None], None] | None = None
 
-    def _drive(self) -> None:
+    def _drive(self, timeout: float | None) -> float | None:
+        """Run the job here if this thread may (see ``_run_here``, ``_wait_turn``); the
+        time left of ``timeout`` to wait for the outcome."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        wait_turn = self._wait_turn
+        if wait_turn is not None:
+            wait_turn(timeout)  # ResultNotReady when the timeout passed before its turn
         run, self._run_here = self._run_here, None
         if run is not None:
             run()
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def __repr__(self) -> str:
         return f"<JobHandle {self.job_id} {self.status}>"
@@ -138,7 +149,7 @@ class JobHandle:
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         """The job's result; raises the job's error, or :class:`ResultNotReady` on timeout."""
-        self._drive()
+        timeout = self._drive(timeout)
         try:
             return self._future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -148,7 +159,7 @@ class JobHandle:
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """The job's error (``None`` if it completed); same waiting rules as :meth:`result`."""
-        self._drive()
+        timeout = self._drive(timeout)
         try:
             return self._future.exception(timeout)
         except concurrent.futures.TimeoutError:
@@ -257,7 +268,18 @@ class QueuePlace:
 
 
 class _Job:
-    __slots__ = ("cancel_reason", "deadline", "handle", "owner", "payload", "runner", "started")
+    __slots__ = (
+        "cancel_reason",
+        "deadline",
+        "go",
+        "handed",
+        "handle",
+        "owner",
+        "payload",
+        "runner",
+        "started",
+        "waiting",
+    )
 
     def __init__(self, handle: JobHandle, payload: dict[str, Any]) -> None:
         self.handle = handle
@@ -267,6 +289,12 @@ class _Job:
         self.runner: Any = None  # the worker process (local) or Dask future running it
         self.started = 0.0  # time.monotonic() when it started running
         self.deadline = math.inf
+        #: For a queued job whose submitter waits to run it itself (``here=True``): the
+        #: condition (on the executor's lock) that thread waits on, the worker handed to
+        #: it, and whether it waits now (else a slot thread runs the job).
+        self.go: threading.Condition | None = None
+        self.handed: Any = None
+        self.waiting = False
 
 
 class _QueuedExecutor:
@@ -443,7 +471,7 @@ class _QueuedExecutor:
             self._jobs[job_id] = job
             job.handle.queue_seq = self._dispatched
             self._pending.append(job)
-            self._cond.notify_all()
+            self._queued_locked(job, here)
         return job.handle
 
     def cancel(self, job_id: str) -> bool:
@@ -480,6 +508,11 @@ class _QueuedExecutor:
         """Arrange for ``job`` to run in the thread that will wait for it (lock held); False
         to queue it instead (the default)."""
         return False
+
+    def _queued_locked(self, job: _Job, here: bool) -> None:
+        """``job`` was just queued (lock held): wake whoever takes it (default: every
+        thread waiting on ``_cond``)."""
+        self._cond.notify_all()
 
     def _stop_running_locked(self, job: _Job) -> bool:
         """Stop a running job whose ``cancel_reason`` was just set (lock held, no blocking).
@@ -559,6 +592,8 @@ class _QueuedExecutor:
                 self._avg_seconds = 0.8 * self._avg_seconds + 0.2 * elapsed
             job.payload = {}
             job.runner = None
+            if job.go is not None:
+                job.go.notify()  # its submitter, waiting for its turn: it is over
             self._wake_locked()
         handle._started.set()
         if error is None:

@@ -93,6 +93,10 @@ class FairQueue(Generic[T]):
             del self._by_owner[owner]
         return item
 
+    def any_owner(self, eligible: Callable[[str], bool]) -> bool:
+        """True if an owner with an item waiting is ``eligible`` (nothing is taken)."""
+        return any(eligible(owner) for owner in self._by_owner)
+
     def popleft_where(self, eligible: Callable[[str], bool]) -> T | None:
         """The next item of the first owner in rotation order that is ``eligible``
         (None if no owner is); that owner's turn is used up as with :meth:`popleft`."""

@@ -7,7 +7,10 @@ whole pool), and one worker dying breaks it for every job in flight. Here each o
 ``max_workers`` worker processes (started with ``spawn``: the server has threads, so ``fork``
 is unsafe) is driven over a pipe by the thread that runs a job on it: one of ``max_workers``
 slot threads for queued jobs, or, for ``submit(..., here=True)``, the thread that waits for
-the job (it runs the job itself when a worker is idle, saving two thread hand-offs).
+the job: it runs the job itself when a worker is idle, and when the job had to queue, the
+thread whose job ends hands its worker straight to it (no slot thread woken, no result
+handed back: one thread switch where there were three). A submitter that stops waiting
+(``result(timeout)`` ran out) leaves its job to the slot threads.
 
 Queued jobs are taken in fair order (round robin across owners). A job that is already
 running is never stopped for another user, so with only fair order a user's small job
@@ -32,6 +35,7 @@ a single user never has more than ``max_workers`` jobs running or processes star
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
 import multiprocessing
@@ -49,9 +53,11 @@ from typing import Any
 from jupyter_qsecure.errors import ConfigError
 
 from .executor_base import (
+    _TERMINAL,
     JobCancelled,
     JobFailed,
     JobTimeout,
+    ResultNotReady,
     WorkerCrashed,
     _Job,
     _QueuedExecutor,
@@ -183,6 +189,12 @@ class LocalExecutor(_QueuedExecutor):
         self._next_key = 0
         #: Slot threads waiting in _acquire_worker for a worker (see _wake_locked).
         self._worker_waiters = 0
+        #: What slot threads wait on (a job to take, a worker); ``_cond`` wakes a spare slot
+        #: thread waiting for a second owner, and the threads of closing.
+        self._slot_cond = threading.Condition(self._lock)
+        #: Jobs taken from the queue, each with the idle worker it runs on, for a slot thread
+        #: (their submitter does not wait to run them itself).
+        self._ready: collections.deque[tuple[_Job, _Worker]] = collections.deque()
         #: Notified whenever a worker is handed back, for observers (tests) only: the
         #: executor's own threads wait on ``_cond``, woken only when they can go on.
         self._returned = threading.Condition(self._lock)
@@ -199,12 +211,89 @@ class LocalExecutor(_QueuedExecutor):
         return self.max_workers
 
     def _wake_locked(self) -> None:
-        """Wake the slot threads only when one of them could go on: a job is queued
-        (``_take``), one waits for a worker (``_acquire_worker``), or the executor is
-        closing. Otherwise every job's end (and its worker's return) would wake every
-        idle slot thread for nothing: a thread switch each, several per job."""
-        if self._pending or self._worker_waiters or self._closing:
-            self._cond.notify_all()
+        """Wake the slot threads only when one of them could go on: a job was handed a
+        worker (``_ready``), a queued job may be taken now (``_next_locked``), one waits
+        for a worker (``_acquire_worker``), or the executor is closing. Otherwise every
+        job's end (and its worker's return) would wake every idle slot thread for
+        nothing: a thread switch each, several per job. First idle workers go to queued
+        jobs whose submitters wait to run them (:meth:`_dispatch_locked`)."""
+        self._dispatch_locked()
+        if self._ready or self._closing:
+            self._slot_cond.notify_all()
+        elif (self._worker_waiters or self._could_take_locked()) and self._worker_available():
+            self._slot_cond.notify_all()
+
+    def _worker_available(self) -> bool:
+        """An idle worker, or room to start one (lock held). Not so while a job that just
+        ended still holds its worker: its thread hands it on (:meth:`_release_worker`)."""
+        spare = self.spare_workers if len(self._owners_seen) >= 2 else 0  # see _slot_loop
+        return bool(self._idle) or len(self._workers) < self.max_workers + spare
+
+    def _could_take_locked(self) -> bool:
+        """True when :meth:`_next_locked` would give a free slot a job now."""
+        if not self._pending:
+            return False
+        if self._in_flight < self.max_workers:
+            return True
+        return self._in_flight < self.max_workers + self.spare_workers and (
+            self._pending.any_owner(lambda owner: self._in_flight_by[owner] == 0)
+        )
+
+    def _queued_locked(self, job: _Job, here: bool) -> None:
+        """A job was queued: when its submitter waits for it (``here``), that thread runs it
+        once a worker is handed to it (:meth:`_dispatch_locked`), so the job reaches a
+        worker and its result its submitter with one thread switch instead of two or
+        three (slot thread woken, result handed back)."""
+        if here:  # its submitter calls result() next (the contract of here=True)
+            job.go = threading.Condition(self._lock)
+            job.waiting = True  # until it gives up waiting (a timeout): then a slot runs it
+            job.handle._wait_turn = functools.partial(self._wait_turn, job)
+        self._wake_locked()
+
+    def _dispatch_locked(self) -> None:
+        """Give idle workers to queued jobs in fair order (lock held): to the thread that
+        submitted the job and waits to run it, else to a slot thread (``_ready``). Not
+        while slot threads hold jobs and wait for a worker: they go first."""
+        while self._pending and self._idle and not self._worker_waiters:
+            worker = self._idle_worker_locked()
+            if worker is None:
+                return
+            job = self._next_locked()
+            if job is None:
+                self._idle.append(worker)
+                return
+            job.handle.status = "running"
+            if job.waiting and job.go is not None:
+                job.handed = worker
+                job.go.notify()
+            else:
+                self._ready.append((job, worker))
+
+    def _wait_turn(self, job: _Job, timeout: float | None) -> None:
+        """In the submitter's thread (``JobHandle.result``): wait until a worker is handed
+        to the job, then run it here, or until it ended otherwise (cancelled, or a slot
+        thread ran it); :class:`ResultNotReady` when ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        go = job.go
+        assert go is not None
+        with self._lock:
+            # (a slot thread may run it instead, if it was dispatched while this thread did
+            # not wait: its end notifies ``go`` too)
+            while job.handed is None and job.handle.status not in _TERMINAL:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    job.waiting = False  # not waiting any more: a slot thread runs it
+                    raise ResultNotReady(
+                        f"job {job.handle.job_id} is still {job.handle.status} after waiting "
+                        f"{timeout} s"
+                    )
+                job.waiting = True
+                go.wait(remaining)
+            worker, job.handed = job.handed, None
+            if worker is not None:
+                job.handle._wait_turn = None
+        if worker is not None:
+            self._run_reserved(worker, job)
 
     def _reserve_locked(self, job: _Job) -> bool:
         """For ``submit(..., here=True)``: when no job is waiting and a worker is idle, the
@@ -250,6 +339,7 @@ class LocalExecutor(_QueuedExecutor):
                     if worker is not None:
                         worker.kill()  # also stops workers that are still starting
             self._cond.notify_all()
+            self._slot_cond.notify_all()
         for job, error in dropped:
             self._finish(job, error=error)
         for thread in self._threads:
@@ -291,7 +381,7 @@ class LocalExecutor(_QueuedExecutor):
                     break
                 self._worker_waiters += 1
                 try:
-                    self._cond.wait()
+                    self._slot_cond.wait()
                 finally:
                     self._worker_waiters -= 1
         return self._start_worker(key, for_job=True)
@@ -334,7 +424,7 @@ class LocalExecutor(_QueuedExecutor):
                 parent.close()
                 child.close()
                 self._workers.pop(key, None)
-                self._cond.notify_all()
+                self._slot_cond.notify_all()
                 return None, "the executor is shut down"
             try:
                 _spawnable_main()
@@ -343,7 +433,7 @@ class LocalExecutor(_QueuedExecutor):
                 parent.close()
                 child.close()
                 self._workers.pop(key, None)
-                self._cond.notify_all()
+                self._slot_cond.notify_all()
                 log.error("jupyter-qsecure: cannot start an Aer worker process: %s", exc)
                 return None, f"the worker process could not be started ({exc})"
             worker = _Worker(process, parent, key)
@@ -365,23 +455,27 @@ class LocalExecutor(_QueuedExecutor):
         worker.dispose()
         with self._cond:
             self._workers.pop(key, None)
-            self._cond.notify_all()
+            self._slot_cond.notify_all()
             closing = self._closing
         if not closing:
             log.error("jupyter-qsecure: Aer worker process %s", reason)
         return None, f"the worker process {reason} while starting"
 
     # -- running jobs ------------------------------------------------------------------------
-    def _take(self) -> _Job | None:
+    def _take(self) -> tuple[_Job, _Worker | None] | None:
+        """The next job for this slot thread, with its worker if it was handed one; None
+        once the executor is closing and nothing is left."""
         with self._cond:
             while True:
+                if self._ready:
+                    return self._ready.popleft()
                 job = self._next_locked()
                 if job is not None:
                     job.handle.status = "running"
-                    return job
+                    return job, None
                 if self._closing and not self._pending:
                     return None
-                self._cond.wait()
+                self._slot_cond.wait()
 
     def _next_locked(self) -> _Job | None:
         """The job a free slot runs now, if any: the next in fair order while fewer than
@@ -412,9 +506,13 @@ class LocalExecutor(_QueuedExecutor):
             if worker is not None:
                 self._release_worker(worker, True)
         while True:
-            job = self._take()
-            if job is None:
+            taken = self._take()
+            if taken is None:
                 return
+            job, worker = taken
+            if worker is not None:
+                self._run_reserved(worker, job)
+                continue
             worker, start_error = self._acquire_worker()
             if worker is None:
                 self._finish(

@@ -599,8 +599,8 @@ def test_a_job_run_here_with_nothing_queued_wakes_no_slot_thread(
 ) -> None:
     # The idle slot thread waits for a queued job: a job's end, its worker's return or a
     # spent place given back change nothing for it, and waking it costs a thread switch.
-    counting = _CountingCondition(idle_executor._cond)
-    idle_executor._cond = counting  # type: ignore[assignment]
+    counting = _CountingCondition(idle_executor._slot_cond)
+    idle_executor._slot_cond = counting  # type: ignore[assignment]
     place = idle_executor.admit("")  # the owner the warm-up job had: no new owner
     handle = idle_executor.submit("h8", payload(), timeout=WAIT, here=True, owner="", place=place)
     place.release()  # what the broker does once the job was submitted: a no-op
@@ -610,3 +610,101 @@ def test_a_job_run_here_with_nothing_queued_wakes_no_slot_thread(
     # ...while a queued job still wakes it, and runs
     assert idle_executor.submit("h9", payload(), timeout=WAIT, owner="").result(WAIT)
     assert counting.notified >= 1
+
+
+# ---- a queued here=True job: the worker is handed to the thread that waits for it ----------
+def _runner_spy(ex: LocalExecutor) -> list[str]:
+    """Record which thread talks to the worker for each job (by job id and thread name)."""
+    import threading
+
+    ran: list[str] = []
+    original = ex._run
+
+    def spy(worker: Any, job: Any) -> bool:
+        ran.append(f"{job.handle.job_id}@{threading.current_thread().name}")
+        return original(worker, job)
+
+    ex._run = spy  # type: ignore[method-assign]
+    return ran
+
+
+def _busy(ex: LocalExecutor, job_id: str, seconds: float) -> Any:
+    """A job that keeps the only worker busy (queued normally: a slot thread runs it)."""
+    handle = ex.submit(job_id, payload(_test_sleep=seconds), timeout=WAIT)
+    assert handle.wait_started(WAIT)
+    return handle
+
+
+def test_a_queued_here_job_runs_in_its_own_thread_without_waking_a_slot_thread(
+    idle_executor: LocalExecutor,
+) -> None:
+    import threading
+
+    ran = _runner_spy(idle_executor)
+    busy = _busy(idle_executor, "busy", 0.5)
+    counting = _CountingCondition(idle_executor._slot_cond)
+    idle_executor._slot_cond = counting  # type: ignore[assignment]
+    handle = idle_executor.submit("q1", payload(), timeout=WAIT, here=True)
+    assert handle._run_here is None and idle_executor.queue_depth == 1  # it had to queue
+    assert handle.result(WAIT)["counts"] == run_aer(payload())["counts"]
+    assert busy.result(WAIT)["counts"]
+    # busy's thread handed its worker straight to this one: no slot thread was woken
+    assert ran == ["busy@qsecure-executor-0", f"q1@{threading.current_thread().name}"]
+    assert counting.notified == 0
+    assert handle.status == "completed" and handle.dispatch_seq == busy.dispatch_seq + 1
+
+
+def test_a_queued_here_job_whose_worker_dies_is_reported_and_the_next_runs(
+    idle_executor: LocalExecutor,
+) -> None:
+    _busy(idle_executor, "busy", 0.3)
+    crashing = idle_executor.submit("q2", payload(_test_crash=True), timeout=WAIT, here=True)
+    assert crashing._run_here is None  # queued behind busy, then handed to this thread
+    with pytest.raises(WorkerCrashed, match="q2 did not complete"):
+        crashing.result(WAIT)
+    assert crashing.status == "failed"
+    _busy(idle_executor, "busy2", 0.3)
+    again = idle_executor.submit("q3", payload(), timeout=WAIT, here=True)
+    assert again.result(WAIT)["counts"]  # a fresh worker, handed over the same way
+
+
+def test_a_queued_here_job_cancelled_while_it_waits_or_runs_stops(
+    idle_executor: LocalExecutor,
+) -> None:
+    import threading
+
+    ran = _runner_spy(idle_executor)
+    busy = _busy(idle_executor, "busy", 0.3)
+    waiting = idle_executor.submit("q4", payload(), timeout=WAIT, here=True)
+    assert idle_executor.cancel("q4")
+    with pytest.raises(JobCancelled, match="q4 was cancelled before it started"):
+        waiting.result(WAIT)
+    assert busy.result(WAIT)["counts"]
+    # cancelled while it runs in the thread that waited for it: its worker is killed
+    _busy(idle_executor, "busy2", 0.3)
+    slow = idle_executor.submit("q5", payload(_test_sleep=600), timeout=900, here=True)
+    errors: list[BaseException | None] = []
+    waiter = threading.Thread(target=lambda: errors.append(slow.exception(WAIT)), name="waiter")
+    waiter.start()
+    assert slow.wait_started(WAIT)
+    assert idle_executor.cancel("q5")
+    waiter.join(WAIT)
+    assert len(errors) == 1 and isinstance(errors[0], JobCancelled)
+    assert "q5@waiter" in ran and slow.status == "cancelled"
+    assert idle_executor.submit("q6", payload(), timeout=WAIT, here=True).result(WAIT)["counts"]
+
+
+def test_a_queued_here_job_whose_submitter_stops_waiting_still_runs(
+    idle_executor: LocalExecutor,
+) -> None:
+    ran = _runner_spy(idle_executor)
+    blocker = _busy(idle_executor, "blocker", 600)
+    handle = idle_executor.submit("q7", payload(), timeout=WAIT, here=True)
+    with pytest.raises(ResultNotReady, match="q7 is still queued"):
+        handle.result(0.05)  # the blocker holds the only worker for ten minutes
+    assert idle_executor.cancel("blocker")
+    # nobody waits for q7 now: a slot thread runs it on a fresh worker
+    with idle_executor._returned:
+        assert idle_executor._returned.wait_for(lambda: handle.done(), WAIT)
+    assert handle.result(WAIT)["counts"] == run_aer(payload())["counts"]
+    assert ran[-1].startswith("q7@qsecure-executor-") and blocker.status == "cancelled"

@@ -56,10 +56,13 @@ DFA_LIMIT = 250_000  # total pattern bytes up to which the automaton is a DFA (f
 ANCHOR_LENGTH = 8  # characters per anchor (fewer for a smaller min_fragment)
 ANCHOR_PLACES = 32  # places in the sources remembered per anchor (periodic values repeat)
 SHORT_HASHES = 250_000  # substrings hashed for split() (~20 MB at most); beyond, searched
-#: The JSON escapes that can stand for an ASCII printable character other than ``"`` and
-#: ``\\``: ``\\/`` and ``\\u00XX`` (``\\"``, ``\\\\``, ``\\n``... stand for characters no
-#: pattern screened in raw JSON holds; ``\\u2588`` for a non-ASCII one).
-_JSON_ESCAPES = (b"\\/", b"\\u00")
+#: The escape that can stand for any ASCII character in JSON (``\\u002f`` for "/"). The
+#: only other escape that can stand for a character of a pattern screened in raw JSON
+#: (ASCII, printable, no quote or backslash) is ``\\/`` for "/": screened around each
+#: "/" of a pattern (:func:`_slash_escaped`), since on its own it is two bytes, and a
+#: literal that short slows the whole screen by a third.
+_JSON_ESCAPE = b"\\u00"
+MIN_ESCAPED_LITERAL = 4  # bytes: shorter literals slow the SIMD screen (then no raw screen)
 
 
 class Span(NamedTuple):
@@ -214,16 +217,27 @@ class ValueSearch:
                 encoded, implementation=None if big else ahocorasick_rs.Implementation.DFA
             )
         self.shortest = min(map(len, patterns), default=0)
-        # Whether a pattern in a string decoded from JSON is always in the JSON as it is,
-        # unless the JSON holds one of _JSON_ESCAPES (see passes): every pattern ASCII,
-        # printable, without quote or backslash.
-        self._json_safe = raw_json and all(
-            p.isascii() and p.isprintable() and '"' not in p and "\\" not in p for p in patterns
+        # Whether the screen can read the JSON a text was decoded from instead of the text
+        # (see passes): every pattern ASCII, printable, without quote or backslash, and the
+        # forms its "/" can take escaped are literals long enough.
+        escaped: set[str] = set()
+        if raw_json:
+            for p in patterns:
+                if "/" in p:
+                    escaped.update(_slash_escaped(p))
+        self._json_safe = (
+            raw_json
+            and all(
+                p.isascii() and p.isprintable() and '"' not in p and "\\" not in p for p in patterns
+            )
+            and all(len(e) >= MIN_ESCAPED_LITERAL for e in escaped)
         )
         # The same patterns for the SIMD screen: a text that holds none of them skips the
         # automaton (exact, so results are unchanged; None without Hyperscan). For raw JSON
-        # screening, also the escapes that could hide a character of a pattern.
-        screened = encoded + list(_JSON_ESCAPES) if self._json_safe else encoded
+        # screening, also the forms that escapes can give them in JSON.
+        screened = encoded
+        if self._json_safe:
+            screened = [*encoded, _JSON_ESCAPE, *(e.encode("ascii") for e in sorted(escaped))]
         self._screen: LiteralScreen | None = build_screen(screened) if screen else None
 
         # For split(): which tails of a text could still grow into a match.
@@ -353,14 +367,16 @@ class ValueSearch:
 
         ``raw``: the JSON that ``text`` was decoded from (a message frame as received),
         when the caller holds it; with ``raw_json``, the screen reads it instead of the
-        text when the text is not ASCII, which saves encoding it. Exact too: a JSON string holds each
-        character as it is or escaped (``\\"``, ``\\\\``, ``\\/``, ``\\b \\f \\n \\r \\t``,
+        text when the text is not ASCII, which saves encoding it. Exact too: a JSON
+        string holds each character as it is or escaped (``\\"``, ``\\\\``, ``\\/``, ``\\b \\f \\n \\r \\t``,
         ``\\uXXXX``). Every pattern being ASCII, printable, without quote or backslash,
-        a character of one can only be escaped as ``\\/`` or ``\\u00XX``, which the
-        screen also looks for; so when nothing is found in ``raw`` (as UTF-8, where ASCII
-        is one byte a character), no pattern is in any string it decodes to. Anything
-        found (a pattern across JSON syntax or in another field, an escape) is only a
-        reason to screen the text itself.
+        a character of one can only be escaped as ``\\u00XX`` (which the screen also looks
+        for) or, a "/", as ``\\/``: then the pattern's text around that "/", up to its
+        neighbouring "/" or ends, is in ``raw`` as it is with ``\\/`` in the middle, and
+        the screen looks for that too. So when nothing is found in ``raw`` (as UTF-8,
+        where ASCII is one byte a character), no pattern is in any string it decodes
+        to. Anything found (a pattern across JSON syntax or in another field, an escape)
+        is only a reason to screen the text itself.
         """
         n = len(text)
         if n and text[-1] in self._tail_chars:
@@ -574,6 +590,13 @@ class ValueSearch:
             if p >= 0 and text[p:] in self._short_prefixes:
                 out.append(p)
         return out
+
+
+def _slash_escaped(pattern: str) -> list[str]:
+    """For each "/" of ``pattern``: the pattern's text from the "/" (or start) before it
+    to the "/" (or end) after it, with that "/" as JSON's ``\\/``."""
+    parts = pattern.split("/")
+    return [f"{parts[i]}\\/{parts[i + 1]}" for i in range(len(parts) - 1)]
 
 
 def _utf8_json(raw: bytes | str) -> bytes | None:

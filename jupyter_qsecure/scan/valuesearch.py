@@ -384,7 +384,7 @@ class ValueSearch:
         if n < self.shortest or self._automaton is None:
             return True  # no pattern fits (as _occurrences)
         screen = self._screen
-        if screen is not None and raw is not None and self._json_safe and not text.isascii():
+        if raw is not None and not text.isascii() and self._json_safe and screen is not None:
             # (ASCII text encodes by a copy, and is shorter than its JSON)
             data = _utf8_json(raw)
             if data is not None and not screen.any_in(data):

@@ -8,6 +8,14 @@ Both run in the same process on the same ~200 MB of iopub ``stream`` messages (4
 chunks of realistic output, ~1% containing an injected value in some encoding or a
 fragment of one). Target: ratio at most 1.3.
 
+What the masked side has in hand: the server decodes each message from the JSON the
+kernel sent (the content frame, UTF-8 bytes, on both websocket protocols) and gives
+that JSON to the masker with the decoded message (``mask_message(..., raw=)``), which
+screens plain stream text in it rather than encoding the text again. Here the wire
+string stands for it (``ensure_ascii`` JSON: one ASCII copy to get bytes, which the
+server does not need). ``--text-screen`` gives the model without it (the text itself
+encoded and screened), for comparison.
+
 Two figures, from the same runs. *Best of repeats*: each side's whole 200 MB timed
 (wall clock), alternated, best of ``--repeat``. *Paired median*: the same passes
 over the messages, timed in blocks of ``BLOCK`` messages, each block on both sides back
@@ -18,7 +26,7 @@ figure holds still on a shared machine. The work compared is the same.
 Then raw ``mask(text)`` throughput of the Masker with fragments (default) and with
 whole forms only (``min_fragment=0``), on the same texts.
 
-Usage: python benchmarks/masking_bench.py [--mb 200] [--repeat 3]
+Usage: python benchmarks/masking_bench.py [--mb 200] [--repeat 3] [--text-screen]
 """
 
 from __future__ import annotations
@@ -139,7 +147,9 @@ def best(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def compare(label: str, masker: Masker, chunks: list[str], mb: float, repeat: int) -> None:
+def compare(
+    label: str, masker: Masker, chunks: list[str], mb: float, repeat: int, raw: bool = True
+) -> None:
     wire = [wire_message(text, f"parent-{i // 64}") for i, text in enumerate(chunks)]
     pool_bytes = sum(len(w.encode()) for w in wire)
     cycles = max(1, round(mb * 1e6 / pool_bytes))
@@ -159,7 +169,7 @@ def compare(label: str, masker: Masker, chunks: list[str], mb: float, repeat: in
 
     def masked_pass(block: list[str], stream: StreamMasker, last: bool) -> None:
         for w in block:
-            dumps(mask_message(loads(w), masker, stream))
+            dumps(mask_message(loads(w), masker, stream, w if raw else None))
         if last:  # the end of the output: held tails go out
             for key in stream.pending_keys():
                 stream.flush(key)
@@ -203,6 +213,11 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=200.0)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--raw-mb", type=float, default=16.0, help="text per engine, raw mask")
+    parser.add_argument(
+        "--text-screen",
+        action="store_true",
+        help="screen each stream text on its own, not in the message's JSON",
+    )
     args = parser.parse_args()
 
     rng = random.Random(42)
@@ -217,7 +232,7 @@ def main() -> None:
         ("non-ASCII output ('█' bars)", "█"),
     ):
         chunks = make_chunks(random.Random(7), list(values.values()), bar)
-        compare(label, masker, chunks, args.mb, args.repeat)
+        compare(label, masker, chunks, args.mb, args.repeat, raw=not args.text_screen)
 
     # raw mask() throughput, with and without fragments
     texts = chunks[: max(1, int(args.raw_mb * 1e6 / CHUNK))]  # the non-ASCII mix

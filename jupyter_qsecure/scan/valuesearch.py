@@ -56,6 +56,13 @@ DFA_LIMIT = 250_000  # total pattern bytes up to which the automaton is a DFA (f
 ANCHOR_LENGTH = 8  # characters per anchor (fewer for a smaller min_fragment)
 ANCHOR_PLACES = 32  # places in the sources remembered per anchor (periodic values repeat)
 SHORT_HASHES = 250_000  # substrings hashed for split() (~20 MB at most); beyond, searched
+#: The escape that can stand for any ASCII character in JSON (``\\u002f`` for "/"). The
+#: only other escape that can stand for a character of a pattern screened in raw JSON
+#: (ASCII, printable, no quote or backslash) is ``\\/`` for "/": screened around each
+#: "/" of a pattern (:func:`_slash_escaped`), since on its own it is two bytes, and a
+#: literal that short slows the whole screen by a third.
+_JSON_ESCAPE = b"\\u00"
+MIN_ESCAPED_LITERAL = 4  # bytes: shorter literals slow the SIMD screen (then no raw screen)
 
 
 class Span(NamedTuple):
@@ -119,7 +126,10 @@ class ValueSearch:
 
     ``whole``: (form, owner, kind) triples; a form listed twice keeps its first owner.
     ``fragments``: (source, owner) pairs; sources shorter than ``min_fragment`` are
-    ignored. ``min_fragment`` 0 means no fragments. Immutable and thread-safe.
+    ignored. ``min_fragment`` 0 means no fragments. ``raw_json``: :meth:`passes` may
+    screen the JSON a text was decoded from instead of the text (two more literals in
+    the screen: a text holding one is searched by the automaton). Immutable and
+    thread-safe.
     """
 
     __slots__ = (
@@ -134,6 +144,7 @@ class ValueSearch:
         "_short_prefixes",
         "_prefix_ends",
         "_forms",
+        "_json_safe",
         "_sources",
         "_stride",
         "_tail_chars",
@@ -150,6 +161,7 @@ class ValueSearch:
         *,
         min_fragment: int = 0,
         screen: bool = True,
+        raw_json: bool = False,
     ) -> None:
         self.min_fragment = min_fragment
         k = min_fragment
@@ -204,10 +216,29 @@ class ValueSearch:
             self._automaton = ahocorasick_rs.BytesAhoCorasick(
                 encoded, implementation=None if big else ahocorasick_rs.Implementation.DFA
             )
-        # The same patterns for the SIMD screen: a text that holds none of them skips the
-        # automaton (exact, so results are unchanged; None without Hyperscan).
-        self._screen: LiteralScreen | None = build_screen(encoded) if screen else None
         self.shortest = min(map(len, patterns), default=0)
+        # Whether the screen can read the JSON a text was decoded from instead of the text
+        # (see passes): every pattern ASCII, printable, without quote or backslash, and the
+        # forms its "/" can take escaped are literals long enough.
+        escaped: set[str] = set()
+        if raw_json:
+            for p in patterns:
+                if "/" in p:
+                    escaped.update(_slash_escaped(p))
+        self._json_safe = (
+            raw_json
+            and all(
+                p.isascii() and p.isprintable() and '"' not in p and "\\" not in p for p in patterns
+            )
+            and all(len(e) >= MIN_ESCAPED_LITERAL for e in escaped)
+        )
+        # The same patterns for the SIMD screen: a text that holds none of them skips the
+        # automaton (exact, so results are unchanged; None without Hyperscan). For raw JSON
+        # screening, also the forms that escapes can give them in JSON.
+        screened = encoded
+        if self._json_safe:
+            screened = [*encoded, _JSON_ESCAPE, *(e.encode("ascii") for e in sorted(escaped))]
+        self._screen: LiteralScreen | None = build_screen(screened) if screen else None
 
         # For split(): which tails of a text could still grow into a match.
         # (a) a proper prefix of a whole form: found from the forms' first 3 characters
@@ -327,20 +358,38 @@ class ValueSearch:
             cut = crossing[0]
         return [s for s in spans if s.end <= cut], cut
 
-    def passes(self, text: str) -> bool:
+    def passes(self, text: str, raw: bytes | str | None = None) -> bool:
         """Whether ``split(text)`` is ``([], len(text))``: nothing found, nothing held.
 
         Exact (True only then); the common case of stream output, answered by the SIMD
         screen alone (or the automaton without Hyperscan) and one look at the last
         character.
+
+        ``raw``: the JSON that ``text`` was decoded from (a message frame as received),
+        when the caller holds it; with ``raw_json``, the screen reads it instead of the
+        text when the text is not ASCII, which saves encoding it. Exact too: a JSON
+        string holds each character as it is or escaped (``\\"``, ``\\\\``, ``\\/``, ``\\b \\f \\n \\r \\t``,
+        ``\\uXXXX``). Every pattern being ASCII, printable, without quote or backslash,
+        a character of one can only be escaped as ``\\u00XX`` (which the screen also looks
+        for) or, a "/", as ``\\/``: then the pattern's text around that "/", up to its
+        neighbouring "/" or ends, is in ``raw`` as it is with ``\\/`` in the middle, and
+        the screen looks for that too. So when nothing is found in ``raw`` (as UTF-8,
+        where ASCII is one byte a character), no pattern is in any string it decodes
+        to. Anything found (a pattern across JSON syntax or in another field, an escape)
+        is only a reason to screen the text itself.
         """
         n = len(text)
         if n and text[-1] in self._tail_chars:
             return False  # a tail might be held: split() decides
         if n < self.shortest or self._automaton is None:
             return True  # no pattern fits (as _occurrences)
-        data = text.encode(*ENCODING)
         screen = self._screen
+        if raw is not None and not text.isascii() and self._json_safe and screen is not None:
+            # (ASCII text encodes by a copy, and is shorter than its JSON)
+            data = _utf8_json(raw)
+            if data is not None and not screen.any_in(data):
+                return True
+        data = text.encode(*ENCODING)
         if screen is not None:
             return not screen.any_in(data)
         return not self._automaton.find_matches_as_indexes(data)
@@ -541,3 +590,22 @@ class ValueSearch:
             if p >= 0 and text[p:] in self._short_prefixes:
                 out.append(p)
         return out
+
+
+def _slash_escaped(pattern: str) -> list[str]:
+    """For each "/" of ``pattern``: the pattern's text from the "/" (or start) before it
+    to the "/" (or end) after it, with that "/" as JSON's ``\\/``."""
+    parts = pattern.split("/")
+    return [f"{parts[i]}\\/{parts[i + 1]}" for i in range(len(parts) - 1)]
+
+
+def _utf8_json(raw: bytes | str) -> bytes | None:
+    """``raw`` JSON as UTF-8 bytes, where that is cheap (bytes, or an ASCII ``str``); else None."""
+    if isinstance(raw, str):
+        # ensure_ascii JSON: a copy; otherwise encoding it costs more than the text
+        return raw.encode("ascii") if raw.isascii() else None
+    # json.loads also reads UTF-16/32 (NUL in the first two bytes), where ASCII is not one
+    # byte a character; a UTF-8 document (BOM or not) has none there (json.detect_encoding)
+    if len(raw) < 2 or not raw[0] or not raw[1] or raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return None
+    return bytes(raw)

@@ -169,7 +169,8 @@ class Masker:
         set_(self, "ignored", tuple(ignored))
         set_(self, "min_fragment", min_fragment)
         set_(self, "_numbers", numbers)
-        set_(self, "_engine", ValueSearch(whole, fragments, min_fragment=min_fragment))
+        engine = ValueSearch(whole, fragments, min_fragment=min_fragment, raw_json=True)
+        set_(self, "_engine", engine)
         set_(self, "_placeholders", tuple(placeholder(label) for label in label_index))
         if any(self._engine.find_whole(p) for p in self._placeholders):  # a name spells a value
             set_(
@@ -236,19 +237,21 @@ class Masker:
             return (self._render(text, spans) if spans else text), ""
         return self._render(text[:cut], spans), text[cut:]
 
-    def passes(self, text: str) -> bool:
+    def passes(self, text: str, raw: bytes | str | None = None) -> bool:
         """Whether stream ``text`` needs nothing: ``split(mask_rendered(text))`` is
         ``(text, "")``, so it can be shown as it is and nothing is held back.
 
         Exact (True only then): no ANSI code or JSON ``\\/`` escape to look behind, no
         form or fragment anchor anywhere (the engine's SIMD screen), and a last character
         no value continues from. The common case of kernel output, at the cost of one
-        screen pass.
+        screen pass. ``raw``: the serialised JSON ``text`` was decoded from, when in hand
+        (a message frame as received): the screen reads it instead of the text where that
+        is exact, which saves encoding non-ASCII text (see ``ValueSearch.passes``).
         """
         return (
             "\x1b" not in text
             and ("\\" not in text or "\\/" not in text)
-            and self._engine.passes(text)
+            and self._engine.passes(text, raw)
         )
 
     def may_mask(self, text: str) -> bool:
@@ -373,7 +376,10 @@ def _mask_content(value: Any, masker: Masker, mime: str | None = None) -> Any:
 
 
 def mask_message(
-    msg: Mapping[str, Any], masker: Masker, stream: StreamMasker | None = None
+    msg: Mapping[str, Any],
+    masker: Masker,
+    stream: StreamMasker | None = None,
+    raw: bytes | str | None = None,
 ) -> dict[str, Any]:
     """A copy of a deserialised Jupyter message with ``content`` and ``metadata`` masked.
 
@@ -388,6 +394,10 @@ def mask_message(
 
     With ``stream``, an iopub ``stream`` message's text goes through the carry-over
     for (parent ``msg_id``, stream name); its text may then be shorter, or empty.
+
+    ``raw``: the serialised JSON the message (or its ``content``) was decoded from, as
+    received, when the caller holds it. Only a screen: plain stream text is then
+    screened in it, not encoded again (:meth:`Masker.passes`); the result is the same.
     """
     out = dict(msg)
     if not masker:
@@ -407,7 +417,7 @@ def mask_message(
             # The common shape, {"name", "text"}: the generic layers below, inlined (this
             # runs for every line a kernel prints). Same result.
             text = content["text"]
-            if stream.masker is not masker or stream.holds(key) or not masker.passes(text):
+            if stream.masker is not masker or stream.holds(key) or not masker.passes(text, raw):
                 text = stream.feed(key, masker.mask_rendered(text))
             # else: the common case, nothing to mask or hold (what feed would return)
             out["content"] = {"name": masker.mask_output(name), "text": text}

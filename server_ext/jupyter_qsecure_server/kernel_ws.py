@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, TypeGuard
 
+from jupyter_client.session import DELIM
 from jupyter_server.services.kernels.connection.base import (
     deserialize_msg_from_ws_v1,
     serialize_msg_to_ws_v1,
@@ -38,6 +39,16 @@ def _bytes(part: Any) -> bytes:
     return part.bytes if hasattr(part, "bytes") else bytes(part)
 
 
+def _content_frame(frames: Any) -> bytes | None:
+    """The content frame (JSON, as the kernel sent it) of a ZMQ message's frames, or None."""
+    try:
+        i = frames.index(DELIM)  # identities, DELIM, signature, header, parent, metadata, content
+        content = frames[i + 5]
+    except (AttributeError, ValueError, IndexError):
+        return None
+    return content if isinstance(content, bytes) else None
+
+
 def _has_text(content: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(content, dict) and isinstance(content.get("text"), str)
 
@@ -47,6 +58,8 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
 
     _incoming_tail: asyncio.Future[None] | None = None
     _streams: StreamMasker | None = None
+    #: legacy protocol: the content frame of the message being handed to _on_zmq_reply
+    _raw_content: bytes | None = None
     #: parent msg_id → (zmq stream, header, parent header) of the execution's last stream
     #: message with a held tail; oldest first
     _held: dict[Any, tuple[Any, dict[str, Any], dict[str, Any]]]
@@ -125,6 +138,18 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
         return json.dumps(msg)
 
     # ---- kernel -> browser -----------------------------------------------------------------
+    def handle_outgoing_message(self, stream: Any, outgoing_msg: list[Any]) -> None:
+        """Legacy protocol: keep the content frame for the screen while jupyter_server
+        deserialises the message and hands it to :meth:`_on_zmq_reply` (same call)."""
+        if self.subprotocol == V1:
+            super().handle_outgoing_message(stream, outgoing_msg)
+            return
+        self._raw_content = _content_frame(outgoing_msg)
+        try:
+            super().handle_outgoing_message(stream, outgoing_msg)
+        finally:
+            self._raw_content = None
+
     # Stream text goes through the carry-over (StreamMasker), keyed by the execution (parent
     # msg_id) across stdout and stderr. A held tail is released on evidence only: more
     # stream text of that execution, any other iopub message of it (status idle ends it;
@@ -132,6 +157,8 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
     # Not the execute_reply: it comes on the shell channel, which is not ordered with
     # iopub, and ipykernel sends it before its last stream flush. Never on a clock.
     def _on_zmq_reply(self, stream: Any, msg_or_list: Any) -> None:
+        # the frame of this message, if it came through handle_outgoing_message; taken once
+        raw_content, self._raw_content = self._raw_content, None
         service = self._service
         # the masker and its raw screening together: a worker thread may swap in a new build
         masker, raw_screening = service.masking() if service is not None else (None, False)
@@ -148,9 +175,16 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
         if self.subprotocol == V1:
             self._reply_v1(stream, channel, msg_or_list, masker, raw_screening)
         else:
-            self._reply_legacy(stream, channel, msg_or_list, masker)
+            self._reply_legacy(stream, channel, msg_or_list, masker, raw_content)
 
-    def _reply_legacy(self, stream: Any, channel: Any, msg: dict[str, Any], masker: Any) -> None:
+    def _reply_legacy(
+        self,
+        stream: Any,
+        channel: Any,
+        msg: dict[str, Any],
+        masker: Any,
+        raw_content: bytes | None = None,
+    ) -> None:
         header = msg.get("header") or {}
         parent = msg.get("parent_header") or {}
         content = msg.get("content")
@@ -161,7 +195,7 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
             )
             clean = masked_metadata == metadata
             if self._stream(
-                stream, header, parent, lambda: masked_metadata, clean, content, masker
+                stream, header, parent, lambda: masked_metadata, clean, content, masker, raw_content
             ):
                 super()._on_zmq_reply(stream, msg)  # nothing masked or held back
             return
@@ -200,7 +234,9 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
                     masked_metadata = mask_message({"metadata": metadata}, masker)["metadata"]
                     metadata_of, clean = (lambda: masked_metadata), masked_metadata == metadata
                 parent = unpack(parts[1])
-                if self._stream(stream, header, parent, metadata_of, clean, content, masker):
+                if self._stream(
+                    stream, header, parent, metadata_of, clean, content, masker, parts[3]
+                ):
                     super()._on_zmq_reply(stream, msg_list)  # nothing masked or held back
                 return
         if channel == "iopub":
@@ -236,10 +272,13 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
         metadata_clean: bool,
         content: dict[str, Any],
         masker: Any,
+        raw_content: bytes | None = None,
     ) -> bool:
         """A stream message through the carry-over: True if it can go out as it came.
 
         Otherwise what is safe to show now is sent here, as one or more stream messages.
+        ``raw_content``: the content frame ``content`` was decoded from, screened instead
+        of the text where that is exact (``Masker.passes``).
         """
         original: str = content["text"]
         streams = self._streams
@@ -251,7 +290,7 @@ class QSecureKernelConnection(ZMQChannelsWebsocketConnection):
             and len(content) == 2
             and isinstance(stream_name, str)
             and not streams.holds(key)
-            and masker.passes(original)
+            and masker.passes(original, raw_content)
             and masker.mask(stream_name) == stream_name
         ):
             self._held.pop(key, None)

@@ -18,6 +18,7 @@ import base64
 import json
 import re
 import secrets
+import string
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ import pytest
 from server_helpers import KernelClient, KernelSession
 
 from jupyter_qsecure.testing.values import Hidden, HiddenList
+from jupyter_qsecure.vault.masking import Masker
 
 FRAGMENT = 12  # the engine's default fragment length (issue 11, case 2)
 PAUSE = 0.3  # seconds between two writes: longer than any timer a carry-over could use
@@ -338,3 +340,36 @@ async def test_a_value_in_a_stream_messages_metadata(browser: Browser) -> None:
     expect(len(tagged) == 1, "the stream message with metadata arrives once")
     expect(tagged[0]["metadata"] == {"note": "«secret:ibm»"}, "its metadata is masked")
     expect(shown(messages) == "tagged\ndone\n", "the stream text")
+
+
+async def test_non_ascii_stream_text_is_screened_in_the_frame_it_came_in(
+    browser: Browser, fake_value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The server screens plain stream text in the content frame the kernel sent (UTF-8
+    # JSON, on both protocols) rather than encoding the decoded text again; what the
+    # browser shows is the same.
+    seen: list[tuple[bool, type, bool]] = []
+    passes = Masker.passes
+
+    def recording(self: Masker, text: str, raw: bytes | str | None = None) -> bool:
+        answer = passes(self, text, raw)
+        seen.append((text.isascii(), type(raw), answer))
+        return answer
+
+    monkeypatch.setattr(Masker, "passes", recording)
+    messages, masker = await browser.run(
+        "for i in range(3):\n"
+        "    print('█' * (i + 1), f'{i * 50}%'); sys.stdout.flush()\n"
+        f"    time.sleep({PAUSE})\n"
+        "print('█ token=' + v + ' █'); sys.stdout.flush()\n"
+        f"time.sleep({PAUSE})\n"
+        "print('█ done')\n"
+    )
+    written = "█ 0%\n██ 50%\n███ 100%\n█ token=" + fake_value + " █\n█ done\n"
+    text = assert_shown_exactly(messages, Hidden(written), masker)
+    expect(text.count("«secret:ibm") >= 1, "the value is masked")
+    expect(any(not a and t is bytes for a, t, _ in seen), "non-ASCII text came with its frame")
+    if set(fake_value) <= set(string.ascii_letters + string.digits + "-_"):
+        # (the service-account JSON's newlines and quotes are escaped in JSON: not screened
+        # there, and every line ends in a character the value continues from)
+        expect((False, bytes, True) in seen, "plain non-ASCII text passed on its frame")

@@ -743,3 +743,125 @@ def test_occurrences_in_non_ascii_text_are_at_the_right_characters() -> None:
             seen_ascii_stretch |= stretch.isascii()
             seen_mixed |= not stretch.isascii()
     assert seen_ascii_stretch and seen_mixed  # both conversions were exercised
+
+
+# --- screening the JSON a stream text was decoded from (raw=) -------------------------
+
+
+def _json_safe_values(rng: random.Random) -> dict[str, str]:
+    """Values as injected credentials usually are: ASCII, no quote or backslash."""
+    values = {f"token_{i:02d}": secrets.token_urlsafe(rng.randint(12, 40)) for i in range(20)}
+    values.update({f"hex_{i:02d}": secrets.token_hex(rng.randint(8, 24)) for i in range(10)})
+    values["long"] = secrets.token_urlsafe(225)  # 300 characters: fragments
+    values["slashed"] = "/".join(secrets.token_hex(3) for _ in range(6))  # hidden by "\/"
+    values["b64"] = base64.b64encode(rng.randbytes(30)).decode()  # "/" and "+"
+    return values
+
+
+def _escaped(text: str, upper: bool = False) -> str:
+    """``text`` as a JSON string that escapes every ASCII letter and digit as ``\\u00XX``
+    (valid JSON: some serialisers escape more than Python's)."""
+    form = "\\u%04X" if upper else "\\u%04x"
+    return (
+        '"'
+        + "".join(
+            form % ord(c) if c.isascii() and c.isalnum() else json.dumps(c)[1:-1] for c in text
+        )
+        + '"'
+    )
+
+
+def _raw_forms(content: dict[str, str]) -> list[bytes | str]:
+    """The JSON of a stream message's content (or of the whole message) as kernels and
+    servers write it, and as other JSON writers may: each decodes to ``content``."""
+    plain = json.dumps(content, ensure_ascii=False)
+    whole = jmsg("stream", content)
+    forms: list[bytes | str] = [
+        json.dumps(whole),  # ensure_ascii: non-ASCII as \uXXXX (the websocket's JSON)
+        json.dumps(whole, ensure_ascii=False),  # a non-ASCII str: the text is screened
+        plain.encode(),  # jupyter_client's frames: UTF-8, ensure_ascii=False
+        b"\xef\xbb\xbf" + plain.encode(),  # with a UTF-8 BOM
+        json.dumps(content).replace("/", "\\/"),  # a writer escaping "/"
+        plain.encode().replace(b"/", b"\\/"),
+        f'{{"name": {_escaped(content["name"])}, "text": {_escaped(content["text"])}}}',
+        f'{{"name": {_escaped(content["name"])}, "text": {_escaped(content["text"], True)}}}',
+        plain.encode("utf-16-le"),  # json.loads reads UTF-16 and UTF-32 too
+        plain.encode("utf-16"),
+        plain.encode("utf-32-le"),
+    ]
+    for raw in forms:
+        decoded = json.loads(raw if isinstance(raw, str) else raw.decode(json.detect_encoding(raw)))
+        assert content == decoded.get("content", decoded)
+    return forms
+
+
+class _RecordingScreen:
+    """A literal screen that records what it read and what it answered."""
+
+    def __init__(self, screen: object) -> None:
+        self.screen = screen
+        self.calls: list[tuple[bytes, bool]] = []
+
+    def any_in(self, data: bytes) -> bool:
+        found = bool(self.screen.any_in(data))  # type: ignore[attr-defined]
+        self.calls.append((data, found))
+        return found
+
+
+def test_passes_on_the_raw_json_answers_what_passes_on_the_text_answers() -> None:
+    rng = random.Random(31)
+    values = _json_safe_values(rng)
+    masker = Masker(values)
+    engine = masker._engine
+    assert engine._json_safe and engine._screen is not None
+    recorder = _RecordingScreen(engine._screen)
+    object.__setattr__(engine, "_screen", recorder)
+    seen = set()
+    screened_raw = 0
+    for _ in range(600):
+        text = _stream_piece(rng, list(values.values()))
+        if rng.random() < 0.5:
+            text += "█" * rng.randint(1, 9) + "\n"  # a progress bar: non-ASCII, ends clean
+        content = {"name": rng.choice(["stdout", "stderr"]), "text": text}
+        expected = masker.passes(text)
+        for raw in _raw_forms(content):
+            recorder.calls.clear()
+            assert masker.passes(text, raw) == expected, (type(raw).__name__, raw[:40])
+            raw_bytes = raw.encode() if isinstance(raw, str) else raw
+            screened_raw += any(data == raw_bytes and not hit for data, hit in recorder.calls)
+        seen.add(expected)
+    assert seen == {True, False}
+    assert screened_raw > 100  # the raw JSON alone answered, many times
+
+
+def test_raw_json_is_not_screened_when_a_pattern_could_be_escaped_in_it() -> None:
+    value = 'q"uote-' + secrets.token_urlsafe(16)  # a quote: \" in JSON
+    for values in (
+        {"q": value},
+        {"u": "pässwörd-" + secrets.token_urlsafe(12)},
+        {"s": "x//" + secrets.token_urlsafe(16)},  # "x\/": too short a literal to screen
+    ):
+        masker = Masker(values)
+        assert not masker._engine._json_safe
+        (secret,) = values.values()
+        for text in (f"█ {secret}\n", f"█ {secret[:-1]}\n", "█ plain\n"):
+            for raw in _raw_forms({"name": "stdout", "text": text}):
+                assert masker.passes(text, raw) == masker.passes(text)
+        assert not masker.passes(f"█ {secret}\n", json.dumps({"text": f"█ {secret}\n"}))
+
+
+def test_common_stream_shape_with_the_raw_json_gives_what_it_gives_without() -> None:
+    rng = random.Random(32)
+    values = _json_safe_values(rng)
+    masker = Masker(values)
+    for _ in range(40):
+        with_raw, without = StreamMasker(masker), StreamMasker(masker)
+        whole = "".join(_stream_piece(rng, list(values.values())) + "█\n" for _ in range(5))
+        cuts = sorted(rng.sample(range(len(whole) + 1), k=min(len(whole), rng.randint(1, 12))))
+        for piece in [whole[i:j] for i, j in zip([0, *cuts], [*cuts, len(whole)], strict=True)]:
+            msg = jmsg("stream", {"name": "stdout", "text": piece})
+            for raw in (json.dumps(msg), json.dumps(msg["content"], ensure_ascii=False).encode()):
+                ref = mask_message(msg, masker, without)
+                assert mask_message(msg, masker, with_raw, raw) == ref
+        key = ("parent-1", "stdout")
+        assert with_raw.flush(key) == without.flush(key)

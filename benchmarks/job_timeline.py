@@ -1,0 +1,211 @@
+"""One %qsubmit job's timeline, phase by phase (issue 12: the latency of one small job).
+
+Runs the broker's core (``jupyter_qsecure.jobs.service.JobService``) in this process
+with the parts the server uses: a real OpenBao dev server (the ``bao`` binary) signing
+manifests and results with transit (through ``BatchingSigner``, as the server does), the
+SQLite ledger (WAL, ``synchronous=FULL``), the parse pool and the local executor (Aer in
+worker processes). Each phase is timed by wrapping the component's method (nothing in
+the broker changes), and the kernel's own work (QPY encoding, canonical hash, result
+verification) is timed in this process too. No HTTP layer: the REST handler's own
+cost is the gap between the bench's ``%qsubmit`` and the sum here.
+
+Reported per phase: median and p90 over ``--runs`` jobs (after ``--warmup``), in ms,
+with the count of ledger commits and transit calls per job. Timings on a machine
+others load are not reliable in absolute terms: compare phases with each other.
+
+Usage: python benchmarks/job_timeline.py [--runs 60] [--warmup 10] [--shots 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+MARKS: list[tuple[str, float]] = []
+
+
+def mark(label: str) -> None:
+    MARKS.append((label, time.perf_counter()))
+
+
+def wrap(obj: Any, name: str, label: str) -> None:
+    """Mark ``label:start`` / ``label:end`` around ``obj.name``."""
+    real = getattr(obj, name)
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        mark(f"{label}:start")
+        try:
+            return real(*args, **kwargs)
+        finally:
+            mark(f"{label}:end")
+
+    setattr(obj, name, timed)
+
+
+def wrap_cm(obj: Any, name: str, label: str) -> None:
+    """Mark around a context manager method (the ledger store's write transaction)."""
+    real = getattr(obj, name)
+
+    @contextlib.contextmanager
+    def timed(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        mark(f"{label}:start")
+        with real(*args, **kwargs) as value:
+            yield value
+        mark(f"{label}:end")
+
+    setattr(obj, name, timed)
+
+
+def phases(marks: list[tuple[str, float]], t0: float) -> dict[str, float]:
+    """Durations (ms) of each labelled span, summed when a span repeats; plus counts."""
+    out: dict[str, float] = defaultdict(float)
+    opened: dict[str, float] = {}
+    for label, at in marks:
+        name, _, edge = label.rpartition(":")
+        if edge == "start":
+            opened[name] = at
+            out[f"#{name}"] += 1
+        elif edge == "end" and name in opened:
+            out[name] += (at - opened.pop(name)) * 1000
+        else:
+            out[f"@{label}"] = (at - t0) * 1000
+    return dict(out)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--shots", type=int, default=1024)
+    args = parser.parse_args()
+
+    from jupyter_qsecure.config import QSecure
+    from jupyter_qsecure.jobs.canonical import circuit_hash_of_encoded
+    from jupyter_qsecure.jobs.client import encode_circuit
+    from jupyter_qsecure.jobs.local_executor import LocalExecutor
+    from jupyter_qsecure.jobs.parse_pool import ParsePool
+    from jupyter_qsecure.jobs.policy import Policy, PolicyEngine
+    from jupyter_qsecure.jobs.result import Expected, result_from_record
+    from jupyter_qsecure.jobs.service import JobService
+    from jupyter_qsecure.jobs.wiring import job_signer
+    from jupyter_qsecure.ledger import Ledger
+    from jupyter_qsecure.signing.signers import KeyRing
+    from jupyter_qsecure.testing.circuits import ghz
+    from jupyter_qsecure.testing.openbao import dev_openbao
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from qsubmit_bench import POLICY  # the benchmark's permissive policy
+
+    with tempfile.TemporaryDirectory() as tmp, dev_openbao() as bao:
+        bao.enable_transit()
+        data = Path(tmp)
+        (data / "policy.toml").write_text(POLICY)
+        settings = QSecure(
+            data_dir=str(data),
+            vault_addr=bao.addr,
+            vault_token=bao.root_token,
+            environment="dev",
+        )
+        signer = job_signer(settings, batching=True)
+        ledger = Ledger.open(settings=settings)
+        executor = LocalExecutor(max_workers=2)
+        parse_pool = ParsePool(1)
+        identity = {"user": "alice", "kernel_id": "k1", "accessor": "a1", "environment": "dev"}
+        service = JobService(
+            identify=lambda token: identity,
+            engine=PolicyEngine(Policy.load(str(data / "policy.toml"), "dev")),
+            signer=signer,
+            ledger=ledger,
+            executor=executor,
+            environment="dev",
+            archive_dir=data / "jobs",
+            parser=parse_pool,
+        )
+        keyring = KeyRing(signer.public_keys())
+        wrap(parse_pool, "parse", "parse")
+        wrap(service.engine, "decide", "policy")
+        wrap(signer.inner, "sign_many", "transit")
+        wrap(ledger, "append_many", "ledger_append")
+        wrap_cm(ledger.store, "write", "ledger_commit")
+        wrap(executor, "submit", "release")
+        wrap(service, "_archive", "archive")
+
+        qc = ghz(5)
+        rows: list[dict[str, float]] = []
+        try:
+            for i in range(args.warmup + args.runs):
+                MARKS.clear()
+                t0 = time.perf_counter()
+                mark("kernel_encode:start")
+                item = encode_circuit(qc)
+                mark("kernel_encode:end")
+                mark("kernel_hash:start")
+                local_hash = circuit_hash_of_encoded(qc, item["data"])
+                mark("kernel_hash:end")
+                request = {
+                    "shots": args.shots,
+                    "seed": 1000 + i,
+                    "backend": "aer_simulator",
+                    "method": None,
+                    "noise": None,
+                    "tags": [],
+                    "request_id": uuid.uuid4().hex,
+                }
+                body = {**request, "circuits": [item], "bind": None, "wait": True}
+                mark("broker:start")
+                state = service.submit("token", body, wait=True)
+                mark("broker:end")
+                handle = state.handle
+                record = state.record()
+                mark("kernel_verify:start")
+                result_from_record(
+                    record, keyring, [Expected("qpy", local_hash, "qc")], request=request
+                )
+                mark("kernel_verify:end")
+                row = phases(MARKS, t0)
+                row["aer_worker"] = (handle.finished_at - handle.started_at) * 1000
+                row["job_queue"] = state.timings.get("queue", 0.0)
+                row["total"] = (time.perf_counter() - t0) * 1000
+                if i >= args.warmup:
+                    rows.append(row)
+        finally:
+            service.close()
+            ledger.close()
+
+    order = [
+        "total",
+        "kernel_encode",
+        "kernel_hash",
+        "broker",
+        "parse",
+        "policy",
+        "release",
+        "aer_worker",
+        "job_queue",
+        "transit",
+        "ledger_append",
+        "ledger_commit",
+        "archive",
+        "kernel_verify",
+    ]
+    print(f"one 5-qubit GHZ job, {args.shots} shots, {len(rows)} runs: ms (median / p90)")
+    for name in order:
+        values = sorted(r.get(name, 0.0) for r in rows)
+        p90 = values[int(0.9 * (len(values) - 1))]
+        print(f"  {name:16s} {statistics.median(values):8.3f} {p90:8.3f}")
+    counts = {k[1:]: statistics.median(r.get(k, 0) for r in rows) for k in rows[0] if k[0] == "#"}
+    print("  per job (median count):", ", ".join(f"{k} {v:g}" for k, v in sorted(counts.items())))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -20,8 +20,8 @@ decides nothing here. :class:`BearerAPIHandler` therefore replaces
 Jupyter's user is never asked for: ``current_user`` is ``None`` on these routes (no
 cookie is read, so cross-site request forgery does not apply and the XSRF check is off on
 purpose), and no login redirect or Jupyter token can reach them. Successful calls are
-not formatted into Jupyter's access log unless its logger is at DEBUG (the request
-metrics are still recorded); every refusal and error is logged by Jupyter as before. The
+not formatted into Jupyter's access log unless a log handler writes DEBUG records (the
+request metrics are still recorded); every refusal and error is logged by Jupyter as before. The
 token is only in a request header, which neither log line includes.
 """
 
@@ -39,7 +39,7 @@ from tornado import web
 
 from jupyter_qsecure.jobs.service import JobError, Unauthorized
 
-__all__ = ["BearerAPIHandler", "bearer_token"]
+__all__ = ["BearerAPIHandler", "bearer_token", "writes_debug"]
 
 
 def bearer_token(header: str) -> str | None:
@@ -47,6 +47,25 @@ def bearer_token(header: str) -> str | None:
     scheme, _, value = header.partition(" ")
     value = value.strip()
     return value if value and scheme.lower() == "bearer" else None
+
+
+def writes_debug(logger: logging.Logger) -> bool:
+    """Whether a DEBUG record of ``logger`` would reach a handler that lets it through.
+
+    ``isEnabledFor(DEBUG)`` alone does not tell: traitlets applications (Jupyter Server)
+    set their logger to DEBUG and filter by ``log_level`` on the handler, so every debug
+    call builds its record, and the handler then drops it.
+    """
+    if not logger.isEnabledFor(logging.DEBUG):
+        return False
+    current: logging.Logger | None = logger
+    while current is not None:
+        if any(handler.level <= logging.DEBUG for handler in current.handlers):
+            return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False  # no handler at all: logging's last resort writes warnings only
 
 
 class BearerAPIHandler(APIHandler):
@@ -116,14 +135,15 @@ class BearerAPIHandler(APIHandler):
     def _log(self) -> None:
         """Jupyter's access-log line (``jupyter_server.log.log_request``) only where it is
         written: for refusals and errors (warning/error level) or with DEBUG on. A success
-        is logged at DEBUG, and formatting that line costs the event loop on every call
-        even when nothing is written. The request metrics are recorded either way."""
+        is logged at DEBUG, and formatting that line (and its log record: Jupyter's logger
+        is at DEBUG, its handler filters) costs the event loop on every call even when
+        nothing is written. The request metrics are recorded either way."""
         log_function = self.settings.get("log_function")
         if (
             isinstance(log_function, functools.partial)
             and log_function.func is log_request  # Jupyter's, not an operator's own
             and self.get_status() < 400
-            and not self.log.isEnabledFor(logging.DEBUG)
+            and not writes_debug(self.log)
         ):
             if log_function.keywords.get("record_prometheus_metrics", True):
                 prometheus_log_method(self)

@@ -3,8 +3,9 @@
 These routes authenticate with the kernel's short-lived token (``Authorization:
 Bearer``), not Jupyter's login: the broker must know WHICH kernel (and so which
 identity) submits, and the kernel has no Jupyter token. Requests without a valid
-kernel token are refused (401). No cookie is read, so cross-site request forgery
-does not apply and the XSRF check is skipped on purpose.
+kernel token are refused (401), whatever the method. The handlers build on
+:class:`~jupyter_qsecure_server.bearer.BearerAPIHandler`: Jupyter's identity provider,
+cookies and XSRF check are not part of these routes (see that module).
 
 Bodies are read as a stream (``@stream_request_body``), never buffered before they are
 checked: ``prepare`` runs as soon as the headers are in, and refuses a request without a
@@ -14,6 +15,11 @@ declared length is counted while it arrives and cut off with a 413 at the limit.
 then closes the connection instead of reading the rest. Only ``POST /jobs`` takes a body.
 A body that is not JSON, or nests too deeply, is a 400; one that is JSON but not a valid
 job request is a 422 naming the fields (``jupyter_qsecure.jobs.request``).
+
+Work that only reads the broker's memory (a job's status with a cached token, the public
+keys) runs on the event loop; what may wait on OpenBao, the ledger or a worker (checking a
+token not cached yet, submitting, cancelling) runs in the broker's threads
+(``JobService.call``). Each response body is encoded once, compactly.
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ import time
 from typing import Any
 
 from jupyter_server.auth.decorator import allow_unauthenticated
-from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 from tornado.web import stream_request_body
 
-from jupyter_qsecure.jobs.service import JobError, JobService, TooLarge
+from jupyter_qsecure.jobs.service import JobError, JobService, JobState, TooLarge
 from jupyter_qsecure.jobs.status import JobStatus
+
+from .bearer import BearerAPIHandler
 
 #: Bytes a body may run over the limit before tornado itself drops the connection (the
 #: handler answers 413 at the limit; this only bounds what is read while that is sent).
@@ -42,9 +49,14 @@ class MalformedBody(JobError):
     status = 400
 
 
+def _encode(record: dict[str, Any]) -> bytes:
+    """A response body: compact JSON, encoded to bytes once."""
+    return json.dumps(record, default=str, separators=(",", ":")).encode()
+
+
 @stream_request_body
-class _JobsHandler(APIHandler):
-    auth_resource = "qsecure"
+class _JobsHandler(BearerAPIHandler):
+    bearer_realm = "jupyter-qsecure jobs"
     #: Methods that may carry a body (every other one is refused a body with a 413).
     body_methods: frozenset[str] = frozenset()
 
@@ -53,35 +65,36 @@ class _JobsHandler(APIHandler):
         a ``POST /jobs`` (``c.QSecure.job_max_payload_bytes``)."""
         self.service = service
         self.max_payload_bytes = max_payload_bytes
-
-    def check_xsrf_cookie(self) -> None:
-        return None  # bearer-token only; see the module docstring
-
-    async def prepare(self) -> None:  # type: ignore[override]
-        """Who and how much, as soon as the headers are in (see the module docstring)."""
         self._chunks: list[bytes] = []
         self._size = 0
         self._limit = 0
+
+    async def bearer_identity(self, token: str | None) -> Any:
+        service = self.service
+        known = service.cached_identity(token)  # a dict lookup: no thread hand-off
+        if known is not None:
+            return known
+        return await service.call(service.authenticate, token)
+
+    async def prepare(self) -> None:  # type: ignore[override]
+        """Who and how much, as soon as the headers are in (see the module docstring)."""
         await super().prepare()
-        if self._finished or self.request.method not in ("GET", "POST", "DELETE"):
+        if self._finished or self.request.method == "OPTIONS":
             return
-        token = self._token()
-        if self.service.cached_identity(token) is None:  # else known: no thread hand-off
-            try:
-                await self.service.call(self.service.authenticate, token)
-            except JobError as exc:
-                self._fail(exc)
-                return
         if self.request.method in self.body_methods:
             self._limit = self.max_payload_bytes
         declared = self.request.headers.get("Content-Length", "0").strip() or "0"
         if not declared.isdigit():
-            self._fail(MalformedBody("the Content-Length header is not a number"))
+            self.fail(MalformedBody("the Content-Length header is not a number"))
             return
         if int(declared) > self._limit:
             self._too_large(int(declared))
             return
         self.request.connection.set_max_body_size(self._limit + _OVERRUN)  # type: ignore[union-attr]
+
+    def send_record(self, state: JobState, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(_encode(state.record()))
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
@@ -94,10 +107,10 @@ class _JobsHandler(APIHandler):
 
     def _too_large(self, size: int, *, declared: bool = True) -> None:
         if not self._limit:
-            self._fail(TooLarge(f"{self.request.method} requests take no body"))
+            self.fail(TooLarge(f"{self.request.method} requests take no body"))
             return
         what = f"request of {size:,} bytes" if declared else f"request of more than {size:,} bytes"
-        self._fail(
+        self.fail(
             TooLarge(
                 f"{what} exceeds the {self._limit:,}-byte limit",
                 hint="submit fewer or smaller circuits per job",
@@ -122,30 +135,13 @@ class _JobsHandler(APIHandler):
                 hint="send a JSON object: {circuits, shots, request_id, ...}",
             ) from None
 
-    def _token(self) -> str | None:
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, value = header.partition(" ")
-        return value.strip() if scheme.lower() == "bearer" and value.strip() else None
-
-    def _fail(self, exc: JobError) -> None:
-        self.set_status(exc.status)
-        if exc.status == 401:
-            self.set_header("WWW-Authenticate", 'Bearer realm="jupyter-qsecure jobs"')
-        body = {"error": type(exc).__name__.lower(), "message": exc.message}
-        if exc.hint:
-            body["hint"] = exc.hint
-        body.update(exc.payload)
-        if "retry_after" in exc.payload:
-            self.set_header("Retry-After", str(exc.payload["retry_after"]))
-        self.finish(json.dumps(body))
-
 
 class JobsHandler(_JobsHandler):
     """POST /qsecure/api/jobs: submit (wait for the result unless ``wait`` is false)."""
 
     body_methods = frozenset({"POST"})
 
-    @allow_unauthenticated
+    @allow_unauthenticated  # Jupyter's login is not ours: BearerAPIHandler.prepare checks
     async def post(self) -> None:
         received = time.perf_counter()
         service = self.service
@@ -155,19 +151,18 @@ class JobsHandler(_JobsHandler):
             wait = not isinstance(body, dict) or body.get("wait", True) is not False
             # Admitted to the queue (or 429), decided, and with wait run, signed and
             # recorded, in one broker thread; without wait, queued before the 202.
-            state = await service.call(service.submit, self._token(), body, wait=wait)
-            # not run yet: followed to its end in the background
-            if state.status in (JobStatus.QUEUED, JobStatus.PENDING_APPROVAL):
-                task = asyncio.ensure_future(service.run(state))
-                task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
-                self.set_status(202)
-                self.finish(json.dumps(state.record(), default=str))
-                return
+            state = await service.call(service.submit, self.token, body, wait=wait)
         except JobError as exc:
-            self._fail(exc)
+            self.fail(exc)
+            return
+        # not run yet: followed to its end in the background
+        if state.status in (JobStatus.QUEUED, JobStatus.PENDING_APPROVAL):
+            task = asyncio.ensure_future(service.run(state))
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+            self.send_record(state, 202)
             return
         state.timings["broker"] = (time.perf_counter() - received) * 1000
-        self.finish(json.dumps(state.record(), default=str))
+        self.send_record(state)
 
 
 class JobHandler(_JobsHandler):
@@ -175,21 +170,27 @@ class JobHandler(_JobsHandler):
 
     @allow_unauthenticated
     async def get(self, job_id: str) -> None:
+        service = self.service
         try:
-            state = await self.service.call(self.service.get, self._token(), job_id)
+            if service.cached_identity(self.token) is not None:
+                # checked in prepare and cached: a lookup in memory, on the event loop
+                state = service.get(self.token, job_id)
+            else:  # the cache expired meanwhile: checking again may ask OpenBao
+                state = await service.call(service.get, self.token, job_id)
         except JobError as exc:
-            self._fail(exc)
+            self.fail(exc)
             return
-        self.finish(json.dumps(state.record(), default=str))
+        self.send_record(state)
 
     @allow_unauthenticated
     async def delete(self, job_id: str) -> None:
-        try:
-            state = await self.service.call(self.service.cancel, self._token(), job_id)
+        service = self.service
+        try:  # records the cancellation in the ledger: in a broker thread
+            state = await service.call(service.cancel, self.token, job_id)
         except JobError as exc:
-            self._fail(exc)
+            self.fail(exc)
             return
-        self.finish(json.dumps(state.record(), default=str))
+        self.send_record(state)
 
 
 class KeysHandler(_JobsHandler):
@@ -197,12 +198,8 @@ class KeysHandler(_JobsHandler):
 
     @allow_unauthenticated
     async def get(self) -> None:
-        try:
-            await self.service.call(self.service.authenticate, self._token())
-        except JobError as exc:
-            self._fail(exc)
-            return
-        self.finish(json.dumps({"keys": self.service.public_keys()}))
+        # the token was checked in prepare; the keys are in memory
+        self.finish(_encode({"keys": self.service.public_keys()}))
 
 
 def job_routes(

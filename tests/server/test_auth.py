@@ -20,6 +20,7 @@ from jupyter_server.utils import JupyterServerAuthWarning, url_path_join
 from tornado import web
 
 from jupyter_qsecure_server import QSecureExtension
+from jupyter_qsecure_server.bearer import BearerAPIHandler
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 
@@ -112,6 +113,36 @@ async def test_every_route_refuses_requests_without_credentials(
     allowed = [a for a in answered if a[3] not in (401, 403) and not a[4]]
     assert not allowed, allowed
     assert len(answered) >= 25  # the walk found the routes
+
+
+async def test_bearer_routes_refuse_every_method_even_with_jupyters_token(
+    jp_serverapp: Any, http_server_client: Any, jp_auth_header: dict[str, str]
+) -> None:
+    """Routes on BearerAPIHandler (the job broker's) take only a kernel token: Jupyter's
+    own token (what a browser session or a REST script holds) gets 401 for every method,
+    also the ones a handler does not implement."""
+    bearer_paths = {
+        _url(rule.matcher.regex.pattern)
+        for rule in _rules(jp_serverapp.web_app.default_router)
+        if isinstance(rule.target, type)
+        and issubclass(rule.target, BearerAPIHandler)
+        and rule.target.__module__.startswith("jupyter_qsecure_server")
+    }
+    assert len(bearer_paths) >= 3  # jobs, jobs/ID, jobs/keys
+    token = jp_auth_header["Authorization"].split(" ", 1)[1]
+    for path in sorted(bearer_paths):
+        for headers in (jp_auth_header, {"Authorization": f"Bearer {token}"}):
+            for method in METHODS:
+                response = await http_server_client.fetch(
+                    path,
+                    method=method,
+                    headers=headers,
+                    body=b"{}" if method in ("POST", "PUT", "PATCH") else None,
+                    raise_error=False,
+                    follow_redirects=False,
+                )
+                assert response.code == 401, (method, path, response.code)
+                assert response.headers["WWW-Authenticate"].startswith("Bearer ")
 
 
 @pytest.mark.parametrize(

@@ -94,19 +94,8 @@ class CredentialService:
 
     def _credentials_for(self, kernel_id: str, user: str) -> KernelCredentials:
         """In a worker thread: the broker's answer, then the masker for what it changed."""
-        try:
+        with self.masks.updating():
             return self.broker.credentials_for(kernel_id, user)
-        finally:
-            self.prepare_masker()
-
-    def prepare_masker(self) -> None:
-        """Build the masker for the registry's current version, if not built yet (call it
-        from a worker thread after changing the registry). Never raises: a failure here
-        leaves the build to :meth:`masker`, which fails closed."""
-        try:
-            self.masks.current()
-        except Exception as exc:
-            log.error("jupyter-qsecure: building the masker failed: %s", type(exc).__name__)
 
     @property
     def mask_fragment_min(self) -> int:
@@ -138,10 +127,8 @@ class CredentialService:
             )
 
     def _revoke(self, kernel_id: str, reason: str) -> None:
-        try:
+        with self.masks.updating():
             self.broker.revoke(kernel_id, reason)
-        finally:
-            self.prepare_masker()
 
     def install_kernel_hooks(self, kernel_manager: Any) -> None:
         """Revoke on shutdown (incl. culling), restart (incl. auto-restart)."""

@@ -274,9 +274,10 @@ class SecretHandler(QSecureHandler):
             stored: StoredSecret = await asyncio.to_thread(store.put, name, value)
         except SecretStoreError as exc:
             raise _from_core(exc) from None
-        registry = self.services.registry
-        if registry is not None:  # masked and matched on save from now on
-            registry.add(STORED_VALUES, name, value)
+        credentials = self.services.credentials
+        if credentials is not None:  # masked and matched on save from now on
+            credentials.registry.add(STORED_VALUES, name, value)
+            credentials.masks.changed()  # no build without it is served again
         del value
         broker.refresh()
         await asyncio.to_thread(self._record, "secret.stored", stored)

@@ -93,6 +93,12 @@ async def until_shown(client: Any, messages: list[dict[str, Any]], text: str) ->
         messages.append(client._decode(raw))
 
 
+def logged(records: Any, capfd: pytest.CaptureFixture[str]) -> str:
+    """All the server logged: the output log's records and what reached stdout/stderr."""
+    captured = capfd.readouterr()
+    return "\n".join([*records.lines, captured.out, captured.err])
+
+
 @pytest.mark.parametrize(
     ("kernel", "protocol"), [("qsecure", "legacy"), ("qsecure", V1), ("python3", V1)]
 )
@@ -125,8 +131,7 @@ async def test_kernel_fd_output_reaches_the_server_log_masked(
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
     finally:
         logger.removeHandler(records)
-    captured = capfd.readouterr()
-    server_log = "\n".join([*records.lines, captured.out, captured.err])
+    server_log = logged(records, capfd)
 
     errors = [m["content"] for m in messages if m["header"]["msg_type"] == "error"]
     assert not errors, errors
@@ -174,8 +179,7 @@ async def test_a_restarted_kernel_writes_into_the_masked_pipe_too(
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
     finally:
         output.log.removeHandler(records)
-    captured = capfd.readouterr()
-    server_log = "\n".join([*records.lines, captured.out, captured.err])
+    server_log = logged(records, capfd)
     assert "done" in stdout_of(messages)
     assert not shows(server_log, values["v32"])
     assert f"kernel {kernel_id} stderr: fd2 {placeholder('v32')}" in server_log
@@ -219,8 +223,7 @@ async def test_the_log_and_the_websocket_mask_with_one_masker(
         await jp_fetch("api", "kernels", kernel_id, method="DELETE")
     finally:
         output.log.removeHandler(records)
-    captured = capfd.readouterr()
-    server_log = "\n".join([*records.lines, captured.out, captured.err])
+    server_log = logged(records, capfd)
 
     assert not [m for m in messages if m["header"]["msg_type"] == "error"]
     assert not shows(server_log, late) and not shows(server_log, token)

@@ -7,12 +7,13 @@ log all use it); revokes a kernel's credentials when it is shut down, restarted
 (by the user or the auto-restarter) or culled, and every kernel's when the server
 stops.
 
-The masker is rebuilt in the worker thread that changed the registry (right after
-issuing or revoking), not on the event loop: building one costs milliseconds
-(more with more values), and the loop would pay it on the first message of a new
-kernel. :meth:`CredentialService.masker` builds on the loop only when the
-registry changed elsewhere (a lingering value expiring, a local broker token) and
-no other thread (a kernel output reader) built it first.
+The masker is rebuilt in the worker thread that changed the registry (issuing and
+revoking run inside :meth:`RegistryMasking.updating`), not on the event loop:
+building one costs milliseconds (more with more values), and the loop would pay it
+on the first message of a new kernel. Meanwhile the loop masks with the previous
+build, which holds every value handed out so far. :meth:`CredentialService.masker`
+builds on the loop only when the registry changed outside an update (a lingering
+value expiring, a secret stored from the browser) and no other thread built it first.
 
 Revoking does not forget the values: the registry keeps them *lingering* (masked,
 and matched by the save gate) while they may still be valid, because revoking the

@@ -959,6 +959,8 @@ async def run(args: argparse.Namespace, tmp: Path, bao: Any) -> int:
             await main.execute(SETUP_CELL.replace("RC_SEED", str(args.rc_seed)))
             latency_runs = (("qc5", args.runs5, 10), ("qc20", args.runs20, 2))
             for name, n, warmup in latency_runs if "latency" in args.parts else ():
+                if n <= 0:  # --runs20 0: skip the case
+                    continue
                 t0 = time.perf_counter()
                 out = out_dir / f"lat-{name}.json"
                 await main.execute(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import json
 import logging
 import secrets
 import statistics
@@ -53,10 +54,12 @@ async def timed_saves(cm: AsyncLargeFileManager, models: list[dict], name: str) 
 
 
 def edited(nb: dict, n: int) -> dict:
+    """``nb`` with one code cell changed, as a fresh JSON parse (what the server receives:
+    the request body, parsed with ``json.loads``; no string shared with ``nb``)."""
     changed = copy.deepcopy(nb)
     code = [c for c in changed["cells"] if c["cell_type"] == "code"]
     code[n % len(code)]["source"] += f"\n# edit {n}"
-    return changed
+    return json.loads(json.dumps(changed))
 
 
 def injected_values(n: int) -> list[str]:
@@ -66,7 +69,8 @@ def injected_values(n: int) -> list[str]:
 
 async def main_async(notebook: Path, repeat: int, n_values: int) -> None:
     nb = nbformat.read(notebook, as_version=4)
-    content = dict(nbformat.from_dict(nb))
+    # plain JSON data, as a save request's body reaches the contents manager (and the gate)
+    content = json.loads(nbformat.writes(nb))
     size = len(nbformat.writes(nb).encode())
     model = {"type": "notebook", "content": content}
     with tempfile.TemporaryDirectory() as root, tempfile.TemporaryDirectory() as data:

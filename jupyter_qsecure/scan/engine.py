@@ -154,7 +154,7 @@ class _Part:
     whole (one assignment), so a concurrent scan sees a consistent pair.
     """
 
-    blob: bytes
+    blob: tuple[str, bytes] | None
     units: list[TextUnit]
     keys: list[bytes]
     scanned: tuple[_Context, list[LayeredMatch]] | None = None
@@ -164,22 +164,22 @@ class _Part:
 NOTEBOOK_MEMO_PATHS = 32
 
 
-def _blob(value: Any) -> bytes | None:
+def _blob(value: Any) -> tuple[str, bytes] | None:
     """An exact serialisation of JSON data (``None``: cannot be serialised, not memoised).
 
     Equal bytes mean equal content, key order and types included: both formats decode
     to exactly the data they encoded. (marshal marks objects referenced more than once
     for back-references, so equal content can give other bytes: a spurious change,
     never a missed one.) marshal is ~2x faster than pickle, but refuses dict subclasses
-    (nbformat's ``NotebookNode``); the first byte says which format, so the two never
-    compare equal.
+    (nbformat's ``NotebookNode``); the format's name is part of the result, so the two
+    never compare equal.
     """
     try:
-        return b"m" + marshal.dumps(value)
+        return ("marshal", marshal.dumps(value))
     except ValueError:
         pass
     try:
-        return b"p" + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        return ("pickle", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
     except (TypeError, ValueError, AttributeError, RecursionError, pickle.PicklingError):
         return None
 
@@ -467,8 +467,10 @@ class Scanner:
         node = as_notebook(nb, path=path)
         context = self._context(path, _matcher(exact_values), injected)
         before = self._notebooks.get(path)
+        if before and before[-1].scanned and before[-1].scanned[0].same_as(context):
+            context = before[-1].scanned[0]  # compared once here, by identity per part
         parts = self._notebook_parts(node, before or [])
-        done = [p.scanned if p.scanned and p.scanned[0].same_as(context) else None for p in parts]
+        done = [p.scanned if p.scanned and p.scanned[0] is context else None for p in parts]
         # the units of every part to match go through the detectors in one batch
         todo = [p for p, d in zip(parts, done, strict=True) if d is None]
         layered = iter(
@@ -519,7 +521,7 @@ class Scanner:
                 else cell_units(ci, value, self._json_memo)
             )
             keys = [self._unit_key(u) for u in units]
-            parts.append(_Part(blob if blob is not None else b"", units, keys))
+            parts.append(_Part(blob, units, keys))
         return parts
 
     def scan_text(

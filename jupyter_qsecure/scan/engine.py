@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import marshal
 import os
+import pickle
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -37,8 +39,10 @@ from .errors import InvalidNotebook, ScanError
 from .exact import ExactMatcher
 from .extract import (
     TextUnit,
+    cell_units,
     decode_text,
-    notebook_units,
+    metadata_units,
+    notebook_cells,
     rendered_file_unit,
     text_file_unit,
 )
@@ -103,6 +107,81 @@ class ScanResult:
     def to_json(self) -> list[dict[str, Any]]:
         """Findings as JSON-ready dicts (the design.md contract; no secret values)."""
         return [f.model_dump(mode="json") for f in self.findings]
+
+
+@dataclass(frozen=True, eq=False)
+class _Context:
+    """Everything besides a unit's text that decides its matches and their findings.
+
+    Two contexts are the same only when every engine is the very same object: a new
+    value set (a new exact engine), a reloaded fingerprint registry (a new index), a
+    new fingerprint key or rule set is a different context, so nothing matched under
+    an old one is served (see :class:`_Part`).
+    """
+
+    path: str
+    own_exact: ExactMatcher | None  # the scanner's own values
+    exact: ExactMatcher | None  # this call's values
+    registry: FingerprintIndex | None
+    fingerprinter: Fingerprinter
+    org_rules: OrgRules | None
+    providers: bool
+
+    def same_as(self, other: _Context) -> bool:
+        return (
+            self.path == other.path
+            and _token(self.own_exact) is _token(other.own_exact)
+            and _token(self.exact) is _token(other.exact)
+            and self.registry is other.registry
+            and self.fingerprinter is other.fingerprinter
+            and self.org_rules is other.org_rules
+            and self.providers == other.providers
+        )
+
+
+def _token(matcher: ExactMatcher | None) -> object:
+    return matcher.cache_token if matcher is not None else None
+
+
+@dataclass
+class _Part:
+    """One cell (or the notebook's metadata) as last scanned at a path, with its units.
+
+    ``blob`` is an exact serialisation of the cell (:func:`_blob`): equal blobs mean
+    equal cells (same strings, numbers, types and key order), so an unchanged cell
+    keeps its units and, under the same :class:`_Context`, its matches. An autosave
+    after a one-cell edit extracts and matches that cell only. ``scanned`` is replaced
+    whole (one assignment), so a concurrent scan sees a consistent pair.
+    """
+
+    blob: tuple[str, bytes] | None
+    units: list[TextUnit]
+    keys: list[bytes]
+    scanned: tuple[_Context, list[LayeredMatch]] | None = None
+
+
+#: Paths whose notebook's parts are remembered (the notebooks open for editing).
+NOTEBOOK_MEMO_PATHS = 32
+
+
+def _blob(value: Any) -> tuple[str, bytes] | None:
+    """An exact serialisation of JSON data (``None``: cannot be serialised, not memoised).
+
+    Equal bytes mean equal content, key order and types included: both formats decode
+    to exactly the data they encoded. (marshal marks objects referenced more than once
+    for back-references, so equal content can give other bytes: a spurious change,
+    never a missed one.) marshal is ~2x faster than pickle, but refuses dict subclasses
+    (nbformat's ``NotebookNode``); the format's name is part of the result, so the two
+    never compare equal.
+    """
+    try:
+        return ("marshal", marshal.dumps(value))
+    except ValueError:
+        pass
+    try:
+        return ("pickle", pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except (TypeError, ValueError, AttributeError, RecursionError, pickle.PicklingError):
+        return None
 
 
 def _matcher(exact_values: ExactValues) -> ExactMatcher | None:
@@ -188,6 +267,8 @@ class Scanner:
         #: (unit digest, value set's engine) -> exact matches; the key holds the engine, so
         #: a new value set never finds an old set's entries
         self._exact_memo: LRU[tuple[bytes, object], tuple[Detection, ...]] = LRU(cache_entries)
+        #: path -> the parts of the notebook last scanned there (see _Part)
+        self._notebooks: LRU[str, list[_Part]] = LRU(NOTEBOOK_MEMO_PATHS)
 
     @property
     def fingerprinter(self) -> Fingerprinter:
@@ -198,6 +279,7 @@ class Scanner:
     def clear_cache(self) -> None:
         self._cache.clear()
         self._exact_memo.clear()
+        self._notebooks.clear()
 
     @staticmethod
     def _unit_key(unit: TextUnit) -> bytes:
@@ -262,6 +344,20 @@ class Scanner:
         return [o if o is not None else () for o in out]
 
     # ---------------------------------------------------------------- scanning
+    def _context(
+        self, path: str, exact: ExactMatcher | None, injected: FingerprintIndex | None
+    ) -> _Context:
+        """Everything but the units' texts that decides their matches (see :class:`_Part`)."""
+        return _Context(
+            path,
+            self._exact if self._exact else None,
+            exact if exact else None,
+            injected if injected else None,
+            self.fingerprinter,
+            self.org_rules,
+            self.providers,
+        )
+
     def _scan_units(
         self,
         units: list[TextUnit],
@@ -271,13 +367,27 @@ class Scanner:
         is_notebook: bool,
         injected: FingerprintIndex | None = None,
     ) -> ScanResult:
-        matchers = [m for m in (self._exact if self._exact else None, exact) if m is not None]
-        registry = injected if injected else None
-        matches: list[Match] = []
-        org = self.org_rules
-        fingerprinter = self.fingerprinter
         keys = [self._unit_key(u) for u in units]
-        layered = self._detect_cached(units, keys)
+        context = self._context(path, exact, injected)
+        found = self._unit_matches(units, keys, context, self._detect_cached(units, keys))
+        matches: list[Match] = list(found)
+        return ScanResult(path, _unique_findings(matches), matches, units, is_notebook)
+
+    def _unit_matches(
+        self,
+        units: list[TextUnit],
+        keys: list[bytes],
+        context: _Context,
+        layered: list[tuple[Layered, ...]],
+    ) -> list[LayeredMatch]:
+        """The matches of ``units`` (``unit_index`` counted from 0) under ``context``, given
+        what the detectors found in them (``layered``, from :meth:`_detect_cached`)."""
+        path = context.path
+        matchers = [m for m in (context.own_exact, context.exact) if m is not None]
+        registry = context.registry
+        matches: list[LayeredMatch] = []
+        org = context.org_rules
+        fingerprinter = context.fingerprinter
         for index, (unit, digest, cached) in enumerate(zip(units, keys, layered, strict=True)):
             items = list(cached)
             if org is not None:
@@ -337,7 +447,7 @@ class Scanner:
                     (match, group.winner.rank != Rank.EXACT and d.fingerprint_of is not None)
                 )
             matches.extend(_fold_decoded(found))
-        return ScanResult(path, _unique_findings(matches), matches, units, is_notebook)
+        return matches
 
     def scan_notebook(
         self,
@@ -355,10 +465,64 @@ class Scanner:
         on candidate tokens. Raises :class:`InvalidNotebook` if ``nb`` is not a notebook.
         """
         node = as_notebook(nb, path=path)
-        units = notebook_units(node, memo=self._json_memo)
-        return self._scan_units(
-            units, path, _matcher(exact_values), is_notebook=True, injected=injected
+        context = self._context(path, _matcher(exact_values), injected)
+        before = self._notebooks.get(path)
+        if before and before[-1].scanned and before[-1].scanned[0].same_as(context):
+            context = before[-1].scanned[0]  # compared once here, by identity per part
+        parts = self._notebook_parts(node, before or [])
+        done = [p.scanned if p.scanned and p.scanned[0] is context else None for p in parts]
+        # the units of every part to match go through the detectors in one batch
+        todo = [p for p, d in zip(parts, done, strict=True) if d is None]
+        layered = iter(
+            self._detect_cached(
+                [u for p in todo for u in p.units], [k for p in todo for k in p.keys]
+            )
         )
+        units: list[TextUnit] = []
+        matches: list[Match] = []
+        reused = 0
+        for part, scanned in zip(parts, done, strict=True):
+            if scanned is not None:
+                found = scanned[1]
+                reused += len(part.units)
+            else:
+                detected = [next(layered) for _ in part.units]
+                found = self._unit_matches(part.units, part.keys, context, detected)
+                part.scanned = (context, found)
+            base = len(units)
+            matches.extend(replace(m, unit_index=m.unit_index + base) if base else m for m in found)
+            units.extend(part.units)
+        if reused:
+            with self._lock:
+                self.stats.units_cached += reused
+        self._notebooks.put(path, parts)
+        return ScanResult(path, _unique_findings(matches), matches, units, True)
+
+    def _notebook_parts(self, node: Mapping[str, Any], before: list[_Part]) -> list[_Part]:
+        """The notebook's cells and metadata as :class:`_Part` s, those unchanged since
+        ``before`` (the last scan at this path) reused, the others extracted afresh."""
+        cells = notebook_cells(node)
+        items: list[tuple[Any, Any]] = [(ci, cell) for ci, cell in enumerate(cells)]
+        items.append((None, node.get("metadata")))
+        parts: list[_Part] = []
+        for position, (ci, value) in enumerate(items):
+            blob = _blob(value)
+            # the metadata is last: matched with the last part, never with a cell
+            if ci is None:
+                old = before[-1] if before else None
+            else:
+                old = before[position] if position < len(before) - 1 else None
+            if blob is not None and old is not None and old.blob == blob:
+                parts.append(old)
+                continue
+            units = (
+                metadata_units(value, self._json_memo)
+                if ci is None
+                else cell_units(ci, value, self._json_memo)
+            )
+            keys = [self._unit_key(u) for u in units]
+            parts.append(_Part(blob, units, keys))
+        return parts
 
     def scan_text(
         self,

@@ -680,78 +680,89 @@ def _flush_streams(
 def notebook_units(nb: Mapping[str, Any], memo: Memo | None = None) -> list[TextUnit]:
     """Every text unit of a (v4) notebook, in document order, notebook metadata last."""
     units: list[TextUnit] = []
-    cells = nb.get("cells") or []
-    for ci, cell in enumerate(cells):
-        if not isinstance(cell, Mapping):
-            continue
-        cell_id = cell.get("id") if isinstance(cell.get("id"), str) else None
-        cpath: tuple[PathKey, ...] = ("cells", ci)
-        kw: dict[str, Any] = {"cell": ci, "cell_id": cell_id}
-        ctype = cell.get("cell_type")
-        profile = PROFILE_CODE if ctype == "code" else PROFILE_MARKDOWN
-        unit = _plain_unit(
-            as_text(cell.get("source")), (*cpath, "source"), profile, where="source", **kw
-        )
-        if unit is not None:
-            units.append(unit)
-        outputs = cell.get("outputs") or []
-        group: list[tuple[int, Mapping[str, Any]]] = []
+    for ci, cell in enumerate(notebook_cells(nb)):
+        units.extend(cell_units(ci, cell, memo))
+    units.extend(metadata_units(nb.get("metadata"), memo))
+    return units
 
-        for oi, out in enumerate(outputs if isinstance(outputs, list) else []):
-            if not isinstance(out, Mapping):
-                continue
-            otype = out.get("output_type")
-            if otype == "stream":
-                if group and group[-1][1].get("name") != out.get("name"):
-                    _flush_streams(group, units, cpath, kw)
-                group.append((oi, out))
-                continue
-            _flush_streams(group, units, cpath, kw)
-            opath: tuple[PathKey, ...] = (*cpath, "outputs", oi)
-            if otype in ("execute_result", "display_data", "update_display_data"):
-                data = out.get("data")
-                if isinstance(data, Mapping):
-                    units.extend(
-                        mime_units(
-                            data, (*opath, "data"), where="outputs", output=oi, memo=memo, **kw
-                        )
-                    )
-            elif otype == "error":
-                eu = _error_unit(out, opath, index=oi, **kw)
-                if eu is not None:
-                    units.append(eu)
-            meta = out.get("metadata")
-            if meta:
-                mu = json_unit(
-                    meta, (*opath, "metadata"), where="outputs", output=oi, memo=memo, **kw
-                )
-                if mu is not None:
-                    units.append(mu)
+
+def notebook_cells(nb: Mapping[str, Any]) -> Any:
+    """What :func:`notebook_units` walks as the cells (each passed to :func:`cell_units`)."""
+    return nb.get("cells") or []
+
+
+def cell_units(ci: int, cell: Any, memo: Memo | None = None) -> list[TextUnit]:
+    """The text units of cell ``ci`` (nothing when ``cell`` is not a mapping)."""
+    units: list[TextUnit] = []
+    if not isinstance(cell, Mapping):
+        return units
+    cell_id = cell.get("id") if isinstance(cell.get("id"), str) else None
+    cpath: tuple[PathKey, ...] = ("cells", ci)
+    kw: dict[str, Any] = {"cell": ci, "cell_id": cell_id}
+    ctype = cell.get("cell_type")
+    profile = PROFILE_CODE if ctype == "code" else PROFILE_MARKDOWN
+    unit = _plain_unit(
+        as_text(cell.get("source")), (*cpath, "source"), profile, where="source", **kw
+    )
+    if unit is not None:
+        units.append(unit)
+    outputs = cell.get("outputs") or []
+    group: list[tuple[int, Mapping[str, Any]]] = []
+
+    for oi, out in enumerate(outputs if isinstance(outputs, list) else []):
+        if not isinstance(out, Mapping):
+            continue
+        otype = out.get("output_type")
+        if otype == "stream":
+            if group and group[-1][1].get("name") != out.get("name"):
+                _flush_streams(group, units, cpath, kw)
+            group.append((oi, out))
+            continue
         _flush_streams(group, units, cpath, kw)
-        attachments = cell.get("attachments")
-        if isinstance(attachments, Mapping):
-            for name, bundle in attachments.items():
-                if isinstance(bundle, Mapping):
-                    units.extend(
-                        mime_units(
-                            bundle,
-                            (*cpath, "attachments", name),
-                            where="attachments",
-                            output=None,
-                            **kw,
-                        )
-                    )
-        meta = cell.get("metadata")
+        opath: tuple[PathKey, ...] = (*cpath, "outputs", oi)
+        if otype in ("execute_result", "display_data", "update_display_data"):
+            data = out.get("data")
+            if isinstance(data, Mapping):
+                units.extend(
+                    mime_units(data, (*opath, "data"), where="outputs", output=oi, memo=memo, **kw)
+                )
+        elif otype == "error":
+            eu = _error_unit(out, opath, index=oi, **kw)
+            if eu is not None:
+                units.append(eu)
+        meta = out.get("metadata")
         if meta:
-            mu = json_unit(meta, (*cpath, "metadata"), where="metadata", memo=memo, **kw)
+            mu = json_unit(meta, (*opath, "metadata"), where="outputs", output=oi, memo=memo, **kw)
             if mu is not None:
                 units.append(mu)
-    meta = nb.get("metadata")
+    _flush_streams(group, units, cpath, kw)
+    attachments = cell.get("attachments")
+    if isinstance(attachments, Mapping):
+        for name, bundle in attachments.items():
+            if isinstance(bundle, Mapping):
+                units.extend(
+                    mime_units(
+                        bundle,
+                        (*cpath, "attachments", name),
+                        where="attachments",
+                        output=None,
+                        **kw,
+                    )
+                )
+    meta = cell.get("metadata")
     if meta:
-        mu = json_unit(meta, ("metadata",), cell=None, cell_id=None, where="metadata", memo=memo)
+        mu = json_unit(meta, (*cpath, "metadata"), where="metadata", memo=memo, **kw)
         if mu is not None:
             units.append(mu)
     return units
+
+
+def metadata_units(meta: Any, memo: Memo | None = None) -> list[TextUnit]:
+    """The text units of the notebook's own metadata (``meta``: ``nb.get("metadata")``)."""
+    if not meta:
+        return []
+    mu = json_unit(meta, ("metadata",), cell=None, cell_id=None, where="metadata", memo=memo)
+    return [mu] if mu is not None else []
 
 
 def text_file_unit(text: str, filename: str) -> TextUnit | None:

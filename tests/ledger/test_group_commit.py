@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_append_cost import job_entries  # the bodies the broker records per job
 
 from jupyter_qsecure.ledger import Entry, Ledger
 from jupyter_qsecure.ledger.ledger import CheckpointPolicy
 from jupyter_qsecure.ledger.store import sqlite as sqlite_store
 from jupyter_qsecure.ledger.store.sqlite import SQLiteStore
-
-from test_append_cost import job_entries  # the bodies the broker records per job
 
 TIMEOUT = 30.0
 

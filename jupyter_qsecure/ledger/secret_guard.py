@@ -83,10 +83,19 @@ def _value_suspect(value: str) -> bool:
 
 def _suspect(value: Any, named_like_a_secret: bool) -> bool:
     """True if :func:`_check` would refuse ``value``: the hot path (every ledger append)
-    walks without building the dotted paths that only an error message needs."""
+    walks without building the dotted paths that only an error message needs, and checks
+    a dict's strings in its own loop (most values are)."""
     if isinstance(value, dict):
         for key, item in value.items():
-            if _suspect(item, _key_named_like_a_secret(str(key))):
+            if isinstance(item, str):
+                if item and (
+                    _key_named_like_a_secret(str(key))
+                    or (len(item) >= _SHORTEST_MATCH and _value_suspect(item))
+                ):
+                    return True
+            elif isinstance(item, (dict, list, tuple)) and _suspect(
+                item, _key_named_like_a_secret(str(key))
+            ):
                 return True
         return False
     if isinstance(value, (list, tuple)):

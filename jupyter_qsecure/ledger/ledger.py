@@ -65,6 +65,7 @@ class _Group:
     actor_text: str
     correlation_text: str
     done: bool = False
+    wake: threading.Lock | None = None  # held while the caller waits in the queue
     entries: list[Entry] = field(default_factory=list)
     error: BaseException | None = None
 
@@ -142,12 +143,10 @@ class Ledger:
         with store.read() as tx:
             self.origin = tx.meta()["origin"]
         self._head = _Head()
-        lock = threading.Lock()
-        #: Callers whose group a leader has committed (or failed) wait on this.
-        self._cv = threading.Condition(lock)
+        self._lock = threading.Lock()  # guards _queue and _committing
         #: Notified when a group is queued, for observers (tests) only: no caller waits
-        #: for this, so queueing never wakes the callers waiting on ``_cv``.
-        self._queued = threading.Condition(lock)
+        #: for this (a queued caller waits on its own group's ``wake`` lock).
+        self._queued = threading.Condition(self._lock)
         self._queue: list[_Group] = []
         self._committing = False
         #: Transactions committed and groups (callers) they carried, for tests and stats.
@@ -283,29 +282,44 @@ class Ledger:
     def _submit(self, group: _Group) -> None:
         """Commit ``group``, leading a group commit or waiting for the current leader's.
 
-        No timer: a caller that finds nobody committing commits at once, with whatever
-        other callers queued meanwhile; callers that arrive while a commit is under way
-        queue, and the first of them to wake commits all of them together next.
+        No timer: a caller that finds nobody committing commits at once. Callers that
+        arrive while a commit is under way queue; when it ends, the leader wakes the
+        callers it committed and hands the lead to the first queued caller, which
+        commits everything queued by then in one transaction. Each waiter sleeps on its
+        own lock, so a commit wakes only the callers it concerns.
         """
-        with self._cv:
-            self._queue.append(group)
-            self._queued.notify_all()
-            while not group.done:
-                if not self._committing:
-                    self._committing = True
-                    batch, self._queue = self._queue, []
-                    break
-                self._cv.wait()
+        with self._lock:
+            if self._committing:
+                group.wake = threading.Lock()
+                group.wake.acquire()
+                self._queue.append(group)
+                self._queued.notify_all()
             else:
-                return  # a leader committed our group (or set its error)
+                self._committing = True
+                batch = [group]
+        if group.wake is not None:
+            group.wake.acquire()  # released once: our group is done, or we lead next
+            if group.done:
+                return
+            with self._lock:  # the lead was handed to us: our group is still queued
+                batch, self._queue = self._queue, []
+        next_leader: _Group | None = None
         try:
             self._commit_groups(batch)
         finally:
-            with self._cv:
-                for queued in batch:
-                    queued.done = True
-                self._committing = False
-                self._cv.notify_all()
+            with self._lock:
+                for done in batch:
+                    done.done = True
+                if self._queue:
+                    next_leader = self._queue[0]  # _committing stays True: handed over
+                else:
+                    self._committing = False
+            for done in batch:
+                if done.wake is not None:
+                    done.wake.release()
+            if next_leader is not None:
+                assert next_leader.wake is not None
+                next_leader.wake.release()
         if any(g.error is None for g in batch):
             self.checkpoint_if_due()
 

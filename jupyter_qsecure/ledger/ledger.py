@@ -1,9 +1,13 @@
 """The append-only, Merkle-tree audit ledger.
 
-Appends from many threads are group-committed: the first waiting thread becomes
-the leader, drains every pending append into one transaction (one fsync) and
-wakes the others. Across processes the store's write lock serialises writers;
-each writer re-reads the tree's right edge when another process moved it.
+Appends from many threads are group-committed: a caller that finds nobody committing
+commits at once (no timer); callers arriving meanwhile queue, and the first of them
+commits all queued callers' entries in one transaction (one fsync) when the current
+commit ends. Each caller's entries stay consecutive and all-or-nothing, and each caller
+learns its own outcome: rows one caller's entries made fail are retried caller by
+caller, so that failure reaches only that caller; a failed commit fails every caller it
+carried. Across processes the store's write lock serialises writers; each writer
+re-reads the tree's right edge when another process moved it.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Runs, in one process on the same disk:
   * ours, SQLite (WAL, synchronous=FULL), one caller (one fsync per append);
   * ours, SQLite, 8 threads appending at once (group commit: one fsync per batch);
+  * the broker's shape: 4 threads each recording jobs (``append_many`` of a job's 3
+    entries), with the jobs each commit (fsync) carried and the CPU time per job;
   * a naive hash-chained JSON Lines log with fsync per entry (the simplest durable log);
   * pymerkle 7 with its SQLite backend, appending one entry at a time;
 then builds a 1,000,000-entry ledger, times `audit verify` on it (the library call and
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from jupyter_qsecure.ledger import Ledger, verify_inclusion_proof
 from jupyter_qsecure.ledger.store.sqlite import SQLiteStore
-from jupyter_qsecure.signing.signers import Ed25519FileSigner, MLDSA65FileSigner
+from jupyter_qsecure.signing.signers import Ed25519FileSigner, MLDSA65FileSigner, Signer
 
 
 def body(i: int) -> dict[str, str]:
@@ -66,6 +68,54 @@ def ours_threads(folder: Path, n: int, threads: int = 8) -> float:
     return per * threads / elapsed
 
 
+def job_entries(i: int) -> list[tuple[str, dict[str, object]]]:
+    """What the broker records for one waited job (as tests/ledger/test_append_cost.py)."""
+    job_id = f"{i:032x}"
+    hashes = [f"{i:064x}"]
+    identity = {"user": "alice", "kernel_id": "k1", "accessor": "a1", "environment": "dev"}
+    request = {"shots": 128, "seed": i, "backend": "aer_simulator", "tags": []}
+    return [
+        ("job.decided", {"job_id": job_id, "request_id": job_id, "circuit_hashes": hashes}),
+        (
+            "job.submitted",
+            {
+                "job_id": job_id,
+                "identity": identity,
+                "request": request,
+                "circuit_hashes": hashes,
+                "decision_id": job_id,
+            },
+        ),
+        ("job.completed", {"job_id": job_id, "status": "completed", "transpiled_hashes": hashes}),
+    ]
+
+
+def ours_jobs(folder: Path, n: int, threads: int = 4) -> tuple[float, float, float]:
+    """Jobs/s, jobs per commit (fsync) and CPU ms per job, ``threads`` broker threads."""
+    ledger = _ledger(folder / "jobs.db", folder)
+    per = n // threads
+
+    def work(t: int) -> None:
+        for i in range(t * per, (t + 1) * per):
+            ledger.append_many(job_entries(i), correlation_id=f"{i:032x}")
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    commits = ledger.commits
+    cpu = time.process_time()
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu
+    jobs = per * threads
+    per_commit = jobs / (ledger.commits - commits)
+    assert ledger.size() == 3 * jobs and ledger.verify().ok
+    ledger.close()
+    return jobs / elapsed, per_commit, cpu / jobs * 1000
+
+
 def naive_jsonl(folder: Path, n: int) -> float:
     path = folder / "naive.jsonl"
     previous = b"\x00" * 32
@@ -97,7 +147,10 @@ def pymerkle_sqlite(folder: Path, n: int) -> float | None:
 
 
 def _ledger(path: Path, folder: Path, *, every: int = 1000) -> Ledger:
-    signers = [Ed25519FileSigner(folder / "k.pem"), MLDSA65FileSigner(folder / "k.mldsa")]
+    signers: list[Signer] = [
+        Ed25519FileSigner(folder / "k.pem"),
+        MLDSA65FileSigner(folder / "k.mldsa"),
+    ]
     ledger = Ledger(SQLiteStore(path, create=True), signers=signers)
     ledger.checkpoint_policy.every_entries = every
     return ledger
@@ -132,6 +185,11 @@ def main() -> int:
             "ours, 8 threads (group commit)": ours_threads(folder, n),
             "naive hash-chained JSONL, fsync per entry": naive_jsonl(folder, n),
         }
+        rate, per_commit, cpu_ms = ours_jobs(folder, n // 3)
+        print(
+            f"  broker shape, 4 threads recording jobs (3 entries each): {rate:,.0f} jobs/s, "
+            f"{per_commit:.2f} jobs per commit (fsync), {cpu_ms:.3f} CPU-ms per job"
+        )
         pm = pymerkle_sqlite(folder, min(n, 2000))
         if pm is not None:
             results["pymerkle 7 SqliteTree, one at a time"] = pm

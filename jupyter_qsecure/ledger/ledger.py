@@ -1,13 +1,18 @@
 """The append-only, Merkle-tree audit ledger.
 
-Appends from many threads are group-committed: the first waiting thread becomes
-the leader, drains every pending append into one transaction (one fsync) and
-wakes the others. Across processes the store's write lock serialises writers;
-each writer re-reads the tree's right edge when another process moved it.
+Appends from many threads are group-committed: a caller that finds nobody committing
+commits at once (no timer); callers arriving meanwhile queue, and the first of them
+commits all queued callers' entries in one transaction (one fsync) when the current
+commit ends. Each caller's entries stay consecutive and all-or-nothing, and each caller
+learns its own outcome: rows one caller's entries made fail are retried caller by
+caller, so that failure reaches only that caller; a failed commit fails every caller it
+carried. Across processes the store's write lock serialises writers; each writer
+re-reads the tree's right edge when another process moved it.
 """
 
 from __future__ import annotations
 
+import functools
 import getpass
 import json
 import logging
@@ -45,36 +50,60 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
+    """One entry, validated, its body already canonical JSON."""
+
     kind: str
-    actor: bytes  # canonical JSON of each field, so the entry bytes are a concatenation
     body: bytes
+    body_data: dict[str, Any]
+
+
+@dataclass(eq=False)
+class _Group:
+    """One caller's entries: committed together, in order, or not at all."""
+
+    items: list[_Pending]
+    actor: bytes  # canonical JSON of each field, so the entry bytes are a concatenation
     correlation_id: bytes
     actor_text: str
-    body_data: dict[str, Any]
     correlation_text: str
     done: bool = False
-    entry: Entry | None = None
+    wake: threading.Lock | None = None  # held while the caller waits in the queue
+    entries: list[Entry] = field(default_factory=list)
     error: BaseException | None = None
 
 
-def _entry_bytes(p: _Pending, index: int, timestamp: str) -> bytes:
+class _RowsRefused(Exception):
+    """Building or inserting a batch's rows failed (the transaction rolled back): possibly
+    because of one caller's entries, so each caller is retried alone."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@functools.lru_cache(maxsize=256)
+def _json_string(text: str) -> bytes:
+    return canonical_json(text)
+
+
+def _entry_bytes(group: _Group, p: _Pending, index: int, timestamp: bytes) -> bytes:
     # Keys in RFC 8785 order: actor, body, correlation_id, index, kind, timestamp.
     return b"".join(
         (
             b'{"actor":',
-            p.actor,
+            group.actor,
             b',"body":',
             p.body,
             b',"correlation_id":',
-            p.correlation_id,
+            group.correlation_id,
             b',"index":',
             str(index).encode(),
             b',"kind":',
-            canonical_json(p.kind),
+            _json_string(p.kind),
             b',"timestamp":',
-            canonical_json(timestamp),
+            timestamp,
             b"}",
         )
     )
@@ -118,9 +147,15 @@ class Ledger:
         with store.read() as tx:
             self.origin = tx.meta()["origin"]
         self._head = _Head()
-        self._cv = threading.Condition()
-        self._queue: list[_Pending] = []
+        self._lock = threading.Lock()  # guards _queue and _committing
+        #: Notified when a group is queued, for observers (tests) only: no caller waits
+        #: for this (a queued caller waits on its own group's ``wake`` lock).
+        self._queued = threading.Condition(self._lock)
+        self._queue: list[_Group] = []
         self._committing = False
+        #: Transactions committed and groups (callers) they carried, for tests and stats.
+        self.commits = 0
+        self.committed_groups = 0
         self._checkpoint_lock = threading.Lock()
         if self.signers:
             self._trust_own_keys()
@@ -188,12 +223,9 @@ class Ledger:
                 tx.put_public_key(record.key_id, record.key_version, record.model_dump_json())
 
     # ---- appending ---------------------------------------------------------------------------
-    def _prepare(
-        self, kind: str, body: Any, actor: str | None, correlation_id: str | None
-    ) -> _Pending:
-        if not isinstance(kind, str) or not kind:
-            raise InvalidEntry("ledger entry kind must be a non-empty string")
-        data = validate_body(kind, body)
+    def _group(
+        self, items: list[_Pending], actor: str | None, correlation_id: str | None
+    ) -> _Group:
         actor_text = actor or self.default_actor
         cid = correlation_id or uuid.uuid4().hex
         for name, value in (("actor", actor_text), ("correlation_id", cid)):
@@ -202,16 +234,21 @@ class Ledger:
                     f"ledger entry {name} must be a string of at most 512 characters",
                     hint=f"pass {name} as an identifier such as 'user:alice' or a UUID",
                 )
-        check_no_secrets({"actor": actor_text, "correlation_id": cid}, kind=kind)
-        return _Pending(
-            kind=kind,
+        check_no_secrets({"actor": actor_text, "correlation_id": cid}, kind=items[0].kind)
+        return _Group(
+            items=items,
             actor=canonical_json(actor_text),
-            body=canonical_json(data),
             correlation_id=canonical_json(cid),
             actor_text=actor_text,
-            body_data=data,
             correlation_text=cid,
         )
+
+    @staticmethod
+    def _prepare(kind: str, body: Any) -> _Pending:
+        if not isinstance(kind, str) or not kind:
+            raise InvalidEntry("ledger entry kind must be a non-empty string")
+        data = validate_body(kind, body)
+        return _Pending(kind=kind, body=canonical_json(data), body_data=data)
 
     def append(
         self,
@@ -222,12 +259,7 @@ class Ledger:
         correlation_id: str | None = None,
     ) -> Entry:
         """Append one entry; returns once it is durably committed."""
-        pending = self._prepare(kind, body, actor, correlation_id)
-        self._submit([pending])
-        if pending.error is not None:
-            raise pending.error
-        assert pending.entry is not None
-        return pending.entry
+        return self.append_many([(kind, body)], actor=actor, correlation_id=correlation_id)[0]
 
     def append_many(
         self,
@@ -236,38 +268,87 @@ class Ledger:
         actor: str | None = None,
         correlation_id: str | None = None,
     ) -> list[Entry]:
-        """Append several entries atomically, in order, with one durable commit."""
-        batch = [self._prepare(kind, body, actor, correlation_id) for kind, body in items]
-        self._submit(batch)
-        for pending in batch:
-            if pending.error is not None:
-                raise pending.error
-        return [p.entry for p in batch if p.entry is not None]
+        """Append several entries atomically, in order, with one durable commit.
 
-    def _submit(self, mine: list[_Pending]) -> None:
-        with self._cv:
-            self._queue.extend(mine)
-            while not all(p.done for p in mine):
-                if not self._committing:
-                    self._committing = True
-                    batch, self._queue = self._queue, []
-                    break
-                self._cv.wait()
+        Returns once they are durably committed; raises if they were not (then none of
+        them is in the ledger). Concurrent callers may share one transaction (group
+        commit), but each learns only its own outcome.
+        """
+        batch = [self._prepare(kind, body) for kind, body in items]
+        if not batch:
+            return []
+        group = self._group(batch, actor, correlation_id)
+        self._submit(group)
+        if group.error is not None:
+            raise group.error
+        return group.entries
+
+    def _submit(self, group: _Group) -> None:
+        """Commit ``group``, leading a group commit or waiting for the current leader's.
+
+        No timer: a caller that finds nobody committing commits at once. Callers that
+        arrive while a commit is under way queue; when it ends, the leader wakes the
+        callers it committed and hands the lead to the first queued caller, which
+        commits everything queued by then in one transaction. Each waiter sleeps on its
+        own lock, so a commit wakes only the callers it concerns.
+        """
+        with self._lock:
+            if self._committing:
+                group.wake = threading.Lock()
+                group.wake.acquire()
+                self._queue.append(group)
+                self._queued.notify_all()
             else:
+                self._committing = True
+                batch = [group]
+        if group.wake is not None:
+            group.wake.acquire()  # released once: our group is done, or we lead next
+            if group.done:
                 return
+            with self._lock:  # the lead was handed to us: our group is still queued
+                batch, self._queue = self._queue, []
+        next_leader: _Group | None = None
+        try:
+            self._commit_groups(batch)
+        finally:
+            with self._lock:
+                for done in batch:
+                    done.done = True
+                if self._queue:
+                    next_leader = self._queue[0]  # _committing stays True: handed over
+                else:
+                    self._committing = False
+            for done in batch:
+                if done.wake is not None:
+                    done.wake.release()
+            if next_leader is not None:
+                assert next_leader.wake is not None
+                next_leader.wake.release()
+        if any(g.error is None for g in batch):
+            self.checkpoint_if_due()
+
+    def _commit_groups(self, batch: list[_Group]) -> None:
+        """Commit ``batch`` in one transaction; set each group's entries or error."""
         try:
             self._commit(batch)
-        except BaseException as exc:  # every waiter in the batch learns the same failure
-            for pending in batch:
-                pending.error = exc
-        finally:
-            with self._cv:
-                for pending in batch:
-                    pending.done = True
-                self._committing = False
-                self._cv.notify_all()
-        if not any(p.error for p in batch):
-            self.checkpoint_if_due()
+            return
+        except _RowsRefused as refused:
+            if len(batch) == 1:
+                batch[0].error = refused.cause
+                return
+        except BaseException as exc:  # nothing of the batch committed: every caller fails
+            for group in batch:
+                group.error = exc
+            return
+        # The rows of one caller may have caused the refusal: each alone, so a failure
+        # reaches only the callers whose entries it affected.
+        for group in batch:
+            try:
+                self._commit([group])
+            except _RowsRefused as refused:
+                group.error = refused.cause
+            except BaseException as exc:
+                group.error = exc
 
     def _load_frontier(self, tx: ReadTx, size: int) -> Frontier:
         keys = complete_subtrees(0, size)
@@ -282,7 +363,12 @@ class Ledger:
         frontier.nodes = [(level, found[(level, idx)]) for level, idx in keys]
         return frontier
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[_Group]) -> None:
+        """One transaction (one durable commit) for every group of ``batch``, in order.
+
+        Raises :class:`_RowsRefused` when building or inserting the rows failed, anything
+        else when the transaction could not be opened or committed.
+        """
         with self.store.write() as tx:
             size = tx.size()
             frontier = self._head.frontier
@@ -292,33 +378,46 @@ class Ledger:
                 last = tx.last_checkpoint()
             else:
                 frontier = frontier.copy()
-            timestamp = utc_now()
-            entries: list[EntryRow] = []
-            nodes: list[NodeRow] = []
-            for offset, pending in enumerate(batch):
-                index = size + offset
-                data = _entry_bytes(pending, index, timestamp)
-                leaf = leaf_hash(data)
-                entries.append(
-                    EntryRow(index, leaf, data, pending.kind, pending.actor_text, timestamp)
-                )
-                for level, idx, digest in frontier.push(leaf):
-                    nodes.append(NodeRow(level, idx, digest))
-            tx.insert(entries, nodes)
+            try:
+                timestamp = utc_now()
+                stamp = canonical_json(timestamp)
+                entries: list[EntryRow] = []
+                nodes: list[NodeRow] = []
+                index = size
+                for group in batch:
+                    actor = group.actor_text
+                    for pending in group.items:
+                        data = _entry_bytes(group, pending, index, stamp)
+                        leaf = leaf_hash(data)
+                        entries.append(EntryRow(index, leaf, data, pending.kind, actor, timestamp))
+                        for level, idx, digest in frontier.push(leaf):
+                            nodes.append(NodeRow(level, idx, digest))
+                        index += 1
+                tx.insert(entries, nodes)
+            except Exception as exc:
+                raise _RowsRefused(exc) from exc
         self._head.frontier = frontier
         if last is not None:
             self._head.checkpoint_size = last.tree_size
-        for pending, row in zip(batch, entries, strict=True):
+        self.commits += 1
+        self.committed_groups += len(batch)
+        first = 0
+        for group in batch:
+            rows = entries[first : first + len(group.items)]
+            first += len(rows)
             # Every field was validated on the way in; skip re-validation on the hot path.
-            pending.entry = Entry.model_construct(
-                index=row.idx,
-                timestamp=row.ts,
-                kind=row.kind,
-                actor=row.actor,
-                correlation_id=pending.correlation_text,
-                body=pending.body_data,
-                leaf_hash=row.leaf_hash.hex(),
-            )
+            group.entries = [
+                Entry.model_construct(
+                    index=row.idx,
+                    timestamp=timestamp,
+                    kind=row.kind,
+                    actor=row.actor,
+                    correlation_id=group.correlation_text,
+                    body=pending.body_data,
+                    leaf_hash=row.leaf_hash.hex(),
+                )
+                for pending, row in zip(group.items, rows, strict=True)
+            ]
 
     # ---- checkpoints -----------------------------------------------------------------------
     def checkpoint_if_due(self) -> Checkpoint | None:

@@ -67,8 +67,51 @@ def _walk(value: Any, path: str) -> Iterator[tuple[str, str, Any]]:
         yield path, path.rsplit(".", 1)[-1].split("[", 1)[0], value
 
 
+@functools.lru_cache(maxsize=4096)
+def _key_named_like_a_secret(key: str) -> bool:
+    """:func:`_named_like_a_secret` of the name :func:`_walk` derives from a dict key."""
+    return _named_like_a_secret(key.rsplit(".", 1)[-1].split("[", 1)[0])
+
+
+def _value_suspect(value: str) -> bool:
+    if len(value) < _SHORTEST_MATCH or (
+        value.isalnum() and "AKIA" not in value and "ASIA" not in value
+    ):
+        return False  # hashes, ids, words: only the AWS pattern matches letters and digits alone
+    return _ANY_VALUE.search(value) is not None
+
+
+def _suspect(value: Any, named_like_a_secret: bool) -> bool:
+    """True if :func:`_check` would refuse ``value``: the hot path (every ledger append)
+    walks without building the dotted paths that only an error message needs, and checks
+    a dict's strings in its own loop (most values are)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, str):
+                if item and (
+                    _key_named_like_a_secret(str(key))
+                    or (len(item) >= _SHORTEST_MATCH and _value_suspect(item))
+                ):
+                    return True
+            elif isinstance(item, (dict, list, tuple)) and _suspect(
+                item, _key_named_like_a_secret(str(key))
+            ):
+                return True
+        return False
+    if isinstance(value, (list, tuple)):
+        return any(_suspect(item, named_like_a_secret) for item in value)
+    if not isinstance(value, str) or not value:
+        return False
+    return named_like_a_secret or _value_suspect(value)
+
+
 def check_no_secrets(body: dict[str, Any], *, kind: str) -> None:
     """Raise :class:`InvalidEntry` naming the field if any value looks like a secret."""
+    if _suspect(body, _named_like_a_secret("body")):
+        _check(body, kind=kind)
+
+
+def _check(body: dict[str, Any], *, kind: str) -> None:
     for path, key, value in _walk(body, "body"):
         if not isinstance(value, str) or not value:
             continue
@@ -81,7 +124,7 @@ def check_no_secrets(body: dict[str, Any], *, kind: str) -> None:
         if len(value) < _SHORTEST_MATCH or (
             value.isalnum() and "AKIA" not in value and "ASIA" not in value
         ):
-            continue  # hashes, ids, words: only the AWS pattern matches letters and digits alone
+            continue
         found = _ANY_VALUE.search(value)
         if found is not None:
             type_name = _VALUE_PATTERNS[int(str(found.lastgroup)[1:])][0]

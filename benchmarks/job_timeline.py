@@ -105,6 +105,12 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--shots", type=int, default=1024)
+    parser.add_argument(
+        "--ab",
+        metavar="ATTRIBUTE",
+        help="A/B in this process: set this boolean JobService attribute (e.g. "
+        "overlap_record) on every other job, and report both halves side by side",
+    )
     args = parser.parse_args()
 
     from jupyter_qsecure.config import QSecure
@@ -173,6 +179,8 @@ def main() -> int:
         rows: list[dict[str, float]] = []
         try:
             for i in range(args.warmup + args.runs):
+                if args.ab:  # interleaved job by job: both see the same machine
+                    setattr(service, args.ab, i % 2 == 1)
                 MARKS.clear()
                 t0 = time.perf_counter()
                 mark("kernel_encode:start")
@@ -216,6 +224,7 @@ def main() -> int:
                 row["job_queue"] = state.timings.get("queue", 0.0)
                 row["total"] = (time.perf_counter() - t0) * 1000
                 row["cpu_broker"] = cpu_broker
+                row["?b"] = float(bool(args.ab) and i % 2 == 1)
                 if i >= args.warmup:
                     rows.append(row)
             cpu_process = (time.process_time() - process0) * 1000 / len(rows)
@@ -242,10 +251,16 @@ def main() -> int:
         "cpu_broker",
     ]
     print(f"one 5-qubit GHZ job, {args.shots} shots, {len(rows)} runs: ms (median / p90)")
+    halves = [[r for r in rows if not r["?b"]], [r for r in rows if r["?b"]]]
+    if args.ab:
+        print(f"  (A: {args.ab}=False, {len(halves[0])} jobs | B: True, {len(halves[1])} jobs)")
     for name in order:
-        values = sorted(r.get(name, 0.0) for r in rows)
-        p90 = values[int(0.9 * (len(values) - 1))]
-        print(f"  {name:16s} {statistics.median(values):8.3f} {p90:8.3f}")
+        cells = []
+        for half in halves if args.ab else [rows]:
+            values = sorted(r.get(name, 0.0) for r in half)
+            p90 = values[int(0.9 * (len(values) - 1))]
+            cells.append(f"{statistics.median(values):8.3f} {p90:8.3f}")
+        print(f"  {name:16s} " + "  |".join(cells))
     print(f"  {'cpu_process':16s} {cpu_process:8.3f} (mean per job, the kernel's part included)")
     print(f"  {'cpu_children':16s} {cpu_children:8.3f} (mean per job)")
     counts = {k[1:]: statistics.median(r.get(k, 0) for r in rows) for k in rows[0] if k[0] == "#"}

@@ -108,8 +108,18 @@ def main() -> int:
     parser.add_argument(
         "--ab",
         metavar="ATTRIBUTE",
-        help="A/B in this process: set this boolean JobService attribute (e.g. "
-        "overlap_record) on every other job, and report both halves side by side",
+        help="A/B in this process: set this boolean JobService attribute on every other "
+        "job, and report both halves side by side; 'archive_after': archive before the "
+        "answer (A) or after it (B, as the REST layer does)",
+    )
+    parser.add_argument(
+        "--archive",
+        choices=["after", "settled", "before"],
+        default="settled",
+        help="after: as the REST layer, the archive queued after the answer and written "
+        "by its thread when it will (its CPU only in cpu_process); settled (default): "
+        "the same, waited for after each job (its CPU in cpu_broker); before: written "
+        "in the broker's thread before the answer",
     )
     args = parser.parse_args()
 
@@ -162,24 +172,30 @@ def main() -> int:
         wrap(ledger, "append_many", "ledger_append")
         wrap_cm(ledger.store, "write", "ledger_commit")
         wrap(executor, "submit", "release")
-        # The archive: written in the broker's thread before the answer (older brokers), or,
-        # as the REST layer does it, queued after the answer and written in the archive's
-        # thread (``archive_after``); the bench waits for it before the next job (not
-        # timed in "broker", its CPU counted in "cpu_broker").
-        archive_after = "archive_after" in inspect.signature(service.submit).parameters
-        submit_options = {"archive_after": True} if archive_after else {}
+        # The archive: written in the broker's thread before the answer (older brokers, or
+        # --archive before), or, as the REST layer does it, queued after the answer and
+        # written in the archive's thread (``archive_after``; see --archive).
+        archive_after = args.archive != "before" and (
+            "archive_after" in inspect.signature(service.submit).parameters
+        )
+        settle = getattr(service, "flush_archive", lambda: None)
+        if args.archive == "after":
+            settle = lambda: None  # noqa: E731
+        submit_options: dict[str, bool] = {"archive_after": True} if archive_after else {}
         from jupyter_qsecure.jobs import archive as archive_module
 
         for method in ("put", "put_many"):
             if hasattr(archive_module.JobArchive, method):
                 wrap(archive_module.JobArchive, method, "archive")
-        settle = getattr(service, "flush_archive", lambda: None)
 
         qc = ghz(5)
         rows: list[dict[str, float]] = []
         try:
             for i in range(args.warmup + args.runs):
-                if args.ab:  # interleaved job by job: both see the same machine
+                if args.ab == "archive_after":  # the archive before or after the answer
+                    archive_after = i % 2 == 1
+                    submit_options = {"archive_after": archive_after}
+                elif args.ab:  # interleaved job by job: both see the same machine
                     setattr(service, args.ab, i % 2 == 1)
                 MARKS.clear()
                 t0 = time.perf_counter()
@@ -227,6 +243,7 @@ def main() -> int:
                 row["?b"] = float(bool(args.ab) and i % 2 == 1)
                 if i >= args.warmup:
                     rows.append(row)
+            getattr(service, "flush_archive", lambda: None)()
             cpu_process = (time.process_time() - process0) * 1000 / len(rows)
             cpu_children = (_children_cpu() - children0) * 1000 / len(rows)
         finally:

@@ -97,19 +97,30 @@ class ArchiveWriter:
     """Writes job records to a :class:`JobArchive` in a thread of its own, after the
     jobs' answers (the broker's :meth:`~jupyter_qsecure.jobs.service.JobService.archive`).
 
-    :meth:`put` only queues the job (a lock and, when the thread sleeps, one wake-up); the
-    thread builds the records and writes everything queued by then in one transaction.
-    :meth:`flush` waits until what was queued before it is written (readers of the archive
-    in this process call it first); :meth:`close` flushes and stops the thread. A record
+    :meth:`put` only queues the job (a lock, and a wake-up only when the thread sleeps for
+    want of work); the thread builds the records and writes what is queued in one
+    transaction ``linger`` seconds after it was woken (at once when ``max_batch`` are
+    queued): the jobs answered meanwhile share its wake-ups (each costs a thread switch,
+    about as much CPU as writing a record), and none happen while no jobs come. :meth:`flush` has what is queued written now and
+    waits for it (readers of the archive in this process call it first); :meth:`close`
+    flushes and stops the thread. A record
     that cannot be built or written is logged and dropped, as an inline write's failure
     was: the archive is convenience, the ledger is the evidence. ``open_archive`` is
     called on the first write (the file is created only when jobs come).
     """
 
-    def __init__(self, open_archive: Callable[[], JobArchive], *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        open_archive: Callable[[], JobArchive],
+        *,
+        max_batch: int = 256,
+        linger: float = 0.02,
+    ) -> None:
         self._open = open_archive
         self._archive: JobArchive | None = None
         self._max_batch = max_batch
+        self._linger = linger
+        self._urgent = False  # flush() or close() waits: write what is queued now
         self._cond = threading.Condition(threading.Lock())
         self._queue: collections.deque[Pending] = collections.deque()
         self._queued = 0  # records ever queued
@@ -130,8 +141,8 @@ class ArchiveWriter:
                     target=self._loop, name="qsecure-job-archive", daemon=True
                 )
                 self._thread.start()
-            elif self._sleeping:
-                self._cond.notify()
+            elif self._sleeping or len(self._queue) >= self._max_batch:
+                self._cond.notify()  # else it lingers, and writes this with the others
 
     def write_now(self, job_id: str, build: Callable[[], dict[str, Any]]) -> None:
         """Write ``job_id``'s record in the calling thread (errors are logged)."""
@@ -142,6 +153,9 @@ class ArchiveWriter:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._queued
+            if self._written < target:
+                self._urgent = True
+                self._cond.notify_all()
             while self._written < target:
                 if self._thread is None or not self._thread.is_alive():
                     return False
@@ -171,11 +185,25 @@ class ArchiveWriter:
         while True:
             with self._cond:
                 while not self._queue and not self._closed:
-                    self._sleeping = True
+                    self._sleeping = True  # nothing to do: put() wakes the thread
                     self._cond.wait()
                     self._sleeping = False
+                # linger: let the records of the jobs answered meanwhile join this batch
+                deadline = time.monotonic() + self._linger
+                while (
+                    self._queue
+                    and len(self._queue) < self._max_batch
+                    and not (self._urgent or self._closed)
+                ):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
                 if not self._queue:  # closed, and nothing left
-                    return
+                    if self._closed:
+                        return
+                    continue
+                self._urgent = False
                 batch = [
                     self._queue.popleft() for _ in range(min(len(self._queue), self._max_batch))
                 ]

@@ -127,7 +127,7 @@ class CountingArchive(JobArchive):
 
 def test_records_queued_together_are_written_in_one_transaction(tmp_path: Path) -> None:
     store = CountingArchive(tmp_path)
-    writer = ArchiveWriter(lambda: store)
+    writer = ArchiveWriter(lambda: store, linger=0)
     building = threading.Event()
     go_on = threading.Event()
 
@@ -149,6 +149,33 @@ def test_records_queued_together_are_written_in_one_transaction(tmp_path: Path) 
         assert [store.get(f"j{n}") for n in range(6)] == [{"n": n} for n in range(6)]
     finally:
         go_on.set()
+        writer.close()
+
+
+def test_records_linger_to_share_a_wake_up_until_flushed_or_the_batch_is_full(
+    tmp_path: Path,
+) -> None:
+    store = CountingArchive(tmp_path)
+    writer = ArchiveWriter(lambda: store, linger=3600, max_batch=3)
+    try:
+        writer.put("a0", numbered(0))
+        writer.put("a1", numbered(1))
+        assert writer.pending == 2 and store.batches == []  # lingering: not written yet
+        assert writer.flush(WAIT)  # a reader: written now
+        assert store.batches == [["a0", "a1"]] and writer.pending == 0
+        written = threading.Event()
+        real_put_many = store.put_many
+
+        def watched(records: Any) -> None:
+            real_put_many(records)
+            written.set()
+
+        store.put_many = watched  # type: ignore[method-assign]
+        for n in range(3):  # a full batch is written without waiting for the linger
+            writer.put(f"b{n}", numbered(n))
+        assert written.wait(WAIT)
+        assert store.batches[-1] == ["b0", "b1", "b2"]
+    finally:
         writer.close()
 
 

@@ -325,6 +325,7 @@ class JobService:
         self._identity_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._identity_ttl = identity_cache_seconds
         self._archiver: ArchiveWriter | None = None
+        self._closed = False
         # Every job the executor accepts (queued or running) may hold a thread in
         # complete(); io_threads more serve everything else.
         self._pool = ThreadPoolExecutor(
@@ -1006,8 +1007,16 @@ class JobService:
         afterwards). Readers of the archive in this process call :meth:`flush_archive`
         first. Does nothing for a job that did not complete or without an archive."""
         writer = self._archive_writer()
-        if writer is not None and state.status == JobStatus.COMPLETED:
-            writer.put(state.job_id, self._archive_record(state, record))
+        if writer is None or state.status != JobStatus.COMPLETED:
+            return
+        try:
+            if not self._closed:
+                writer.put(state.job_id, self._archive_record(state, record))
+                return
+        except RuntimeError:  # the writer closed meanwhile
+            pass
+        # the broker is shutting down (the job's answer is out; its ledger record holds)
+        log.warning("job %s was not archived: the broker is shutting down", state.job_id)
 
     def flush_archive(self, timeout: float | None = 10.0) -> bool:
         """Wait until the jobs :meth:`archive` queued so far are written (or failed,
@@ -1181,6 +1190,7 @@ class JobService:
             state.wake()
 
     def close(self) -> None:
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._parser is not None:
             self._parser.close()

@@ -100,6 +100,17 @@ def test_the_archive_takes_the_timings_as_they_were_when_it_was_queued(
     assert record["timings_ms"]["run"] == round(state.timings["run"], 3)
 
 
+def test_a_job_answered_while_the_broker_closes_is_not_archived_and_no_error_raised(
+    service: JobService, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = service.submit("kernel-token", body(), wait=True, archive_after=True)
+    service.close()
+    with caplog.at_level(logging.WARNING, logger="jupyter_qsecure.jobs"):
+        service.archive(state, state.record())  # after the answer: must not raise
+    assert f"job {state.job_id} was not archived: the broker is shutting down" in caplog.text
+    assert archived(service, state) is None
+
+
 def test_only_completed_jobs_are_archived(service: JobService) -> None:
     with pytest.raises(Denied):
         service.submit("kernel-token", body(qubits=41), wait=True, archive_after=True)

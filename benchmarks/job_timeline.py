@@ -10,7 +10,10 @@ verification) is timed in this process too. No HTTP layer: the REST handler's ow
 cost is the gap between the bench's ``%qsubmit`` and the sum here.
 
 Reported per phase: median and p90 over ``--runs`` jobs (after ``--warmup``), in ms,
-with the count of ledger commits and transit calls per job. Timings on a machine
+with the count of ledger commits and transit calls per job, and the CPU time one job
+costs: ``cpu_broker`` (this process, every thread, the archive written after the answer
+included), ``cpu_process`` (this process, the kernel's part included) and
+``cpu_children`` (the Aer and parse workers, and OpenBao; means over the runs). Timings on a machine
 others load are not reliable in absolute terms: compare phases with each other.
 
 Usage: python benchmarks/job_timeline.py [--runs 60] [--warmup 10] [--shots 1024]
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import statistics
 import sys
 import tempfile
@@ -81,11 +85,42 @@ def phases(marks: list[tuple[str, float]], t0: float) -> dict[str, float]:
     return dict(out)
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's live children (the Aer and parse
+    workers, and OpenBao, which signs), 0 without psutil."""
+    try:
+        import psutil
+    except ImportError:
+        return 0.0
+    total = 0.0
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            total += times.user + times.system
+    return total
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--shots", type=int, default=1024)
+    parser.add_argument(
+        "--ab",
+        metavar="ATTRIBUTE",
+        help="A/B in this process: set this boolean JobService attribute on every other "
+        "job, and report both halves side by side; 'archive_after': archive before the "
+        "answer (A) or after it (B, as the REST layer does)",
+    )
+    parser.add_argument(
+        "--archive",
+        choices=["after", "settled", "before"],
+        default="settled",
+        help="after: as the REST layer, the archive queued after the answer and written "
+        "by its thread when it will (its CPU only in cpu_process); settled (default): "
+        "the same, waited for after each job (its CPU in cpu_broker); before: written "
+        "in the broker's thread before the answer",
+    )
     args = parser.parse_args()
 
     from jupyter_qsecure.config import QSecure
@@ -133,16 +168,35 @@ def main() -> int:
         keyring = KeyRing(signer.public_keys())
         wrap(parse_pool, "parse", "parse")
         wrap(service.engine, "decide", "policy")
-        wrap(signer.inner, "sign_many", "transit")
+        wrap(getattr(signer, "inner", signer), "sign_many", "transit")
         wrap(ledger, "append_many", "ledger_append")
         wrap_cm(ledger.store, "write", "ledger_commit")
         wrap(executor, "submit", "release")
-        wrap(service, "_archive", "archive")
+        # The archive: written in the broker's thread before the answer (older brokers, or
+        # --archive before), or, as the REST layer does it, queued after the answer and
+        # written in the archive's thread (``archive_after``; see --archive).
+        archive_after = args.archive != "before" and (
+            "archive_after" in inspect.signature(service.submit).parameters
+        )
+        settle = getattr(service, "flush_archive", lambda: None)
+        if args.archive == "after":
+            settle = lambda: None  # noqa: E731
+        submit_options: dict[str, bool] = {"archive_after": True} if archive_after else {}
+        from jupyter_qsecure.jobs import archive as archive_module
+
+        for method in ("put", "put_many"):
+            if hasattr(archive_module.JobArchive, method):
+                wrap(archive_module.JobArchive, method, "archive")
 
         qc = ghz(5)
         rows: list[dict[str, float]] = []
         try:
             for i in range(args.warmup + args.runs):
+                if args.ab == "archive_after":  # the archive before or after the answer
+                    archive_after = i % 2 == 1
+                    submit_options = {"archive_after": archive_after}
+                elif args.ab:  # interleaved job by job: both see the same machine
+                    setattr(service, args.ab, i % 2 == 1)
                 MARKS.clear()
                 t0 = time.perf_counter()
                 mark("kernel_encode:start")
@@ -161,22 +215,37 @@ def main() -> int:
                     "request_id": uuid.uuid4().hex,
                 }
                 body = {**request, "circuits": [item], "bind": None, "wait": True}
+                if i == args.warmup:
+                    children0 = _children_cpu()
+                    process0 = time.process_time()
+                cpu0 = time.process_time()
                 mark("broker:start")
-                state = service.submit("token", body, wait=True)
+                state = service.submit("token", body, wait=True, **submit_options)
                 mark("broker:end")
+                record = state.record()  # the answer
+                if archive_after:
+                    service.archive(state, record)
                 handle = state.handle
-                record = state.record()
+                verify0 = time.thread_time()
                 mark("kernel_verify:start")
                 result_from_record(
                     record, keyring, [Expected("qpy", local_hash, "qc")], request=request
                 )
                 mark("kernel_verify:end")
+                verify_cpu = time.thread_time() - verify0
+                settle()  # the archive written after the answer, meanwhile
+                cpu_broker = (time.process_time() - cpu0 - verify_cpu) * 1000
                 row = phases(MARKS, t0)
                 row["aer_worker"] = (handle.finished_at - handle.started_at) * 1000
                 row["job_queue"] = state.timings.get("queue", 0.0)
                 row["total"] = (time.perf_counter() - t0) * 1000
+                row["cpu_broker"] = cpu_broker
+                row["?b"] = float(bool(args.ab) and i % 2 == 1)
                 if i >= args.warmup:
                     rows.append(row)
+            getattr(service, "flush_archive", lambda: None)()
+            cpu_process = (time.process_time() - process0) * 1000 / len(rows)
+            cpu_children = (_children_cpu() - children0) * 1000 / len(rows)
         finally:
             service.close()
             ledger.close()
@@ -196,12 +265,21 @@ def main() -> int:
         "ledger_commit",
         "archive",
         "kernel_verify",
+        "cpu_broker",
     ]
     print(f"one 5-qubit GHZ job, {args.shots} shots, {len(rows)} runs: ms (median / p90)")
+    halves = [[r for r in rows if not r["?b"]], [r for r in rows if r["?b"]]]
+    if args.ab:
+        print(f"  (A: {args.ab}=False, {len(halves[0])} jobs | B: True, {len(halves[1])} jobs)")
     for name in order:
-        values = sorted(r.get(name, 0.0) for r in rows)
-        p90 = values[int(0.9 * (len(values) - 1))]
-        print(f"  {name:16s} {statistics.median(values):8.3f} {p90:8.3f}")
+        cells = []
+        for half in halves if args.ab else [rows]:
+            values = sorted(r.get(name, 0.0) for r in half)
+            p90 = values[int(0.9 * (len(values) - 1))]
+            cells.append(f"{statistics.median(values):8.3f} {p90:8.3f}")
+        print(f"  {name:16s} " + "  |".join(cells))
+    print(f"  {'cpu_process':16s} {cpu_process:8.3f} (mean per job, the kernel's part included)")
+    print(f"  {'cpu_children':16s} {cpu_children:8.3f} (mean per job)")
     counts = {k[1:]: statistics.median(r.get(k, 0) for r in rows) for k in rows[0] if k[0] == "#"}
     print("  per job (median count):", ", ".join(f"{k} {v:g}" for k, v in sorted(counts.items())))
     return 0

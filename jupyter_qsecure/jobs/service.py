@@ -11,7 +11,8 @@ Circuits are never parsed in the server process: their declared sizes are checke
 the policy first (``declared``), then a parse worker with memory and CPU limits reads them
 (``parse_pool``).
 Submitted circuits, the signed manifest and the signed result are archived in
-``<data_dir>/jobs/archive.db`` so ``jupyter qsecure replay JOB_ID`` can re-run a job later.
+``<data_dir>/jobs/archive.db`` so ``jupyter qsecure replay JOB_ID`` can re-run a job later;
+the REST layer has that written after the job's answer (:meth:`JobService.archive`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import functools
 import hashlib
 import json
 import logging
-import sqlite3
 import threading
 import time
 import uuid
@@ -40,7 +40,7 @@ from ..signing.canonical import canonical_json
 from ..signing.signers import KeyRing, Signer
 from .aer_run import noise_model_sha256
 from .approval import ApprovalRefused, ApprovalVerifier, approval_subject
-from .archive import JobArchive
+from .archive import ArchiveWriter, JobArchive
 from .declared import (
     MAX_CIRCUITS_PARSED,
     Excess,
@@ -189,8 +189,10 @@ class JobState:
                 return JobStatus.RUNNING
         return status
 
-    def record(self) -> dict[str, Any]:
-        """The JobRecord of the REST contract (no token, no secret)."""
+    def record(self, timings: dict[str, float] | None = None) -> dict[str, Any]:
+        """The JobRecord of the REST contract (no token, no secret); ``timings``: the
+        job's timings as they were at some point (default: ``self.timings`` now)."""
+        timings = self.timings if timings is None else timings
         return {
             "job_id": self.job_id,
             "status": str(self.current_status()),
@@ -204,7 +206,7 @@ class JobState:
             "error": self.error,
             "circuit_hashes": self.circuit_hashes,
             "transpiled_hashes": self.transpiled_hashes,
-            "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
+            "timings_ms": {k: round(v, 3) for k, v in timings.items()},
         }
 
 
@@ -322,7 +324,8 @@ class JobService:
         self._lock = threading.Lock()
         self._identity_cache: dict[str, tuple[float, dict[str, Any]]] = {}
         self._identity_ttl = identity_cache_seconds
-        self._archive_store: JobArchive | None = None
+        self._archiver: ArchiveWriter | None = None
+        self._closed = False
         # Every job the executor accepts (queued or running) may hold a thread in
         # complete(); io_threads more serve everything else.
         self._pool = ThreadPoolExecutor(
@@ -735,7 +738,9 @@ class JobService:
         the same key as the policy's rate limits and quotas (``environment:user``)."""
         return f"{identity.get('environment') or self.environment}:{identity['user']}"
 
-    def submit(self, token: str | None, body: Any, *, wait: bool = True) -> JobState:
+    def submit(
+        self, token: str | None, body: Any, *, wait: bool = True, archive_after: bool = False
+    ) -> JobState:
         """Admit, prepare and queue a submission in the calling (broker) thread; with
         ``wait`` also run it to the end (:meth:`complete`).
 
@@ -748,7 +753,7 @@ class JobService:
         finds the queue full later. Without ``wait`` the job is returned ``queued`` (its
         end is followed by :meth:`run`). A job that needs an approval is returned
         ``pending_approval`` and keeps its place until it is approved (:meth:`run`),
-        cancelled or given up.
+        cancelled or given up. ``archive_after``: see :meth:`complete`.
         """
         identity = self.authenticate(token)
         place = self._admit(identity)
@@ -763,7 +768,7 @@ class JobService:
             return state
         try:
             if wait:
-                return self.complete(state)
+                return self.complete(state, archive_after=archive_after)
             self._enqueue(state)
             return state
         finally:
@@ -794,13 +799,21 @@ class JobService:
             state.status, state.error = JobStatus.FAILED, exc.message
             raise _busy(exc) from None
 
-    def complete(self, state: JobState) -> JobState:
-        """:meth:`_complete`, then :meth:`JobState.settle` the job once it has ended."""
+    def complete(self, state: JobState, *, archive_after: bool = False) -> JobState:
+        """:meth:`_complete`, then :meth:`JobState.settle` the job once it has ended.
+
+        A completed job is archived (for replay) before this returns; with
+        ``archive_after`` the caller does it, once it has answered, with :meth:`archive`:
+        nothing of the answer depends on the archive, so it leaves the job's critical path.
+        """
         try:
-            return self._complete(state)
+            self._complete(state)
         finally:
             if state.status in TERMINAL:
                 state.settle()
+        if not archive_after and state.status == JobStatus.COMPLETED:
+            self._archive_writer_now(state)
+        return state
 
     def _complete(self, state: JobState) -> JobState:
         """Run an allowed, released job to the end in the calling (broker) thread: submit,
@@ -860,7 +873,6 @@ class JobService:
         state.manifest, state.result_envelope = sealed.manifest, sealed.result_envelope
         state.result = sealed.result
         state.status = JobStatus.COMPLETED
-        self._archive(state)
         return state
 
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -986,19 +998,64 @@ class JobService:
             },
         )
 
-    def _archive(self, state: JobState) -> None:
-        if self.archive_dir is None:
+    # ---- the archive (for replay) -------------------------------------------------------------
+    def archive(self, state: JobState, record: dict[str, Any] | None = None) -> None:
+        """Archive a completed job (what ``jupyter qsecure replay`` re-runs) in the
+        archive's own thread, with the other jobs queued by then (one transaction): for a
+        caller of ``complete(..., archive_after=True)``, once it has answered. ``record``:
+        the job's :meth:`JobState.record` if the caller built it already (not changed
+        afterwards). Readers of the archive in this process call :meth:`flush_archive`
+        first. Does nothing for a job that did not complete or without an archive."""
+        writer = self._archive_writer()
+        if writer is None or state.status != JobStatus.COMPLETED:
             return
         try:
-            if self._archive_store is None:
-                with self._lock:
-                    if self._archive_store is None:
-                        self._archive_store = JobArchive(self.archive_dir)
-            record = state.record()
-            record["payload"] = state.payload
-            self._archive_store.put(state.job_id, record)
-        except (OSError, sqlite3.Error) as exc:
-            log.error("cannot archive job %s: %s", state.job_id, exc)
+            if not self._closed:
+                writer.put(state.job_id, self._archive_record(state, record))
+                return
+        except RuntimeError:  # the writer closed meanwhile
+            pass
+        # the broker is shutting down (the job's answer is out; its ledger record holds)
+        log.warning("job %s was not archived: the broker is shutting down", state.job_id)
+
+    def flush_archive(self, timeout: float | None = 10.0) -> bool:
+        """Wait until the jobs :meth:`archive` queued so far are written (or failed,
+        logged); False if ``timeout`` passed first."""
+        writer = self._archiver
+        return True if writer is None else writer.flush(timeout)
+
+    def _archive_writer_now(self, state: JobState) -> None:
+        writer = self._archive_writer()
+        if writer is not None:
+            writer.write_now(state.job_id, self._archive_record(state))
+
+    @staticmethod
+    def _archive_record(
+        state: JobState, record: dict[str, Any] | None = None
+    ) -> Callable[[], dict[str, Any]]:
+        """What builds the job's archive record (its JobRecord and worker payload); the
+        timings are taken now (the REST layer adds its own to the job afterwards)."""
+        timings = dict(state.timings) if record is None else None
+        payload = state.payload
+
+        def build() -> dict[str, Any]:
+            built = dict(record) if record is not None else state.record(timings)
+            built["payload"] = payload
+            return built
+
+        return build
+
+    def _archive_writer(self) -> ArchiveWriter | None:
+        if self.archive_dir is None:
+            return None
+        writer = self._archiver
+        if writer is None:
+            directory = self.archive_dir
+            with self._lock:
+                if self._archiver is None:
+                    self._archiver = ArchiveWriter(lambda: JobArchive(directory))
+                writer = self._archiver
+        return writer
 
     # ---- queries ------------------------------------------------------------------------------
     def get(self, token: str | None, job_id: str) -> JobState:
@@ -1133,10 +1190,11 @@ class JobService:
             state.wake()
 
     def close(self) -> None:
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._parser is not None:
             self._parser.close()
         if self._executor is not None:
             self._executor.close()
-        if self._archive_store is not None:
-            self._archive_store.close()
+        if self._archiver is not None:
+            self._archiver.close()

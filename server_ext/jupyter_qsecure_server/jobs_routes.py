@@ -92,9 +92,12 @@ class _JobsHandler(BearerAPIHandler):
             return
         self.request.connection.set_max_body_size(self._limit + _OVERRUN)  # type: ignore[union-attr]
 
-    def send_record(self, state: JobState, status: int = 200) -> None:
+    def send_record(self, state: JobState, status: int = 200) -> dict[str, Any]:
+        """Answer with the job's record; returns that record."""
+        record = state.record()
         self.set_status(status)
-        self.finish(_encode(state.record()))
+        self.finish(_encode(record))
+        return record
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
@@ -150,8 +153,11 @@ class JobsHandler(_JobsHandler):
             # ``wait`` is validated with the rest of the body (a boolean, or absent)
             wait = not isinstance(body, dict) or body.get("wait", True) is not False
             # Admitted to the queue (or 429), decided, and with wait run, signed and
-            # recorded, in one broker thread; without wait, queued before the 202.
-            state = await service.call(service.submit, self.token, body, wait=wait)
+            # recorded, in one broker thread; without wait, queued before the 202. The
+            # archive (for replay) is written after the answer: nothing in it depends on it.
+            state = await service.call(
+                service.submit, self.token, body, wait=wait, archive_after=True
+            )
         except JobError as exc:
             self.fail(exc)
             return
@@ -162,7 +168,11 @@ class JobsHandler(_JobsHandler):
             self.send_record(state, 202)
             return
         state.timings["broker"] = (time.perf_counter() - received) * 1000
-        self.send_record(state)
+        record = None
+        try:
+            record = self.send_record(state)
+        finally:  # answered (or the client went away): now the archive, in its own thread
+            service.archive(state, record)
 
 
 class JobHandler(_JobsHandler):

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
@@ -44,6 +45,8 @@ from jupyter_qsecure.vault.source import CredentialSource
 from .identity import stable_user
 from .save_gate import OVERRIDE_REASON_MAX, OVERRIDE_REASON_MIN
 from .services import Services
+
+T = TypeVar("T")
 
 AUTH_RESOURCE = "qsecure"
 #: Registry key of values stored through ``PUT secrets/NAME`` before a kernel holds them:
@@ -307,6 +310,15 @@ class SecretHandler(QSecureHandler):
 
 
 # ---- jobs and the ledger -------------------------------------------------------------------
+def _after_archive(services: Services, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``fn(...)`` once the job archive holds every job answered so far: the broker writes
+    it after the answers (``JobService.archive``), and these routes read it."""
+    jobs = services.jobs
+    if jobs is not None:
+        jobs.flush_archive(timeout=5.0)
+    return fn(*args, **kwargs)
+
+
 class LedgerJobsHandler(QSecureHandler):
     """GET /qsecure/api/ledger/jobs: the user's jobs, from the ledger."""
 
@@ -322,6 +334,8 @@ class LedgerJobsHandler(QSecureHandler):
         status = self.get_argument("status", None) or None
         settings = self.qsecure
         rows = await asyncio.to_thread(
+            _after_archive,
+            self.services,
             user_jobs,
             self.ledger,
             self.user,
@@ -344,6 +358,8 @@ class LedgerJobHandler(QSecureHandler):
             raise ApiError(400, "bad_request", "a job id or decision id is 32 hexadecimal digits")
         settings = self.qsecure
         found = await asyncio.to_thread(
+            _after_archive,
+            self.services,
             job_provenance,
             self.ledger,
             ident,

@@ -55,7 +55,9 @@ async def test_qsubmit_magic_end_to_end_and_replay(
     kinds = [e.kind for e in ledger.entries() if e.correlation_id == job_id]
     assert kinds == ["job.decided", "job.submitted", "job.completed"]
     assert ledger.verify().ok
-    # Anyone can re-run it from the archive and the signed manifest.
+    # Anyone can re-run it from the archive and the signed manifest (written after the
+    # answer, in the archive's thread: a replay started at once waits for it here).
+    assert jp_serverapp.web_app.settings["qsecure_jobs"].flush_archive(60)
     replayed = cli(qsecure_data_dir, "replay", job_id)
     assert replayed.returncode == 0, replayed.stderr
     assert "matches the signed result" in replayed.stdout

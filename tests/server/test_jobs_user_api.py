@@ -7,8 +7,10 @@ qsecure kernels, Aer in real worker processes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from jobs_helpers import Broker, cli, job, server_config, write_policy
 from qiskit import QuantumCircuit
 from save_gate_helpers import fake_aws_key
 
-from jupyter_qsecure.jobs.archive import JobArchive
+from jupyter_qsecure.jobs.archive import JobArchive, read_archived
 from jupyter_qsecure.testing.circuits import ghz
 from jupyter_qsecure_server.identity import os_user
 
@@ -185,3 +187,43 @@ async def test_audit_rows_name_people_one_readable_way(
     assert shown.returncode == 0 and f"user:{me}" in shown.stdout
     mine = cli(qsecure_data_dir, "audit", "show", "--actor", me, "--kind", "save.refused")
     assert mine.returncode == 0 and "save.refused" in mine.stdout
+
+
+async def test_the_answer_does_not_wait_for_the_archive_and_the_panel_does(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive (for replay) is written after the job's answer, in its own thread: an
+    answer never waits for it; the jobs panel's routes, which read it, wait for it."""
+    token = await broker.kernel_token()
+    release, writing, flushing = threading.Event(), threading.Event(), threading.Event()
+    real_put_many = JobArchive.put_many
+
+    def held_put_many(self: JobArchive, records: Any) -> None:
+        writing.set()
+        assert release.wait(60)
+        real_put_many(self, records)
+
+    monkeypatch.setattr(JobArchive, "put_many", held_put_many)
+    service = broker.service
+    real_flush = service.flush_archive
+
+    def watched_flush(timeout: float | None = 10.0) -> bool:
+        flushing.set()
+        return bool(real_flush(timeout))
+
+    monkeypatch.setattr(service, "flush_archive", watched_flush)
+    try:
+        code, done, _ = await asyncio.wait_for(broker.post(token, job(ghz(2))), 60)
+        assert code == 200 and done["status"] == "completed", done
+        assert await asyncio.to_thread(writing.wait, 60)  # queued, held up in its thread
+        assert read_archived(service.archive_dir, done["job_id"]) is None
+        listing = asyncio.ensure_future(api(broker, "GET", "ledger", "jobs"))
+        assert await asyncio.to_thread(flushing.wait, 60)  # the panel waits for it
+    finally:
+        release.set()
+    code, rows = await asyncio.wait_for(listing, 60)
+    [row] = [r for r in rows["jobs"] if r["job_id"] == done["job_id"]]
+    assert code == 200 and row["signature_verified"] is True
+    archived = read_archived(service.archive_dir, done["job_id"])
+    assert archived is not None and archived["result"] == done["result"]
+    assert archived["manifest"] == done["manifest"] and archived["payload"]["circuits_qpy"]

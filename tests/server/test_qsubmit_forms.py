@@ -120,6 +120,7 @@ async def test_replay_of_a_noisy_job_and_of_an_altered_archive(broker: Broker) -
     service = broker.service
     keyring = KeyRing(service.signer.public_keys())
     archive_dir = service.archive_dir
+    assert service.flush_archive(60)  # written just after the answer, in its own thread
     report = replay(archive_dir, job_id, keyring)
     assert report.matches and report.replayed_digest == report.recorded_digest
 

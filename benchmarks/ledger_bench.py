@@ -26,11 +26,23 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from jupyter_qsecure.ledger import Ledger, verify_inclusion_proof
 from jupyter_qsecure.ledger.store.sqlite import SQLiteStore
 from jupyter_qsecure.signing.signers import Ed25519FileSigner, MLDSA65FileSigner, Signer
+
+
+def run_threads(work: Callable[[int], None], threads: int) -> float:
+    """Wall seconds for ``threads`` threads running ``work(t)`` side by side."""
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - started
 
 
 def body(i: int) -> dict[str, str]:
@@ -56,13 +68,7 @@ def ours_threads(folder: Path, n: int, threads: int = 8) -> float:
         for i in range(per):
             ledger.append("note", body(t * per + i))
 
-    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
-    started = time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    elapsed = time.perf_counter() - started
+    elapsed = run_threads(work, threads)
     assert ledger.size() == per * threads and ledger.verify().ok
     ledger.close()
     return per * threads / elapsed
@@ -99,15 +105,9 @@ def ours_jobs(folder: Path, n: int, threads: int = 4) -> tuple[float, float, flo
         for i in range(t * per, (t + 1) * per):
             ledger.append_many(job_entries(i), correlation_id=f"{i:032x}")
 
-    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
     commits = ledger.commits
     cpu = time.process_time()
-    started = time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    elapsed = time.perf_counter() - started
+    elapsed = run_threads(work, threads)
     cpu = time.process_time() - cpu
     jobs = per * threads
     per_commit = jobs / (ledger.commits - commits)

@@ -18,14 +18,10 @@ from typing import Any
 import pytest
 
 from jupyter_qsecure.jobs.client import encode_circuit
-from jupyter_qsecure.jobs.inline_executor import InlineExecutor
-from jupyter_qsecure.jobs.parse_pool import ParsePool
-from jupyter_qsecure.jobs.policy import DEFAULT_POLICY_PATH, Policy, PolicyEngine
+from jupyter_qsecure.jobs.policy import DEFAULT_POLICY_PATH, Policy
 from jupyter_qsecure.jobs.service import JobService, JobState, SettledHandle
-from jupyter_qsecure.ledger import Ledger
-from jupyter_qsecure.ledger.store.sqlite import SQLiteStore
-from jupyter_qsecure.signing.signers import Ed25519FileSigner
 from jupyter_qsecure.testing.circuits import ghz
+from jupyter_qsecure.testing.job_service import inline_job_service
 
 #: GC-tracked objects an ended 5-qubit job may keep in the store: 50 before its handle
 #: was settled; now about 29 (its dicts and lists, the decision, the two envelopes, the
@@ -41,21 +37,8 @@ def service(tmp_path: Path) -> Iterator[JobService]:
     policy = Policy.from_bytes(
         shipped.replace("jobs_per_minute = 30\n", "jobs_per_minute = 100000\n").encode(), "dev"
     )
-    ledger = Ledger(SQLiteStore(tmp_path / "ledger.db", create=True), actor="user:alice")
-    svc = JobService(
-        identify=lambda token: {"user": "alice", "kernel_id": "k1", "environment": "dev"},
-        engine=PolicyEngine(policy),
-        signer=Ed25519FileSigner(tmp_path / "jobs-ed25519.pem"),
-        ledger=ledger,
-        executor=InlineExecutor(),
-        environment="dev",
-        parser=ParsePool(1),
-    )
-    try:
+    with inline_job_service(tmp_path, policy) as svc:
         yield svc
-    finally:
-        svc.close()
-        ledger.close()
 
 
 def submit(service: JobService, circuit: dict[str, str], seed: int) -> JobState:

@@ -18,37 +18,18 @@ import pytest
 
 from jupyter_qsecure.jobs.archive import ArchiveWriter, JobArchive, read_archived
 from jupyter_qsecure.jobs.client import encode_circuit
-from jupyter_qsecure.jobs.inline_executor import InlineExecutor
-from jupyter_qsecure.jobs.parse_pool import ParsePool
-from jupyter_qsecure.jobs.policy import Policy, PolicyEngine
 from jupyter_qsecure.jobs.service import Denied, JobService, JobState
 from jupyter_qsecure.jobs.status import JobStatus
-from jupyter_qsecure.ledger import Ledger
-from jupyter_qsecure.ledger.store.sqlite import SQLiteStore
-from jupyter_qsecure.signing.signers import Ed25519FileSigner
 from jupyter_qsecure.testing.circuits import ghz
+from jupyter_qsecure.testing.job_service import inline_job_service
 
 WAIT = 30.0  # seconds any wait here may take before the test fails
 
 
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[JobService]:
-    ledger = Ledger(SQLiteStore(tmp_path / "ledger.db", create=True), actor="user:alice")
-    svc = JobService(
-        identify=lambda token: {"user": "alice", "kernel_id": "k1", "environment": "dev"},
-        engine=PolicyEngine(Policy.load(None, "dev")),
-        signer=Ed25519FileSigner(tmp_path / "jobs-ed25519.pem"),
-        ledger=ledger,
-        executor=InlineExecutor(),
-        environment="dev",
-        archive_dir=tmp_path / "jobs",
-        parser=ParsePool(1),
-    )
-    try:
+    with inline_job_service(tmp_path, archive=True) as svc:
         yield svc
-    finally:
-        svc.close()
-        ledger.close()
 
 
 def body(qubits: int = 2, shots: int = 32) -> dict[str, Any]:

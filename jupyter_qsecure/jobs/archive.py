@@ -33,6 +33,7 @@ log = logging.getLogger("jupyter_qsecure.jobs")
 
 ARCHIVE_FILE = "archive.db"
 _SCHEMA = "CREATE TABLE IF NOT EXISTS jobs (job_id TEXT PRIMARY KEY, record TEXT NOT NULL)"
+_INSERT = "INSERT OR REPLACE INTO jobs (job_id, record) VALUES (?, ?)"
 
 
 class JobArchive:
@@ -49,11 +50,7 @@ class JobArchive:
         self._lock = threading.Lock()
 
     def put(self, job_id: str, record: dict[str, Any]) -> None:
-        text = json.dumps(record, separators=(",", ":"))
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO jobs (job_id, record) VALUES (?, ?)", (job_id, text)
-            )
+        self.put_many([(job_id, record)])
 
     def put_many(self, records: Iterable[tuple[str, dict[str, Any]]]) -> None:
         """Write several records (``(job_id, record)``) in one transaction."""
@@ -62,15 +59,11 @@ class JobArchive:
             return
         with self._lock:
             if len(rows) == 1:
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO jobs (job_id, record) VALUES (?, ?)", rows[0]
-                )
+                self._conn.execute(_INSERT, rows[0])
                 return
             self._conn.execute("BEGIN")
             try:
-                self._conn.executemany(
-                    "INSERT OR REPLACE INTO jobs (job_id, record) VALUES (?, ?)", rows
-                )
+                self._conn.executemany(_INSERT, rows)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
@@ -101,9 +94,9 @@ class ArchiveWriter:
     want of work); the thread builds the records and writes what is queued in one
     transaction ``linger`` seconds after it was woken (at once when ``max_batch`` are
     queued): the jobs answered meanwhile share its wake-ups (each costs a thread switch,
-    about as much CPU as writing a record), and none happen while no jobs come. :meth:`flush` has what is queued written now and
-    waits for it (readers of the archive in this process call it first); :meth:`close`
-    flushes and stops the thread. A record
+    about as much CPU as writing a record), and none happen while no jobs come.
+    :meth:`flush` has what is queued written now and waits for it (readers of the archive
+    in this process call it first); :meth:`close` flushes and stops the thread. A record
     that cannot be built or written is logged and dropped, as an inline write's failure
     was: the archive is convenience, the ledger is the evidence. ``open_archive`` is
     called on the first write (the file is created only when jobs come).

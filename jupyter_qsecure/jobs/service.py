@@ -189,10 +189,8 @@ class JobState:
                 return JobStatus.RUNNING
         return status
 
-    def record(self, timings: dict[str, float] | None = None) -> dict[str, Any]:
-        """The JobRecord of the REST contract (no token, no secret); ``timings``: the
-        job's timings as they were at some point (default: ``self.timings`` now)."""
-        timings = self.timings if timings is None else timings
+    def record(self) -> dict[str, Any]:
+        """The JobRecord of the REST contract (no token, no secret)."""
         return {
             "job_id": self.job_id,
             "status": str(self.current_status()),
@@ -206,7 +204,7 @@ class JobState:
             "error": self.error,
             "circuit_hashes": self.circuit_hashes,
             "transpiled_hashes": self.transpiled_hashes,
-            "timings_ms": {k: round(v, 3) for k, v in timings.items()},
+            "timings_ms": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
 
@@ -1033,17 +1031,11 @@ class JobService:
     def _archive_record(
         state: JobState, record: dict[str, Any] | None = None
     ) -> Callable[[], dict[str, Any]]:
-        """What builds the job's archive record (its JobRecord and worker payload); the
-        timings are taken now (the REST layer adds its own to the job afterwards)."""
-        timings = dict(state.timings) if record is None else None
+        """What builds the job's archive record: its JobRecord as of now (or ``record``,
+        already built) with the worker payload added."""
+        built = record if record is not None else state.record()
         payload = state.payload
-
-        def build() -> dict[str, Any]:
-            built = dict(record) if record is not None else state.record(timings)
-            built["payload"] = payload
-            return built
-
-        return build
+        return lambda: {**built, "payload": payload}
 
     def _archive_writer(self) -> ArchiveWriter | None:
         if self.archive_dir is None:

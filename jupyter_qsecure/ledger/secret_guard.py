@@ -73,12 +73,17 @@ def _key_named_like_a_secret(key: str) -> bool:
     return _named_like_a_secret(key.rsplit(".", 1)[-1].split("[", 1)[0])
 
 
-def _value_suspect(value: str) -> bool:
+def _value_match(value: str) -> re.Match[str] | None:
+    """Where ``value`` matches a secret-value pattern, or None."""
     if len(value) < _SHORTEST_MATCH or (
         value.isalnum() and "AKIA" not in value and "ASIA" not in value
     ):
-        return False  # hashes, ids, words: only the AWS pattern matches letters and digits alone
-    return _ANY_VALUE.search(value) is not None
+        return None  # hashes, ids, words: only the AWS pattern matches letters and digits alone
+    return _ANY_VALUE.search(value)
+
+
+def _value_suspect(value: str) -> bool:
+    return _value_match(value) is not None
 
 
 def _suspect(value: Any, named_like_a_secret: bool) -> bool:
@@ -121,11 +126,7 @@ def _check(body: dict[str, Any], *, kind: str) -> None:
                 hint="record the secret's keyed fingerprint, lease id or accessor, never its value "
                 "(e.g. name the field 'token_accessor' or 'fingerprint')",
             )
-        if len(value) < _SHORTEST_MATCH or (
-            value.isalnum() and "AKIA" not in value and "ASIA" not in value
-        ):
-            continue
-        found = _ANY_VALUE.search(value)
+        found = _value_match(value)
         if found is not None:
             type_name = _VALUE_PATTERNS[int(str(found.lastgroup)[1:])][0]
             raise InvalidEntry(

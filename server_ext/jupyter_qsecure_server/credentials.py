@@ -98,11 +98,6 @@ class CredentialService:
         with self.masks.updating():
             return self.broker.credentials_for(kernel_id, user)
 
-    @property
-    def mask_fragment_min(self) -> int:
-        """QSecure.mask_fragment_min, as every consumer of :meth:`masker` applies it."""
-        return self.masks.min_fragment
-
     def masker(self) -> Masker | None:
         """A masker over every value handed out by this server, or None if there is none."""
         return self.masks.current().masker

@@ -80,7 +80,10 @@ def cell(names: list[str]) -> str:
         "    os.write(2, ('fd2 ' + os.environ['V'] + '\\n').encode())\n"
         "del os.environ['V']\n"
         f"os.system('echo {END}')\n"
-        "print('done')\n"
+        # between newlines (in no value): descriptor output cut mid-value can have this
+        # print land in the cut, and a fragment mask then takes any neighbouring character
+        # that happens to continue the value ("d" of "done" seen as the value's next one)
+        "print('\\ndone')\n"
     )
 
 

@@ -6,23 +6,17 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from jupyter_qsecure.cli.main import build_parser, main
+from jupyter_qsecure.testing.cli import run_qsecure
 
 
 def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """The installed console script, as a user runs it through `jupyter qsecure`."""
-    return subprocess.run(
-        [sys.executable, "-m", "jupyter", "qsecure", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_qsecure(*args, env=env)
 
 
 def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from jupyter_qsecure.cli.main import main
+from jupyter_qsecure.testing.cli import JUPYTER_QSECURE
 
-JUPYTER_QSECURE = [sys.executable, "-m", "jupyter", "qsecure"]  # as a user types it
 SIGPIPE_STATUS = 141  # 128 + SIGPIPE, what `yes | head -1` reports under pipefail
 
 

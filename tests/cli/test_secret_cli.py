@@ -10,13 +10,13 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from jupyter_qsecure.testing.cli import run_qsecure
 from jupyter_qsecure.testing.openbao import OpenBaoDev
 from jupyter_qsecure.testing.values import Hidden
 from jupyter_qsecure.vault import layout
@@ -42,14 +42,7 @@ def external(openbao: OpenBaoDev, openbao_client: Any, tmp_path: Path) -> Iterat
 
 
 def run(env: dict[str, str], *argv: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "jupyter", "qsecure", *argv],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_qsecure(*argv, env=env, stdin=stdin)
 
 
 def test_put_list_rotate_rm_on_an_external_openbao(

@@ -12,13 +12,13 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from jupyter_qsecure.cli.main import build_parser, main
+from jupyter_qsecure.testing.cli import run_qsecure
 from jupyter_qsecure.testing.openbao import OpenBaoUnavailable, find_bao_binary
 from jupyter_qsecure.vault import process as bao_process
 from jupyter_qsecure.vault.embedded import EmbeddedOpenBao
@@ -54,13 +54,7 @@ class Runner:
         self.outputs: list[str] = []
 
     def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "jupyter", "qsecure", *args],
-            capture_output=True,
-            text=True,
-            env={**os.environ, **env},
-            timeout=120,
-        )
+        result = run_qsecure(*args, env={**os.environ, **env})
         self.outputs += [result.stdout, result.stderr]
         return result
 

@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pytest
 from save_gate_helpers import fake_aws_key
 from server_helpers import extension_config, start, stdout_of
 
+from jupyter_qsecure.testing.cli import run_qsecure
 from jupyter_qsecure.testing.openbao import OpenBaoUnavailable, find_bao_binary
 from jupyter_qsecure.testing.values import Hidden
 from jupyter_qsecure.vault.embedded import EmbeddedOpenBao
@@ -63,14 +63,7 @@ def terminal(data_dir: Path, *argv: str, stdin: str = "") -> subprocess.Complete
         if not k.startswith(("BAO_", "VAULT_", "QSECURE_", "JPY_", "JUPYTER_SERVER"))
     }
     env["QSECURE_DATA_DIR"] = str(data_dir)
-    return subprocess.run(
-        [sys.executable, "-m", "jupyter", "qsecure", *argv],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return run_qsecure(*argv, env=env, stdin=stdin)
 
 
 def no_tokens(embedded: EmbeddedOpenBao, *outputs: str) -> None:

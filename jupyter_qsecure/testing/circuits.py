@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ghz", "nested_gates_qasm2"]
+__all__ = ["ghz", "mixer", "nested_gates_qasm2"]
 
 
 def ghz(n: int = 3) -> Any:
@@ -15,6 +15,21 @@ def ghz(n: int = 3) -> Any:
     qc.h(0)
     for i in range(n - 1):
         qc.cx(i, i + 1)
+    qc.measure_all()
+    return qc
+
+
+def mixer() -> Any:
+    """A 3-qubit circuit of rotations and one CX, measured: counts spread over many states,
+    so a changed seed, noise model or transpilation shows in them."""
+    from qiskit import QuantumCircuit
+
+    qc = QuantumCircuit(3)
+    qc.h(range(3))
+    qc.rz(0.3, 0)
+    qc.ry(1.1, 1)
+    qc.cx(0, 2)
+    qc.rx(0.7, 2)
     qc.measure_all()
     return qc
 

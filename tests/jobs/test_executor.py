@@ -39,21 +39,10 @@ from jupyter_qsecure.jobs.executor import (
     WorkerCrashed,
     executor_from_settings,
 )
-from jupyter_qsecure.testing.circuits import ghz
+from jupyter_qsecure.testing.circuits import ghz, mixer
 
 WAIT = 60.0  # upper bound for any single wait on a future; never reached when things work
 TEST_ENV = {TESTING_ENV: "1"}
-
-
-def mixer() -> QuantumCircuit:
-    qc = QuantumCircuit(3)
-    qc.h(range(3))
-    qc.rz(0.3, 0)
-    qc.ry(1.1, 1)
-    qc.cx(0, 2)
-    qc.rx(0.7, 2)
-    qc.measure_all()
-    return qc
 
 
 def payload(**overrides: Any) -> dict[str, Any]:

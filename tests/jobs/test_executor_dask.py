@@ -16,7 +16,6 @@ from typing import Any
 import dask
 import pytest
 from distributed import LocalCluster
-from qiskit import QuantumCircuit
 
 from jupyter_qsecure.jobs.aer_run import TESTING_ENV, circuits_to_qpy, run_aer
 from jupyter_qsecure.jobs.executor import (
@@ -31,19 +30,9 @@ from jupyter_qsecure.jobs.executor import (
     WorkerCrashed,
     executor_from_settings,
 )
-from jupyter_qsecure.testing.circuits import ghz
+from jupyter_qsecure.testing.circuits import ghz, mixer
 
 WAIT = 120.0
-
-
-def mixer() -> QuantumCircuit:
-    qc = QuantumCircuit(3)
-    qc.h(range(3))
-    qc.ry(1.1, 1)
-    qc.cx(0, 2)
-    qc.rx(0.7, 2)
-    qc.measure_all()
-    return qc
 
 
 #: LocalCluster closes, for good, the nanny of a worker still missing from the scheduler

@@ -143,6 +143,8 @@ async def test_another_users_job_is_served_within_a_turn_of_a_flood(
     bobs = broker.service._jobs[body["job_id"]]
     assert bobs.identity["user"] == "bob"  # a named user keeps its name
     assert broker.service._jobs[flood[0]].identity["user"] == "alice"
+    # held while they wait behind the blocker: an ended job is kept without its handle
+    floods = [broker.service._jobs[j] for j in flood]
 
     await cancel(broker, alice, blocker)
     await finished(broker, [bobs.job_id])
@@ -151,7 +153,7 @@ async def test_another_users_job_is_served_within_a_turn_of_a_flood(
     # 50 of alice's jobs were waiting when bob's arrived; one of them went first.
     ahead = handle.dispatch_seq - handle.queue_seq - 1
     assert ahead <= 1, f"{ahead} jobs were dispatched before bob's"
-    seqs = [broker.service._jobs[j].handle.dispatch_seq for j in flood]
+    seqs = [state.handle.dispatch_seq for state in floods]
     assert len([s for s in seqs if s is not None and s < handle.dispatch_seq]) <= 1
     await finished(broker, flood)
     assert all(broker.service._jobs[j].status == "completed" for j in flood)

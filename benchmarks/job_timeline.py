@@ -109,7 +109,8 @@ def main() -> int:
         metavar="ATTRIBUTE",
         help="A/B in this process: set this boolean JobService attribute on every other "
         "job, and report both halves side by side; 'archive_after': archive before the "
-        "answer (A) or after it (B, as the REST layer does)",
+        "answer (A) or after it (B, as the REST layer does); 'compact_ended': ended jobs "
+        "kept as their JobState (A) or as an EndedJob (B)",
     )
     parser.add_argument(
         "--archive",
@@ -125,6 +126,7 @@ def main() -> int:
     from jupyter_qsecure.config import QSecure
     from jupyter_qsecure.jobs.canonical import circuit_hash_of_encoded
     from jupyter_qsecure.jobs.client import encode_circuit
+    from jupyter_qsecure.jobs.ended import encode_record
     from jupyter_qsecure.jobs.local_executor import LocalExecutor
     from jupyter_qsecure.jobs.parse_pool import ParsePool
     from jupyter_qsecure.jobs.policy import Policy, PolicyEngine
@@ -217,9 +219,11 @@ def main() -> int:
                 mark("broker:start")
                 state = service.submit("token", body, wait=True, **submit_options)
                 mark("broker:end")
-                record = state.record()  # the answer
-                if archive_after:
+                record = state.record()  # the answer, encoded as the REST layer does
+                answer = encode_record(record)
+                if archive_after:  # as the REST layer: archived, kept as the bytes answered
                     service.archive(state, record)
+                    service.keep_ended(state, answer)
                 handle = state.handle
                 verify0 = time.thread_time()
                 mark("kernel_verify:start")

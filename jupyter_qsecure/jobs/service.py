@@ -48,6 +48,7 @@ from .declared import (
     OverPolicy,
     check_declared,
 )
+from .ended import EndedJob, encode_record
 from .executor import ExecutorError, QueueFull, QueuePlace
 from .manifest import (
     Envelope,
@@ -316,7 +317,11 @@ class JobService:
         self.keyring = KeyRing(signer.public_keys())
         #: Who may approve heavy runs (None: nobody; every approval is refused).
         self.approvals = approvals
-        self._jobs: OrderedDict[str, JobState] = OrderedDict()
+        #: Jobs in flight as :class:`JobState`, ended ones (up to ``max_jobs_kept`` in all)
+        #: as :class:`EndedJob` once their answer is out (:meth:`keep_ended`).
+        self._jobs: OrderedDict[str, JobState | EndedJob] = OrderedDict()
+        #: Keep ended jobs as :class:`EndedJob` (False: as their JobState; for A/B probes).
+        self.compact_ended = True
         self._request_ids: OrderedDict[str, str] = OrderedDict()
         self._max_jobs = max_jobs_kept
         self._lock = threading.Lock()
@@ -710,6 +715,28 @@ class JobService:
             while len(self._jobs) > self._max_jobs:
                 self._jobs.popitem(last=False)
 
+    def keep_ended(self, state: JobState, encoded: bytes | None = None) -> None:
+        """Keep an ended job in the store as an :class:`EndedJob`: its record's bytes and the
+        fields :meth:`get`, :meth:`cancel` and :meth:`take_approval` read, one object the
+        garbage collector tracks where the :class:`JobState` held some 30.
+
+        ``encoded``: the job's record as answered (``encode_record(state.record())``, which
+        the REST layer has built anyway); encoded here when not given. Call it once the
+        job's answer is out and nothing changes its record any more: :meth:`complete`
+        does for callers that do not pass ``archive_after``, :meth:`run` for jobs
+        followed in the background. Does nothing for a job not ended, or no longer kept.
+        """
+        if not self.compact_ended or state.status not in TERMINAL:
+            return
+        if self._jobs.get(state.job_id) is not state:  # evicted meanwhile
+            return
+        if encoded is None:
+            encoded = encode_record(state.record())
+        ended = EndedJob(state.job_id, state.identity.get("user"), state.status, encoded)
+        with self._lock:
+            if self._jobs.get(state.job_id) is state:  # keeps its place in the store
+                self._jobs[state.job_id] = ended
+
     async def run(self, state: JobState) -> JobState:
         """Follow an allowed (and, if needed, approved) job to its end: wait for the
         approval, then run it (or wait for the queued job), sign and record its result."""
@@ -723,8 +750,10 @@ class JobService:
                     state.status, state.error = JobStatus.FAILED, "not approved in time"
                 _give_up_place(state)
                 state.finished.set()
+                self.keep_ended(state)
                 return state
         try:
+            # complete() keeps the ended job compactly (it is not passed archive_after)
             return await self.call(self.complete, state)  # type: ignore[no-any-return]
         finally:
             _give_up_place(state)
@@ -800,17 +829,21 @@ class JobService:
     def complete(self, state: JobState, *, archive_after: bool = False) -> JobState:
         """:meth:`_complete`, then :meth:`JobState.settle` the job once it has ended.
 
-        A completed job is archived (for replay) before this returns; with
-        ``archive_after`` the caller does it, once it has answered, with :meth:`archive`:
-        nothing of the answer depends on the archive, so it leaves the job's critical path.
+        A completed job is archived (for replay) and kept as an :class:`EndedJob`
+        (:meth:`keep_ended`) before this returns; with ``archive_after`` the caller does
+        both, once it has answered, with :meth:`archive` and :meth:`keep_ended`: nothing of
+        the answer depends on them, so they leave the job's critical path (and the REST
+        layer passes the record's bytes it answered with, encoded once).
         """
         try:
             self._complete(state)
         finally:
             if state.status in TERMINAL:
                 state.settle()
-        if not archive_after and state.status == JobStatus.COMPLETED:
-            self._archive_writer_now(state)
+        if not archive_after:
+            if state.status == JobStatus.COMPLETED:
+                self._archive_writer_now(state)
+            self.keep_ended(state)
         return state
 
     def _complete(self, state: JobState) -> JobState:
@@ -1050,16 +1083,24 @@ class JobService:
         return writer
 
     # ---- queries ------------------------------------------------------------------------------
-    def get(self, token: str | None, job_id: str) -> JobState:
+    def get(self, token: str | None, job_id: str) -> JobState | EndedJob:
+        """The caller's job (in flight, or ended: then an :class:`EndedJob`); a job of
+        another user is not found, as one that does not exist."""
         identity = self.authenticate(token)
         state = self._jobs.get(job_id)
-        if state is None or state.identity.get("user") != identity.get("user"):
+        if state is None:
+            owner = None
+        elif isinstance(state, EndedJob):
+            owner = state.user
+        else:
+            owner = state.identity.get("user")
+        if state is None or owner != identity.get("user"):
             raise NotFound(f"no job {job_id} for this user", hint="check the job id")
         return state
 
-    def cancel(self, token: str | None, job_id: str) -> JobState:
+    def cancel(self, token: str | None, job_id: str) -> JobState | EndedJob:
         state = self.get(token, job_id)
-        if state.status in TERMINAL:
+        if isinstance(state, EndedJob) or state.status in TERMINAL:
             return state
         state.status = JobStatus.CANCELLED
         if state.handle is not None:
@@ -1112,8 +1153,8 @@ class JobService:
         holds. Returns ``released``, ``refused``, or None when no job here waits for it."""
         job_id = body.get("job_id")
         state = self._jobs.get(job_id) if isinstance(job_id, str) else None
-        if state is None or state.status != JobStatus.PENDING_APPROVAL:
-            return None
+        if not isinstance(state, JobState) or state.status != JobStatus.PENDING_APPROVAL:
+            return None  # none, or ended (an EndedJob)
         submitter = str(state.identity.get("user"))
         try:
             if self.approvals is None:

@@ -33,6 +33,7 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.utils import url_path_join
 from tornado.web import stream_request_body
 
+from jupyter_qsecure.jobs.ended import EndedJob, encode_record
 from jupyter_qsecure.jobs.service import JobError, JobService, JobState, TooLarge
 from jupyter_qsecure.jobs.status import JobStatus
 
@@ -50,8 +51,9 @@ class MalformedBody(JobError):
 
 
 def _encode(record: dict[str, Any]) -> bytes:
-    """A response body: compact JSON, encoded to bytes once."""
-    return json.dumps(record, default=str, separators=(",", ":")).encode()
+    """A response body: compact JSON, encoded to bytes once (as the job store keeps an
+    ended job's record: ``GET`` of an ended job writes those bytes as they are)."""
+    return encode_record(record)
 
 
 @stream_request_body
@@ -92,12 +94,13 @@ class _JobsHandler(BearerAPIHandler):
             return
         self.request.connection.set_max_body_size(self._limit + _OVERRUN)  # type: ignore[union-attr]
 
-    def send_record(self, state: JobState, status: int = 200) -> dict[str, Any]:
-        """Answer with the job's record; returns that record."""
-        record = state.record()
+    def send_record(self, state: JobState | EndedJob, status: int = 200) -> bytes:
+        """Answer with the job's record; returns the body sent. An ended job's is sent as
+        the store keeps it (encoded once, when it ended)."""
+        body = state.encoded if isinstance(state, EndedJob) else _encode(state.record())
         self.set_status(status)
-        self.finish(_encode(record))
-        return record
+        self.finish(body)
+        return body
 
     def data_received(self, chunk: bytes) -> None:
         if self._finished:
@@ -168,11 +171,16 @@ class JobsHandler(_JobsHandler):
             self.send_record(state, 202)
             return
         state.timings["broker"] = (time.perf_counter() - received) * 1000
-        record = None
+        record = body = None
         try:
-            record = self.send_record(state)
+            record = state.record()
+            body = _encode(record)
+            self.set_status(200)
+            self.finish(body)
         finally:  # answered (or the client went away): now the archive, in its own thread
             service.archive(state, record)
+            if body is not None:  # and the ended job kept compactly: its record, these bytes
+                service.keep_ended(state, body)
 
 
 class JobHandler(_JobsHandler):

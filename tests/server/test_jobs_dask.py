@@ -15,6 +15,7 @@ from distributed import LocalCluster
 from jobs_helpers import Broker, job, kernel_token, run_cell, server_config
 
 from jupyter_qsecure.jobs.aer_run import run_aer
+from jupyter_qsecure.jobs.archive import read_archived
 from jupyter_qsecure.testing.circuits import ghz
 
 
@@ -77,8 +78,12 @@ async def test_qsubmit_runs_on_the_dask_cluster(
     job_id = out.split("JOB ", 1)[1].split()[0]
     assert len(sent_to_cluster) == 1  # the job went to the scheduler, not a local worker
     state = broker.service._jobs[job_id]
-    # the same payload run here, in this process, gives the same counts
-    assert state.result["counts"] == run_aer(dict(state.payload))["counts"]
+    # the same payload (as archived for replay) run here, in this process, gives the same
+    # counts (an ended job in the broker's store keeps its record, not its payload)
+    assert broker.service.flush_archive(60)
+    archived = read_archived(broker.service.archive_dir, job_id)
+    assert archived is not None
+    assert state.result["counts"] == run_aer(dict(archived["payload"]))["counts"]
     kinds = [e.kind for e in broker.ledger.entries() if e.correlation_id == job_id]
     assert kinds == ["job.decided", "job.submitted", "job.completed"]
 

@@ -20,6 +20,7 @@ from jobs_helpers import Broker, ghz, job, server_config, write_policy
 from jupyter_server.auth.identity import IdentityProvider, User
 from server_helpers import KernelClient
 
+from jupyter_qsecure.jobs.ended import EndedJob
 from jupyter_qsecure.kernel.install import install_kernelspec
 from jupyter_qsecure.ledger import EntryFilter
 
@@ -142,6 +143,8 @@ async def test_another_users_job_is_served_within_a_turn_of_a_flood(
     bobs = broker.service._jobs[body["job_id"]]
     assert bobs.identity["user"] == "bob"  # a named user keeps its name
     assert broker.service._jobs[flood[0]].identity["user"] == "alice"
+    # held while they wait behind the blocker: an ended job is kept without its handle
+    floods = [broker.service._jobs[j] for j in flood]
 
     await cancel(broker, alice, blocker)
     await finished(broker, [bobs.job_id])
@@ -150,7 +153,7 @@ async def test_another_users_job_is_served_within_a_turn_of_a_flood(
     # 50 of alice's jobs were waiting when bob's arrived; one of them went first.
     ahead = handle.dispatch_seq - handle.queue_seq - 1
     assert ahead <= 1, f"{ahead} jobs were dispatched before bob's"
-    seqs = [broker.service._jobs[j].handle.dispatch_seq for j in flood]
+    seqs = [state.handle.dispatch_seq for state in floods]
     assert len([s for s in seqs if s is not None and s < handle.dispatch_seq]) <= 1
     await finished(broker, flood)
     assert all(broker.service._jobs[j].status == "completed" for j in flood)
@@ -268,3 +271,41 @@ async def test_a_fresh_session_of_the_same_user_shares_the_quota(
     assert code == 403 and body["rule"] == "jobs_per_minute", body
     submitted = broker.ledger.entries(EntryFilter(kinds=["job.submitted"]))
     assert {e.body["identity"]["user"] for e in submitted} == {getpass.getuser()}
+
+
+async def test_an_ended_job_is_served_as_answered_and_only_to_its_owner(broker: Broker) -> None:
+    """The broker keeps an ended job compactly (an EndedJob: its record's bytes): GET and
+    DELETE of it answer exactly the record its POST answered, to its owner only."""
+    alice, _ = await kernel_of(broker, "alice")
+    bob, _ = await kernel_of(broker, "bob")
+    code, record, answer = await broker.post(alice, job(ghz(3), shots=50))
+    assert code == 200 and record["status"] == "completed", record
+    job_id = record["job_id"]
+    assert isinstance(broker.service._jobs[job_id], EndedJob)
+    url = f"{broker.base_url.rstrip('/')}/qsecure/api/jobs/{job_id}"
+    for method in ("GET", "DELETE"):  # cancelling an ended job changes nothing
+        response = await broker.http.fetch(
+            url, method=method, headers={"Authorization": f"Bearer {alice}"}
+        )
+        assert response.code == 200 and response.body == answer.body, method
+        other = await broker.http.fetch(
+            url, method=method, headers={"Authorization": f"Bearer {bob}"}, raise_error=False
+        )
+        assert other.code == 404, method
+        assert "counts" not in other.body.decode() and "manifest" not in other.body.decode()
+    kinds = [e.kind for e in broker.ledger.entries() if e.correlation_id == job_id]
+    assert kinds == ["job.decided", "job.submitted", "job.completed"]
+
+    # a job not waited for: followed to its end in the background, then kept compactly
+    code, body, _ = await broker.post(alice, job(ghz(3), wait=False, shots=20))
+    assert code == 202, body
+    await finished(broker, [body["job_id"]])
+    kept = broker.service._jobs[body["job_id"]]
+    assert isinstance(kept, EndedJob)
+    response = await broker.http.fetch(
+        f"{broker.base_url.rstrip('/')}/qsecure/api/jobs/{body['job_id']}",
+        headers={"Authorization": f"Bearer {alice}"},
+    )
+    assert response.body == kept.encoded
+    done = json.loads(response.body)
+    assert done["status"] == "completed" and sum(done["result"]["counts"][0].values()) == 20

@@ -194,13 +194,13 @@ def test_a_masker_is_built_without_waiting_for_hyperscan(monkeypatch: pytest.Mon
     """Hyperscan takes 30-100 ms to compile some sets of literals (it depends on the
     values): the masker built on a kernel's first execution must not wait for that.
     Until its screen is compiled, an engine searches with the automaton alone."""
-    from jupyter_qsecure.scan import valuesearch
+    from jupyter_qsecure.scan import literal_screen, valuesearch
 
     compiling, release = threading.Event(), threading.Event()
     waited_out = threading.Event()
-    real = valuesearch.build_screen
+    real = literal_screen.build_screen
 
-    def slow_compile(literals: list[bytes]) -> object:
+    def slow_compile(literals: list[bytes]) -> literal_screen.LiteralScreen | None:
         compiling.set()
         if not release.wait(SCREEN_WAIT):  # only if the build itself is waiting here
             waited_out.set()
@@ -214,21 +214,17 @@ def test_a_masker_is_built_without_waiting_for_hyperscan(monkeypatch: pytest.Mon
         check(compiling.wait(SCREEN_WAIT), "the screen is compiled on the screen thread")
         engine = masker._engine
         check(not engine.wait_screened(0) and engine._screen is None)
-        unscreened = [
-            masker.mask_output(f"key={value}\n"),
-            masker.mask_output(f"part {value[5:25]} end"),
-            masker.passes("nothing here\n"),
-            masker.passes(f"key={value}\n"),
-        ]
+        unscreened = answers(masker, value)
     finally:
         release.set()
     check(engine.wait_screened(SCREEN_WAIT) and engine._screen is not None)
-    check(unscreened[0] == "key=«secret:hex»\n" and value[5:25] not in unscreened[1])
-    check(unscreened[2:] == [True, False])
-    screened = [
-        masker.mask_output(f"key={value}\n"),
-        masker.mask_output(f"part {value[5:25]} end"),
-        masker.passes("nothing here\n"),
-        masker.passes(f"key={value}\n"),
-    ]
-    check(screened == unscreened, "the same answers with the screen")
+    outputs, passes = unscreened
+    check(outputs[0] == "key=«secret:hex»\n" and value[5:25] not in outputs[1])
+    check(passes == [True, False])
+    check(answers(masker, value) == unscreened, "the same answers with the screen")
+
+
+def answers(masker: Masker, value: str) -> tuple[list[str], list[bool]]:
+    """What ``masker`` makes of ``value`` whole and in part, and of clean text."""
+    outputs = [masker.mask_output(f"key={value}\n"), masker.mask_output(f"part {value[5:25]} end")]
+    return outputs, [masker.passes("nothing here\n"), masker.passes(f"key={value}\n")]

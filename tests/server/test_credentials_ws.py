@@ -91,12 +91,12 @@ async def test_the_first_execution_does_not_wait_for_the_screen_compile(
     """The masker built on a kernel's first execution (its token and secrets are new
     values) goes out before Hyperscan has compiled its literal screen, which for some
     values takes 30-100 ms: here the compile is held until the execution is over."""
-    from jupyter_qsecure.scan import valuesearch
+    from jupyter_qsecure.scan import literal_screen, valuesearch
 
     compiling, release, waited_out = threading.Event(), threading.Event(), threading.Event()
-    real = valuesearch.build_screen
+    real = literal_screen.build_screen
 
-    def held_compile(literals: list[bytes]) -> Any:
+    def held_compile(literals: list[bytes]) -> literal_screen.LiteralScreen | None:
         compiling.set()
         if not release.wait(120):  # only if the execution is waiting for this compile
             waited_out.set()

@@ -12,12 +12,22 @@ result of the search does not change, only its cost.
 Optional: where ``hyperscan`` is not installed or cannot compile the set (another CPU
 architecture), :func:`build_screen` returns ``None`` and every text goes through the
 automaton, as before.
+
+Compiling is usually ~1 ms, but for some sets of literals Hyperscan takes 30-100 ms
+(seen: the 8-byte fragment anchors of a 40-character hex value with the 4-byte JSON
+escape literal; it depends on the values, so one deployment pays it on every build).
+A masker is built on a kernel's first execution, before its credentials go out, so
+:func:`compile_later` compiles on one background thread (Hyperscan releases the GIL
+while compiling) and hands the screen over when it is ready; until then the caller
+searches with the automaton alone, which gives the same answers.
 """
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 _hs: Any
@@ -26,7 +36,7 @@ try:  # Hyperscan bindings: x86-64 wheels with the library inside
 except ImportError:  # pragma: no cover - depends on the platform
     _hs = None
 
-__all__ = ["LiteralScreen", "build_screen"]
+__all__ = ["LiteralScreen", "build_screen", "compile_later", "screening_available"]
 
 
 _ESCAPED = tuple(b"\\x%02x" % b for b in range(256))
@@ -89,3 +99,36 @@ def build_screen(literals: Sequence[bytes]) -> LiteralScreen | None:
     except _hs.error:  # e.g. a CPU without the instructions the library needs
         return None
     return LiteralScreen(database, len(literals))
+
+
+def screening_available() -> bool:
+    """Whether screens can be built here (the ``hyperscan`` bindings are installed)."""
+    return _hs is not None
+
+
+_compiler: ThreadPoolExecutor | None = None
+_compiler_lock = threading.Lock()
+
+
+def _forget_compiler() -> None:  # a forked child does not have the parent's thread
+    global _compiler, _compiler_lock
+    _compiler = None
+    _compiler_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_compiler)
+
+
+def compile_later(job: Callable[[], None]) -> Future[None]:
+    """Run ``job`` (which calls :func:`build_screen`) on the screen compiler thread.
+
+    One thread for the process: compiles are queued, never two at once on the cores the
+    kernels and the event loop need; a job whose screen is no longer wanted can return
+    early. ``job`` must not raise (its failures are the caller's to report).
+    """
+    global _compiler
+    with _compiler_lock:
+        if _compiler is None:
+            _compiler = ThreadPoolExecutor(1, thread_name_prefix="qsecure-screen")
+        return _compiler.submit(job)

@@ -40,13 +40,15 @@ Nothing here logs or shows a value; ``repr`` gives counts only.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+import threading
+import weakref
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 # ahocorasick-rs (Rust, maintained by G-Research): GB/s SIMD search, 10-100x pyahocorasick and re.
 import ahocorasick_rs
 
-from .literal_screen import LiteralScreen, build_screen
+from .literal_screen import LiteralScreen, build_screen, compile_later, screening_available
 
 __all__ = ["FRAGMENT", "Span", "ValueSearch"]
 
@@ -139,6 +141,7 @@ class ValueSearch:
         "_joined",
         "_longest_form",
         "_screen",
+        "_screened",
         "_short",
         "_short_limit",
         "_short_prefixes",
@@ -152,6 +155,7 @@ class ValueSearch:
         "longest",
         "min_fragment",
         "shortest",
+        "__weakref__",
     )
 
     def __init__(
@@ -238,7 +242,14 @@ class ValueSearch:
         screened = encoded
         if self._json_safe:
             screened = [*encoded, _JSON_ESCAPE, *(e.encode("ascii") for e in sorted(escaped))]
-        self._screen: LiteralScreen | None = build_screen(screened) if screen else None
+        # Compiled on the screen thread (see literal_screen: it can take 100 ms), used
+        # from when it is ready: until then every search runs the automaton (same answers).
+        self._screen: LiteralScreen | None = None
+        self._screened = threading.Event()
+        if screen and encoded and screening_available():
+            compile_later(_screen_job(weakref.ref(self), screened))
+        else:
+            self._screened.set()
 
         # For split(): which tails of a text could still grow into a match.
         # (a) a proper prefix of a whole form: found from the forms' first 3 characters
@@ -269,6 +280,12 @@ class ValueSearch:
 
     def __bool__(self) -> bool:
         return self._automaton is not None
+
+    def wait_screened(self, timeout: float | None = None) -> bool:
+        """Wait until the SIMD screen is compiled and in use, or known to be unavailable
+        (then the automaton alone searches); False if ``timeout`` seconds passed first.
+        Searching never needs this: it is for tests and measurements."""
+        return self._screened.wait(timeout)
 
     def __repr__(self) -> str:  # counts only, never values
         return (
@@ -609,3 +626,22 @@ def _utf8_json(raw: bytes | str) -> bytes | None:
     if len(raw) < 2 or not raw[0] or not raw[1] or raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return None
     return bytes(raw)
+
+
+def _screen_job(target: weakref.ref[ValueSearch], literals: list[bytes]) -> Callable[[], None]:
+    """The screen compiler's job for one engine: skipped if the engine is gone by then
+    (a newer masker replaced it), else compiled and attached."""
+
+    def job() -> None:
+        if target() is None:
+            return
+        screen: LiteralScreen | None = None
+        try:  # build_screen returns None for what Hyperscan cannot compile
+            screen = build_screen(literals)
+        finally:  # waiters are released even if compiling failed
+            search = target()
+            if search is not None:
+                search._screen = screen
+                search._screened.set()
+
+    return job

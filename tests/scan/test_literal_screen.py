@@ -25,6 +25,7 @@ from jupyter_qsecure.vault.masking import Masker, StreamMasker, mask_message
 pytest.importorskip("hyperscan", reason="the screen needs Hyperscan (x86-64)")
 
 K = 12  # the default min_fragment
+SCREEN_WAIT = 60.0  # seconds for the screen thread to compile (usually milliseconds)
 
 
 def check(condition: bool, what: object = "") -> None:
@@ -50,7 +51,7 @@ def filler(rng: random.Random, size: int) -> str:
 def test_the_masker_is_screened() -> None:
     """Otherwise the tests below would not exercise the screen at all."""
     masker = Masker({"tok": secrets.token_urlsafe(300)})
-    check(masker._engine._screen is not None)
+    check(masker._engine.wait_screened(SCREEN_WAIT) and masker._engine._screen is not None)
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -58,6 +59,7 @@ def test_runs_planted_anywhere_and_fed_in_pieces_are_always_masked(seed: int) ->
     rng = random.Random(seed)
     values = random_values(rng)
     masker = Masker(values)
+    check(masker._engine.wait_screened(SCREEN_WAIT))  # the screen in use from the start
     for _ in range(40):
         value = rng.choice(list(values.values()))
         source = rng.choice(fragment_sources(value))
@@ -91,6 +93,7 @@ def test_screened_engine_finds_exactly_what_the_automaton_alone_finds(seed: int)
     fragments = [(src, i) for i, v in enumerate(values) for src in fragment_sources(v)]
     screened = ValueSearch(whole, fragments, min_fragment=K)
     plain = ValueSearch(whole, fragments, min_fragment=K, screen=False)
+    check(screened.wait_screened(SCREEN_WAIT) and plain.wait_screened(0))
     check(screened._screen is not None and plain._screen is None)
     forms = [form for form, _, _ in whole]
     for _ in range(150):
@@ -183,5 +186,45 @@ def test_without_hyperscan_the_automaton_alone_is_used(monkeypatch: pytest.Monke
     value = secrets.token_urlsafe(40)
     check(literal_screen.build_screen([value.encode()]) is None)
     search = ValueSearch(whole_forms([value]), [(value, 0)], min_fragment=K)
-    check(search._screen is None)
+    check(search.wait_screened(0) and search._screen is None)
     check(len(search.find(f"x {value[3:20]} y")) == 1)
+
+
+def test_a_masker_is_built_without_waiting_for_hyperscan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hyperscan takes 30-100 ms to compile some sets of literals (it depends on the
+    values): the masker built on a kernel's first execution must not wait for that.
+    Until its screen is compiled, an engine searches with the automaton alone."""
+    from jupyter_qsecure.scan import literal_screen, valuesearch
+
+    compiling, release = threading.Event(), threading.Event()
+    waited_out = threading.Event()
+    real = literal_screen.build_screen
+
+    def slow_compile(literals: list[bytes]) -> literal_screen.LiteralScreen | None:
+        compiling.set()
+        if not release.wait(SCREEN_WAIT):  # only if the build itself is waiting here
+            waited_out.set()
+        return real(literals)
+
+    monkeypatch.setattr(valuesearch, "build_screen", slow_compile)
+    value = secrets.token_hex(20)
+    try:
+        masker = Masker({"hex": value})
+        check(not waited_out.is_set(), "the build waited for the compile")
+        check(compiling.wait(SCREEN_WAIT), "the screen is compiled on the screen thread")
+        engine = masker._engine
+        check(not engine.wait_screened(0) and engine._screen is None)
+        unscreened = answers(masker, value)
+    finally:
+        release.set()
+    check(engine.wait_screened(SCREEN_WAIT) and engine._screen is not None)
+    outputs, passes = unscreened
+    check(outputs[0] == "key=«secret:hex»\n" and value[5:25] not in outputs[1])
+    check(passes == [True, False])
+    check(answers(masker, value) == unscreened, "the same answers with the screen")
+
+
+def answers(masker: Masker, value: str) -> tuple[list[str], list[bool]]:
+    """What ``masker`` makes of ``value`` whole and in part, and of clean text."""
+    outputs = [masker.mask_output(f"key={value}\n"), masker.mask_output(f"part {value[5:25]} end")]
+    return outputs, [masker.passes("nothing here\n"), masker.passes(f"key={value}\n")]

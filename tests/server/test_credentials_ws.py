@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 from typing import Any
 
 import hvac
@@ -82,6 +83,39 @@ async def test_secret_reaches_code_but_never_the_browser(
         m["header"]["msg_type"] == "error" and "«secret:ibm»" in m["content"]["evalue"]
         for m in error
     )
+
+
+async def test_the_first_execution_does_not_wait_for_the_screen_compile(
+    kernel_session: KernelSession, fake_value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The masker built on a kernel's first execution (its token and secrets are new
+    values) goes out before Hyperscan has compiled its literal screen, which for some
+    values takes 30-100 ms: here the compile is held until the execution is over."""
+    from jupyter_qsecure.scan import literal_screen, valuesearch
+
+    compiling, release, waited_out = threading.Event(), threading.Event(), threading.Event()
+    real = literal_screen.build_screen
+
+    def held_compile(literals: list[bytes]) -> literal_screen.LiteralScreen | None:
+        compiling.set()
+        if not release.wait(120):  # only if the execution is waiting for this compile
+            waited_out.set()
+        return real(literals)
+
+    monkeypatch.setattr(valuesearch, "build_screen", held_compile)
+    client = await kernel_session.client()
+    try:
+        messages = await client.execute(
+            "from jupyter_qsecure import secrets\nprint('raw', secrets.get('ibm'))\n",
+            timeout=150,
+        )
+        finished_first = not waited_out.is_set()
+    finally:
+        release.set()
+    assert finished_first, "the execution waited for the screen compile"
+    assert compiling.wait(120), "the masker's screen was compiled (on the screen thread)"
+    assert fake_value not in json.dumps(messages)
+    assert "raw «secret:ibm»" in stdout_of(messages)
 
 
 async def test_environment_limits_and_clear_errors(

@@ -677,7 +677,9 @@ def test_passes_is_true_only_when_split_of_the_rendered_text_shows_it_as_it_is()
     values["quoted"] = 'q"w/e<r>t&y ' + secrets.token_urlsafe(16)  # JSON/HTML-escaped forms
     values["slashed"] = "/".join(secrets.token_hex(3) for _ in range(6))  # no anchor w/o "/"
     masker = Masker(values)
+    assert masker._engine.wait_screened(60.0)
     unscreened = Masker(values)
+    assert unscreened._engine.wait_screened(60.0)  # not attached after the line below
     unscreened._engine._screen = None  # the automaton alone (no Hyperscan): same answers
     seen = set()
     for _ in range(3000):
@@ -813,6 +815,7 @@ def test_passes_on_the_raw_json_answers_what_passes_on_the_text_answers() -> Non
     values = _json_safe_values(rng)
     masker = Masker(values)
     engine = masker._engine
+    assert engine.wait_screened(60.0)
     assert engine._json_safe and engine._screen is not None
     recorder = _RecordingScreen(engine._screen)
     object.__setattr__(engine, "_screen", recorder)

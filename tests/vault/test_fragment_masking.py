@@ -245,6 +245,18 @@ def test_contains_any_sees_values_cut_by_markup_in_raw_json_frames() -> None:
     check(masker.contains_any(coloured))
 
 
+def test_contains_any_sees_a_value_cut_by_terminal_colours_into_short_pieces() -> None:
+    # Every piece shorter than a fragment: only the text without ANSI codes holds the value.
+    # The websocket screens raw frames with contains_any; a "no" lets the frame through.
+    value = token(2 * K - 2)
+    coloured = "\x1b[31m" + value[: K - 1] + "\x1b[0m" + value[K - 1 :] + "\x1b[0m"
+    masker = Masker({"tok": value})
+    for text in (coloured, json.dumps({"text": coloured})):
+        check(masker.contains_any(text))
+        check(not Masker({"other": token(30)}).contains_any(text))
+    check(masker.mask_output(coloured).count(P("tok")) == 1)
+
+
 # --- numbers and bytes ----------------------------------------------------------------------
 
 

@@ -414,6 +414,157 @@ def test_signed_options_must_be_the_ones_asked_for(
     )
 
 
+BELL_QASM2 = (
+    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
+    "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
+)
+
+
+def test_a_verification_names_each_check_and_how_each_circuit_hash_was_known(
+    broker: FakeBroker,
+) -> None:
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import Check, Expected, fetch_keyring, verify_record
+
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    asked = {"shots": 64, "seed": 5, "backend": "aer_simulator"}
+    record = client.submit([encode_circuit(qc), encode_qasm(BELL_QASM2)], **asked)
+    expected = [Expected("qpy", circuit_hash(qc)), Expected("qasm2", None)]
+    v = verify_record(record, fetch_keyring(client), expected, asked)
+    signer = v.signer
+    assert signer.startswith("local key ed25519:") and v.result_signer == signer
+    assert v.checks == (
+        Check("manifest signature", True, signer),
+        Check("circuit hashes", True, "local, broker"),
+        Check("options", True),
+        Check("result signature", True, signer),
+        Check("manifest link", True, v.manifest_digest),
+        Check("result hash", True, v.result_digest),
+    )
+    assert v.hash_sources == ("local", "broker")
+    assert v.summary() == "verified ✓ (QASM hash by broker)"
+
+
+def _edit_record(record: dict[str, Any], edit: str, signer: Any) -> dict[str, Any]:
+    """``record`` with one thing changed that its signatures do not cover (or re-signed)."""
+    from jupyter_qsecure.jobs import manifest as m
+
+    record = json.loads(json.dumps(record))
+    if edit == "job id":
+        record["job_id"] = "another-job"
+    elif edit == "no job id":
+        del record["job_id"]
+    elif edit == "reported hash":
+        record["circuit_hashes"] = ["f" * 64]
+    elif edit == "no counts":
+        record["result"] = None
+    elif edit == "counts not a mapping":
+        record["result"]["counts"] = [["000"]]
+    elif edit == "counts":
+        record["result"]["counts"][0]["000"] += 1
+    elif edit == "no metadata":  # a broker that signed no metadata sends none
+        job_id = record["job_id"]
+        statement = m.build_result_statement(
+            job_id=job_id,
+            manifest_digest=m.statement_digest(record["manifest"]),
+            counts=record["result"]["counts"],
+            metadata={},
+            completed_at=datetime.now(timezone.utc),
+        )
+        record["result_envelope"] = m.sign_envelope(statement, signer).model_dump(mode="json")
+        del record["result"]["metadata"]
+    return record
+
+
+@pytest.mark.parametrize(
+    ("edit", "check", "message"),
+    [
+        ("job id", "manifest job id", "the signed manifest is for job {job_id}"),
+        ("no job id", "manifest job id", "the signed manifest is for job {job_id}"),
+        (
+            "reported hash",
+            "circuit hash",
+            "circuit 0: the job record's circuit hash differs from the signed manifest",
+        ),
+        ("no counts", "counts", "the job record does not carry counts for every circuit sent"),
+        ("counts not a mapping", "result hash", "cannot hash the result: "),
+        ("counts", "result hash", "the counts do not match the signed result"),
+    ],
+)
+def test_a_record_changed_after_signing_is_refused_by_its_check(
+    broker: FakeBroker, edit: str, check: str, message: str
+) -> None:
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import (
+        Expected,
+        ResultVerificationFailed,
+        fetch_keyring,
+        verify_record,
+    )
+
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    record = client.submit([encode_circuit(qc)], shots=64, seed=5)
+    keyring = fetch_keyring(client)
+    expected = [Expected("qpy", circuit_hash(qc))]
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(_edit_record(record, edit, broker.signer), keyring, expected)
+    err = info.value
+    assert err.failed_checks == [check]
+    assert err.failures[0].startswith(message.format(job_id=record["job_id"]))
+    assert err.job_id == {"job id": "another-job", "no job id": "?"}.get(edit, record["job_id"])
+
+
+def test_a_record_without_metadata_verifies_when_none_was_signed(broker: FakeBroker) -> None:
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import Expected, fetch_keyring, verify_record
+
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    record = _edit_record(
+        client.submit([encode_circuit(qc)], shots=64), "no metadata", broker.signer
+    )
+    v = verify_record(record, fetch_keyring(client), [Expected("qpy", circuit_hash(qc))])
+    assert v.verified
+
+
+def test_a_circuit_or_request_other_than_the_one_sent_is_named_in_the_refusal(
+    broker: FakeBroker,
+) -> None:
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import (
+        Expected,
+        ResultVerificationFailed,
+        fetch_keyring,
+        verify_record,
+    )
+
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    record = client.submit([encode_circuit(qc)], shots=64, seed=5)
+    keyring = fetch_keyring(client)
+    signed_hash, other_hash = circuit_hash(qc), circuit_hash(ghz(4))
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(record, keyring, [Expected("qpy", other_hash, "cell 3")])
+    assert info.value.failed_checks == ["circuit hash"]
+    assert info.value.failures == [
+        f"cell 3: the signed manifest names circuit sha256 {signed_hash[:12]}…, "
+        f"but the circuit sent hashes to {other_hash[:12]}…"
+    ]
+
+    v = verify_record(record, keyring, [Expected("qpy", signed_hash)])
+    signed_id = v.statement["predicate"]["request_id"]
+    sent_id = "0123456789abcdef0123"
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(record, keyring, [Expected("qpy", signed_hash)], {"request_id": sent_id})
+    assert info.value.failed_checks == ["request id"]
+    assert info.value.failures == [
+        f"the signed manifest answers another request ({signed_id[:12]}…, "
+        f"not {sent_id[:12]}…): a replayed or mixed-up result"
+    ]
+
+
 def test_no_wait_then_wait_and_cancel(broker: FakeBroker) -> None:
     client = BrokerClient(broker.url, broker.token)
     broker.polls_to_finish = 2

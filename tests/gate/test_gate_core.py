@@ -155,12 +155,25 @@ def test_recovery_copies_are_private_and_tamper_evident(tmp_path: Path) -> None:
     with pytest.raises(RecoveryError, match="damaged"):
         store.open(record.id)
     other = RecoveryStore(tmp_path / "rec", LocalKeyWrapper(tmp_path / "other-key"))
-    with pytest.raises(RecoveryError):
+    with pytest.raises(RecoveryError, match="sealed with a different local key") as info:
         other.open(record.id)
+    assert "the server that refused the save" in (info.value.hint or "")
     with pytest.raises(RecoveryError, match="no recovery copy"):
         store.open("20990101T000000Z-deadbeef")
     with pytest.raises(RecoveryError, match="not a recovery id"):
         store.open("../etc/passwd")
+
+
+def test_a_recovery_folder_that_cannot_be_created_names_the_setting_to_fix(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data dir should be")
+    store = RecoveryStore(blocker / "recovery", LocalKeyWrapper(tmp_path / "k"))
+    with pytest.raises(RecoveryError) as info:
+        store.save(b"precious work", path="n.ipynb", user="u", reason="test", findings=[])
+    assert str(info.value).startswith(f"cannot create the recovery folder {blocker / 'recovery'}: ")
+    assert "(QSECURE_DATA_DIR)" in (info.value.hint or "")
 
 
 def notebook(*sources: str) -> dict[str, Any]:

@@ -42,6 +42,7 @@ def test_list_restore_delete(
     assert "already exists" in capsys.readouterr().err
     assert main(["recover", "restore", record.id, "-o", str(tmp_path / "x.ipynb")]) == 0
     assert main(["recover", "delete", record.id]) == 0
+    assert not any((data_dir / "recovery").iterdir())  # the sealed copy too, not only its record
     assert main(["recover", "restore", record.id]) == 2
     assert "no recovery copy" in capsys.readouterr().err
 

@@ -162,6 +162,19 @@ def test_recovery_copies_are_private_and_tamper_evident(tmp_path: Path) -> None:
         store.open("20990101T000000Z-deadbeef")
     with pytest.raises(RecoveryError, match="not a recovery id"):
         store.open("../etc/passwd")
+    outside = tmp_path / "outside"  # an absolute path: never read outside the folder
+    (tmp_path / "outside.json").write_bytes((tmp_path / "rec" / f"{record.id}.json").read_bytes())
+    for ident in (str(outside), ".hidden", "sub/dir"):
+        with pytest.raises(RecoveryError, match="not a recovery id"):
+            store.open(ident)
+
+
+def test_deleting_a_copy_whose_ciphertext_is_gone_removes_its_record(tmp_path: Path) -> None:
+    store = RecoveryStore(tmp_path / "rec", LocalKeyWrapper(tmp_path / "k"))
+    record = store.save(b"precious work", path="n.ipynb", user="u", reason="test", findings=[])
+    (tmp_path / "rec" / f"{record.id}.bin").unlink()
+    store.delete(record.id)
+    assert store.list() == [] and not any((tmp_path / "rec").iterdir())
 
 
 def test_a_recovery_folder_that_cannot_be_created_names_the_setting_to_fix(

@@ -412,6 +412,7 @@ def test_signed_options_must_be_the_ones_asked_for(
     assert f"asked for {key} {asked[key]} but the signed manifest records {signed}" in str(
         info.value
     )
+    assert info.value.failed_checks == ["options"]
 
 
 BELL_QASM2 = (
@@ -563,6 +564,37 @@ def test_a_circuit_or_request_other_than_the_one_sent_is_named_in_the_refusal(
         f"the signed manifest answers another request ({signed_id[:12]}…, "
         f"not {sent_id[:12]}…): a replayed or mixed-up result"
     ]
+
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(record, keyring, [Expected("qpy", signed_hash)], {"backend": "ibm_other"})
+    assert info.value.failed_checks == ["options"]
+    assert info.value.failures == [
+        "asked for backend ibm_other but the signed manifest records aer_simulator"
+    ]
+
+
+@pytest.mark.parametrize("bad", ["manifest", "result"])
+def test_an_envelope_signed_by_a_key_the_broker_does_not_publish_is_refused_by_its_check(
+    broker: FakeBroker, tmp_path: Path, bad: str
+) -> None:
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import (
+        Expected,
+        ResultVerificationFailed,
+        fetch_keyring,
+        verify_record,
+    )
+    from jupyter_qsecure.signing.signers import Ed25519FileSigner
+
+    setattr(broker, f"{bad}_signer", Ed25519FileSigner(tmp_path / "untrusted.pem"))
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    record = client.submit([encode_circuit(qc)], shots=64, seed=5)
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(record, fetch_keyring(client), [Expected("qpy", circuit_hash(qc))])
+    assert info.value.failed_checks == [f"{bad} signature"]
+    assert len(info.value.failures) == 1
+    assert info.value.failures[0].startswith(f"{bad} does not verify: ")
 
 
 def test_no_wait_then_wait_and_cancel(broker: FakeBroker) -> None:

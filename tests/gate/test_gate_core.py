@@ -169,6 +169,15 @@ def test_recovery_copies_are_private_and_tamper_evident(tmp_path: Path) -> None:
             store.open(ident)
 
 
+def test_a_truncated_local_recovery_key_is_a_recovery_error(tmp_path: Path) -> None:
+    # A RecoveryError, which the gate's callers turn into a refusal with its fix.
+    key = tmp_path / "recovery.key"
+    key.touch(mode=0o600)
+    key.write_bytes(b"\0" * 16)
+    with pytest.raises(RecoveryError, match=f"recovery key {key} is not a 256-bit key"):
+        LocalKeyWrapper(key)
+
+
 def test_deleting_a_copy_whose_ciphertext_is_gone_removes_its_record(tmp_path: Path) -> None:
     store = RecoveryStore(tmp_path / "rec", LocalKeyWrapper(tmp_path / "k"))
     record = store.save(b"precious work", path="n.ipynb", user="u", reason="test", findings=[])

@@ -594,7 +594,10 @@ def test_an_envelope_signed_by_a_key_the_broker_does_not_publish_is_refused_by_i
         verify_record(record, fetch_keyring(client), [Expected("qpy", circuit_hash(qc))])
     assert info.value.failed_checks == [f"{bad} signature"]
     assert len(info.value.failures) == 1
-    assert info.value.failures[0].startswith(f"{bad} does not verify: ")
+    assert info.value.failures[0].startswith(
+        f"{bad} does not verify: envelope is not signed by 1 trusted key(s): signature 1 "
+    )
+    assert "is not trusted and no trusted key verifies it" in info.value.failures[0]
 
 
 def test_no_wait_then_wait_and_cancel(broker: FakeBroker) -> None:

@@ -136,6 +136,20 @@ def test_service_account_fields_are_values_of_their_own(service_account: str) ->
     check(leaks(out, service_account) == 0)  # nor of the document's own text
 
 
+def test_placeholders_already_in_the_text_are_left_as_they_are(service_account: str) -> None:
+    # "private_key_id" in a field's placeholder is a run of the document: the plain pass
+    # that follows the rendered one (and any second pass) must not mask it again.
+    value = token(30)
+    masker = Masker({"sa": service_account, "tok": value})
+    key_id = json.loads(service_account)["private_key_id"]
+    coloured = f"id: \x1b[32m{key_id}\x1b[0m"
+    check(masker.mask_output(coloured) == f"id: \x1b[32m{P('sa.private_key_id')}\x1b[0m")
+    once = masker.mask(f"id: {key_id}")
+    check(once == f"id: {P('sa.private_key_id')}" and masker.mask(once) == once)
+    # and what stands next to a placeholder is still masked
+    check(masker.mask(f"{once} and {value}") == f"{once} and {P('tok')}")
+
+
 def test_dsn_password_alone_encoded_and_cut_at_a_slash() -> None:
     password = token(20) + "/" + token(16) + "@x"
     dsn = f"postgresql://analyst:{quote(password, safe='/')}@db.example:5432/prod"

@@ -506,6 +506,17 @@ def test_contains_any_sees_a_value_cut_by_an_html_entity_alone() -> None:
     assert not masker.contains_any("shown: &amp; nothing else")
 
 
+def test_html_output_with_entities_and_no_tags_is_masked_on_its_visible_text() -> None:
+    # Jinja and markupsafe escape "'" as &#39; (html.escape, whose form is matched whole,
+    # as &#x27;): no tag in the text, only the entity, and each piece is below a fragment.
+    value = secrets.token_hex(4) + "'" + secrets.token_hex(4) + "ab"
+    masker = Masker({"api": value})
+    shown = "key: " + value.replace("'", "&#39;")
+    assert "<" not in shown and masker.mask(shown) == shown
+    assert masker.mask_output(shown, "text/html") == "key: «secret:api»"
+    assert masker.mask_output("no tags, no entities", "text/html") == "no tags, no entities"
+
+
 def test_a_value_cut_by_svg_markup_gets_one_escaped_placeholder() -> None:
     value = token()
     masker = Masker({"a<b": value})

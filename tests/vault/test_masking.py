@@ -613,6 +613,17 @@ def test_common_stream_shape_still_masks_its_name_and_metadata() -> None:
     assert msg["content"]["name"] == value  # the message itself is not changed
 
 
+def test_common_stream_shape_adds_no_metadata_to_a_message_without_any() -> None:
+    value = token()
+    masker = Masker({"api": value})
+    for text in ("plain output\n", f"key {value}\n"):
+        msg = jmsg("stream", {"name": "stdout", "text": text})
+        del msg["metadata"]
+        out = mask_message(msg, masker, StreamMasker(masker))
+        assert "metadata" not in out and out == mask_message(msg, masker)  # the general path
+        assert value not in out["content"]["text"]
+
+
 def assert_common_shape_as_general(
     masker: Masker,
     fast: StreamMasker,

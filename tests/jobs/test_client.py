@@ -464,17 +464,20 @@ def _edit_record(record: dict[str, Any], edit: str, signer: Any) -> dict[str, An
         record["result"]["counts"] = [["000"]]
     elif edit == "counts":
         record["result"]["counts"][0]["000"] += 1
-    elif edit == "no metadata":  # a broker that signed no metadata sends none
-        job_id = record["job_id"]
+    else:  # re-signed by the broker's own key: a broker bug, or one that was tricked
+        no_metadata = edit == "no metadata"  # a broker that signed no metadata sends none
         statement = m.build_result_statement(
-            job_id=job_id,
+            job_id="another-job" if edit == "result for another job" else record["job_id"],
             manifest_digest=m.statement_digest(record["manifest"]),
             counts=record["result"]["counts"],
-            metadata={},
+            metadata={} if no_metadata else record["result"]["metadata"],
             completed_at=datetime.now(timezone.utc),
         )
+        if edit == "link not a mapping":
+            statement["predicate"]["manifest"] = statement["predicate"]["manifest"]["digest"]
         record["result_envelope"] = m.sign_envelope(statement, signer).model_dump(mode="json")
-        del record["result"]["metadata"]
+        if no_metadata:
+            del record["result"]["metadata"]
     return record
 
 
@@ -491,6 +494,12 @@ def _edit_record(record: dict[str, Any], edit: str, signer: Any) -> dict[str, An
         ("no counts", "counts", "the job record does not carry counts for every circuit sent"),
         ("counts not a mapping", "result hash", "cannot hash the result: "),
         ("counts", "result hash", "the counts do not match the signed result"),
+        ("result for another job", "result job id", "the signed result is for job another-job"),
+        (
+            "link not a mapping",
+            "manifest link",
+            "the signed result is linked to another manifest (sha256 ?, not ",
+        ),
     ],
 )
 def test_a_record_changed_after_signing_is_refused_by_its_check(
@@ -515,6 +524,33 @@ def test_a_record_changed_after_signing_is_refused_by_its_check(
     assert err.failed_checks == [check]
     assert err.failures[0].startswith(message.format(job_id=record["job_id"]))
     assert err.job_id == {"job id": "another-job", "no job id": "?"}.get(edit, record["job_id"])
+    assert err.hint == (
+        "the counts were withheld; do not trust this job. Report the job id to "
+        "your administrator (`jupyter qsecure audit` shows its ledger entries)"
+    )
+
+
+def test_a_result_linked_to_another_manifest_names_both_digests(broker: FakeBroker) -> None:
+    from jupyter_qsecure.jobs import manifest as m
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import (
+        Expected,
+        ResultVerificationFailed,
+        fetch_keyring,
+        verify_record,
+    )
+
+    broker.relink = True  # validly signed, linked to the digest "cdcd…"
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    record = client.submit([encode_circuit(qc)], shots=64, seed=5)
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(record, fetch_keyring(client), [Expected("qpy", circuit_hash(qc))])
+    digest = m.statement_digest(record["manifest"])
+    assert info.value.failed_checks == ["manifest link"]
+    assert info.value.failures == [
+        f"the signed result is linked to another manifest (sha256 {'cd' * 6}…, not {digest[:12]}…)"
+    ]
 
 
 def test_a_record_without_metadata_verifies_when_none_was_signed(broker: FakeBroker) -> None:

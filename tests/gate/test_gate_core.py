@@ -201,6 +201,16 @@ def test_a_recovery_id_is_the_utc_time_of_the_save_whatever_the_local_zone(
     assert abs(stamp - datetime.fromisoformat(record.created)) < timedelta(minutes=1)
 
 
+def test_the_recovery_folder_is_created_with_a_data_dir_that_does_not_exist_yet(
+    tmp_path: Path,
+) -> None:
+    # With OpenBao's transit key, no local key file has created the data dir before.
+    store = RecoveryStore(tmp_path / "data" / "recovery", LocalKeyWrapper(tmp_path / "k"))
+    record = store.save(b"work", path="n.ipynb", user="u", reason="test", findings=[])
+    assert store.open(record.id)[1] == b"work"
+    assert (tmp_path / "data" / "recovery").stat().st_mode & 0o777 == 0o700
+
+
 def test_deleting_a_copy_whose_ciphertext_is_gone_removes_its_record(tmp_path: Path) -> None:
     store = RecoveryStore(tmp_path / "rec", LocalKeyWrapper(tmp_path / "k"))
     record = store.save(b"precious work", path="n.ipynb", user="u", reason="test", findings=[])

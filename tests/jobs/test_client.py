@@ -458,6 +458,8 @@ def _edit_record(record: dict[str, Any], edit: str, signer: Any) -> dict[str, An
         del record["job_id"]
     elif edit == "reported hash":
         record["circuit_hashes"] = ["f" * 64]
+    elif edit == "result as manifest":  # a validly signed statement of the other kind
+        record["manifest"] = record["result_envelope"]
     elif edit == "no counts":
         record["result"] = None
     elif edit == "counts not a mapping":
@@ -494,6 +496,13 @@ def _edit_record(record: dict[str, Any], edit: str, signer: Any) -> dict[str, An
         ("no counts", "counts", "the job record does not carry counts for every circuit sent"),
         ("counts not a mapping", "result hash", "cannot hash the result: "),
         ("counts", "result hash", "the counts do not match the signed result"),
+        (
+            "result as manifest",
+            "manifest signature",
+            "manifest does not verify: statement predicateType is "
+            "'https://jupyter-qsecure.dev/result/v1', expected "
+            "'https://jupyter-qsecure.dev/job/v1'",
+        ),
         ("result for another job", "result job id", "the signed result is for job another-job"),
         (
             "link not a mapping",

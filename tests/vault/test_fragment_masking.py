@@ -90,6 +90,13 @@ def test_min_fragment_must_be_zero_or_at_least_eight(bad: object) -> None:
         Masker({"tok": token(20)}, min_fragment=bad)  # type: ignore[arg-type]
 
 
+def test_min_fragment_of_exactly_eight_masks_runs_of_eight() -> None:
+    value = token(20)
+    masker = Masker({"tok": value}, min_fragment=8)  # the floor itself is allowed
+    check(masker.mask(f"[{value[3:11]}]") == f"[{P('tok')}]")
+    check(masker.mask(f"[{value[3:10]}]") == f"[{value[3:10]}]")
+
+
 def test_fragments_of_escaped_forms_are_masked() -> None:
     value = 'pa"ss\\wörd<&>' + token(40)
     masker = Masker({"pw": value})

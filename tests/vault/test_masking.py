@@ -541,6 +541,29 @@ def test_stream_carry_over_reads_the_type_from_the_header() -> None:
     assert stream.pending_keys() == [("p", "stdout")]
 
 
+def test_stream_carry_over_reads_the_top_level_type_of_a_message_without_header() -> None:
+    value = token()
+    masker = Masker({"api": value})
+    stream = StreamMasker(masker)
+    msg = {
+        "msg_type": "stream",  # a message built without a header
+        "parent_header": {"msg_id": "p"},
+        "content": {"name": "stdout", "text": "key: " + value[:7]},
+    }
+    assert mask_message(msg, masker, stream)["content"]["text"] == "key: "
+    assert stream.pending_keys() == [("p", "stdout")]
+
+
+def test_adjacent_values_in_html_keep_a_placeholder_each() -> None:
+    a, b = secrets.token_hex(10), token()
+    masker = Masker({"a": a, "b": b})
+    for shown, masked in [
+        (f"<i>x</i>{a}{b}<b>y</b>", f"<i>x</i>{P('a')}{P('b')}<b>y</b>"),
+        (f"<i>{a[:10]}</i>{a[10:]}{b}", f"<i>{P('a')}</i>{P('b')}"),
+    ]:
+        assert masker.mask_rendered(shown, "text/html") == masked
+
+
 # --- from mutation testing: the decoded passes of contains_any, merged edits, lists -----
 
 

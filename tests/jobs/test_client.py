@@ -476,7 +476,9 @@ def _edit_record(record: dict[str, Any], edit: str, signer: Any) -> dict[str, An
             completed_at=datetime.now(timezone.utc),
         )
         if edit == "link not a mapping":
-            statement["predicate"]["manifest"] = statement["predicate"]["manifest"]["digest"]
+            statement["predicate"]["manifest"] = m.statement_digest(
+                record["manifest"]
+            )  # a bare string
         record["result_envelope"] = m.sign_envelope(statement, signer).model_dump(mode="json")
         if no_metadata:
             del record["result"]["metadata"]

@@ -429,7 +429,7 @@ def test_a_verification_names_each_check_and_how_each_circuit_hash_was_known(
 
     client = BrokerClient(broker.url, broker.token)
     qc = ghz(3)
-    asked = {"shots": 64, "seed": 5, "backend": "aer_simulator"}
+    asked: dict[str, Any] = {"shots": 64, "seed": 5, "backend": "aer_simulator"}
     record = client.submit([encode_circuit(qc), encode_qasm(BELL_QASM2)], **asked)
     expected = [Expected("qpy", circuit_hash(qc)), Expected("qasm2", None)]
     v = verify_record(record, fetch_keyring(client), expected, asked)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -41,5 +42,31 @@ def test_list_restore_delete(
     assert "already exists" in capsys.readouterr().err
     assert main(["recover", "restore", record.id, "-o", str(tmp_path / "x.ipynb")]) == 0
     assert main(["recover", "delete", record.id]) == 0
+    assert not any((data_dir / "recovery").iterdir())  # the sealed copy too, not only its record
     assert main(["recover", "restore", record.id]) == 2
     assert "no recovery copy" in capsys.readouterr().err
+
+
+def test_with_openbao_configured_copies_go_to_the_same_folder_wrapped_by_transit(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenBao itself is faked here (its transit round trip: tests/gate/test_recovery_transit.py):
+    # what is checked is where the store keeps copies and which key wraps them.
+    from jupyter_qsecure.vault import client as vault_client
+
+    reads: list[tuple[str, str]] = []
+
+    class Transit:
+        def read_key(self, *, name: str, mount_point: str) -> None:
+            reads.append((mount_point, name))
+
+    fake = SimpleNamespace(secrets=SimpleNamespace(transit=Transit()))
+    monkeypatch.setattr(vault_client, "client_from_settings", lambda settings: fake)
+    for var in ("BAO_ADDR", "VAULT_ADDR"):
+        monkeypatch.delenv(var, raising=False)
+    settings = QSecure(vault_addr="http://127.0.0.1:8200", ledger_transit_mount="transit-qs")
+    store = recovery_store_from_settings(settings)
+    local = recovery_store_from_settings(QSecure())
+    assert store.folder == local.folder == data_dir / "recovery"
+    assert (store.wrapper.name, local.wrapper.name) == ("transit", "local")
+    assert reads == [("transit-qs", "qsecure-recovery")]

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import string
+import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -152,15 +155,80 @@ def test_recovery_copies_are_private_and_tamper_evident(tmp_path: Path) -> None:
     data = bytearray(sealed.read_bytes())
     data[-1] ^= 1
     sealed.write_bytes(bytes(data))
-    with pytest.raises(RecoveryError, match="damaged"):
+    with pytest.raises(RecoveryError, match="damaged") as info:
         store.open(record.id)
+    assert info.value.hint == "it cannot be opened; the ledger still records the refused save"
     other = RecoveryStore(tmp_path / "rec", LocalKeyWrapper(tmp_path / "other-key"))
-    with pytest.raises(RecoveryError):
+    with pytest.raises(RecoveryError, match="sealed with a different local key") as info:
         other.open(record.id)
-    with pytest.raises(RecoveryError, match="no recovery copy"):
+    assert "the server that refused the save" in (info.value.hint or "")
+    with pytest.raises(RecoveryError, match="no recovery copy") as info:
         store.open("20990101T000000Z-deadbeef")
-    with pytest.raises(RecoveryError, match="not a recovery id"):
+    assert info.value.hint == "see `jupyter qsecure recover list` (and check QSECURE_DATA_DIR)"
+    with pytest.raises(RecoveryError, match="not a recovery id") as info:
         store.open("../etc/passwd")
+    assert info.value.hint == "see `jupyter qsecure recover list`"
+    outside = tmp_path / "outside"  # an absolute path: never read outside the folder
+    (tmp_path / "outside.json").write_bytes((tmp_path / "rec" / f"{record.id}.json").read_bytes())
+    for ident in (str(outside), ".hidden", "sub/dir"):
+        with pytest.raises(RecoveryError, match="not a recovery id"):
+            store.open(ident)
+
+
+def test_a_truncated_local_recovery_key_is_a_recovery_error(tmp_path: Path) -> None:
+    # A RecoveryError, which the gate's callers turn into a refusal with its fix.
+    key = tmp_path / "recovery.key"
+    key.touch(mode=0o600)
+    key.write_bytes(b"\0" * 16)
+    with pytest.raises(RecoveryError, match=f"recovery key {key} is not a 256-bit key"):
+        LocalKeyWrapper(key)
+
+
+def test_a_recovery_id_is_the_utc_time_of_the_save_whatever_the_local_zone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The id is what a user types (`recover restore ID`) and what `recover list` sorts by.
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30: a local time would be off by hours
+    time.tzset()
+    try:
+        store = RecoveryStore(tmp_path / "rec", LocalKeyWrapper(tmp_path / "k"))
+        record = store.save(b"work", path="n.ipynb", user="u", reason="test", findings=[])
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", record.id)
+    stamp = datetime.strptime(record.id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+    assert abs(stamp - datetime.fromisoformat(record.created)) < timedelta(minutes=1)
+
+
+def test_the_recovery_folder_is_created_with_a_data_dir_that_does_not_exist_yet(
+    tmp_path: Path,
+) -> None:
+    # With OpenBao's transit key, no local key file has created the data dir before.
+    store = RecoveryStore(tmp_path / "data" / "recovery", LocalKeyWrapper(tmp_path / "k"))
+    record = store.save(b"work", path="n.ipynb", user="u", reason="test", findings=[])
+    assert store.open(record.id)[1] == b"work"
+    assert (tmp_path / "data" / "recovery").stat().st_mode & 0o777 == 0o700
+
+
+def test_deleting_a_copy_whose_ciphertext_is_gone_removes_its_record(tmp_path: Path) -> None:
+    store = RecoveryStore(tmp_path / "rec", LocalKeyWrapper(tmp_path / "k"))
+    record = store.save(b"precious work", path="n.ipynb", user="u", reason="test", findings=[])
+    (tmp_path / "rec" / f"{record.id}.bin").unlink()
+    store.delete(record.id)
+    assert store.list() == [] and not any((tmp_path / "rec").iterdir())
+
+
+def test_a_recovery_folder_that_cannot_be_created_names_the_setting_to_fix(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the data dir should be")
+    store = RecoveryStore(blocker / "recovery", LocalKeyWrapper(tmp_path / "k"))
+    with pytest.raises(RecoveryError) as info:
+        store.save(b"precious work", path="n.ipynb", user="u", reason="test", findings=[])
+    assert str(info.value).startswith(f"cannot create the recovery folder {blocker / 'recovery'}: ")
+    assert info.value.hint == "make the data dir writable (QSECURE_DATA_DIR)"
 
 
 def notebook(*sources: str) -> dict[str, Any]:

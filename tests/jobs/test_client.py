@@ -412,6 +412,239 @@ def test_signed_options_must_be_the_ones_asked_for(
     assert f"asked for {key} {asked[key]} but the signed manifest records {signed}" in str(
         info.value
     )
+    assert info.value.failed_checks == ["options"]
+
+
+BELL_QASM2 = (
+    'OPENQASM 2.0;\ninclude "qelib1.inc";\nqreg q[2];\ncreg c[2];\n'
+    "h q[0];\ncx q[0],q[1];\nmeasure q -> c;\n"
+)
+
+
+def test_a_verification_names_each_check_and_how_each_circuit_hash_was_known(
+    broker: FakeBroker,
+) -> None:
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import Check, Expected, fetch_keyring, verify_record
+
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    asked: dict[str, Any] = {"shots": 64, "seed": 5, "backend": "aer_simulator"}
+    record = client.submit([encode_circuit(qc), encode_qasm(BELL_QASM2)], **asked)
+    expected = [Expected("qpy", circuit_hash(qc)), Expected("qasm2", None)]
+    v = verify_record(record, fetch_keyring(client), expected, asked)
+    signer = v.signer
+    assert signer.startswith("local key ed25519:") and v.result_signer == signer
+    assert v.checks == (
+        Check("manifest signature", True, signer),
+        Check("circuit hashes", True, "local, broker"),
+        Check("options", True),
+        Check("result signature", True, signer),
+        Check("manifest link", True, v.manifest_digest),
+        Check("result hash", True, v.result_digest),
+    )
+    assert v.hash_sources == ("local", "broker")
+    assert v.summary() == "verified ✓ (QASM hash by broker)"
+
+
+def _edit_record(record: dict[str, Any], edit: str, signer: Any) -> dict[str, Any]:
+    """``record`` with one thing changed that its signatures do not cover (or re-signed)."""
+    from jupyter_qsecure.jobs import manifest as m
+
+    record = json.loads(json.dumps(record))
+    if edit == "job id":
+        record["job_id"] = "another-job"
+    elif edit == "no job id":
+        del record["job_id"]
+    elif edit == "reported hash":
+        record["circuit_hashes"] = ["f" * 64]
+    elif edit == "result as manifest":  # a validly signed statement of the other kind
+        record["manifest"] = record["result_envelope"]
+    elif edit == "no counts":
+        record["result"] = None
+    elif edit == "counts not a mapping":
+        record["result"]["counts"] = [["000"]]
+    elif edit == "counts":
+        record["result"]["counts"][0]["000"] += 1
+    else:  # re-signed by the broker's own key: a broker bug, or one that was tricked
+        no_metadata = edit == "no metadata"  # a broker that signed no metadata sends none
+        statement = m.build_result_statement(
+            job_id="another-job" if edit == "result for another job" else record["job_id"],
+            manifest_digest=m.statement_digest(record["manifest"]),
+            counts=record["result"]["counts"],
+            metadata={} if no_metadata else record["result"]["metadata"],
+            completed_at=datetime.now(timezone.utc),
+        )
+        if edit == "link not a mapping":
+            statement["predicate"]["manifest"] = m.statement_digest(
+                record["manifest"]
+            )  # a bare string
+        record["result_envelope"] = m.sign_envelope(statement, signer).model_dump(mode="json")
+        if no_metadata:
+            del record["result"]["metadata"]
+    return record
+
+
+@pytest.mark.parametrize(
+    ("edit", "check", "message"),
+    [
+        ("job id", "manifest job id", "the signed manifest is for job {job_id}"),
+        ("no job id", "manifest job id", "the signed manifest is for job {job_id}"),
+        (
+            "reported hash",
+            "circuit hash",
+            "circuit 0: the job record's circuit hash differs from the signed manifest",
+        ),
+        ("no counts", "counts", "the job record does not carry counts for every circuit sent"),
+        ("counts not a mapping", "result hash", "cannot hash the result: "),
+        ("counts", "result hash", "the counts do not match the signed result"),
+        (
+            "result as manifest",
+            "manifest signature",
+            "manifest does not verify: statement predicateType is "
+            "'https://jupyter-qsecure.dev/result/v1', expected "
+            "'https://jupyter-qsecure.dev/job/v1'",
+        ),
+        ("result for another job", "result job id", "the signed result is for job another-job"),
+        (
+            "link not a mapping",
+            "manifest link",
+            "the signed result is linked to another manifest (sha256 ?, not ",
+        ),
+    ],
+)
+def test_a_record_changed_after_signing_is_refused_by_its_check(
+    broker: FakeBroker, edit: str, check: str, message: str
+) -> None:
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import (
+        Expected,
+        ResultVerificationFailed,
+        fetch_keyring,
+        verify_record,
+    )
+
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    record = client.submit([encode_circuit(qc)], shots=64, seed=5)
+    keyring = fetch_keyring(client)
+    expected = [Expected("qpy", circuit_hash(qc))]
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(_edit_record(record, edit, broker.signer), keyring, expected)
+    err = info.value
+    assert err.failed_checks == [check]
+    assert err.failures[0].startswith(message.format(job_id=record["job_id"]))
+    assert err.job_id == {"job id": "another-job", "no job id": "?"}.get(edit, record["job_id"])
+    assert err.hint == (
+        "the counts were withheld; do not trust this job. Report the job id to "
+        "your administrator (`jupyter qsecure audit` shows its ledger entries)"
+    )
+
+
+def test_a_result_linked_to_another_manifest_names_both_digests(broker: FakeBroker) -> None:
+    from jupyter_qsecure.jobs import manifest as m
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import (
+        Expected,
+        ResultVerificationFailed,
+        fetch_keyring,
+        verify_record,
+    )
+
+    broker.relink = True  # validly signed, linked to the digest "cdcd…"
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    record = client.submit([encode_circuit(qc)], shots=64, seed=5)
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(record, fetch_keyring(client), [Expected("qpy", circuit_hash(qc))])
+    digest = m.statement_digest(record["manifest"])
+    assert info.value.failed_checks == ["manifest link"]
+    assert info.value.failures == [
+        f"the signed result is linked to another manifest (sha256 {'cd' * 6}…, not {digest[:12]}…)"
+    ]
+
+
+def test_a_record_without_metadata_verifies_when_none_was_signed(broker: FakeBroker) -> None:
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import Expected, fetch_keyring, verify_record
+
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    record = _edit_record(
+        client.submit([encode_circuit(qc)], shots=64), "no metadata", broker.signer
+    )
+    v = verify_record(record, fetch_keyring(client), [Expected("qpy", circuit_hash(qc))])
+    assert v.verified
+
+
+def test_a_circuit_or_request_other_than_the_one_sent_is_named_in_the_refusal(
+    broker: FakeBroker,
+) -> None:
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import (
+        Expected,
+        ResultVerificationFailed,
+        fetch_keyring,
+        verify_record,
+    )
+
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    record = client.submit([encode_circuit(qc)], shots=64, seed=5)
+    keyring = fetch_keyring(client)
+    signed_hash, other_hash = circuit_hash(qc), circuit_hash(ghz(4))
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(record, keyring, [Expected("qpy", other_hash, "cell 3")])
+    assert info.value.failed_checks == ["circuit hash"]
+    assert info.value.failures == [
+        f"cell 3: the signed manifest names circuit sha256 {signed_hash[:12]}…, "
+        f"but the circuit sent hashes to {other_hash[:12]}…"
+    ]
+
+    v = verify_record(record, keyring, [Expected("qpy", signed_hash)])
+    signed_id = v.statement["predicate"]["request_id"]
+    sent_id = "0123456789abcdef0123"
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(record, keyring, [Expected("qpy", signed_hash)], {"request_id": sent_id})
+    assert info.value.failed_checks == ["request id"]
+    assert info.value.failures == [
+        f"the signed manifest answers another request ({signed_id[:12]}…, "
+        f"not {sent_id[:12]}…): a replayed or mixed-up result"
+    ]
+
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(record, keyring, [Expected("qpy", signed_hash)], {"backend": "ibm_other"})
+    assert info.value.failed_checks == ["options"]
+    assert info.value.failures == [
+        "asked for backend ibm_other but the signed manifest records aer_simulator"
+    ]
+
+
+@pytest.mark.parametrize("bad", ["manifest", "result"])
+def test_an_envelope_signed_by_a_key_the_broker_does_not_publish_is_refused_by_its_check(
+    broker: FakeBroker, tmp_path: Path, bad: str
+) -> None:
+    from jupyter_qsecure.jobs.canonical import circuit_hash
+    from jupyter_qsecure.jobs.result import (
+        Expected,
+        ResultVerificationFailed,
+        fetch_keyring,
+        verify_record,
+    )
+    from jupyter_qsecure.signing.signers import Ed25519FileSigner
+
+    setattr(broker, f"{bad}_signer", Ed25519FileSigner(tmp_path / "untrusted.pem"))
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    record = client.submit([encode_circuit(qc)], shots=64, seed=5)
+    with pytest.raises(ResultVerificationFailed) as info:
+        verify_record(record, fetch_keyring(client), [Expected("qpy", circuit_hash(qc))])
+    assert info.value.failed_checks == [f"{bad} signature"]
+    assert len(info.value.failures) == 1
+    assert info.value.failures[0].startswith(
+        f"{bad} does not verify: envelope is not signed by 1 trusted key(s): signature 1 "
+    )
+    assert "is not trusted and no trusted key verifies it" in info.value.failures[0]
 
 
 def test_no_wait_then_wait_and_cancel(broker: FakeBroker) -> None:

@@ -90,6 +90,13 @@ def test_min_fragment_must_be_zero_or_at_least_eight(bad: object) -> None:
         Masker({"tok": token(20)}, min_fragment=bad)  # type: ignore[arg-type]
 
 
+def test_min_fragment_of_exactly_eight_masks_runs_of_eight() -> None:
+    value = token(20)
+    masker = Masker({"tok": value}, min_fragment=8)  # the floor itself is allowed
+    check(masker.mask(f"[{value[3:11]}]") == f"[{P('tok')}]")
+    check(masker.mask(f"[{value[3:10]}]") == f"[{value[3:10]}]")
+
+
 def test_fragments_of_escaped_forms_are_masked() -> None:
     value = 'pa"ss\\wörd<&>' + token(40)
     masker = Masker({"pw": value})
@@ -134,6 +141,20 @@ def test_service_account_fields_are_values_of_their_own(service_account: str) ->
     for field in ("private_key", "private_key_id", "client_email"):
         check(leaks(out, doc[field]) == 0, field)
     check(leaks(out, service_account) == 0)  # nor of the document's own text
+
+
+def test_placeholders_already_in_the_text_are_left_as_they_are(service_account: str) -> None:
+    # "private_key_id" in a field's placeholder is a run of the document: the plain pass
+    # that follows the rendered one (and any second pass) must not mask it again.
+    value = token(30)
+    masker = Masker({"sa": service_account, "tok": value})
+    key_id = json.loads(service_account)["private_key_id"]
+    coloured = f"id: \x1b[32m{key_id}\x1b[0m"
+    check(masker.mask_output(coloured) == f"id: \x1b[32m{P('sa.private_key_id')}\x1b[0m")
+    once = masker.mask(f"id: {key_id}")
+    check(once == f"id: {P('sa.private_key_id')}" and masker.mask(once) == once)
+    # and what stands next to a placeholder is still masked
+    check(masker.mask(f"{once} and {value}") == f"{once} and {P('tok')}")
 
 
 def test_dsn_password_alone_encoded_and_cut_at_a_slash() -> None:
@@ -243,6 +264,18 @@ def test_contains_any_sees_values_cut_by_markup_in_raw_json_frames() -> None:
     check(masker.contains_any(frame))
     coloured = json.dumps({"text": "\x1b[31m" + value[:20] + "\x1b[0m" + value[20:]})
     check(masker.contains_any(coloured))
+
+
+def test_contains_any_sees_a_value_cut_by_terminal_colours_into_short_pieces() -> None:
+    # Every piece shorter than a fragment: only the text without ANSI codes holds the value.
+    # The websocket screens raw frames with contains_any; a "no" lets the frame through.
+    value = token(2 * K - 2)
+    coloured = "\x1b[31m" + value[: K - 1] + "\x1b[0m" + value[K - 1 :] + "\x1b[0m"
+    masker = Masker({"tok": value})
+    for text in (coloured, json.dumps({"text": coloured})):
+        check(masker.contains_any(text))
+        check(not Masker({"other": token(30)}).contains_any(text))
+    check(masker.mask_output(coloured).count(P("tok")) == 1)
 
 
 # --- numbers and bytes ----------------------------------------------------------------------

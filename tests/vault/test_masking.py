@@ -506,6 +506,17 @@ def test_contains_any_sees_a_value_cut_by_an_html_entity_alone() -> None:
     assert not masker.contains_any("shown: &amp; nothing else")
 
 
+def test_html_output_with_entities_and_no_tags_is_masked_on_its_visible_text() -> None:
+    # Jinja and markupsafe escape "'" as &#39; (html.escape, whose form is matched whole,
+    # as &#x27;): no tag in the text, only the entity, and each piece is below a fragment.
+    value = secrets.token_hex(4) + "'" + secrets.token_hex(4) + "ab"
+    masker = Masker({"api": value})
+    shown = "key: " + value.replace("'", "&#39;")
+    assert "<" not in shown and masker.mask(shown) == shown
+    assert masker.mask_output(shown, "text/html") == "key: «secret:api»"
+    assert masker.mask_output("no tags, no entities", "text/html") == "no tags, no entities"
+
+
 def test_a_value_cut_by_svg_markup_gets_one_escaped_placeholder() -> None:
     value = token()
     masker = Masker({"a<b": value})
@@ -528,6 +539,29 @@ def test_stream_carry_over_reads_the_type_from_the_header() -> None:
     }
     assert mask_message(msg, masker, stream)["content"]["text"] == "key: "
     assert stream.pending_keys() == [("p", "stdout")]
+
+
+def test_stream_carry_over_reads_the_top_level_type_of_a_message_without_header() -> None:
+    value = token()
+    masker = Masker({"api": value})
+    stream = StreamMasker(masker)
+    msg = {
+        "msg_type": "stream",  # a message built without a header
+        "parent_header": {"msg_id": "p"},
+        "content": {"name": "stdout", "text": "key: " + value[:7]},
+    }
+    assert mask_message(msg, masker, stream)["content"]["text"] == "key: "
+    assert stream.pending_keys() == [("p", "stdout")]
+
+
+def test_adjacent_values_in_html_keep_a_placeholder_each() -> None:
+    a, b = secrets.token_hex(10), token()
+    masker = Masker({"a": a, "b": b})
+    for shown, masked in [
+        (f"<i>x</i>{a}{b}<b>y</b>", f"<i>x</i>{P('a')}{P('b')}<b>y</b>"),
+        (f"<i>{a[:10]}</i>{a[10:]}{b}", f"<i>{P('a')}</i>{P('b')}"),
+    ]:
+        assert masker.mask_rendered(shown, "text/html") == masked
 
 
 # --- from mutation testing: the decoded passes of contains_any, merged edits, lists -----
@@ -600,6 +634,17 @@ def test_common_stream_shape_still_masks_its_name_and_metadata() -> None:
     assert out["content"] == {"name": P("api"), "text": "plain output\n"}
     assert out["metadata"] == {"note": P("api")}
     assert msg["content"]["name"] == value  # the message itself is not changed
+
+
+def test_common_stream_shape_adds_no_metadata_to_a_message_without_any() -> None:
+    value = token()
+    masker = Masker({"api": value})
+    for text in ("plain output\n", f"key {value}\n"):
+        msg = jmsg("stream", {"name": "stdout", "text": text})
+        del msg["metadata"]
+        out = mask_message(msg, masker, StreamMasker(masker))
+        assert "metadata" not in out and out == mask_message(msg, masker)  # the general path
+        assert value not in out["content"]["text"]
 
 
 def assert_common_shape_as_general(

@@ -1,0 +1,117 @@
+"""Edges of the notebook walk (:mod:`jupyter_qsecure.scan.extract`) and of the scanner's
+entry points that mutation testing found untested (issue 15)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import scan_fakes as fk
+
+from jupyter_qsecure.scan import InvalidNotebook, ScanError, Scanner, as_notebook, engine
+
+
+def _notebook(*outputs: dict[str, Any], metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "metadata": {},
+        "cells": [
+            {
+                "cell_type": "code",
+                "id": "c0",
+                "metadata": metadata or {},
+                "source": "show()",
+                "execution_count": 1,
+                "outputs": list(outputs),
+            }
+        ],
+    }
+
+
+def _display(data: dict[str, Any]) -> dict[str, Any]:
+    return {"output_type": "display_data", "metadata": {}, "data": data}
+
+
+def test_a_binary_mime_type_before_a_text_one_does_not_hide_it() -> None:
+    # matplotlib puts image/png before text/plain in an output's bundle; an attachment's
+    # bundle may hold more than one representation too
+    key, other = fk.aws_key(), fk.aws_key()
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256))).decode()
+    nb = _notebook(_display({"image/png": png, "text/plain": f"<Figure {key}>"}))
+    nb["cells"][0]["attachments"] = {
+        "fig.png": {"image/png": png, "text/plain": base64.b64encode(other.encode()).decode()}
+    }
+    found = Scanner().scan_notebook(nb).findings
+    assert [(f.type, f.where, f.mime) for f in found] == [
+        ("AWS Access Key", "outputs", "text/plain"),
+        ("AWS Access Key", "attachments", "text/plain"),
+    ]
+
+
+def test_long_binary_base64_with_line_breaks_in_json_is_skipped() -> None:
+    # a widget buffer, base64 with MIME line breaks: a binary payload, not text
+    payload = base64.encodebytes(os.urandom(600)).decode()
+    assert "\n" in payload and len(payload) > 256
+    nb = _notebook(metadata={"widget": {"buffers": [{"data": payload}]}})
+    assert Scanner().scan_notebook(nb).findings == []
+
+
+def test_a_big_metadata_value_without_text_is_remembered_as_nothing() -> None:
+    # rendered once per content (the JSON memo is shared by every path): the second path
+    # gets "no unit" from the memo
+    key = fk.aws_key()
+    nb = _notebook(metadata={"numbers": list(range(300))})
+    nb["cells"][0]["source"] = f"k = '{key}'"
+    scanner = Scanner()
+    for path in ("a.ipynb", "b.ipynb"):
+        result = scanner.scan_notebook(json.loads(json.dumps(nb)), path=path)
+        assert [(f.path, f.cell, f.where) for f in result.findings] == [(path, 0, "source")]
+        assert [u.where for u in result.units] == ["source"]
+
+
+def test_big_html_with_a_lone_surrogate_is_scanned() -> None:
+    # JSON may carry a lone surrogate ("\ud800"); a big HTML output is rendered through a
+    # memo keyed by a hash of its UTF-8 bytes
+    key = fk.aws_key()
+    html = "<p>" + "filler " * 100 + "\ud800</p><p>" + key + "</p>"
+    nb = json.loads(json.dumps(_notebook(_display({"text/html": html}))))
+    for _ in range(2):  # rendered, then served from the memo
+        found = Scanner().scan_notebook(nb).findings
+        assert [(f.type, f.mime) for f in found] == [("AWS Access Key", "text/html")]
+
+
+def test_a_notebook_without_cells_is_scanned_again_at_the_same_path() -> None:
+    key = fk.aws_key()
+    scanner = Scanner()
+    nb: dict[str, Any] = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
+    assert scanner.scan_notebook(dict(nb), path="a.ipynb").findings == []
+    assert scanner.scan_notebook(dict(nb), path="a.ipynb").findings == []
+    nb["metadata"] = {"note": key}
+    found = scanner.scan_notebook(nb, path="a.ipynb").findings
+    assert [(f.type, f.cell, f.where) for f in found] == [("AWS Access Key", None, "metadata")]
+
+
+def test_json_that_is_not_a_notebook_is_named_with_the_fix() -> None:
+    with pytest.raises(InvalidNotebook) as caught:
+        as_notebook({"data": []}, path="x.ipynb")
+    assert caught.value.message == (
+        "x.ipynb is not a valid notebook: no 'cells' list: this is JSON but not a notebook"
+    )
+    assert caught.value.hint == "open it in Jupyter to repair it, or exclude it from the scan"
+
+
+def test_a_file_too_big_to_read_is_an_error_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    big = tmp_path / "big.txt"
+    big.write_text("x" * 100)
+    monkeypatch.setattr(engine, "MAX_FILE_BYTES", 99)
+    with pytest.raises(ScanError) as caught:
+        Scanner().scan_file(big)
+    assert caught.value.message == f"{big} is 100 bytes, more than the scanner reads (99)"
+    assert caught.value.hint == "split the file or scan it with a dedicated tool"

@@ -395,8 +395,8 @@ def json_unit(
         except ValueError:
             try:
                 blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-            except (TypeError, ValueError, RecursionError, pickle.PicklingError):
-                blob = b""
+            except (TypeError, ValueError, AttributeError, RecursionError, pickle.PicklingError):
+                blob = b""  # not JSON data (pickle: AttributeError for a local object)
         if len(blob) >= MEMO_MIN_CHARS:
             digest = hashlib.sha256(blob)  # SHA-NI: ~2x blake2b here
             key = (path, cell, cell_id, where, mime, output, digest.digest())

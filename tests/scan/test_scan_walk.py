@@ -47,9 +47,9 @@ def test_a_binary_mime_type_before_a_text_one_does_not_hide_it() -> None:
         "fig.png": {"image/png": png, "text/plain": base64.b64encode(other.encode()).decode()}
     }
     found = Scanner().scan_notebook(nb).findings
-    assert [(f.type, f.where, f.mime) for f in found] == [
-        ("AWS Access Key", "outputs", "text/plain"),
-        ("AWS Access Key", "attachments", "text/plain"),
+    assert [(f.type, f.where, f.mime, f.path) for f in found] == [
+        ("AWS Access Key", "outputs", "text/plain", ""),  # no path given: none reported
+        ("AWS Access Key", "attachments", "text/plain", ""),
     ]
 
 
@@ -103,6 +103,9 @@ def test_json_that_is_not_a_notebook_is_named_with_the_fix() -> None:
         "x.ipynb is not a valid notebook: no 'cells' list: this is JSON but not a notebook"
     )
     assert caught.value.hint == "open it in Jupyter to repair it, or exclude it from the scan"
+    with pytest.raises(InvalidNotebook) as caught:
+        Scanner().scan_notebook({"data": []}, path="y.ipynb")
+    assert caught.value.message.startswith("y.ipynb is not a valid notebook: ")
 
 
 def test_a_file_too_big_to_read_is_an_error_with_the_fix(

@@ -118,3 +118,13 @@ def test_a_file_too_big_to_read_is_an_error_with_the_fix(
         Scanner().scan_file(big)
     assert caught.value.message == f"{big} is 100 bytes, more than the scanner reads (99)"
     assert caught.value.hint == "split the file or scan it with a dedicated tool"
+
+
+def test_a_folder_scan_reports_its_seconds_to_the_tenth_of_a_millisecond(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.py").write_text("x = 1\n")
+    clock = iter((100.0, 100.123456))
+    monkeypatch.setattr(engine.time, "perf_counter", lambda: next(clock))
+    report = Scanner().scan_paths([tmp_path])
+    assert (report.files, report.seconds) == (1, 0.1235)

@@ -13,7 +13,17 @@ from typing import Any
 import pytest
 import scan_fakes as fk
 
-from jupyter_qsecure.scan import InvalidNotebook, ScanError, Scanner, as_notebook, engine
+from jupyter_qsecure.scan import (
+    InvalidNotebook,
+    ScanError,
+    Scanner,
+    as_notebook,
+    engine,
+    extract,
+    placeholder_for,
+    redact_notebook,
+    redact_text,
+)
 
 
 def _notebook(*outputs: dict[str, Any], metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -129,3 +139,58 @@ def test_a_folder_scan_reports_its_seconds_to_the_tenth_of_a_millisecond(
     monkeypatch.setattr(time, "perf_counter", lambda: times.pop() if len(times) > 1 else times[0])
     report = Scanner(providers=False).scan_paths([tmp_path])  # nothing else reads the clock
     assert (report.files, report.seconds) == (1, 0.1235)
+
+
+def test_an_unreadable_file_is_named_with_the_reason(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.py"
+    with pytest.raises(ScanError) as caught:
+        Scanner().scan_file(missing)
+    assert caught.value.message == f"cannot read {missing}: No such file or directory"
+    assert caught.value.hint == "check the path and its permissions"
+
+
+def test_a_secret_in_an_update_display_data_output_is_found() -> None:
+    key = fk.aws_key()
+    out = {"output_type": "update_display_data", "metadata": {}, "data": {"text/plain": key}}
+    found = Scanner().scan_notebook(_notebook(out)).findings
+    assert [(f.type, f.where, f.output) for f in found] == [("AWS Access Key", "outputs", 0)]
+
+
+def test_redaction_of_an_error_output_replaces_the_value_only() -> None:
+    key = fk.aws_key()
+    error = {
+        "output_type": "error",
+        "ename": "KeyError",
+        "evalue": f"bad key {key} here",
+        "traceback": ["Traceback", f"KeyError: {key}"],
+    }
+    nb = _notebook(error)
+    redacted = redact_notebook(nb, scanner=Scanner())
+    out = redacted["cells"][0]["outputs"][0]
+    hidden = placeholder_for("AWS Access Key")
+    assert (out["ename"], out["evalue"]) == ("KeyError", f"bad key {hidden} here")
+    assert out["traceback"] == ["Traceback", f"KeyError: {hidden}"]
+
+
+def test_redaction_keeps_json_nested_just_above_the_depth_limit() -> None:
+    # leaves less than MAX_JSON_DEPTH below the walked value map back to their own string
+    key = fk.aws_key()
+    leaf: dict[str, Any] = {"token": key, "keep": "this"}
+    deep: dict[str, Any] = leaf
+    for _ in range(extract.MAX_JSON_DEPTH - 4):
+        deep = {"k": deep}
+    nb = _notebook(metadata=deep)
+    redacted = redact_notebook(nb, scanner=Scanner())
+    node = redacted["cells"][0]["metadata"]
+    for _ in range(extract.MAX_JSON_DEPTH - 4):
+        node = node["k"]
+    assert node == {"token": placeholder_for("AWS Access Key"), "keep": "this"}
+
+
+def test_redaction_of_an_svg_file_with_a_value_split_over_elements_removes_it() -> None:
+    key = fk.aws_key()
+    svg = f'<svg xmlns="http://www.w3.org/2000/svg"><text><tspan>{key[:10]}</tspan><tspan>{key[10:]}</tspan></text></svg>'
+    result = Scanner().scan_text(svg, path="chart.svg")
+    assert [f.type for f in result.findings] == ["AWS Access Key"]
+    redacted = redact_text(svg, result, path="chart.svg")
+    assert key[:10] not in redacted and key[10:] not in redacted

@@ -149,6 +149,12 @@ def test_an_unchanged_notebook_counts_every_unit_as_cached() -> None:
     assert cached > 0
     scanner.scan_notebook(_parsed(nb), path="a.ipynb")
     assert (scanner.stats.units_scanned, scanner.stats.units_cached) == (scanned, cached + units)
+    nb["cells"][1]["source"] += "\n# edited"  # one unit to scan, its cell's others cached
+    scanner.scan_notebook(_parsed(nb), path="a.ipynb")
+    assert (scanner.stats.units_scanned, scanner.stats.units_cached) == (
+        scanned + 1,
+        cached + 2 * units - 1,
+    )
 
 
 def test_the_scanners_own_values_do_not_make_unchanged_cells_matched_again(

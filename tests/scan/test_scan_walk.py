@@ -194,3 +194,36 @@ def test_redaction_of_an_svg_file_with_a_value_split_over_elements_removes_it() 
     assert [f.type for f in result.findings] == ["AWS Access Key"]
     redacted = redact_text(svg, result, path="chart.svg")
     assert key[:10] not in redacted and key[10:] not in redacted
+
+
+def test_big_html_outputs_are_each_rendered_from_their_own_content() -> None:
+    # HTML this big is rendered once per distinct content (a memo shared by every scan)
+    key = fk.aws_key()
+    filler = "<p>" + "plain words " * 60 + "</p>"
+    nb = _notebook(_display({"text/html": filler + "<p>nothing here</p>"}))
+    nb["cells"].append(dict(nb["cells"][0], id="c1"))
+    nb["cells"][1]["outputs"] = [_display({"text/html": filler + f"<p>{key}</p>"})]
+    found = Scanner().scan_notebook(nb).findings
+    assert [(f.type, f.cell, f.mime) for f in found] == [("AWS Access Key", 1, "text/html")]
+
+
+def test_a_big_svg_attachment_is_scanned_as_rendered() -> None:
+    key = fk.aws_key()
+    svg = '<svg xmlns="http://www.w3.org/2000/svg">' + "<desc>chart</desc>" * 40
+    svg += f"<text><tspan>{key[:10]}</tspan><tspan>{key[10:]}</tspan></text></svg>"
+    assert len(svg) > extract.MEMO_MIN_CHARS
+    nb = _notebook()
+    nb["cells"][0]["attachments"] = {
+        "chart.svg": {"image/svg+xml": base64.b64encode(svg.encode()).decode()}
+    }
+    found = Scanner().scan_notebook(nb).findings
+    assert [(f.type, f.where, f.mime) for f in found] == [
+        ("AWS Access Key", "attachments", "image/svg+xml")
+    ]
+
+
+def test_findings_in_json_name_their_cell_by_id() -> None:
+    key = fk.aws_key()
+    nb = _notebook(metadata={"conn": {"key": key}})
+    found = Scanner().scan_notebook(nb).findings
+    assert [(f.cell, f.cell_id, f.where) for f in found] == [(0, "c0", "metadata")]

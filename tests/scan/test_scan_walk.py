@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from jupyter_qsecure.scan import (
     redact_notebook,
     redact_text,
 )
+from jupyter_qsecure.scan.fingerprints import Fingerprinter, FingerprintIndex
 
 
 def _notebook(*outputs: dict[str, Any], metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -58,9 +60,9 @@ def test_a_binary_mime_type_before_a_text_one_does_not_hide_it() -> None:
         "fig.png": {"image/png": png, "text/plain": base64.b64encode(other.encode()).decode()}
     }
     found = Scanner().scan_notebook(nb).findings
-    assert [(f.type, f.where, f.mime, f.path) for f in found] == [
-        ("AWS Access Key", "outputs", "text/plain", ""),  # no path given: none reported
-        ("AWS Access Key", "attachments", "text/plain", ""),
+    assert [(f.type, f.where, f.mime, f.path, f.cell) for f in found] == [
+        ("AWS Access Key", "outputs", "text/plain", "", 0),  # no path given: none reported
+        ("AWS Access Key", "attachments", "text/plain", "", 0),
     ]
 
 
@@ -227,3 +229,45 @@ def test_findings_in_json_name_their_cell_by_id() -> None:
     nb = _notebook(metadata={"conn": {"key": key}})
     found = Scanner().scan_notebook(nb).findings
     assert [(f.cell, f.cell_id, f.where) for f in found] == [(0, "c0", "metadata")]
+
+
+def test_a_notebook_file_is_searched_for_the_registrys_values(tmp_path: Path) -> None:
+    value = secrets.token_urlsafe(30)
+    index = FingerprintIndex.of_values(Fingerprinter.ephemeral(), {"ibm": value})
+    nb = _notebook()
+    nb["cells"][0]["source"] = f"token = '{value}'"
+    path = tmp_path / "a.ipynb"
+    path.write_text(json.dumps(nb))
+    found = Scanner().scan_file(path, injected=index)
+    assert found is not None
+    assert [(f.type, f.secret_name) for f in found.findings] == [
+        ("Injected Secret (registry)", "ibm")
+    ]
+
+
+def test_a_folder_scan_searches_its_files_for_the_given_values(tmp_path: Path) -> None:
+    value = secrets.token_urlsafe(30)
+    (tmp_path / "a.txt").write_text(f"note {value}\n")
+    report = Scanner().scan_paths([tmp_path], exact_values=[value])
+    assert [f.type for f in report.findings] == ["Injected Secret"]
+
+
+def test_a_source_list_with_other_items_keeps_its_strings() -> None:
+    key = fk.aws_key()
+    nb = _notebook()
+    nb["cells"][0]["source"] = ["k = '", 1, key, "'"]  # not nbformat, but seen in the wild
+    found = Scanner().scan_notebook(nb).findings
+    assert [(f.type, f.where) for f in found] == [("AWS Access Key", "source")]
+
+
+def test_an_unnamed_invalid_notebook_is_called_a_notebook() -> None:
+    with pytest.raises(InvalidNotebook) as caught:
+        as_notebook({"data": []})
+    assert caught.value.message.startswith("notebook is not a valid notebook: ")
+
+
+def test_a_credential_in_an_html_table_is_found() -> None:
+    secret = fk.password()
+    table = f"<table><tr><th>user</th><th>password</th></tr><tr><td>ann</td><td>{secret}</td></tr></table>"
+    found = Scanner().scan_notebook(_notebook(_display({"text/html": table}))).findings
+    assert [f.mime for f in found] == ["text/html"]

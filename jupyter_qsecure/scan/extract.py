@@ -258,7 +258,8 @@ def is_binary_base64(value: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     try:
-        raw[:4096].decode("utf-8")
+        # incremental: the first 4 KiB may end inside a character, which is not binary
+        codecs.getincrementaldecoder("utf-8")().decode(raw[:4096], final=False)
     except UnicodeDecodeError:
         return True
     return False

@@ -271,3 +271,14 @@ def test_a_credential_in_an_html_table_is_found() -> None:
     table = f"<table><tr><th>user</th><th>password</th></tr><tr><td>ann</td><td>{secret}</td></tr></table>"
     found = Scanner().scan_notebook(_notebook(_display({"text/html": table}))).findings
     assert [f.mime for f in found] == ["text/html"]
+
+
+@pytest.mark.parametrize("filler", ["plain words ", "\u20ac"])  # the euro sign: 3 UTF-8 bytes
+def test_long_base64_of_text_is_searched_for_an_injected_value(filler: str) -> None:
+    # text, not a binary payload, even when its first 4 KiB end inside a character
+    value = secrets.token_urlsafe(30)
+    text = filler * 1500 + value + filler * 1500
+    blob = base64.b64encode(text.encode()).decode()
+    nb = _notebook(metadata={"state": {"b": blob}})
+    found = Scanner().scan_notebook(nb, exact_values=[value]).findings
+    assert [(f.type, f.where) for f in found] == [("Injected Secret (base64)", "metadata")]

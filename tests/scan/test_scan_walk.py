@@ -26,6 +26,7 @@ from jupyter_qsecure.scan import (
     redact_text,
 )
 from jupyter_qsecure.scan.fingerprints import Fingerprinter, FingerprintIndex
+from jupyter_qsecure.testing import planted as pl
 
 
 def _notebook(*outputs: dict[str, Any], metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -282,3 +283,12 @@ def test_long_base64_of_text_is_searched_for_an_injected_value(filler: str) -> N
     nb = _notebook(metadata={"state": {"b": blob}})
     found = Scanner().scan_notebook(nb, exact_values=[value]).findings
     assert [(f.type, f.where) for f in found] == [("Injected Secret (base64)", "metadata")]
+
+
+def test_the_nextline_pragma_applies_to_provider_rules() -> None:
+    value = pl.make_secret(pl.PROVIDER_BY_FAMILY["shopify"])
+    scanner = Scanner()
+    allowed = f'x = 1\n# pragma: allowlist nextline secret\nSHOPIFY = "{value}"\n'
+    assert scanner.scan_text(allowed, path="a.py").findings == []
+    too_far = f'# pragma: allowlist nextline secret\nx = 1\nSHOPIFY = "{value}"\n'
+    assert scanner.scan_text(too_far, path="a.py").findings != []

@@ -292,3 +292,20 @@ def test_the_nextline_pragma_applies_to_provider_rules() -> None:
     assert scanner.scan_text(allowed, path="a.py").findings == []
     too_far = f'# pragma: allowlist nextline secret\nx = 1\nSHOPIFY = "{value}"\n'
     assert scanner.scan_text(too_far, path="a.py").findings != []
+
+
+def test_a_rule_allowlist_on_the_line_applies_to_that_rules_hits(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        "[[rules]]\n"
+        'id = "acme-api-token"\n'
+        "regex = '''\\b(acme_[a-z0-9]{32})\\b'''\n"
+        "secretGroup = 1\n"
+        "[[rules.allowlists]]\n"
+        'regexTarget = "line"\n'
+        "regexes = ['''# test fixture''']\n"
+    )
+    token = "acme_" + pl.rand(pl._sys(), 32, pl.LOWER + pl.DIGITS)
+    scanner = Scanner(rules=rules)
+    assert scanner.scan_text(f"t = '{token}'  # test fixture\n", path="a.py").findings == []
+    assert scanner.scan_text(f"t = '{token}'\n", path="a.py").findings != []

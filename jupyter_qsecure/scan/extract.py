@@ -258,7 +258,8 @@ def is_binary_base64(value: str) -> bool:
     except (binascii.Error, ValueError):
         return False
     try:
-        raw[:4096].decode("utf-8")
+        # incremental: the first 4 KiB may end inside a character, which is not binary
+        codecs.getincrementaldecoder("utf-8")().decode(raw[:4096], final=False)
     except UnicodeDecodeError:
         return True
     return False
@@ -395,8 +396,8 @@ def json_unit(
         except ValueError:
             try:
                 blob = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-            except (TypeError, ValueError, RecursionError, pickle.PicklingError):
-                blob = b""
+            except (TypeError, ValueError, AttributeError, RecursionError, pickle.PicklingError):
+                blob = b""  # not JSON data (pickle: AttributeError for a local object)
         if len(blob) >= MEMO_MIN_CHARS:
             digest = hashlib.sha256(blob)  # SHA-NI: ~2x blake2b here
             key = (path, cell, cell_id, where, mime, output, digest.digest())

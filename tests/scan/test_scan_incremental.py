@@ -125,3 +125,69 @@ def test_clear_cache_forgets_the_notebooks() -> None:
     scanned = scanner.stats.units_scanned
     scanner.scan_notebook(_parsed(nb), path="a.ipynb")
     assert scanner.stats.units_scanned == scanned + len(notebook_units(nb))
+
+
+def test_a_cell_that_cannot_be_serialised_is_extracted_at_every_scan() -> None:
+    # no exact serialisation (a non-JSON object in its metadata): never taken as unchanged
+    key = fk.aws_key()
+    scanner = Scanner()
+    nb = _notebook(2)
+    nb["cells"][1]["metadata"]["widget"] = lambda: None
+    assert scanner.scan_notebook(nb, path="a.ipynb").findings == []
+    nb["cells"][1]["source"] = f"k = '{key}'"
+    found = scanner.scan_notebook(nb, path="a.ipynb").findings
+    assert [(f.type, f.cell) for f in found] == [("AWS Access Key", 1)]
+
+
+def test_an_unchanged_notebook_counts_every_unit_as_cached() -> None:
+    scanner = Scanner()
+    nb = _notebook(3)
+    units = len(notebook_units(nb))
+    for _ in range(2):  # the second time, every part is remembered
+        scanner.scan_notebook(_parsed(nb), path="a.ipynb")
+    scanned, cached = scanner.stats.units_scanned, scanner.stats.units_cached
+    assert cached > 0
+    scanner.scan_notebook(_parsed(nb), path="a.ipynb")
+    assert (scanner.stats.units_scanned, scanner.stats.units_cached) == (scanned, cached + units)
+    nb["cells"][1]["source"] += "\n# edited"  # one unit to scan, its cell's others cached
+    scanner.scan_notebook(_parsed(nb), path="a.ipynb")
+    assert (scanner.stats.units_scanned, scanner.stats.units_cached) == (
+        scanned + 1,
+        cached + 2 * units - 1,
+    )
+
+
+def test_the_scanners_own_values_do_not_make_unchanged_cells_matched_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = fk.aws_key()
+    scanner = Scanner(exact_values=[key])
+    nb = _notebook(3)
+    nb["cells"][1]["source"] = f"k = '{key}'"
+    found = scanner.scan_notebook(_parsed(nb), path="a.ipynb").findings
+    assert [(f.type, f.cell) for f in found] == [("Injected Secret", 1)]
+    matched: list[int | None] = []
+    unit_matches = scanner._unit_matches
+
+    def counting_matches(units: Any, *args: Any) -> Any:
+        matched.extend(u.cell for u in units)
+        return unit_matches(units, *args)
+
+    monkeypatch.setattr(scanner, "_unit_matches", counting_matches)
+    again = scanner.scan_notebook(_parsed(nb), path="a.ipynb").findings
+    assert again == found and matched == []
+
+
+def test_a_new_cell_equal_to_the_old_metadata_is_scanned_as_a_cell() -> None:
+    # the metadata part is matched with the last part only, never with a cell at its position
+    key = fk.aws_key()
+    scanner = Scanner()
+    nb = _notebook(1)
+    cell: dict[str, Any] = {"cell_type": "code", "id": "n", "metadata": {}}
+    cell.update(source=f"k = '{key}'", outputs=[], execution_count=None)
+    nb["metadata"] = dict(cell)
+    first = scanner.scan_notebook(_parsed(nb), path="a.ipynb").findings
+    assert [(f.cell, f.where) for f in first] == [(None, "metadata")]
+    nb["cells"].append(dict(cell))
+    found = scanner.scan_notebook(_parsed(nb), path="a.ipynb").findings
+    assert [(f.cell, f.where) for f in found] == [(1, "source"), (None, "metadata")]

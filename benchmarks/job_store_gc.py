@@ -139,8 +139,10 @@ def main() -> int:
     print(f"  no store {med(baseline):8.2f} ({min(baseline):.2f})")
     print(f"  A        {med(pauses[False]):8.2f} ({min(pauses[False]):.2f})")
     print(f"  B        {med(pauses[True]):8.2f} ({min(pauses[True]):.2f})")
-    print(f"encode_record of a job's record (keep_ended without the REST bytes): CPU us median "
-          f"{med(encode_cpu):.1f} over {len(encode_cpu)} records, {len(encode_record(records[0]))} bytes")
+    print(
+        f"encode_record of a job's record (keep_ended without the REST bytes): CPU us median "
+        f"{med(encode_cpu):.1f} over {len(encode_cpu)} records, {len(encode_record(records[0]))} bytes"
+    )
     print(f"  tracked objects in the whole process now: {len(gc.get_objects())}")
     return 0
 

@@ -25,6 +25,8 @@ from typing import Any
 import pytest
 
 from jupyter_qsecure.errors import QSecureError
+from jupyter_qsecure.jobs import manifest as m
+from jupyter_qsecure.jobs.canonical import circuit_hash
 from jupyter_qsecure.jobs.client import (
     BrokerClient,
     BrokerUnavailable,
@@ -39,6 +41,13 @@ from jupyter_qsecure.jobs.client import (
     encode_qasm,
     qasm_format,
 )
+from jupyter_qsecure.jobs.result import (
+    Expected,
+    ResultVerificationFailed,
+    fetch_keyring,
+    verify_record,
+)
+from jupyter_qsecure.signing.signers import Ed25519FileSigner
 from jupyter_qsecure.testing.circuits import ghz
 from jupyter_qsecure.testing.ports import free_loopback_port
 
@@ -485,6 +494,14 @@ def _edit_record(record: dict[str, Any], edit: str, signer: Any) -> dict[str, An
     return record
 
 
+def _submitted_ghz3(broker: FakeBroker) -> tuple[BrokerClient, Any, dict[str, Any]]:
+    """A 3-qubit GHZ job (64 shots, seed 5) sent through the fake broker: client, circuit,
+    the record as answered."""
+    client = BrokerClient(broker.url, broker.token)
+    qc = ghz(3)
+    return client, qc, client.submit([encode_circuit(qc)], shots=64, seed=5)
+
+
 @pytest.mark.parametrize(
     ("edit", "check", "message"),
     [
@@ -516,17 +533,8 @@ def _edit_record(record: dict[str, Any], edit: str, signer: Any) -> dict[str, An
 def test_a_record_changed_after_signing_is_refused_by_its_check(
     broker: FakeBroker, edit: str, check: str, message: str
 ) -> None:
-    from jupyter_qsecure.jobs.canonical import circuit_hash
-    from jupyter_qsecure.jobs.result import (
-        Expected,
-        ResultVerificationFailed,
-        fetch_keyring,
-        verify_record,
-    )
 
-    client = BrokerClient(broker.url, broker.token)
-    qc = ghz(3)
-    record = client.submit([encode_circuit(qc)], shots=64, seed=5)
+    client, qc, record = _submitted_ghz3(broker)
     keyring = fetch_keyring(client)
     expected = [Expected("qpy", circuit_hash(qc))]
     with pytest.raises(ResultVerificationFailed) as info:
@@ -542,19 +550,9 @@ def test_a_record_changed_after_signing_is_refused_by_its_check(
 
 
 def test_a_result_linked_to_another_manifest_names_both_digests(broker: FakeBroker) -> None:
-    from jupyter_qsecure.jobs import manifest as m
-    from jupyter_qsecure.jobs.canonical import circuit_hash
-    from jupyter_qsecure.jobs.result import (
-        Expected,
-        ResultVerificationFailed,
-        fetch_keyring,
-        verify_record,
-    )
 
     broker.relink = True  # validly signed, linked to the digest "cdcd…"
-    client = BrokerClient(broker.url, broker.token)
-    qc = ghz(3)
-    record = client.submit([encode_circuit(qc)], shots=64, seed=5)
+    client, qc, record = _submitted_ghz3(broker)
     with pytest.raises(ResultVerificationFailed) as info:
         verify_record(record, fetch_keyring(client), [Expected("qpy", circuit_hash(qc))])
     digest = m.statement_digest(record["manifest"])
@@ -565,8 +563,6 @@ def test_a_result_linked_to_another_manifest_names_both_digests(broker: FakeBrok
 
 
 def test_a_record_without_metadata_verifies_when_none_was_signed(broker: FakeBroker) -> None:
-    from jupyter_qsecure.jobs.canonical import circuit_hash
-    from jupyter_qsecure.jobs.result import Expected, fetch_keyring, verify_record
 
     client = BrokerClient(broker.url, broker.token)
     qc = ghz(3)
@@ -580,17 +576,8 @@ def test_a_record_without_metadata_verifies_when_none_was_signed(broker: FakeBro
 def test_a_circuit_or_request_other_than_the_one_sent_is_named_in_the_refusal(
     broker: FakeBroker,
 ) -> None:
-    from jupyter_qsecure.jobs.canonical import circuit_hash
-    from jupyter_qsecure.jobs.result import (
-        Expected,
-        ResultVerificationFailed,
-        fetch_keyring,
-        verify_record,
-    )
 
-    client = BrokerClient(broker.url, broker.token)
-    qc = ghz(3)
-    record = client.submit([encode_circuit(qc)], shots=64, seed=5)
+    client, qc, record = _submitted_ghz3(broker)
     keyring = fetch_keyring(client)
     signed_hash, other_hash = circuit_hash(qc), circuit_hash(ghz(4))
     with pytest.raises(ResultVerificationFailed) as info:
@@ -624,19 +611,9 @@ def test_a_circuit_or_request_other_than_the_one_sent_is_named_in_the_refusal(
 def test_an_envelope_signed_by_a_key_the_broker_does_not_publish_is_refused_by_its_check(
     broker: FakeBroker, tmp_path: Path, bad: str
 ) -> None:
-    from jupyter_qsecure.jobs.canonical import circuit_hash
-    from jupyter_qsecure.jobs.result import (
-        Expected,
-        ResultVerificationFailed,
-        fetch_keyring,
-        verify_record,
-    )
-    from jupyter_qsecure.signing.signers import Ed25519FileSigner
 
     setattr(broker, f"{bad}_signer", Ed25519FileSigner(tmp_path / "untrusted.pem"))
-    client = BrokerClient(broker.url, broker.token)
-    qc = ghz(3)
-    record = client.submit([encode_circuit(qc)], shots=64, seed=5)
+    client, qc, record = _submitted_ghz3(broker)
     with pytest.raises(ResultVerificationFailed) as info:
         verify_record(record, fetch_keyring(client), [Expected("qpy", circuit_hash(qc))])
     assert info.value.failed_checks == [f"{bad} signature"]

@@ -100,9 +100,7 @@ def main() -> int:
             return state
 
         def ended(job_id: str) -> EndedJob:
-            state = clone(job_id)
-            encoded = encode_record(state.record())
-            return EndedJob(job_id, state.identity.get("user"), state.status, encoded)
+            return EndedJob.of(clone(job_id))
 
         sizes: dict[bool, list[float]] = {False: [], True: []}
         pauses: dict[bool, list[float]] = {False: [], True: []}

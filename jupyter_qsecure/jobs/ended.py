@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .status import JobStatus
+
+if TYPE_CHECKING:
+    from .service import JobState
 
 __all__ = ["EndedJob", "encode_record"]
 
@@ -41,6 +44,14 @@ class EndedJob:
         self.user = user
         self.status = status
         self.encoded = encoded
+
+    @classmethod
+    def of(cls, state: JobState, encoded: bytes | None = None) -> EndedJob:
+        """``state`` once it has ended; ``encoded``: its record as answered, if the caller
+        has those bytes (else encoded here)."""
+        if encoded is None:
+            encoded = encode_record(state.record())
+        return cls(state.job_id, state.user, state.status, encoded)
 
     def current_status(self) -> JobStatus:
         return self.status

@@ -48,7 +48,7 @@ from .declared import (
     OverPolicy,
     check_declared,
 )
-from .ended import EndedJob, encode_record
+from .ended import EndedJob
 from .executor import ExecutorError, QueueFull, QueuePlace
 from .manifest import (
     Envelope,
@@ -180,6 +180,12 @@ class JobState:
             dispatch_seq=getattr(handle, "dispatch_seq", None),
         )
         self.wake = None
+
+    @property
+    def user(self) -> str | None:
+        """The job's owner (its submitter's Jupyter user), as :class:`EndedJob` keeps it."""
+        user: str | None = self.identity.get("user")
+        return user
 
     def current_status(self) -> JobStatus:
         """``running`` once a worker took the job, ``queued`` while it waits for one."""
@@ -730,9 +736,7 @@ class JobService:
             return
         if self._jobs.get(state.job_id) is not state:  # evicted meanwhile
             return
-        if encoded is None:
-            encoded = encode_record(state.record())
-        ended = EndedJob(state.job_id, state.identity.get("user"), state.status, encoded)
+        ended = EndedJob.of(state, encoded)
         with self._lock:
             if self._jobs.get(state.job_id) is state:  # keeps its place in the store
                 self._jobs[state.job_id] = ended
@@ -1088,13 +1092,7 @@ class JobService:
         another user is not found, as one that does not exist."""
         identity = self.authenticate(token)
         state = self._jobs.get(job_id)
-        if state is None:
-            owner = None
-        elif isinstance(state, EndedJob):
-            owner = state.user
-        else:
-            owner = state.identity.get("user")
-        if state is None or owner != identity.get("user"):
+        if state is None or state.user != identity.get("user"):
             raise NotFound(f"no job {job_id} for this user", hint="check the job id")
         return state
 
@@ -1155,7 +1153,7 @@ class JobService:
         state = self._jobs.get(job_id) if isinstance(job_id, str) else None
         if not isinstance(state, JobState) or state.status != JobStatus.PENDING_APPROVAL:
             return None  # none, or ended (an EndedJob)
-        submitter = str(state.identity.get("user"))
+        submitter = str(state.user)
         try:
             if self.approvals is None:
                 raise ApprovalRefused("this server trusts no approver")

@@ -50,12 +50,6 @@ class MalformedBody(JobError):
     status = 400
 
 
-def _encode(record: dict[str, Any]) -> bytes:
-    """A response body: compact JSON, encoded to bytes once (as the job store keeps an
-    ended job's record: ``GET`` of an ended job writes those bytes as they are)."""
-    return encode_record(record)
-
-
 @stream_request_body
 class _JobsHandler(BearerAPIHandler):
     bearer_realm = "jupyter-qsecure jobs"
@@ -97,7 +91,7 @@ class _JobsHandler(BearerAPIHandler):
     def send_record(self, state: JobState | EndedJob, status: int = 200) -> bytes:
         """Answer with the job's record; returns the body sent. An ended job's is sent as
         the store keeps it (encoded once, when it ended)."""
-        body = state.encoded if isinstance(state, EndedJob) else _encode(state.record())
+        body = state.encoded if isinstance(state, EndedJob) else encode_record(state.record())
         self.set_status(status)
         self.finish(body)
         return body
@@ -174,7 +168,7 @@ class JobsHandler(_JobsHandler):
         record = body = None
         try:
             record = state.record()
-            body = _encode(record)
+            body = encode_record(record)
             self.set_status(200)
             self.finish(body)
         finally:  # answered (or the client went away): now the archive, in its own thread
@@ -217,7 +211,7 @@ class KeysHandler(_JobsHandler):
     @allow_unauthenticated
     async def get(self) -> None:
         # the token was checked in prepare; the keys are in memory
-        self.finish(_encode({"keys": self.service.public_keys()}))
+        self.finish(encode_record({"keys": self.service.public_keys()}))
 
 
 def job_routes(
